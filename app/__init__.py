@@ -1,0 +1,73 @@
+"""Application factory: config, extensions, blueprints, errors, request boundary, CLI."""
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, request
+
+from app import spatial
+from app.errors import register_error_handlers
+from app.extensions import api, db, migrate
+from config import INSTANCE_DIR, PROJECT_ROOT, BaseConfig, load_config
+
+WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+JSON_BODY_METHODS = {"POST", "PUT", "PATCH"}
+
+
+def create_app(config: BaseConfig | str | None = None) -> Flask:
+    app = Flask(__name__, instance_path=str(INSTANCE_DIR))
+    cfg = config if isinstance(config, BaseConfig) else load_config(config)
+    app.config.from_object(cfg)
+    app.config["APP_ENV"] = cfg.ENV_NAME
+    logging.basicConfig(level=app.config["LOG_LEVEL"], format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    register_extensions(app)
+    register_blueprints(app)
+    register_error_handlers(app)
+    register_request_boundary(app)
+    register_cli(app)
+    return app
+
+
+def register_extensions(app: Flask) -> None:
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = spatial.engine_options(app)
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"), render_as_batch=True)
+    with app.app_context():
+        spatial.install_engine_hooks(app, db.engine)
+    api.init_app(app)
+
+
+def register_blueprints(app: Flask) -> None:
+    from app.api import register_blueprints as register
+
+    register(app, api)
+
+
+def register_request_boundary(app: Flask) -> None:
+    """One transaction per request: commit after a successful write, roll back on anything else."""
+    from app.api.cells import import_body_limit
+    from app.errors import problem_response
+
+    @app.before_request
+    def _check_body():
+        import_body_limit()
+        if request.method in JSON_BODY_METHODS and request.path.startswith("/api/") and \
+                (request.content_length or request.headers.get("Transfer-Encoding")) and not request.is_json:
+            return problem_response(415, "unsupported_media_type", "Unsupported Media Type",
+                                    "Send the body as application/json.")
+        return None
+
+    @app.after_request
+    def _commit(response):
+        if request.method in WRITE_METHODS and response.status_code < 400:
+            db.session.commit()
+        else:
+            db.session.rollback()
+        return response
+
+
+def register_cli(app: Flask) -> None:
+    from app.cli import register_commands
+
+    register_commands(app)

@@ -1,0 +1,18 @@
+"""HTTP blueprints under /api/v1: thin MethodViews that parse, check access and call services."""
+from __future__ import annotations
+
+from flask import Flask
+from flask_smorest import Api
+
+API_PREFIX = "/api/v1"
+BEARER = [{"bearerAuth": []}]
+
+
+def register_blueprints(app: Flask, api: Api) -> None:
+    from app.api import auth, categories, cells, health, reports
+
+    api.spec.components.security_scheme(
+        "bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
+    for module in (auth, cells, categories, reports):
+        api.register_blueprint(module.blp, url_prefix=API_PREFIX)
+    app.register_blueprint(health.bp)

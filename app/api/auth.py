@@ -1,0 +1,57 @@
+"""Sign-up, sign-in, token rotation, sign-out and the caller's own profile."""
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from app.api import BEARER
+from app.auth.decorators import auth_required, current_user
+from app.schemas.auth import LoginIn, RefreshIn, RegisterIn, TokensOut, UserOut
+from app.services import auth as auth_service
+from app.services import users as user_service
+
+blp = Blueprint("auth", __name__, description="Accounts and tokens")
+
+
+@blp.route("/auth/register")
+class Register(MethodView):
+    @blp.arguments(RegisterIn)
+    @blp.response(201, UserOut)
+    def post(self, data):
+        """Register a resident; the phone number becomes the username."""
+        return user_service.register_resident(data["phone"], data["password"], data.get("display_name"))
+
+
+@blp.route("/auth/login")
+class Login(MethodView):
+    @blp.arguments(LoginIn)
+    @blp.response(200, TokensOut)
+    def post(self, data):
+        """Exchange username and password for an access token (15 min) and a refresh token (30 days)."""
+        return auth_service.login(data["username"], data["password"])
+
+
+@blp.route("/auth/refresh")
+class Refresh(MethodView):
+    @blp.arguments(RefreshIn)
+    @blp.response(200, TokensOut)
+    def post(self, data):
+        """Rotate a refresh token; replaying a used one revokes its whole login."""
+        return auth_service.refresh(data["refresh_token"])
+
+
+@blp.route("/auth/logout")
+class Logout(MethodView):
+    @blp.arguments(RefreshIn)
+    @blp.response(204)
+    def post(self, data):
+        """End the login the refresh token belongs to; its access tokens stop working too."""
+        auth_service.logout(data["refresh_token"])
+
+
+@blp.route("/me")
+class Me(MethodView):
+    @auth_required()
+    @blp.doc(security=BEARER)
+    @blp.response(200, UserOut)
+    def get(self):
+        """The signed-in account."""
+        return current_user()

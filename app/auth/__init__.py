@@ -1,0 +1,1 @@
+"""Authentication: password hashing, JWT access and refresh tokens, role checks."""

@@ -1,0 +1,44 @@
+"""Request authentication and role checks for views."""
+from __future__ import annotations
+
+import functools
+from typing import Callable
+
+from flask import g, request
+
+from app.errors import Forbidden, InvalidToken, Unauthorized
+from app.models import Role, User
+from app.services.auth import user_for_access_token
+
+
+def _bearer_token() -> str:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if not header:
+        raise Unauthorized("Send 'Authorization: Bearer <access_token>'.", code="missing_token")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise InvalidToken("The Authorization header must be 'Bearer <access_token>'.")
+    return token.strip()
+
+
+def current_user() -> User:
+    return g.current_user
+
+
+def auth_required(*roles: Role | str) -> Callable:
+    """Require a valid access token; with roles, also one of them."""
+    allowed: set[str] = {r.value if isinstance(r, Role) else r for r in roles}
+
+    def decorator(view: Callable) -> Callable:
+        @functools.wraps(view)
+        def wrapper(*args, **kwargs):
+            user = user_for_access_token(_bearer_token())
+            g.current_user = user
+            if allowed and user.role not in allowed:
+                raise Forbidden(f"This action needs one of the roles: {', '.join(sorted(allowed))}.")
+            return view(*args, **kwargs)
+
+        return wrapper
+
+    return decorator
+

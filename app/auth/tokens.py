@@ -1,0 +1,60 @@
+"""JWT access and refresh tokens: HS256 pinned, every registered claim required."""
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+import jwt
+from flask import current_app
+
+from app.errors import InvalidToken
+
+ALGORITHM = "HS256"
+REQUIRED_CLAIMS = ["exp", "iat", "sub", "iss", "aud", "jti", "typ"]
+ACCESS = "access"
+REFRESH = "refresh"
+
+
+def new_jti() -> str:
+    return str(uuid.uuid4())
+
+
+def encode(typ: str, user_id: int, session_id: str, issued_at: datetime, ttl_s: int,
+           jti: str | None = None) -> tuple[str, str, datetime]:
+    cfg = current_app.config
+    expires_at = issued_at + timedelta(seconds=ttl_s)
+    jti = jti or new_jti()
+    claims = {
+        "iss": cfg["JWT_ISSUER"],
+        "aud": cfg["JWT_AUDIENCE"],
+        "sub": str(user_id),
+        "iat": int(issued_at.timestamp()),
+        "exp": int(expires_at.timestamp()),
+        "jti": jti,
+        "typ": typ,
+        "sid": session_id,
+    }
+    return jwt.encode(claims, cfg["JWT_SECRET"], algorithm=ALGORITHM), jti, expires_at
+
+
+def decode(token: str, expected_typ: str) -> dict[str, Any]:
+    cfg = current_app.config
+    try:
+        claims = jwt.decode(
+            token,
+            cfg["JWT_SECRET"],
+            algorithms=[ALGORITHM],
+            audience=cfg["JWT_AUDIENCE"],
+            issuer=cfg["JWT_ISSUER"],
+            options={"require": REQUIRED_CLAIMS},
+        )
+    except jwt.ExpiredSignatureError as exc:
+        raise InvalidToken("The token has expired.", code="token_expired") from exc
+    except jwt.PyJWTError as exc:
+        raise InvalidToken(f"The token is not valid: {exc}.") from exc
+    if claims.get("typ") != expected_typ:
+        raise InvalidToken(f"A {expected_typ} token is required here.", code="wrong_token_type")
+    if not isinstance(claims.get("sid"), str) or not str(claims.get("sub", "")).isdigit():
+        raise InvalidToken("The token's subject or session is malformed.")
+    return claims

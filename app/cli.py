@@ -1,0 +1,102 @@
+"""Flask CLI: seed-demo, users create, grid import. Each command is one transaction."""
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import click
+from flask import Flask, current_app
+from flask.cli import AppGroup
+
+from app.errors import DomainError
+from app.extensions import db
+from app.models import Role
+
+
+def progress_bar(items: Iterable, label: str) -> Iterator:
+    items = list(items)
+    with click.progressbar(items, label=label, file=sys.stderr, show_pos=True) as bar:
+        yield from bar
+
+
+@contextlib.contextmanager
+def one_transaction():
+    """Commit once at the end; on any error roll back and report it the way the API would."""
+    try:
+        yield
+        db.session.commit()
+    except DomainError as err:
+        db.session.rollback()
+        click.echo(f"error ({err.code}): {err.detail}", err=True)
+        errors = err.extra.get("errors")
+        if errors:
+            click.echo(json.dumps(errors, ensure_ascii=False, indent=2), err=True)
+        sys.exit(1)
+    except Exception:
+        db.session.rollback()
+        raise
+
+
+users_cli = AppGroup("users", help="Manage accounts.")
+grid_cli = AppGroup("grid", help="Manage the grid.")
+
+
+@users_cli.command("create")
+@click.option("--username", required=True)
+@click.option("--password", required=True, prompt=True, hide_input=True, confirmation_prompt=False)
+@click.option("--role", required=True, type=click.Choice([r.value for r in Role]))
+@click.option("--cell", "cell_code", default=None, help="Worker: the grid cell served. Supervisor: subtree root.")
+@click.option("--name", "display_name", default=None)
+@click.option("--phone", default=None)
+def create_user_command(username, password, role, cell_code, display_name, phone):
+    """Create an account of any role."""
+    from app.services.users import create_user
+
+    with one_transaction():
+        user = create_user(username=username, password=password, role=role, cell_code=cell_code,
+                           display_name=display_name, phone=phone)
+    click.echo(f"created {user.role} {user.username} (id {user.id})")
+
+
+@grid_cli.command("import")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def import_grid_command(path: Path):
+    """Import a GeoJSON FeatureCollection of cells (all or nothing; same codes update in place)."""
+    from app.services.grid import import_cells
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise click.ClickException(f"{path} is not valid UTF-8 JSON: {exc}") from exc
+    if not isinstance(data, dict) or data.get("type") != "FeatureCollection" or \
+            not isinstance(data.get("features"), list):
+        raise click.ClickException(f"{path} is not a GeoJSON FeatureCollection")
+    with one_transaction():
+        result = import_cells(data["features"], progress_bar)
+    click.echo(f"imported {len(data['features'])} cells: {result.created} created, {result.updated} updated")
+
+
+def seed_demo_command():
+    """Load the demo district, categories and accounts (idempotent)."""
+    from app.services.demo import demo_accounts, seed_demo
+
+    password = current_app.config["DEMO_PASSWORD"]
+    if not password:
+        raise click.ClickException("Set DEMO_PASSWORD to seed demo accounts outside development.")
+    with one_transaction():
+        result = seed_demo(password, progress_bar)
+    click.echo(f"demo data: {result.cells_created} cells, {result.categories_created} categories, "
+               f"{result.users_created} accounts added")
+    click.echo(f"demo accounts (password: {password}):")
+    for account in demo_accounts():
+        where = f" cell {account.cell_code}" if account.cell_code else ""
+        click.echo(f"  {account.role:<10} {account.username}{where}")
+
+
+def register_commands(app: Flask) -> None:
+    app.cli.add_command(users_cli)
+    app.cli.add_command(grid_cli)
+    app.cli.command("seed-demo")(seed_demo_command)

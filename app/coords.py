@@ -1,0 +1,85 @@
+"""Conversions from the Chinese map datums (GCJ-02, BD-09) to WGS-84, exact to well under a metre."""
+from __future__ import annotations
+
+import math
+
+CRS_VALUES = ("wgs84", "gcj02", "bd09")
+
+# Krasovsky 1940 ellipsoid, as the GCJ-02 obfuscation defines it.
+_A = 6378245.0
+_EE = 0.00669342162296594323
+_X_PI = math.pi * 3000.0 / 180.0
+
+
+def _outside_china(lon: float, lat: float) -> bool:
+    # GCJ-02 leaves points outside this box unshifted.
+    return not (72.004 <= lon <= 137.8347 and 0.8293 <= lat <= 55.8271)
+
+
+def _shift_lat(x: float, y: float) -> float:
+    ret = -100.0 + 2.0 * x + 3.0 * y + 0.2 * y * y + 0.1 * x * y + 0.2 * math.sqrt(abs(x))
+    ret += (20.0 * math.sin(6.0 * x * math.pi) + 20.0 * math.sin(2.0 * x * math.pi)) * 2.0 / 3.0
+    ret += (20.0 * math.sin(y * math.pi) + 40.0 * math.sin(y / 3.0 * math.pi)) * 2.0 / 3.0
+    ret += (160.0 * math.sin(y / 12.0 * math.pi) + 320.0 * math.sin(y * math.pi / 30.0)) * 2.0 / 3.0
+    return ret
+
+
+def _shift_lon(x: float, y: float) -> float:
+    ret = 300.0 + x + 2.0 * y + 0.1 * x * x + 0.1 * x * y + 0.1 * math.sqrt(abs(x))
+    ret += (20.0 * math.sin(6.0 * x * math.pi) + 20.0 * math.sin(2.0 * x * math.pi)) * 2.0 / 3.0
+    ret += (20.0 * math.sin(x * math.pi) + 40.0 * math.sin(x / 3.0 * math.pi)) * 2.0 / 3.0
+    ret += (150.0 * math.sin(x / 12.0 * math.pi) + 300.0 * math.sin(x / 30.0 * math.pi)) * 2.0 / 3.0
+    return ret
+
+
+def wgs84_to_gcj02(lon: float, lat: float) -> tuple[float, float]:
+    if _outside_china(lon, lat):
+        return lon, lat
+    dlat = _shift_lat(lon - 105.0, lat - 35.0)
+    dlon = _shift_lon(lon - 105.0, lat - 35.0)
+    radlat = lat / 180.0 * math.pi
+    magic = 1 - _EE * math.sin(radlat) ** 2
+    sqrtmagic = math.sqrt(magic)
+    dlat = (dlat * 180.0) / ((_A * (1 - _EE)) / (magic * sqrtmagic) * math.pi)
+    dlon = (dlon * 180.0) / (_A / sqrtmagic * math.cos(radlat) * math.pi)
+    return lon + dlon, lat + dlat
+
+
+def gcj02_to_bd09(lon: float, lat: float) -> tuple[float, float]:
+    z = math.sqrt(lon * lon + lat * lat) + 0.00002 * math.sin(lat * _X_PI)
+    theta = math.atan2(lat, lon) + 0.000003 * math.cos(lon * _X_PI)
+    return z * math.cos(theta) + 0.0065, z * math.sin(theta) + 0.006
+
+
+def _invert(forward, lon: float, lat: float) -> tuple[float, float]:
+    """Solve forward(x) = (lon, lat) by fixed-point iteration; the shifts vary slowly, so it converges fast."""
+    x, y = lon, lat
+    for _ in range(30):
+        fx, fy = forward(x, y)
+        dx, dy = fx - lon, fy - lat
+        x, y = x - dx, y - dy
+        if abs(dx) < 1e-10 and abs(dy) < 1e-10:
+            break
+    return x, y
+
+
+def gcj02_to_wgs84(lon: float, lat: float) -> tuple[float, float]:
+    return _invert(wgs84_to_gcj02, lon, lat)
+
+
+def bd09_to_gcj02(lon: float, lat: float) -> tuple[float, float]:
+    return _invert(gcj02_to_bd09, lon, lat)
+
+
+def bd09_to_wgs84(lon: float, lat: float) -> tuple[float, float]:
+    return gcj02_to_wgs84(*bd09_to_gcj02(lon, lat))
+
+
+def to_wgs84(lon: float, lat: float, crs: str = "wgs84") -> tuple[float, float]:
+    if crs == "wgs84":
+        return lon, lat
+    if crs == "gcj02":
+        return gcj02_to_wgs84(lon, lat)
+    if crs == "bd09":
+        return bd09_to_wgs84(lon, lat)
+    raise ValueError(f"unknown crs {crs!r}; expected one of {CRS_VALUES}")

@@ -1,0 +1,203 @@
+"""The DomainError family and the one handler that writes every error as RFC 7807 problem+json."""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, Response, json, request
+from sqlalchemy.exc import IntegrityError, OperationalError
+from werkzeug.exceptions import HTTPException
+
+from app.extensions import db
+
+log = logging.getLogger(__name__)
+
+PROBLEM_MIMETYPE = "application/problem+json"
+
+
+class DomainError(Exception):
+    status = 400
+    code = "bad_request"
+    title = "Bad request"
+    # Most errors undo the request's work; a few (a detected token replay) must keep what they wrote.
+    keeps_changes = False
+
+    def __init__(self, detail: str | None = None, *, code: str | None = None,
+                 status: int | None = None, **extra: Any) -> None:
+        super().__init__(detail or self.title)
+        self.detail = detail or self.title
+        if code:
+            self.code = code
+        if status:
+            self.status = status
+        self.extra = extra
+
+
+class ValidationFailed(DomainError):
+    status = 422
+    code = "validation_failed"
+    title = "The request did not pass validation"
+
+    def __init__(self, detail: str | None = None, *, errors: Any = None, **kw: Any) -> None:
+        super().__init__(detail, errors=errors or {}, **kw)
+
+
+class Unauthorized(DomainError):
+    status = 401
+    code = "unauthorized"
+    title = "Authentication required"
+
+
+class InvalidToken(Unauthorized):
+    code = "invalid_token"
+    title = "The token is missing, malformed, expired or revoked"
+
+
+class TokenReplayed(InvalidToken):
+    code = "token_reused"
+    keeps_changes = True
+
+
+class InvalidCredentials(Unauthorized):
+    code = "invalid_credentials"
+    title = "Wrong username or password"
+
+
+class Forbidden(DomainError):
+    status = 403
+    code = "forbidden"
+    title = "Not allowed for this account"
+
+
+class NotFound(DomainError):
+    status = 404
+    code = "not_found"
+    title = "No such resource"
+
+
+class Conflict(DomainError):
+    status = 409
+    code = "conflict"
+    title = "The request conflicts with the current state"
+
+
+class Unrouted(NotFound):
+    code = "unrouted"
+    title = "The location lies in no grid cell"
+
+
+# Stable codes for the HTTP errors raised by Flask, Werkzeug and webargs.
+HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_failed",
+    429: "too_many_requests",
+    500: "internal_error",
+    503: "service_unavailable",
+}
+
+
+def problem_response(status: int, code: str, title: str, detail: str,
+                     extra: dict[str, Any] | None = None,
+                     headers: dict[str, str] | None = None) -> Response:
+    body: dict[str, Any] = {
+        "type": f"/problems/{code}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+        "instance": request.path if request else None,
+    }
+    if extra:
+        body.update({k: v for k, v in extra.items() if v is not None})
+    resp = Response(json.dumps(body), status=status, mimetype=PROBLEM_MIMETYPE)
+    for name, value in (headers or {}).items():
+        resp.headers[name] = value
+    return resp
+
+
+def _rollback() -> None:
+    try:
+        db.session.rollback()
+    except Exception:  # noqa: BLE001 - a broken connection must not mask the original error
+        log.exception("rollback failed")
+
+
+def _flatten_webargs_messages(messages: Any) -> Any:
+    # webargs nests errors by location ({"json": {...}}); clients only care about the fields.
+    if isinstance(messages, dict) and len(messages) == 1:
+        (location, inner), = messages.items()
+        if location in {"json", "query", "form", "files", "headers", "view_args", "json_or_form"}:
+            return inner
+    return messages
+
+
+def handle_domain_error(err: DomainError) -> Response:
+    if err.keeps_changes:
+        db.session.commit()
+    else:
+        _rollback()
+    headers = {"WWW-Authenticate": 'Bearer realm="grid-api"'} if err.status == 401 else None
+    return problem_response(err.status, err.code, err.title, err.detail, err.extra, headers)
+
+
+def handle_http_exception(err: HTTPException) -> Response:
+    _rollback()
+    status = err.code or 500
+    code = HTTP_CODES.get(status, f"http_{status}")
+    extra: dict[str, Any] = {}
+    detail = err.description or err.name
+    data = getattr(err, "data", None) or {}
+    messages = data.get("messages")
+    if messages is not None:
+        if status == 400 and "Invalid JSON body" in json.dumps(messages):
+            code, detail = "malformed_json", "The request body is not valid JSON."
+        else:
+            extra["errors"] = _flatten_webargs_messages(messages)
+            detail = "One or more fields are invalid; see errors."
+    if status == 413:
+        detail = "The request body is larger than this endpoint accepts."
+    headers = dict(data.get("headers") or {})
+    if status == 405 and getattr(err, "valid_methods", None):
+        headers["Allow"] = ", ".join(err.valid_methods)
+    return problem_response(status, code, err.name, detail, extra, headers)
+
+
+def handle_integrity_error(err: IntegrityError) -> Response:
+    # A unique or foreign-key race that the services' checks could not see.
+    _rollback()
+    log.info("integrity error turned into 409: %s", err.orig)
+    return problem_response(409, "conflict", "Conflict",
+                            "The change conflicts with existing data (a concurrent request may have made it first).")
+
+
+def handle_operational_error(err: OperationalError) -> Response:
+    _rollback()
+    log.exception("database unavailable")
+    return problem_response(503, "database_unavailable", "Service unavailable",
+                            "The database did not answer; try again shortly.",
+                            headers={"Retry-After": "5"})
+
+
+def handle_unexpected(err: Exception) -> Response:
+    if isinstance(err, HTTPException):
+        return handle_http_exception(err)
+    _rollback()
+    log.exception("unhandled error on %s %s", request.method, request.path)
+    return problem_response(500, "internal_error", "Internal server error",
+                            "An unexpected error occurred; it has been logged.")
+
+
+def register_error_handlers(app: Flask) -> None:
+    app.register_error_handler(DomainError, handle_domain_error)
+    app.register_error_handler(HTTPException, handle_http_exception)
+    app.register_error_handler(IntegrityError, handle_integrity_error)
+    app.register_error_handler(OperationalError, handle_operational_error)
+    app.register_error_handler(Exception, handle_unexpected)

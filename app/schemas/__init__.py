@@ -1,0 +1,1 @@
+"""Marshmallow schemas for request bodies, query strings and responses."""

@@ -1,0 +1,46 @@
+"""Login, tokens, registration and the caller's profile."""
+from marshmallow import Schema, fields, validate
+
+from app.schemas.common import LocalDateTime
+
+
+class LoginIn(Schema):
+    username = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    password = fields.String(required=True, validate=validate.Length(min=1, max=128))
+
+
+class RefreshIn(Schema):
+    refresh_token = fields.String(required=True, validate=validate.Length(min=1, max=4096))
+
+
+class TokensOut(Schema):
+    access_token = fields.String()
+    refresh_token = fields.String()
+    token_type = fields.String()
+    expires_in = fields.Integer()
+
+
+class RegisterIn(Schema):
+    phone = fields.String(required=True, validate=validate.Regexp(r"^1[3-9]\d{9}$",
+                          error="Must be a mainland China mobile number (11 digits starting with 1)."))
+    password = fields.String(required=True, validate=validate.Length(min=8, max=128))
+    display_name = fields.String(validate=validate.Length(min=1, max=100))
+
+
+class CellRef(Schema):
+    id = fields.Integer()
+    code = fields.String()
+    name = fields.String()
+    level = fields.String()
+
+
+class UserOut(Schema):
+    id = fields.Integer()
+    username = fields.String()
+    role = fields.String()
+    display_name = fields.String(allow_none=True)
+    phone = fields.String(allow_none=True)
+    active = fields.Boolean()
+    cell = fields.Nested(CellRef, allow_none=True, metadata={"description": "A supervisor's subtree root."})
+    served_cells = fields.List(fields.Nested(CellRef), metadata={"description": "A worker's grid cells."})
+    created_at = LocalDateTime()

@@ -1,0 +1,118 @@
+"""Shared fields and schemas: strict JSON types, local timestamps, pagination, problems."""
+from __future__ import annotations
+
+import math
+from zoneinfo import ZoneInfo
+
+from flask import current_app
+from marshmallow import Schema, ValidationError, fields, validate
+
+from app.coords import CRS_VALUES
+from app.services.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+
+
+class StrictFloat(fields.Float):
+    """A JSON number; strings like "12.5" are a type error, not silently converted."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValidationError("Not a number.")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+class StrictInteger(fields.Integer):
+    def __init__(self, **kwargs):
+        super().__init__(strict=True, **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValidationError("Not an integer.")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+class StrictBoolean(fields.Boolean):
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, bool):
+            raise ValidationError("Not a boolean (true or false).")
+        return value
+
+
+class LocalDateTime(fields.DateTime):
+    """ISO 8601 with the offset of the configured TIMEZONE."""
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        if value is None:
+            return None
+        return value.astimezone(ZoneInfo(current_app.config["TIMEZONE"])).isoformat()
+
+
+class AwareDateTime(fields.AwareDateTime):
+    """Input datetimes must carry an offset; a bare local time is ambiguous."""
+
+
+def Longitude(*, from_query: bool = False, **kw):  # noqa: N802 - reads as a field type
+    # Query strings carry numbers as text; JSON bodies must send real numbers.
+    field = fields.Float if from_query else StrictFloat
+    return field(required=True, allow_nan=False, validate=validate.Range(-180, 180), **kw)
+
+
+def Latitude(*, from_query: bool = False, **kw):  # noqa: N802
+    field = fields.Float if from_query else StrictFloat
+    return field(required=True, allow_nan=False, validate=validate.Range(-90, 90), **kw)
+
+
+class CrsField(fields.String):
+    def __init__(self, **kw):
+        super().__init__(load_default="wgs84", validate=validate.OneOf(CRS_VALUES), **kw)
+
+
+class PageArgs(Schema):
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=100_000))
+    page_size = fields.Integer(load_default=DEFAULT_PAGE_SIZE, validate=validate.Range(min=1, max=MAX_PAGE_SIZE))
+
+
+class PageMeta(Schema):
+    page = fields.Integer()
+    page_size = fields.Integer()
+    total = fields.Integer()
+
+
+def page_of(item_schema: type[Schema], name: str) -> type[Schema]:
+    """The envelope every list uses: {items, page, page_size, total}."""
+    return type(name, (PageMeta,), {"items": fields.List(fields.Nested(item_schema))})
+
+
+class BBox(fields.Field):
+    """min_lon,min_lat,max_lon,max_lat in WGS-84."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        parts = str(value).split(",")
+        if len(parts) != 4:
+            raise ValidationError("bbox is min_lon,min_lat,max_lon,max_lat.")
+        try:
+            min_lon, min_lat, max_lon, max_lat = (float(p) for p in parts)
+        except ValueError as exc:
+            raise ValidationError("bbox values must be numbers.") from exc
+        if not all(math.isfinite(v) for v in (min_lon, min_lat, max_lon, max_lat)):
+            raise ValidationError("bbox values must be finite numbers.")
+        if not (-180 <= min_lon <= 180 and -180 <= max_lon <= 180 and -90 <= min_lat <= 90 and -90 <= max_lat <= 90):
+            raise ValidationError("bbox is out of range: lon in [-180, 180], lat in [-90, 90].")
+        if min_lon > max_lon or min_lat > max_lat:
+            raise ValidationError("bbox minimum is above its maximum.")
+        return min_lon, min_lat, max_lon, max_lat
+
+
+class ProblemSchema(Schema):
+    type = fields.String()
+    title = fields.String()
+    status = fields.Integer()
+    detail = fields.String()
+    code = fields.String()
+    instance = fields.String()
+    errors = fields.Raw()
+
+
+class PointOut(Schema):
+    lon = fields.Float()
+    lat = fields.Float()
+    crs = fields.Constant("wgs84")

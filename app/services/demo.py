@@ -1,0 +1,92 @@
+"""The demo district: grid, categories and one account of every role."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+from sqlalchemy import select
+
+from app.extensions import db
+from app.models import Cell, Role
+from app.services.auth import find_user_by_username
+from app.services.categories import upsert_category
+from app.services.grid import import_cells
+from app.services.gridgen import GridSpec, generate
+from app.services.users import create_user
+
+DEMO_GRID = GridSpec(district_code="330106", district_name="演示区", origin_lon=120.10, origin_lat=30.24,
+                     streets=3, communities_per_street=3, grid_side=4, cell_size_m=250.0)
+
+# (code, group, name, limit in hours, keywords) from digital city-management tables; see shared/reference.
+CATEGORIES = [
+    ("0101", "市容环境", "私搭乱建", 48, "违建,搭建"),
+    ("0102", "市容环境", "暴露垃圾", 4, "垃圾,脏乱"),
+    ("0103", "市容环境", "积存垃圾渣土", 96, "渣土,建筑垃圾"),
+    ("0104", "市容环境", "道路不洁", 4, "路面,保洁"),
+    ("0105", "市容环境", "水域不洁", 24, "河道,漂浮物"),
+    ("0106", "市容环境", "绿地脏乱", 24, "绿地,草坪"),
+    ("0201", "宣传广告", "非法小广告", 24, "小广告,牛皮癣"),
+    ("0202", "宣传广告", "违章张贴悬挂", 24, "横幅,张贴"),
+    ("0203", "宣传广告", "占道广告牌", 48, "广告牌,占道"),
+    ("0204", "宣传广告", "招牌破损", 48, "招牌,店招"),
+    ("0301", "施工管理", "施工扰民", 8, "噪音,夜间施工"),
+    ("0302", "施工管理", "施工占道", 24, "围挡,占道"),
+    ("0303", "施工管理", "工地扬尘", 8, "扬尘,覆盖"),
+    ("0304", "施工管理", "无证掘路", 8, "挖掘,路面"),
+    ("0401", "街面秩序", "无照经营游商", 4, "摊贩,游商"),
+    ("0402", "街面秩序", "店外经营", 8, "出店经营"),
+    ("0403", "街面秩序", "机动车乱停放", 4, "停车,占道"),
+    ("0404", "街面秩序", "露天烧烤", 4, "烧烤,油烟"),
+    ("0501", "突发事件", "管道破裂", 2, "水管,爆管"),
+    ("0502", "突发事件", "路面塌陷", 2, "塌陷,坑洞"),
+    ("0503", "突发事件", "道路积水", 2, "积水,内涝"),
+]
+
+
+@dataclass(frozen=True)
+class DemoAccount:
+    username: str
+    role: str
+    cell_code: str | None
+    display_name: str
+
+
+def demo_accounts() -> list[DemoAccount]:
+    district = DEMO_GRID.district_code
+    street = f"{district}001"
+    community = f"{street}001"
+    return [
+        DemoAccount("admin", Role.admin.value, None, "系统管理员"),
+        DemoAccount("district_supervisor", Role.supervisor.value, district, "区级督办员"),
+        DemoAccount("street_supervisor", Role.supervisor.value, street, "街道监督员"),
+        DemoAccount("worker1", Role.worker.value, f"{community}01", "网格员一"),
+        DemoAccount("worker2", Role.worker.value, f"{community}02", "网格员二"),
+        DemoAccount("13800138000", Role.resident.value, None, "居民张三"),
+    ]
+
+
+@dataclass
+class SeedResult:
+    cells_created: int = 0
+    categories_created: int = 0
+    users_created: int = 0
+
+
+def seed_demo(password: str, progress: Callable[[Iterable, str], Iterable] = lambda it, _l: it) -> SeedResult:
+    """Idempotent: what exists is left as it is, what is missing is added."""
+    result = SeedResult()
+    if db.session.scalars(select(Cell).where(Cell.code == DEMO_GRID.district_code)).first() is None:
+        result.cells_created = import_cells(generate(DEMO_GRID), progress).created
+    for code, group, name, hours, keywords in CATEGORIES:
+        _, created = upsert_category({"code": code, "group": group, "name": name, "time_limit_value": hours,
+                                      "time_limit_unit": "hours", "keywords": keywords,
+                                      "description": f"{group} / {name}"})
+        result.categories_created += int(created)
+    for account in demo_accounts():
+        if find_user_by_username(account.username) is None:
+            create_user(username=account.username, password=password, role=account.role,
+                        cell_code=account.cell_code, display_name=account.display_name,
+                        phone=account.username if account.role == Role.resident.value else None)
+            result.users_created += 1
+    db.session.flush()
+    return result

@@ -1,0 +1,45 @@
+"""Whether the database answers and carries the latest migration."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+from flask import Flask
+from sqlalchemy import text
+
+from app.extensions import db
+
+
+@dataclass(frozen=True)
+class DatabaseState:
+    ready: bool
+    detail: str
+    backend: str | None = None
+    revision: str | None = None
+    head: str | None = None
+
+    def as_dict(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if k not in ("ready", "detail")}
+
+
+@lru_cache(maxsize=4)
+def _migration_head(directory: str) -> str | None:
+    cfg = Config()
+    cfg.set_main_option("script_location", directory)
+    return ScriptDirectory.from_config(cfg).get_current_head()
+
+
+def database_state(app: Flask) -> DatabaseState:
+    head = _migration_head(app.extensions["migrate"].directory)
+    try:
+        backend = db.session.get_bind().dialect.name
+        revision = db.session.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    except Exception as exc:  # noqa: BLE001 - any failure means not ready
+        db.session.rollback()
+        return DatabaseState(False, f"The database did not answer: {type(exc).__name__}.", head=head)
+    if revision != head:
+        return DatabaseState(False, f"The schema is at {revision}, not at the latest migration {head}; "
+                                    "run 'flask db upgrade'.", backend, revision, head)
+    return DatabaseState(True, "ready", backend, revision, head)

@@ -1,0 +1,127 @@
+"""Filing reports and reading them within each role's scope."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from flask import current_app
+from sqlalchemy import ColumnElement, Select, false, or_, select, true
+
+from app import spatial
+from app.coords import to_wgs84
+from app.errors import Forbidden, NotFound, ValidationFailed
+from app.extensions import db
+from app.models import CaseEvent, Category, Cell, Report, ReportStatus, Role, User, WorkerCell, subtree_bounds
+from app.models.base import utcnow
+from app.services.categories import find_active_by_code
+from app.services.routing import route_wgs84
+
+
+def deadline_for(category: Category, start: datetime) -> datetime:
+    return start + timedelta(hours=category.time_limit_value)
+
+
+def case_number_for(report: Report) -> str:
+    local_day = report.created_at.astimezone(ZoneInfo(current_app.config["TIMEZONE"]))
+    return f"{local_day:%Y%m%d}{report.id:07d}"
+
+
+def _subtree_cell_ids(code: str) -> Select:
+    low, high = subtree_bounds(code)
+    return select(Cell.id).where(Cell.code >= low, Cell.code < high)
+
+
+def visibility(user: User) -> ColumnElement[bool]:
+    """The reports a user may see; anything outside it answers 404, never 403."""
+    own = Report.reporter_id == user.id
+    if user.role == Role.admin.value:
+        return true()
+    if user.role == Role.worker.value:
+        served = select(WorkerCell.cell_id).where(WorkerCell.user_id == user.id)
+        return or_(own, Report.cell_id.in_(served))
+    if user.role == Role.supervisor.value:
+        if user.cell is None:
+            return own
+        scope = Report.cell_id.in_(_subtree_cell_ids(user.cell.code))
+        if user.cell.parent_id is None:
+            # Root supervisors own the triage queue of reports no cell took.
+            scope = or_(scope, Report.cell_id.is_(None))
+        return or_(own, scope)
+    if user.role == Role.resident.value:
+        return own
+    return false()
+
+
+def create_report(user: User, *, category_code: str, description: str, location: dict[str, Any],
+                  address: str | None = None) -> Report:
+    if user.role not in (Role.resident.value, Role.worker.value):
+        raise Forbidden("Only residents and grid workers file reports.")
+    category = find_active_by_code(category_code)
+    if category is None:
+        raise ValidationFailed(errors={"category_code": [f"No active category {category_code!r}."]})
+    crs = location.get("crs") or "wgs84"
+    lon, lat = to_wgs84(location["lon"], location["lat"], crs)
+    routing = route_wgs84(lon, lat)
+
+    status = ReportStatus.submitted.value
+    if user.role == Role.worker.value and routing.cell is not None:
+        serves = db.session.scalar(select(WorkerCell.cell_id).where(
+            WorkerCell.user_id == user.id, WorkerCell.cell_id == routing.cell.id))
+        if serves is not None:
+            status = ReportStatus.accepted.value
+
+    now = utcnow()
+    report = Report(
+        category=category, reporter_id=user.id, cell=routing.cell, status=status,
+        description=description, address=address, location=spatial.point(lon, lat),
+        input_crs=crs, input_lon=location["lon"], input_lat=location["lat"],
+        routed_by=routing.routed_by, routing_distance_m=routing.distance_m,
+        needs_triage=routing.cell is None, deadline_at=deadline_for(category, now),
+        created_at=now, updated_at=now,
+    )
+    db.session.add(report)
+    db.session.flush()
+    report.case_number = case_number_for(report)
+    db.session.add(CaseEvent(
+        report_id=report.id, actor_id=user.id, actor_role=user.role, action="create",
+        from_status=None, to_status=status, created_at=now,
+        data={"cell_code": routing.cell.code if routing.cell else None, "routed_by": routing.routed_by,
+              "routing_distance_m": routing.distance_m, "crs": crs},
+    ))
+    db.session.flush()
+    return report
+
+
+def get_report_for(user: User, report_id: int) -> Report:
+    report = db.session.scalars(select(Report).where(Report.id == report_id, visibility(user))).first()
+    if report is None:
+        raise NotFound(f"No report with id {report_id}.", code="report_not_found")
+    return report
+
+
+def reports_query(user: User, *, status: str | None = None, category_code: str | None = None,
+                  cell_id: int | None = None, created_from: datetime | None = None,
+                  created_to: datetime | None = None, triage: bool | None = None) -> Select:
+    stmt = select(Report).where(visibility(user))
+    if status:
+        stmt = stmt.where(Report.status == status)
+    if category_code:
+        stmt = stmt.where(Report.category_id.in_(select(Category.id).where(Category.code == category_code)))
+    if cell_id is not None:
+        cell = db.session.get(Cell, cell_id)
+        if cell is None:
+            raise ValidationFailed(errors={"cell_id": [f"No cell with id {cell_id}."]})
+        stmt = stmt.where(Report.cell_id.in_(_subtree_cell_ids(cell.code)))
+    if created_from is not None:
+        stmt = stmt.where(Report.created_at >= created_from)
+    if created_to is not None:
+        stmt = stmt.where(Report.created_at < created_to)
+    if triage is not None:
+        stmt = stmt.where(Report.needs_triage.is_(triage))
+    return stmt.order_by(Report.created_at.desc(), Report.id.desc())
+
+
+def history(report: Report) -> list[CaseEvent]:
+    return list(db.session.scalars(
+        select(CaseEvent).where(CaseEvent.report_id == report.id).order_by(CaseEvent.id)))

@@ -1,0 +1,136 @@
+"""The only module that knows PostGIS from SpatiaLite: engine set-up, index-backed spatial filters, metric distances."""
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+from flask import Flask
+from geoalchemy2 import Geography, WKTElement
+from geoalchemy2.admin.dialects.sqlite import init_spatialite, load_spatialite_driver
+from sqlalchemy import ColumnElement, Float, cast, column, event, func, literal, select, table, text
+from sqlalchemy.engine import Engine
+
+from app.extensions import db
+
+SRID = 4326
+# Conservative metres per degree, so a degree box drawn around a metric radius never cuts it short.
+METRES_PER_DEGREE_LAT_MIN = 110_574.0
+METRES_PER_DEGREE_EQUATOR = 111_320.0
+
+
+def is_sqlite_url(url: str) -> bool:
+    return url.startswith("sqlite")
+
+
+def engine_options(app: Flask) -> dict[str, Any]:
+    """Driver options that must be in place before Flask-SQLAlchemy builds the engine."""
+    options = dict(app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
+    if is_sqlite_url(app.config["SQLALCHEMY_DATABASE_URI"]):
+        # The stdlib sqlite3 here cannot load extensions; pysqlite3 can.
+        import pysqlite3.dbapi2 as pysqlite3
+
+        options["module"] = pysqlite3
+        options.setdefault("connect_args", {})
+        options["connect_args"].update({"check_same_thread": False,
+                                        "timeout": app.config["SQLITE_BUSY_TIMEOUT_MS"] / 1000})
+    else:
+        options.setdefault("pool_size", 10)
+        options.setdefault("max_overflow", 10)
+    return options
+
+
+def install_engine_hooks(app: Flask, engine: Engine) -> None:
+    if engine.dialect.name != "sqlite":
+        return
+    os.environ.setdefault("SPATIALITE_LIBRARY_PATH", app.config["SPATIALITE_LIBRARY_PATH"])
+    busy_ms = int(app.config["SQLITE_BUSY_TIMEOUT_MS"])
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record):
+        # Let SQLAlchemy, not the driver, decide when transactions start (SAVEPOINTs need this).
+        dbapi_conn.isolation_level = None
+        load_spatialite_driver(dbapi_conn)
+        dbapi_conn.execute(f"PRAGMA busy_timeout = {busy_ms}")
+        dbapi_conn.execute("PRAGMA foreign_keys = ON")
+        if dbapi_conn.execute("PRAGMA database_list").fetchone()[2]:
+            dbapi_conn.execute("PRAGMA journal_mode = WAL")
+            dbapi_conn.execute("PRAGMA synchronous = NORMAL")
+        init_spatialite(dbapi_conn, transaction=True, init_mode="WGS84")
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):
+        # IMMEDIATE takes the write lock up front, so two writers wait (busy_timeout) instead of
+        # failing with SQLITE_BUSY when a read transaction later tries to write.
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def dialect_name() -> str:
+    return db.session.get_bind().dialect.name
+
+
+def is_postgis() -> bool:
+    return dialect_name() == "postgresql"
+
+
+def point(lon: float, lat: float) -> WKTElement:
+    return WKTElement(f"POINT({float(lon)!r} {float(lat)!r})", srid=SRID)
+
+
+def degree_box(lon: float, lat: float, metres: float) -> tuple[float, float, float, float]:
+    """A lon/lat box that surely contains every point within `metres` of (lon, lat)."""
+    dlat = metres / METRES_PER_DEGREE_LAT_MIN
+    cos_lat = max(math.cos(math.radians(min(abs(lat) + dlat, 89.9))), 1e-6)
+    dlon = min(metres / (METRES_PER_DEGREE_EQUATOR * cos_lat), 180.0)
+    return lon - dlon, max(lat - dlat, -90.0), lon + dlon, min(lat + dlat, 90.0)
+
+
+def _rtree(table_name: str, geom_column: str):
+    # SpatiaLite keeps the R*Tree as a virtual table idx_<table>_<column>; querying it directly
+    # is the documented way to use the index (SpatiaLite's planner never does on its own).
+    return table(f"idx_{table_name}_{geom_column}", column("pkid"), column("xmin"),
+                 column("xmax"), column("ymin"), column("ymax"))
+
+
+def bbox_filter(geom_col, pk_col, bbox: tuple[float, float, float, float]) -> ColumnElement[bool]:
+    """Rows whose geometry's bounding box meets bbox, through the spatial index on both backends."""
+    min_lon, min_lat, max_lon, max_lat = (float(v) for v in bbox)
+    if is_postgis():
+        return geom_col.intersects(func.ST_MakeEnvelope(min_lon, min_lat, max_lon, max_lat, SRID))
+    idx = _rtree(geom_col.table.name, geom_col.name)
+    ids = select(idx.c.pkid).where(
+        idx.c.xmin <= max_lon, idx.c.xmax >= min_lon, idx.c.ymin <= max_lat, idx.c.ymax >= min_lat
+    )
+    return pk_col.in_(ids)
+
+
+def covers_point(geom_col, pk_col, lon: float, lat: float) -> ColumnElement[bool]:
+    """Geometry covers the point (boundary included), index first on both backends."""
+    pt = point(lon, lat)
+    if is_postgis():
+        return func.ST_Covers(geom_col, pt)
+    return bbox_filter(geom_col, pk_col, (lon, lat, lon, lat)) & (func.ST_Covers(geom_col, pt) == 1)
+
+
+def distance_m(geom_col, lon: float, lat: float) -> ColumnElement[float]:
+    """Geodesic distance in metres from the geometry to the point."""
+    pt = point(lon, lat)
+    if is_postgis():
+        return func.ST_Distance(cast(geom_col, Geography(srid=SRID)), cast(pt, Geography(srid=SRID)),
+                                type_=Float)
+    return func.ST_Distance(geom_col, pt, literal(1), type_=Float)
+
+
+def within_distance(geom_col, pk_col, lon: float, lat: float, metres: float) -> ColumnElement[bool]:
+    """Index-backed prefilter by a degree box, then the exact metric test."""
+    return bbox_filter(geom_col, pk_col, degree_box(lon, lat, metres)) & (distance_m(geom_col, lon, lat) <= metres)
+
+
+def spatial_index_exists(table_name: str, geom_column: str) -> bool:
+    if is_postgis():
+        sql = ("SELECT count(*) FROM pg_indexes WHERE tablename = :t AND indexdef ILIKE '%gist%' "
+               "AND indexdef ILIKE '%' || :c || '%'")
+    else:
+        sql = ("SELECT count(*) FROM geometry_columns WHERE f_table_name = :t "
+               "AND f_geometry_column = :c AND spatial_index_enabled = 1")
+    return db.session.execute(text(sql), {"t": table_name, "c": geom_column}).scalar_one() > 0

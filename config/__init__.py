@@ -1,0 +1,139 @@
+"""Configuration classes, every value read from the environment with development-only defaults."""
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+INSTANCE_DIR = Path(os.environ.get("INSTANCE_PATH", PROJECT_ROOT / "instance"))
+DEFAULT_SQLITE_PATH = INSTANCE_DIR / "grid.sqlite"
+
+
+class ConfigError(RuntimeError):
+    """Raised when the environment does not allow the service to start safely."""
+
+
+def _int_env(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
+
+
+def _dev_jwt_secret() -> str:
+    """A per-checkout random secret, so development needs no secret in the repo yet all workers agree."""
+    path = INSTANCE_DIR / ".jwt-dev-secret"
+    if not path.exists():
+        INSTANCE_DIR.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(48))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def normalise_database_url(url: str) -> str:
+    # Operators paste libpq-style URLs; SQLAlchemy needs the driver named for psycopg 3.
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://"):]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+    return url
+
+
+class BaseConfig:
+    ENV_NAME = "base"
+    TESTING = False
+
+    def __init__(self) -> None:
+        self.SQLALCHEMY_DATABASE_URI = normalise_database_url(
+            os.environ.get("DATABASE_URL") or f"sqlite:///{DEFAULT_SQLITE_PATH}"
+        )
+        self.JWT_SECRET = os.environ.get("JWT_SECRET", "")
+        self.JWT_ISSUER = os.environ.get("JWT_ISSUER", "grid-backend")
+        self.JWT_AUDIENCE = os.environ.get("JWT_AUDIENCE", "grid-api")
+        self.ACCESS_TOKEN_TTL_S = _int_env("ACCESS_TOKEN_TTL_S", 15 * 60)
+        self.REFRESH_TOKEN_TTL_S = _int_env("REFRESH_TOKEN_TTL_S", 30 * 24 * 3600)
+        self.ROUTING_MAX_DISTANCE_M = _int_env("ROUTING_MAX_DISTANCE_M", 200)
+        self.TIMEZONE = os.environ.get("TIMEZONE", "Asia/Shanghai")
+        self.MAX_CONTENT_LENGTH = _int_env("MAX_BODY_BYTES", 1024 * 1024)
+        self.GRID_IMPORT_MAX_BYTES = _int_env("GRID_IMPORT_MAX_BYTES", 64 * 1024 * 1024)
+        self.SPATIALITE_LIBRARY_PATH = os.environ.get("SPATIALITE_LIBRARY_PATH", "mod_spatialite")
+        self.SQLITE_BUSY_TIMEOUT_MS = _int_env("SQLITE_BUSY_TIMEOUT_MS", 10_000)
+        # Argon2id cost; the defaults follow argon2-cffi's RFC 9106 "low memory" profile.
+        self.PASSWORD_TIME_COST = _int_env("PASSWORD_TIME_COST", 3)
+        self.PASSWORD_MEMORY_KIB = _int_env("PASSWORD_MEMORY_KIB", 64 * 1024)
+        self.DEMO_PASSWORD = os.environ.get("DEMO_PASSWORD", "")
+        self.LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
+
+        self.SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
+        self.API_TITLE = "Grid governance API"
+        self.API_VERSION = "v1"
+        self.OPENAPI_VERSION = "3.1.0"
+        self.OPENAPI_URL_PREFIX = "/api/v1"
+        self.OPENAPI_JSON_PATH = "openapi.json"
+        self.OPENAPI_SWAGGER_UI_PATH = "/docs"
+        self.OPENAPI_SWAGGER_UI_URL = os.environ.get(
+            "SWAGGER_UI_URL", "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/"
+        )
+        self.JSON_SORT_KEYS = False
+        self.validate()
+
+    def validate(self) -> None:
+        if self.ROUTING_MAX_DISTANCE_M < 0:
+            raise ConfigError("ROUTING_MAX_DISTANCE_M must not be negative")
+
+
+class DevelopmentConfig(BaseConfig):
+    ENV_NAME = "development"
+
+    def __init__(self) -> None:
+        super().__init__()
+        if not self.JWT_SECRET:
+            self.JWT_SECRET = _dev_jwt_secret()
+        if not self.DEMO_PASSWORD:
+            self.DEMO_PASSWORD = "grid-demo-2026"
+
+
+class TestingConfig(BaseConfig):
+    ENV_NAME = "testing"
+    TESTING = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.SQLALCHEMY_DATABASE_URI = normalise_database_url(
+            os.environ.get("TEST_DATABASE_URL") or self.SQLALCHEMY_DATABASE_URI
+        )
+        self.JWT_SECRET = self.JWT_SECRET or "test-only-secret-not-for-production-use-0123456789"
+        # Cheap hashes keep the suite fast; production uses the full cost above.
+        self.PASSWORD_TIME_COST = 1
+        self.PASSWORD_MEMORY_KIB = 1024
+        self.DEMO_PASSWORD = self.DEMO_PASSWORD or "grid-demo-2026"
+
+
+class ProductionConfig(BaseConfig):
+    ENV_NAME = "production"
+
+    def validate(self) -> None:
+        super().validate()
+        if len(self.JWT_SECRET) < 32:
+            raise ConfigError("JWT_SECRET must be set to at least 32 characters in production")
+        if "DATABASE_URL" not in os.environ:
+            raise ConfigError("DATABASE_URL must be set in production")
+
+
+CONFIGS = {
+    "development": DevelopmentConfig,
+    "testing": TestingConfig,
+    "production": ProductionConfig,
+}
+
+
+def load_config(name: str | None = None) -> BaseConfig:
+    env_name = name or os.environ.get("APP_ENV", "development")
+    try:
+        return CONFIGS[env_name]()
+    except KeyError as exc:
+        raise ConfigError(f"APP_ENV must be one of {sorted(CONFIGS)}, got {env_name!r}") from exc
