@@ -7,7 +7,8 @@ from flask import Flask, request
 
 from app import spatial
 from app.errors import register_error_handlers
-from app.extensions import api, db, migrate
+from app import extensions
+from app.extensions import db, migrate
 from config import INSTANCE_DIR, PROJECT_ROOT, BaseConfig, load_config
 
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
@@ -35,13 +36,13 @@ def register_extensions(app: Flask) -> None:
     migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"), render_as_batch=True)
     with app.app_context():
         spatial.install_engine_hooks(app, db.engine)
-    api.init_app(app)
+    extensions.api.init_app(app)
 
 
 def register_blueprints(app: Flask) -> None:
     from app.api import register_blueprints as register
 
-    register(app, api)
+    register(app, extensions.api)
 
 
 def register_request_boundary(app: Flask) -> None:

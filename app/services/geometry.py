@@ -23,7 +23,7 @@ def _walk_positions(coords: Any, depth: int):
     if depth == 0:
         yield coords
         return
-    if not isinstance(coords, list):
+    if not isinstance(coords, (list, tuple)):
         raise GeometryProblem("coordinates are not nested arrays as the geometry type requires")
     for item in coords:
         yield from _walk_positions(item, depth - 1)
@@ -33,12 +33,12 @@ def _check_rings(polygons: list) -> None:
     if not polygons:
         raise GeometryProblem("empty geometry")
     for rings in polygons:
-        if not isinstance(rings, list) or not rings:
+        if not isinstance(rings, (list, tuple)) or not rings:
             raise GeometryProblem("empty geometry")
         for ring in rings:
-            if not isinstance(ring, list) or len(ring) < 4:
+            if not isinstance(ring, (list, tuple)) or len(ring) < 4:
                 raise GeometryProblem("invalid polygon: a ring needs at least 4 positions")
-            if ring[0] != ring[-1]:
+            if list(ring[0]) != list(ring[-1]):
                 raise GeometryProblem("invalid polygon: a ring is not closed (first and last positions differ)")
 
 
@@ -53,12 +53,12 @@ def parse_polygonal(geometry: Any) -> MultiPolygon:
     if coords is None or coords == []:
         raise GeometryProblem("empty geometry")
     polygons = [coords] if gtype == "Polygon" else coords
-    if not isinstance(polygons, list):
+    if not isinstance(polygons, (list, tuple)):
         raise GeometryProblem("coordinates are not nested arrays as the geometry type requires")
     count = 0
     for pos in _walk_positions(polygons, 3):
         count += 1
-        if (not isinstance(pos, list) or len(pos) < 2
+        if (not isinstance(pos, (list, tuple)) or len(pos) < 2
                 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in pos)):
             raise GeometryProblem("a position is not an array of numbers [lon, lat]")
         lon, lat = pos[0], pos[1]
