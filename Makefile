@@ -1,0 +1,38 @@
+# Two commands set everything up: `make run` (the service with demo data) and `make test` (both backends).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+export FLASK_APP := wsgi
+
+.PHONY: run test test-spatialite test-postgis bench venv clean
+
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+run: $(STAMP)
+	scripts/run.sh
+
+test: $(STAMP)
+	scripts/ensure-spatialite.sh
+	$(MAKE) --no-print-directory test-spatialite
+	$(MAKE) --no-print-directory test-postgis
+
+test-spatialite: $(STAMP)
+	TEST_BACKEND=spatialite $(BIN)/pytest -q -p no:cacheprovider tests
+
+test-postgis: $(STAMP)
+	TEST_BACKEND=postgis $(BIN)/pytest -q -p no:cacheprovider tests
+
+bench: $(STAMP)
+	scripts/ensure-postgis.sh
+	$(BIN)/python -m bench.run_bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,95 @@
+"""Factories for test data: cells from simple boxes, users, categories, reports, tokens."""
+from __future__ import annotations
+
+import itertools
+from typing import Iterable
+
+from geoalchemy2.shape import from_shape
+from shapely.geometry import MultiPolygon, box
+
+from app.extensions import db
+from app.models import Category, Cell, Role, User, WorkerCell
+from app.services import auth as auth_service
+from app.services import reports as report_service
+from app.auth.passwords import hash_password
+
+PASSWORD = "correct-horse-9"
+_seq = itertools.count(1)
+
+# A small test grid: district 110105 over [116.40, 116.42] x [39.90, 39.92], one street, one community
+# and four 0.01-degree grid cells meeting at (116.41, 39.91).
+DISTRICT = "110105"
+STREET = "110105001"
+COMMUNITY = "110105001001"
+GRID_BOXES = {
+    "11010500100101": (116.40, 39.90, 116.41, 39.91),  # south-west
+    "11010500100102": (116.41, 39.90, 116.42, 39.91),  # south-east
+    "11010500100103": (116.40, 39.91, 116.41, 39.92),  # north-west
+    "11010500100104": (116.41, 39.91, 116.42, 39.92),  # north-east
+}
+
+
+def square(min_lon, min_lat, max_lon, max_lat) -> MultiPolygon:
+    return MultiPolygon([box(min_lon, min_lat, max_lon, max_lat)])
+
+
+def geojson_square(min_lon, min_lat, max_lon, max_lat) -> dict:
+    return {"type": "Polygon", "coordinates": [[[min_lon, min_lat], [max_lon, min_lat], [max_lon, max_lat],
+                                                 [min_lon, max_lat], [min_lon, min_lat]]]}
+
+
+def make_cell(code: str, level: str, bounds: Iterable[float], parent: Cell | None = None,
+              name: str | None = None, active: bool = True) -> Cell:
+    cell = Cell(code=code, level=level, name=name or f"cell {code}", parent_id=parent.id if parent else None,
+                geom=from_shape(square(*bounds), srid=4326), active=active)
+    db.session.add(cell)
+    db.session.flush()
+    return cell
+
+
+def make_test_grid() -> dict[str, Cell]:
+    district = make_cell(DISTRICT, "district", (116.40, 39.90, 116.42, 39.92))
+    street = make_cell(STREET, "street", (116.40, 39.90, 116.42, 39.92), district)
+    community = make_cell(COMMUNITY, "community", (116.40, 39.90, 116.42, 39.92), street)
+    cells = {DISTRICT: district, STREET: street, COMMUNITY: community}
+    for code, bounds in GRID_BOXES.items():
+        cells[code] = make_cell(code, "grid", bounds, community)
+    return cells
+
+
+def make_user(role: str | Role = Role.resident, *, username: str | None = None, cell: Cell | None = None,
+              served: Iterable[Cell] = (), password: str = PASSWORD, active: bool = True,
+              phone: str | None = None) -> User:
+    role = role.value if isinstance(role, Role) else role
+    n = next(_seq)
+    user = User(username=username or f"{role}{n}", password_hash=hash_password(password), role=role,
+                display_name=f"{role} {n}", phone=phone, active=active, cell_id=cell.id if cell else None)
+    db.session.add(user)
+    db.session.flush()
+    for served_cell in served:
+        db.session.add(WorkerCell(user_id=user.id, cell_id=served_cell.id))
+    db.session.flush()
+    return user
+
+
+def make_category(code: str | None = None, *, hours: int = 4, active: bool = True,
+                  name: str = "暴露垃圾", group: str = "市容环境") -> Category:
+    category = Category(code=code or f"T{next(_seq):03d}", name=name, group=group, time_limit_value=hours,
+                        time_limit_unit="hours", active=active)
+    db.session.add(category)
+    db.session.flush()
+    return category
+
+
+def make_report(user: User, category: Category, lon: float, lat: float, crs: str = "wgs84",
+                description: str = "test report"):
+    return report_service.create_report(user, category_code=category.code, description=description,
+                                        location={"lon": lon, "lat": lat, "crs": crs})
+
+
+def tokens_for(user: User, password: str = PASSWORD) -> auth_service.TokenPair:
+    return auth_service.login(user.username, password)
+
+
+def auth_header(user: User, password: str = PASSWORD) -> dict[str, str]:
+    return {"Authorization": f"Bearer {tokens_for(user, password).access_token}"}
