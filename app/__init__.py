@@ -15,8 +15,20 @@ WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 JSON_BODY_METHODS = {"POST", "PUT", "PATCH"}
 
 
+class GridApp(Flask):
+    """Flask with one transaction per request, committed where the view's errors are still handled."""
+
+    def dispatch_request(self):
+        response = self.make_response(super().dispatch_request())
+        # Committing here rather than in after_request lets a failing commit (a unique race, say)
+        # reach the registered error handlers and become a proper problem+json.
+        if request.method in WRITE_METHODS and response.status_code < 400:
+            db.session.commit()
+        return response
+
+
 def create_app(config: BaseConfig | str | None = None) -> Flask:
-    app = Flask(__name__, instance_path=str(INSTANCE_DIR))
+    app = GridApp(__name__, instance_path=str(INSTANCE_DIR))
     cfg = config if isinstance(config, BaseConfig) else load_config(config)
     app.config.from_object(cfg)
     app.config["APP_ENV"] = cfg.ENV_NAME
@@ -46,7 +58,7 @@ def register_blueprints(app: Flask) -> None:
 
 
 def register_request_boundary(app: Flask) -> None:
-    """One transaction per request: commit after a successful write, roll back on anything else."""
+    """Body checks before the view; whatever a request left uncommitted is rolled back after it."""
     from app.api.cells import import_body_limit
     from app.errors import problem_response
 
@@ -60,11 +72,8 @@ def register_request_boundary(app: Flask) -> None:
         return None
 
     @app.after_request
-    def _commit(response):
-        if request.method in WRITE_METHODS and response.status_code < 400:
-            db.session.commit()
-        else:
-            db.session.rollback()
+    def _rollback_leftovers(response):
+        db.session.rollback()
         return response
 
 

@@ -1,4 +1,8 @@
-"""Factories for test data: cells from simple boxes, users, categories, reports, tokens."""
+"""Factories for test data: cells from simple boxes, users, categories, reports, tokens.
+
+Each factory commits: inside a test that only releases a savepoint of the test's outer transaction
+(rolled back after the test), and it keeps the data when a request rolls its own work back.
+"""
 from __future__ import annotations
 
 import itertools
@@ -43,7 +47,7 @@ def make_cell(code: str, level: str, bounds: Iterable[float], parent: Cell | Non
     cell = Cell(code=code, level=level, name=name or f"cell {code}", parent_id=parent.id if parent else None,
                 geom=from_shape(square(*bounds), srid=4326), active=active)
     db.session.add(cell)
-    db.session.flush()
+    db.session.commit()
     return cell
 
 
@@ -68,7 +72,7 @@ def make_user(role: str | Role = Role.resident, *, username: str | None = None, 
     db.session.flush()
     for served_cell in served:
         db.session.add(WorkerCell(user_id=user.id, cell_id=served_cell.id))
-    db.session.flush()
+    db.session.commit()
     return user
 
 
@@ -77,18 +81,22 @@ def make_category(code: str | None = None, *, hours: int = 4, active: bool = Tru
     category = Category(code=code or f"T{next(_seq):03d}", name=name, group=group, time_limit_value=hours,
                         time_limit_unit="hours", active=active)
     db.session.add(category)
-    db.session.flush()
+    db.session.commit()
     return category
 
 
 def make_report(user: User, category: Category, lon: float, lat: float, crs: str = "wgs84",
                 description: str = "test report"):
-    return report_service.create_report(user, category_code=category.code, description=description,
-                                        location={"lon": lon, "lat": lat, "crs": crs})
+    report = report_service.create_report(user, category_code=category.code, description=description,
+                                          location={"lon": lon, "lat": lat, "crs": crs})
+    db.session.commit()
+    return report
 
 
 def tokens_for(user: User, password: str = PASSWORD) -> auth_service.TokenPair:
-    return auth_service.login(user.username, password)
+    pair = auth_service.login(user.username, password)
+    db.session.commit()
+    return pair
 
 
 def auth_header(user: User, password: str = PASSWORD) -> dict[str, str]:
