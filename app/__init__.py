@@ -32,6 +32,7 @@ def create_app(config: BaseConfig | str | None = None) -> Flask:
     cfg = config if isinstance(config, BaseConfig) else load_config(config)
     app.config.from_object(cfg)
     app.config["APP_ENV"] = cfg.ENV_NAME
+    app.json.ensure_ascii = False  # Chinese names stay readable in answers
     logging.basicConfig(level=app.config["LOG_LEVEL"], format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     register_extensions(app)

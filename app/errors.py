@@ -5,6 +5,7 @@ import logging
 from typing import Any
 
 from flask import Flask, Response, json, request
+from marshmallow import Schema, fields
 from sqlalchemy.exc import IntegrityError, OperationalError
 from werkzeug.exceptions import HTTPException
 
@@ -13,6 +14,18 @@ from app.extensions import db
 log = logging.getLogger(__name__)
 
 PROBLEM_MIMETYPE = "application/problem+json"
+
+
+class ProblemSchema(Schema):
+    """RFC 7807 problem details, as every error answers."""
+
+    type = fields.String(metadata={"description": "URI reference naming the problem type"})
+    title = fields.String()
+    status = fields.Integer()
+    detail = fields.String()
+    code = fields.String(metadata={"description": "Stable machine-readable code"})
+    instance = fields.String()
+    errors = fields.Raw(metadata={"description": "Field errors, or the bad features of an import"})
 
 
 class DomainError(Exception):

@@ -1,4 +1,6 @@
 """Extensions created unbound; create_app() binds them."""
+import http
+
 from flask_migrate import Migrate
 from flask_smorest import Api
 from flask_sqlalchemy import SQLAlchemy
@@ -19,11 +21,26 @@ class Base(DeclarativeBase):
 
 
 class ProblemApi(Api):
-    """flask-smorest Api whose HTTP errors go through our one problem+json handler."""
+    """flask-smorest Api whose errors go through our one handler and are documented as problem+json."""
 
     def _register_error_handlers(self):
         # The app registers app.errors.register_error_handlers instead.
         pass
+
+    def _register_responses(self):
+        from flask_smorest.utils import prepare_response
+
+        from app.errors import PROBLEM_MIMETYPE, ProblemSchema
+
+        for status in http.HTTPStatus:
+            response = {"description": status.phrase}
+            if status >= 400:
+                response["schema"] = ProblemSchema
+            prepare_response(response, self.spec, PROBLEM_MIMETYPE)
+            self.spec.components.response(status.name, response, lazy=True)
+        response = {"description": "RFC 7807 problem", "schema": ProblemSchema}
+        prepare_response(response, self.spec, PROBLEM_MIMETYPE)
+        self.spec.components.response("DEFAULT_ERROR", response, lazy=True)
 
 
 db = SQLAlchemy(model_class=Base)

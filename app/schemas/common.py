@@ -100,19 +100,3 @@ class BBox(fields.Field):
         if min_lon > max_lon or min_lat > max_lat:
             raise ValidationError("bbox minimum is above its maximum.")
         return min_lon, min_lat, max_lon, max_lat
-
-
-class ProblemSchema(Schema):
-    type = fields.String()
-    title = fields.String()
-    status = fields.Integer()
-    detail = fields.String()
-    code = fields.String()
-    instance = fields.String()
-    errors = fields.Raw()
-
-
-class PointOut(Schema):
-    lon = fields.Float()
-    lat = fields.Float()
-    crs = fields.Constant("wgs84")
