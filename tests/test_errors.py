@@ -1,0 +1,176 @@
+"""Cross-cutting HTTP behaviour: problem+json for 404, 405 and unhandled errors; the OpenAPI document and docs."""
+from __future__ import annotations
+
+import re
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from app.models import CaseEvent, Report
+from app.services import categories as category_service
+from app.services import reports as report_service
+from tests.factories import auth_header, make_category, make_test_grid, make_user
+
+PROBLEM = "application/problem+json"
+
+
+def assert_problem(resp, status: int, code: str) -> dict:
+    assert resp.status_code == status, resp.get_data(as_text=True)
+    assert resp.mimetype == PROBLEM
+    problem = resp.json
+    assert (problem["status"], problem["code"]) == (status, code)
+    assert problem["type"].endswith(code)
+    for key in ("title", "detail"):
+        assert isinstance(problem[key], str) and problem[key], key
+    return problem
+
+
+# ---- 404 and 405 --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("path", ["/api/v1/no-such-thing", "/nowhere", "/api/v1/reports/not-a-number",
+                                  "/api/v2/reports"])
+def test_unknown_url_is_404_problem(client, path):
+    problem = assert_problem(client.get(path), 404, "not_found")
+    assert problem["instance"] == path
+
+
+def test_unknown_url_with_a_body_is_still_404(client):
+    assert_problem(client.post("/api/v1/no-such-thing", json={"a": 1}), 404, "not_found")
+
+
+@pytest.mark.parametrize("method, path, allowed", [
+    ("delete", "/api/v1/reports", {"GET", "POST"}),
+    ("put", "/api/v1/categories", {"GET", "POST"}),
+    ("get", "/api/v1/auth/login", {"POST"}),
+    ("post", "/api/v1/reports/1", {"GET"}),
+    ("get", "/api/v1/categories/1", {"PATCH"}),
+])
+def test_wrong_method_is_405_with_allow(client, method, path, allowed):
+    resp = getattr(client, method)(path)
+    assert_problem(resp, 405, "method_not_allowed")
+    allow = {m.strip() for m in resp.headers["Allow"].split(",")}
+    assert allowed <= allow
+    assert allow - allowed <= {"HEAD", "OPTIONS"}
+
+
+# ---- unhandled errors ---------------------------------------------------------------------------
+# The session's app has served requests, so Flask no longer lets a test add a route to it; a service
+# function that raises stands in for a bug.
+
+def _boom(*_args, **_kwargs):
+    raise RuntimeError("secret internals: password=hunter2")
+
+
+def test_unhandled_exception_is_500_problem_without_internals(client, monkeypatch):
+    monkeypatch.setattr(category_service, "active_categories_query", _boom)
+    resp = client.get("/api/v1/categories")
+    problem = assert_problem(resp, 500, "internal_error")
+    assert "hunter2" not in resp.get_data(as_text=True)
+    assert "RuntimeError" not in resp.get_data(as_text=True)
+    assert problem["instance"] == "/api/v1/categories"
+
+
+def test_unhandled_exception_after_a_flush_writes_nothing(client, db, monkeypatch):
+    """create_report flushes the report before numbering it; the 500 must roll that back."""
+    make_test_grid()
+    category = make_category()
+    headers = auth_header(make_user("resident"))
+    monkeypatch.setattr(report_service, "case_number_for", _boom)
+    resp = client.post("/api/v1/reports", headers=headers, json={
+        "category_code": category.code, "description": "x", "location": {"lon": 116.405, "lat": 39.905}})
+    assert_problem(resp, 500, "internal_error")
+    assert db.session.scalar(select(func.count()).select_from(Report)) == 0
+    assert db.session.scalar(select(func.count()).select_from(CaseEvent)) == 0
+
+
+def test_database_outage_is_503_with_retry_after(client, monkeypatch):
+    def down(*_a, **_k):
+        raise OperationalError("SELECT 1", {}, Exception("connection refused"))
+
+    monkeypatch.setattr(category_service, "active_categories_query", down)
+    resp = client.get("/api/v1/categories")
+    assert_problem(resp, 503, "database_unavailable")
+    assert resp.headers["Retry-After"] == "5"
+    assert "connection refused" not in resp.get_data(as_text=True)
+
+
+def test_integrity_race_is_409(client, db, monkeypatch):
+    admin = make_user("admin")
+
+    def race(*_a, **_k):
+        raise IntegrityError("INSERT", {}, Exception("duplicate key"))
+
+    monkeypatch.setattr(category_service, "create_category", race)
+    resp = client.post("/api/v1/categories", headers=auth_header(admin),
+                       json={"code": "0999", "name": "n", "group": "g", "time_limit_value": 1})
+    assert_problem(resp, 409, "conflict")
+
+
+# ---- OpenAPI and docs ---------------------------------------------------------------------------
+
+def _openapi_path(rule: str) -> str:
+    return re.sub(r"<(?:[a-z]+:)?([a-z_]+)>", r"{\1}", rule)
+
+
+def _api_rules(app):
+    skip = {"/api/v1/openapi.json", "/api/v1/docs"}
+    return [r for r in app.url_map.iter_rules() if r.rule.startswith("/api/v1/") and r.rule not in skip]
+
+
+def test_openapi_documents_every_endpoint_and_method(app, client):
+    resp = client.get("/api/v1/openapi.json")
+    assert resp.status_code == 200
+    assert resp.mimetype == "application/json"
+    spec = resp.json
+    assert spec["openapi"].startswith("3.")
+    rules = _api_rules(app)
+    assert len(rules) >= 10  # auth, cells, categories, reports
+    documented = {}
+    for rule in rules:
+        path = _openapi_path(rule.rule)
+        assert path in spec["paths"], f"{rule.rule} is not documented"
+        methods = {m.lower() for m in rule.methods} - {"head", "options"}
+        operations = {k for k in spec["paths"][path] if k in {"get", "post", "put", "patch", "delete"}}
+        assert methods == operations, (rule.rule, methods, operations)
+        documented[path] = methods
+    # And nothing is documented that the app does not serve.
+    assert set(spec["paths"]) == set(documented)
+    for path, item in spec["paths"].items():
+        for method in documented[path]:
+            operation = item[method]
+            assert any(code.startswith("2") for code in operation["responses"]), (path, method)
+            if method in {"post", "patch"}:
+                assert "requestBody" in operation, (path, method)
+
+
+def test_openapi_declares_bearer_auth(client):
+    spec = client.get("/api/v1/openapi.json").json
+    scheme = spec["components"]["securitySchemes"]["bearerAuth"]
+    assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
+    assert spec["paths"]["/api/v1/reports"]["post"]["security"] == [{"bearerAuth": []}]
+    assert "security" not in spec["paths"]["/api/v1/auth/login"]["post"]
+
+
+def test_openapi_security_matches_what_the_endpoints_enforce(app, client, db):
+    """Every operation that answers 401 without a token says so in the spec, and the other way round."""
+    spec = client.get("/api/v1/openapi.json").json
+    for rule in _api_rules(app):
+        path = _openapi_path(rule.rule)
+        url = re.sub(r"<(?:[a-z]+:)?[a-z_]+>", "1", rule.rule)
+        for method in {m.lower() for m in rule.methods} - {"head", "options"}:
+            kwargs = {"json": {}} if method in {"post", "patch", "put"} else {}
+            resp = getattr(client, method)(url, **kwargs)
+            declared = spec["paths"][path][method].get("security") == [{"bearerAuth": []}]
+            assert (resp.status_code == 401) == declared, (method, url, resp.status_code, declared)
+            if resp.status_code == 401:
+                assert resp.mimetype == PROBLEM
+
+
+def test_docs_page_is_html(client):
+    resp = client.get("/api/v1/docs")
+    assert resp.status_code == 200
+    assert resp.mimetype == "text/html"
+    html = resp.get_data(as_text=True)
+    assert "<html" in html.lower()
+    assert "/api/v1/openapi.json" in html

@@ -1,0 +1,492 @@
+"""Reports: filing (routing, status, deadline, history), bad input, and who may read which report."""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from types import SimpleNamespace
+
+import pytest
+from geoalchemy2.shape import to_shape
+from sqlalchemy import func, select
+
+from app.coords import gcj02_to_bd09, wgs84_to_gcj02
+from app.models import CaseEvent, Report
+from tests.factories import (COMMUNITY, DISTRICT, auth_header, make_category, make_cell, make_report,
+                             make_test_grid, make_user)
+
+URL = "/api/v1/reports"
+PROBLEM = "application/problem+json"
+SW = "11010500100101"
+NE = "11010500100104"
+OTHER_GRID = "11010600100101"
+SW_POINT = (116.405, 39.905)
+NE_POINT = (116.415, 39.915)
+OTHER_POINT = (116.505, 39.905)
+FAR_POINT = (100.0, 30.0)  # no cell anywhere near
+
+
+@pytest.fixture()
+def world(db):
+    """The test grid, a second district beside it, one category, and an account of every kind."""
+    cells = make_test_grid()
+    other_district = make_cell("110106", "district", (116.50, 39.90, 116.51, 39.91))
+    other_street = make_cell("110106001", "street", (116.50, 39.90, 116.51, 39.91), other_district)
+    other_community = make_cell("110106001001", "community", (116.50, 39.90, 116.51, 39.91), other_street)
+    cells["110106"] = other_district
+    cells["110106001001"] = other_community
+    cells[OTHER_GRID] = make_cell(OTHER_GRID, "grid", (116.50, 39.90, 116.51, 39.91), other_community)
+    category = make_category(hours=4)
+    return SimpleNamespace(
+        cells=cells,
+        category=category,
+        resident=make_user("resident"),
+        resident2=make_user("resident"),
+        worker=make_user("worker", served=[cells[SW]]),
+        other_worker=make_user("worker", served=[cells[OTHER_GRID]]),
+        supervisor=make_user("supervisor", cell=cells[COMMUNITY]),
+        other_supervisor=make_user("supervisor", cell=other_community),
+        root_supervisor=make_user("supervisor", cell=cells[DISTRICT]),
+        admin=make_user("admin"),
+    )
+
+
+def body(world, lon_lat=SW_POINT, **overrides):
+    data = {"category_code": world.category.code, "description": "垃圾桶满溢",
+            "location": {"lon": lon_lat[0], "lat": lon_lat[1]}, "address": "东四北大街 1 号"}
+    data.update(overrides)
+    return data
+
+
+def report_count(db) -> int:
+    return db.session.scalar(select(func.count()).select_from(Report))
+
+
+def event_count(db) -> int:
+    return db.session.scalar(select(func.count()).select_from(CaseEvent))
+
+
+def parse_local(value: str) -> datetime:
+    assert value.endswith("+08:00"), value
+    parsed = datetime.fromisoformat(value)
+    assert parsed.utcoffset() == timedelta(hours=8)
+    return parsed
+
+
+def assert_problem(resp, status: int, code: str) -> dict:
+    assert resp.status_code == status, resp.get_data(as_text=True)
+    assert resp.mimetype == PROBLEM
+    problem = resp.json
+    assert problem["status"] == status
+    assert problem["code"] == code
+    for key in ("type", "title", "detail"):
+        assert problem[key], key
+    return problem
+
+
+# ---- filing -------------------------------------------------------------------------------------
+
+def test_resident_files_a_report_routed_to_its_cell(client, db, world):
+    resp = client.post(URL, json=body(world), headers=auth_header(world.resident))
+    assert resp.status_code == 201, resp.json
+    out = resp.json
+    assert out["status"] == "submitted"
+    assert out["cell"] == {"id": world.cells[SW].id, "code": SW, "name": world.cells[SW].name, "level": "grid"}
+    assert out["routed_by"] == "covers"
+    assert out["needs_triage"] is False
+    assert out["reporter_id"] == world.resident.id
+    assert out["category"]["code"] == world.category.code
+    assert out["description"] == "垃圾桶满溢"
+    assert out["address"] == "东四北大街 1 号"
+    assert out["location"] == {"lon": SW_POINT[0], "lat": SW_POINT[1], "crs": "wgs84"}
+
+    created = parse_local(out["created_at"])
+    parse_local(out["updated_at"])
+    assert parse_local(out["deadline_at"]) - created == timedelta(hours=4)
+    # The case number is the local day of filing followed by the zero-padded id.
+    assert out["case_number"] == f"{created:%Y%m%d}{out['id']:07d}"
+
+    stored = db.session.get(Report, out["id"])
+    assert stored.reporter_id == world.resident.id and stored.cell_id == world.cells[SW].id
+    assert stored.case_number == out["case_number"]
+    events = db.session.scalars(select(CaseEvent).where(CaseEvent.report_id == out["id"])).all()
+    assert len(events) == 1
+    event = events[0]
+    assert (event.action, event.from_status, event.to_status) == ("create", None, "submitted")
+    assert (event.actor_id, event.actor_role) == (world.resident.id, "resident")
+    assert event.data["cell_code"] == SW
+
+
+def test_deadline_follows_the_category_limit(client, db, world):
+    slow = make_category(hours=48)
+    resp = client.post(URL, json=body(world, category_code=slow.code), headers=auth_header(world.resident))
+    assert resp.status_code == 201, resp.json
+    out = resp.json
+    assert parse_local(out["deadline_at"]) - parse_local(out["created_at"]) == timedelta(hours=48)
+
+
+def test_worker_report_in_own_cell_starts_accepted(client, db, world):
+    resp = client.post(URL, json=body(world), headers=auth_header(world.worker))
+    assert resp.status_code == 201, resp.json
+    assert resp.json["status"] == "accepted"
+    assert resp.json["cell"]["code"] == SW
+    event = db.session.scalars(select(CaseEvent).where(CaseEvent.report_id == resp.json["id"])).one()
+    assert (event.action, event.to_status, event.actor_role) == ("create", "accepted", "worker")
+
+
+def test_worker_report_outside_own_cell_stays_submitted(client, db, world):
+    resp = client.post(URL, json=body(world, NE_POINT), headers=auth_header(world.worker))
+    assert resp.status_code == 201, resp.json
+    assert resp.json["status"] == "submitted"
+    assert resp.json["cell"]["code"] == NE
+
+
+def test_report_outside_every_cell_is_kept_for_triage(client, db, world):
+    resp = client.post(URL, json=body(world, FAR_POINT), headers=auth_header(world.resident))
+    assert resp.status_code == 201, resp.json
+    out = resp.json
+    assert out["cell"] is None
+    assert out["needs_triage"] is True
+    assert out["routed_by"] is None
+    assert out["status"] == "submitted"
+    assert out["location"] == {"lon": FAR_POINT[0], "lat": FAR_POINT[1], "crs": "wgs84"}
+    stored = db.session.get(Report, out["id"])
+    assert stored.cell_id is None and stored.needs_triage is True
+    assert event_count(db) == 1
+
+
+def test_worker_report_outside_every_cell_stays_submitted(client, db, world):
+    resp = client.post(URL, json=body(world, FAR_POINT), headers=auth_header(world.worker))
+    assert resp.status_code == 201, resp.json
+    assert (resp.json["status"], resp.json["cell"], resp.json["needs_triage"]) == ("submitted", None, True)
+
+
+@pytest.mark.parametrize("crs", ["gcj02", "bd09"])
+def test_chinese_datum_input_is_stored_as_wgs84(client, db, world, crs):
+    gcj = wgs84_to_gcj02(*SW_POINT)
+    sent = gcj if crs == "gcj02" else gcj02_to_bd09(*gcj)
+    # The datums really differ here (hundreds of metres), so storing the raw input would be caught.
+    assert abs(sent[0] - SW_POINT[0]) + abs(sent[1] - SW_POINT[1]) > 1e-3
+    data = body(world, location={"lon": sent[0], "lat": sent[1], "crs": crs})
+    resp = client.post(URL, json=data, headers=auth_header(world.resident))
+    assert resp.status_code == 201, resp.json
+    out = resp.json
+    assert out["location"]["crs"] == "wgs84"
+    assert out["location"]["lon"] == pytest.approx(SW_POINT[0], abs=1e-6)
+    assert out["location"]["lat"] == pytest.approx(SW_POINT[1], abs=1e-6)
+    assert out["cell"]["code"] == SW
+
+    stored = db.session.get(Report, out["id"])
+    point = to_shape(stored.location)
+    assert (point.x, point.y) == pytest.approx(SW_POINT, abs=1e-6)
+    assert (stored.input_crs, stored.input_lon, stored.input_lat) == (crs, sent[0], sent[1])
+
+
+def test_description_of_exactly_4000_characters_is_accepted(client, db, world):
+    resp = client.post(URL, json=body(world, description="字" * 4000), headers=auth_header(world.resident))
+    assert resp.status_code == 201, resp.json
+    assert len(resp.json["description"]) == 4000
+
+
+@pytest.mark.parametrize("who", ["supervisor", "root_supervisor", "admin"])
+def test_supervisors_and_admins_cannot_file(client, db, world, who):
+    resp = client.post(URL, json=body(world), headers=auth_header(getattr(world, who)))
+    assert_problem(resp, 403, "forbidden")
+    assert report_count(db) == 0
+    assert event_count(db) == 0
+
+
+def _inactive(world, db):
+    return make_category(active=False).code
+
+
+BAD_BODIES = {
+    "unknown category": (lambda w, db: body(w, category_code="NOPE"), "category_code"),
+    "inactive category": (lambda w, db: body(w, category_code=_inactive(w, db)), "category_code"),
+    "empty description": (lambda w, db: body(w, description=""), "description"),
+    "description too long": (lambda w, db: body(w, description="x" * 4001), "description"),
+    "missing description": (lambda w, db: {k: v for k, v in body(w).items() if k != "description"},
+                            "description"),
+    "lat 91": (lambda w, db: body(w, location={"lon": 116.405, "lat": 91}), "location.lat"),
+    "lon -181": (lambda w, db: body(w, location={"lon": -181, "lat": 39.905}), "location.lon"),
+    "lon as string": (lambda w, db: body(w, location={"lon": "120.1", "lat": 39.905}), "location.lon"),
+    "lat missing": (lambda w, db: body(w, location={"lon": 116.405}), "location.lat"),
+    "missing location": (lambda w, db: {k: v for k, v in body(w).items() if k != "location"}, "location"),
+    "location not an object": (lambda w, db: body(w, location=[116.405, 39.905]), "location"),
+    "unknown top-level field": (lambda w, db: body(w, priority="high"), "priority"),
+    "unknown location field": (lambda w, db: body(w, location={"lon": 116.405, "lat": 39.905, "alt": 3}),
+                               "location.alt"),
+    "bad crs": (lambda w, db: body(w, location={"lon": 116.405, "lat": 39.905, "crs": "epsg3857"}),
+                "location.crs"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_BODIES), ids=list(BAD_BODIES))
+def test_bad_report_bodies_are_422_and_write_nothing(client, db, world, case):
+    make_body, field = BAD_BODIES[case]
+    data = make_body(world, db)
+    resp = client.post(URL, json=data, headers=auth_header(world.resident))
+    problem = assert_problem(resp, 422, "validation_failed")
+    errors = problem["errors"]
+    for part in field.split("."):
+        assert part in errors, (field, problem)
+        errors = errors[part]
+    assert report_count(db) == 0
+    assert event_count(db) == 0
+
+
+def test_malformed_json_is_400(client, db, world):
+    resp = client.post(URL, data='{"category_code": ', content_type="application/json",
+                       headers=auth_header(world.resident))
+    assert_problem(resp, 400, "malformed_json")
+    assert report_count(db) == 0
+
+
+def test_non_json_content_type_is_415(client, db, world):
+    resp = client.post(URL, data=f"category_code={world.category.code}&description=x",
+                       content_type="application/x-www-form-urlencoded", headers=auth_header(world.resident))
+    assert_problem(resp, 415, "unsupported_media_type")
+    assert report_count(db) == 0
+
+
+def test_body_over_one_mebibyte_is_413(client, db, world):
+    data = json.dumps(body(world, description="x" * (1024 * 1024 + 1)))
+    resp = client.post(URL, data=data, content_type="application/json", headers=auth_header(world.resident))
+    assert_problem(resp, 413, "payload_too_large")
+    assert report_count(db) == 0
+
+
+def test_unauthenticated_filing_is_401(client, db, world):
+    resp = client.post(URL, json=body(world))
+    assert_problem(resp, 401, "missing_token")
+    assert resp.headers["WWW-Authenticate"].startswith("Bearer")
+    assert report_count(db) == 0
+
+
+def test_garbage_token_is_401(client, db, world):
+    resp = client.post(URL, json=body(world), headers={"Authorization": "Bearer not-a-jwt"})
+    assert_problem(resp, 401, "invalid_token")
+    assert report_count(db) == 0
+
+
+# ---- reading one report -------------------------------------------------------------------------
+
+@pytest.fixture()
+def filed(world):
+    """One report in each interesting place, filed through the service."""
+    return SimpleNamespace(
+        sw=make_report(world.resident, world.category, *SW_POINT),
+        ne=make_report(world.resident2, world.category, *NE_POINT),
+        other=make_report(world.resident2, world.category, *OTHER_POINT),
+        triage=make_report(world.resident, world.category, *FAR_POINT),
+    )
+
+
+def _get(client, user, report):
+    return client.get(f"{URL}/{report.id}", headers=auth_header(user))
+
+
+def test_resident_reads_own_report(client, db, world, filed):
+    resp = _get(client, world.resident, filed.sw)
+    assert resp.status_code == 200, resp.json
+    assert resp.json["id"] == filed.sw.id
+    assert resp.json["case_number"] == filed.sw.case_number
+    assert resp.json["cell"]["code"] == SW
+    parse_local(resp.json["created_at"])
+
+
+def test_someone_elses_report_is_404_not_403(client, db, world, filed):
+    other = assert_problem(_get(client, world.resident2, filed.sw), 404, "report_not_found")
+    missing = assert_problem(client.get(f"{URL}/999999", headers=auth_header(world.resident2)),
+                             404, "report_not_found")
+    # A report that exists but is hidden answers exactly like one that does not exist.
+    assert other["title"] == missing["title"]
+
+
+@pytest.mark.parametrize("who, visible, hidden", [
+    ("worker", ["sw"], ["ne", "other", "triage"]),
+    ("other_worker", ["other"], ["sw", "ne", "triage"]),
+    ("supervisor", ["sw", "ne"], ["other", "triage"]),
+    ("other_supervisor", ["other"], ["sw", "ne", "triage"]),
+    ("root_supervisor", ["sw", "ne", "triage"], ["other"]),
+    ("admin", ["sw", "ne", "other", "triage"], []),
+])
+def test_report_detail_scope_per_role(client, db, world, filed, who, visible, hidden):
+    user = getattr(world, who)
+    for name in visible:
+        resp = _get(client, user, getattr(filed, name))
+        assert resp.status_code == 200, (name, resp.json)
+        assert resp.json["id"] == getattr(filed, name).id
+    for name in hidden:
+        assert_problem(_get(client, user, getattr(filed, name)), 404, "report_not_found")
+
+
+def test_worker_sees_own_report_filed_outside_their_cells(client, db, world):
+    mine = make_report(world.worker, world.category, *NE_POINT)
+    resp = _get(client, world.worker, mine)
+    assert resp.status_code == 200
+    assert resp.json["id"] == mine.id
+
+
+def test_report_detail_needs_a_token(client, db, world, filed):
+    assert_problem(client.get(f"{URL}/{filed.sw.id}"), 401, "missing_token")
+
+
+# ---- history ------------------------------------------------------------------------------------
+
+def test_report_events_list_the_create_event(client, db, world, filed):
+    resp = client.get(f"{URL}/{filed.sw.id}/events", headers=auth_header(world.resident))
+    assert resp.status_code == 200, resp.json
+    assert len(resp.json) == 1
+    event = resp.json[0]
+    assert event["action"] == "create"
+    assert event["from_status"] is None
+    assert event["to_status"] == "submitted"
+    assert event["actor_id"] == world.resident.id
+    assert event["actor_role"] == "resident"
+    assert event["data"]["cell_code"] == SW
+    assert event["data"]["crs"] == "wgs84"
+    parse_local(event["created_at"])
+
+
+def test_report_events_are_scoped_like_the_report(client, db, world, filed):
+    assert_problem(client.get(f"{URL}/{filed.sw.id}/events", headers=auth_header(world.resident2)),
+                   404, "report_not_found")
+    assert_problem(client.get(f"{URL}/{filed.sw.id}/events", headers=auth_header(world.other_worker)),
+                   404, "report_not_found")
+    resp = client.get(f"{URL}/{filed.sw.id}/events", headers=auth_header(world.supervisor))
+    assert resp.status_code == 200 and [e["action"] for e in resp.json] == ["create"]
+    assert_problem(client.get(f"{URL}/{filed.sw.id}/events"), 401, "missing_token")
+
+
+# ---- lists --------------------------------------------------------------------------------------
+
+def _list(client, user, **query):
+    resp = client.get(URL, headers=auth_header(user), query_string=query)
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    assert set(resp.json) == {"items", "page", "page_size", "total"}
+    return resp.json
+
+
+def _ids(page) -> list[int]:
+    return [item["id"] for item in page["items"]]
+
+
+@pytest.mark.parametrize("who, visible", [
+    ("resident", ["triage", "sw"]),
+    ("resident2", ["other", "ne"]),
+    ("worker", ["sw"]),
+    ("other_worker", ["other"]),
+    ("supervisor", ["ne", "sw"]),
+    ("other_supervisor", ["other"]),
+    ("root_supervisor", ["triage", "ne", "sw"]),
+    ("admin", ["triage", "other", "ne", "sw"]),
+])
+def test_list_scope_per_role_newest_first(client, db, world, filed, who, visible):
+    page = _list(client, getattr(world, who))
+    expected = [getattr(filed, name).id for name in visible]
+    assert _ids(page) == expected  # filed in the order sw, ne, other, triage: newest first is the reverse
+    assert page["total"] == len(expected)
+    assert (page["page"], page["page_size"]) == (1, 20)
+
+
+def test_list_needs_a_token(client, db, world, filed):
+    assert_problem(client.get(URL), 401, "missing_token")
+
+
+def test_list_pagination(client, db, world):
+    reports = [make_report(world.resident, world.category, *SW_POINT, description=f"r{i}") for i in range(5)]
+    newest_first = [r.id for r in reversed(reports)]
+    first = _list(client, world.resident, page=1, page_size=2)
+    second = _list(client, world.resident, page=2, page_size=2)
+    third = _list(client, world.resident, page=3, page_size=2)
+    beyond = _list(client, world.resident, page=4, page_size=2)
+    assert (first["page"], first["page_size"], first["total"]) == (1, 2, 5)
+    assert (third["page"], third["total"]) == (3, 5)
+    assert _ids(first) + _ids(second) + _ids(third) == newest_first
+    assert beyond["items"] == [] and beyond["total"] == 5
+
+
+@pytest.mark.parametrize("query, field", [
+    ({"page": 0}, "page"),
+    ({"page_size": 0}, "page_size"),
+    ({"page_size": 101}, "page_size"),
+    ({"page": "x"}, "page"),
+    ({"status": "done"}, "status"),
+    ({"cell_id": 0}, "cell_id"),
+    ({"triage": "maybe"}, "triage"),
+    ({"created_from": "2026-01-01T00:00:00"}, "created_from"),
+    ({"created_to": "2026-01-01"}, "created_to"),
+])
+def test_list_bad_query_is_422(client, db, world, filed, query, field):
+    resp = client.get(URL, headers=auth_header(world.admin), query_string=query)
+    problem = assert_problem(resp, 422, "validation_failed")
+    assert field in problem["errors"], problem
+
+
+def test_list_unknown_cell_id_is_422(client, db, world, filed):
+    resp = client.get(URL, headers=auth_header(world.admin), query_string={"cell_id": 999999})
+    problem = assert_problem(resp, 422, "validation_failed")
+    assert "cell_id" in problem["errors"]
+
+
+def test_list_filter_by_status(client, db, world, filed):
+    accepted = make_report(world.worker, world.category, *SW_POINT)
+    assert accepted.status == "accepted"
+    assert _ids(_list(client, world.admin, status="accepted")) == [accepted.id]
+    submitted = _list(client, world.admin, status="submitted")
+    assert _ids(submitted) == [filed.triage.id, filed.other.id, filed.ne.id, filed.sw.id]
+    # Filters narrow the caller's scope; they never widen it.
+    assert _ids(_list(client, world.resident, status="accepted")) == []
+
+
+def test_list_filter_by_category(client, db, world, filed):
+    other_category = make_category(hours=8)
+    special = make_report(world.resident, other_category, *NE_POINT)
+    assert _ids(_list(client, world.admin, category=other_category.code)) == [special.id]
+    assert _list(client, world.admin, category=world.category.code)["total"] == 4
+    assert _list(client, world.admin, category="NOPE")["total"] == 0
+
+
+def test_list_filter_by_cell_subtree(client, db, world, filed):
+    cells = world.cells
+    assert _ids(_list(client, world.admin, cell_id=cells[SW].id)) == [filed.sw.id]
+    assert _ids(_list(client, world.admin, cell_id=cells[COMMUNITY].id)) == [filed.ne.id, filed.sw.id]
+    assert _ids(_list(client, world.admin, cell_id=cells[DISTRICT].id)) == [filed.ne.id, filed.sw.id]
+    assert _ids(_list(client, world.admin, cell_id=cells["110106"].id)) == [filed.other.id]
+    # A worker asking for a subtree they do not serve still sees only their own cell's reports.
+    assert _ids(_list(client, world.worker, cell_id=cells[COMMUNITY].id)) == [filed.sw.id]
+    assert _ids(_list(client, world.other_supervisor, cell_id=cells[COMMUNITY].id)) == []
+
+
+def test_list_filter_by_triage(client, db, world, filed):
+    assert _ids(_list(client, world.admin, triage="true")) == [filed.triage.id]
+    assert _ids(_list(client, world.admin, triage="false")) == [filed.other.id, filed.ne.id, filed.sw.id]
+    assert _ids(_list(client, world.root_supervisor, triage="true")) == [filed.triage.id]
+    assert _ids(_list(client, world.supervisor, triage="true")) == []
+
+
+def test_list_filter_by_created_range_with_offsets(client, db, world, filed):
+    utc = timezone.utc
+    filed.sw.created_at = datetime(2026, 1, 1, 0, 0, tzinfo=utc)
+    filed.ne.created_at = datetime(2026, 1, 2, 0, 0, tzinfo=utc)
+    filed.other.created_at = datetime(2026, 1, 3, 0, 0, tzinfo=utc)
+    filed.triage.created_at = datetime(2026, 1, 4, 0, 0, tzinfo=utc)
+    db.session.commit()  # a savepoint of the test's transaction; requests roll back only their own work
+
+    # 2026-01-02T08:00+08:00 is exactly ne's creation instant: the lower bound is inclusive.
+    page = _list(client, world.admin, created_from="2026-01-02T08:00:00+08:00")
+    assert _ids(page) == [filed.triage.id, filed.other.id, filed.ne.id]
+    # The upper bound is exclusive; the same instant written in UTC.
+    page = _list(client, world.admin, created_to="2026-01-03T00:00:00Z")
+    assert _ids(page) == [filed.ne.id, filed.sw.id]
+    # Offsets are honoured: 07:59 at +08:00 is one minute before ne.
+    page = _list(client, world.admin, created_from="2026-01-01T00:00:01+00:00",
+                 created_to="2026-01-02T07:59:00+08:00")
+    assert _ids(page) == []
+    page = _list(client, world.admin, created_from="2026-01-01T20:00:00-04:00",
+                 created_to="2026-01-03T00:00:01+00:00")
+    assert _ids(page) == [filed.other.id, filed.ne.id]
+    # Newest first follows created_at, not the id.
+    filed.sw.created_at = datetime(2026, 1, 5, tzinfo=utc)
+    db.session.commit()
+    assert _ids(_list(client, world.admin))[0] == filed.sw.id
