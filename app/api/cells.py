@@ -21,7 +21,8 @@ ADMIN_ONLY = (Role.admin,)
 
 
 def _detail(cell):
-    return {**CellOut().dump(cell), "geometry": to_geojson(cell.geom),
+    # Raw values: the response schema (CellDetailOut) does the one and only dump.
+    return {**{name: getattr(cell, name) for name in CellOut().fields}, "geometry": to_geojson(cell.geom),
             "ancestors": grid_service.ancestors(cell)}
 
 

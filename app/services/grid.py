@@ -158,10 +158,13 @@ def validate_import(features: list[Any], progress: Progress = _no_progress) -> l
     problems: dict[int, list[str]] = defaultdict(list)
     parsed: list[ValidFeature] = []
     first_index_of: dict[str, int] = {}
+    rejected_index_of: dict[str, int] = {}
     for index, feature in enumerate(progress(features, "Checking features")):
         valid, reasons = _parse_feature(index, feature)
         if reasons:
             problems[index].extend(reasons)
+            if isinstance(_code_of(feature), (str, int)):
+                rejected_index_of.setdefault(str(_code_of(feature)), index)
             continue
         if valid.code in first_index_of:
             problems[index].append(f"duplicate code {valid.code} (also feature {first_index_of[valid.code]})")
@@ -187,7 +190,12 @@ def validate_import(features: list[Any], progress: Progress = _no_progress) -> l
         parent_level = (in_file[f.parent_code].level if f.parent_code in in_file
                         else CellLevel(existing[f.parent_code].level) if f.parent_code in existing else None)
         if parent_level is None:
-            problems[f.index].append(f"unknown parent {f.parent_code}")
+            if f.parent_code in rejected_index_of:
+                # The parent is in the file but bad itself: say so rather than "unknown".
+                problems[f.index].append(
+                    f"parent {f.parent_code} is itself invalid (feature {rejected_index_of[f.parent_code]})")
+            else:
+                problems[f.index].append(f"unknown parent {f.parent_code}")
             continue
         if parent_level.child != f.level:
             problems[f.index].append(
