@@ -221,6 +221,16 @@ def test_every_bad_feature_is_listed_by_index(client, admin):
     assert snapshot() == before
 
 
+def test_duplicate_of_a_rejected_feature_is_still_a_duplicate(client, admin):
+    features = good_features()
+    features[3]["geometry"] = BOW_TIE
+    copy_of_3 = copy.deepcopy(good_features()[3])
+    features.append(copy_of_3)
+    body = assert_problem(post(client, admin, features), 422, "invalid_grid_import")
+    assert 3 in bad_indexes(body) and len(features) - 1 in bad_indexes(body)
+    assert any("duplicate code" in r for r in reasons_at(body, len(features) - 1))
+
+
 def test_a_feature_can_have_several_reasons(client, admin):
     features = good_features()
     features[4]["properties"].update({"name": "", "level": "block"})

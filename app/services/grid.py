@@ -161,15 +161,19 @@ def validate_import(features: list[Any], progress: Progress = _no_progress) -> l
     rejected_index_of: dict[str, int] = {}
     for index, feature in enumerate(progress(features, "Checking features")):
         valid, reasons = _parse_feature(index, feature)
+        raw_code = _code_of(feature)
+        if isinstance(raw_code, (str, int)) and not isinstance(raw_code, bool):
+            raw_code = str(raw_code)
+            # Duplicates are caught whether or not the first feature with the code is valid.
+            if raw_code in first_index_of:
+                reasons.append(f"duplicate code {raw_code} (also feature {first_index_of[raw_code]})")
+            else:
+                first_index_of[raw_code] = index
         if reasons:
             problems[index].extend(reasons)
-            if isinstance(_code_of(feature), (str, int)):
-                rejected_index_of.setdefault(str(_code_of(feature)), index)
+            if isinstance(raw_code, str):
+                rejected_index_of.setdefault(raw_code, index)
             continue
-        if valid.code in first_index_of:
-            problems[index].append(f"duplicate code {valid.code} (also feature {first_index_of[valid.code]})")
-            continue
-        first_index_of[valid.code] = index
         parsed.append(valid)
 
     in_file = {f.code: f for f in parsed}
