@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 
 from app.models import AuthSession, Category, RefreshToken, Role, User
 from tests.factories import (COMMUNITY, PASSWORD, make_test_grid, make_user, tokens_for)
+from tests.assertions import assert_problem
 
 API = "/api/v1"
 PROBLEM_KEYS = {"type", "title", "status", "detail", "code"}
@@ -19,18 +20,6 @@ PROBLEM_KEYS = {"type", "title", "status", "detail", "code"}
 
 # --- helpers -----------------------------------------------------------------------------------------
 
-def assert_problem(resp, status: int, code: str) -> dict:
-    assert resp.status_code == status, resp.get_data(as_text=True)
-    assert resp.mimetype == "application/problem+json"
-    body = resp.get_json(force=True)
-    assert PROBLEM_KEYS <= body.keys(), body
-    assert body["status"] == status
-    assert body["code"] == code, body
-    assert body["type"] == f"/problems/{code}"
-    assert body["detail"]
-    if status == 401:
-        assert resp.headers["WWW-Authenticate"].startswith("Bearer")
-    return body
 
 
 def count(db, model) -> int:

@@ -9,19 +9,12 @@ from sqlalchemy import func, select
 
 from app.models import Category, Report
 from tests.factories import auth_header, make_category, make_test_grid, make_user
+from tests.assertions import assert_problem
 
 URL = "/api/v1/categories"
 PROBLEM = "application/problem+json"
 
 
-def assert_problem(resp, status: int, code: str) -> dict:
-    assert resp.status_code == status, resp.get_data(as_text=True)
-    assert resp.mimetype == PROBLEM
-    problem = resp.json
-    assert (problem["status"], problem["code"]) == (status, code)
-    for key in ("type", "title", "detail"):
-        assert problem[key], key
-    return problem
 
 
 def category_rows(db) -> list[tuple]:

@@ -9,7 +9,8 @@ from sqlalchemy import select
 from app.extensions import db
 from app.models import Cell
 from tests.factories import (COMMUNITY, DISTRICT, GRID_BOXES, STREET, auth_header, geojson_square, make_category,
-                             make_cell, make_report, make_test_grid, make_user)
+                             make_report, make_test_grid, make_user)
+from tests.assertions import assert_problem, cells_snapshot as snapshot
 
 CELLS = "/api/v1/cells"
 SW, SE, NW, NE = sorted(GRID_BOXES)
@@ -22,22 +23,8 @@ NEW_GRID_BOUNDS = (116.42, 39.90, 116.43, 39.91)   # east of SE, touching it alo
 
 # ---- helpers -----------------------------------------------------------------------------------
 
-def assert_problem(resp, status: int, code: str) -> dict:
-    assert resp.status_code == status, resp.get_data(as_text=True)
-    assert resp.mimetype == "application/problem+json"
-    body = resp.get_json()
-    for key in ("type", "title", "status", "detail", "code"):
-        assert key in body, body
-    assert body["status"] == status
-    assert body["code"] == code, body
-    return body
 
 
-def snapshot() -> list[tuple]:
-    """Every cell as stored, geometry included, read fresh from the database."""
-    rows = db.session.execute(select(Cell.id, Cell.code, Cell.name, Cell.level, Cell.parent_id, Cell.active,
-                                     Cell.updated_at, Cell.geom).order_by(Cell.id)).all()
-    return [(*row[:-1], to_shape(row[-1]).wkt) for row in rows]
 
 
 def stored(code: str) -> Cell | None:

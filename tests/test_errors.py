@@ -11,19 +11,11 @@ from app.models import CaseEvent, Report
 from app.services import categories as category_service
 from app.services import reports as report_service
 from tests.factories import auth_header, make_category, make_test_grid, make_user
+from tests.assertions import assert_problem
 
 PROBLEM = "application/problem+json"
 
 
-def assert_problem(resp, status: int, code: str) -> dict:
-    assert resp.status_code == status, resp.get_data(as_text=True)
-    assert resp.mimetype == PROBLEM
-    problem = resp.json
-    assert (problem["status"], problem["code"]) == (status, code)
-    assert problem["type"].endswith(code)
-    for key in ("title", "detail"):
-        assert isinstance(problem[key], str) and problem[key], key
-    return problem
 
 
 # ---- 404 and 405 --------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from app.models import Cell
 from app.services import grid as grid_service
 from app.services.gridgen import GridSpec, generate
 from tests.factories import COMMUNITY, GRID_BOXES, auth_header, geojson_square, make_test_grid, make_user
+from tests.assertions import assert_problem, cells_snapshot as snapshot
 
 IMPORT = "/api/v1/cells/import"
 ONE_MIB = 1024 * 1024
@@ -64,21 +65,8 @@ def metres_per_degree(lat: float) -> tuple[float, float]:
             math.pi / 180 * 6_378_137.0 * (1 - 6.69437999014e-3) / w ** 3)
 
 
-def assert_problem(resp, status: int, code: str) -> dict:
-    assert resp.status_code == status, resp.get_data(as_text=True)
-    assert resp.mimetype == "application/problem+json"
-    body = resp.get_json()
-    for key in ("type", "title", "status", "detail", "code"):
-        assert key in body, body
-    assert body["status"] == status
-    assert body["code"] == code, body
-    return body
 
 
-def snapshot() -> list[tuple]:
-    rows = db.session.execute(select(Cell.id, Cell.code, Cell.name, Cell.level, Cell.parent_id, Cell.active,
-                                     Cell.updated_at, Cell.geom).order_by(Cell.id)).all()
-    return [(*row[:-1], to_shape(row[-1]).wkt) for row in rows]
 
 
 def cells_by_code() -> dict[str, Cell]:

@@ -13,6 +13,7 @@ from app.coords import gcj02_to_bd09, wgs84_to_gcj02
 from app.models import CaseEvent, Report
 from tests.factories import (COMMUNITY, DISTRICT, auth_header, make_category, make_cell, make_report,
                              make_test_grid, make_user)
+from tests.assertions import assert_problem
 
 URL = "/api/v1/reports"
 PROBLEM = "application/problem+json"
@@ -72,15 +73,6 @@ def parse_local(value: str) -> datetime:
     return parsed
 
 
-def assert_problem(resp, status: int, code: str) -> dict:
-    assert resp.status_code == status, resp.get_data(as_text=True)
-    assert resp.mimetype == PROBLEM
-    problem = resp.json
-    assert problem["status"] == status
-    assert problem["code"] == code
-    for key in ("type", "title", "detail"):
-        assert problem[key], key
-    return problem
 
 
 # ---- filing -------------------------------------------------------------------------------------

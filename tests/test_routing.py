@@ -14,6 +14,7 @@ from app.models import Cell
 from app.services.routing import route, route_wgs84
 from tests.factories import (COMMUNITY, DISTRICT, GRID_BOXES, STREET, auth_header, make_cell, make_test_grid,
                              make_user)
+from tests.assertions import assert_problem
 
 LOCATE = "/api/v1/cells/locate"
 SW, SE, NW, NE = sorted(GRID_BOXES)  # 11010500100101 .. 04
@@ -65,15 +66,6 @@ def locate(client, headers, lon, lat, crs=None):
     return client.get(LOCATE, query_string=query, headers=headers)
 
 
-def assert_problem(resp, status: int, code: str) -> dict:
-    assert resp.status_code == status, resp.get_data(as_text=True)
-    assert resp.mimetype == "application/problem+json"
-    body = resp.get_json()
-    for key in ("type", "title", "status", "detail", "code"):
-        assert key in body, body
-    assert body["status"] == status
-    assert body["code"] == code, body
-    return body
 
 
 # ---- inside a cell, shared edges and vertices --------------------------------------------------

@@ -6,7 +6,6 @@ Create Date: 2026-11-26 21:32:02.013688
 """
 from alembic import op
 import sqlalchemy as sa
-import geoalchemy2
 from geoalchemy2 import Geometry
 
 revision = '340b7f3979a1'
