@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, request
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app import spatial
 from app.errors import register_error_handlers
@@ -50,6 +51,10 @@ def register_extensions(app: Flask) -> None:
     with app.app_context():
         spatial.install_engine_hooks(app, db.engine)
     extensions.api.init_app(app)
+    extensions.limiter.init_app(app)
+    if app.config["TRUSTED_PROXIES"] > 0:
+        hops = app.config["TRUSTED_PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
 
 
 def register_blueprints(app: Flask) -> None:

@@ -177,6 +177,8 @@ def handle_http_exception(err: HTTPException) -> Response:
             detail = "One or more fields are invalid; see errors."
     if status == 413:
         detail = "The request body is larger than this endpoint accepts."
+    if status == 429:
+        detail = f"Too many requests: the limit is {err.description}. Try again later."
     headers = dict(data.get("headers") or {})
     if status == 405 and getattr(err, "valid_methods", None):
         headers["Allow"] = ", ".join(err.valid_methods)

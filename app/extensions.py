@@ -1,6 +1,8 @@
 """Extensions created unbound; create_app() binds them."""
 import http
 
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
 from flask_migrate import Migrate
 from flask_smorest import Api
 from flask_sqlalchemy import SQLAlchemy
@@ -46,3 +48,4 @@ class ProblemApi(Api):
 db = SQLAlchemy(model_class=Base)
 migrate = Migrate()
 api = ProblemApi()
+limiter = Limiter(key_func=get_remote_address)

@@ -66,6 +66,14 @@ class BaseConfig:
         self.PASSWORD_TIME_COST = _int_env("PASSWORD_TIME_COST", 3)
         self.PASSWORD_MEMORY_KIB = _int_env("PASSWORD_MEMORY_KIB", 64 * 1024)
         self.DEMO_PASSWORD = os.environ.get("DEMO_PASSWORD", "")
+        # Counters live in Redis when REDIS_URL is set, so every worker and host shares them.
+        self.REDIS_URL = os.environ.get("REDIS_URL", "")
+        self.RATELIMIT_STORAGE_URI = self.REDIS_URL or "memory://"
+        self.RATELIMIT_HEADERS_ENABLED = True
+        self.RATELIMIT_ENABLED = os.environ.get("RATELIMIT_ENABLED", "1") not in ("0", "false", "no")
+        self.AUTH_RATE_LIMIT = os.environ.get("AUTH_RATE_LIMIT", "10 per minute;100 per hour")
+        # Hops of reverse proxies whose X-Forwarded-For may be trusted for the client address.
+        self.TRUSTED_PROXIES = _int_env("TRUSTED_PROXIES", 0)
         self.LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
 
         self.SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
@@ -111,6 +119,9 @@ class TestingConfig(BaseConfig):
         self.PASSWORD_TIME_COST = 1
         self.PASSWORD_MEMORY_KIB = 1024
         self.DEMO_PASSWORD = self.DEMO_PASSWORD or "grid-demo-2026"
+        self.RATELIMIT_STORAGE_URI = "memory://"
+        # Tests log in far more often than people do; the rate-limit test lowers this itself.
+        self.AUTH_RATE_LIMIT = "100000 per minute"
 
 
 class ProductionConfig(BaseConfig):

@@ -1,9 +1,11 @@
 """Sign-up, sign-in, token rotation, sign-out and the caller's own profile."""
+from flask import current_app
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from app.api import BEARER
 from app.auth.decorators import auth_required, current_user
+from app.extensions import limiter
 from app.schemas.auth import LoginIn, RefreshIn, RegisterIn, TokensOut, UserOut
 from app.services import auth as auth_service
 from app.services import users as user_service
@@ -11,8 +13,17 @@ from app.services import users as user_service
 blp = Blueprint("auth", __name__, description="Accounts and tokens")
 
 
+def auth_rate_limit() -> str:
+    return current_app.config["AUTH_RATE_LIMIT"]
+
+
+# Password guessing and sign-up floods are throttled per client address.
+throttled = limiter.shared_limit(auth_rate_limit, scope="auth")
+
+
 @blp.route("/auth/register")
 class Register(MethodView):
+    @throttled
     @blp.arguments(RegisterIn)
     @blp.response(201, UserOut)
     def post(self, data):
@@ -22,6 +33,7 @@ class Register(MethodView):
 
 @blp.route("/auth/login")
 class Login(MethodView):
+    @throttled
     @blp.arguments(LoginIn)
     @blp.response(200, TokensOut)
     def post(self, data):
@@ -31,6 +43,7 @@ class Login(MethodView):
 
 @blp.route("/auth/refresh")
 class Refresh(MethodView):
+    @throttled
     @blp.arguments(RefreshIn)
     @blp.response(200, TokensOut)
     def post(self, data):
