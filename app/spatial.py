@@ -92,9 +92,25 @@ def _rtree(table_name: str, geom_column: str):
                  column("xmax"), column("ymin"), column("ymax"))
 
 
-def bbox_filter(geom_col, pk_col, bbox: tuple[float, float, float, float]) -> ColumnElement[bool]:
-    """Rows whose geometry's bounding box meets bbox, through the spatial index on both backends."""
-    min_lon, min_lat, max_lon, max_lat = (float(v) for v in bbox)
+def _number(value):
+    # A bind parameter (or any SQL expression) passes through, so a statement can be built once and reused.
+    return value if isinstance(value, ColumnElement) else float(value)
+
+
+def point_expr(lon, lat):
+    """The WGS-84 point as SQL, from floats or from bind parameters."""
+    if not isinstance(lon, ColumnElement) and not isinstance(lat, ColumnElement):
+        return point(lon, lat)
+    if is_postgis():
+        return func.ST_SetSRID(func.ST_MakePoint(lon, lat), SRID)
+    return func.MakePoint(lon, lat, SRID)
+
+
+def bbox_filter(geom_col, pk_col, bbox) -> ColumnElement[bool]:
+    """Rows whose geometry's bounding box meets bbox, through the spatial index on both backends.
+
+    bbox is (min_lon, min_lat, max_lon, max_lat) as floats or bind parameters."""
+    min_lon, min_lat, max_lon, max_lat = (_number(v) for v in bbox)
     if is_postgis():
         return geom_col.intersects(func.ST_MakeEnvelope(min_lon, min_lat, max_lon, max_lat, SRID))
     idx = _rtree(geom_col.table.name, geom_col.name)
@@ -104,9 +120,11 @@ def bbox_filter(geom_col, pk_col, bbox: tuple[float, float, float, float]) -> Co
     return pk_col.in_(ids)
 
 
-def covers_point(geom_col, pk_col, lon: float, lat: float) -> ColumnElement[bool]:
-    """Geometry covers the point (boundary included), index first on both backends."""
-    pt = point(lon, lat)
+def covers_point(geom_col, pk_col, lon, lat) -> ColumnElement[bool]:
+    """Geometry covers the point (boundary included), index first on both backends.
+
+    lon and lat are floats or bind parameters."""
+    pt = point_expr(lon, lat)
     if is_postgis():
         return func.ST_Covers(geom_col, pt)
     return bbox_filter(geom_col, pk_col, (lon, lat, lon, lat)) & (func.ST_Covers(geom_col, pt) == 1)

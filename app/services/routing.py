@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import Float, Select, bindparam, select
 
 from app import spatial
 from app.coords import to_wgs84
@@ -25,11 +25,26 @@ def _leaf_cells():
     return select(Cell).where(Cell.level == CellLevel.grid.value, Cell.active.is_(True))
 
 
+_COVERING: dict[str, Select] = {}
+
+
+def _covering_statement() -> Select:
+    """The covering-cell query, built once per dialect with bind parameters for the point.
+
+    Building it anew for every call cost more than running it (SQLAlchemy construction and
+    GeoAlchemy2 function wrappers); the statement and its compiled SQL are now reused."""
+    dialect = spatial.dialect_name()
+    stmt = _COVERING.get(dialect)
+    if stmt is None:
+        lon, lat = bindparam("lon", type_=Float), bindparam("lat", type_=Float)
+        stmt = (_leaf_cells().where(spatial.covers_point(Cell.geom, Cell.id, lon, lat))
+                .order_by(Cell.code).limit(1))
+        _COVERING[dialect] = stmt
+    return stmt
+
+
 def route_wgs84(lon: float, lat: float, max_distance_m: float | None = None) -> Routing:
-    covering = db.session.scalars(
-        _leaf_cells().where(spatial.covers_point(Cell.geom, Cell.id, lon, lat))
-        .order_by(Cell.code).limit(1)
-    ).first()
+    covering = db.session.scalars(_covering_statement(), {"lon": float(lon), "lat": float(lat)}).first()
     if covering is not None:
         return Routing(lon, lat, covering, RoutedBy.covers.value, 0.0)
 
