@@ -32,7 +32,7 @@ test-postgis: $(STAMP)
 
 bench: $(STAMP)
 	scripts/ensure-postgis.sh
-	$(BIN)/python -m bench.run_bench
+	$(BIN)/python -m bench.run_bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache
