@@ -9,9 +9,9 @@ Environment:
     FLOOR_DATABASE_URL  libpq URL of the benchmark database (postgresql://...)
     FLOOR_REPORTER_ID   the users.id recorded as reporter (there is no authentication here)
     FLOOR_MODE          "report" (default): one reports row, as the issue describes the floor;
-                        "full": the same rows our service writes - the report with its case number
-                        and its first case_events row - still in one statement (writable CTEs).
-    FLOOR_TIMEZONE      for the case number's date (default Asia/Shanghai)
+                        "full": the same rows our service writes - the report and its first
+                        case_events row - still in one statement (writable CTEs).
+    FLOOR_TIMEZONE      for the case day (default Asia/Shanghai)
 
     gunicorn --workers 2 --bind 127.0.0.1:8001 bench.floor_app:app
 """
@@ -33,10 +33,10 @@ cell AS (
 )"""
 
 REPORT_ONLY_SQL = _ROUTE + """
-INSERT INTO reports (category_id, reporter_id, cell_id, status, description, address, location,
+INSERT INTO reports (case_day, category_id, reporter_id, cell_id, status, description, address, location,
                      input_crs, input_lon, input_lat, routed_by, routing_distance_m, needs_triage,
                      deadline_at, created_at, updated_at)
-SELECT cat.id, %(reporter_id)s, cell.id, 'submitted', %(description)s, %(address)s, pt.g,
+SELECT (now() AT TIME ZONE %(tz)s)::date, cat.id, %(reporter_id)s, cell.id, 'submitted', %(description)s, %(address)s, pt.g,
        'wgs84', %(lon)s, %(lat)s,
        CASE WHEN cell.id IS NULL THEN NULL ELSE 'covers' END,
        CASE WHEN cell.id IS NULL THEN NULL ELSE 0.0 END,
@@ -46,12 +46,12 @@ RETURNING id, cell_id
 """
 
 FULL_SQL = _ROUTE + """,
-new AS (SELECT nextval(pg_get_serial_sequence('reports', 'id')) AS id, now() AS ts),
+new AS (SELECT now() AS ts),
 rep AS (
-    INSERT INTO reports (id, case_number, category_id, reporter_id, cell_id, status, description, address,
+    INSERT INTO reports (case_day, category_id, reporter_id, cell_id, status, description, address,
                          location, input_crs, input_lon, input_lat, routed_by, routing_distance_m,
                          needs_triage, deadline_at, created_at, updated_at)
-    SELECT new.id, to_char(new.ts AT TIME ZONE %(tz)s, 'YYYYMMDD') || lpad(new.id::text, 7, '0'),
+    SELECT (new.ts AT TIME ZONE %(tz)s)::date,
            cat.id, %(reporter_id)s, cell.id, 'submitted', %(description)s, %(address)s, pt.g,
            'wgs84', %(lon)s, %(lat)s,
            CASE WHEN cell.id IS NULL THEN NULL ELSE 'covers' END,

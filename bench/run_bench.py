@@ -625,9 +625,9 @@ def main(cells, workers, concurrency, client_processes, max_requests, seconds, a
             report["http"][f"floor_{mode}"] = asdict(floors[mode])
 
         with psycopg.connect(pg_url(dbname)) as conn:
-            rows = conn.execute("SELECT count(*), count(cell_id), count(case_number) FROM reports").fetchone()
+            rows = conn.execute("SELECT count(*), count(cell_id), count(case_day) FROM reports").fetchone()
             events = conn.execute("SELECT count(*) FROM case_events").fetchone()[0]
-        report["http"]["rows_written"] = {"reports": rows[0], "routed": rows[1], "with_case_number": rows[2],
+        report["http"]["rows_written"] = {"reports": rows[0], "routed": rows[1], "with_case_day": rows[2],
                                           "case_events": events}
 
     say()
@@ -639,7 +639,7 @@ def main(cells, workers, concurrency, client_processes, max_requests, seconds, a
     for mode, result in floors.items():
         ratio = ours.rps / result.rps if result.rps else float("nan")
         report["http"][f"ratio_vs_floor_{mode}"] = round(ratio, 3)
-        what = "one reports row" if mode == "report" else "same rows as ours: report + case number + event"
+        what = "one reports row" if mode == "report" else "same rows as ours: report + event"
         say(f"  ours / floor ({mode}: {what}) = {ratio:.2f}  (target >= 0.5)")
     say(f"  rows in the database after the runs: {report['http']['rows_written']}")
 

@@ -64,13 +64,20 @@ def test_unhandled_exception_is_500_problem_without_internals(client, monkeypatc
 
 
 def test_unhandled_exception_after_a_flush_writes_nothing(client, db, monkeypatch):
-    """create_report flushes the report before numbering it; the 500 must roll that back."""
+    """The report and its event are flushed before the failure; the 500 must roll both back."""
     make_test_grid()
     category = make_category()
     headers = auth_header(make_user("resident"))
-    monkeypatch.setattr(report_service, "case_number_for", _boom)
+    real_flush = db.session.flush
+
+    def flush_then_fail(*args, **kwargs):
+        real_flush(*args, **kwargs)
+        raise RuntimeError("failed after the flush")
+
+    monkeypatch.setattr(db.session, "flush", flush_then_fail)
     resp = client.post("/api/v1/reports", headers=headers, json={
         "category_code": category.code, "description": "x", "location": {"lon": 116.405, "lat": 39.905}})
+    monkeypatch.undo()
     assert_problem(resp, 500, "internal_error")
     assert db.session.scalar(select(func.count()).select_from(Report)) == 0
     assert db.session.scalar(select(func.count()).select_from(CaseEvent)) == 0

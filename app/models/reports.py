@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import enum
-from datetime import datetime
+from datetime import date, datetime
 
 from geoalchemy2 import Geometry
-from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, Boolean, Date, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
@@ -33,7 +33,8 @@ class Report(TimestampMixin, db.Model):
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    case_number: Mapped[str | None] = mapped_column(String(32), unique=True)
+    # The local day of filing, fixed at insert; with the id it makes the human case number.
+    case_day: Mapped[date] = mapped_column(Date, nullable=False)
     category_id: Mapped[int] = mapped_column(ForeignKey("categories.id", ondelete="RESTRICT"),
                                              nullable=False, index=True)
     reporter_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"), nullable=False)
@@ -55,6 +56,11 @@ class Report(TimestampMixin, db.Model):
     cell: Mapped[Cell | None] = relationship(lazy="joined")
     reporter: Mapped[User] = relationship()
 
+    @property
+    def case_number(self) -> str:
+        """Day of filing and id, e.g. 202611270000123: unique, stable, and needs no second write."""
+        return f"{self.case_day:%Y%m%d}{self.id:07d}"
+
 
 class CaseEvent(db.Model):
     """One row per change of a case; never updated or deleted."""
@@ -72,3 +78,5 @@ class CaseEvent(db.Model):
     note: Mapped[str | None] = mapped_column(Text)
     data: Mapped[dict | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, nullable=False)
+
+    report: Mapped[Report] = relationship()

@@ -74,13 +74,17 @@ def _live_session_and_user(session_id: str, user_id: int) -> tuple[AuthSession, 
     if row is None:
         raise InvalidToken("The token's session does not exist.")
     session, user = row
-    if session.revoked_at is not None:
+    _check_live(session.revoked_at, session.expires_at, user)
+    return session, user
+
+
+def _check_live(revoked_at, expires_at, user: User) -> None:
+    if revoked_at is not None:
         raise InvalidToken("The session has been signed out or revoked.", code="token_revoked")
-    if session.expires_at <= utcnow():
+    if expires_at <= utcnow():
         raise InvalidToken("The session has expired; sign in again.", code="token_expired")
     if not user.active:
         raise InvalidToken("The account is deactivated.", code="account_inactive")
-    return session, user
 
 
 def refresh(refresh_token: str) -> TokenPair:
@@ -115,5 +119,14 @@ def logout(refresh_token: str) -> None:
 
 def user_for_access_token(access_token: str) -> User:
     claims = tokens.decode(access_token, tokens.ACCESS)
-    _, user = _live_session_and_user(claims["sid"], int(claims["sub"]))
+    # Runs on every request: one query, one entity; the session's state comes back as plain columns.
+    row = db.session.execute(
+        select(User, AuthSession.revoked_at, AuthSession.expires_at)
+        .join(AuthSession, AuthSession.user_id == User.id)
+        .where(AuthSession.id == claims["sid"], User.id == int(claims["sub"]))
+    ).first()
+    if row is None:
+        raise InvalidToken("The token's session does not exist.")
+    user, revoked_at, expires_at = row
+    _check_live(revoked_at, expires_at, user)
     return user

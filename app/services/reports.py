@@ -1,7 +1,7 @@
 """Filing reports and reading them within each role's scope."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -22,9 +22,8 @@ def deadline_for(category: Category, start: datetime) -> datetime:
     return start + timedelta(hours=category.time_limit_value)
 
 
-def case_number_for(report: Report) -> str:
-    local_day = report.created_at.astimezone(ZoneInfo(current_app.config["TIMEZONE"]))
-    return f"{local_day:%Y%m%d}{report.id:07d}"
+def local_day(moment: datetime) -> date:
+    return moment.astimezone(ZoneInfo(current_app.config["TIMEZONE"])).date()
 
 
 def _subtree_cell_ids(code: str) -> Select:
@@ -73,7 +72,7 @@ def create_report(user: User, *, category_code: str, description: str, location:
 
     now = utcnow()
     report = Report(
-        category=category, reporter_id=user.id, cell=routing.cell, status=status,
+        case_day=local_day(now), category=category, reporter_id=user.id, cell=routing.cell, status=status,
         description=description, address=address, location=spatial.point(lon, lat),
         input_crs=crs, input_lon=location["lon"], input_lat=location["lat"],
         routed_by=routing.routed_by, routing_distance_m=routing.distance_m,
@@ -81,10 +80,9 @@ def create_report(user: User, *, category_code: str, description: str, location:
         created_at=now, updated_at=now,
     )
     db.session.add(report)
-    db.session.flush()
-    report.case_number = case_number_for(report)
+    # One flush writes the report and its first event together.
     db.session.add(CaseEvent(
-        report_id=report.id, actor_id=user.id, actor_role=user.role, action="create",
+        report=report, actor_id=user.id, actor_role=user.role, action="create",
         from_status=None, to_status=status, created_at=now,
         data={"cell_code": routing.cell.code if routing.cell else None, "routed_by": routing.routed_by,
               "routing_distance_m": routing.distance_m, "crs": crs},

@@ -84,7 +84,7 @@ def upgrade():
     op.create_index(op.f('ix_auth_sessions_user_id'), 'auth_sessions', ['user_id'], unique=False)
     op.create_geospatial_table('reports',
     sa.Column('id', sa.Integer(), nullable=False),
-    sa.Column('case_number', sa.String(length=32), nullable=True),
+    sa.Column('case_day', sa.Date(), nullable=False),
     sa.Column('category_id', sa.Integer(), nullable=False),
     sa.Column('reporter_id', sa.Integer(), nullable=False),
     sa.Column('cell_id', sa.Integer(), nullable=True),
@@ -104,8 +104,7 @@ def upgrade():
     sa.ForeignKeyConstraint(['category_id'], ['categories.id'], name=op.f('fk_reports_category_id_categories'), ondelete='RESTRICT'),
     sa.ForeignKeyConstraint(['cell_id'], ['cells.id'], name=op.f('fk_reports_cell_id_cells'), ondelete='RESTRICT'),
     sa.ForeignKeyConstraint(['reporter_id'], ['users.id'], name=op.f('fk_reports_reporter_id_users'), ondelete='RESTRICT'),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_reports')),
-    sa.UniqueConstraint('case_number', name=op.f('uq_reports_case_number'))
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_reports'))
     )
     op.create_geospatial_index('idx_reports_location', 'reports', ['location'], unique=False, postgresql_using='gist', postgresql_ops={})
     op.create_index(op.f('ix_reports_category_id'), 'reports', ['category_id'], unique=False)
