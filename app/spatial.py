@@ -8,7 +8,7 @@ from typing import Any
 from flask import Flask
 from geoalchemy2 import Geography, WKTElement
 from geoalchemy2.admin.dialects.sqlite import init_spatialite, load_spatialite_driver
-from sqlalchemy import ColumnElement, Float, cast, column, event, func, literal, select, table, text
+from sqlalchemy import ColumnElement, Float, cast, column, event, func, literal, select, table
 from sqlalchemy.engine import Engine
 
 from app.extensions import db
@@ -142,13 +142,3 @@ def distance_m(geom_col, lon: float, lat: float) -> ColumnElement[float]:
 def within_distance(geom_col, pk_col, lon: float, lat: float, metres: float) -> ColumnElement[bool]:
     """Index-backed prefilter by a degree box, then the exact metric test."""
     return bbox_filter(geom_col, pk_col, degree_box(lon, lat, metres)) & (distance_m(geom_col, lon, lat) <= metres)
-
-
-def spatial_index_exists(table_name: str, geom_column: str) -> bool:
-    if is_postgis():
-        sql = ("SELECT count(*) FROM pg_indexes WHERE tablename = :t AND indexdef ILIKE '%gist%' "
-               "AND indexdef ILIKE '%' || :c || '%'")
-    else:
-        sql = ("SELECT count(*) FROM geometry_columns WHERE f_table_name = :t "
-               "AND f_geometry_column = :c AND spatial_index_enabled = 1")
-    return db.session.execute(text(sql), {"t": table_name, "c": geom_column}).scalar_one() > 0

@@ -9,7 +9,6 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from app.models import CaseEvent, Report
 from app.services import categories as category_service
-from app.services import reports as report_service
 from tests.factories import auth_header, make_category, make_test_grid, make_user
 from tests.assertions import assert_problem
 

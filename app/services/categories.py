@@ -14,10 +14,6 @@ def active_categories_query():
     return select(Category).where(Category.active.is_(True)).order_by(Category.code)
 
 
-def all_categories_query():
-    return select(Category).order_by(Category.code)
-
-
 def get_category(category_id: int) -> Category:
     category = db.session.get(Category, category_id)
     if category is None:

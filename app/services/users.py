@@ -16,11 +16,6 @@ USERNAME = re.compile(r"^[A-Za-z0-9_.@+-]{3,64}$")
 MIN_PASSWORD = 8
 
 
-def validate_password(password: str) -> None:
-    if len(password) < MIN_PASSWORD or len(password) > 128:
-        raise ValidationFailed(errors={"password": [f"Must be {MIN_PASSWORD} to 128 characters."]})
-
-
 def create_user(*, username: str, password: str, role: str, cell_code: str | None = None,
                 display_name: str | None = None, phone: str | None = None) -> User:
     errors: dict[str, list[str]] = {}
@@ -67,7 +62,3 @@ def register_resident(phone: str, password: str, display_name: str | None = None
     # A resident signs in with their phone number as the username.
     return create_user(username=phone, password=password, role=Role.resident.value,
                        display_name=display_name, phone=phone)
-
-
-def served_cell_ids(user: User) -> list[int]:
-    return list(db.session.scalars(select(WorkerCell.cell_id).where(WorkerCell.user_id == user.id)))
