@@ -83,9 +83,7 @@ class BaseConfig:
         self.OPENAPI_URL_PREFIX = "/api/v1"
         self.OPENAPI_JSON_PATH = "openapi.json"
         self.OPENAPI_SWAGGER_UI_PATH = "/docs"
-        self.OPENAPI_SWAGGER_UI_URL = os.environ.get(
-            "SWAGGER_UI_URL", "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/"
-        )
+        self.OPENAPI_SWAGGER_UI_URL = os.environ.get("SWAGGER_UI_URL", "/api/v1/docs/assets/")
         self.JSON_SORT_KEYS = False
         self.validate()
 

@@ -113,7 +113,8 @@ def _openapi_path(rule: str) -> str:
 
 def _api_rules(app):
     skip = {"/api/v1/openapi.json", "/api/v1/docs"}
-    return [r for r in app.url_map.iter_rules() if r.rule.startswith("/api/v1/") and r.rule not in skip]
+    return [r for r in app.url_map.iter_rules() if r.rule.startswith("/api/v1/") and r.rule not in skip
+            and not r.rule.startswith("/api/v1/docs/assets/")]
 
 
 def test_openapi_documents_every_endpoint_and_method(app, client):
@@ -172,3 +173,13 @@ def test_docs_page_is_html(client):
     html = resp.get_data(as_text=True)
     assert "<html" in html.lower()
     assert "/api/v1/openapi.json" in html
+
+
+def test_docs_page_loads_swagger_ui_from_this_server(client):
+    html = client.get("/api/v1/docs").get_data(as_text=True)
+    assets = re.findall(r'(?:href|src)="([^"]+)"', html)
+    assert {a.rsplit("/", 1)[-1] for a in assets} >= {"swagger-ui.css", "swagger-ui-bundle.js"}
+    for asset in assets:
+        assert asset.startswith("/api/v1/docs/assets/"), asset
+        resp = client.get(asset)
+        assert resp.status_code == 200 and len(resp.data) > 1000, asset

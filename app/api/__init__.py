@@ -1,7 +1,10 @@
 """HTTP blueprints under /api/v1: thin MethodViews that parse, check access and call services."""
 from __future__ import annotations
 
-from flask import Flask
+from pathlib import Path
+
+import flask_swagger_ui
+from flask import Blueprint, Flask
 from flask_smorest import Api
 
 API_PREFIX = "/api/v1"
@@ -16,3 +19,11 @@ def register_blueprints(app: Flask, api: Api) -> None:
     for module in (auth, cells, categories, reports):
         api.register_blueprint(module.blp, url_prefix=API_PREFIX)
     app.register_blueprint(health.bp)
+    app.register_blueprint(_docs_assets())
+
+
+def _docs_assets() -> Blueprint:
+    """Swagger UI served from the installed package, so the docs page works without internet access."""
+    dist = Path(flask_swagger_ui.__file__).parent / "dist"
+    return Blueprint("docs_assets", __name__, static_folder=str(dist), static_url_path="/assets",
+                     url_prefix=f"{API_PREFIX}/docs")
