@@ -7,7 +7,7 @@ from app.api import BEARER
 from app.auth.decorators import auth_required
 from app.errors import Unrouted
 from app.models import Role
-from app.schemas.cells import (CellCreateIn, CellDetailOut, CellGeoJSONArgs, CellListArgs, CellOut, CellPage,
+from app.schemas.cells import (CellCreateIn, CellDetailOut, CellFilterArgs, CellListArgs, CellOut, CellPage,
                                CellUpdateIn, FeatureCollectionIn, ImportResultOut, LocateArgs, LocateOut)
 from app.schemas.common import PageArgs
 from app.services import grid as grid_service
@@ -50,7 +50,7 @@ class Cells(MethodView):
 class CellsGeoJSON(MethodView):
     @auth_required()
     @blp.doc(security=BEARER, responses={"200": {"content": {"application/geo+json": {}}}})
-    @blp.arguments(CellGeoJSONArgs, location="query")
+    @blp.arguments(CellFilterArgs, location="query")
     def get(self, args):
         """The matching cells as an RFC 7946 FeatureCollection for QGIS or Leaflet."""
         resp = jsonify(grid_service.cells_feature_collection(code_prefix=args.pop("code", None), **args))

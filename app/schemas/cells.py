@@ -27,7 +27,7 @@ class CellDetailOut(CellOut):
     ancestors = fields.List(fields.Nested(CellRef), metadata={"description": "Root first."})
 
 
-class CellListArgs(PageArgs):
+class CellFilterArgs(Schema):
     level = fields.String(validate=validate.OneOf(LEVELS))
     parent_id = fields.Integer(validate=validate.Range(min=1))
     code = fields.String(validate=validate.Regexp(r"^\d{1,20}$"), metadata={"description": "Code prefix."})
@@ -35,12 +35,8 @@ class CellListArgs(PageArgs):
     active = fields.Boolean()
 
 
-class CellGeoJSONArgs(Schema):
-    level = fields.String(validate=validate.OneOf(LEVELS))
-    parent_id = fields.Integer(validate=validate.Range(min=1))
-    code = fields.String(validate=validate.Regexp(r"^\d{1,20}$"))
-    bbox = BBox()
-    active = fields.Boolean()
+class CellListArgs(CellFilterArgs, PageArgs):
+    pass
 
 
 class GeometryIn(fields.Dict):
