@@ -228,14 +228,17 @@ def _check_sibling_overlaps(grid_features: list[ValidFeature], existing: dict[st
     by_parent: dict[str, list[ValidFeature]] = defaultdict(list)
     for f in grid_features:
         by_parent[f.parent_code].append(f)
+    # The stored siblings of every parent in one query, not one per parent.
+    parent_ids = {existing[code].id: code for code in by_parent if code in existing}
+    stored: dict[str, list[Cell]] = defaultdict(list)
+    if parent_ids:
+        for cell in db.session.scalars(select(Cell).where(Cell.parent_id.in_(parent_ids))):
+            stored[parent_ids[cell.parent_id]].append(cell)
     for parent_code, siblings in by_parent.items():
         shapes: list[tuple[str, int | None, Any]] = [(f.code, f.index, f.geom) for f in siblings]
-        parent = existing.get(parent_code)
-        if parent is not None:
-            codes_in_file = {f.code for f in siblings}
-            for cell in db.session.scalars(select(Cell).where(Cell.parent_id == parent.id)):
-                if cell.code not in codes_in_file:
-                    shapes.append((cell.code, None, to_shape(cell.geom)))
+        codes_in_file = {f.code for f in siblings}
+        shapes.extend((cell.code, None, to_shape(cell.geom))
+                      for cell in stored[parent_code] if cell.code not in codes_in_file)
         tree = STRtree([s[2] for s in shapes])
         for i, (code, index, geom) in enumerate(shapes):
             if index is None:
@@ -290,6 +293,15 @@ def import_cells(features: list[Any], progress: Progress = _no_progress) -> Impo
 
 # ---- single-cell edits -----------------------------------------------------------------------
 
+def _validate_single(feature: dict[str, Any], field: str) -> ValidFeature:
+    """One cell checked by the import's rules; its reasons are reported under `field`."""
+    try:
+        return validate_import([feature])[0]
+    except ValidationFailed as exc:
+        reasons = exc.extra["errors"][0]["reasons"]
+        raise ValidationFailed("; ".join(reasons), code="invalid_cell", errors={field: reasons}) from exc
+
+
 def create_cell(*, code: str, name: str, level: str, parent_code: str | None, geometry: Any,
                 active: bool = True) -> Cell:
     if get_cell_by_code(code) is not None:
@@ -297,11 +309,7 @@ def create_cell(*, code: str, name: str, level: str, parent_code: str | None, ge
     feature = {"type": "Feature", "geometry": geometry,
                "properties": {"code": code, "name": name, "level": level, "parent_code": parent_code,
                               "active": active}}
-    try:
-        import_cells([feature])
-    except ValidationFailed as exc:
-        reasons = exc.extra["errors"][0]["reasons"]
-        raise ValidationFailed("; ".join(reasons), code="invalid_cell", errors={"cell": reasons}) from exc
+    apply_import([_validate_single(feature, "cell")])
     return get_cell_by_code(code)
 
 
@@ -312,12 +320,7 @@ def update_cell(cell: Cell, changes: dict[str, Any]) -> Cell:
                    "properties": {"code": cell.code, "name": changes.get("name", cell.name),
                                   "level": cell.level, "parent_code": parent.code if parent else None,
                                   "active": changes.get("active", cell.active)}}
-        try:
-            validate_import([feature])
-        except ValidationFailed as exc:
-            reasons = exc.extra["errors"][0]["reasons"]
-            raise ValidationFailed("; ".join(reasons), code="invalid_cell", errors={"geometry": reasons}) from exc
-        cell.geom = to_db(parse_polygonal(changes["geometry"]))
+        cell.geom = to_db(_validate_single(feature, "geometry").geom)
     if "name" in changes:
         cell.name = changes["name"].strip()
     if "active" in changes:
