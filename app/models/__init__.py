@@ -1,11 +1,15 @@
 """Every model, imported so that Alembic and the mappers see them all."""
 from app.models.categories import Category, LimitUnit
 from app.models.grid import CODE_LENGTHS, LEVEL_ORDER, Cell, CellLevel, subtree_bounds
-from app.models.reports import CaseEvent, Report, ReportStatus, RoutedBy
+from app.models.reports import (
+    CLOCK_RUNNING_STATUSES, ESCALATION_LEVELS, FINAL_STATUSES, OPEN_STATUSES, CaseEvent, Notification, Report,
+    ReportStatus, RoutedBy,
+)
 from app.models.users import AuthSession, RefreshToken, Role, User, WorkerCell
 
 __all__ = [
-    "AuthSession", "CODE_LENGTHS", "CaseEvent", "Category", "Cell", "CellLevel", "LEVEL_ORDER",
+    "AuthSession", "CLOCK_RUNNING_STATUSES", "CODE_LENGTHS", "CaseEvent", "ESCALATION_LEVELS", "FINAL_STATUSES",
+    "Notification", "OPEN_STATUSES", "Category", "Cell", "CellLevel", "LEVEL_ORDER",
     "LimitUnit", "RefreshToken", "Report", "ReportStatus", "Role", "RoutedBy", "User", "WorkerCell",
     "subtree_bounds",
 ]

@@ -12,13 +12,20 @@ from app.models.base import TimestampMixin
 
 class LimitUnit(str, enum.Enum):
     hours = "hours"
+    working_hours = "working_hours"
+    working_days = "working_days"
+
+
+_UNITS_SQL = "('hours', 'working_hours', 'working_days')"
 
 
 class Category(TimestampMixin, db.Model):
     __tablename__ = "categories"
     __table_args__ = (
         CheckConstraint("time_limit_value > 0", name="time_limit_positive"),
-        CheckConstraint("time_limit_unit IN ('hours')", name="time_limit_unit"),
+        CheckConstraint(f"time_limit_unit IN {_UNITS_SQL}", name="time_limit_unit"),
+        CheckConstraint("escalation_window_value > 0", name="escalation_window_positive"),
+        CheckConstraint(f"escalation_window_unit IN {_UNITS_SQL}", name="escalation_window_unit"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -29,4 +36,16 @@ class Category(TimestampMixin, db.Model):
     keywords: Mapped[str | None] = mapped_column(String(500))
     time_limit_value: Mapped[int] = mapped_column(Integer, nullable=False)
     time_limit_unit: Mapped[str] = mapped_column(String(16), nullable=False, default=LimitUnit.hours.value)
+    # The time each higher level gets once a case is escalated to it.
+    escalation_window_value: Mapped[int] = mapped_column(Integer, nullable=False, default=1,
+                                                         server_default="1")
+    escalation_window_unit: Mapped[str] = mapped_column(String(16), nullable=False,
+                                                        default=LimitUnit.working_days.value,
+                                                        server_default=LimitUnit.working_days.value)
+    # Residents' reports are accepted without a supervisor's review.
+    auto_accept: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default="0")
+    # Accepted cases go to a worker of the cell at once (issue 5's rule); off: they wait for a supervisor.
+    auto_dispatch: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True, server_default="1")
+    # Grid workers may accept and assign cases of this category in their own cells.
+    self_handling: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default="0")
     active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)

@@ -18,6 +18,23 @@ from app.models.users import User
 class ReportStatus(str, enum.Enum):
     submitted = "submitted"
     accepted = "accepted"
+    rejected = "rejected"
+    assigned = "assigned"
+    in_progress = "in_progress"
+    on_hold = "on_hold"
+    resolved = "resolved"
+    closed = "closed"
+    duplicate = "duplicate"
+    cancelled = "cancelled"
+
+
+# Still in the loop: someone has something to do.
+OPEN_STATUSES = frozenset({"submitted", "accepted", "assigned", "in_progress", "on_hold", "resolved"})
+# The time-limit clock runs only while the case waits for or is in the hands of its handler.
+CLOCK_RUNNING_STATUSES = frozenset({"accepted", "assigned", "in_progress"})
+FINAL_STATUSES = frozenset({"rejected", "closed", "duplicate", "cancelled"})
+# Handling levels, bottom up; escalation_level indexes this tuple.
+ESCALATION_LEVELS = ("grid", "community", "street", "district")
 
 
 class RoutedBy(str, enum.Enum):
@@ -30,6 +47,8 @@ class Report(TimestampMixin, db.Model):
     __table_args__ = (
         Index("ix_reports_cell_created", "cell_id", "created_at"),
         Index("ix_reports_reporter_created", "reporter_id", "created_at"),
+        Index("ix_reports_status_deadline", "status", "deadline_at"),
+        Index("ix_reports_assignee_status", "assignee_id", "status"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -50,11 +69,49 @@ class Report(TimestampMixin, db.Model):
     routed_by: Mapped[str | None] = mapped_column(String(16))
     routing_distance_m: Mapped[float | None] = mapped_column(Float)
     needs_triage: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, index=True)
+    # The deadline of the level now handling the case; escalation replaces it with that level's window.
     deadline_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # When 80 % of the current window is used up (yellow); red once deadline_at has passed.
+    warn_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The case's own due time (limit + holds + extensions), never moved by escalation: on-time statistics use it.
+    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    # Lifecycle: who has it, since when, and the clock's inputs, snapshotted at acceptance so that later
+    # edits to the category do not move open cases.
+    assignee_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
+    assigned_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    accepted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    time_limit_value: Mapped[int | None] = mapped_column(Integer)
+    time_limit_unit: Mapped[str | None] = mapped_column(String(16))
+    # Approved extensions, in the limit's unit; a pending request waits in extension_requested.
+    extension_value: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
+    extension_requested: Mapped[int | None] = mapped_column(Integer)
+    hold_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Time spent on hold, in seconds of the limit's own sense (working seconds for working units).
+    held_seconds: Mapped[float] = mapped_column(Float, nullable=False, default=0, server_default="0")
+    duplicate_of_id: Mapped[int | None] = mapped_column(ForeignKey("reports.id", ondelete="RESTRICT"))
+
+    # Escalation: the level and cell now answerable for the case (0 = grid, see ESCALATION_LEVELS).
+    escalation_level: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
+    handling_cell_id: Mapped[int | None] = mapped_column(ForeignKey("cells.id", ondelete="RESTRICT"),
+                                                         index=True)
+    escalated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    critical: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default="0")
+    # The escalation level at which the assignee was last reminded of a yellow case (once per level).
+    reminded_level: Mapped[int | None] = mapped_column(Integer)
+
+    # Optimistic concurrency: the ETag, raised by every change.
+    version: Mapped[int] = mapped_column(Integer, nullable=False, default=1, server_default="1")
 
     category: Mapped[Category] = relationship(lazy="joined")
-    cell: Mapped[Cell | None] = relationship(lazy="joined")
-    reporter: Mapped[User] = relationship()
+    cell: Mapped[Cell | None] = relationship(lazy="joined", foreign_keys=[cell_id])
+    handling_cell: Mapped[Cell | None] = relationship(foreign_keys=[handling_cell_id])
+    reporter: Mapped[User] = relationship(foreign_keys=[reporter_id])
+    assignee: Mapped[User | None] = relationship(foreign_keys=[assignee_id])
+
+    __mapper_args__ = {"version_id_col": version}
 
     @property
     def case_number(self) -> str:
@@ -80,3 +137,22 @@ class CaseEvent(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, nullable=False)
 
     report: Mapped[Report] = relationship()
+
+
+class Notification(db.Model):
+    """A message to one user, written in the same transaction as the change that caused it (an outbox)."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (Index("ix_notifications_user_id_id", "user_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
+    report_id: Mapped[int | None] = mapped_column(ForeignKey("reports.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(32), nullable=False)
+    title: Mapped[str] = mapped_column(String(200), nullable=False)
+    body: Mapped[str | None] = mapped_column(Text)
+    data: Mapped[dict | None] = mapped_column(JSON)
+    # Makes a repeated write of the same notice (a re-run sweep) a no-op: unique when set.
+    dedupe_key: Mapped[str | None] = mapped_column(String(120), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, nullable=False)
+    read_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -72,7 +72,8 @@ def create_report(user: User, *, category_code: str, description: str, location:
 
     now = utcnow()
     report = Report(
-        case_day=local_day(now), category=category, reporter_id=user.id, cell=routing.cell, status=status,
+        case_day=local_day(now), category=category, reporter_id=user.id, cell=routing.cell,
+        handling_cell=routing.cell, status=status,
         description=description, address=address, location=spatial.point(lon, lat),
         input_crs=crs, input_lon=location["lon"], input_lat=location["lat"],
         routed_by=routing.routed_by, routing_distance_m=routing.distance_m,
