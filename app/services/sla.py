@@ -1,0 +1,45 @@
+"""The traffic light of a case's time limit: green, yellow (80 % used) and red (past the deadline)."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, and_, case, func, literal
+
+from app.models import CLOCK_RUNNING_STATUSES, Report
+
+SLA_STATES = ("green", "yellow", "red")
+
+
+def _measured_at(now: datetime) -> ColumnElement:
+    # A case on hold is judged at the moment its clock stopped.
+    return func.coalesce(Report.hold_started_at, literal(now, type_=Report.deadline_at.type))
+
+
+def sla_state_expr(now: datetime) -> ColumnElement[str | None]:
+    """SQL for the state of every case with a deadline; NULL for cases whose clock never started."""
+    at = _measured_at(now)
+    return case(
+        (Report.deadline_at.is_(None), None),
+        (Report.closed_at.is_not(None), case((Report.closed_at > Report.due_at, "red"), else_="green")),
+        (at > Report.deadline_at, "red"),
+        (and_(Report.warn_at.is_not(None), at >= Report.warn_at), "yellow"),
+        else_="green",
+    )
+
+
+def sla_state(report: Report, now: datetime) -> str | None:
+    if report.deadline_at is None:
+        return None
+    if report.closed_at is not None:
+        return "red" if report.due_at is not None and report.closed_at > report.due_at else "green"
+    at = report.hold_started_at or now
+    if at > report.deadline_at:
+        return "red"
+    if report.warn_at is not None and at >= report.warn_at:
+        return "yellow"
+    return "green"
+
+
+def overdue_filter(now: datetime) -> ColumnElement[bool]:
+    """Open cases whose clock runs and whose current deadline has passed: what escalation moves."""
+    return and_(Report.status.in_(CLOCK_RUNNING_STATUSES), Report.deadline_at < now)
