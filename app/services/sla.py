@@ -6,6 +6,7 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, and_, case, func, literal
 
 from app.models import CLOCK_RUNNING_STATUSES, Report
+from app.services import worktime
 
 SLA_STATES = ("green", "yellow", "red")
 
@@ -43,3 +44,37 @@ def sla_state(report: Report, now: datetime) -> str | None:
 def overdue_filter(now: datetime) -> ColumnElement[bool]:
     """Open cases whose clock runs and whose current deadline has passed: what escalation moves."""
     return and_(Report.status.in_(CLOCK_RUNNING_STATUSES), Report.deadline_at < now)
+
+
+WARN_SHARE = 0.8
+
+
+def start_clock(report: Report, start: datetime) -> None:
+    """Accepting a case starts its clock: snapshot the category's limit and set the deadlines."""
+    report.accepted_at = start
+    report.time_limit_value = report.category.time_limit_value
+    report.time_limit_unit = report.category.time_limit_unit
+    recompute_clock(report)
+
+
+def recompute_clock(report: Report) -> None:
+    """due_at, deadline_at and warn_at from the clock's inputs; the one formula every change goes through.
+
+    Own limit: accepted_at + (limit + approved extensions) in the limit's unit, then moved on by the
+    time held. After an escalation the handling level's window runs from escalated_at instead, while
+    due_at keeps the case's own due time for the on-time statistics.
+    """
+    if report.accepted_at is None or report.time_limit_unit is None:
+        return
+    unit = report.time_limit_unit
+    allowed = report.time_limit_value + (report.extension_value or 0)
+    held = report.held_seconds or 0.0
+    report.due_at = worktime.add_seconds(worktime.deadline(report.accepted_at, allowed, unit), held, unit)
+    if report.escalation_level == 0 or report.escalated_at is None:
+        report.deadline_at = report.due_at
+        report.warn_at = worktime.add_seconds(
+            worktime.deadline(report.accepted_at, allowed * WARN_SHARE, unit), held, unit)
+    else:
+        window, window_unit = report.category.escalation_window_value, report.category.escalation_window_unit
+        report.deadline_at = worktime.deadline(report.escalated_at, window, window_unit)
+        report.warn_at = worktime.deadline(report.escalated_at, window * WARN_SHARE, window_unit)
