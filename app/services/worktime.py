@@ -235,6 +235,7 @@ def forget_calendar() -> None:
 
 def deadline(start: datetime, value: float, unit: str) -> datetime:
     """The moment a limit of `value` `unit`s that starts at `start` runs out."""
+    _check_unit(unit)
     if unit == "hours":
         return start + timedelta(hours=value)
     return current_calendar().deadline(start, value, unit)
@@ -242,6 +243,7 @@ def deadline(start: datetime, value: float, unit: str) -> datetime:
 
 def seconds_between(start: datetime, end: datetime, unit: str) -> float:
     """Time from start to end in the unit's sense: calendar seconds for hours, working seconds otherwise."""
+    _check_unit(unit)
     if unit == "hours":
         return max((end - start).total_seconds(), 0.0)
     return current_calendar().seconds_between(start, end, unit)
@@ -249,6 +251,7 @@ def seconds_between(start: datetime, end: datetime, unit: str) -> float:
 
 def add_seconds(start: datetime, seconds: float, unit: str) -> datetime:
     """Move `start` on by `seconds` in the unit's sense (the inverse of seconds_between)."""
+    _check_unit(unit)
     if unit == "hours":
         return start + timedelta(seconds=seconds)
     return current_calendar().add_seconds(start, seconds, unit)
