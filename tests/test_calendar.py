@@ -185,15 +185,27 @@ def test_put_refuses_malformed_json(client, db, world):
     assert rows(db) == []
 
 
-def test_changes_are_for_admins_only(client, db, world):
-    assert_problem(client.put(f"{URL}/2026-12-01", json={"kind": "holiday"}), 401, "missing_token")
-    assert_problem(client.get(f"{URL}/2026-12-01"), 401, "missing_token")
-    for user in (world.supervisor, world.worker, world.resident):
-        headers = auth_header(user)
-        assert_problem(client.put(f"{URL}/2026-12-01", json={"kind": "holiday"}, headers=headers), 403, "forbidden")
-        assert_problem(client.delete(f"{URL}/2026-12-01", headers=headers), 403, "forbidden")
-        assert_problem(client.get(f"{URL}/2026-12-01", headers=headers), 403, "forbidden")
+def test_put_refuses_an_oversized_body(client, db, world):
+    resp = client.put(f"{URL}/2026-12-01", json={"kind": "holiday", "name": "x" * (1024 * 1024)},
+                      headers=auth_header(world.admin))
+    assert_problem(resp, 413, "payload_too_large")
     assert rows(db) == []
+
+
+def test_changes_are_for_admins_only(client, db, world):
+    set_day(date(2026, 12, 2), kind="holiday", name="停电")
+    db.session.commit()
+    before = rows(db)
+    for day in ("2026-12-01", "2026-12-02"):
+        assert_problem(client.put(f"{URL}/{day}", json={"kind": "workday"}), 401, "missing_token")
+        assert_problem(client.delete(f"{URL}/{day}"), 401, "missing_token")
+        assert_problem(client.get(f"{URL}/{day}"), 401, "missing_token")
+        for user in (world.supervisor, world.worker, world.resident):
+            headers = auth_header(user)
+            assert_problem(client.put(f"{URL}/{day}", json={"kind": "workday"}, headers=headers), 403, "forbidden")
+            assert_problem(client.delete(f"{URL}/{day}", headers=headers), 403, "forbidden")
+            assert_problem(client.get(f"{URL}/{day}", headers=headers), 403, "forbidden")
+    assert rows(db) == before
 
 
 # ---- deadlines follow the calendar -----------------------------------------------------------------
