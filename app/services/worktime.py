@@ -229,7 +229,8 @@ def current_calendar() -> Calendar:
 
 
 def forget_calendar() -> None:
-    """Drop the loaded calendar after the calendar table changed, so the next computation sees the change."""
+    """Drop the loaded calendar so the next computation reads the table again: after a change to it, and at
+    the start of each round of a loop that keeps one app context (`flask escalate --every`)."""
     g.pop("work_calendar", None)
 
 
