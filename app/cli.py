@@ -1,4 +1,4 @@
-"""Flask CLI: seed-demo, users create, grid import. Each command is one transaction."""
+"""Flask CLI: seed-demo, users create, grid import, calendar import. Each command is one transaction."""
 from __future__ import annotations
 
 import contextlib
@@ -42,6 +42,7 @@ def one_transaction():
 
 users_cli = AppGroup("users", help="Manage accounts.")
 grid_cli = AppGroup("grid", help="Manage the grid.")
+calendar_cli = AppGroup("calendar", help="Manage the work calendar.")
 
 
 @users_cli.command("create")
@@ -79,6 +80,21 @@ def import_grid_command(path: Path):
     click.echo(f"imported {len(data['features'])} cells: {result.created} created, {result.updated} updated")
 
 
+@calendar_cli.command("import")
+@click.argument("year", type=click.IntRange(2000, 2099))
+def import_calendar_command(year: int):
+    """Import a year's public holidays and make-up working days (调休) from the holiday library.
+
+    Admins' overrides are kept; open cases' deadlines that are still ahead are re-derived."""
+    from app.services.workcalendar import LIBRARY, import_year
+
+    with one_transaction():
+        result = import_year(year, progress_bar)
+    click.echo(f"calendar {year} from {LIBRARY}: {result.created} added, {result.updated} updated, "
+               f"{result.removed} removed, {result.kept_admin} admin overrides kept; "
+               f"{result.recomputed} open cases recomputed")
+
+
 def seed_demo_command():
     """Load the demo district, categories and accounts (idempotent)."""
     from app.services.demo import demo_accounts, seed_demo
@@ -90,6 +106,11 @@ def seed_demo_command():
         result = seed_demo(password, progress_bar)
     click.echo(f"demo data: {result.cells_created} cells, {result.categories_created} categories, "
                f"{result.users_created} accounts added")
+    years = ", ".join(map(str, result.calendar_years)) or "no year"
+    click.echo(f"work calendar: {result.calendar_days_created} days added ({years} from the holiday library)")
+    for year in result.calendar_years_missing:
+        click.echo(f"work calendar: the holiday library has no {year} yet; run `flask calendar import {year}` "
+                   "after upgrading it, or set the days by hand")
     click.echo(f"demo accounts (password: {password}):")
     for account in demo_accounts():
         where = f" cell {account.cell_code}" if account.cell_code else ""
@@ -99,4 +120,5 @@ def seed_demo_command():
 def register_commands(app: Flask) -> None:
     app.cli.add_command(users_cli)
     app.cli.add_command(grid_cli)
+    app.cli.add_command(calendar_cli)
     app.cli.command("seed-demo")(seed_demo_command)

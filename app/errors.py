@@ -147,7 +147,7 @@ def _flatten_webargs_messages(messages: Any) -> Any:
     # webargs nests errors by location ({"json": {...}}); clients only care about the fields.
     if isinstance(messages, dict) and len(messages) == 1:
         (location, inner), = messages.items()
-        if location in {"json", "query", "form", "files", "headers", "view_args", "json_or_form"}:
+        if location in {"json", "query", "path", "form", "files", "headers", "view_args", "json_or_form"}:
             return inner
     return messages
 

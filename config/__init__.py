@@ -58,6 +58,10 @@ class BaseConfig:
         self.REFRESH_TOKEN_TTL_S = _int_env("REFRESH_TOKEN_TTL_S", 30 * 24 * 3600)
         self.ROUTING_MAX_DISTANCE_M = _int_env("ROUTING_MAX_DISTANCE_M", 200)
         self.TIMEZONE = os.environ.get("TIMEZONE", "Asia/Shanghai")
+        # The work calendar's weekly hours in TIMEZONE: "<days> <from-to>,<from-to>" groups joined by ";",
+        # e.g. "mon-fri 09:00-12:00,13:30-17:30; sat 09:00-12:00". Holidays and make-up days come from the
+        # calendar_days table; working_days limits count the most common day's length as one working day.
+        self.WORK_HOURS = os.environ.get("WORK_HOURS", "mon-fri 09:00-12:00,13:30-17:30")
         self.MAX_CONTENT_LENGTH = _int_env("MAX_BODY_BYTES", 1024 * 1024)
         self.GRID_IMPORT_MAX_BYTES = _int_env("GRID_IMPORT_MAX_BYTES", 64 * 1024 * 1024)
         self.SPATIALITE_LIBRARY_PATH = os.environ.get("SPATIALITE_LIBRARY_PATH", "mod_spatialite")
@@ -90,6 +94,18 @@ class BaseConfig:
     def validate(self) -> None:
         if self.ROUTING_MAX_DISTANCE_M < 0:
             raise ConfigError("ROUTING_MAX_DISTANCE_M must not be negative")
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        from app.services.worktime import parse_week
+
+        try:
+            ZoneInfo(self.TIMEZONE)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ConfigError(f"TIMEZONE must be an IANA time zone such as Asia/Shanghai, got {self.TIMEZONE!r}") from exc
+        try:
+            parse_week(self.WORK_HOURS)
+        except ValueError as exc:
+            raise ConfigError(f"WORK_HOURS is not valid ({exc}): {self.WORK_HOURS!r}") from exc
 
 
 class DevelopmentConfig(BaseConfig):

@@ -1,9 +1,12 @@
-"""The demo district: grid, categories and one account of every role."""
+"""The demo district: grid, categories, work calendar and one account of every role."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
+from zoneinfo import ZoneInfo
 from typing import Callable, Iterable
 
+from flask import current_app
 from sqlalchemy import select
 
 from app.extensions import db
@@ -13,6 +16,7 @@ from app.services.categories import upsert_category
 from app.services.grid import import_cells
 from app.services.gridgen import GridSpec, generate
 from app.services.users import create_user
+from app.services.workcalendar import import_year, library_years
 
 DEMO_GRID = GridSpec(district_code="330106", district_name="演示区", origin_lon=120.10, origin_lat=30.24,
                      streets=3, communities_per_street=3, grid_side=4, cell_size_m=250.0)
@@ -70,6 +74,9 @@ class SeedResult:
     cells_created: int = 0
     categories_created: int = 0
     users_created: int = 0
+    calendar_days_created: int = 0
+    calendar_years: list[int] = field(default_factory=list)
+    calendar_years_missing: list[int] = field(default_factory=list)
 
 
 def seed_demo(password: str, progress: Callable[[Iterable, str], Iterable] = lambda it, _l: it) -> SeedResult:
@@ -82,6 +89,13 @@ def seed_demo(password: str, progress: Callable[[Iterable, str], Iterable] = lam
                                       "time_limit_unit": "hours", "keywords": keywords,
                                       "description": f"{group} / {name}"})
         result.categories_created += int(created)
+    this_year = datetime.now(ZoneInfo(current_app.config["TIMEZONE"])).year
+    for year in (this_year, this_year + 1):
+        if year in library_years():
+            result.calendar_days_created += import_year(year, progress).created
+            result.calendar_years.append(year)
+        else:
+            result.calendar_years_missing.append(year)
     for account in demo_accounts():
         if find_user_by_username(account.username) is None:
             create_user(username=account.username, password=password, role=account.role,
