@@ -41,7 +41,9 @@ class User(TimestampMixin, db.Model):
     @property
     def served_cells(self) -> list[Cell]:
         """The grid cells this worker serves today (assignments carry dates, so this is a query)."""
-        from app.services.workers import cells_served_today
+        if self.role != Role.worker.value:
+            return []
+        from app.services.workers import cells_served_today  # the service imports the models
         return cells_served_today(self.id)
 
     def __repr__(self) -> str:
