@@ -155,7 +155,7 @@ def set_duty(user: User, on: bool, lon: float, lat: float, crs: str = "wgs84") -
 
 # ---- workload and listing -----------------------------------------------------------------------
 
-def workload(now: datetime, user_ids: Select):
+def workload(now: datetime, user_ids: Select | list[int]):
     """Per assignee among `user_ids`: open cases, overdue cases and the latest assignment time."""
     return (select(Report.assignee_id.label("user_id"),
                    func.sum(case((Report.status.in_(OPEN_STATUSES), 1), else_=0)).label("open_cases"),
@@ -216,8 +216,7 @@ def describe(users: list[User], now: datetime | None = None) -> list[dict[str, A
     ids = [u.id for u in users]
     if not ids:
         return []
-    id_list = select(User.id).where(User.id.in_(ids))
-    load = workload(now, id_list)
+    load = workload(now, ids)
     counts = {row.user_id: row for row in db.session.execute(
         select(User.id.label("user_id"), on_duty_expr(User.id).label("on_duty"),
                func.coalesce(load.c.open_cases, 0).label("open_cases"),
