@@ -6,18 +6,21 @@ Each factory commits: inside a test that only releases a savepoint of the test's
 from __future__ import annotations
 
 import itertools
+from datetime import date, datetime
 from typing import Iterable
 
 from geoalchemy2.shape import from_shape
 from shapely.geometry import MultiPolygon, box
 
 from app.extensions import db
-from app.models import Category, Cell, Role, User, WorkerCell
+from app.models import Category, Cell, DutyLog, Role, User, WorkerCell
 from app.services import auth as auth_service
 from app.services import reports as report_service
 from app.auth.passwords import hash_password
 
 PASSWORD = "correct-horse-9"
+# Assignments made by the factories run from long ago, so "today" never falls before them.
+SINCE = date(2020, 1, 1)
 _seq = itertools.count(1)
 
 # A small test grid: district 110105 over [116.40, 116.42] x [39.90, 39.92], one street, one community
@@ -71,15 +74,32 @@ def make_user(role: str | Role = Role.resident, *, username: str | None = None, 
     db.session.add(user)
     db.session.flush()
     for served_cell in served:
-        db.session.add(WorkerCell(user_id=user.id, cell_id=served_cell.id))
+        db.session.add(WorkerCell(user_id=user.id, cell_id=served_cell.id, duty="primary", valid_from=SINCE))
     db.session.commit()
     return user
 
 
+def make_assignment(worker: User, cell: Cell, *, duty: str = "primary", valid_from: date | None = None,
+                    valid_to: date | None = None) -> WorkerCell:
+    assignment = WorkerCell(user_id=worker.id, cell_id=cell.id, duty=duty, valid_from=valid_from or SINCE,
+                            valid_to=valid_to)
+    db.session.add(assignment)
+    db.session.commit()
+    return assignment
+
+
+def make_duty(worker: User, on: bool, lon: float = 116.405, lat: float = 39.905,
+              at: datetime | None = None) -> DutyLog:
+    entry = DutyLog(user_id=worker.id, on_duty=on, lon=lon, lat=lat, **({"created_at": at} if at else {}))
+    db.session.add(entry)
+    db.session.commit()
+    return entry
+
+
 def make_category(code: str | None = None, *, hours: int = 4, active: bool = True,
-                  name: str = "暴露垃圾", group: str = "市容环境") -> Category:
+                  name: str = "暴露垃圾", group: str = "市容环境", auto_dispatch: bool = True) -> Category:
     category = Category(code=code or f"T{next(_seq):03d}", name=name, group=group, time_limit_value=hours,
-                        time_limit_unit="hours", active=active)
+                        time_limit_unit="hours", active=active, auto_dispatch=auto_dispatch)
     db.session.add(category)
     db.session.commit()
     return category

@@ -7,6 +7,7 @@ from app.api import BEARER
 from app.auth.decorators import auth_required, current_user
 from app.extensions import limiter
 from app.schemas.auth import LoginIn, RefreshIn, RegisterIn, TokensOut, UserOut
+from app.schemas.users import MeUpdateIn
 from app.services import auth as auth_service
 from app.services import users as user_service
 
@@ -68,3 +69,11 @@ class Me(MethodView):
     def get(self):
         """The signed-in account."""
         return current_user()
+
+    @auth_required()
+    @blp.doc(security=BEARER)
+    @blp.arguments(MeUpdateIn)
+    @blp.response(200, UserOut)
+    def patch(self, data):
+        """Change your display name or phone, or your password (send the old one too)."""
+        return user_service.update_me(current_user(), data)

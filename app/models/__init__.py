@@ -6,10 +6,11 @@ from app.models.reports import (
     CLOCK_RUNNING_STATUSES, ESCALATION_LEVELS, FINAL_STATUSES, OPEN_STATUSES, CaseEvent, Notification, Report,
     ReportStatus, RoutedBy,
 )
-from app.models.users import AuthSession, RefreshToken, Role, User, WorkerCell
+from app.models.users import AuthSession, Duty, DutyLog, RefreshToken, Role, User, WorkerCell
 
 __all__ = [
-    "AuthSession", "CLOCK_RUNNING_STATUSES", "CalendarDay", "DayKind", "DaySource", "CODE_LENGTHS", "CaseEvent", "ESCALATION_LEVELS", "FINAL_STATUSES",
+    "AuthSession", "CLOCK_RUNNING_STATUSES", "CalendarDay", "CODE_LENGTHS", "CaseEvent", "DayKind", "DaySource",
+    "Duty", "DutyLog", "ESCALATION_LEVELS", "FINAL_STATUSES",
     "Notification", "OPEN_STATUSES", "Category", "Cell", "CellLevel", "LEVEL_ORDER",
     "LimitUnit", "RefreshToken", "Report", "ReportStatus", "Role", "RoutedBy", "User", "WorkerCell",
     "subtree_bounds",

@@ -1,10 +1,10 @@
-"""Accounts, the cells a worker serves, and login sessions with their rotating refresh tokens."""
+"""Accounts, workers' cell assignments and duty log, and login sessions with their rotating refresh tokens."""
 from __future__ import annotations
 
 import enum
-from datetime import datetime
+from datetime import date, datetime
 
-from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, Integer, String, text
+from sqlalchemy import Boolean, CheckConstraint, Date, Float, ForeignKey, Index, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
@@ -37,21 +37,58 @@ class User(TimestampMixin, db.Model):
     cell_id: Mapped[int | None] = mapped_column(ForeignKey("cells.id", ondelete="RESTRICT"), index=True)
 
     cell: Mapped[Cell | None] = relationship()
-    served_cells: Mapped[list[Cell]] = relationship(secondary="worker_cells", order_by=Cell.code,
-                                                    viewonly=True)
+
+    @property
+    def served_cells(self) -> list[Cell]:
+        """The grid cells this worker serves today (assignments carry dates, so this is a query)."""
+        if self.role != Role.worker.value:
+            return []
+        from app.services.workers import cells_served_today  # the service imports the models
+        return cells_served_today(self.id)
 
     def __repr__(self) -> str:
         return f"<User {self.username} {self.role}>"
 
 
+class Duty(str, enum.Enum):
+    primary = "primary"
+    backup = "backup"
+
+
 class WorkerCell(db.Model):
-    """A grid cell a worker serves."""
+    """An assignment: a worker serves a grid cell as primary or backup from valid_from to valid_to (inclusive)."""
 
     __tablename__ = "worker_cells"
+    __table_args__ = (
+        CheckConstraint("duty IN ('primary', 'backup')", name="duty"),
+        CheckConstraint("valid_to IS NULL OR valid_to >= valid_from", name="valid_range"),
+        Index("ix_worker_cells_user_id_cell_id", "user_id", "cell_id"),
+    )
 
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
-    cell_id: Mapped[int] = mapped_column(ForeignKey("cells.id", ondelete="RESTRICT"), primary_key=True,
-                                         index=True)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
+    cell_id: Mapped[int] = mapped_column(ForeignKey("cells.id", ondelete="RESTRICT"), nullable=False, index=True)
+    duty: Mapped[str] = mapped_column(String(8), nullable=False, default=Duty.primary.value)
+    # Local calendar days (TIMEZONE), both ends included; no valid_to means open-ended.
+    valid_from: Mapped[date] = mapped_column(Date, nullable=False)
+    valid_to: Mapped[date | None] = mapped_column(Date)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, nullable=False)
+
+    user: Mapped[User] = relationship()
+    cell: Mapped[Cell] = relationship()
+
+
+class DutyLog(db.Model):
+    """Append-only: each time a worker goes on or off duty, and where (WGS-84)."""
+
+    __tablename__ = "duty_log"
+    __table_args__ = (Index("ix_duty_log_user_id_id", "user_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
+    on_duty: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    lon: Mapped[float] = mapped_column(Float, nullable=False)
+    lat: Mapped[float] = mapped_column(Float, nullable=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, nullable=False)
 
 

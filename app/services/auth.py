@@ -66,6 +66,16 @@ def _revoke_session(session_id: str, reason: str) -> None:
     )
 
 
+def revoke_user_sessions(user_id: int, reason: str) -> None:
+    """End every login of the user: their access and refresh tokens are refused from the next request on."""
+    db.session.execute(
+        update(AuthSession)
+        .where(AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None))
+        .values(revoked_at=utcnow(), revoked_reason=reason)
+    )
+    db.session.flush()
+
+
 def _live_session_and_user(session_id: str, user_id: int) -> tuple[AuthSession, User]:
     row = db.session.execute(
         select(AuthSession, User).join(User, User.id == AuthSession.user_id)

@@ -10,13 +10,14 @@ from flask import current_app
 from sqlalchemy import select
 
 from app.extensions import db
-from app.models import Cell, Role
+from app.models import Cell, Duty, Role, WorkerCell
 from app.services.auth import find_user_by_username
 from app.services.categories import upsert_category
 from app.services.grid import import_cells
 from app.services.gridgen import GridSpec, generate
 from app.services.users import create_user
 from app.services.workcalendar import import_year, library_years
+from app.services.workers import assign
 
 DEMO_GRID = GridSpec(district_code="330106", district_name="演示区", origin_lon=120.10, origin_lat=30.24,
                      streets=3, communities_per_street=3, grid_side=4, cell_size_m=250.0)
@@ -69,6 +70,12 @@ def demo_accounts() -> list[DemoAccount]:
     ]
 
 
+def demo_backups() -> list[tuple[str, str]]:
+    """(worker, grid cell) backup assignments on top of each worker's primary cell, so dispatch can fall back."""
+    community = f"{DEMO_GRID.district_code}001001"
+    return [("worker2", f"{community}01"), ("worker1", f"{community}02")]
+
+
 @dataclass
 class SeedResult:
     cells_created: int = 0
@@ -102,5 +109,11 @@ def seed_demo(password: str, progress: Callable[[Iterable, str], Iterable] = lam
                         cell_code=account.cell_code, display_name=account.display_name,
                         phone=account.username if account.role == Role.resident.value else None)
             result.users_created += 1
+    for username, cell_code in demo_backups():
+        worker = find_user_by_username(username)
+        cell = db.session.scalars(select(Cell).where(Cell.code == cell_code)).one()
+        if worker is not None and db.session.scalar(select(WorkerCell.id).where(
+                WorkerCell.user_id == worker.id, WorkerCell.cell_id == cell.id).limit(1)) is None:
+            assign(cell, user_id=worker.id, duty=Duty.backup.value)
     db.session.flush()
     return result

@@ -16,6 +16,7 @@ from app.models import CaseEvent, Category, Cell, Report, ReportStatus, Role, Us
 from app.models.base import utcnow
 from app.services.categories import find_active_by_code
 from app.services.routing import route_wgs84
+from app.services.workers import served_cell_ids
 
 
 def deadline_for(category: Category, start: datetime) -> datetime:
@@ -37,8 +38,8 @@ def visibility(user: User) -> ColumnElement[bool]:
     if user.role == Role.admin.value:
         return true()
     if user.role == Role.worker.value:
-        served = select(WorkerCell.cell_id).where(WorkerCell.user_id == user.id)
-        return or_(own, Report.cell_id.in_(served))
+        # Cases handed to them stay theirs even once the assignment to that cell has ended.
+        return or_(own, Report.assignee_id == user.id, Report.cell_id.in_(served_cell_ids(user.id)))
     if user.role == Role.supervisor.value:
         if user.cell is None:
             return own

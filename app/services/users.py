@@ -1,15 +1,17 @@
-"""Creating accounts and registering residents."""
+"""Accounts: creating, registering residents, listing, editing, deactivating; a user's own profile."""
 from __future__ import annotations
 
 import re
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, func, or_, select
 
-from app.auth.passwords import hash_password
-from app.errors import Conflict, ValidationFailed
+from app.auth.passwords import hash_password, verify_password
+from app.errors import Conflict, NotFound, ValidationFailed
 from app.extensions import db
-from app.models import Cell, CellLevel, Role, User, WorkerCell
-from app.services.auth import find_user_by_username
+from app.models import Cell, CellLevel, Duty, Role, User, WorkerCell
+from app.services.auth import find_user_by_username, revoke_user_sessions
+from app.services.workers import current_on, local_today
 
 MAINLAND_MOBILE = re.compile(r"^1[3-9]\d{9}$")
 USERNAME = re.compile(r"^[A-Za-z0-9_.@+-]{3,64}$")
@@ -51,7 +53,8 @@ def create_user(*, username: str, password: str, role: str, cell_code: str | Non
     db.session.add(user)
     db.session.flush()
     if cell is not None and role == Role.worker.value:
-        db.session.add(WorkerCell(user_id=user.id, cell_id=cell.id))
+        db.session.add(WorkerCell(user_id=user.id, cell_id=cell.id, duty=Duty.primary.value,
+                                  valid_from=local_today()))
         db.session.flush()
     return user
 
@@ -62,3 +65,102 @@ def register_resident(phone: str, password: str, display_name: str | None = None
     # A resident signs in with their phone number as the username.
     return create_user(username=phone, password=password, role=Role.resident.value,
                        display_name=display_name, phone=phone)
+
+
+PHONE_ERROR = "Must be a mainland China mobile number (11 digits starting with 1)."
+
+
+def get_user(user_id: int) -> User:
+    user = db.session.get(User, user_id)
+    if user is None:
+        raise NotFound(f"No user with id {user_id}.", code="user_not_found")
+    return user
+
+
+def users_query(*, role: str | None = None, active: bool | None = None, cell_id: int | None = None,
+                q: str | None = None) -> Select:
+    """Users by role, state, cell (a supervisor's own cell or a worker's cell today) and a text search."""
+    stmt = select(User)
+    if role:
+        stmt = stmt.where(User.role == role)
+    if active is not None:
+        stmt = stmt.where(User.active.is_(active))
+    if cell_id is not None:
+        serving = select(WorkerCell.user_id).where(WorkerCell.cell_id == cell_id, current_on(local_today()))
+        stmt = stmt.where(or_(User.cell_id == cell_id, User.id.in_(serving)))
+    if q:
+        needle = q.strip().lower()
+        stmt = stmt.where(or_(func.lower(User.username).contains(needle, autoescape=True),
+                              func.lower(User.display_name).contains(needle, autoescape=True),
+                              User.phone.contains(needle, autoescape=True)))
+    return stmt.order_by(User.username, User.id)
+
+
+def _check_phone(phone: str | None, user: User) -> None:
+    if phone is None:
+        return
+    if not MAINLAND_MOBILE.match(phone):
+        raise ValidationFailed(errors={"phone": [PHONE_ERROR]})
+    if db.session.scalar(select(User.id).where(User.phone == phone, User.id != user.id)) is not None:
+        raise Conflict("That phone number is already registered.", code="phone_taken")
+
+
+def _check_password(password: str) -> None:
+    if not MIN_PASSWORD <= len(password) <= 128:
+        raise ValidationFailed(errors={"password": [f"Must be {MIN_PASSWORD} to 128 characters."]})
+
+
+def update_user(actor: User, user: User, changes: dict[str, Any]) -> User:
+    """An admin's edit: name, phone, role (with a supervisor's cell), active, password reset.
+
+    Deactivating or resetting the password ends every login of the user at once.
+    """
+    role = changes.get("role", user.role)
+    if role not in {r.value for r in Role}:
+        raise ValidationFailed(errors={"role": [f"Must be one of {', '.join(r.value for r in Role)}."]})
+    if user.id == actor.id and (changes.get("active") is False or role != user.role):
+        raise Conflict("You cannot deactivate yourself or change your own role.", code="self_lockout")
+    cell_id = user.cell_id if role == Role.supervisor.value else None
+    if "cell_code" in changes:
+        code = changes["cell_code"]
+        cell = db.session.scalars(select(Cell).where(Cell.code == code)).first() if code else None
+        if code and cell is None:
+            raise ValidationFailed(errors={"cell_code": [f"No cell with code {code}."]})
+        if cell is not None and role != Role.supervisor.value:
+            raise ValidationFailed(errors={"cell_code": [
+                "Only a supervisor has a cell; assign workers through /cells/{id}/workers."]})
+        cell_id = cell.id if cell is not None else None
+    if role == Role.supervisor.value and cell_id is None:
+        raise ValidationFailed(errors={"cell_code": ["A supervisor needs the cell whose subtree they oversee."]})
+    if "phone" in changes:
+        _check_phone(changes["phone"], user)
+        user.phone = changes["phone"]
+    if "display_name" in changes:
+        user.display_name = changes["display_name"]
+    user.role, user.cell_id = role, cell_id
+    if "password" in changes:
+        _check_password(changes["password"])
+        user.password_hash = hash_password(changes["password"])
+        revoke_user_sessions(user.id, "password_reset")
+    if "active" in changes:
+        if user.active and not changes["active"]:
+            revoke_user_sessions(user.id, "deactivated")
+        user.active = changes["active"]
+    db.session.flush()
+    return user
+
+
+def update_me(user: User, changes: dict[str, Any]) -> User:
+    """A user's own edit: display name, phone, and a password change that proves the old one."""
+    if "password" in changes:
+        if not verify_password(user.password_hash, changes.get("old_password") or ""):
+            raise ValidationFailed(errors={"old_password": ["Does not match your current password."]})
+        _check_password(changes["password"])
+        user.password_hash = hash_password(changes["password"])
+    if "phone" in changes:
+        _check_phone(changes["phone"], user)
+        user.phone = changes["phone"]
+    if "display_name" in changes:
+        user.display_name = changes["display_name"]
+    db.session.flush()
+    return user

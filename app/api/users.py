@@ -1,0 +1,51 @@
+"""People management (admin): list, create and edit accounts; deactivation instead of deletion."""
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from app.api import BEARER
+from app.auth.decorators import auth_required, current_user
+from app.models import Role
+from app.schemas.auth import UserOut
+from app.schemas.users import UserCreateIn, UserListArgs, UserPage, UserUpdateIn
+from app.services import users as user_service
+from app.services.pagination import paginate
+
+blp = Blueprint("users", __name__, description="People management")
+
+
+@blp.route("/users")
+class Users(MethodView):
+    @auth_required(Role.admin)
+    @blp.doc(security=BEARER)
+    @blp.arguments(UserListArgs, location="query")
+    @blp.response(200, UserPage)
+    def get(self, args):
+        """Accounts ordered by username, filtered by role, active, cell and a name/phone search."""
+        page, size = args.pop("page"), args.pop("page_size")
+        return paginate(user_service.users_query(**args), page, size)
+
+    @auth_required(Role.admin)
+    @blp.doc(security=BEARER)
+    @blp.arguments(UserCreateIn)
+    @blp.response(201, UserOut)
+    def post(self, data):
+        """Create an account of any role; a worker's cell_code becomes a primary assignment from today."""
+        return user_service.create_user(**data)
+
+
+@blp.route("/users/<int:user_id>")
+class UserItem(MethodView):
+    @auth_required(Role.admin)
+    @blp.doc(security=BEARER)
+    @blp.response(200, UserOut)
+    def get(self, user_id):
+        """One account."""
+        return user_service.get_user(user_id)
+
+    @auth_required(Role.admin)
+    @blp.doc(security=BEARER)
+    @blp.arguments(UserUpdateIn)
+    @blp.response(200, UserOut)
+    def patch(self, data, user_id):
+        """Edit name, phone, role, a supervisor's cell, active (deactivate) or reset the password."""
+        return user_service.update_user(current_user(), user_service.get_user(user_id), data)

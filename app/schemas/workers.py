@@ -1,0 +1,85 @@
+"""Worker assignments, duty changes and the workers' overview."""
+from marshmallow import Schema, fields, validate
+
+from app.models import Duty
+from app.schemas.auth import CellRef
+from app.schemas.common import LocalDateTime, PageArgs, StrictInteger, page_of
+from app.schemas.reports import LocationIn
+
+
+class AssignmentIn(Schema):
+    user_id = StrictInteger(required=True, validate=validate.Range(min=1))
+    duty = fields.String(load_default=Duty.primary.value, validate=validate.OneOf([d.value for d in Duty]))
+    valid_from = fields.Date(load_default=None, metadata={"description": "Local day; default today."})
+    valid_to = fields.Date(load_default=None, allow_none=True,
+                           metadata={"description": "Last local day served (inclusive); none: open-ended."})
+
+
+class UserRef(Schema):
+    id = fields.Integer()
+    username = fields.String()
+    display_name = fields.String(allow_none=True)
+
+
+class AssignmentOut(Schema):
+    id = fields.Integer()
+    user = fields.Nested(UserRef)
+    cell = fields.Nested(CellRef)
+    duty = fields.String()
+    valid_from = fields.Date()
+    valid_to = fields.Date(allow_none=True)
+    created_at = LocalDateTime()
+
+
+AssignmentPage = page_of(AssignmentOut, "AssignmentPage")
+
+
+class AssignmentListArgs(PageArgs):
+    on = fields.Date(metadata={"description": "Only assignments in force on this local day."})
+
+
+class DutyIn(Schema):
+    duty = fields.String(required=True, validate=validate.OneOf(["on", "off"]))
+    position = fields.Nested(LocationIn, required=True)
+
+
+class PositionOut(Schema):
+    lon = fields.Float()
+    lat = fields.Float()
+    crs = fields.String()
+    at = LocalDateTime()
+    source = fields.String(metadata={"description": "duty or report: what told us the position."})
+
+
+class DutyOut(Schema):
+    duty = fields.Function(lambda entry: "on" if entry.on_duty else "off")
+    position = fields.Function(lambda entry: {"lon": entry.lon, "lat": entry.lat, "crs": "wgs84"})
+    at = LocalDateTime(attribute="created_at")
+
+
+class WorkerCellOut(Schema):
+    assignment_id = fields.Integer()
+    duty = fields.String()
+    valid_from = fields.Date()
+    valid_to = fields.Date(allow_none=True)
+    cell = fields.Nested(CellRef)
+
+
+class WorkerOut(Schema):
+    id = fields.Integer(attribute="user.id")
+    username = fields.String(attribute="user.username")
+    display_name = fields.String(attribute="user.display_name", allow_none=True)
+    phone = fields.String(attribute="user.phone", allow_none=True)
+    cells = fields.List(fields.Nested(WorkerCellOut), metadata={"description": "Assignments in force today."})
+    on_duty = fields.Boolean()
+    open_cases = fields.Integer()
+    overdue_cases = fields.Integer()
+    last_position = fields.Nested(PositionOut, allow_none=True)
+
+
+WorkerPage = page_of(WorkerOut, "WorkerPage")
+
+
+class WorkerListArgs(PageArgs):
+    cell = fields.Integer(validate=validate.Range(min=1), metadata={"description": "Workers serving it today."})
+    on_duty = fields.Boolean()

@@ -1,0 +1,81 @@
+"""Auto-dispatch: hand a freshly accepted case to one of its cell's workers, or tell the supervisors."""
+from __future__ import annotations
+
+import functools
+from datetime import datetime
+
+from sqlalchemy import Date, Integer, Select, and_, bindparam, case, func, select
+
+from app.extensions import db
+from app.models import CaseEvent, Duty, Report, ReportStatus, Role, User, WorkerCell
+from app.services import notifications
+from app.services.workers import current_on, local_today, on_duty_expr, workload
+
+# Tiers in the order the rule tries them; the name is the reason recorded on the case event.
+REASONS = ("primary_on_duty", "primary_off_duty", "backup_on_duty", "backup_off_duty")
+
+
+@functools.cache
+def _pick_statement() -> Select:
+    """Built once per process with bound cell, day and moment: building the expression costs more than running it."""
+    cell_id = bindparam("cell_id", type_=Integer)
+    day = bindparam("day", type_=Date)
+    now = bindparam("now", type_=Report.deadline_at.type)
+    candidates = select(WorkerCell.user_id).where(WorkerCell.cell_id == cell_id, current_on(day))
+    load = workload(now, candidates)
+    on_duty = on_duty_expr(User.id)
+    primary = WorkerCell.duty == Duty.primary.value
+    tier = case((and_(primary, on_duty), 0), (primary, 1), (on_duty, 2), else_=3).label("tier")
+    last = load.c.last_assigned_at
+    return (select(User, tier)
+            .join(WorkerCell, WorkerCell.user_id == User.id)
+            .outerjoin(load, load.c.user_id == User.id)
+            .where(WorkerCell.cell_id == cell_id, current_on(day),
+                   User.role == Role.worker.value, User.active.is_(True))
+            .order_by(tier, func.coalesce(load.c.open_cases, 0), func.coalesce(load.c.overdue_cases, 0),
+                      case((last.is_(None), 0), else_=1), last, User.id)
+            .limit(1))
+
+
+def pick_worker(cell_id: int, now: datetime) -> tuple[User, str] | None:
+    """The worker the rule picks for a case in the cell, with the rule's reason; one query.
+
+    Primary workers on duty first, then primary workers at all, then backups the same way; within a
+    tier the fewest open cases, then the fewest overdue, then the longest since their last assignment
+    (never assigned first), then the lowest id so the choice is deterministic.
+    """
+    row = db.session.execute(_pick_statement(),
+                             {"cell_id": cell_id, "day": local_today(now), "now": now}).first()
+    if row is None:
+        return None
+    return row[0], REASONS[row[1]]
+
+
+def auto_dispatch(report: Report, now: datetime) -> User | None:
+    """Called right after a case becomes accepted. Assigns it by the rule and records why; flushes only.
+
+    None when the category waits for a supervisor, or when the cell has no worker today (its
+    supervisors are then notified).
+    """
+    if not report.category.auto_dispatch or report.cell_id is None:
+        return None
+    picked = pick_worker(report.cell_id, now)
+    if picked is None:
+        cell = report.cell
+        notifications.notify(
+            db.session.scalars(notifications.supervisors_over(cell)), kind="case_unassigned",
+            title=f"Case {report.case_number} waits for a worker",
+            body=f"No worker serves {cell.name} ({cell.code}) today; assign the case by hand.",
+            report=report, data={"cell_code": cell.code}, dedupe_prefix=f"case_unassigned:{report.id}")
+        return None
+    worker, reason = picked
+    from_status = report.status
+    report.assignee_id = worker.id
+    report.assigned_at = now
+    report.status = ReportStatus.assigned.value
+    db.session.add(CaseEvent(
+        report_id=report.id, actor_id=None, actor_role="system", action="assign",
+        from_status=from_status, to_status=report.status, created_at=now,
+        data={"automatic": True, "reason": reason, "assignee_id": worker.id}))
+    db.session.flush()
+    return worker

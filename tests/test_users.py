@@ -1,0 +1,292 @@
+"""People management: /users (admin) and PATCH /me; deactivation cuts off a signed-in user's tokens."""
+from __future__ import annotations
+
+from datetime import date
+from types import SimpleNamespace
+
+import pytest
+from sqlalchemy import func, select
+
+from app.auth.passwords import verify_password
+from app.models import AuthSession, User, WorkerCell
+from tests.assertions import assert_problem
+from tests.factories import (COMMUNITY, PASSWORD, auth_header, make_assignment, make_test_grid, make_user,
+                             tokens_for)
+
+API = "/api/v1"
+SW = "11010500100101"
+
+
+@pytest.fixture()
+def world(db):
+    cells = make_test_grid()
+    return SimpleNamespace(
+        cells=cells,
+        admin=make_user("admin", username="boss"),
+        supervisor=make_user("supervisor", username="sup.wang", cell=cells[COMMUNITY]),
+        worker=make_user("worker", username="li.worker", served=[cells[SW]], phone="13900000001"),
+        resident=make_user("resident", username="13800138000", phone="13800138000"),
+    )
+
+
+def users_snapshot(db) -> list[tuple]:
+    return db.session.execute(select(User.id, User.username, User.role, User.display_name, User.phone,
+                                     User.active, User.cell_id, User.password_hash).order_by(User.id)).all()
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+# ---- GET /users ---------------------------------------------------------------------------------
+
+def test_admin_lists_users_by_username(client, world):
+    resp = client.get(f"{API}/users", headers=auth_header(world.admin))
+    assert resp.status_code == 200, resp.json
+    body = resp.json
+    assert body["total"] == 4 and body["page"] == 1
+    assert [u["username"] for u in body["items"]] == sorted(["boss", "sup.wang", "li.worker", "13800138000"])
+    worker = next(u for u in body["items"] if u["username"] == "li.worker")
+    assert [c["code"] for c in worker["served_cells"]] == [SW]
+    assert "password_hash" not in worker
+
+
+@pytest.mark.parametrize("query, expected", [
+    ("role=worker", ["gone", "li.worker"]),
+    ("role=supervisor", ["sup.wang"]),
+    ("active=false", ["gone"]),
+    ("q=WANG", ["sup.wang"]),
+    ("q=139000", ["li.worker"]),
+    ("q=%25", []),  # a literal %, not a wildcard
+])
+def test_user_list_filters(client, world, query, expected):
+    make_user("worker", username="gone", active=False)
+    resp = client.get(f"{API}/users?{query}", headers=auth_header(world.admin))
+    assert resp.status_code == 200, resp.json
+    assert [u["username"] for u in resp.json["items"]] == expected
+
+
+def test_user_list_by_cell_finds_its_supervisor_and_todays_workers(client, world):
+    community = world.cells[COMMUNITY]
+    resp = client.get(f"{API}/users?cell_id={community.id}", headers=auth_header(world.admin))
+    assert [u["username"] for u in resp.json["items"]] == ["sup.wang"]
+    former = make_user("worker", username="former")
+    make_assignment(former, world.cells[SW], valid_to=date(2021, 1, 1))
+    resp = client.get(f"{API}/users?cell_id={world.cells[SW].id}", headers=auth_header(world.admin))
+    assert [u["username"] for u in resp.json["items"]] == ["li.worker"]
+
+
+@pytest.mark.parametrize("query", ["role=boss", "active=maybe", "page_size=1000", "cell_id=0", "page=0"])
+def test_user_list_rejects_bad_filters(client, world, query):
+    assert_problem(client.get(f"{API}/users?{query}", headers=auth_header(world.admin)), 422, "validation_failed")
+
+
+def test_user_list_is_admin_only(client, world):
+    assert_problem(client.get(f"{API}/users"), 401, "missing_token")
+    for user in (world.supervisor, world.worker, world.resident):
+        assert_problem(client.get(f"{API}/users", headers=auth_header(user)), 403, "forbidden")
+
+
+# ---- POST /users --------------------------------------------------------------------------------
+
+def test_admin_creates_a_worker_with_a_first_cell(client, db, world):
+    resp = client.post(f"{API}/users", headers=auth_header(world.admin), json={
+        "username": "zhao.liu", "password": "long-enough-1", "role": "worker", "display_name": "赵六",
+        "phone": "13700000000", "cell_code": SW})
+    assert resp.status_code == 201, resp.json
+    body = resp.json
+    assert (body["username"], body["role"], body["phone"], body["active"]) == ("zhao.liu", "worker",
+                                                                                "13700000000", True)
+    assert [c["code"] for c in body["served_cells"]] == [SW]
+    assignment = db.session.scalars(select(WorkerCell).where(WorkerCell.user_id == body["id"])).one()
+    assert assignment.duty == "primary" and assignment.valid_to is None
+    assert login_ok(client, "ZHAO.LIU", "long-enough-1")
+
+
+def test_admin_creates_a_supervisor(client, world):
+    resp = client.post(f"{API}/users", headers=auth_header(world.admin), json={
+        "username": "chen", "password": "long-enough-1", "role": "supervisor", "cell_code": COMMUNITY})
+    assert resp.status_code == 201, resp.json
+    assert resp.json["cell"]["code"] == COMMUNITY
+
+
+def login_ok(client, username, password) -> bool:
+    return client.post(f"{API}/auth/login", json={"username": username, "password": password}).status_code == 200
+
+
+@pytest.mark.parametrize("changes, status, code, field", [
+    ({"role": "boss"}, 422, "validation_failed", "role"),
+    ({"phone": "12345"}, 422, "validation_failed", "phone"),
+    ({"phone": "13900000001"}, 409, "phone_taken", None),
+    ({"username": "LI.WORKER"}, 409, "username_taken", None),
+    ({"username": "a b"}, 422, "validation_failed", "username"),
+    ({"password": "short"}, 422, "validation_failed", "password"),
+    ({"role": "supervisor"}, 422, "validation_failed", "cell"),
+    ({"cell_code": "11010500100199"}, 422, "validation_failed", "cell"),
+    ({"cell_code": COMMUNITY}, 422, "validation_failed", "cell"),  # a worker serves grid cells only
+    ({"role": "resident", "cell_code": SW}, 422, "validation_failed", "cell"),
+    ({"nickname": "x"}, 422, "validation_failed", "nickname"),
+    ({"active": False}, 422, "validation_failed", "active"),
+    ({"username": 12345}, 422, "validation_failed", "username"),
+])
+def test_create_user_rejects_bad_input_and_changes_nothing(client, db, world, changes, status, code, field):
+    body = {"username": "new.one", "password": "long-enough-1", "role": "worker", **changes}
+    before = users_snapshot(db)
+    resp = assert_problem(client.post(f"{API}/users", headers=auth_header(world.admin), json=body), status, code)
+    if field:
+        assert field in resp["errors"], resp
+    assert users_snapshot(db) == before
+
+
+def test_create_user_rejects_malformed_json(client, db, world):
+    before = users_snapshot(db)
+    resp = client.post(f"{API}/users", headers={**auth_header(world.admin), "Content-Type": "application/json"},
+                       data="{not json")
+    assert_problem(resp, 400, "malformed_json")
+    assert users_snapshot(db) == before
+
+
+def test_create_user_is_admin_only(client, db, world):
+    body = {"username": "new.one", "password": "long-enough-1", "role": "admin"}
+    before = users_snapshot(db)
+    assert_problem(client.post(f"{API}/users", json=body), 401, "missing_token")
+    assert_problem(client.post(f"{API}/users", json=body, headers=auth_header(world.supervisor)), 403, "forbidden")
+    assert users_snapshot(db) == before
+
+
+# ---- PATCH /users/{id} --------------------------------------------------------------------------
+
+def test_admin_edits_a_user(client, db, world):
+    resp = client.patch(f"{API}/users/{world.worker.id}", headers=auth_header(world.admin),
+                        json={"display_name": "李四", "phone": "13600000000"})
+    assert resp.status_code == 200, resp.json
+    assert (resp.json["display_name"], resp.json["phone"]) == ("李四", "13600000000")
+    db.session.expire_all()
+    assert db.session.get(User, world.worker.id).phone == "13600000000"
+
+
+def test_admin_promotes_a_worker_to_supervisor_and_back(client, db, world):
+    url = f"{API}/users/{world.worker.id}"
+    resp = client.patch(url, headers=auth_header(world.admin), json={"role": "supervisor", "cell_code": COMMUNITY})
+    assert resp.status_code == 200, resp.json
+    assert resp.json["cell"]["code"] == COMMUNITY and resp.json["served_cells"] == []
+    resp = client.patch(url, headers=auth_header(world.admin), json={"role": "resident"})
+    assert resp.status_code == 200, resp.json
+    assert resp.json["cell"] is None
+
+
+def test_deactivation_cuts_off_a_signed_in_user_and_keeps_history(client, db, world):
+    pair = tokens_for(world.worker)
+    assert client.get(f"{API}/me", headers=bearer(pair.access_token)).status_code == 200
+
+    resp = client.patch(f"{API}/users/{world.worker.id}", headers=auth_header(world.admin), json={"active": False})
+    assert resp.status_code == 200, resp.json
+    assert resp.json["active"] is False
+
+    assert_problem(client.get(f"{API}/me", headers=bearer(pair.access_token)), 401, "token_revoked")
+    assert_problem(client.post(f"{API}/auth/refresh", json={"refresh_token": pair.refresh_token}), 401,
+                   "token_revoked")
+    assert_problem(client.post(f"{API}/auth/login", json={"username": world.worker.username, "password": PASSWORD}),
+                   401, "invalid_credentials")
+    db.session.expire_all()
+    assert db.session.get(User, world.worker.id) is not None
+    assert db.session.scalar(select(func.count()).select_from(WorkerCell)
+                             .where(WorkerCell.user_id == world.worker.id)) == 1
+    reasons = db.session.scalars(select(AuthSession.revoked_reason).where(AuthSession.user_id == world.worker.id))
+    assert set(reasons) == {"deactivated"}
+
+    # Reactivated, they sign in again; the old tokens stay dead.
+    client.patch(f"{API}/users/{world.worker.id}", headers=auth_header(world.admin), json={"active": True})
+    assert login_ok(client, world.worker.username, PASSWORD)
+    assert_problem(client.get(f"{API}/me", headers=bearer(pair.access_token)), 401, "token_revoked")
+
+
+def test_password_reset_ends_the_users_logins(client, db, world):
+    pair = tokens_for(world.resident)
+    resp = client.patch(f"{API}/users/{world.resident.id}", headers=auth_header(world.admin),
+                        json={"password": "brand-new-pass"})
+    assert resp.status_code == 200, resp.json
+    assert_problem(client.get(f"{API}/me", headers=bearer(pair.access_token)), 401, "token_revoked")
+    assert login_ok(client, world.resident.username, "brand-new-pass")
+    assert not login_ok(client, world.resident.username, PASSWORD)
+
+
+@pytest.mark.parametrize("changes, status, code, field", [
+    ({"role": "boss"}, 422, "validation_failed", "role"),
+    ({"phone": "02088888888"}, 422, "validation_failed", "phone"),
+    ({"phone": "13800138000"}, 409, "phone_taken", None),
+    ({"role": "supervisor"}, 422, "validation_failed", "cell_code"),
+    ({"role": "supervisor", "cell_code": "999"}, 422, "validation_failed", "cell_code"),
+    ({"cell_code": COMMUNITY}, 422, "validation_failed", "cell_code"),
+    ({"active": "no"}, 422, "validation_failed", "active"),
+    ({"password": "short"}, 422, "validation_failed", "password"),
+    ({"username": "renamed"}, 422, "validation_failed", "username"),
+])
+def test_edit_user_rejects_bad_input_and_changes_nothing(client, db, world, changes, status, code, field):
+    before = users_snapshot(db)
+    resp = assert_problem(client.patch(f"{API}/users/{world.worker.id}", headers=auth_header(world.admin),
+                                       json=changes), status, code)
+    if field:
+        assert field in resp["errors"], resp
+    assert users_snapshot(db) == before
+
+
+def test_admin_cannot_lock_themselves_out(client, db, world):
+    before = users_snapshot(db)
+    for changes in ({"active": False}, {"role": "resident"}):
+        assert_problem(client.patch(f"{API}/users/{world.admin.id}", headers=auth_header(world.admin),
+                                    json=changes), 409, "self_lockout")
+    assert users_snapshot(db) == before
+
+
+def test_edit_user_wrong_callers_and_unknown_user(client, db, world):
+    url = f"{API}/users/{world.worker.id}"
+    before = users_snapshot(db)
+    assert_problem(client.patch(url, json={"active": False}), 401, "missing_token")
+    assert_problem(client.patch(url, json={"active": False}, headers=auth_header(world.supervisor)), 403,
+                   "forbidden")
+    assert_problem(client.patch(url, json={"active": False}, headers=auth_header(world.worker)), 403, "forbidden")
+    assert_problem(client.patch(f"{API}/users/999999", json={"active": False}, headers=auth_header(world.admin)),
+                   404, "user_not_found")
+    assert_problem(client.get(f"{API}/users/999999", headers=auth_header(world.admin)), 404, "user_not_found")
+    assert users_snapshot(db) == before
+
+
+# ---- PATCH /me ----------------------------------------------------------------------------------
+
+def test_user_edits_own_profile(client, db, world):
+    resp = client.patch(f"{API}/me", headers=auth_header(world.resident),
+                        json={"display_name": "张三丰", "phone": "13500000000"})
+    assert resp.status_code == 200, resp.json
+    assert (resp.json["display_name"], resp.json["phone"], resp.json["role"]) == ("张三丰", "13500000000", "resident")
+
+
+def test_user_changes_own_password_with_the_old_one(client, db, world):
+    resp = client.patch(f"{API}/me", headers=auth_header(world.worker),
+                        json={"old_password": PASSWORD, "password": "another-secret-2"})
+    assert resp.status_code == 200, resp.json
+    db.session.expire_all()
+    assert verify_password(db.session.get(User, world.worker.id).password_hash, "another-secret-2")
+
+
+@pytest.mark.parametrize("changes, status, code, field", [
+    ({"old_password": "wrong-password", "password": "another-secret-2"}, 422, "validation_failed", "old_password"),
+    ({"password": "another-secret-2"}, 422, "validation_failed", "old_password"),
+    ({"old_password": PASSWORD}, 422, "validation_failed", "old_password"),
+    ({"old_password": PASSWORD, "password": "short"}, 422, "validation_failed", "password"),
+    ({"phone": "1380013800"}, 422, "validation_failed", "phone"),
+    ({"phone": "13900000001"}, 409, "phone_taken", None),
+    ({"role": "admin"}, 422, "validation_failed", "role"),
+    ({"active": False}, 422, "validation_failed", "active"),
+    ({"display_name": ""}, 422, "validation_failed", "display_name"),
+])
+def test_me_edit_rejects_bad_input_and_changes_nothing(client, db, world, changes, status, code, field):
+    before = users_snapshot(db)
+    resp = assert_problem(client.patch(f"{API}/me", headers=auth_header(world.resident), json=changes), status, code)
+    if field:
+        assert field in resp["errors"], resp
+    assert users_snapshot(db) == before
+
+
+def test_me_edit_needs_a_token(client, db, world):
+    assert_problem(client.patch(f"{API}/me", json={"display_name": "x"}), 401, "missing_token")
