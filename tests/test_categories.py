@@ -177,9 +177,11 @@ def test_new_limit_applies_to_new_reports(client, db, people):
     category = make_category("0102", hours=4)
     resp = client.patch(f"{URL}/{category.id}", json={"time_limit_value": 10}, headers=auth_header(people.admin))
     assert resp.status_code == 200, resp.json
-    report = client.post("/api/v1/reports", headers=auth_header(people.resident), json={
+    # A worker's report in their own cell starts accepted, so its clock runs from filing.
+    report = client.post("/api/v1/reports", headers=auth_header(people.worker), json={
         "category_code": "0102", "description": "垃圾", "location": {"lon": 116.405, "lat": 39.905}})
     assert report.status_code == 201, report.json
+    assert report.json["status"] == "accepted"
     created = datetime.fromisoformat(report.json["created_at"])
     assert datetime.fromisoformat(report.json["deadline_at"]) - created == timedelta(hours=10)
 

@@ -93,7 +93,10 @@ def test_resident_files_a_report_routed_to_its_cell(client, db, world):
 
     created = parse_local(out["created_at"])
     parse_local(out["updated_at"])
-    assert parse_local(out["deadline_at"]) - created == timedelta(hours=4)
+    # The clock starts only when the case is accepted.
+    assert out["deadline_at"] is None and out["due_at"] is None and out["accepted_at"] is None
+    assert out["sla_state"] is None and out["assignee"] is None and out["escalation_level"] == 0
+    assert out["handling_cell"]["code"] == SW and out["critical"] is False and out["duplicate_of"] is None
     # The case number is the local day of filing followed by the zero-padded id.
     assert out["case_number"] == f"{created:%Y%m%d}{out['id']:07d}"
 
@@ -110,10 +113,35 @@ def test_resident_files_a_report_routed_to_its_cell(client, db, world):
 
 def test_deadline_follows_the_category_limit(client, db, world):
     slow = make_category(hours=48)
-    resp = client.post(URL, json=body(world, category_code=slow.code), headers=auth_header(world.resident))
+    resp = client.post(URL, json=body(world, category_code=slow.code), headers=auth_header(world.worker))
     assert resp.status_code == 201, resp.json
     out = resp.json
+    assert out["status"] == "accepted"
+    assert parse_local(out["accepted_at"]) == parse_local(out["created_at"])
     assert parse_local(out["deadline_at"]) - parse_local(out["created_at"]) == timedelta(hours=48)
+    assert out["due_at"] == out["deadline_at"]
+    assert parse_local(out["warn_at"]) - parse_local(out["created_at"]) == timedelta(hours=48 * 0.8)
+    assert out["sla_state"] == "green"
+    assert (out["time_limit_value"], out["time_limit_unit"]) == (48, "hours")
+
+
+def test_auto_accept_category_starts_residents_reports_accepted_with_a_clock(client, db, world):
+    auto = make_category(hours=6, auto_accept=True)
+    resp = client.post(URL, json=body(world, category_code=auto.code), headers=auth_header(world.resident))
+    assert resp.status_code == 201, resp.json
+    out = resp.json
+    assert out["status"] == "accepted"
+    assert parse_local(out["deadline_at"]) - parse_local(out["accepted_at"]) == timedelta(hours=6)
+    event = db.session.scalars(select(CaseEvent).where(CaseEvent.report_id == out["id"])
+                               .order_by(CaseEvent.id)).first()
+    assert (event.action, event.to_status) == ("create", "accepted")
+
+
+def test_auto_accept_leaves_unrouted_reports_submitted(client, db, world):
+    auto = make_category(hours=6, auto_accept=True)
+    resp = client.post(URL, json=body(world, FAR_POINT, category_code=auto.code), headers=auth_header(world.resident))
+    assert resp.status_code == 201, resp.json
+    assert resp.json["status"] == "submitted" and resp.json["deadline_at"] is None
 
 
 def test_worker_report_in_own_cell_starts_accepted(client, db, world):
