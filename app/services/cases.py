@@ -78,7 +78,7 @@ def _begin(user: User, report: Report, action: str, if_match: Collection[int] | 
         raise VersionMismatch(f"The case is now at ETag {etag(report)}; read it again and retry.")
     if report.status not in SOURCES[action]:
         raise TransitionNotAllowed(f"Cannot {action.replace('_', ' ')} a case that is {report.status}.",
-                                   action=action, status=report.status)
+                                   action=action, case_status=report.status)
     return report.status
 
 
