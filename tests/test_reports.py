@@ -11,8 +11,10 @@ from sqlalchemy import func, select
 
 from app.coords import gcj02_to_bd09, wgs84_to_gcj02
 from app.models import CaseEvent, Report
+from app.models.base import utcnow
+from app.services import sla
 from tests.factories import (COMMUNITY, DISTRICT, auth_header, make_category, make_cell, make_report,
-                             make_test_grid, make_user)
+                             make_test_grid, make_user, set_case)
 from tests.assertions import assert_problem
 
 URL = "/api/v1/reports"
@@ -436,6 +438,13 @@ def test_list_pagination(client, db, world):
     ({"triage": "maybe"}, "triage"),
     ({"created_from": "2026-01-01T00:00:00"}, "created_from"),
     ({"created_to": "2026-01-01"}, "created_to"),
+    ({"sla_state": "blue"}, "sla_state"),
+    ({"escalation_level": 4}, "escalation_level"),
+    ({"escalation_level": -1}, "escalation_level"),
+    ({"escalation_level": "top"}, "escalation_level"),
+    ({"assignee_id": 0}, "assignee_id"),
+    ({"assignee_id": "me"}, "assignee_id"),
+    ({"overdue": "perhaps"}, "overdue"),
 ])
 def test_list_bad_query_is_422(client, db, world, filed, query, field):
     resp = client.get(URL, headers=auth_header(world.admin), query_string=query)
@@ -510,3 +519,60 @@ def test_list_filter_by_created_range_with_offsets(client, db, world, filed):
     filed.sw.created_at = datetime(2026, 1, 5, tzinfo=utc)
     db.session.commit()
     assert _ids(_list(client, world.admin))[0] == filed.sw.id
+
+
+# ---- case-loop filters and status fields --------------------------------------------------------
+
+@pytest.fixture()
+def clocked(world):
+    """Four-hour cases at each point of their clock, plus one not yet accepted."""
+    now = utcnow()
+
+    def accepted(hours_ago: float, **columns):
+        report = make_report(world.resident, world.category, *SW_POINT)
+        sla.start_clock(report, now - timedelta(hours=hours_ago))
+        return set_case(report, **{"status": "accepted", **columns})
+
+    return SimpleNamespace(
+        green=accepted(1),
+        yellow=accepted(3.5, assignee_id=world.worker.id, status="assigned"),
+        red=accepted(5, escalation_level=1),
+        held_red=accepted(6, status="on_hold", assignee_id=world.worker.id, hold_started_at=now - timedelta(hours=1)),
+        waiting=make_report(world.resident, world.category, *SW_POINT),
+    )
+
+
+@pytest.mark.parametrize("query, expected", [
+    ({"sla_state": "green"}, ["green"]),
+    ({"sla_state": "yellow"}, ["yellow"]),
+    ({"sla_state": "red"}, ["held_red", "red"]),
+    ({"overdue": "true"}, ["red"]),
+    ({"overdue": "false"}, ["waiting", "held_red", "yellow", "green"]),
+    ({"escalation_level": 1}, ["red"]),
+    ({"escalation_level": 0}, ["waiting", "held_red", "yellow", "green"]),
+    ({"sla_state": "red", "overdue": "false"}, ["held_red"]),
+])
+def test_list_filters_by_clock_and_escalation(client, db, world, clocked, query, expected):
+    page = _list(client, world.supervisor, **query)
+    assert _ids(page) == [getattr(clocked, name).id for name in expected]
+    assert page["total"] == len(expected)
+
+
+def test_list_filter_by_assignee(client, db, world, clocked):
+    assert _ids(_list(client, world.admin, assignee_id=world.worker.id)) == [clocked.held_red.id, clocked.yellow.id]
+    assert _ids(_list(client, world.admin, assignee_id=world.worker.id + 1000)) == []
+    # The filter narrows the caller's scope; it never widens it.
+    assert _ids(_list(client, world.other_worker, assignee_id=world.worker.id)) == []
+
+
+def test_report_shows_its_status_fields(client, db, world, clocked):
+    out = _get(client, world.supervisor, clocked.yellow).json
+    assert out["sla_state"] == "yellow"
+    assert out["assignee"] == {"id": world.worker.id, "display_name": world.worker.display_name}
+    assert parse_local(out["deadline_at"]) - parse_local(out["accepted_at"]) == timedelta(hours=4)
+    assert parse_local(out["warn_at"]) - parse_local(out["accepted_at"]) == timedelta(hours=3.2)
+    assert out["due_at"] == out["deadline_at"]
+    assert (out["escalation_level"], out["critical"], out["extension_requested"]) == (0, False, None)
+    assert out["handling_cell"]["code"] == SW
+    assert _get(client, world.supervisor, clocked.red).json["sla_state"] == "red"
+    assert _get(client, world.supervisor, clocked.waiting).json["sla_state"] is None
