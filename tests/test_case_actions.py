@@ -206,6 +206,7 @@ def test_return_clears_assignee_and_clock_and_reroute_moves_the_case(client, db,
     out = resp.json
     assert out["assignee"] is None and out["deadline_at"] is None and out["accepted_at"] is None
     assert out["sla_state"] is None and out["extension_value"] == 0
+    assert (out["escalation_level"], out["handling_cell"]["code"]) == (0, SW)
     assert events_of(db, report)[-1].data == {"previous_assignee_id": w.worker.id}
 
     resp = act(client, db, report, "reroute", w.supervisor, {"cell_id": w.cells[NE].id, "note": "改派"})

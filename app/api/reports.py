@@ -120,8 +120,9 @@ def _action_view(name, perform, schema, summary):
         report = perform(user, report_service.get_report_for(user, report_id), _if_match(), **data)
         return report, 200, {"ETag": cases.etag(report)}
 
-    post.__doc__ = (f"{name.replace('_', ' ').capitalize()} the case.\n\n{summary} Needs If-Match with the "
-                    "case's ETag: 428 without it, 412 when stale; 409 when its status does not allow this.")
+    title, _, who = summary.partition(". ")
+    post.__doc__ = (f"{title}.\n\n{who} Needs If-Match with the case's ETag: 428 without it, 412 when stale; "
+                    "409 when its status does not allow this. Admins may take every action.")
     view = type("".join(part.title() for part in name.split("_")) + "Action", (MethodView,), {"post": post})
     blp.route(f"/reports/<int:report_id>/actions/{name}")(view)
 

@@ -169,7 +169,14 @@ def return_case(user: User, report: Report, if_match: Collection[int] | None, *,
     report.accepted_at = report.deadline_at = report.warn_at = report.due_at = None
     report.time_limit_value = report.time_limit_unit = None
     report.extension_value, report.extension_requested, report.held_seconds = 0, None, 0.0
+    _back_to_grid_level(report)
     return _record(user, report, "return", source, now, note=reason, data={"previous_assignee_id": previous})
+
+
+def _back_to_grid_level(report: Report) -> None:
+    # A case back at the start of the loop answers to its grid cell again, unescalated.
+    report.handling_cell = report.cell
+    report.escalation_level, report.escalated_at, report.critical, report.reminded_level = 0, None, False, None
 
 
 def reroute(user: User, report: Report, if_match: Collection[int] | None, *, cell_id: int,
@@ -184,10 +191,9 @@ def reroute(user: User, report: Report, if_match: Collection[int] | None, *, cel
             raise Forbidden("That cell lies outside your subtree.", code="cell_out_of_scope")
     now = utcnow()
     previous = report.cell.code if report.cell is not None else None
-    report.cell = report.handling_cell = cell
+    report.cell = cell
     report.needs_triage = False
-    # A new cell answers for the case from its own grid level.
-    report.escalation_level, report.escalated_at, report.critical, report.reminded_level = 0, None, False, None
+    _back_to_grid_level(report)
     return _record(user, report, "reroute", source, now, note=note,
                    data={"from_cell": previous, "to_cell": cell.code})
 

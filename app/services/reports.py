@@ -7,6 +7,7 @@ from zoneinfo import ZoneInfo
 
 from flask import current_app
 from sqlalchemy import ColumnElement, Select, false, not_, or_, select, true
+from sqlalchemy.orm import selectinload
 
 from app import spatial
 from app.coords import to_wgs84
@@ -127,7 +128,9 @@ def reports_query(user: User, *, status: str | None = None, category_code: str |
                   sla_state: str | None = None, escalation_level: int | None = None,
                   assignee_id: int | None = None, overdue: bool | None = None) -> Select:
     now = utcnow()
-    stmt = select(Report).where(visibility(user))
+    # The list shows each case's assignee and handling cell: one query each per page, not per row.
+    stmt = select(Report).where(visibility(user)).options(selectinload(Report.assignee),
+                                                          selectinload(Report.handling_cell))
     if status:
         stmt = stmt.where(Report.status == status)
     if category_code:
