@@ -7,6 +7,7 @@ from typing import Any
 from flask import Flask, Response, json, request
 from marshmallow import Schema, fields
 from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.exceptions import HTTPException
 
 from app.extensions import db
@@ -92,6 +93,23 @@ class Conflict(DomainError):
     status = 409
     code = "conflict"
     title = "The request conflicts with the current state"
+
+
+class TransitionNotAllowed(Conflict):
+    code = "transition_not_allowed"
+    title = "The case's status does not allow this action"
+
+
+class VersionRequired(DomainError):
+    status = 428
+    code = "if_match_required"
+    title = "Send If-Match with the case's current ETag"
+
+
+class VersionMismatch(DomainError):
+    status = 412
+    code = "version_mismatch"
+    title = "The case has changed since it was read"
 
 
 class Unrouted(NotFound):
@@ -193,6 +211,14 @@ def handle_integrity_error(err: IntegrityError) -> Response:
                             "The change conflicts with existing data (a concurrent request may have made it first).")
 
 
+def handle_stale_data(err: StaleDataError) -> Response:
+    # The version-checked UPDATE found the row already moved on: a concurrent request won the race.
+    _rollback()
+    log.info("stale version turned into 412: %s", err)
+    return problem_response(412, VersionMismatch.code, VersionMismatch.title,
+                            "Another change to the case was saved first; read it again and retry.")
+
+
 def handle_operational_error(err: OperationalError) -> Response:
     _rollback()
     log.exception("database unavailable")
@@ -215,4 +241,5 @@ def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(HTTPException, handle_http_exception)
     app.register_error_handler(IntegrityError, handle_integrity_error)
     app.register_error_handler(OperationalError, handle_operational_error)
+    app.register_error_handler(StaleDataError, handle_stale_data)
     app.register_error_handler(Exception, handle_unexpected)

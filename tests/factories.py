@@ -97,9 +97,13 @@ def make_duty(worker: User, on: bool, lon: float = 116.405, lat: float = 39.905,
 
 
 def make_category(code: str | None = None, *, hours: int = 4, active: bool = True,
-                  name: str = "暴露垃圾", group: str = "市容环境", auto_dispatch: bool = True) -> Category:
+                  name: str = "暴露垃圾", group: str = "市容环境", unit: str = "hours",
+                  auto_accept: bool = False, auto_dispatch: bool = True, self_handling: bool = False,
+                  window: int = 1, window_unit: str = "working_days") -> Category:
     category = Category(code=code or f"T{next(_seq):03d}", name=name, group=group, time_limit_value=hours,
-                        time_limit_unit="hours", active=active, auto_dispatch=auto_dispatch)
+                        time_limit_unit=unit, active=active, auto_accept=auto_accept, auto_dispatch=auto_dispatch,
+                        self_handling=self_handling, escalation_window_value=window,
+                        escalation_window_unit=window_unit)
     db.session.add(category)
     db.session.commit()
     return category
@@ -109,6 +113,14 @@ def make_report(user: User, category: Category, lon: float, lat: float, crs: str
                 description: str = "test report"):
     report = report_service.create_report(user, category_code=category.code, description=description,
                                           location={"lon": lon, "lat": lat, "crs": crs})
+    db.session.commit()
+    return report
+
+
+def set_case(report, **columns):
+    """Put a case straight into a state (status, assignee, clock fields) without walking the loop."""
+    for name, value in columns.items():
+        setattr(report, name, value)
     db.session.commit()
     return report
 

@@ -20,7 +20,8 @@ PROBLEM = "application/problem+json"
 def category_rows(db) -> list[tuple]:
     return [tuple(row) for row in db.session.execute(
         select(Category.code, Category.name, Category.group, Category.time_limit_value, Category.time_limit_unit,
-               Category.active).order_by(Category.code))]
+               Category.escalation_window_value, Category.escalation_window_unit, Category.auto_accept,
+               Category.auto_dispatch, Category.self_handling, Category.active).order_by(Category.code))]
 
 
 @pytest.fixture()
@@ -98,6 +99,27 @@ def test_create_defaults_unit_to_hours_and_active(client, db, people):
     resp = client.post(URL, json=data, headers=auth_header(people.admin))
     assert resp.status_code == 201, resp.json
     assert (resp.json["time_limit_unit"], resp.json["active"]) == ("hours", True)
+    out = resp.json
+    assert (out["escalation_window_value"], out["escalation_window_unit"]) == (1, "working_days")
+    assert (out["auto_accept"], out["auto_dispatch"], out["self_handling"]) == (False, True, False)
+
+
+def test_create_with_working_time_and_case_rules(client, db, people):
+    data = new_category(time_limit_value=3, time_limit_unit="working_days", escalation_window_value=4,
+                        escalation_window_unit="working_hours", auto_accept=True, auto_dispatch=False,
+                        self_handling=True)
+    resp = client.post(URL, json=data, headers=auth_header(people.admin))
+    assert resp.status_code == 201, resp.json
+    out = resp.json
+    assert (out["time_limit_value"], out["time_limit_unit"]) == (3, "working_days")
+    assert (out["escalation_window_value"], out["escalation_window_unit"]) == (4, "working_hours")
+    assert (out["auto_accept"], out["auto_dispatch"], out["self_handling"]) == (True, False, True)
+    stored = db.session.get(Category, out["id"])
+    assert (stored.time_limit_unit, stored.escalation_window_value, stored.escalation_window_unit) == \
+        ("working_days", 4, "working_hours")
+    assert (stored.auto_accept, stored.auto_dispatch, stored.self_handling) == (True, False, True)
+    listed = client.get(URL).json["items"][0]
+    assert listed["self_handling"] is True and listed["escalation_window_unit"] == "working_hours"
 
 
 @pytest.mark.parametrize("who", ["resident", "worker", "supervisor"])
@@ -119,6 +141,12 @@ def test_create_needs_a_token(client, db):
     ({"time_limit_value": 6.5}, "time_limit_value"),
     ({"time_limit_value": True}, "time_limit_value"),
     ({"time_limit_unit": "fortnights"}, "time_limit_unit"),
+    ({"escalation_window_value": 0}, "escalation_window_value"),
+    ({"escalation_window_value": "2"}, "escalation_window_value"),
+    ({"escalation_window_unit": "days"}, "escalation_window_unit"),
+    ({"auto_accept": "true"}, "auto_accept"),
+    ({"auto_dispatch": 1}, "auto_dispatch"),
+    ({"self_handling": None}, "self_handling"),
     ({"code": "has space"}, "code"),
     ({"code": ""}, "code"),
     ({"name": ""}, "name"),
@@ -173,13 +201,27 @@ def test_admin_edits_a_category(client, db, people):
     assert (stored.name, stored.time_limit_value, stored.group) == ("暴露垃圾（新）", 6, "市容环境")
 
 
+def test_admin_edits_the_case_rules(client, db, people):
+    category = make_category("0102", hours=4)
+    changes = {"time_limit_unit": "working_hours", "escalation_window_value": 2, "escalation_window_unit": "hours",
+               "auto_accept": True, "auto_dispatch": False, "self_handling": True}
+    resp = client.patch(f"{URL}/{category.id}", json=changes, headers=auth_header(people.admin))
+    assert resp.status_code == 200, resp.json
+    assert {key: resp.json[key] for key in changes} == changes
+    db.session.expire_all()
+    stored = db.session.get(Category, category.id)
+    assert {key: getattr(stored, key) for key in changes} == changes
+
+
 def test_new_limit_applies_to_new_reports(client, db, people):
     category = make_category("0102", hours=4)
     resp = client.patch(f"{URL}/{category.id}", json={"time_limit_value": 10}, headers=auth_header(people.admin))
     assert resp.status_code == 200, resp.json
-    report = client.post("/api/v1/reports", headers=auth_header(people.resident), json={
+    # A worker's report in their own cell starts accepted (then auto-dispatched), so its clock runs from filing.
+    report = client.post("/api/v1/reports", headers=auth_header(people.worker), json={
         "category_code": "0102", "description": "垃圾", "location": {"lon": 116.405, "lat": 39.905}})
     assert report.status_code == 201, report.json
+    assert report.json["status"] == "assigned"
     created = datetime.fromisoformat(report.json["created_at"])
     assert datetime.fromisoformat(report.json["deadline_at"]) - created == timedelta(hours=10)
 
@@ -212,6 +254,11 @@ def test_deactivating_hides_it_from_the_list_and_from_new_reports(client, db, pe
     ({"time_limit_value": "8"}, "time_limit_value"),
     ({"time_limit_unit": "days"}, "time_limit_unit"),
     ({"active": 0}, "active"),
+    ({"escalation_window_value": -1}, "escalation_window_value"),
+    ({"escalation_window_unit": "weeks"}, "escalation_window_unit"),
+    ({"auto_accept": "no"}, "auto_accept"),
+    ({"auto_dispatch": None}, "auto_dispatch"),
+    ({"self_handling": 0}, "self_handling"),
     ({"code": "0999"}, "code"),
     ({"colour": "red"}, "colour"),
 ], ids=lambda v: repr(v) if isinstance(v, dict) else v)

@@ -11,8 +11,10 @@ from sqlalchemy import func, select
 
 from app.coords import gcj02_to_bd09, wgs84_to_gcj02
 from app.models import CaseEvent, Report
+from app.models.base import utcnow
+from app.services import sla
 from tests.factories import (COMMUNITY, DISTRICT, auth_header, make_category, make_cell, make_report,
-                             make_test_grid, make_user)
+                             make_test_grid, make_user, set_case)
 from tests.assertions import assert_problem
 
 URL = "/api/v1/reports"
@@ -93,7 +95,10 @@ def test_resident_files_a_report_routed_to_its_cell(client, db, world):
 
     created = parse_local(out["created_at"])
     parse_local(out["updated_at"])
-    assert parse_local(out["deadline_at"]) - created == timedelta(hours=4)
+    # The clock starts only when the case is accepted.
+    assert out["deadline_at"] is None and out["due_at"] is None and out["accepted_at"] is None
+    assert out["sla_state"] is None and out["assignee"] is None and out["escalation_level"] == 0
+    assert out["handling_cell"]["code"] == SW and out["critical"] is False and out["duplicate_of"] is None
     # The case number is the local day of filing followed by the zero-padded id.
     assert out["case_number"] == f"{created:%Y%m%d}{out['id']:07d}"
 
@@ -110,18 +115,46 @@ def test_resident_files_a_report_routed_to_its_cell(client, db, world):
 
 def test_deadline_follows_the_category_limit(client, db, world):
     slow = make_category(hours=48)
-    resp = client.post(URL, json=body(world, category_code=slow.code), headers=auth_header(world.resident))
+    resp = client.post(URL, json=body(world, category_code=slow.code), headers=auth_header(world.worker))
     assert resp.status_code == 201, resp.json
     out = resp.json
+    # Accepted at filing, then handed at once to the cell's only worker by auto-dispatch.
+    assert (out["status"], out["assignee"]["id"]) == ("assigned", world.worker.id)
+    assert parse_local(out["accepted_at"]) == parse_local(out["created_at"])
     assert parse_local(out["deadline_at"]) - parse_local(out["created_at"]) == timedelta(hours=48)
+    assert out["due_at"] == out["deadline_at"]
+    assert parse_local(out["warn_at"]) - parse_local(out["created_at"]) == timedelta(hours=48 * 0.8)
+    assert out["sla_state"] == "green"
+    assert (out["time_limit_value"], out["time_limit_unit"]) == (48, "hours")
+
+
+def test_auto_accept_category_starts_residents_reports_accepted_with_a_clock(client, db, world):
+    auto = make_category(hours=6, auto_accept=True)
+    resp = client.post(URL, json=body(world, category_code=auto.code), headers=auth_header(world.resident))
+    assert resp.status_code == 201, resp.json
+    out = resp.json
+    assert out["status"] == "assigned"
+    assert parse_local(out["deadline_at"]) - parse_local(out["accepted_at"]) == timedelta(hours=6)
+    event = db.session.scalars(select(CaseEvent).where(CaseEvent.report_id == out["id"])
+                               .order_by(CaseEvent.id)).first()
+    assert (event.action, event.to_status) == ("create", "accepted")
+
+
+def test_auto_accept_leaves_unrouted_reports_submitted(client, db, world):
+    auto = make_category(hours=6, auto_accept=True)
+    resp = client.post(URL, json=body(world, FAR_POINT, category_code=auto.code), headers=auth_header(world.resident))
+    assert resp.status_code == 201, resp.json
+    assert resp.json["status"] == "submitted" and resp.json["deadline_at"] is None
 
 
 def test_worker_report_in_own_cell_starts_accepted(client, db, world):
     resp = client.post(URL, json=body(world), headers=auth_header(world.worker))
     assert resp.status_code == 201, resp.json
-    assert resp.json["status"] == "accepted"
+    assert (resp.json["status"], resp.json["assignee"]["id"]) == ("assigned", world.worker.id)
     assert resp.json["cell"]["code"] == SW
-    event = db.session.scalars(select(CaseEvent).where(CaseEvent.report_id == resp.json["id"])).one()
+    # Auto-dispatch may add its own assign event after this one.
+    event = db.session.scalars(select(CaseEvent).where(CaseEvent.report_id == resp.json["id"],
+                                                       CaseEvent.action == "create")).one()
     assert (event.action, event.to_status, event.actor_role) == ("create", "accepted", "worker")
 
 
@@ -408,6 +441,13 @@ def test_list_pagination(client, db, world):
     ({"triage": "maybe"}, "triage"),
     ({"created_from": "2026-01-01T00:00:00"}, "created_from"),
     ({"created_to": "2026-01-01"}, "created_to"),
+    ({"sla_state": "blue"}, "sla_state"),
+    ({"escalation_level": 4}, "escalation_level"),
+    ({"escalation_level": -1}, "escalation_level"),
+    ({"escalation_level": "top"}, "escalation_level"),
+    ({"assignee_id": 0}, "assignee_id"),
+    ({"assignee_id": "me"}, "assignee_id"),
+    ({"overdue": "perhaps"}, "overdue"),
 ])
 def test_list_bad_query_is_422(client, db, world, filed, query, field):
     resp = client.get(URL, headers=auth_header(world.admin), query_string=query)
@@ -422,7 +462,7 @@ def test_list_unknown_cell_id_is_422(client, db, world, filed):
 
 
 def test_list_filter_by_status(client, db, world, filed):
-    accepted = make_report(world.worker, world.category, *SW_POINT)
+    accepted = make_report(world.worker, make_category(auto_dispatch=False), *SW_POINT)
     assert accepted.status == "accepted"
     assert _ids(_list(client, world.admin, status="accepted")) == [accepted.id]
     submitted = _list(client, world.admin, status="submitted")
@@ -482,3 +522,61 @@ def test_list_filter_by_created_range_with_offsets(client, db, world, filed):
     filed.sw.created_at = datetime(2026, 1, 5, tzinfo=utc)
     db.session.commit()
     assert _ids(_list(client, world.admin))[0] == filed.sw.id
+
+
+# ---- case-loop filters and status fields --------------------------------------------------------
+
+@pytest.fixture()
+def clocked(world):
+    """Four-hour cases at each point of their clock, plus one not yet accepted."""
+    now = utcnow()
+
+    def accepted(hours_ago: float, **columns):
+        report = make_report(world.resident, world.category, *SW_POINT)
+        sla.start_clock(report, now - timedelta(hours=hours_ago))
+        return set_case(report, **{"status": "accepted", **columns})
+
+    return SimpleNamespace(
+        green=accepted(1),
+        yellow=accepted(3.5, assignee_id=world.worker.id, status="assigned"),
+        red=accepted(5, escalation_level=1),
+        held_red=accepted(6, status="on_hold", assignee_id=world.worker.id, hold_started_at=now - timedelta(hours=1)),
+        waiting=make_report(world.resident, world.category, *SW_POINT),
+    )
+
+
+@pytest.mark.parametrize("query, expected", [
+    ({"sla_state": "green"}, ["green"]),
+    ({"sla_state": "yellow"}, ["yellow"]),
+    ({"sla_state": "red"}, ["held_red", "red"]),
+    ({"overdue": "true"}, ["red"]),
+    ({"overdue": "false"}, ["waiting", "held_red", "yellow", "green"]),
+    ({"escalation_level": 1}, ["red"]),
+    ({"escalation_level": 0}, ["waiting", "held_red", "yellow", "green"]),
+    ({"sla_state": "red", "overdue": "false"}, ["held_red"]),
+])
+def test_list_filters_by_clock_and_escalation(client, db, world, clocked, query, expected):
+    page = _list(client, world.supervisor, **query)
+    assert _ids(page) == [getattr(clocked, name).id for name in expected]
+    assert page["total"] == len(expected)
+
+
+def test_list_filter_by_assignee(client, db, world, clocked):
+    assert _ids(_list(client, world.admin, assignee_id=world.worker.id)) == [clocked.held_red.id, clocked.yellow.id]
+    assert _ids(_list(client, world.admin, assignee_id=world.worker.id + 1000)) == []
+    # The filter narrows the caller's scope; it never widens it.
+    assert _ids(_list(client, world.other_worker, assignee_id=world.worker.id)) == []
+
+
+def test_report_shows_its_status_fields(client, db, world, clocked):
+    out = _get(client, world.supervisor, clocked.yellow).json
+    assert out["sla_state"] == "yellow"
+    assert out["assignee"] == {"id": world.worker.id, "username": world.worker.username,
+                                "display_name": world.worker.display_name}
+    assert parse_local(out["deadline_at"]) - parse_local(out["accepted_at"]) == timedelta(hours=4)
+    assert parse_local(out["warn_at"]) - parse_local(out["accepted_at"]) == timedelta(hours=3.2)
+    assert out["due_at"] == out["deadline_at"]
+    assert (out["escalation_level"], out["critical"], out["extension_requested"]) == (0, False, None)
+    assert out["handling_cell"]["code"] == SW
+    assert _get(client, world.supervisor, clocked.red).json["sla_state"] == "red"
+    assert _get(client, world.supervisor, clocked.waiting).json["sla_state"] is None

@@ -1,11 +1,16 @@
-"""Filing and reading reports."""
+"""Filing and reading reports, and the actions that move a case round the loop."""
+import re
+
+from flask import request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from app.api import BEARER
 from app.auth.decorators import auth_required, current_user
 from app.models import Role
-from app.schemas.reports import EventOut, ReportCreateIn, ReportListArgs, ReportOut, ReportPage
+from app.schemas.reports import (AssignIn, DuplicateIn, EventOut, ExtensionRequestIn, NoteIn, NoteRequiredIn, ReasonIn,
+                                 ReportCreateIn, ReportListArgs, ReportOut, ReportPage, RerouteIn)
+from app.services import cases
 from app.services import reports as report_service
 from app.services.pagination import paginate
 
@@ -39,8 +44,11 @@ class ReportItem(MethodView):
     @blp.doc(security=BEARER)
     @blp.response(200, ReportOut)
     def get(self, report_id):
-        """One report; 404 when it does not exist or the caller may not see it."""
-        return report_service.get_report_for(current_user(), report_id)
+        """One report; 404 when it does not exist or the caller may not see it.
+
+        The ETag header is the case's version: send it back as If-Match with every action."""
+        report = report_service.get_report_for(current_user(), report_id)
+        return report, 200, {"ETag": cases.etag(report)}
 
 
 @blp.route("/reports/<int:report_id>/events")
@@ -51,3 +59,73 @@ class ReportEvents(MethodView):
     def get(self, report_id):
         """The report's history, oldest first."""
         return report_service.history(report_service.get_report_for(current_user(), report_id))
+
+
+_STRONG_ETAG = re.compile(r'^"(\d{1,18})"$')
+
+
+def _if_match() -> set[int] | None:
+    """The versions the client last saw; None without the header. Weak and unknown tags match nothing."""
+    header = request.headers.get("If-Match")
+    if header is None:
+        return None
+    found = (_STRONG_ETAG.match(tag.strip()) for tag in header.split(","))
+    return {int(m.group(1)) for m in found if m}
+
+
+# (action, service function, request schema, what it does and who may do it)
+ACTIONS = (
+    ("accept", cases.accept, NoteIn,
+     "Accept a submitted case; its clock starts. Supervisor of its subtree; a worker of its cell when the "
+     "category allows self-handling."),
+    ("reject", cases.reject, ReasonIn, "Reject a submitted case, with a reason. Supervisor."),
+    ("assign", cases.assign, AssignIn,
+     "Assign (or re-assign) an accepted case to a worker who serves its cell. Supervisor; a worker of the "
+     "cell when self-handling."),
+    ("start", cases.start, NoteIn, "Start work on an assigned case. Its assignee."),
+    ("resolve", cases.resolve, NoteRequiredIn, "Report the case resolved, with a note. Its assignee."),
+    ("verify", cases.verify, NoteIn,
+     "Verify a resolved case and close it. Supervisor; a worker of the cell other than the one who resolved it."),
+    ("rework", cases.rework, NoteRequiredIn, "Send a resolved case back to its assignee, with a note. Supervisor."),
+    ("return", cases.return_case, ReasonIn,
+     "Return an assigned or in-progress case as the wrong cell or function, with a reason: it goes back to "
+     "submitted without an assignee or a clock. Its assignee."),
+    ("reroute", cases.reroute, RerouteIn, "Route a submitted case to another grid cell of your subtree. Supervisor."),
+    ("hold", cases.hold, ReasonIn, "Put an in-progress case on hold, with a reason; its clock stops. Its assignee."),
+    ("resume", cases.resume, NoteIn, "Resume a held case; its deadlines move by the time held. Its assignee."),
+    ("request_extension", cases.request_extension, ExtensionRequestIn,
+     "Ask for more time, in the unit of the case's limit, with a reason. Its assignee."),
+    ("approve_extension", cases.approve_extension, NoteIn,
+     "Grant the pending extension request; the deadlines move. Supervisor."),
+    ("deny_extension", cases.deny_extension, ReasonIn, "Refuse the pending extension request. Supervisor."),
+    ("mark_duplicate", cases.mark_duplicate, DuplicateIn,
+     "Close an open case as a duplicate of an open case of the same community. Supervisor."),
+    ("supervise", cases.supervise, NoteRequiredIn,
+     "Add a supervision note (督办) to an open case; its assignee is notified. Supervisor."),
+    ("cancel", cases.cancel, NoteIn, "Withdraw your own case while it is still submitted. Resident."),
+)
+
+
+def _action_view(name, perform, schema, summary):
+    @auth_required()
+    @blp.doc(security=BEARER)
+    @blp.arguments(schema)
+    @blp.response(200, ReportOut, headers={"ETag": {"description": "The case's new version.",
+                                                     "schema": {"type": "string"}}})
+    @blp.alt_response(409, response="CONFLICT")
+    @blp.alt_response(412, response="PRECONDITION_FAILED")
+    @blp.alt_response(428, response="PRECONDITION_REQUIRED")
+    def post(self, data, report_id):
+        user = current_user()
+        report = perform(user, report_service.get_report_for(user, report_id), _if_match(), **data)
+        return report, 200, {"ETag": cases.etag(report)}
+
+    title, _, who = summary.partition(". ")
+    post.__doc__ = (f"{title}.\n\n{who} Needs If-Match with the case's ETag: 428 without it, 412 when stale; "
+                    "409 when its status does not allow this. Admins may take every action.")
+    view = type("".join(part.title() for part in name.split("_")) + "Action", (MethodView,), {"post": post})
+    blp.route(f"/reports/<int:report_id>/actions/{name}")(view)
+
+
+for _action in ACTIONS:
+    _action_view(*_action)

@@ -27,6 +27,12 @@ class RegisterIn(Schema):
     display_name = fields.String(validate=validate.Length(min=1, max=100))
 
 
+class UserRef(Schema):
+    id = fields.Integer()
+    username = fields.String()
+    display_name = fields.String(allow_none=True)
+
+
 class CellRef(Schema):
     id = fields.Integer()
     code = fields.String()

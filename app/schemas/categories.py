@@ -4,6 +4,8 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 from app.models import LimitUnit
 from app.schemas.common import LocalDateTime, StrictBoolean, StrictInteger, page_of
 
+UNIT = validate.OneOf([u.value for u in LimitUnit])
+
 
 class CategoryOut(Schema):
     id = fields.Integer()
@@ -14,6 +16,11 @@ class CategoryOut(Schema):
     keywords = fields.String(allow_none=True)
     time_limit_value = fields.Integer()
     time_limit_unit = fields.String()
+    escalation_window_value = fields.Integer()
+    escalation_window_unit = fields.String()
+    auto_accept = fields.Boolean()
+    auto_dispatch = fields.Boolean()
+    self_handling = fields.Boolean()
     active = fields.Boolean()
     created_at = LocalDateTime()
     updated_at = LocalDateTime()
@@ -29,8 +36,16 @@ class CategoryCreateIn(Schema):
     description = fields.String(allow_none=True, validate=validate.Length(max=4000))
     keywords = fields.String(allow_none=True, validate=validate.Length(max=500))
     time_limit_value = StrictInteger(required=True, validate=validate.Range(min=1, max=24 * 365))
-    time_limit_unit = fields.String(load_default=LimitUnit.hours.value,
-                                    validate=validate.OneOf([u.value for u in LimitUnit]))
+    time_limit_unit = fields.String(load_default=LimitUnit.hours.value, validate=UNIT)
+    escalation_window_value = StrictInteger(load_default=1, validate=validate.Range(min=1, max=24 * 365),
+                                            metadata={"description": "Time each higher level gets after an "
+                                                                     "escalation."})
+    escalation_window_unit = fields.String(load_default=LimitUnit.working_days.value, validate=UNIT)
+    auto_accept = StrictBoolean(load_default=False, metadata={"description": "Residents' reports start accepted."})
+    auto_dispatch = StrictBoolean(load_default=True,
+                                  metadata={"description": "Accepted cases go to a worker of the cell at once."})
+    self_handling = StrictBoolean(load_default=False,
+                                  metadata={"description": "Workers may accept and assign in their own cells."})
     active = StrictBoolean(load_default=True)
 
 
@@ -40,7 +55,12 @@ class CategoryUpdateIn(Schema):
     description = fields.String(allow_none=True, validate=validate.Length(max=4000))
     keywords = fields.String(allow_none=True, validate=validate.Length(max=500))
     time_limit_value = StrictInteger(validate=validate.Range(min=1, max=24 * 365))
-    time_limit_unit = fields.String(validate=validate.OneOf([u.value for u in LimitUnit]))
+    time_limit_unit = fields.String(validate=UNIT)
+    escalation_window_value = StrictInteger(validate=validate.Range(min=1, max=24 * 365))
+    escalation_window_unit = fields.String(validate=UNIT)
+    auto_accept = StrictBoolean()
+    auto_dispatch = StrictBoolean()
+    self_handling = StrictBoolean()
     active = StrictBoolean()
 
     @validates_schema

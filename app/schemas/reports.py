@@ -2,9 +2,12 @@
 from geoalchemy2.shape import to_shape
 from marshmallow import Schema, fields, validate
 
-from app.models import ReportStatus
-from app.schemas.auth import CellRef
-from app.schemas.common import AwareDateTime, CrsField, Latitude, LocalDateTime, Longitude, PageArgs, page_of
+from app.models import ESCALATION_LEVELS, ReportStatus
+from app.models.base import utcnow
+from app.schemas.auth import CellRef, UserRef
+from app.schemas.common import (AwareDateTime, CrsField, Latitude, LocalDateTime, Longitude, PageArgs, StrictInteger,
+                                page_of)
+from app.services import sla
 
 
 class LocationIn(Schema):
@@ -31,6 +34,7 @@ def _location(report) -> dict:
     return {"lon": pt.x, "lat": pt.y, "crs": "wgs84"}
 
 
+
 class ReportOut(Schema):
     id = fields.Integer()
     case_number = fields.String()
@@ -44,7 +48,26 @@ class ReportOut(Schema):
     routing_distance_m = fields.Float(allow_none=True)
     needs_triage = fields.Boolean()
     reporter_id = fields.Integer()
-    deadline_at = LocalDateTime(allow_none=True)
+    sla_state = fields.Function(lambda report: sla.sla_state(report, utcnow()), allow_none=True,
+                                metadata={"description": "green | yellow (80 % used) | red (overdue); null "
+                                                         "before acceptance."})
+    assignee = fields.Nested(UserRef, allow_none=True)
+    accepted_at = LocalDateTime(allow_none=True)
+    assigned_at = LocalDateTime(allow_none=True)
+    resolved_at = LocalDateTime(allow_none=True)
+    closed_at = LocalDateTime(allow_none=True)
+    deadline_at = LocalDateTime(allow_none=True, metadata={"description": "The handling level's deadline."})
+    warn_at = LocalDateTime(allow_none=True)
+    due_at = LocalDateTime(allow_none=True, metadata={"description": "The case's own due time (limit, holds, "
+                                                                     "extensions); escalation leaves it."})
+    time_limit_value = fields.Integer(allow_none=True)
+    time_limit_unit = fields.String(allow_none=True)
+    extension_value = fields.Integer()
+    extension_requested = fields.Integer(allow_none=True)
+    escalation_level = fields.Integer(metadata={"description": f"0..3: {', '.join(ESCALATION_LEVELS)}."})
+    handling_cell = fields.Nested(CellRef, allow_none=True)
+    critical = fields.Boolean()
+    duplicate_of = fields.Integer(attribute="duplicate_of_id", allow_none=True)
     created_at = LocalDateTime()
     updated_at = LocalDateTime()
 
@@ -59,6 +82,11 @@ class ReportListArgs(PageArgs):
     created_from = AwareDateTime()
     created_to = AwareDateTime()
     triage = fields.Boolean(metadata={"description": "Only reports no cell took (or only routed ones)."})
+    sla_state = fields.String(validate=validate.OneOf(sla.SLA_STATES))
+    escalation_level = fields.Integer(validate=validate.Range(min=0, max=len(ESCALATION_LEVELS) - 1))
+    assignee_id = fields.Integer(validate=validate.Range(min=1))
+    overdue = fields.Boolean(metadata={"description": "Only cases past their deadline with the clock running "
+                                                      "(or only the others)."})
 
 
 class EventOut(Schema):
@@ -71,3 +99,41 @@ class EventOut(Schema):
     note = fields.String(allow_none=True)
     data = fields.Dict(allow_none=True)
     created_at = LocalDateTime()
+
+
+# Requests of the case actions: each its own schema, unknown fields refused.
+def _note(required: bool = False):
+    return fields.String(required=required, validate=validate.Length(min=1, max=2000))
+
+
+class NoteIn(Schema):
+    note = _note()
+
+
+class NoteRequiredIn(Schema):
+    note = _note(required=True)
+
+
+class ReasonIn(Schema):
+    reason = _note(required=True)
+
+
+class AssignIn(Schema):
+    assignee_id = StrictInteger(required=True, validate=validate.Range(min=1))
+    note = _note()
+
+
+class RerouteIn(Schema):
+    cell_id = StrictInteger(required=True, validate=validate.Range(min=1))
+    note = _note()
+
+
+class ExtensionRequestIn(Schema):
+    value = StrictInteger(required=True, validate=validate.Range(min=1, max=24 * 365),
+                          metadata={"description": "Extra time in the unit of the case's limit."})
+    reason = _note(required=True)
+
+
+class DuplicateIn(Schema):
+    duplicate_of = StrictInteger(required=True, validate=validate.Range(min=1))
+    note = _note()

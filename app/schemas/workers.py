@@ -2,7 +2,7 @@
 from marshmallow import Schema, fields, validate
 
 from app.models import Duty
-from app.schemas.auth import CellRef
+from app.schemas.auth import CellRef, UserRef
 from app.schemas.common import LocalDateTime, PageArgs, StrictInteger, page_of
 from app.schemas.reports import LocationIn
 
@@ -14,11 +14,6 @@ class AssignmentIn(Schema):
     valid_to = fields.Date(load_default=None, allow_none=True,
                            metadata={"description": "Last local day served (inclusive); none: open-ended."})
 
-
-class UserRef(Schema):
-    id = fields.Integer()
-    username = fields.String()
-    display_name = fields.String(allow_none=True)
 
 
 class AssignmentOut(Schema):

@@ -1,26 +1,24 @@
 """Filing reports and reading them within each role's scope."""
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from flask import current_app
-from sqlalchemy import ColumnElement, Select, false, or_, select, true
+from sqlalchemy import ColumnElement, Select, false, not_, or_, select, true
+from sqlalchemy.orm import selectinload
 
 from app import spatial
 from app.coords import to_wgs84
 from app.errors import Forbidden, NotFound, ValidationFailed
 from app.extensions import db
-from app.models import CaseEvent, Category, Cell, Report, ReportStatus, Role, User, WorkerCell, subtree_bounds
+from app.models import CaseEvent, Category, Cell, Report, ReportStatus, Role, User, subtree_bounds
 from app.models.base import utcnow
+from app.services import dispatch, sla
 from app.services.categories import find_active_by_code
 from app.services.routing import route_wgs84
-from app.services.workers import served_cell_ids
-
-
-def deadline_for(category: Category, start: datetime) -> datetime:
-    return start + timedelta(hours=category.time_limit_value)
+from app.services.workers import served_cell_ids, serves
 
 
 def local_day(moment: datetime) -> date:
@@ -30,6 +28,23 @@ def local_day(moment: datetime) -> date:
 def _subtree_cell_ids(code: str) -> Select:
     low, high = subtree_bounds(code)
     return select(Cell.id).where(Cell.code >= low, Cell.code < high)
+
+
+def in_subtree(user: User, report: Report) -> bool:
+    """Whether a supervisor oversees the case: its cell lies under theirs (root: also the triage queue)."""
+    if user.cell is None:
+        return False
+    if report.cell is None:
+        return user.cell.parent_id is None
+    low, high = subtree_bounds(user.cell.code)
+    return low <= report.cell.code < high
+
+
+def start_handling(report: Report, now: datetime) -> None:
+    """An accepted case: its clock starts, and its category may send it to a worker at once."""
+    sla.start_clock(report, now)
+    db.session.flush()
+    dispatch.auto_dispatch(report, now)
 
 
 def visibility(user: User) -> ColumnElement[bool]:
@@ -65,10 +80,11 @@ def create_report(user: User, *, category_code: str, description: str, location:
     routing = route_wgs84(lon, lat)
 
     status = ReportStatus.submitted.value
-    if user.role == Role.worker.value and routing.cell is not None:
-        serves = db.session.scalar(select(WorkerCell.cell_id).where(
-            WorkerCell.user_id == user.id, WorkerCell.cell_id == routing.cell.id))
-        if serves is not None:
+    if routing.cell is not None:
+        if user.role == Role.worker.value:
+            if serves(user.id, routing.cell.id):
+                status = ReportStatus.accepted.value
+        elif category.auto_accept:
             status = ReportStatus.accepted.value
 
     now = utcnow()
@@ -78,8 +94,7 @@ def create_report(user: User, *, category_code: str, description: str, location:
         description=description, address=address, location=spatial.point(lon, lat),
         input_crs=crs, input_lon=location["lon"], input_lat=location["lat"],
         routed_by=routing.routed_by, routing_distance_m=routing.distance_m,
-        needs_triage=routing.cell is None, deadline_at=deadline_for(category, now),
-        created_at=now, updated_at=now,
+        needs_triage=routing.cell is None, created_at=now, updated_at=now,
     )
     db.session.add(report)
     # One flush writes the report and its first event together.
@@ -90,6 +105,8 @@ def create_report(user: User, *, category_code: str, description: str, location:
               "routing_distance_m": routing.distance_m, "crs": crs},
     ))
     db.session.flush()
+    if status == ReportStatus.accepted.value:
+        start_handling(report, now)
     return report
 
 
@@ -102,8 +119,13 @@ def get_report_for(user: User, report_id: int) -> Report:
 
 def reports_query(user: User, *, status: str | None = None, category_code: str | None = None,
                   cell_id: int | None = None, created_from: datetime | None = None,
-                  created_to: datetime | None = None, triage: bool | None = None) -> Select:
-    stmt = select(Report).where(visibility(user))
+                  created_to: datetime | None = None, triage: bool | None = None,
+                  sla_state: str | None = None, escalation_level: int | None = None,
+                  assignee_id: int | None = None, overdue: bool | None = None) -> Select:
+    now = utcnow()
+    # The list shows each case's assignee and handling cell: one query each per page, not per row.
+    stmt = select(Report).where(visibility(user)).options(selectinload(Report.assignee),
+                                                          selectinload(Report.handling_cell))
     if status:
         stmt = stmt.where(Report.status == status)
     if category_code:
@@ -119,6 +141,14 @@ def reports_query(user: User, *, status: str | None = None, category_code: str |
         stmt = stmt.where(Report.created_at < created_to)
     if triage is not None:
         stmt = stmt.where(Report.needs_triage.is_(triage))
+    if sla_state is not None:
+        stmt = stmt.where(sla.sla_state_expr(now) == sla_state)
+    if escalation_level is not None:
+        stmt = stmt.where(Report.escalation_level == escalation_level)
+    if assignee_id is not None:
+        stmt = stmt.where(Report.assignee_id == assignee_id)
+    if overdue is not None:
+        stmt = stmt.where(sla.overdue_filter(now) if overdue else not_(sla.overdue_filter(now)))
     return stmt.order_by(Report.created_at.desc(), Report.id.desc())
 
 
