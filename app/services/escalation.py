@@ -1,0 +1,188 @@
+"""The escalation sweep: overdue cases move one level up the grid; yellow cases remind their assignee once per level."""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, Integer, String, and_, case, cast, func, literal, literal_column, select, update
+from sqlalchemy.orm import aliased
+
+from app import spatial
+from app.extensions import db
+from app.models import CLOCK_RUNNING_STATUSES, CODE_LENGTHS, ESCALATION_LEVELS, CaseEvent, Category, Cell, \
+    CellLevel, Report, Role, User
+from app.models.base import UTCDateTime
+from app.services import worktime
+from app.services.notifications import notify_from_select
+from app.services.sla import WARN_SHARE, overdue_filter, sla_state_expr
+
+TOP_LEVEL = len(ESCALATION_LEVELS) - 1
+BATCH_SIZE = 5000
+SYSTEM_ROLE = "system"
+EVENT_COLUMNS = ("report_id", "actor_role", "action", "from_status", "to_status", "data", "created_at")
+
+# The code of the cell answerable at a level is this long a prefix of the case's grid-cell code.
+_CODE_LENGTH = {level: CODE_LENGTHS[CellLevel(name)][0] for level, name in enumerate(ESCALATION_LEVELS) if level}
+
+
+@dataclass
+class SweepResult:
+    escalated: int = 0
+    critical: int = 0
+    reminded: int = 0
+    notifications: int = 0
+
+    @property
+    def claimed(self) -> int:
+        return self.escalated + self.critical + self.reminded
+
+    def __iadd__(self, other: "SweepResult") -> "SweepResult":
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+        return self
+
+
+def _text(value: str) -> ColumnElement[str]:
+    # Our own constants inlined as SQL literals: a bind parameter of unknown type inside json_build_object
+    # or || leaves PostgreSQL unable to infer its type.
+    return literal_column("'" + value.replace("'", "''") + "'", String)
+
+
+def _int(value: int) -> ColumnElement[int]:
+    return literal_column(str(int(value)), Integer)
+
+
+def _code_length(level: ColumnElement[int]) -> ColumnElement[int]:
+    return case({lvl: _int(n) for lvl, n in _CODE_LENGTH.items()}, value=level)
+
+
+def _level_name(level: ColumnElement[int]) -> ColumnElement[str]:
+    return case({lvl: _text(name) for lvl, name in enumerate(ESCALATION_LEVELS)}, value=level)
+
+
+def _key(*parts) -> ColumnElement[str]:
+    expr = None
+    for part in parts:
+        piece = _text(part) if isinstance(part, str) else cast(part, String)
+        expr = piece if expr is None else expr.concat(piece)
+    return expr
+
+
+def _target_cell(level: ColumnElement[int]):
+    """(grid alias, target alias, join condition): the ancestor of the case's cell that handles `level`."""
+    grid, target = aliased(Cell), aliased(Cell)
+    return grid, target, target.code == func.substr(grid.code, 1, _code_length(level))
+
+
+def _claim(stmt) -> list[int]:
+    return list(db.session.scalars(spatial.claim(stmt.order_by(Report.deadline_at, Report.id), Report)))
+
+
+def _moment(now: datetime) -> ColumnElement:
+    return literal(now, UTCDateTime())
+
+
+def _supervisor_notices(ids: list[int], now: datetime, *, kind: str, title: ColumnElement[str]) -> int:
+    """One notification per (case, active supervisor whose subtree holds the case's handling cell)."""
+    handling, supervised = aliased(Cell), aliased(Cell)
+    rows = (select(User.id, Report.id, _text(kind), title,
+                   spatial.json_object(level=Report.escalation_level, cell_code=handling.code),
+                   _key(f"{kind}:", Report.id, ":", Report.escalation_level, ":", User.id), _moment(now))
+            .select_from(Report)
+            .join(handling, handling.id == Report.handling_cell_id)
+            .join(supervised, func.substr(handling.code, 1, func.length(supervised.code)) == supervised.code)
+            .join(User, and_(User.cell_id == supervised.id, User.role == Role.supervisor.value,
+                             User.active.is_(True)))
+            .where(Report.id.in_(ids)))
+    return notify_from_select(rows)
+
+
+def _write_events(ids: list[int], now: datetime, action: str, data: ColumnElement, handling) -> None:
+    rows = (select(Report.id, _text(SYSTEM_ROLE), _text(action), Report.status, Report.status, data, _moment(now))
+            .select_from(Report).outerjoin(handling, handling.id == Report.handling_cell_id)
+            .where(Report.id.in_(ids)))
+    db.session.execute(CaseEvent.__table__.insert().from_select(list(EVENT_COLUMNS), rows))
+
+
+def _windows(ids: list[int], now: datetime) -> tuple[ColumnElement, ColumnElement]:
+    """The new deadline_at and warn_at as SQL CASEs over category: they depend only on the category and now."""
+    categories = db.session.execute(
+        select(Category.id, Category.escalation_window_value, Category.escalation_window_unit)
+        .where(Category.id.in_(select(Report.category_id).where(Report.id.in_(ids)).distinct()))).all()
+    deadline = {c.id: _moment(worktime.deadline(now, c.escalation_window_value, c.escalation_window_unit))
+                for c in categories}
+    warn = {c.id: _moment(worktime.deadline(now, c.escalation_window_value * WARN_SHARE, c.escalation_window_unit))
+            for c in categories}
+    return case(deadline, value=Report.category_id), case(warn, value=Report.category_id)
+
+
+def _escalate(now: datetime, limit: int) -> SweepResult:
+    grid, target, on_target = _target_cell(Report.escalation_level + 1)
+    ids = _claim(select(Report.id).join(grid, grid.id == Report.cell_id).join(target, on_target)
+                 .where(overdue_filter(now), Report.escalation_level < TOP_LEVEL).limit(limit))
+    if not ids:
+        return SweepResult()
+    deadline_at, warn_at = _windows(ids, now)
+    grid, target, on_target = _target_cell(Report.escalation_level + 1)
+    new_cell = select(target.id).where(grid.id == Report.cell_id, on_target).scalar_subquery()
+    db.session.execute(
+        update(Report).where(Report.id.in_(ids))
+        .values(escalation_level=Report.escalation_level + 1, handling_cell_id=new_cell, escalated_at=now,
+                deadline_at=deadline_at, warn_at=warn_at, version=Report.version + 1, updated_at=now)
+        .execution_options(synchronize_session=False))
+    handling = aliased(Cell)
+    _write_events(ids, now, "escalate", spatial.json_object(
+        from_level=Report.escalation_level - 1, to_level=Report.escalation_level, cell_code=handling.code), handling)
+    title = _text("Case escalated to the ").concat(_level_name(Report.escalation_level)).concat(_text(" level"))
+    sent = _supervisor_notices(ids, now, kind="escalation", title=title)
+    return SweepResult(escalated=len(ids), notifications=sent)
+
+
+def _mark_critical(now: datetime, limit: int) -> SweepResult:
+    """Past the top level's deadline there is nowhere higher to go: the case stays and is flagged, once."""
+    ids = _claim(select(Report.id).where(overdue_filter(now), Report.escalation_level >= TOP_LEVEL,
+                                         Report.critical.is_(False)).limit(limit))
+    if not ids:
+        return SweepResult()
+    db.session.execute(
+        update(Report).where(Report.id.in_(ids))
+        .values(critical=True, version=Report.version + 1, updated_at=now)
+        .execution_options(synchronize_session=False))
+    handling = aliased(Cell)
+    _write_events(ids, now, "critical", spatial.json_object(level=Report.escalation_level, cell_code=handling.code),
+                  handling)
+    sent = _supervisor_notices(ids, now, kind="critical", title=_text("Case overdue at the top level"))
+    return SweepResult(critical=len(ids), notifications=sent)
+
+
+def _remind(now: datetime, limit: int) -> SweepResult:
+    # warn_at <= now <= deadline_at is what makes a running clock yellow; spelt out so the index serves it.
+    ids = _claim(select(Report.id).where(
+        Report.status.in_(CLOCK_RUNNING_STATUSES), Report.assignee_id.is_not(None),
+        Report.warn_at <= now, Report.deadline_at >= now, sla_state_expr(now) == "yellow",
+        Report.reminded_level.is_distinct_from(Report.escalation_level)).limit(limit))
+    if not ids:
+        return SweepResult()
+    title = _text("Case nearing its deadline at the ").concat(_level_name(Report.escalation_level)) \
+        .concat(_text(" level"))
+    rows = (select(Report.assignee_id, Report.id, _text("reminder"), title,
+                   spatial.json_object(level=Report.escalation_level),
+                   _key("reminder:", Report.id, ":", Report.escalation_level), _moment(now))
+            .where(Report.id.in_(ids)))
+    sent = notify_from_select(rows)
+    # Bookkeeping no client reads, so the ETag (version) stays: a reminder must not make an open form stale.
+    db.session.execute(
+        update(Report).where(Report.id.in_(ids)).values(reminded_level=Report.escalation_level)
+        .execution_options(synchronize_session=False))
+    return SweepResult(reminded=len(ids), notifications=sent)
+
+
+def escalate_batch(now: datetime, limit: int = BATCH_SIZE) -> SweepResult:
+    """One batch of the sweep, in the caller's transaction: claim up to `limit` rows of each kind and move them.
+
+    The caller commits after each batch and repeats while a batch claimed anything."""
+    result = _escalate(now, limit)
+    result += _mark_critical(now, limit)
+    result += _remind(now, limit)
+    db.session.flush()
+    return result
