@@ -1,19 +1,24 @@
 """The escalation sweep: overdue cases move one level up the grid; yellow cases remind their assignee once per level."""
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass, fields
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, Integer, String, and_, case, cast, func, literal, literal_column, select, update
+from sqlalchemy import ColumnElement, Integer, Select, String, and_, case, cast, false, func, literal, \
+    literal_column, select, true, update
 from sqlalchemy.orm import aliased
 
 from app import spatial
+from app.errors import NotFound
 from app.extensions import db
-from app.models import CLOCK_RUNNING_STATUSES, CODE_LENGTHS, ESCALATION_LEVELS, CaseEvent, Category, Cell, \
-    CellLevel, Report, Role, User
+from app.models import CLOCK_RUNNING_STATUSES, CODE_LENGTHS, ESCALATION_LEVELS, OPEN_STATUSES, CaseEvent, \
+    Category, Cell, CellLevel, Report, Role, User, subtree_bounds
 from app.models.base import UTCDateTime
 from app.services import worktime
+from app.services.grid import get_cell_by_code
 from app.services.notifications import notify_from_select
+from app.services.pagination import Page, paginate
 from app.services.sla import WARN_SHARE, overdue_filter, sla_state_expr
 
 TOP_LEVEL = len(ESCALATION_LEVELS) - 1
@@ -186,3 +191,89 @@ def escalate_batch(now: datetime, limit: int = BATCH_SIZE) -> SweepResult:
     result += _remind(now, limit)
     db.session.flush()
     return result
+
+
+# ---- supervisor review --------------------------------------------------------------------------
+
+LAST_EVENTS = 3
+
+
+@dataclass(frozen=True)
+class EscalatedCase:
+    report: Report
+    level: str
+    chain: list[Cell]
+    overdue_seconds: float
+    last_events: list[CaseEvent]
+
+
+def _in_subtree(column, code: str) -> ColumnElement[bool]:
+    low, high = subtree_bounds(code)
+    return column.in_(select(Cell.id).where(Cell.code >= low, Cell.code < high))
+
+
+def _review_scope(user: User) -> ColumnElement[bool]:
+    if user.role == Role.admin.value:
+        return true()
+    if user.role == Role.supervisor.value and user.cell is not None:
+        return _in_subtree(Report.handling_cell_id, user.cell.code)
+    return false()
+
+
+def escalated_query(user: User, *, cell_code: str | None = None, level: str | None = None) -> Select:
+    """Open escalated cases whose handling cell lies in the caller's subtree, most overdue first.
+
+    A `cell_code` narrows to that subtree; a cell the caller cannot see is 404 like a missing one."""
+    stmt = select(Report).where(Report.status.in_(OPEN_STATUSES), Report.escalation_level > 0, _review_scope(user))
+    if cell_code is not None:
+        cell = get_cell_by_code(cell_code)
+        if cell is None or db.session.scalar(select(Cell.id).where(Cell.id == cell.id, _review_cell(user))) is None:
+            raise NotFound(f"No cell {cell_code!r} in your subtree.", code="cell_not_found")
+        stmt = stmt.where(_in_subtree(Report.handling_cell_id, cell.code))
+    if level is not None:
+        stmt = stmt.where(Report.escalation_level == ESCALATION_LEVELS.index(level))
+    return stmt.order_by(Report.deadline_at, Report.id)
+
+
+def _review_cell(user: User) -> ColumnElement[bool]:
+    if user.role == Role.admin.value:
+        return true()
+    if user.role == Role.supervisor.value and user.cell is not None:
+        low, high = subtree_bounds(user.cell.code)
+        return and_(Cell.code >= low, Cell.code < high)
+    return false()
+
+
+def _chains(reports: list[Report]) -> dict[int, list[Cell]]:
+    """Each case's cell and its ancestors, grid first, in one query for the whole page."""
+    lengths = sorted({n for lengths in CODE_LENGTHS.values() for n in lengths}, reverse=True)
+    prefixes = {r.id: [r.cell.code[:n] for n in lengths if n <= len(r.cell.code)] for r in reports if r.cell}
+    wanted = {code for codes in prefixes.values() for code in codes}
+    cells = {c.code: c for c in db.session.scalars(select(Cell).where(Cell.code.in_(wanted)))} if wanted else {}
+    return {rid: [cells[code] for code in dict.fromkeys(codes) if code in cells] for rid, codes in prefixes.items()}
+
+
+def _last_events(report_ids: list[int]) -> dict[int, list[CaseEvent]]:
+    rank = func.row_number().over(partition_by=CaseEvent.report_id, order_by=CaseEvent.id.desc()).label("rank")
+    ranked = select(CaseEvent.id, rank).where(CaseEvent.report_id.in_(report_ids)).subquery()
+    events: dict[int, list[CaseEvent]] = defaultdict(list)
+    for event in db.session.scalars(select(CaseEvent).join(ranked, ranked.c.id == CaseEvent.id)
+                                    .where(ranked.c.rank <= LAST_EVENTS).order_by(CaseEvent.id.desc())):
+        events[event.report_id].append(event)
+    return events
+
+
+def escalated_cases(user: User, now: datetime, page: int, page_size: int, **filters) -> Page:
+    """A page of escalated_query with each case's chain of cells, time overdue and last events."""
+    result = paginate(escalated_query(user, **filters), page, page_size)
+    chains = _chains(result.items)
+    events = _last_events([r.id for r in result.items])
+    items = []
+    for report in result.items:
+        # A case on hold is measured where its clock stopped.
+        at = report.hold_started_at or now
+        overdue = max((at - report.deadline_at).total_seconds(), 0.0) if report.deadline_at else 0.0
+        items.append(EscalatedCase(report=report, level=ESCALATION_LEVELS[report.escalation_level],
+                                   chain=chains.get(report.id, []), overdue_seconds=overdue,
+                                   last_events=events.get(report.id, [])))
+    return Page(items=items, page=result.page, page_size=result.page_size, total=result.total)
