@@ -11,7 +11,7 @@ from typing import Iterable, Iterator
 
 import click
 from flask import Flask, current_app
-from flask.cli import AppGroup
+from flask.cli import AppGroup, with_appcontext
 
 from app.errors import DomainError
 from app.extensions import db
@@ -117,6 +117,7 @@ def escalation_sweep(batch_size: int):
               help="Sweep again every SECONDS until interrupted (Ctrl-C).")
 @click.option("--batch-size", type=click.IntRange(1, 100_000), default=5000, show_default=True,
               help="Cases claimed and committed per batch.")
+@with_appcontext
 def escalate_command(every, batch_size):
     """Move overdue cases one level up the grid and remind assignees of yellow cases (idempotent)."""
     try:
