@@ -14,7 +14,7 @@ import sys
 import time
 import uuid
 from contextlib import ExitStack
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any
 
 import click

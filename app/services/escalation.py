@@ -106,8 +106,9 @@ def _supervisor_notices(ids: list[int], now: datetime, *, kind: str,
                    _key(f"{kind}:", batch.c.report_id, ":", batch.c.level, ":", User.id), _moment(now))
             .select_from(batch)
             .join(supervised, supervised.code.in_([*prefixes, batch.c.code]))
-            .join(User, and_(User.cell_id == supervised.id, User.role == Role.supervisor.value,
-                             User.active.is_(True))))
+            .join(User, User.cell_id == supervised.id)
+            # A WHERE clause keeps SQLite from reading the upsert's ON CONFLICT as part of the last join.
+            .where(User.role == Role.supervisor.value, User.active.is_(True)))
     return notify_from_select(rows)
 
 
