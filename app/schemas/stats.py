@@ -1,5 +1,5 @@
 """Statistics in and out."""
-from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import Schema, fields, validate
 
 from app.schemas.auth import CellRef
 from app.schemas.common import AwareDateTime, LocalDateTime
@@ -10,11 +10,6 @@ class SummaryArgs(Schema):
                          metadata={"description": "Code of the cell whose children are compared."})
     start = AwareDateTime(required=True, data_key="from", metadata={"description": "Period start (inclusive)."})
     end = AwareDateTime(required=True, data_key="to", metadata={"description": "Period end (exclusive)."})
-
-    @validates_schema
-    def _ordered(self, data, **_):
-        if data["end"] <= data["start"]:
-            raise ValidationError("Must be after from.", "to")
 
 
 class CellFiguresOut(Schema):

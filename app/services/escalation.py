@@ -227,11 +227,13 @@ def _in_subtree(column, code: str) -> ColumnElement[bool]:
     return column.in_(select(Cell.id).where(Cell.code >= low, Cell.code < high))
 
 
-def _review_scope(user: User) -> ColumnElement[bool]:
+def _reviewable(user: User) -> ColumnElement[bool]:
+    """The cells whose escalated cases the user reviews: a supervisor's subtree, every cell for an admin."""
     if user.role == Role.admin.value:
         return true()
     if user.role == Role.supervisor.value and user.cell is not None:
-        return _in_subtree(Report.handling_cell_id, user.cell.code)
+        low, high = subtree_bounds(user.cell.code)
+        return and_(Cell.code >= low, Cell.code < high)
     return false()
 
 
@@ -239,24 +241,16 @@ def escalated_query(user: User, *, cell_code: str | None = None, level: str | No
     """Open escalated cases whose handling cell lies in the caller's subtree, most overdue first.
 
     A `cell_code` narrows to that subtree; a cell the caller cannot see is 404 like a missing one."""
-    stmt = select(Report).where(Report.status.in_(OPEN_STATUSES), Report.escalation_level > 0, _review_scope(user))
+    stmt = select(Report).where(Report.status.in_(OPEN_STATUSES), Report.escalation_level > 0,
+                                Report.handling_cell_id.in_(select(Cell.id).where(_reviewable(user))))
     if cell_code is not None:
         cell = get_cell_by_code(cell_code)
-        if cell is None or db.session.scalar(select(Cell.id).where(Cell.id == cell.id, _review_cell(user))) is None:
+        if cell is None or db.session.scalar(select(Cell.id).where(Cell.id == cell.id, _reviewable(user))) is None:
             raise NotFound(f"No cell {cell_code!r} in your subtree.", code="cell_not_found")
         stmt = stmt.where(_in_subtree(Report.handling_cell_id, cell.code))
     if level is not None:
         stmt = stmt.where(Report.escalation_level == ESCALATION_LEVELS.index(level))
     return stmt.order_by(Report.deadline_at, Report.id)
-
-
-def _review_cell(user: User) -> ColumnElement[bool]:
-    if user.role == Role.admin.value:
-        return true()
-    if user.role == Role.supervisor.value and user.cell is not None:
-        low, high = subtree_bounds(user.cell.code)
-        return and_(Cell.code >= low, Cell.code < high)
-    return false()
 
 
 def _chains(reports: list[Report]) -> dict[int, list[Cell]]:

@@ -10,13 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, case, func, select
+from sqlalchemy import ColumnElement, and_, case, func, literal, select
 from sqlalchemy.orm import aliased
 
 from app import spatial
 from app.errors import Forbidden, NotFound, ValidationFailed
 from app.extensions import db
 from app.models import OPEN_STATUSES, CaseEvent, Cell, Report, Role, User
+from app.models.base import UTCDateTime
 
 NEVER_DUE = ("duplicate", "cancelled", "rejected")
 
@@ -53,7 +54,7 @@ def _cell_for(user: User, code: str) -> Cell:
     return cell
 
 
-def _count(condition) -> object:
+def _count(condition) -> ColumnElement[int]:
     return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
 
 
@@ -72,7 +73,7 @@ def summary(user: User, code: str, start: datetime, end: datetime, now: datetime
     due = and_(within(Report.due_at), Report.status.not_in(NEVER_DUE))
     # The clock of a case on hold or resolved stopped then; measure its lateness there.
     measured_at = case((Report.status == "on_hold", Report.hold_started_at),
-                       (Report.status == "resolved", Report.resolved_at), else_=now)
+                       (Report.status == "resolved", Report.resolved_at), else_=literal(now, UTCDateTime()))
     escalations = (select(CaseEvent.report_id, func.count().label("n"))
                    .where(CaseEvent.action == "escalate", within(CaseEvent.created_at))
                    .group_by(CaseEvent.report_id).subquery())
@@ -96,11 +97,13 @@ def summary(user: User, code: str, start: datetime, end: datetime, now: datetime
             .order_by(child.code))
     children = []
     for row in db.session.execute(stmt):
-        (cell_id, cell_code, name, level, filed, n_closed, on_time, n_due, on_hold, due_on_time, backlog, avg_close, n_escalations) = row
+        (cell_id, cell_code, name, level, filed, n_closed, on_time, n_due, on_hold, due_on_time, backlog,
+         avg_close, n_escalations) = row
         denominator = n_due - on_hold
         children.append(CellFigures(
-            cell={"id": cell_id, "code": cell_code, "name": name, "level": level}, filed=filed, closed=n_closed, closed_on_time=on_time, due=n_due, due_on_hold=on_hold,
-            due_closed_on_time=due_on_time, on_time_rate=due_on_time / denominator if denominator else None,
+            cell={"id": cell_id, "code": cell_code, "name": name, "level": level}, filed=filed, closed=n_closed,
+            closed_on_time=on_time, due=n_due, due_on_hold=on_hold, due_closed_on_time=due_on_time,
+            on_time_rate=due_on_time / denominator if denominator else None,
             overdue_backlog=backlog, avg_close_seconds=float(avg_close) if avg_close is not None else None,
             escalations=n_escalations))
     return Summary(cell=cell, start=start, end=end, children=children)
