@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 export FLASK_APP := wsgi
 
-.PHONY: run test test-spatialite test-postgis bench venv clean
+.PHONY: run test test-spatialite test-postgis bench bench-escalate venv clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,3 +36,7 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+bench-escalate: $(STAMP)
+	scripts/ensure-postgis.sh
+	$(BIN)/python -m bench.escalate_bench $(BENCH_ARGS)

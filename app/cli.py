@@ -1,19 +1,22 @@
-"""Flask CLI: seed-demo, users create, grid import, calendar import. Each command is one transaction."""
+"""Flask CLI: seed-demo, users create, grid import, calendar import (one transaction each) and escalate (one per batch)."""
 from __future__ import annotations
 
 import contextlib
 import json
 import sys
+import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable, Iterator
 
 import click
 from flask import Flask, current_app
-from flask.cli import AppGroup
+from flask.cli import AppGroup, with_appcontext
 
 from app.errors import DomainError
 from app.extensions import db
 from app.models import Role
+from app.services import worktime
 
 
 def progress_bar(items: Iterable, label: str) -> Iterator:
@@ -117,8 +120,49 @@ def seed_demo_command():
         click.echo(f"  {account.role:<10} {account.username}{where}")
 
 
+def escalation_sweep(batch_size: int):
+    """Run the sweep to the end with one clock reading, committing batch by batch."""
+    from app.services.escalation import SweepResult, escalate_batch
+
+    now = datetime.now(timezone.utc)
+    total = SweepResult()
+    while True:
+        with one_transaction():
+            batch = escalate_batch(now, batch_size)
+        total += batch
+        if batch.claimed == 0:
+            return total
+
+
+@click.command("escalate")
+@click.option("--every", type=click.FloatRange(min=1), default=None, metavar="SECONDS",
+              help="Sweep again every SECONDS until interrupted (Ctrl-C).")
+@click.option("--batch-size", type=click.IntRange(1, 100_000), default=5000, show_default=True,
+              help="Cases claimed and committed per batch.")
+@with_appcontext
+def escalate_command(every, batch_size):
+    """Move overdue cases one level up the grid and remind assignees of yellow cases (idempotent)."""
+    try:
+        while True:
+            started = time.monotonic()
+            # A long-running loop keeps one app context: read the calendar afresh for every sweep.
+            worktime.forget_calendar()
+            result = escalation_sweep(batch_size)
+            click.echo(f"{datetime.now(timezone.utc):%Y-%m-%dT%H:%M:%SZ} escalate: {result.escalated} escalated, "
+                       f"{result.critical} marked critical, {result.reminded} reminded, "
+                       f"{result.notifications} notifications ({time.monotonic() - started:.2f} s)")
+            if every is None:
+                return
+            time.sleep(every)
+    except KeyboardInterrupt:
+        # Batches already committed stay; the one in flight is rolled back and the next sweep redoes it.
+        db.session.rollback()
+        click.echo("escalate: stopped", err=True)
+
+
 def register_commands(app: Flask) -> None:
     app.cli.add_command(users_cli)
     app.cli.add_command(grid_cli)
     app.cli.add_command(calendar_cli)
     app.cli.command("seed-demo")(seed_demo_command)
+    app.cli.add_command(escalate_command)

@@ -8,7 +8,9 @@ from typing import Any
 from flask import Flask
 from geoalchemy2 import Geography, WKTElement
 from geoalchemy2.admin.dialects.sqlite import init_spatialite, load_spatialite_driver
-from sqlalchemy import ColumnElement, Float, cast, column, event, func, literal, select, table
+from sqlalchemy import JSON, ColumnElement, Float, Insert, Select, Table, cast, column, event, func, literal, \
+    literal_column, select, table
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
 from app.extensions import db
@@ -142,3 +144,35 @@ def distance_m(geom_col, lon: float, lat: float) -> ColumnElement[float]:
 def within_distance(geom_col, pk_col, lon: float, lat: float, metres: float) -> ColumnElement[bool]:
     """Index-backed prefilter by a degree box, then the exact metric test."""
     return bbox_filter(geom_col, pk_col, degree_box(lon, lat, metres)) & (distance_m(geom_col, lon, lat) <= metres)
+
+
+def claim(stmt: Select, *of) -> Select:
+    """Lock the selected rows for this transaction and pass over rows another one holds.
+
+    PostGIS: FOR UPDATE [OF ...] SKIP LOCKED, so concurrent sweeps split the work. SpatiaLite has one writer
+    at a time (every transaction begins IMMEDIATE), so the statement needs no clause there."""
+    if is_postgis():
+        return stmt.with_for_update(skip_locked=True, of=list(of) or None)
+    return stmt
+
+
+def insert_ignoring_duplicates(target: Table) -> Insert:
+    """INSERT ... ON CONFLICT DO NOTHING: a row whose unique key exists already is skipped, not an error."""
+    dialect = postgresql if is_postgis() else sqlite
+    return dialect.insert(target).on_conflict_do_nothing()
+
+
+def json_object(**pairs) -> ColumnElement:
+    """A JSON object built in SQL from column expressions (keys are fixed names, not user input)."""
+    fn = func.json_build_object if is_postgis() else func.json_object
+    args = []
+    for key, value in pairs.items():
+        args += [literal_column(f"'{key}'"), value]
+    return fn(*args, type_=JSON)
+
+
+def seconds_between(start, end) -> ColumnElement[float]:
+    """end - start in seconds, for two timestamp columns."""
+    if is_postgis():
+        return func.extract("epoch", end - start)
+    return (func.julianday(end) - func.julianday(start)) * 86400.0

@@ -13,7 +13,9 @@ from geoalchemy2.shape import from_shape
 from shapely.geometry import MultiPolygon, box
 
 from app.extensions import db
-from app.models import Category, Cell, DutyLog, Role, User, WorkerCell
+from app import spatial
+from app.models import Category, Cell, DutyLog, Report, Role, User, WorkerCell
+from app.models.base import utcnow
 from app.services import auth as auth_service
 from app.services import reports as report_service
 from app.auth.passwords import hash_password
@@ -121,6 +123,22 @@ def set_case(report, **columns):
     """Put a case straight into a state (status, assignee, clock fields) without walking the loop."""
     for name, value in columns.items():
         setattr(report, name, value)
+    db.session.commit()
+    return report
+
+
+def make_case(reporter: User, category: Category, cell: Cell | None, *, status: str = "accepted",
+              lon: float = 116.405, lat: float = 39.905, **fields) -> Report:
+    """A case put straight into the state a test needs (no actions, no events); fields override columns."""
+    now = utcnow()
+    values = {"case_day": now.date(), "category_id": category.id, "reporter_id": reporter.id,
+              "cell_id": cell.id if cell else None, "handling_cell_id": cell.id if cell else None,
+              "status": status, "description": "test case", "location": spatial.point(lon, lat),
+              "input_lon": lon, "input_lat": lat, "routed_by": "covers" if cell else None,
+              "needs_triage": cell is None, "created_at": now, "updated_at": now}
+    values.update(fields)
+    report = Report(**values)
+    db.session.add(report)
     db.session.commit()
     return report
 

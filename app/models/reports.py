@@ -48,6 +48,8 @@ class Report(TimestampMixin, db.Model):
         Index("ix_reports_cell_created", "cell_id", "created_at"),
         Index("ix_reports_reporter_created", "reporter_id", "created_at"),
         Index("ix_reports_status_deadline", "status", "deadline_at"),
+        # The sweep's reminder query: running clocks past their warning mark.
+        Index("ix_reports_status_warn", "status", "warn_at"),
         Index("ix_reports_assignee_status", "assignee_id", "status"),
     )
 

@@ -6,8 +6,14 @@ from typing import Any
 
 from sqlalchemy import Select, func, literal, select
 
+from app import spatial
+from app.errors import NotFound
 from app.extensions import db
 from app.models import Cell, Notification, Report, Role, User
+from app.models.base import utcnow
+
+# The columns, in order, of the select that notify_from_select takes.
+BULK_COLUMNS = ("user_id", "report_id", "kind", "title", "data", "dedupe_key", "created_at")
 
 
 def supervisors_over(cell: Cell) -> Select:
@@ -37,3 +43,33 @@ def notify(user_ids: Iterable[int], *, kind: str, title: str, report: Report | N
         count += 1
     db.session.flush()
     return count
+
+
+def notify_from_select(rows: Select) -> int:
+    """Queue one notification per row of `rows` (BULK_COLUMNS, in order) in one statement.
+
+    A row whose dedupe_key exists already is skipped, so a repeated sweep cannot send a notice twice."""
+    stmt = spatial.insert_ignoring_duplicates(Notification.__table__).from_select(list(BULK_COLUMNS), rows)
+    return db.session.execute(stmt.execution_options(preserve_rowcount=True)).rowcount
+
+
+def notifications_query(user: User, *, unread: bool | None = None) -> Select:
+    """The user's own notifications, newest first."""
+    stmt = select(Notification).where(Notification.user_id == user.id)
+    if unread is True:
+        stmt = stmt.where(Notification.read_at.is_(None))
+    elif unread is False:
+        stmt = stmt.where(Notification.read_at.is_not(None))
+    return stmt.order_by(Notification.created_at.desc(), Notification.id.desc())
+
+
+def mark_read(user: User, notification_id: int) -> Notification:
+    """Mark one of the user's notifications read (again: keeps the first time); anyone else's is 404."""
+    notification = db.session.scalars(select(Notification).where(
+        Notification.id == notification_id, Notification.user_id == user.id)).first()
+    if notification is None:
+        raise NotFound(f"No notification with id {notification_id}.", code="notification_not_found")
+    if notification.read_at is None:
+        notification.read_at = utcnow()
+        db.session.flush()
+    return notification

@@ -1,0 +1,25 @@
+"""Supervisor review of escalated cases (超时督办)."""
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from app.api import BEARER
+from app.auth.decorators import auth_required, current_user
+from app.models import Role
+from app.models.base import utcnow
+from app.schemas.escalations import EscalatedCasePage, EscalationListArgs
+from app.services import escalation as escalation_service
+
+blp = Blueprint("escalations", __name__, description="Escalated cases for supervisors")
+
+
+@blp.route("/escalations")
+class Escalations(MethodView):
+    @auth_required(Role.supervisor, Role.admin)
+    @blp.doc(security=BEARER)
+    @blp.arguments(EscalationListArgs, location="query")
+    @blp.response(200, EscalatedCasePage)
+    def get(self, args):
+        """Open cases escalated to a cell in my subtree, most overdue first, with chain, assignee and last events."""
+        page, size = args.pop("page"), args.pop("page_size")
+        return escalation_service.escalated_cases(current_user(), utcnow(), page, size,
+                                                  cell_code=args.get("cell"), level=args.get("level"))

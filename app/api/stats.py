@@ -1,0 +1,23 @@
+"""Statistics for supervisors: figures per cell one level down."""
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from app.api import BEARER
+from app.auth.decorators import auth_required, current_user
+from app.models import Role
+from app.models.base import utcnow
+from app.schemas.stats import SummaryArgs, SummaryOut
+from app.services import stats as stats_service
+
+blp = Blueprint("stats", __name__, description="Statistics")
+
+
+@blp.route("/stats/summary")
+class StatsSummary(MethodView):
+    @auth_required(Role.supervisor, Role.admin)
+    @blp.doc(security=BEARER)
+    @blp.arguments(SummaryArgs, location="query")
+    @blp.response(200, SummaryOut)
+    def get(self, args):
+        """Per child of `cell` over [from, to): filed, closed, on time, 按期结案率, overdue backlog, escalations."""
+        return stats_service.summary(current_user(), args["cell"], args["start"], args["end"], utcnow())

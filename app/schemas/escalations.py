@@ -1,0 +1,42 @@
+"""Escalated cases for supervisor review."""
+from marshmallow import Schema, fields, validate
+
+from app.models import ESCALATION_LEVELS
+from app.schemas.auth import CellRef
+from app.schemas.common import LocalDateTime, PageArgs, page_of
+from app.schemas.reports import CategoryRef, EventOut
+
+
+class AssigneeRef(Schema):
+    id = fields.Integer()
+    display_name = fields.String(allow_none=True)
+    phone = fields.String(allow_none=True)
+
+
+class EscalatedCaseOut(Schema):
+    id = fields.Integer(attribute="report.id")
+    case_number = fields.String(attribute="report.case_number")
+    status = fields.String(attribute="report.status")
+    category = fields.Nested(CategoryRef, attribute="report.category")
+    description = fields.String(attribute="report.description")
+    escalation_level = fields.Integer(attribute="report.escalation_level")
+    level = fields.String(metadata={"description": "The handling level's name: community, street or district."})
+    critical = fields.Boolean(attribute="report.critical")
+    handling_cell = fields.Nested(CellRef, attribute="report.handling_cell", allow_none=True)
+    chain = fields.List(fields.Nested(CellRef), metadata={"description": "The case's cell and its ancestors, "
+                                                                         "grid first, district last."})
+    assignee = fields.Nested(AssigneeRef, attribute="report.assignee", allow_none=True)
+    escalated_at = LocalDateTime(attribute="report.escalated_at", allow_none=True)
+    deadline_at = LocalDateTime(attribute="report.deadline_at", allow_none=True)
+    due_at = LocalDateTime(attribute="report.due_at", allow_none=True)
+    overdue_seconds = fields.Float(metadata={"description": "Time past the current level's deadline; 0 if none."})
+    last_events = fields.List(fields.Nested(EventOut), metadata={"description": "Newest first, at most 3."})
+
+
+EscalatedCasePage = page_of(EscalatedCaseOut, "EscalatedCasePage")
+
+
+class EscalationListArgs(PageArgs):
+    cell = fields.String(validate=validate.Length(min=6, max=20),
+                         metadata={"description": "Only cases handled in this cell's subtree (a cell code)."})
+    level = fields.String(validate=validate.OneOf(ESCALATION_LEVELS[1:]))

@@ -1,0 +1,288 @@
+"""The escalation sweep: overdue cases move one level up the grid; yellow cases remind their assignee once per level."""
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, Integer, Select, String, and_, case, cast, false, func, literal, \
+    literal_column, select, true, update
+from sqlalchemy.orm import aliased
+
+from app import spatial
+from app.errors import NotFound
+from app.extensions import db
+from app.models import CLOCK_RUNNING_STATUSES, CODE_LENGTHS, ESCALATION_LEVELS, OPEN_STATUSES, CaseEvent, \
+    Category, Cell, CellLevel, Report, Role, User, subtree_bounds
+from app.models.base import UTCDateTime
+from app.services import worktime
+from app.services.grid import get_cell_by_code
+from app.services.notifications import notify_from_select
+from app.services.pagination import Page, paginate
+from app.services.sla import WARN_SHARE, overdue_filter, sla_state_expr
+
+TOP_LEVEL = len(ESCALATION_LEVELS) - 1
+BATCH_SIZE = 5000
+SYSTEM_ROLE = "system"
+EVENT_COLUMNS = ("report_id", "actor_role", "action", "from_status", "to_status", "data", "created_at")
+
+# The code of the cell answerable at a level is this long a prefix of the case's grid-cell code.
+_CODE_LENGTH = {level: CODE_LENGTHS[CellLevel(name)][0] for level, name in enumerate(ESCALATION_LEVELS) if level}
+
+
+@dataclass
+class SweepResult:
+    escalated: int = 0
+    critical: int = 0
+    reminded: int = 0
+    notifications: int = 0
+
+    @property
+    def claimed(self) -> int:
+        return self.escalated + self.critical + self.reminded
+
+    def __iadd__(self, other: "SweepResult") -> "SweepResult":
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+        return self
+
+
+def _text(value: str) -> ColumnElement[str]:
+    # Our own constants inlined as SQL literals: a bind parameter of unknown type inside json_build_object
+    # or || leaves PostgreSQL unable to infer its type.
+    return literal_column("'" + value.replace("'", "''") + "'", String)
+
+
+def _int(value: int) -> ColumnElement[int]:
+    return literal_column(str(int(value)), Integer)
+
+
+def _code_length(level: ColumnElement[int]) -> ColumnElement[int]:
+    return case({lvl: _int(n) for lvl, n in _CODE_LENGTH.items()}, value=level)
+
+
+def _level_name(level: ColumnElement[int]) -> ColumnElement[str]:
+    return case({lvl: _text(name) for lvl, name in enumerate(ESCALATION_LEVELS)}, value=level)
+
+
+def _key(*parts) -> ColumnElement[str]:
+    expr = None
+    for part in parts:
+        piece = _text(part) if isinstance(part, str) else cast(part, String)
+        expr = piece if expr is None else expr.concat(piece)
+    return expr
+
+
+def _target_cell(level: ColumnElement[int]):
+    """(grid alias, target alias, join condition): the ancestor of the case's cell that handles `level`."""
+    grid, target = aliased(Cell), aliased(Cell)
+    return grid, target, target.code == func.substr(grid.code, 1, _code_length(level))
+
+
+def _claim(stmt) -> list:
+    # No ORDER BY: the LIMIT then stops the index scan after `limit` rows instead of sorting every match.
+    return list(db.session.execute(spatial.claim(stmt, Report)))
+
+
+def _moment(now: datetime) -> ColumnElement:
+    return literal(now, UTCDateTime())
+
+
+def _supervisor_notices(ids: list[int], now: datetime, *, kind: str,
+                        title: Callable[[ColumnElement[int]], ColumnElement[str]]) -> int:
+    """One notification per (case, active supervisor whose subtree holds the case's handling cell)."""
+    handling, supervised = aliased(Cell), aliased(Cell)
+    # The batch first, materialised: PostgreSQL's estimate of the ancestor join below is far too low, and it
+    # would otherwise start from every cell under a supervisor and probe the batch once per cell.
+    batch = (select(Report.id.label("report_id"), Report.escalation_level.label("level"),
+                    handling.code.label("code"))
+             .join(handling, handling.id == Report.handling_cell_id).where(Report.id.in_(ids))
+             .cte("batch").prefix_with("MATERIALIZED", dialect="postgresql"))
+    # The supervised cell is the handling cell or an ancestor: one of its code prefixes, each an index probe.
+    prefixes = [func.substr(batch.c.code, 1, n) for n in sorted(set(_CODE_LENGTH.values()))]
+    rows = (select(User.id, batch.c.report_id, _text(kind), title(batch.c.level),
+                   spatial.json_object(level=batch.c.level, cell_code=batch.c.code),
+                   _key(f"{kind}:", batch.c.report_id, ":", batch.c.level, ":", User.id), _moment(now))
+            .select_from(batch)
+            .join(supervised, supervised.code.in_([*prefixes, batch.c.code]))
+            .join(User, User.cell_id == supervised.id)
+            # A WHERE clause keeps SQLite from reading the upsert's ON CONFLICT as part of the last join.
+            .where(User.role == Role.supervisor.value, User.active.is_(True)))
+    return notify_from_select(rows)
+
+
+def _write_events(ids: list[int], now: datetime, action: str, data: ColumnElement, handling) -> None:
+    rows = (select(Report.id, _text(SYSTEM_ROLE), _text(action), Report.status, Report.status, data, _moment(now))
+            .select_from(Report).outerjoin(handling, handling.id == Report.handling_cell_id)
+            .where(Report.id.in_(ids)))
+    db.session.execute(CaseEvent.__table__.insert().from_select(list(EVENT_COLUMNS), rows))
+
+
+def _windows(category_ids: set[int], now: datetime) -> tuple[ColumnElement, ColumnElement]:
+    """The new deadline_at and warn_at as SQL CASEs over category: they depend only on the category and now."""
+    categories = db.session.execute(
+        select(Category.id, Category.escalation_window_value, Category.escalation_window_unit)
+        .where(Category.id.in_(category_ids))).all()
+    deadline = {c.id: _moment(worktime.deadline(now, c.escalation_window_value, c.escalation_window_unit))
+                for c in categories}
+    warn = {c.id: _moment(worktime.deadline(now, c.escalation_window_value * WARN_SHARE, c.escalation_window_unit))
+            for c in categories}
+    return case(deadline, value=Report.category_id), case(warn, value=Report.category_id)
+
+
+def _escalate(now: datetime, limit: int) -> SweepResult:
+    grid, target, on_target = _target_cell(Report.escalation_level + 1)
+    claimed = _claim(select(Report.id, Report.category_id).join(grid, grid.id == Report.cell_id)
+                     .join(target, on_target)
+                     .where(overdue_filter(now), Report.escalation_level < TOP_LEVEL).limit(limit))
+    if not claimed:
+        return SweepResult()
+    ids = [row.id for row in claimed]
+    deadline_at, warn_at = _windows({row.category_id for row in claimed}, now)
+    grid, target, on_target = _target_cell(Report.escalation_level + 1)
+    new_cell = select(target.id).where(grid.id == Report.cell_id, on_target).scalar_subquery()
+    db.session.execute(
+        update(Report).where(Report.id.in_(ids))
+        .values(escalation_level=Report.escalation_level + 1, handling_cell_id=new_cell, escalated_at=now,
+                deadline_at=deadline_at, warn_at=warn_at, version=Report.version + 1, updated_at=now)
+        .execution_options(synchronize_session=False))
+    handling = aliased(Cell)
+    _write_events(ids, now, "escalate", spatial.json_object(
+        from_level=Report.escalation_level - 1, to_level=Report.escalation_level, cell_code=handling.code), handling)
+    sent = _supervisor_notices(ids, now, kind="escalation", title=lambda level: _text("Case escalated to the ")
+                               .concat(_level_name(level)).concat(_text(" level")))
+    return SweepResult(escalated=len(ids), notifications=sent)
+
+
+def _mark_critical(now: datetime, limit: int) -> SweepResult:
+    """Past the top level's deadline there is nowhere higher to go: the case stays and is flagged, once."""
+    ids = [row.id for row in _claim(select(Report.id).where(
+        overdue_filter(now), Report.escalation_level >= TOP_LEVEL, Report.critical.is_(False)).limit(limit))]
+    if not ids:
+        return SweepResult()
+    db.session.execute(
+        update(Report).where(Report.id.in_(ids))
+        .values(critical=True, version=Report.version + 1, updated_at=now)
+        .execution_options(synchronize_session=False))
+    handling = aliased(Cell)
+    _write_events(ids, now, "critical", spatial.json_object(level=Report.escalation_level, cell_code=handling.code),
+                  handling)
+    sent = _supervisor_notices(ids, now, kind="critical", title=lambda _level: _text("Case overdue at the top level"))
+    return SweepResult(critical=len(ids), notifications=sent)
+
+
+def _remind(now: datetime, limit: int) -> SweepResult:
+    # warn_at <= now <= deadline_at is what makes a running clock yellow; spelt out so the index serves it.
+    ids = [row.id for row in _claim(select(Report.id).where(
+        Report.status.in_(CLOCK_RUNNING_STATUSES), Report.assignee_id.is_not(None),
+        Report.warn_at <= now, Report.deadline_at >= now, sla_state_expr(now) == "yellow",
+        Report.reminded_level.is_distinct_from(Report.escalation_level)).limit(limit))]
+    if not ids:
+        return SweepResult()
+    title = _text("Case nearing its deadline at the ").concat(_level_name(Report.escalation_level)) \
+        .concat(_text(" level"))
+    rows = (select(Report.assignee_id, Report.id, _text("reminder"), title,
+                   spatial.json_object(level=Report.escalation_level),
+                   _key("reminder:", Report.id, ":", Report.escalation_level), _moment(now))
+            .where(Report.id.in_(ids)))
+    sent = notify_from_select(rows)
+    # Bookkeeping no client reads, so the ETag (version) stays: a reminder must not make an open form stale.
+    db.session.execute(
+        update(Report).where(Report.id.in_(ids)).values(reminded_level=Report.escalation_level)
+        .execution_options(synchronize_session=False))
+    return SweepResult(reminded=len(ids), notifications=sent)
+
+
+def escalate_batch(now: datetime, limit: int = BATCH_SIZE) -> SweepResult:
+    """One batch of the sweep, in the caller's transaction: claim up to `limit` rows of each kind and move them.
+
+    The caller commits after each batch and repeats while a batch claimed anything."""
+    result = _escalate(now, limit)
+    # The other kinds wait until the overdue cases have moved: until then their scans would read every case
+    # about to be escalated again, batch after batch.
+    if result.escalated < limit:
+        result += _mark_critical(now, limit)
+        if result.critical < limit:
+            result += _remind(now, limit)
+    return result
+
+
+# ---- supervisor review --------------------------------------------------------------------------
+
+LAST_EVENTS = 3
+
+
+@dataclass(frozen=True)
+class EscalatedCase:
+    report: Report
+    level: str
+    chain: list[Cell]
+    overdue_seconds: float
+    last_events: list[CaseEvent]
+
+
+def _in_subtree(column, code: str) -> ColumnElement[bool]:
+    low, high = subtree_bounds(code)
+    return column.in_(select(Cell.id).where(Cell.code >= low, Cell.code < high))
+
+
+def _reviewable(user: User) -> ColumnElement[bool]:
+    """The cells whose escalated cases the user reviews: a supervisor's subtree, every cell for an admin."""
+    if user.role == Role.admin.value:
+        return true()
+    if user.role == Role.supervisor.value and user.cell is not None:
+        low, high = subtree_bounds(user.cell.code)
+        return and_(Cell.code >= low, Cell.code < high)
+    return false()
+
+
+def escalated_query(user: User, *, cell_code: str | None = None, level: str | None = None) -> Select:
+    """Open escalated cases whose handling cell lies in the caller's subtree, most overdue first.
+
+    A `cell_code` narrows to that subtree; a cell the caller cannot see is 404 like a missing one."""
+    stmt = select(Report).where(Report.status.in_(OPEN_STATUSES), Report.escalation_level > 0,
+                                Report.handling_cell_id.in_(select(Cell.id).where(_reviewable(user))))
+    if cell_code is not None:
+        cell = get_cell_by_code(cell_code)
+        if cell is None or db.session.scalar(select(Cell.id).where(Cell.id == cell.id, _reviewable(user))) is None:
+            raise NotFound(f"No cell {cell_code!r} in your subtree.", code="cell_not_found")
+        stmt = stmt.where(_in_subtree(Report.handling_cell_id, cell.code))
+    if level is not None:
+        stmt = stmt.where(Report.escalation_level == ESCALATION_LEVELS.index(level))
+    return stmt.order_by(Report.deadline_at, Report.id)
+
+
+def _chains(reports: list[Report]) -> dict[int, list[Cell]]:
+    """Each case's cell and its ancestors, grid first, in one query for the whole page."""
+    lengths = sorted({n for lengths in CODE_LENGTHS.values() for n in lengths}, reverse=True)
+    prefixes = {r.id: [r.cell.code[:n] for n in lengths if n <= len(r.cell.code)] for r in reports if r.cell}
+    wanted = {code for codes in prefixes.values() for code in codes}
+    cells = {c.code: c for c in db.session.scalars(select(Cell).where(Cell.code.in_(wanted)))} if wanted else {}
+    return {rid: [cells[code] for code in dict.fromkeys(codes) if code in cells] for rid, codes in prefixes.items()}
+
+
+def _last_events(report_ids: list[int]) -> dict[int, list[CaseEvent]]:
+    rank = func.row_number().over(partition_by=CaseEvent.report_id, order_by=CaseEvent.id.desc()).label("rank")
+    ranked = select(CaseEvent.id, rank).where(CaseEvent.report_id.in_(report_ids)).subquery()
+    events: dict[int, list[CaseEvent]] = defaultdict(list)
+    for event in db.session.scalars(select(CaseEvent).join(ranked, ranked.c.id == CaseEvent.id)
+                                    .where(ranked.c.rank <= LAST_EVENTS).order_by(CaseEvent.id.desc())):
+        events[event.report_id].append(event)
+    return events
+
+
+def escalated_cases(user: User, now: datetime, page: int, page_size: int, **filters) -> Page:
+    """A page of escalated_query with each case's chain of cells, time overdue and last events."""
+    result = paginate(escalated_query(user, **filters), page, page_size)
+    chains = _chains(result.items)
+    events = _last_events([r.id for r in result.items])
+    items = []
+    for report in result.items:
+        # A case on hold is measured where its clock stopped.
+        at = report.hold_started_at or now
+        overdue = max((at - report.deadline_at).total_seconds(), 0.0) if report.deadline_at else 0.0
+        items.append(EscalatedCase(report=report, level=ESCALATION_LEVELS[report.escalation_level],
+                                   chain=chains.get(report.id, []), overdue_seconds=overdue,
+                                   last_events=events.get(report.id, [])))
+    return Page(items=items, page=result.page, page_size=result.page_size, total=result.total)

@@ -1,0 +1,109 @@
+"""Supervisors' figures per cell of the next level down: filings, closures, on-time rate, backlog, escalations.
+
+Periods are half-open [start, end). A case is "due in the period" when its own due time (due_at: limit, holds
+and extensions, never moved by escalation) falls in it; duplicates and cancelled cases are never due. The
+on-time closure rate (按期结案率) is: of the cases due in the period and not on hold now, the share closed by
+their due time; its denominator is `due - due_on_hold`, and it is null when that is 0.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, and_, case, func, literal, select
+from sqlalchemy.orm import aliased
+
+from app import spatial
+from app.errors import Forbidden, NotFound, ValidationFailed
+from app.extensions import db
+from app.models import OPEN_STATUSES, CaseEvent, Cell, Report, Role, User
+from app.models.base import UTCDateTime
+
+NEVER_DUE = ("duplicate", "cancelled", "rejected")
+
+
+@dataclass(frozen=True)
+class CellFigures:
+    cell: dict
+    filed: int
+    closed: int
+    closed_on_time: int
+    due: int
+    due_on_hold: int
+    due_closed_on_time: int
+    on_time_rate: float | None
+    overdue_backlog: int
+    avg_close_seconds: float | None
+    escalations: int
+
+
+@dataclass(frozen=True)
+class Summary:
+    cell: Cell
+    start: datetime
+    end: datetime
+    children: list[CellFigures]
+
+
+def _cell_for(user: User, code: str) -> Cell:
+    cell = db.session.scalars(select(Cell).where(Cell.code == code)).first()
+    if cell is None:
+        raise NotFound(f"No cell {code!r}.", code="cell_not_found")
+    if user.role == Role.supervisor.value and (user.cell is None or not cell.code.startswith(user.cell.code)):
+        raise Forbidden("Statistics cover your own subtree only.")
+    return cell
+
+
+def _count(condition) -> ColumnElement[int]:
+    return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
+
+
+def summary(user: User, code: str, start: datetime, end: datetime, now: datetime) -> Summary:
+    if end <= start:
+        raise ValidationFailed(errors={"to": ["Must be after from."]})
+    cell = _cell_for(user, code)
+    if cell.level == "grid":
+        raise ValidationFailed(errors={"cell": ["A grid cell has no cells below it; ask for its community."]})
+    child, leaf = aliased(Cell), aliased(Cell)
+
+    def within(column):
+        return and_(column >= start, column < end)
+
+    closed = and_(Report.status == "closed", within(Report.closed_at))
+    due = and_(within(Report.due_at), Report.status.not_in(NEVER_DUE))
+    # The clock of a case on hold or resolved stopped then; measure its lateness there.
+    measured_at = case((Report.status == "on_hold", Report.hold_started_at),
+                       (Report.status == "resolved", Report.resolved_at), else_=literal(now, UTCDateTime()))
+    escalations = (select(CaseEvent.report_id, func.count().label("n"))
+                   .where(CaseEvent.action == "escalate", within(CaseEvent.created_at))
+                   .group_by(CaseEvent.report_id).subquery())
+    stmt = (select(child.id, child.code, child.name, child.level,
+                   _count(within(Report.created_at)),
+                   _count(closed),
+                   _count(and_(closed, Report.closed_at <= Report.due_at)),
+                   _count(due),
+                   _count(and_(due, Report.status == "on_hold")),
+                   _count(and_(due, Report.status == "closed", Report.closed_at <= Report.due_at)),
+                   _count(and_(Report.status.in_(OPEN_STATUSES), measured_at > Report.due_at)),
+                   func.avg(case((closed, spatial.seconds_between(Report.created_at, Report.closed_at)))),
+                   func.coalesce(func.sum(escalations.c.n), 0))
+            .select_from(child)
+            # Every cell of the child's subtree (the code range of subtree_bounds), then its cases.
+            .outerjoin(leaf, and_(leaf.code >= child.code, leaf.code < child.code.concat(":")))
+            .outerjoin(Report, Report.cell_id == leaf.id)
+            .outerjoin(escalations, escalations.c.report_id == Report.id)
+            .where(child.parent_id == cell.id)
+            .group_by(child.id, child.code, child.name, child.level)
+            .order_by(child.code))
+    children = []
+    for row in db.session.execute(stmt):
+        (cell_id, cell_code, name, level, filed, n_closed, on_time, n_due, on_hold, due_on_time, backlog,
+         avg_close, n_escalations) = row
+        denominator = n_due - on_hold
+        children.append(CellFigures(
+            cell={"id": cell_id, "code": cell_code, "name": name, "level": level}, filed=filed, closed=n_closed,
+            closed_on_time=on_time, due=n_due, due_on_hold=on_hold, due_closed_on_time=due_on_time,
+            on_time_rate=due_on_time / denominator if denominator else None,
+            overdue_backlog=backlog, avg_close_seconds=float(avg_close) if avg_close is not None else None,
+            escalations=n_escalations))
+    return Summary(cell=cell, start=start, end=end, children=children)

@@ -1,0 +1,125 @@
+"""GET /api/v1/escalations: escalated open cases in the caller's subtree, most overdue first, with their context."""
+from __future__ import annotations
+
+from datetime import timedelta
+from types import SimpleNamespace
+
+import pytest
+
+from app.models import CaseEvent
+from app.models.base import utcnow
+from tests.assertions import assert_problem
+from tests.factories import COMMUNITY, DISTRICT, STREET, auth_header, make_case, make_category, make_cell, \
+    make_test_grid, make_user
+
+URL = "/api/v1/escalations"
+SW = "11010500100101"
+OTHER_GRID = "11010600100101"
+HOUR = timedelta(hours=1)
+
+
+@pytest.fixture()
+def world(db):
+    cells = make_test_grid()
+    other_district = make_cell("110106", "district", (116.50, 39.90, 116.51, 39.91))
+    other_street = make_cell("110106001", "street", (116.50, 39.90, 116.51, 39.91), other_district)
+    other_community = cells["110106001001"] = make_cell("110106001001", "community", (116.50, 39.90, 116.51, 39.91),
+                                                        other_street)
+    cells[OTHER_GRID] = make_cell(OTHER_GRID, "grid", (116.50, 39.90, 116.51, 39.91), other_community)
+    category = make_category()
+    resident = make_user("resident")
+    worker = make_user("worker", served=[cells[SW]])
+    now = utcnow()
+
+    def case(grid, handling, level, overdue_hours, **fields):
+        return make_case(resident, category, cells[grid], status=fields.pop("status", "assigned"),
+                         assignee_id=worker.id, escalation_level=level, handling_cell_id=cells[handling].id,
+                         escalated_at=now - 3 * HOUR, deadline_at=now - overdue_hours * HOUR, **fields)
+
+    at_community = case(SW, COMMUNITY, 1, 2)
+    at_street = case(SW, STREET, 2, 5, critical=False)
+    not_escalated = case(SW, SW, 0, 9)
+    closed = case(SW, COMMUNITY, 1, 9, status="closed")
+    elsewhere = case(OTHER_GRID, "110106001001", 1, 1)
+    for i, action in enumerate(["create", "accept", "assign", "escalate"]):
+        db.session.add(CaseEvent(report_id=at_community.id, actor_role="system", action=action,
+                                 created_at=now - (10 - i) * HOUR))
+    db.session.commit()
+    return SimpleNamespace(
+        cells=cells, worker=worker, resident=resident, at_community=at_community, at_street=at_street,
+        not_escalated=not_escalated, closed=closed, elsewhere=elsewhere,
+        community_sup=make_user("supervisor", cell=cells[COMMUNITY]),
+        street_sup=make_user("supervisor", cell=cells[STREET]),
+        district_sup=make_user("supervisor", cell=cells[DISTRICT]),
+        other_sup=make_user("supervisor", cell=other_district),
+        grid_sup=make_user("supervisor", cell=cells[SW]),
+        no_cell_sup=make_user("supervisor"),
+        admin=make_user("admin"),
+    )
+
+
+def ids(resp) -> list[int]:
+    assert resp.status_code == 200, resp.get_json()
+    return [item["id"] for item in resp.get_json()["items"]]
+
+
+def test_supervisors_see_cases_escalated_into_their_subtree_most_overdue_first(client, world):
+    assert ids(client.get(URL, headers=auth_header(world.district_sup))) == [world.at_street.id,
+                                                                            world.at_community.id]
+    assert ids(client.get(URL, headers=auth_header(world.street_sup))) == [world.at_street.id,
+                                                                          world.at_community.id]
+    assert ids(client.get(URL, headers=auth_header(world.community_sup))) == [world.at_community.id]
+    assert ids(client.get(URL, headers=auth_header(world.other_sup))) == [world.elsewhere.id]
+    assert ids(client.get(URL, headers=auth_header(world.grid_sup))) == []
+    assert ids(client.get(URL, headers=auth_header(world.no_cell_sup))) == []
+    assert ids(client.get(URL, headers=auth_header(world.admin))) == [world.at_street.id, world.at_community.id,
+                                                                     world.elsewhere.id]
+
+
+def test_each_case_carries_chain_assignee_overdue_time_and_last_events(client, world):
+    resp = client.get(URL, query_string={"level": "community"}, headers=auth_header(world.community_sup))
+    data = resp.get_json()
+    assert data["total"] == 1
+    item = data["items"][0]
+    assert (item["level"], item["escalation_level"], item["status"]) == ("community", 1, "assigned")
+    assert item["handling_cell"]["code"] == COMMUNITY
+    assert [(c["code"], c["level"]) for c in item["chain"]] == [
+        (SW, "grid"), (COMMUNITY, "community"), (STREET, "street"), (DISTRICT, "district")]
+    assert item["assignee"]["id"] == world.worker.id
+    assert 2 * 3600 <= item["overdue_seconds"] < 2 * 3600 + 600
+    assert [e["action"] for e in item["last_events"]] == ["escalate", "assign", "accept"]
+    assert item["case_number"] == world.at_community.case_number
+
+
+def test_filters_by_cell_and_level_and_pages(client, world):
+    headers = auth_header(world.district_sup)
+    assert ids(client.get(URL, query_string={"cell": COMMUNITY}, headers=headers)) == [world.at_community.id]
+    assert ids(client.get(URL, query_string={"level": "street"}, headers=headers)) == [world.at_street.id]
+    resp = client.get(URL, query_string={"page": 2, "page_size": 1}, headers=headers)
+    assert ids(resp) == [world.at_community.id]
+    assert resp.get_json()["total"] == 2
+
+
+@pytest.mark.parametrize("query, field", [
+    ({"level": "grid"}, "level"), ({"level": "city"}, "level"), ({"page": 0}, "page"),
+    ({"page_size": 1000}, "page_size"), ({"cell": "12"}, "cell"),
+])
+def test_bad_arguments_are_422(client, world, query, field):
+    body = assert_problem(client.get(URL, query_string=query, headers=auth_header(world.district_sup)), 422,
+                          "validation_failed")
+    assert field in body["errors"]
+
+
+@pytest.mark.parametrize("code", ["110106001001", "999999"])
+def test_a_cell_outside_the_subtree_or_unknown_is_404(client, world, code):
+    resp = client.get(URL, query_string={"cell": code}, headers=auth_header(world.community_sup))
+    assert_problem(resp, 404, "cell_not_found")
+
+
+@pytest.mark.parametrize("who", ["worker", "resident"])
+def test_workers_and_residents_are_403(client, world, who):
+    assert_problem(client.get(URL, headers=auth_header(getattr(world, who))), 403, "forbidden")
+
+
+def test_no_token_is_401(client, world):
+    assert_problem(client.get(URL), 401, "missing_token")

@@ -1,0 +1,144 @@
+"""GET /api/v1/stats/summary: figures per child cell over a period, on constructed data with known answers."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from types import SimpleNamespace
+
+import pytest
+
+from app.models import CaseEvent
+from tests.assertions import assert_problem
+from tests.factories import COMMUNITY, DISTRICT, STREET, auth_header, make_case, make_category, make_cell, \
+    make_test_grid, make_user
+
+URL = "/api/v1/stats/summary"
+SW = "11010500100101"
+STREET2, COMMUNITY2, GRID2 = "110105002", "110105002001", "11010500200101"
+P0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
+P1 = datetime(2026, 11, 15, tzinfo=timezone.utc)
+DAY = timedelta(days=1)
+PERIOD = {"from": P0.isoformat(), "to": P1.isoformat()}
+
+
+@pytest.fixture()
+def world(db):
+    cells = make_test_grid()
+    street2 = make_cell(STREET2, "street", (116.42, 39.90, 116.43, 39.91), cells[DISTRICT])
+    community2 = make_cell(COMMUNITY2, "community", (116.42, 39.90, 116.43, 39.91), street2)
+    cells[GRID2] = make_cell(GRID2, "grid", (116.42, 39.90, 116.43, 39.91), community2)
+    category = make_category()
+    resident = make_user("resident")
+
+    def case(grid, created, **fields):
+        return make_case(resident, category, cells[grid], created_at=created, **fields)
+
+    # Street 1 (every case in its grid SW):
+    case(SW, P0 + DAY, status="closed", due_at=P0 + 3 * DAY, closed_at=P0 + 2 * DAY)  # on time
+    case(SW, P0 + DAY, status="closed", due_at=P0 + 2 * DAY, closed_at=P0 + 4 * DAY)  # late
+    case(SW, P0 - 5 * DAY, status="on_hold", due_at=P0 + 5 * DAY, hold_started_at=P0 + DAY)  # due, on hold
+    overdue = case(SW, P0 + DAY, status="assigned", due_at=P0 + 6 * DAY, deadline_at=P0 + 6 * DAY)
+    case(SW, P1 + DAY, status="assigned", due_at=P1 + 300 * DAY)  # filed after the period
+    case(SW, P0 - 20 * DAY, status="duplicate", due_at=P0 + 2 * DAY)  # never due
+    case(SW, P0 + 10 * DAY, status="closed", due_at=P1 + 5 * DAY, closed_at=P0 + 12 * DAY)  # on time, due later
+    for when in (P0 + 7 * DAY, P0 + 9 * DAY, P1 + DAY):
+        db.session.add(CaseEvent(report_id=overdue.id, actor_role="system", action="escalate", created_at=when))
+    db.session.add(CaseEvent(report_id=overdue.id, actor_role="system", action="critical", created_at=P0 + 10 * DAY))
+    # Street 2: one report waiting for acceptance.
+    case(GRID2, P0 + 2 * DAY, status="submitted")
+    db.session.commit()
+    return SimpleNamespace(
+        cells=cells, resident=resident, worker=make_user("worker", served=[cells[SW]]),
+        district_sup=make_user("supervisor", cell=cells[DISTRICT]),
+        street_sup=make_user("supervisor", cell=cells[STREET]),
+        no_cell_sup=make_user("supervisor"), admin=make_user("admin"),
+    )
+
+
+STREET1_FIGURES = {"filed": 4, "closed": 3, "closed_on_time": 2, "due": 4, "due_on_hold": 1,
+                   "due_closed_on_time": 1, "overdue_backlog": 1, "avg_close_seconds": 2 * 86400.0,
+                   "escalations": 2}
+EMPTY = {"filed": 0, "closed": 0, "closed_on_time": 0, "due": 0, "due_on_hold": 0, "due_closed_on_time": 0,
+         "on_time_rate": None, "overdue_backlog": 0, "avg_close_seconds": None, "escalations": 0}
+
+
+def get(client, user, **query):
+    return client.get(URL, query_string={**PERIOD, **query}, headers=auth_header(user))
+
+
+@pytest.mark.parametrize("who", ["district_sup", "admin"])
+def test_district_summary_per_street(client, world, who):
+    resp = get(client, getattr(world, who), cell=DISTRICT)
+    assert resp.status_code == 200, resp.get_json()
+    data = resp.get_json()
+    assert data["cell"]["code"] == DISTRICT
+    assert (data["from"], data["to"]) == ("2026-11-01T08:00:00+08:00", "2026-11-15T08:00:00+08:00")
+    by_code = {row["cell"]["code"]: row for row in data["children"]}
+    assert list(by_code) == [STREET, STREET2]
+    street1 = by_code[STREET]
+    assert street1["on_time_rate"] == pytest.approx(1 / 3)
+    assert {k: street1[k] for k in STREET1_FIGURES} == pytest.approx(STREET1_FIGURES)
+    assert by_code[STREET2] == {"cell": by_code[STREET2]["cell"], **EMPTY, "filed": 1}
+
+
+def test_street_supervisor_reads_their_own_street_per_community(client, world):
+    data = get(client, world.street_sup, cell=STREET).get_json()
+    assert [row["cell"]["code"] for row in data["children"]] == [COMMUNITY]
+    assert data["children"][0]["filed"] == 4
+
+
+def test_community_summary_lists_every_grid_even_empty(client, world):
+    data = get(client, world.admin, cell=COMMUNITY).get_json()
+    rows = {row["cell"]["code"]: row for row in data["children"]}
+    assert len(rows) == 4
+    assert rows[SW]["due"] == 4
+    assert all(row["filed"] == 0 and row["on_time_rate"] is None for code, row in rows.items() if code != SW)
+
+
+def test_a_period_with_nothing_due_has_no_rate(client, world):
+    resp = client.get(URL, query_string={"cell": DISTRICT, "from": "2020-01-01T00:00:00+00:00",
+                                         "to": "2020-02-01T00:00:00+00:00"}, headers=auth_header(world.admin))
+    rows = resp.get_json()["children"]
+    assert [row["on_time_rate"] for row in rows] == [None, None]
+    assert rows[0]["overdue_backlog"] == 1  # the backlog is today's, whatever the period
+
+
+@pytest.mark.parametrize("query, field", [
+    ({"from": P1.isoformat(), "to": P0.isoformat()}, "to"),
+    ({"from": P0.isoformat(), "to": P0.isoformat()}, "to"),
+    ({"from": "yesterday"}, "from"),
+    ({"from": "2026-11-01T00:00:00"}, "from"),  # no offset: ambiguous
+    ({"cell": "1"}, "cell"),
+])
+def test_bad_arguments_are_422(client, world, query, field):
+    body = assert_problem(get(client, world.admin, **{"cell": DISTRICT, **query}), 422, "validation_failed")
+    assert field in body["errors"]
+
+
+@pytest.mark.parametrize("missing", ["cell", "from", "to"])
+def test_missing_arguments_are_422(client, world, missing):
+    query = {"cell": DISTRICT, **PERIOD}
+    del query[missing]
+    resp = client.get(URL, query_string=query, headers=auth_header(world.admin))
+    assert missing in assert_problem(resp, 422, "validation_failed")["errors"]
+
+
+def test_a_grid_cell_has_no_next_level(client, world):
+    assert "cell" in assert_problem(get(client, world.admin, cell=SW), 422, "validation_failed")["errors"]
+
+
+def test_unknown_cell_is_404(client, world):
+    assert_problem(get(client, world.admin, cell="999999"), 404, "cell_not_found")
+
+
+@pytest.mark.parametrize("who, code", [("street_sup", DISTRICT), ("street_sup", STREET2), ("no_cell_sup", STREET)])
+def test_a_cell_outside_the_supervisors_subtree_is_403(client, world, who, code):
+    assert_problem(get(client, getattr(world, who), cell=code), 403, "forbidden")
+
+
+@pytest.mark.parametrize("who", ["worker", "resident"])
+def test_workers_and_residents_are_403(client, world, who):
+    assert_problem(get(client, getattr(world, who), cell=DISTRICT), 403, "forbidden")
+
+
+def test_no_token_is_401(client, world):
+    assert_problem(client.get(URL, query_string={"cell": DISTRICT, **PERIOD}), 401, "missing_token")
