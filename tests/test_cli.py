@@ -53,6 +53,9 @@ def test_seed_demo_creates_the_demo_district(app, db, seeded):
     assert levels["grid"] >= 100
     assert count(db, Category) >= 12
     assert db.session.scalar(select(func.count()).select_from(Category).where(Category.active.is_(True))) >= 12
+    # Routine classes count working time, emergencies calendar hours (as the city-management tables do).
+    units = dict(db.session.execute(select(Category.code, Category.time_limit_unit)).all())
+    assert (units["0102"], units["0103"], units["0501"]) == ("working_hours", "working_days", "hours")
     roles = set(db.session.scalars(select(User.role)))
     assert roles == {r.value for r in Role}
     # The accounts can sign in with the demo password, and a worker serves a grid cell.

@@ -22,30 +22,33 @@ from app.services.workers import assign
 DEMO_GRID = GridSpec(district_code="330106", district_name="演示区", origin_lon=120.10, origin_lat=30.24,
                      streets=3, communities_per_street=3, grid_side=4, cell_size_m=250.0)
 
-# (code, group, name, limit in hours, keywords) from digital city-management tables; see shared/reference.
+# (code, group, name, limit, unit, keywords) after digital city-management tables (see shared/reference): working
+# time for routine classes, calendar hours for emergencies and night-time nuisances.
 CATEGORIES = [
-    ("0101", "市容环境", "私搭乱建", 48, "违建,搭建"),
-    ("0102", "市容环境", "暴露垃圾", 4, "垃圾,脏乱"),
-    ("0103", "市容环境", "积存垃圾渣土", 96, "渣土,建筑垃圾"),
-    ("0104", "市容环境", "道路不洁", 4, "路面,保洁"),
-    ("0105", "市容环境", "水域不洁", 24, "河道,漂浮物"),
-    ("0106", "市容环境", "绿地脏乱", 24, "绿地,草坪"),
-    ("0201", "宣传广告", "非法小广告", 24, "小广告,牛皮癣"),
-    ("0202", "宣传广告", "违章张贴悬挂", 24, "横幅,张贴"),
-    ("0203", "宣传广告", "占道广告牌", 48, "广告牌,占道"),
-    ("0204", "宣传广告", "招牌破损", 48, "招牌,店招"),
-    ("0301", "施工管理", "施工扰民", 8, "噪音,夜间施工"),
-    ("0302", "施工管理", "施工占道", 24, "围挡,占道"),
-    ("0303", "施工管理", "工地扬尘", 8, "扬尘,覆盖"),
-    ("0304", "施工管理", "无证掘路", 8, "挖掘,路面"),
-    ("0401", "街面秩序", "无照经营游商", 4, "摊贩,游商"),
-    ("0402", "街面秩序", "店外经营", 8, "出店经营"),
-    ("0403", "街面秩序", "机动车乱停放", 4, "停车,占道"),
-    ("0404", "街面秩序", "露天烧烤", 4, "烧烤,油烟"),
-    ("0501", "突发事件", "管道破裂", 2, "水管,爆管"),
-    ("0502", "突发事件", "路面塌陷", 2, "塌陷,坑洞"),
-    ("0503", "突发事件", "道路积水", 2, "积水,内涝"),
+    ("0101", "市容环境", "私搭乱建", 15, "working_days", "违建,搭建"),
+    ("0102", "市容环境", "暴露垃圾", 4, "working_hours", "垃圾,脏乱"),
+    ("0103", "市容环境", "积存垃圾渣土", 4, "working_days", "渣土,建筑垃圾"),
+    ("0104", "市容环境", "道路不洁", 4, "working_hours", "路面,保洁"),
+    ("0105", "市容环境", "水域不洁", 2, "working_days", "河道,漂浮物"),
+    ("0106", "市容环境", "绿地脏乱", 2, "working_days", "绿地,草坪"),
+    ("0201", "宣传广告", "非法小广告", 1, "working_days", "小广告,牛皮癣"),
+    ("0202", "宣传广告", "违章张贴悬挂", 1, "working_days", "横幅,张贴"),
+    ("0203", "宣传广告", "占道广告牌", 5, "working_days", "广告牌,占道"),
+    ("0204", "宣传广告", "招牌破损", 5, "working_days", "招牌,店招"),
+    ("0301", "施工管理", "施工扰民", 8, "hours", "噪音,夜间施工"),
+    ("0302", "施工管理", "施工占道", 2, "working_days", "围挡,占道"),
+    ("0303", "施工管理", "工地扬尘", 8, "working_hours", "扬尘,覆盖"),
+    ("0304", "施工管理", "无证掘路", 8, "working_hours", "挖掘,路面"),
+    ("0401", "街面秩序", "无照经营游商", 4, "working_hours", "摊贩,游商"),
+    ("0402", "街面秩序", "店外经营", 8, "working_hours", "出店经营"),
+    ("0403", "街面秩序", "机动车乱停放", 4, "working_hours", "停车,占道"),
+    ("0404", "街面秩序", "露天烧烤", 4, "hours", "烧烤,油烟"),
+    ("0501", "突发事件", "管道破裂", 2, "hours", "水管,爆管"),
+    ("0502", "突发事件", "路面塌陷", 2, "hours", "塌陷,坑洞"),
+    ("0503", "突发事件", "道路积水", 2, "hours", "积水,内涝"),
 ]
+
+SELF_HANDLED = {"0104", "0201"}
 
 
 @dataclass(frozen=True)
@@ -91,10 +94,12 @@ def seed_demo(password: str, progress: Callable[[Iterable, str], Iterable] = lam
     result = SeedResult()
     if db.session.scalars(select(Cell).where(Cell.code == DEMO_GRID.district_code)).first() is None:
         result.cells_created = import_cells(generate(DEMO_GRID), progress).created
-    for code, group, name, hours, keywords in CATEGORIES:
-        _, created = upsert_category({"code": code, "group": group, "name": name, "time_limit_value": hours,
-                                      "time_limit_unit": "hours", "keywords": keywords,
-                                      "description": f"{group} / {name}"})
+    for code, group, name, limit, unit, keywords in CATEGORIES:
+        _, created = upsert_category({"code": code, "group": group, "name": name, "time_limit_value": limit,
+                                      "time_limit_unit": unit, "keywords": keywords,
+                                      "description": f"{group} / {name}",
+                                      # Small jobs a grid worker fixes on the spot (撕小广告, 清扫).
+                                      "self_handling": code in SELF_HANDLED})
         result.categories_created += int(created)
     this_year = datetime.now(ZoneInfo(current_app.config["TIMEZONE"])).year
     for year in (this_year, this_year + 1):
