@@ -86,6 +86,7 @@ ACTIONS = (
     ("resolve", cases.resolve, NoteRequiredIn, "Report the case resolved, with a note. Its assignee."),
     ("verify", cases.verify, NoteIn,
      "Verify a resolved case and close it. Supervisor; a worker of the cell other than the one who resolved it."),
+    ("close", cases.close, NoteIn, "Close a resolved case on your own sign-off (结案). Supervisor."),
     ("rework", cases.rework, NoteRequiredIn, "Send a resolved case back to its assignee, with a note. Supervisor."),
     ("return", cases.return_case, ReasonIn,
      "Return an assigned or in-progress case as the wrong cell or function, with a reason: it goes back to "

@@ -24,6 +24,7 @@ SOURCES: dict[str, tuple[str, ...]] = {
     "start": (S.assigned,),
     "resolve": (S.in_progress,),
     "verify": (S.resolved,),
+    "close": (S.resolved,),
     "rework": (S.resolved,),
     "return": (S.assigned, S.in_progress),
     "reroute": (S.submitted,),
@@ -39,7 +40,7 @@ SOURCES: dict[str, tuple[str, ...]] = {
 }
 # Supervisors act within their subtree; a worker's own steps need the case assigned to them.
 SUPERVISOR_ACTIONS = frozenset({"accept", "reject", "assign", "reroute", "approve_extension", "deny_extension",
-                                "mark_duplicate", "verify", "rework", "supervise"})
+                                "mark_duplicate", "verify", "close", "rework", "supervise"})
 ASSIGNEE_ACTIONS = frozenset({"start", "resolve", "hold", "resume", "request_extension", "return"})
 
 
@@ -141,12 +142,22 @@ def resolve(user: User, report: Report, if_match: Collection[int] | None, *, not
     return _record(user, report, "resolve", source, now, note=note)
 
 
-def verify(user: User, report: Report, if_match: Collection[int] | None, *, note: str | None = None) -> Report:
-    source = _begin(user, report, "verify", if_match)
+def _close(user: User, report: Report, if_match: Collection[int] | None, action: str, note: str | None) -> Report:
+    source = _begin(user, report, action, if_match)
     now = utcnow()
     report.status = S.closed.value
     report.closed_at = now
-    return _record(user, report, "verify", source, now, note=note)
+    return _record(user, report, action, source, now, note=note)
+
+
+def verify(user: User, report: Report, if_match: Collection[int] | None, *, note: str | None = None) -> Report:
+    """The on-site check (核查) passed: the case closes."""
+    return _close(user, report, if_match, "verify", note)
+
+
+def close(user: User, report: Report, if_match: Collection[int] | None, *, note: str | None = None) -> Report:
+    """A supervisor's sign-off (结案) on a resolved case without a separate on-site check."""
+    return _close(user, report, if_match, "close", note)
 
 
 def rework(user: User, report: Report, if_match: Collection[int] | None, *, note: str) -> Report:
