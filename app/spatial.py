@@ -3,15 +3,18 @@ from __future__ import annotations
 
 import math
 import os
+from datetime import timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from flask import Flask
 from geoalchemy2 import Geography, WKTElement
 from geoalchemy2.admin.dialects.sqlite import init_spatialite, load_spatialite_driver
-from sqlalchemy import ColumnElement, Float, cast, column, event, func, literal, select, table
+from sqlalchemy import ColumnElement, Float, Select, cast, column, event, func, literal, select, table
 from sqlalchemy.engine import Engine
 
 from app.extensions import db
+from app.services.dbscan import dbscan
 
 SRID = 4326
 # Conservative metres per degree, so a degree box drawn around a metric radius never cuts it short.
@@ -142,3 +145,88 @@ def distance_m(geom_col, lon: float, lat: float) -> ColumnElement[float]:
 def within_distance(geom_col, pk_col, lon: float, lat: float, metres: float) -> ColumnElement[bool]:
     """Index-backed prefilter by a degree box, then the exact metric test."""
     return bbox_filter(geom_col, pk_col, degree_box(lon, lat, metres)) & (distance_m(geom_col, lon, lat) <= metres)
+
+
+def envelope(bbox):
+    """The lon/lat box as a WGS-84 polygon."""
+    min_lon, min_lat, max_lon, max_lat = (_number(v) for v in bbox)
+    if is_postgis():
+        return func.ST_MakeEnvelope(min_lon, min_lat, max_lon, max_lat, SRID)
+    return func.BuildMbr(min_lon, min_lat, max_lon, max_lat, SRID)
+
+
+def in_box(geom_col, pk_col, bbox) -> ColumnElement[bool]:
+    """Geometry meets the box, edges included, exactly.
+
+    Both indexes keep float32 boxes rounded outwards, so the index alone would also take points a
+    metre outside; the exact test after it decides."""
+    if is_postgis():
+        return func.ST_Intersects(geom_col, envelope(bbox))
+    return bbox_filter(geom_col, pk_col, bbox) & (func.ST_Intersects(geom_col, envelope(bbox)) == 1)
+
+
+def in_polygon(geom_col, pk_col, polygon) -> ColumnElement[bool]:
+    """Geometry lies in the (shapely) polygon, boundary included, index first on both backends."""
+    shape = WKTElement(polygon.wkt, srid=SRID)
+    if is_postgis():
+        return func.ST_Covers(shape, geom_col)
+    return bbox_filter(geom_col, pk_col, polygon.bounds) & (func.ST_Covers(shape, geom_col) == 1)
+
+
+MERCATOR_RADIUS = 6_378_137.0
+
+
+def mercator_xy(lon: float, lat: float, scale: float) -> tuple[float, float]:
+    """EPSG:3857 coordinates times `scale`; with scale = cos(lat0) they are metres near lat0."""
+    x = MERCATOR_RADIUS * math.radians(lon)
+    y = MERCATOR_RADIUS * math.log(math.tan(math.pi / 4 + math.radians(lat) / 2))
+    return x * scale, y * scale
+
+
+def clustered_points(points: Select, eps_m: float, min_points: int) -> list[dict[str, Any]]:
+    """DBSCAN over the points of `points` (a select with a `location` column); the clustered ones only.
+
+    Each row comes back as a dict of the select's other columns plus lon, lat and `cid` (the cluster).
+    Both backends measure in Web Mercator scaled by cos(mean latitude): EPSG:3857 stretches distances
+    by 1/cos(lat), so the scaled plane is metric at the points' mean latitude and within 0.1 % over a
+    10 km city, and it is the one projection both PostGIS and plain Python compute identically.
+    PostGIS runs ST_ClusterDBSCAN; SpatiaLite gets the same algorithm in Python (app.services.dbscan).
+    """
+    sub = points.subquery()
+    others = [c for c in sub.c if c.name != "location"]
+    lon, lat = func.ST_X(sub.c.location).label("lon"), func.ST_Y(sub.c.location).label("lat")
+    if is_postgis():
+        lat0 = select(func.avg(func.ST_Y(sub.c.location))).scalar_subquery()
+        cid = func.ST_ClusterDBSCAN(func.ST_Transform(sub.c.location, 3857),
+                                    literal(float(eps_m)) / func.cos(func.radians(lat0)),
+                                    int(min_points)).over().label("cid")
+        labelled = select(*others, lon, lat, cid).subquery()
+        rows = db.session.execute(select(labelled).where(labelled.c.cid.is_not(None))).mappings()
+        return [dict(r) for r in rows]
+    rows = [dict(r) for r in db.session.execute(select(*others, lon, lat)).mappings()]
+    if not rows:
+        return []
+    scale = math.cos(math.radians(sum(r["lat"] for r in rows) / len(rows)))
+    labels = dbscan([mercator_xy(r["lon"], r["lat"], scale) for r in rows], eps_m, min_points)
+    return [{**r, "cid": c} for r, c in zip(rows, labels) if c is not None]
+
+
+def local_period_counts(stmt: Select, column, unit: str, tz: str) -> dict[Any, int]:
+    """Counts of the rows of `stmt` by the local day, ISO week (Monday) or month start of `column`.
+
+    Keys are the periods' first local days. PostgreSQL groups in SQL; SQLite knows no time zones, so its
+    rows are bucketed here with zoneinfo."""
+    if is_postgis():
+        bucket = func.date(func.date_trunc(unit, func.timezone(tz, column)))
+        rows = db.session.execute(stmt.with_only_columns(bucket, func.count()).order_by(None).group_by(bucket))
+        return {day: n for day, n in rows}
+    zone = ZoneInfo(tz)
+    counts: dict[Any, int] = {}
+    for (moment,) in db.session.execute(stmt.with_only_columns(column).order_by(None)):
+        day = moment.astimezone(zone).date()
+        if unit == "week":
+            day -= timedelta(days=day.weekday())
+        elif unit == "month":
+            day = day.replace(day=1)
+        counts[day] = counts.get(day, 0) + 1
+    return counts

@@ -14,6 +14,7 @@ from app.errors import Forbidden, NotFound, ValidationFailed
 from app.extensions import db
 from app.models import CaseEvent, Category, Cell, Report, ReportStatus, Role, User, WorkerCell, subtree_bounds
 from app.models.base import utcnow
+from app.services import geoqueries
 from app.services.categories import find_active_by_code
 from app.services.routing import route_wgs84
 
@@ -101,7 +102,8 @@ def get_report_for(user: User, report_id: int) -> Report:
 
 def reports_query(user: User, *, status: str | None = None, category_code: str | None = None,
                   cell_id: int | None = None, created_from: datetime | None = None,
-                  created_to: datetime | None = None, triage: bool | None = None) -> Select:
+                  created_to: datetime | None = None, triage: bool | None = None,
+                  geo: geoqueries.GeoFilter | None = None) -> Select:
     stmt = select(Report).where(visibility(user))
     if status:
         stmt = stmt.where(Report.status == status)
@@ -118,6 +120,10 @@ def reports_query(user: User, *, status: str | None = None, category_code: str |
         stmt = stmt.where(Report.created_at < created_to)
     if triage is not None:
         stmt = stmt.where(Report.needs_triage.is_(triage))
+    if geo is not None:
+        stmt = geoqueries.restrict(stmt, geo)
+        if geo.near is not None:
+            return geoqueries.nearest_first(stmt, geo)
     return stmt.order_by(Report.created_at.desc(), Report.id.desc())
 
 
