@@ -12,11 +12,11 @@ BEARER = [{"bearerAuth": []}]
 
 
 def register_blueprints(app: Flask, api: Api) -> None:
-    from app.api import auth, categories, cells, health, reports
+    from app.api import analytics, auth, categories, cells, health, reports
 
     api.spec.components.security_scheme(
         "bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
-    for module in (auth, cells, categories, reports):
+    for module in (auth, cells, categories, reports, analytics):
         api.register_blueprint(module.blp, url_prefix=API_PREFIX)
     app.register_blueprint(health.bp)
     app.register_blueprint(_docs_assets())
