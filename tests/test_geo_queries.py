@@ -3,6 +3,7 @@ map GeoJSON and the per-cell summary; bad input, and every output scoped like GE
 from __future__ import annotations
 
 import json
+import random
 from types import SimpleNamespace
 
 import pytest
@@ -78,6 +79,26 @@ def test_near_orders_by_distance_and_keeps_the_radius_edge(client, db, world):
     # 501 m comes in once the radius reaches it.
     resp = client.get(URL, query_string={"near": "%r,%r" % CENTRE, "radius": 502}, headers=auth_header(world.admin))
     assert ids(resp)[-1] == far.id
+
+
+def test_near_is_exact_within_a_millimetre_of_the_radius(client, db, world):
+    inside = file(world, at(499.999, 135))
+    file(world, at(500.001, 315))
+    resp = client.get(URL, query_string={"near": "%r,%r" % CENTRE, "radius": 500}, headers=auth_header(world.admin))
+    assert ids(resp) == [inside.id]
+
+
+def test_local_distance_estimate_follows_the_geodesic(db, world):
+    from app import spatial
+
+    rng = random.Random(11)
+    for origin in [CENTRE, (-70.6, -33.4), (24.9, 60.2)]:
+        for _ in range(20):
+            distance = rng.uniform(1, 5000)
+            lon, lat = at(distance, rng.uniform(0, 360), origin)
+            estimate = db.session.scalar(select(spatial.local_distance_m(
+                func.ST_GeomFromText(f"POINT({lon!r} {lat!r})", 4326), *origin)))
+            assert estimate == pytest.approx(distance, rel=1e-6)
 
 
 def test_near_breaks_distance_ties_by_id(client, db, world):

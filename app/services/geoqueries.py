@@ -56,7 +56,7 @@ def restrict(stmt: Select, geo: GeoFilter) -> Select:
     loc, pk = Report.location, Report.id
     if geo.near is not None:
         lon, lat = _near_point(geo)
-        stmt = stmt.where(spatial.within_distance(loc, pk, lon, lat, geo.radius))
+        stmt = stmt.where(spatial.points_within_distance(loc, pk, lon, lat, geo.radius))
     if geo.bbox is not None:
         stmt = stmt.where(spatial.in_box(loc, pk, geo.bbox))
     if geo.within is not None:
@@ -70,10 +70,13 @@ def restrict(stmt: Select, geo: GeoFilter) -> Select:
 
 
 def nearest_first(stmt: Select, geo: GeoFilter) -> Select:
-    """Order by distance to the `near` point, then id, and give each report its distance_m."""
+    """Order by distance to the `near` point, then id, and give each report its exact geodesic distance_m.
+
+    The order uses the local estimate (within 2 mm of the geodesic at 5 km), so the exact distance is
+    computed only for the rows of the page."""
     lon, lat = _near_point(geo)
-    distance = spatial.distance_m(Report.location, lon, lat)
-    return stmt.options(with_expression(Report.distance_m, distance)).order_by(distance, Report.id)
+    return (stmt.options(with_expression(Report.distance_m, spatial.distance_m(Report.location, lon, lat)))
+            .order_by(spatial.local_distance_m(Report.location, lon, lat), Report.id))
 
 
 def feature_collection(stmt: Select) -> dict[str, Any]:
