@@ -1,15 +1,19 @@
 """The only module that knows PostGIS from SpatiaLite: engine set-up, index-backed spatial filters, metric distances."""
 from __future__ import annotations
 
+import json
 import math
 import os
 from datetime import timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import numpy as np
+import shapely
 from flask import Flask
 from geoalchemy2 import Geography, WKTElement
 from geoalchemy2.admin.dialects.sqlite import init_spatialite, load_spatialite_driver
+from shapely.geometry import mapping
 from sqlalchemy import ColumnElement, Float, Select, cast, column, event, func, literal, select, table
 from sqlalchemy.engine import Engine
 
@@ -157,12 +161,14 @@ def local_distance_m(geom_col, lon: float, lat: float) -> ColumnElement[float]:
 
     Plain arithmetic, the same on both backends and about a quarter of the cost of the exact geodesic
     per row, so radius queries and distance ordering over thousands of candidates stay cheap."""
-    x, y = func.ST_X(geom_col), func.ST_Y(geom_col)
-    mid = func.radians((y + float(lat)) / 2)
-    w = 1 - WGS84_E2 * func.power(func.sin(mid), 2)
-    dx = func.radians(x - float(lon)) * WGS84_A * func.cos(mid) / func.sqrt(w)
-    dy = func.radians(y - float(lat)) * (WGS84_A * (1 - WGS84_E2)) / func.power(w, 1.5)
-    return func.sqrt(func.power(dx, 2) + func.power(dy, 2), type_=Float)
+    # Float all the way: an integer divisor would make SQLAlchemy cast to NUMERIC, ten times slower per row.
+    x, y = func.ST_X(geom_col, type_=Float), func.ST_Y(geom_col, type_=Float)
+    mid = func.radians((y + float(lat)) / 2.0, type_=Float)
+    w = 1.0 - WGS84_E2 * func.power(func.sin(mid, type_=Float), 2.0, type_=Float)
+    dx = (func.radians(x - float(lon), type_=Float) * WGS84_A * func.cos(mid, type_=Float)
+          / func.sqrt(w, type_=Float))
+    dy = func.radians(y - float(lat), type_=Float) * (WGS84_A * (1 - WGS84_E2)) / func.power(w, 1.5, type_=Float)
+    return func.sqrt(func.power(dx, 2.0, type_=Float) + func.power(dy, 2.0, type_=Float), type_=Float)
 
 
 def within_distance(geom_col, pk_col, lon: float, lat: float, metres: float) -> ColumnElement[bool]:
@@ -217,6 +223,10 @@ def mercator_xy(lon: float, lat: float, scale: float) -> tuple[float, float]:
     return x * scale, y * scale
 
 
+def _mercator_scale_sql(sub):
+    return func.cos(func.radians(select(func.avg(func.ST_Y(sub.c.location))).scalar_subquery()))
+
+
 def clustered_points(points: Select, eps_m: float, min_points: int) -> list[dict[str, Any]]:
     """DBSCAN over the points of `points` (a select with a `location` column); the clustered ones only.
 
@@ -230,9 +240,8 @@ def clustered_points(points: Select, eps_m: float, min_points: int) -> list[dict
     others = [c for c in sub.c if c.name != "location"]
     lon, lat = func.ST_X(sub.c.location).label("lon"), func.ST_Y(sub.c.location).label("lat")
     if is_postgis():
-        lat0 = select(func.avg(func.ST_Y(sub.c.location))).scalar_subquery()
         cid = func.ST_ClusterDBSCAN(func.ST_Transform(sub.c.location, 3857),
-                                    literal(float(eps_m)) / func.cos(func.radians(lat0)),
+                                    literal(float(eps_m)) / _mercator_scale_sql(sub),
                                     int(min_points)).over().label("cid")
         labelled = select(*others, lon, lat, cid).subquery()
         rows = db.session.execute(select(labelled).where(labelled.c.cid.is_not(None))).mappings()
@@ -243,6 +252,50 @@ def clustered_points(points: Select, eps_m: float, min_points: int) -> list[dict
     scale = math.cos(math.radians(sum(r["lat"] for r in rows) / len(rows)))
     labels = dbscan([mercator_xy(r["lon"], r["lat"], scale) for r in rows], eps_m, min_points)
     return [{**r, "cid": c} for r, c in zip(rows, labels) if c is not None]
+
+
+def cluster_summaries(points: Select, eps_m: float, min_points: int) -> list[dict[str, Any]]:
+    """clustered_points, summed up per cluster: one dict each with count, open_count, first_at, last_at,
+    first_id, lon/lat (centroid), hull (GeoJSON convex hull) and categories ({category: count}).
+
+    `points` needs the columns id, location, category, open (boolean) and created_at. PostGIS does it
+    all in one statement; SpatiaLite sums the clustered rows here.
+    """
+    if not is_postgis():
+        groups: dict[int, list[dict[str, Any]]] = {}
+        for row in clustered_points(points, eps_m, min_points):
+            groups.setdefault(row["cid"], []).append(row)
+        return [_summary(rows) for rows in groups.values()]
+    sub = points.subquery()
+    cid = func.ST_ClusterDBSCAN(func.ST_Transform(sub.c.location, 3857),
+                                literal(float(eps_m)) / _mercator_scale_sql(sub), int(min_points)).over()
+    clustered = select(sub, cid.label("cid")).cte("clustered")
+    clustered = select(clustered).where(clustered.c.cid.is_not(None)).cte("in_clusters")
+    per_category = (select(clustered.c.cid, clustered.c.category, func.count().label("n"))
+                    .group_by(clustered.c.cid, clustered.c.category).cte("per_category"))
+    categories = (select(func.json_object_agg(per_category.c.category, per_category.c.n))
+                  .where(per_category.c.cid == clustered.c.cid).scalar_subquery())
+    collected = func.ST_Collect(clustered.c.location)
+    stmt = select(
+        func.count().label("count"), func.count().filter(clustered.c.open).label("open_count"),
+        func.min(clustered.c.created_at).label("first_at"), func.max(clustered.c.created_at).label("last_at"),
+        func.min(clustered.c.id).label("first_id"),
+        func.ST_X(func.ST_Centroid(collected)).label("lon"), func.ST_Y(func.ST_Centroid(collected)).label("lat"),
+        func.ST_AsGeoJSON(func.ST_ConvexHull(collected)).label("hull"), categories.label("categories"),
+    ).group_by(clustered.c.cid)
+    return [{**r, "hull": json.loads(r["hull"])} for r in db.session.execute(stmt).mappings()]
+
+
+def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    cloud = shapely.multipoints(np.array([(r["lon"], r["lat"]) for r in rows]))
+    centroid = cloud.centroid
+    categories: dict[str, int] = {}
+    for r in rows:
+        categories[r["category"]] = categories.get(r["category"], 0) + 1
+    times = [r["created_at"] for r in rows]
+    return {"count": len(rows), "open_count": sum(1 for r in rows if r["open"]), "first_at": min(times),
+            "last_at": max(times), "first_id": min(r["id"] for r in rows), "lon": centroid.x, "lat": centroid.y,
+            "hull": mapping(cloud.convex_hull), "categories": categories}
 
 
 def local_period_counts(stmt: Select, column, unit: str, tz: str) -> dict[Any, int]:

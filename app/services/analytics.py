@@ -2,14 +2,12 @@
 from __future__ import annotations
 
 import math
-from collections import Counter, defaultdict
 from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from flask import current_app
 from geoalchemy2.shape import to_shape
-from shapely.geometry import MultiPoint, Polygon, mapping
 from sqlalchemy import Select, func
 
 from app import spatial
@@ -55,35 +53,30 @@ def hotspots(user: User, *, created_from: datetime | None = None, created_to: da
     """Density-based clusters, largest first, each with its hull (or centroid), categories and times."""
     start, end = _period(created_from, created_to)
     points = (_filtered(user, start=start, end=end, category_code=category_code, cell_id=cell_id)
-              .with_only_columns(Report.id, Report.location, Category.code.label("category"), Report.status,
-                                 Report.created_at)
+              .with_only_columns(Report.id, Report.location, Category.code.label("category"),
+                                 Report.status.in_(OPEN_STATUSES).label("open"), Report.created_at)
               .join(Category, Category.id == Report.category_id))
-    clusters: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    for row in spatial.clustered_points(points, eps_m, min_points):
-        clusters[row["cid"]].append(row)
-    groups = sorted(clusters.values(), key=lambda rows: (-len(rows), min(r["id"] for r in rows)))
-    return {"type": "FeatureCollection", "features": [_cluster_feature(rows) for rows in groups],
+    clusters = sorted(spatial.cluster_summaries(points, eps_m, min_points),
+                      key=lambda c: (-c["count"], c["first_id"]))
+    return {"type": "FeatureCollection", "features": [_cluster_feature(c) for c in clusters],
             "parameters": {"eps_m": eps_m, "min_points": min_points, "from": _local(start), "to": _local(end)}}
 
 
-def _cluster_feature(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    cloud = MultiPoint([(r["lon"], r["lat"]) for r in rows])
-    hull = cloud.convex_hull
-    centroid = cloud.centroid
-    categories = Counter(r["category"] for r in rows)
-    top = sorted(categories.items(), key=lambda item: (-item[1], item[0]))[:TOP_CATEGORIES]
-    times = [r["created_at"] for r in rows]
+def _cluster_feature(cluster: dict[str, Any]) -> dict[str, Any]:
+    top = sorted(cluster["categories"].items(), key=lambda item: (-item[1], item[0]))[:TOP_CATEGORIES]
+    hull = cluster["hull"]
     return {
         "type": "Feature",
         # A cluster whose points all lie on a line has no area: its centroid stands for it.
-        "geometry": mapping(hull if isinstance(hull, Polygon) else centroid),
+        "geometry": hull if hull["type"] == "Polygon" else {"type": "Point",
+                                                            "coordinates": [cluster["lon"], cluster["lat"]]},
         "properties": {
-            "count": len(rows),
-            "centroid": [centroid.x, centroid.y],
+            "count": cluster["count"],
+            "centroid": [cluster["lon"], cluster["lat"]],
             "top_categories": [{"category": code, "count": n} for code, n in top],
-            "open_count": sum(1 for r in rows if r["status"] in OPEN_STATUSES),
-            "first_at": _local(min(times)),
-            "last_at": _local(max(times)),
+            "open_count": cluster["open_count"],
+            "first_at": _local(cluster["first_at"]),
+            "last_at": _local(cluster["last_at"]),
         },
     }
 
