@@ -45,8 +45,10 @@ def engine_options(app: Flask) -> dict[str, Any]:
         options.setdefault("pool_size", 10)
         options.setdefault("max_overflow", 10)
         # PostGIS functions carry high planner costs, so plain index-backed queries cross jit_above_cost and
-        # would pay tens of milliseconds of JIT compilation for a few milliseconds of work.
-        options.setdefault("connect_args", {}).setdefault("options", "-c jit=off")
+        # parallel_setup_cost: they would pay tens of milliseconds of JIT compilation and worker start-up for
+        # a few milliseconds of work. A web tier already runs many requests at once; one core each serves it.
+        options.setdefault("connect_args", {}).setdefault(
+            "options", "-c jit=off -c max_parallel_workers_per_gather=0")
     return options
 
 

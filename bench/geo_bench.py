@@ -212,8 +212,9 @@ def main(n_reports, cells, runs, analytics_runs, cluster, seed):
                     raise click.ClickException(f"{path}: {resp.status_code} {resp.get_data(as_text=True)[:500]}")
             return call
 
-        # The app's own connection settings (app.spatial.engine_options): no JIT.
-        raw_conn = psycopg.connect(pg_url(dbname), autocommit=True, options="-c jit=off")
+        # The app's own connection settings (app.spatial.engine_options): no JIT, no parallel workers.
+        raw_conn = psycopg.connect(pg_url(dbname), autocommit=True,
+                                   options="-c jit=off -c max_parallel_workers_per_gather=0")
 
         def raw(*statements: str) -> Callable[[dict], None]:
             def call(run: dict) -> None:

@@ -7,6 +7,7 @@ from zoneinfo import ZoneInfo
 
 from flask import current_app
 from sqlalchemy import ColumnElement, Select, false, or_, select, true
+from sqlalchemy.orm import joinedload
 
 from app import spatial
 from app.coords import to_wgs84
@@ -104,7 +105,9 @@ def reports_query(user: User, *, status: str | None = None, category_code: str |
                   cell_id: int | None = None, created_from: datetime | None = None,
                   created_to: datetime | None = None, triage: bool | None = None,
                   geo: geoqueries.GeoFilter | None = None) -> Select:
-    stmt = select(Report).where(visibility(user))
+    # The list shows a cell reference only: leave the cells' polygons in the database.
+    stmt = select(Report).options(joinedload(Report.cell).load_only(Cell.id, Cell.code, Cell.name, Cell.level))
+    stmt = stmt.where(visibility(user))
     if status:
         stmt = stmt.where(Report.status == status)
     if category_code:
