@@ -268,7 +268,8 @@ def cluster_summaries(points: Select, eps_m: float, min_points: int) -> list[dic
         for row in clustered_points(points, eps_m, min_points):
             groups.setdefault(row["cid"], []).append(row)
         return [_summary(rows) for rows in groups.values()]
-    sub = points.subquery()
+    # A CTE, so the filtered points are read once for both their mean latitude and the clustering.
+    sub = points.cte("points")
     cid = func.ST_ClusterDBSCAN(func.ST_Transform(sub.c.location, 3857),
                                 literal(float(eps_m)) / _mercator_scale_sql(sub), int(min_points)).over()
     clustered = select(sub, cid.label("cid")).cte("clustered")
