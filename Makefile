@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 export FLASK_APP := wsgi
 
-.PHONY: run test test-spatialite test-postgis bench bench-escalate venv clean
+.PHONY: run test test-spatialite test-postgis bench bench-escalate bench-geo venv clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ test-postgis: $(STAMP)
 bench: $(STAMP)
 	scripts/ensure-postgis.sh
 	$(BIN)/python -m bench.run_bench $(BENCH_ARGS)
+
+bench-geo: $(STAMP)
+	scripts/ensure-postgis.sh
+	$(BIN)/python -m bench.geo_bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -1,19 +1,26 @@
 """The only module that knows PostGIS from SpatiaLite: engine set-up, index-backed spatial filters, metric distances."""
 from __future__ import annotations
 
+import json
 import math
 import os
+from datetime import timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
+import numpy as np
+import shapely
 from flask import Flask
 from geoalchemy2 import Geography, WKTElement
 from geoalchemy2.admin.dialects.sqlite import init_spatialite, load_spatialite_driver
+from shapely.geometry import mapping
 from sqlalchemy import JSON, ColumnElement, Float, Insert, Select, Table, cast, column, event, func, literal, \
     literal_column, select, table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
 from app.extensions import db
+from app.services.dbscan import dbscan
 
 SRID = 4326
 # Conservative metres per degree, so a degree box drawn around a metric radius never cuts it short.
@@ -39,6 +46,11 @@ def engine_options(app: Flask) -> dict[str, Any]:
     else:
         options.setdefault("pool_size", 10)
         options.setdefault("max_overflow", 10)
+        # PostGIS functions carry high planner costs, so plain index-backed queries cross jit_above_cost and
+        # parallel_setup_cost: they would pay tens of milliseconds of JIT compilation and worker start-up for
+        # a few milliseconds of work. A web tier already runs many requests at once; one core each serves it.
+        options.setdefault("connect_args", {}).setdefault(
+            "options", "-c jit=off -c max_parallel_workers_per_gather=0")
     return options
 
 
@@ -141,6 +153,28 @@ def distance_m(geom_col, lon: float, lat: float) -> ColumnElement[float]:
     return func.ST_Distance(geom_col, pt, literal(1), type_=Float)
 
 
+WGS84_A = 6_378_137.0
+WGS84_E2 = 0.00669437999014
+# local_distance_m is within 4e-7 of the geodesic distance up to 5 km (checked against GeographicLib); only
+# points this close to the radius, relatively, need the exact geodesic to decide.
+LOCAL_DISTANCE_BAND = 1e-5
+
+
+def local_distance_m(geom_col, lon: float, lat: float) -> ColumnElement[float]:
+    """Metres from a point geometry to (lon, lat) with the ellipsoid's radii at the mid-latitude.
+
+    Plain arithmetic, the same on both backends and about a quarter of the cost of the exact geodesic
+    per row, so radius queries and distance ordering over thousands of candidates stay cheap."""
+    # Float all the way: an integer divisor would make SQLAlchemy cast to NUMERIC, ten times slower per row.
+    x, y = func.ST_X(geom_col, type_=Float), func.ST_Y(geom_col, type_=Float)
+    mid = func.radians((y + float(lat)) / 2.0, type_=Float)
+    w = 1.0 - WGS84_E2 * func.power(func.sin(mid, type_=Float), 2.0, type_=Float)
+    dx = (func.radians(x - float(lon), type_=Float) * WGS84_A * func.cos(mid, type_=Float)
+          / func.sqrt(w, type_=Float))
+    dy = func.radians(y - float(lat), type_=Float) * (WGS84_A * (1 - WGS84_E2)) / func.power(w, 1.5, type_=Float)
+    return func.sqrt(func.power(dx, 2.0, type_=Float) + func.power(dy, 2.0, type_=Float), type_=Float)
+
+
 def within_distance(geom_col, pk_col, lon: float, lat: float, metres: float) -> ColumnElement[bool]:
     """Index-backed prefilter by a degree box, then the exact metric test."""
     return bbox_filter(geom_col, pk_col, degree_box(lon, lat, metres)) & (distance_m(geom_col, lon, lat) <= metres)
@@ -176,3 +210,147 @@ def seconds_between(start, end) -> ColumnElement[float]:
     if is_postgis():
         return func.extract("epoch", end - start)
     return (func.julianday(end) - func.julianday(start)) * 86400.0
+
+
+def points_within_distance(geom_col, pk_col, lon: float, lat: float, metres: float) -> ColumnElement[bool]:
+    """For point columns: within_distance, with the local estimate deciding all but the edge.
+
+    The estimate settles every point clearly inside or outside; the exact geodesic runs only for the
+    few within LOCAL_DISTANCE_BAND of the radius, so the answer stays exact."""
+    estimate = local_distance_m(geom_col, lon, lat)
+    edge = (estimate <= metres * (1 + LOCAL_DISTANCE_BAND)) & (distance_m(geom_col, lon, lat) <= metres)
+    return (bbox_filter(geom_col, pk_col, degree_box(lon, lat, metres))
+            & ((estimate <= metres * (1 - LOCAL_DISTANCE_BAND)) | edge))
+
+
+def envelope(bbox):
+    """The lon/lat box as a WGS-84 polygon."""
+    min_lon, min_lat, max_lon, max_lat = (_number(v) for v in bbox)
+    if is_postgis():
+        return func.ST_MakeEnvelope(min_lon, min_lat, max_lon, max_lat, SRID)
+    return func.BuildMbr(min_lon, min_lat, max_lon, max_lat, SRID)
+
+
+def in_box(geom_col, pk_col, bbox) -> ColumnElement[bool]:
+    """Geometry meets the box, edges included, exactly.
+
+    Both indexes keep float32 boxes rounded outwards, so the index alone would also take points a
+    metre outside; the exact test after it decides."""
+    if is_postgis():
+        return func.ST_Intersects(geom_col, envelope(bbox))
+    return bbox_filter(geom_col, pk_col, bbox) & (func.ST_Intersects(geom_col, envelope(bbox)) == 1)
+
+
+def in_polygon(geom_col, pk_col, polygon) -> ColumnElement[bool]:
+    """Geometry lies in the (shapely) polygon, boundary included, index first on both backends."""
+    shape = WKTElement(polygon.wkt, srid=SRID)
+    if is_postgis():
+        return func.ST_Covers(shape, geom_col)
+    return bbox_filter(geom_col, pk_col, polygon.bounds) & (func.ST_Covers(shape, geom_col) == 1)
+
+
+MERCATOR_RADIUS = 6_378_137.0
+
+
+def mercator_xy(lon: float, lat: float, scale: float) -> tuple[float, float]:
+    """EPSG:3857 coordinates times `scale`; with scale = cos(lat0) they are metres near lat0."""
+    x = MERCATOR_RADIUS * math.radians(lon)
+    y = MERCATOR_RADIUS * math.log(math.tan(math.pi / 4 + math.radians(lat) / 2))
+    return x * scale, y * scale
+
+
+def _mercator_scale_sql(sub):
+    return func.cos(func.radians(select(func.avg(func.ST_Y(sub.c.location))).scalar_subquery()))
+
+
+def clustered_points(points: Select, eps_m: float, min_points: int) -> list[dict[str, Any]]:
+    """DBSCAN over the points of `points` (a select with a `location` column); the clustered ones only.
+
+    Each row comes back as a dict of the select's other columns plus lon, lat and `cid` (the cluster).
+    Both backends measure in Web Mercator scaled by cos(mean latitude): EPSG:3857 stretches distances
+    by 1/cos(lat), so the scaled plane is metric at the points' mean latitude and within 0.1 % over a
+    10 km city, and it is the one projection both PostGIS and plain Python compute identically.
+    PostGIS runs ST_ClusterDBSCAN; SpatiaLite gets the same algorithm in Python (app.services.dbscan).
+    """
+    sub = points.subquery()
+    others = [c for c in sub.c if c.name != "location"]
+    lon, lat = func.ST_X(sub.c.location).label("lon"), func.ST_Y(sub.c.location).label("lat")
+    if is_postgis():
+        cid = func.ST_ClusterDBSCAN(func.ST_Transform(sub.c.location, 3857),
+                                    literal(float(eps_m)) / _mercator_scale_sql(sub),
+                                    int(min_points)).over().label("cid")
+        labelled = select(*others, lon, lat, cid).subquery()
+        rows = db.session.execute(select(labelled).where(labelled.c.cid.is_not(None))).mappings()
+        return [dict(r) for r in rows]
+    rows = [dict(r) for r in db.session.execute(select(*others, lon, lat)).mappings()]
+    if not rows:
+        return []
+    scale = math.cos(math.radians(sum(r["lat"] for r in rows) / len(rows)))
+    labels = dbscan([mercator_xy(r["lon"], r["lat"], scale) for r in rows], eps_m, min_points)
+    return [{**r, "cid": c} for r, c in zip(rows, labels) if c is not None]
+
+
+def cluster_summaries(points: Select, eps_m: float, min_points: int) -> list[dict[str, Any]]:
+    """clustered_points, summed up per cluster: one dict each with count, open_count, first_at, last_at,
+    first_id, lon/lat (centroid), hull (GeoJSON convex hull) and categories ({category: count}).
+
+    `points` needs the columns id, location, category, open (boolean) and created_at. PostGIS does it
+    all in one statement; SpatiaLite sums the clustered rows here.
+    """
+    if not is_postgis():
+        groups: dict[int, list[dict[str, Any]]] = {}
+        for row in clustered_points(points, eps_m, min_points):
+            groups.setdefault(row["cid"], []).append(row)
+        return [_summary(rows) for rows in groups.values()]
+    # A CTE, so the filtered points are read once for both their mean latitude and the clustering.
+    sub = points.cte("points")
+    cid = func.ST_ClusterDBSCAN(func.ST_Transform(sub.c.location, 3857),
+                                literal(float(eps_m)) / _mercator_scale_sql(sub), int(min_points)).over()
+    clustered = select(sub, cid.label("cid")).cte("clustered")
+    clustered = select(clustered).where(clustered.c.cid.is_not(None)).cte("in_clusters")
+    per_category = (select(clustered.c.cid, clustered.c.category, func.count().label("n"))
+                    .group_by(clustered.c.cid, clustered.c.category).cte("per_category"))
+    categories = (select(func.json_object_agg(per_category.c.category, per_category.c.n))
+                  .where(per_category.c.cid == clustered.c.cid).scalar_subquery())
+    collected = func.ST_Collect(clustered.c.location)
+    stmt = select(
+        func.count().label("count"), func.count().filter(clustered.c.open).label("open_count"),
+        func.min(clustered.c.created_at).label("first_at"), func.max(clustered.c.created_at).label("last_at"),
+        func.min(clustered.c.id).label("first_id"),
+        func.ST_X(func.ST_Centroid(collected)).label("lon"), func.ST_Y(func.ST_Centroid(collected)).label("lat"),
+        func.ST_AsGeoJSON(func.ST_ConvexHull(collected)).label("hull"), categories.label("categories"),
+    ).group_by(clustered.c.cid)
+    return [{**r, "hull": json.loads(r["hull"])} for r in db.session.execute(stmt).mappings()]
+
+
+def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    cloud = shapely.multipoints(np.array([(r["lon"], r["lat"]) for r in rows]))
+    centroid = cloud.centroid
+    categories: dict[str, int] = {}
+    for r in rows:
+        categories[r["category"]] = categories.get(r["category"], 0) + 1
+    times = [r["created_at"] for r in rows]
+    return {"count": len(rows), "open_count": sum(1 for r in rows if r["open"]), "first_at": min(times),
+            "last_at": max(times), "first_id": min(r["id"] for r in rows), "lon": centroid.x, "lat": centroid.y,
+            "hull": mapping(cloud.convex_hull), "categories": categories}
+
+
+def local_period_counts(stmt: Select, column, unit: str, tz: str) -> dict[Any, int]:
+    """Counts of the rows of `stmt` by the local day, ISO week (Monday) or month start of `column`.
+
+    Keys are the periods' first local days. PostgreSQL groups in SQL; SQLite knows no time zones, so its
+    rows are bucketed here with zoneinfo."""
+    if is_postgis():
+        bucket = func.date(func.date_trunc(unit, func.timezone(tz, column)))
+        rows = db.session.execute(stmt.with_only_columns(bucket, func.count()).order_by(None).group_by(bucket))
+        return {day: n for day, n in rows}
+    zone = ZoneInfo(tz)
+    counts: dict[Any, int] = {}
+    for (moment,) in db.session.execute(stmt.with_only_columns(column).order_by(None)):
+        day = moment.astimezone(zone).date()
+        if unit == "week":
+            day -= timedelta(days=day.weekday())
+        elif unit == "month":
+            day = day.replace(day=1)
+        counts[day] = counts.get(day, 0) + 1
+    return counts

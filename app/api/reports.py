@@ -1,16 +1,18 @@
-"""Filing and reading reports, and the actions that move a case round the loop."""
+"""Filing, finding and reading reports, and the actions that move a case round the loop."""
 import re
 
-from flask import request
+from flask import jsonify, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from app.api import BEARER
 from app.auth.decorators import auth_required, current_user
 from app.models import Role
-from app.schemas.reports import (AssignIn, DuplicateIn, EventOut, ExtensionRequestIn, NoteIn, NoteRequiredIn, ReasonIn,
-                                 ReportCreateIn, ReportListArgs, ReportOut, ReportPage, RerouteIn)
-from app.services import cases
+from app.schemas.reports import (AssignIn, CellSummaryOut, DuplicateIn, EventOut, ExtensionRequestIn, NoteIn,
+                                 NoteRequiredIn, ReasonIn, ReportCreateIn, ReportGeoJSONArgs, ReportListArgs, ReportOut,
+                                 ReportPage, ReportSearchIn, RerouteIn)
+from app.services import cases, geoqueries
+from app.services import grid as grid_service
 from app.services import reports as report_service
 from app.services.pagination import paginate
 
@@ -32,10 +34,9 @@ class Reports(MethodView):
     @blp.arguments(ReportListArgs, location="query")
     @blp.response(200, ReportPage)
     def get(self, args):
-        """Reports the caller may see, newest first."""
+        """Reports the caller may see, newest first (nearest first with near)."""
         page, size = args.pop("page"), args.pop("page_size")
-        return paginate(report_service.reports_query(current_user(), category_code=args.pop("category", None),
-                                                     **args), page, size)
+        return paginate(_query(args), page, size)
 
 
 @blp.route("/reports/<int:report_id>")
@@ -130,3 +131,39 @@ def _action_view(name, perform, schema, summary):
 
 for _action in ACTIONS:
     _action_view(*_action)
+def _query(args):
+    return report_service.reports_query(current_user(), category_code=args.pop("category", None), **args)
+
+
+@blp.route("/reports/search")
+class ReportSearch(MethodView):
+    @auth_required()
+    @blp.doc(security=BEARER)
+    @blp.arguments(ReportSearchIn)
+    @blp.response(200, ReportPage)
+    def post(self, data):
+        """Reports inside a GeoJSON Polygon (within_geojson), with every filter of GET /reports in the body."""
+        page, size = data.pop("page"), data.pop("page_size")
+        return paginate(_query(data), page, size)
+
+
+@blp.route("/reports.geojson")
+class ReportsGeoJSON(MethodView):
+    @auth_required()
+    @blp.doc(security=BEARER, responses={"200": {"content": {"application/geo+json": {}}}})
+    @blp.arguments(ReportGeoJSONArgs, location="query")
+    def get(self, args):
+        """The matching reports as map points (no personal data), at most 5,000, with a truncated flag."""
+        resp = jsonify(geoqueries.feature_collection(_query(args)))
+        resp.mimetype = "application/geo+json"
+        return resp
+
+
+@blp.route("/cells/<int:cell_id>/reports/summary")
+class CellReportSummary(MethodView):
+    @auth_required()
+    @blp.doc(security=BEARER)
+    @blp.response(200, CellSummaryOut)
+    def get(self, cell_id):
+        """Counts by status and SLA state of the reports the caller may see, for the cell and each child."""
+        return geoqueries.cell_summary(current_user(), grid_service.get_cell(cell_id))

@@ -6,7 +6,7 @@ from datetime import date, datetime
 
 from geoalchemy2 import Geometry
 from sqlalchemy import JSON, Boolean, Date, Float, ForeignKey, Index, Integer, String, Text
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, query_expression, relationship
 
 from app.extensions import db
 from app.models.base import TimestampMixin, UTCDateTime, utcnow
@@ -112,6 +112,9 @@ class Report(TimestampMixin, db.Model):
     handling_cell: Mapped[Cell | None] = relationship(foreign_keys=[handling_cell_id])
     reporter: Mapped[User] = relationship(foreign_keys=[reporter_id])
     assignee: Mapped[User | None] = relationship(foreign_keys=[assignee_id])
+
+    # Metres to the point of a `near` query; set only by queries that ask for it.
+    distance_m: Mapped[float | None] = query_expression()
 
     __mapper_args__ = {"version_id_col": version}
 

@@ -100,3 +100,19 @@ class BBox(fields.Field):
         if min_lon > max_lon or min_lat > max_lat:
             raise ValidationError("bbox minimum is above its maximum.")
         return min_lon, min_lat, max_lon, max_lat
+
+
+class LonLat(fields.Field):
+    """lon,lat as one query value, e.g. near=116.40,39.91."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        parts = str(value).split(",")
+        try:
+            lon, lat = (float(p) for p in parts)
+        except ValueError as exc:
+            raise ValidationError("Expected lon,lat as two numbers.") from exc
+        if not (math.isfinite(lon) and math.isfinite(lat)):
+            raise ValidationError("lon and lat must be finite numbers.")
+        if not (-180 <= lon <= 180 and -90 <= lat <= 90):
+            raise ValidationError("Out of range: lon in [-180, 180], lat in [-90, 90].")
+        return lon, lat

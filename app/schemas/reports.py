@@ -1,13 +1,15 @@
 """Reports in and out."""
 from geoalchemy2.shape import to_shape
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
 
 from app.models import ESCALATION_LEVELS, ReportStatus
 from app.models.base import utcnow
 from app.schemas.auth import CellRef, UserRef
-from app.schemas.common import (AwareDateTime, CrsField, Latitude, LocalDateTime, Longitude, PageArgs, StrictInteger,
-                                page_of)
+from app.schemas.common import (AwareDateTime, BBox, CrsField, Latitude, LocalDateTime, LonLat, Longitude, PageArgs,
+                                StrictInteger, page_of)
 from app.services import sla
+from app.services.geometry import GeometryProblem
+from app.services.geoqueries import GeoFilter, polygon_from_geojson
 
 
 class LocationIn(Schema):
@@ -46,6 +48,7 @@ class ReportOut(Schema):
     cell = fields.Nested(CellRef, allow_none=True)
     routed_by = fields.String(allow_none=True)
     routing_distance_m = fields.Float(allow_none=True)
+    distance_m = fields.Float(allow_none=True, metadata={"description": "Metres to `near`; null otherwise."})
     needs_triage = fields.Boolean()
     reporter_id = fields.Integer()
     sla_state = fields.Function(lambda report: sla.sla_state(report, utcnow()), allow_none=True,
@@ -75,6 +78,15 @@ class ReportOut(Schema):
 ReportPage = page_of(ReportOut, "ReportPage")
 
 
+GEO_KEYS = ("near", "radius", "bbox", "within", "polygon")
+MAX_BOX_SIDE_DEG = 0.5
+
+
+def _small_box(box) -> None:
+    if box[2] - box[0] > MAX_BOX_SIDE_DEG or box[3] - box[1] > MAX_BOX_SIDE_DEG:
+        raise ValidationError(f"bbox is larger than {MAX_BOX_SIDE_DEG} degree on a side.")
+
+
 class ReportListArgs(PageArgs):
     status = fields.String(validate=validate.OneOf([s.value for s in ReportStatus]))
     category = fields.String(validate=validate.Length(min=1, max=32))
@@ -87,6 +99,60 @@ class ReportListArgs(PageArgs):
     assignee_id = fields.Integer(validate=validate.Range(min=1))
     overdue = fields.Boolean(metadata={"description": "Only cases past their deadline with the clock running "
                                                       "(or only the others)."})
+    near = LonLat(metadata={"description": "lon,lat in `crs`: reports within `radius`, nearest first."})
+    radius = fields.Float(validate=validate.Range(1, 5000), metadata={"description": "Metres, with near."})
+    crs = CrsField()
+    bbox = BBox(validate=_small_box, metadata={"description": "min_lon,min_lat,max_lon,max_lat (WGS-84), "
+                                                             "at most 0.5 degree a side."})
+    within = fields.Integer(validate=validate.Range(min=1),
+                            metadata={"description": "Inside that cell's polygon, wherever routed."})
+
+    @validates_schema
+    def _near_needs_radius(self, data, **kwargs):
+        if "near" in data and "radius" not in data:
+            raise ValidationError("near needs a radius in metres.", "radius")
+        if "radius" in data and "near" not in data:
+            raise ValidationError("radius needs near=lon,lat.", "near")
+
+    @post_load
+    def _geo(self, data, **kwargs):
+        spatial = {key: data.pop(key) for key in GEO_KEYS if key in data}
+        crs = data.pop("crs", "wgs84")
+        data["geo"] = GeoFilter(crs=crs, **spatial) if spatial else None
+        return data
+
+
+class ReportGeoJSONArgs(ReportListArgs):
+    class Meta:
+        exclude = ("page", "page_size")
+
+
+class PolygonField(fields.Field):
+    def _deserialize(self, value, attr, data, **kwargs):
+        try:
+            return polygon_from_geojson(value)
+        except GeometryProblem as exc:
+            raise ValidationError(str(exc)) from exc
+
+
+class ReportSearchIn(ReportListArgs):
+    polygon = PolygonField(required=True, data_key="within_geojson",
+                           metadata={"description": "GeoJSON Polygon (WGS-84), at most 1,000 vertices."})
+
+
+class CountsOut(Schema):
+    total = fields.Integer()
+    by_status = fields.Dict(keys=fields.String(), values=fields.Integer())
+    by_sla_state = fields.Dict(keys=fields.String(), values=fields.Integer(),
+                               metadata={"description": "green, yellow, red; none: no clock running."})
+
+
+class ChildCountsOut(CountsOut):
+    cell = fields.Nested(CellRef)
+
+
+class CellSummaryOut(ChildCountsOut):
+    children = fields.List(fields.Nested(ChildCountsOut))
 
 
 class EventOut(Schema):

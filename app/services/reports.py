@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 from flask import current_app
 from sqlalchemy import ColumnElement, Select, false, not_, or_, select, true
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload
 
 from app import spatial
 from app.coords import to_wgs84
@@ -15,7 +15,7 @@ from app.errors import Forbidden, NotFound, ValidationFailed
 from app.extensions import db
 from app.models import CaseEvent, Category, Cell, Report, ReportStatus, Role, User, subtree_bounds
 from app.models.base import utcnow
-from app.services import dispatch, sla
+from app.services import dispatch, geoqueries, sla
 from app.services.categories import find_active_by_code
 from app.services.routing import route_wgs84
 from app.services.workers import served_cell_ids, serves
@@ -121,11 +121,16 @@ def reports_query(user: User, *, status: str | None = None, category_code: str |
                   cell_id: int | None = None, created_from: datetime | None = None,
                   created_to: datetime | None = None, triage: bool | None = None,
                   sla_state: str | None = None, escalation_level: int | None = None,
-                  assignee_id: int | None = None, overdue: bool | None = None) -> Select:
+                  assignee_id: int | None = None, overdue: bool | None = None,
+                  geo: geoqueries.GeoFilter | None = None) -> Select:
     now = utcnow()
-    # The list shows each case's assignee and handling cell: one query each per page, not per row.
-    stmt = select(Report).where(visibility(user)).options(selectinload(Report.assignee),
-                                                          selectinload(Report.handling_cell))
+    # The list shows cell references and the assignee: joined in the same query, the cells' polygons left
+    # in the database.
+    stmt = select(Report).options(
+        joinedload(Report.cell).load_only(Cell.id, Cell.code, Cell.name, Cell.level),
+        joinedload(Report.handling_cell).load_only(Cell.id, Cell.code, Cell.name, Cell.level),
+        joinedload(Report.assignee).load_only(User.id, User.username, User.display_name))
+    stmt = stmt.where(visibility(user))
     if status:
         stmt = stmt.where(Report.status == status)
     if category_code:
@@ -149,6 +154,10 @@ def reports_query(user: User, *, status: str | None = None, category_code: str |
         stmt = stmt.where(Report.assignee_id == assignee_id)
     if overdue is not None:
         stmt = stmt.where(sla.overdue_filter(now) if overdue else not_(sla.overdue_filter(now)))
+    if geo is not None:
+        stmt = geoqueries.restrict(stmt, geo)
+        if geo.near is not None:
+            return geoqueries.nearest_first(stmt, geo)
     return stmt.order_by(Report.created_at.desc(), Report.id.desc())
 
 

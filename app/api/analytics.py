@@ -1,0 +1,57 @@
+"""Analytics for supervisors, admins and grid workers: hotspots, heat maps and trends, scoped like /reports."""
+from flask import jsonify
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from app.api import BEARER
+from app.auth.decorators import auth_required, current_user
+from app.models import Role
+from app.schemas.analytics import HeatmapArgs, HotspotArgs, TrendArgs, TrendOut
+from app.services import analytics
+
+blp = Blueprint("analytics", __name__, description="Hotspots, heat maps and trends")
+
+# Residents see only their own reports; statistics over those would tell them nothing.
+READERS = (Role.worker, Role.supervisor, Role.admin)
+GEOJSON = {"200": {"content": {"application/geo+json": {}}}}
+
+
+def _geojson(body):
+    resp = jsonify(body)
+    resp.mimetype = "application/geo+json"
+    return resp
+
+
+def _filters(args):
+    return {"category_code": args.pop("category", None), "cell_id": args.pop("cell", None), **args}
+
+
+@blp.route("/analytics/hotspots")
+class Hotspots(MethodView):
+    @auth_required(*READERS)
+    @blp.doc(security=BEARER, responses=GEOJSON)
+    @blp.arguments(HotspotArgs, location="query")
+    def get(self, args):
+        """DBSCAN clusters of reports as GeoJSON (hull or centroid, count, top categories, open count, times)."""
+        return _geojson(analytics.hotspots(current_user(), **_filters(args)))
+
+
+@blp.route("/analytics/heatmap")
+class Heatmap(MethodView):
+    @auth_required(*READERS)
+    @blp.doc(security=BEARER, responses=GEOJSON)
+    @blp.arguments(HeatmapArgs, location="query")
+    def get(self, args):
+        """Report counts on a square grid of size_m metres as GeoJSON polygons; empty squares left out."""
+        return _geojson(analytics.heatmap(current_user(), **_filters(args)))
+
+
+@blp.route("/analytics/trend")
+class Trend(MethodView):
+    @auth_required(*READERS)
+    @blp.doc(security=BEARER)
+    @blp.arguments(TrendArgs, location="query")
+    @blp.response(200, TrendOut)
+    def get(self, args):
+        """Reports filed and closed per day, week (from Monday) or month in the configured TIMEZONE."""
+        return analytics.trend(current_user(), **_filters(args))

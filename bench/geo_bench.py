@@ -1,0 +1,311 @@
+"""`make bench-geo`: spatial report queries and analytics through the API beside the raw SQL, on 1,000,000 reports.
+
+1. A fresh PostGIS database (dropped at the end): `flask db upgrade`, the 10,000-cell bench grid through the
+   app's import service, five categories, an admin and a few residents.
+2. N reports in bulk SQL (generate_series, in chunks under a progress bar): 70 % uniform over the district,
+   30 % around 500 hotspot centres, each routed to its grid cell by ST_Covers in the same statement, filed
+   at random over the last 365 days with a mix of statuses. The spatial index is built after the load.
+3. In-process Flask test client (no HTTP server: the figures are the app's own cost, not gunicorn's or
+   the network's), signed in as the admin, one request at a time:
+   near r=500 m page 50, bbox of ~1 km² page 50, hotspots for one street over 30 days, heat map of the
+   district at 200 m. Beside each, a raw psycopg 3 floor sends hand-written SQL for the same answer on the
+   same data. Prints p50/p99 and the ratio API/raw.
+"""
+from __future__ import annotations
+
+import json
+import math
+import random
+import secrets
+import statistics
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Callable
+
+import click
+
+from bench.gen_grid import extent, feature_collection, progress_bar, spec_for
+from bench.run_bench import (OUT_DIR, app_env, flask_db_upgrade, fresh_postgis_database, load_grid, make_app,
+                             percentile, pg_url, say)
+
+PASSWORD = "bench-" + secrets.token_urlsafe(12)
+CATEGORIES = ["B01", "B02", "B03", "B04", "B05"]
+CHUNKS = 20
+
+LOAD_SQL = """
+INSERT INTO reports (case_day, category_id, reporter_id, cell_id, handling_cell_id, status, description,
+                     location, input_crs, input_lon, input_lat, routed_by, needs_triage, deadline_at, warn_at,
+                     due_at, accepted_at, closed_at, created_at, updated_at)
+SELECT (p.created AT TIME ZONE 'Asia/Shanghai')::date, p.category_id, p.reporter_id, p.cell_id, p.cell_id,
+       p.status, 'bench report', p.geom, 'wgs84', ST_X(p.geom), ST_Y(p.geom), 'covers', false,
+       CASE WHEN p.status <> 'submitted' THEN p.created + interval '24 hours' END,
+       CASE WHEN p.status <> 'submitted' THEN p.created + interval '19 hours 12 minutes' END,
+       CASE WHEN p.status <> 'submitted' THEN p.created + interval '24 hours' END,
+       CASE WHEN p.status <> 'submitted' THEN p.created END,
+       CASE WHEN p.status = 'closed' THEN p.created + random() * interval '48 hours' END,
+       p.created, p.created
+FROM (
+    SELECT d.cell_id, d.geom,
+           now() - random() * interval '365 days' AS created,
+           (%(categories)s::int[])[1 + floor(random() * %(n_categories)s)::int] AS category_id,
+           (%(reporters)s::int[])[1 + floor(random() * %(n_reporters)s)::int] AS reporter_id,
+           (ARRAY['closed','closed','closed','closed','closed','closed','resolved','in_progress','assigned',
+                  'accepted','submitted'])[1 + floor(random() * 11)::int] AS status
+    FROM (SELECT c.id AS cell_id,
+                 (ST_Dump(ST_GeneratePoints(c.geom, %(base)s + CASE WHEN h.cell_id IS NULL THEN 0 ELSE %(extra)s END))).geom
+          FROM cells c LEFT JOIN bench_hot_cells h ON h.cell_id = c.id
+          WHERE c.level = 'grid' AND c.id %% %(chunks)s = %(chunk)s) d
+    ORDER BY random()
+) p
+"""
+
+RAW_COLUMNS = """r.id, r.case_day, r.status, r.description, r.address, ST_AsBinary(r.location), r.routed_by,
+    r.routing_distance_m, r.needs_triage, r.reporter_id, r.deadline_at, r.created_at, r.updated_at,
+    k.code, k.name, k.group_name, c.id, c.code, c.name, c.level"""
+
+# The same SQL the API sends for near (app.spatial.points_within_distance / local_distance_m), by hand.
+_MID = "radians((ST_Y(r.location) + %(lat)s) / 2)"
+_W = f"(1 - 0.00669437999014 * power(sin({_MID}), 2))"
+ESTIMATE = (f"sqrt(power(radians(ST_X(r.location) - %(lon)s) * 6378137.0 * cos({_MID}) / sqrt({_W}), 2)"
+            f" + power(radians(ST_Y(r.location) - %(lat)s) * 6335439.327083 / power({_W}, 1.5), 2))")
+EXACT = "ST_Distance(r.location::geography, ST_SetSRID(ST_MakePoint(%(lon)s, %(lat)s), 4326)::geography)"
+NEAR_WHERE = f"""r.location && ST_MakeEnvelope(%(x0)s, %(y0)s, %(x1)s, %(y1)s, 4326)
+  AND ({ESTIMATE} <= 499.995 OR ({ESTIMATE} <= 500.005 AND {EXACT} <= 500))"""
+RAW_NEAR_COUNT = f"SELECT count(*) FROM reports r WHERE {NEAR_WHERE}"
+RAW_NEAR_PAGE = f"""SELECT {RAW_COLUMNS}, {EXACT}
+FROM reports r JOIN categories k ON k.id = r.category_id LEFT JOIN cells c ON c.id = r.cell_id
+WHERE {NEAR_WHERE}
+ORDER BY {ESTIMATE}, r.id LIMIT 50"""
+RAW_BOX_COUNT = """SELECT count(*) FROM reports r
+WHERE ST_Intersects(r.location, ST_MakeEnvelope(%(x0)s, %(y0)s, %(x1)s, %(y1)s, 4326))"""
+RAW_BOX_PAGE = f"""SELECT {RAW_COLUMNS}
+FROM reports r JOIN categories k ON k.id = r.category_id LEFT JOIN cells c ON c.id = r.cell_id
+WHERE ST_Intersects(r.location, ST_MakeEnvelope(%(x0)s, %(y0)s, %(x1)s, %(y1)s, 4326))
+ORDER BY r.created_at DESC, r.id DESC LIMIT 50"""
+SUBTREE = "r.cell_id IN (SELECT id FROM cells WHERE code >= %(code)s AND code < %(code)s || ':')"
+RAW_HOTSPOTS = f"""WITH pts AS (
+    SELECT r.id, r.location, k.code AS category, r.status, r.created_at FROM reports r
+    JOIN categories k ON k.id = r.category_id
+    WHERE {SUBTREE} AND r.created_at >= %(t0)s AND r.created_at < %(t1)s),
+lat0 AS (SELECT avg(ST_Y(location)) AS lat FROM pts),
+clustered AS (
+    SELECT pts.*, ST_ClusterDBSCAN(ST_Transform(location, 3857), 100.0 / cos(radians((SELECT lat FROM lat0))), 5)
+           OVER () AS cid FROM pts),
+cats AS (SELECT cid, category, count(*) AS n FROM clustered WHERE cid IS NOT NULL GROUP BY cid, category)
+SELECT cid, count(*), ST_AsGeoJSON(ST_ConvexHull(ST_Collect(location))), ST_AsText(ST_Centroid(ST_Collect(location))),
+       count(*) FILTER (WHERE status IN ('submitted','accepted','assigned','in_progress','on_hold','resolved')),
+       min(created_at), max(created_at),
+       (SELECT json_agg(json_build_object('category', category, 'count', n) ORDER BY n DESC, category)
+        FROM (SELECT * FROM cats WHERE cats.cid = clustered.cid ORDER BY n DESC, category LIMIT 3) t)
+FROM clustered WHERE cid IS NOT NULL GROUP BY cid ORDER BY count(*) DESC, min(id)"""
+RAW_HEATMAP = f"""SELECT floor((ST_X(r.location) - %(x0)s) * %(kx)s) AS i, floor((ST_Y(r.location) - %(y0)s) * %(ky)s) AS j,
+       count(*) FROM reports r
+WHERE {SUBTREE} AND r.created_at >= %(t0)s AND r.created_at < %(t1)s
+GROUP BY i, j ORDER BY i, j"""
+
+
+def timed_pair(label: str, runs: list[dict], api_call: Callable[[dict], None],
+               raw_call: Callable[[dict], None]) -> tuple[dict, dict]:
+    """Milliseconds per call for the API and the floor, alternating on each run so that neither gets the
+    other's warm cache or a quieter moment; two unmeasured warm-up runs first."""
+    for run in runs[:2]:
+        api_call(run)
+        raw_call(run)
+    times: tuple[list[float], list[float]] = ([], [])
+    for run in progress_bar(runs, label):
+        for call, bucket in ((api_call, times[0]), (raw_call, times[1])):
+            start = time.perf_counter()
+            call(run)
+            bucket.append((time.perf_counter() - start) * 1000)
+    return tuple(_stats(t) for t in times)
+
+
+def _stats(times: list[float]) -> dict:
+    times = sorted(times)
+    return {"n": len(times), "p50_ms": round(percentile(times, 50), 2), "p99_ms": round(percentile(times, 99), 2),
+            "mean_ms": round(statistics.fmean(times), 2)}
+
+
+def load_reports(dbname: str, n: int, cells: int, hot_cells: int = 500) -> int:
+    """n reports: 70 % spread evenly over the grid cells, 30 % on `hot_cells` random cells (the hotspots).
+
+    Points come from ST_GeneratePoints inside each cell, so each report's cell is known without routing.
+    A chunk takes every CHUNKS-th cell and is shuffled, so the table is not laid out by place (as reports
+    filed over time would not be)."""
+    import psycopg
+
+    base, extra = round(n * 0.7 / cells), round(n * 0.3 / hot_cells)
+    with psycopg.connect(pg_url(dbname), autocommit=True) as conn:
+        categories = [r[0] for r in conn.execute("SELECT id FROM categories ORDER BY id")]
+        reporters = [r[0] for r in conn.execute("SELECT id FROM users WHERE role = 'resident' ORDER BY id")]
+        conn.execute("CREATE TABLE bench_hot_cells AS SELECT id AS cell_id FROM cells WHERE level = 'grid' "
+                     "ORDER BY random() LIMIT %s", (hot_cells,))
+        # Building the GiST index once after the load is far quicker than growing it row by row.
+        conn.execute("DROP INDEX idx_reports_location")
+        params = {"categories": categories, "n_categories": len(categories), "reporters": reporters,
+                  "n_reporters": len(reporters), "base": base, "extra": extra}
+        for chunk in progress_bar(range(CHUNKS), "Loading reports"):
+            conn.execute(LOAD_SQL, {**params, "chunks": CHUNKS, "chunk": chunk})
+        conn.execute("DROP TABLE bench_hot_cells")
+        say("building the spatial index, VACUUM ANALYZE")
+        conn.execute("CREATE INDEX idx_reports_location ON reports USING gist (location)")
+        conn.execute("VACUUM ANALYZE")
+        total = conn.execute("SELECT count(*) FROM reports").fetchone()[0]
+        say(f"{total} reports loaded")
+        return total
+
+
+@click.command()
+@click.option("--reports", "n_reports", default=1_000_000, show_default=True)
+@click.option("--cells", default=10_000, show_default=True)
+@click.option("--runs", default=200, show_default=True, help="Requests per list query (near, bbox).")
+@click.option("--analytics-runs", default=20, show_default=True, help="Requests per analytics query.")
+@click.option("--cluster/--no-cluster", default=True, show_default=True,
+              help="Also time near and bbox after CLUSTER on the spatial index.")
+@click.option("--seed", default=2026, show_default=True)
+def main(n_reports, cells, runs, analytics_runs, cluster, seed):
+    import psycopg
+
+    rng = random.Random(seed)
+    spec = spec_for(cells)
+    bbox = extent(spec)
+    features = feature_collection(spec)["features"]
+    results: dict = {"settings": {"reports": n_reports, "cells": cells, "runs": runs,
+                                  "analytics_runs": analytics_runs, "api": "in-process Flask test client"}}
+    started = time.perf_counter()
+    with fresh_postgis_database() as dbname:
+        env = app_env(pg_url(dbname, "postgresql+psycopg"), secrets.token_urlsafe(32))
+        say(f"PostGIS database {dbname}: flask db upgrade")
+        flask_db_upgrade(env)
+        app = make_app(env)
+        load_grid(app, features)
+        with app.app_context():
+            from app.extensions import db
+            from app.services.categories import create_category
+            from app.services.users import create_user
+
+            for code in CATEGORIES:
+                create_category({"code": code, "name": f"类别 {code}", "group": "市容环境", "time_limit_value": 24})
+            create_user(username="bench-admin", password=PASSWORD, role="admin")
+            for i in range(20):
+                create_user(username=f"bench-resident-{i:02d}", password=PASSWORD, role="resident")
+            db.session.commit()
+            district = db.session.execute(db.text("SELECT id, code FROM cells WHERE level = 'district'")).one()
+            streets = db.session.execute(db.text("SELECT id, code FROM cells WHERE level = 'street'")).all()
+            db.engine.dispose()
+        t0 = time.perf_counter()
+        results["reports_loaded"] = load_reports(dbname, n_reports, cells)
+        results["load_seconds"] = round(time.perf_counter() - t0, 1)
+        say(f"loaded in {results['load_seconds']} s")
+
+        client = app.test_client()
+        with app.app_context():
+            login = client.post("/api/v1/auth/login", json={"username": "bench-admin", "password": PASSWORD})
+            headers = {"Authorization": f"Bearer {login.json['access_token']}"}
+
+        def api(path: str, query: dict) -> Callable[[dict], None]:
+            def call(run: dict) -> None:
+                resp = client.get(path, query_string={k: (v(run) if callable(v) else v) for k, v in query.items()},
+                                  headers=headers)
+                if resp.status_code != 200:
+                    raise click.ClickException(f"{path}: {resp.status_code} {resp.get_data(as_text=True)[:500]}")
+            return call
+
+        # The app's own connection settings (app.spatial.engine_options): no JIT, no parallel workers.
+        raw_conn = psycopg.connect(pg_url(dbname), autocommit=True,
+                                   options="-c jit=off -c max_parallel_workers_per_gather=0")
+
+        def raw(*statements: str) -> Callable[[dict], None]:
+            def call(run: dict) -> None:
+                for sql in statements:
+                    raw_conn.execute(sql, run).fetchall()
+            return call
+
+        margin = 0.01
+        now = datetime.now(timezone.utc)
+        t_from, t_to = now - timedelta(days=30), now
+        near_runs, box_runs = [], []
+        for _ in range(runs):
+            lon = rng.uniform(bbox[0] + margin, bbox[2] - margin)
+            lat = rng.uniform(bbox[1] + margin, bbox[3] - margin)
+            dlat = 500 / 110_574.0
+            dlon = 500 / (111_320.0 * math.cos(math.radians(lat + dlat)))
+            near_runs.append({"lon": lon, "lat": lat, "x0": lon - dlon, "y0": lat - dlat, "x1": lon + dlon,
+                              "y1": lat + dlat})
+            side_lat, side_lon = 1000 / 111_000.0, 1000 / (111_000.0 * math.cos(math.radians(lat)))
+            box_runs.append({"x0": lon, "y0": lat, "x1": lon + side_lon, "y1": lat + side_lat})
+        street_runs = [{"cell": s.id, "code": s.code, "t0": t_from, "t1": t_to}
+                       for s in (rng.choice(streets) for _ in range(analytics_runs))]
+        from app.services.analytics import _metres_per_degree
+        from geoalchemy2.shape import to_shape
+        with app.app_context():
+            from app.extensions import db
+            from app.models import Cell
+            x0, y0, x1, y1 = to_shape(db.session.get(Cell, district.id).geom).bounds
+            db.session.remove()
+        per_lon, per_lat = _metres_per_degree((y0 + y1) / 2)
+        heat_runs = [{"cell": district.id, "code": district.code, "t0": t_from, "t1": t_to, "x0": x0, "y0": y0,
+                      "kx": per_lon / 200, "ky": per_lat / 200}] * max(analytics_runs // 2, 5)
+        iso = {"from": t_from.isoformat(), "to": t_to.isoformat()}
+
+        targets = {
+            "near r=500 m, page 50": (
+                near_runs, api("/api/v1/reports", {"near": lambda r: f"{r['lon']},{r['lat']}", "radius": 500,
+                                                   "page_size": 50}),
+                raw(RAW_NEAR_COUNT, RAW_NEAR_PAGE)),
+            "bbox ~1 km², page 50": (
+                box_runs, api("/api/v1/reports", {"bbox": lambda r: f"{r['x0']},{r['y0']},{r['x1']},{r['y1']}",
+                                                  "page_size": 50}),
+                raw(RAW_BOX_COUNT, RAW_BOX_PAGE)),
+            "hotspots, one street, 30 days": (
+                street_runs, api("/api/v1/analytics/hotspots", {"cell": lambda r: r["cell"], **iso}),
+                raw(RAW_HOTSPOTS)),
+            "heat map, district, 200 m, 30 days": (
+                heat_runs, api("/api/v1/analytics/heatmap", {"cell": lambda r: r["cell"], "size_m": 200, **iso}),
+                raw(RAW_HEATMAP)),
+        }
+        results["queries"] = {}
+
+        def measure(suffix: str, names) -> None:
+            for name in names:
+                run_list, api_call, raw_call = targets[name]
+                ours, floor = timed_pair(f"{name}{suffix}", run_list, api_call, raw_call)
+                results["queries"][name + suffix] = {"api": ours, "raw": floor,
+                                                     "ratio_p50": round(ours["p50_ms"] / floor["p50_ms"], 2)}
+                say(f"  {name}{suffix}: API p50 {ours['p50_ms']} ms, raw p50 {floor['p50_ms']} ms")
+
+        measure("", targets)
+        if cluster:
+            # The same lists once the heap is in index order (a periodic CLUSTER on a live server): the
+            # rows of one place then share pages, which is what the list queries mostly pay for.
+            say("CLUSTER reports USING idx_reports_location, ANALYZE")
+            t0 = time.perf_counter()
+            raw_conn.execute("CLUSTER reports USING idx_reports_location")
+            raw_conn.execute("ANALYZE reports")
+            results["cluster_seconds"] = round(time.perf_counter() - t0, 1)
+            measure(" (clustered)", list(targets)[:2])
+        sample = client.get("/api/v1/reports", query_string={"near": f"{near_runs[0]['lon']},{near_runs[0]['lat']}",
+                                                             "radius": 500, "page_size": 50}, headers=headers).json
+        results["near_total_sample"] = sample["total"]
+        raw_conn.close()
+        with app.app_context():
+            from app.extensions import db
+            db.engine.dispose()
+    results["total_seconds"] = round(time.perf_counter() - started, 1)
+
+    say("")
+    say(f"{'query':50} {'API p50':>9} {'API p99':>9} {'raw p50':>9} {'raw p99':>9} {'ratio':>6}")
+    for name, r in results["queries"].items():
+        say(f"{name:50} {r['api']['p50_ms']:9.2f} {r['api']['p99_ms']:9.2f} {r['raw']['p50_ms']:9.2f} "
+            f"{r['raw']['p99_ms']:9.2f} {r['ratio_p50']:6.2f}")
+    say(f"(ms; API = in-process Flask test client as admin; ratio = API p50 / raw p50; "
+        f"load {results['load_seconds']} s, total {results['total_seconds']} s)")
+    OUT_DIR.mkdir(exist_ok=True)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    for path in (OUT_DIR / f"geo-{stamp}.json", OUT_DIR / "geo-latest.json"):
+        Path(path).write_text(json.dumps(results, indent=2, ensure_ascii=False))
+
+
+if __name__ == "__main__":
+    main()
