@@ -56,6 +56,10 @@ def make_cell(code: str, level: str, bounds: Iterable[float], parent: Cell | Non
     return cell
 
 
+OTHER_DISTRICT, OTHER_COMMUNITY, OTHER_GRID = "110106", "110106001001", "11010600100101"
+OTHER_BOX = (116.50, 39.90, 116.51, 39.91)
+
+
 def make_test_grid() -> dict[str, Cell]:
     district = make_cell(DISTRICT, "district", (116.40, 39.90, 116.42, 39.92))
     street = make_cell(STREET, "street", (116.40, 39.90, 116.42, 39.92), district)
@@ -63,6 +67,16 @@ def make_test_grid() -> dict[str, Cell]:
     cells = {DISTRICT: district, STREET: street, COMMUNITY: community}
     for code, bounds in GRID_BOXES.items():
         cells[code] = make_cell(code, "grid", bounds, community)
+    return cells
+
+
+def make_two_district_grid() -> dict[str, Cell]:
+    """The test grid and, beside it, a second district whose one chain ends in a single grid cell (scoping tests)."""
+    cells = make_test_grid()
+    district = cells[OTHER_DISTRICT] = make_cell(OTHER_DISTRICT, "district", OTHER_BOX)
+    street = cells["110106001"] = make_cell("110106001", "street", OTHER_BOX, district)
+    community = cells[OTHER_COMMUNITY] = make_cell(OTHER_COMMUNITY, "community", OTHER_BOX, street)
+    cells[OTHER_GRID] = make_cell(OTHER_GRID, "grid", OTHER_BOX, community)
     return cells
 
 

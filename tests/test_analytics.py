@@ -16,11 +16,11 @@ from app import spatial
 from app.models import Report
 from app.services.dbscan import dbscan
 from tests.assertions import assert_problem
-from tests.factories import COMMUNITY, auth_header, make_category, make_cell, make_report, make_test_grid, make_user
+from tests.factories import (COMMUNITY, OTHER_GRID, auth_header, make_category, make_report, make_two_district_grid,
+                             make_user)
 
 API = "/api/v1/analytics"
 SW, NE = "11010500100101", "11010500100104"
-OTHER_GRID = "11010600100101"
 TZ = ZoneInfo("Asia/Shanghai")
 
 
@@ -31,11 +31,7 @@ def at(origin, distance_m: float, azimuth: float) -> tuple[float, float]:
 
 @pytest.fixture()
 def world(db):
-    cells = make_test_grid()
-    other_district = make_cell("110106", "district", (116.50, 39.90, 116.51, 39.91))
-    other_street = make_cell("110106001", "street", (116.50, 39.90, 116.51, 39.91), other_district)
-    other_community = make_cell("110106001001", "community", (116.50, 39.90, 116.51, 39.91), other_street)
-    cells[OTHER_GRID] = make_cell(OTHER_GRID, "grid", (116.50, 39.90, 116.51, 39.91), other_community)
+    cells = make_two_district_grid()
     return SimpleNamespace(
         cells=cells, garbage=make_category("G01"), parking=make_category("P01"),
         resident=make_user("resident"), worker=make_user("worker", served=[cells[SW]]),

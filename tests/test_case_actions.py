@@ -13,11 +13,11 @@ from app.models import CaseEvent, Notification, Report, ReportStatus
 from app.models.base import utcnow
 from app.services import cases, sla
 from tests.assertions import assert_problem
-from tests.factories import (COMMUNITY, DISTRICT, auth_header, make_category, make_cell, make_report, make_test_grid,
-                             make_user, set_case)
+from tests.factories import (COMMUNITY, DISTRICT, OTHER_COMMUNITY, OTHER_GRID, auth_header, make_category,
+                             make_report, make_two_district_grid, make_user, set_case)
 
 URL = "/api/v1/reports"
-SW, NE, OTHER_GRID = "11010500100101", "11010500100104", "11010600100101"
+SW, NE = "11010500100101", "11010500100104"
 SW_POINT, NE_POINT, OTHER_POINT, FAR_POINT = (116.405, 39.905), (116.415, 39.915), (116.505, 39.905), (100.0, 30.0)
 NW_POINT = (116.405, 39.915)  # in grid 03, which no worker serves
 ALL_STATUSES = [s.value for s in ReportStatus]
@@ -26,11 +26,8 @@ WITH_ASSIGNEE = {"assigned", "in_progress", "on_hold", "resolved", "closed"}
 
 
 def build_world():
-    cells = make_test_grid()
-    other_district = make_cell("110106", "district", (116.50, 39.90, 116.51, 39.91))
-    other_street = make_cell("110106001", "street", (116.50, 39.90, 116.51, 39.91), other_district)
-    other_community = make_cell("110106001001", "community", (116.50, 39.90, 116.51, 39.91), other_street)
-    cells[OTHER_GRID] = make_cell(OTHER_GRID, "grid", (116.50, 39.90, 116.51, 39.91), other_community)
+    cells = make_two_district_grid()
+    other_community = cells[OTHER_COMMUNITY]
     return SimpleNamespace(
         cells=cells,
         # auto_dispatch off: the tests decide who gets each case.

@@ -9,23 +9,17 @@ import pytest
 from app.models import CaseEvent
 from app.models.base import utcnow
 from tests.assertions import assert_problem
-from tests.factories import COMMUNITY, DISTRICT, STREET, auth_header, make_case, make_category, make_cell, \
-    make_test_grid, make_user
+from tests.factories import (COMMUNITY, DISTRICT, OTHER_DISTRICT, OTHER_GRID, STREET, auth_header, make_case,
+                             make_category, make_two_district_grid, make_user)
 
 URL = "/api/v1/escalations"
 SW = "11010500100101"
-OTHER_GRID = "11010600100101"
 HOUR = timedelta(hours=1)
 
 
 @pytest.fixture()
 def world(db):
-    cells = make_test_grid()
-    other_district = make_cell("110106", "district", (116.50, 39.90, 116.51, 39.91))
-    other_street = make_cell("110106001", "street", (116.50, 39.90, 116.51, 39.91), other_district)
-    other_community = cells["110106001001"] = make_cell("110106001001", "community", (116.50, 39.90, 116.51, 39.91),
-                                                        other_street)
-    cells[OTHER_GRID] = make_cell(OTHER_GRID, "grid", (116.50, 39.90, 116.51, 39.91), other_community)
+    cells = make_two_district_grid()
     category = make_category()
     resident = make_user("resident")
     worker = make_user("worker", served=[cells[SW]])
@@ -51,7 +45,7 @@ def world(db):
         community_sup=make_user("supervisor", cell=cells[COMMUNITY]),
         street_sup=make_user("supervisor", cell=cells[STREET]),
         district_sup=make_user("supervisor", cell=cells[DISTRICT]),
-        other_sup=make_user("supervisor", cell=other_district),
+        other_sup=make_user("supervisor", cell=cells[OTHER_DISTRICT]),
         grid_sup=make_user("supervisor", cell=cells[SW]),
         no_cell_sup=make_user("supervisor"),
         admin=make_user("admin"),

@@ -17,14 +17,13 @@ from app.models.base import utcnow
 from app.services import geoqueries
 from app.services.sla import sla_state, start_clock
 from tests.assertions import assert_problem
-from tests.factories import (COMMUNITY, DISTRICT, STREET, auth_header, geojson_square, make_category, make_cell,
-                             make_report, make_test_grid, make_user, set_case)
+from tests.factories import (COMMUNITY, DISTRICT, OTHER_GRID, STREET, auth_header, geojson_square, make_category,
+                             make_report, make_two_district_grid, make_user, set_case)
 
 URL = "/api/v1/reports"
 SEARCH = "/api/v1/reports/search"
 GEOJSON = "/api/v1/reports.geojson"
 SW, SE, NW, NE = "11010500100101", "11010500100102", "11010500100103", "11010500100104"
-OTHER_GRID = "11010600100101"
 CENTRE = (116.405, 39.905)
 
 
@@ -36,11 +35,7 @@ def at(distance_m: float, azimuth: float = 90.0, origin=CENTRE) -> tuple[float, 
 
 @pytest.fixture()
 def world(db):
-    cells = make_test_grid()
-    other_district = make_cell("110106", "district", (116.50, 39.90, 116.51, 39.91))
-    other_street = make_cell("110106001", "street", (116.50, 39.90, 116.51, 39.91), other_district)
-    other_community = make_cell("110106001001", "community", (116.50, 39.90, 116.51, 39.91), other_street)
-    cells[OTHER_GRID] = make_cell(OTHER_GRID, "grid", (116.50, 39.90, 116.51, 39.91), other_community)
+    cells = make_two_district_grid()
     return SimpleNamespace(
         cells=cells, category=make_category(), other_category=make_category(),
         resident=make_user("resident", phone="13800000000"), resident2=make_user("resident"),

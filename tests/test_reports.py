@@ -13,15 +13,14 @@ from app.coords import gcj02_to_bd09, wgs84_to_gcj02
 from app.models import CaseEvent, Report
 from app.models.base import utcnow
 from app.services import sla
-from tests.factories import (COMMUNITY, DISTRICT, auth_header, make_category, make_cell, make_report,
-                             make_test_grid, make_user, set_case)
+from tests.factories import (COMMUNITY, DISTRICT, OTHER_COMMUNITY, OTHER_GRID, auth_header, make_category,
+                             make_report, make_two_district_grid, make_user, set_case)
 from tests.assertions import assert_problem
 
 URL = "/api/v1/reports"
 PROBLEM = "application/problem+json"
 SW = "11010500100101"
 NE = "11010500100104"
-OTHER_GRID = "11010600100101"
 SW_POINT = (116.405, 39.905)
 NE_POINT = (116.415, 39.915)
 OTHER_POINT = (116.505, 39.905)
@@ -31,13 +30,8 @@ FAR_POINT = (100.0, 30.0)  # no cell anywhere near
 @pytest.fixture()
 def world(db):
     """The test grid, a second district beside it, one category, and an account of every kind."""
-    cells = make_test_grid()
-    other_district = make_cell("110106", "district", (116.50, 39.90, 116.51, 39.91))
-    other_street = make_cell("110106001", "street", (116.50, 39.90, 116.51, 39.91), other_district)
-    other_community = make_cell("110106001001", "community", (116.50, 39.90, 116.51, 39.91), other_street)
-    cells["110106"] = other_district
-    cells["110106001001"] = other_community
-    cells[OTHER_GRID] = make_cell(OTHER_GRID, "grid", (116.50, 39.90, 116.51, 39.91), other_community)
+    cells = make_two_district_grid()
+    other_community = cells[OTHER_COMMUNITY]
     category = make_category(hours=4)
     return SimpleNamespace(
         cells=cells,

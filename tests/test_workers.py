@@ -13,28 +13,23 @@ from app.models import DutyLog, WorkerCell
 from app.models.base import utcnow
 from app.services.workers import local_today, serves
 from tests.assertions import assert_problem
-from tests.factories import (COMMUNITY, DISTRICT, auth_header, make_assignment, make_category, make_cell, make_duty,
-                             make_report, make_test_grid, make_user)
+from tests.factories import (COMMUNITY, DISTRICT, OTHER_DISTRICT, OTHER_GRID, auth_header, make_assignment,
+                             make_category, make_duty, make_report, make_two_district_grid, make_user)
 
 API = "/api/v1"
 SW = "11010500100101"
 NE = "11010500100104"
-OTHER_GRID = "11010600100101"
 SW_POINT = (116.405, 39.905)
 
 
 @pytest.fixture()
 def world(db):
-    cells = make_test_grid()
-    other_district = make_cell("110106", "district", (116.50, 39.90, 116.51, 39.91))
-    other_street = make_cell("110106001", "street", (116.50, 39.90, 116.51, 39.91), other_district)
-    other_community = make_cell("110106001001", "community", (116.50, 39.90, 116.51, 39.91), other_street)
-    cells[OTHER_GRID] = make_cell(OTHER_GRID, "grid", (116.50, 39.90, 116.51, 39.91), other_community)
+    cells = make_two_district_grid()
     return SimpleNamespace(
         cells=cells,
         admin=make_user("admin"),
         supervisor=make_user("supervisor", cell=cells[COMMUNITY]),
-        outsider=make_user("supervisor", cell=other_district),
+        outsider=make_user("supervisor", cell=cells[OTHER_DISTRICT]),
         worker=make_user("worker", username="wang", served=[cells[SW]]),
         newcomer=make_user("worker", username="zhao"),
         far_worker=make_user("worker", username="sun", served=[cells[OTHER_GRID]]),
