@@ -83,7 +83,7 @@ def nearest_first(stmt: Select, geo: GeoFilter) -> Select:
     The order uses the local estimate (within 2 mm of the geodesic at 5 km), so the exact distance is
     computed only for the rows of the page."""
     lon, lat = _near_point(geo)
-    return (stmt.options(with_expression(Report.distance_m, spatial.distance_m(Report.location, lon, lat)))
+    return (stmt.options(_with_distance(lon, lat))
             .order_by(spatial.local_distance_m(Report.location, lon, lat), Report.id))
 
 
@@ -101,14 +101,15 @@ def paginate_reports(stmt: Select, geo: GeoFilter | None, page: int, page_size: 
     return paginate(stmt, page, page_size, count_cap=COUNT_CAP, fetch=fetch)
 
 
-def _rows(stmt: Select, offset: int, page_size: int) -> list[Report]:
-    # The page's ids first, from the reports alone; then those rows with their joins. Joined before the
-    # LIMIT, the planner would join every candidate (hashing all the cells) to keep 50.
+def _rows(stmt: Select, offset: int, page_size: int, *options) -> list[Report]:
+    # The page's ids first, from the reports alone; then those rows by primary key with their joins. Joined
+    # before the LIMIT, the planner would join every candidate (hashing all the cells) to keep 50.
     ids = list(db.session.scalars(stmt.with_only_columns(Report.id).limit(page_size).offset(offset)))
     if not ids:
         return []
-    rows = {r.id: r for r in db.session.scalars(stmt.order_by(None).where(Report.id.in_(ids))).unique()}
-    return [rows[i] for i in ids]
+    rows = report_service.listed_reports().options(*options).where(Report.id.in_(ids))
+    by_id = {r.id: r for r in db.session.scalars(rows).unique()}
+    return [by_id[i] for i in ids]
 
 
 def _nearest_page(stmt: Select, geo: GeoFilter, offset: int, page_size: int) -> list[Report]:
@@ -117,7 +118,7 @@ def _nearest_page(stmt: Select, geo: GeoFilter, offset: int, page_size: int) -> 
     bound = spatial.nearest_bound(stmt, Report.location, lon, lat, offset + page_size)
     if bound is not None:
         stmt = stmt.where(spatial.points_within_estimate(Report.location, Report.id, lon, lat, bound))
-    return _rows(stmt, offset, page_size)
+    return _rows(stmt, offset, page_size, _with_distance(lon, lat))
 
 
 def _newest_page(stmt: Select, offset: int, page_size: int) -> list[Report]:
@@ -128,6 +129,10 @@ def _newest_page(stmt: Select, offset: int, page_size: int) -> list[Report]:
         if len(items) == page_size:
             return items
     return _rows(stmt, offset, page_size)
+
+
+def _with_distance(lon: float, lat: float):
+    return with_expression(Report.distance_m, spatial.distance_m(Report.location, lon, lat))
 
 
 def feature_collection(stmt: Select) -> dict[str, Any]:
