@@ -225,7 +225,8 @@ def main(n_reports, cells, runs, analytics_runs, cluster, seed):
 
         # The app's own connection settings (app.spatial.engine_options): no JIT, no parallel workers.
         raw_conn = psycopg.connect(pg_url(dbname), autocommit=True,
-                                   options="-c jit=off -c max_parallel_workers_per_gather=0")
+                                   options="-c jit=off -c max_parallel_workers_per_gather=0 "
+                                           "-c plan_cache_mode=force_custom_plan")
 
         def raw(*statements: str) -> Callable[[dict], None]:
             def call(run: dict) -> None:

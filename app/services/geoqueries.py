@@ -101,10 +101,14 @@ def paginate_reports(stmt: Select, geo: GeoFilter | None, page: int, page_size: 
     return paginate(stmt, page, page_size, count_cap=COUNT_CAP, fetch=fetch)
 
 
-def _rows(stmt: Select, offset: int, page_size: int, *options) -> list[Report]:
-    # The page's ids first, from the reports alone; then those rows by primary key with their joins. Joined
-    # before the LIMIT, the planner would join every candidate (hashing all the cells) to keep 50.
-    ids = list(db.session.scalars(stmt.with_only_columns(Report.id).limit(page_size).offset(offset)))
+def _page_ids(stmt: Select, offset: int, page_size: int) -> list[int]:
+    # From the reports alone: joined before the LIMIT, the planner would join every candidate (hashing all
+    # the cells) to keep 50.
+    return list(db.session.scalars(stmt.with_only_columns(Report.id).limit(page_size).offset(offset)))
+
+
+def _load(ids: list[int], *options) -> list[Report]:
+    """The reports of `ids` in that order, with the list's joins, by primary key."""
     if not ids:
         return []
     rows = report_service.listed_reports().options(*options).where(Report.id.in_(ids))
@@ -118,17 +122,17 @@ def _nearest_page(stmt: Select, geo: GeoFilter, offset: int, page_size: int) -> 
     bound = spatial.nearest_bound(stmt, Report.location, lon, lat, offset + page_size)
     if bound is not None:
         stmt = stmt.where(spatial.points_within_estimate(Report.location, Report.id, lon, lat, bound))
-    return _rows(stmt, offset, page_size, _with_distance(lon, lat))
+    return _load(_page_ids(stmt, offset, page_size), _with_distance(lon, lat))
 
 
 def _newest_page(stmt: Select, offset: int, page_size: int) -> list[Report]:
     # A window that fills the page holds the newest offset + page_size rows: all the others are older.
     now = utcnow()
     for window in RECENT_WINDOWS:
-        items = _rows(stmt.where(Report.created_at >= now - window), offset, page_size)
-        if len(items) == page_size:
-            return items
-    return _rows(stmt, offset, page_size)
+        ids = _page_ids(stmt.where(Report.created_at >= now - window), offset, page_size)
+        if len(ids) == page_size:
+            return _load(ids)
+    return _load(_page_ids(stmt, offset, page_size))
 
 
 def _with_distance(lon: float, lat: float):
