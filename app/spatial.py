@@ -18,6 +18,8 @@ from sqlalchemy import JSON, ColumnElement, Float, Insert, Select, Table, cast, 
     literal_column, select, table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 
 from app.extensions import db
 from app.services.dbscan import dbscan
@@ -49,8 +51,11 @@ def engine_options(app: Flask) -> dict[str, Any]:
         # PostGIS functions carry high planner costs, so plain index-backed queries cross jit_above_cost and
         # parallel_setup_cost: they would pay tens of milliseconds of JIT compilation and worker start-up for
         # a few milliseconds of work. A web tier already runs many requests at once; one core each serves it.
+        # psycopg prepares a statement it has sent 5 times, and PostgreSQL may then plan it once for any
+        # parameters: how many rows a box or a time window holds is then unknown, and a spatial page falls
+        # back to reading every candidate (measured: 30 ms instead of 5). Plan each execution for its values.
         options.setdefault("connect_args", {}).setdefault(
-            "options", "-c jit=off -c max_parallel_workers_per_gather=0")
+            "options", "-c jit=off -c max_parallel_workers_per_gather=0 -c plan_cache_mode=force_custom_plan")
     return options
 
 
@@ -160,19 +165,35 @@ WGS84_E2 = 0.00669437999014
 LOCAL_DISTANCE_BAND = 1e-5
 
 
+class _LocalDistance(FunctionElement):
+    """local_distance_m as one small SQL element: the formula is written out only when compiled.
+
+    Built from dozens of function calls, the expression made every statement's cache key (computed per
+    execution) and its construction cost milliseconds of Python per request; this one has three children."""
+
+    type = Float()
+    name = "local_distance_m"
+    inherit_cache = True
+
+
+@compiles(_LocalDistance)
+def _compile_local_distance(element, compiler, **kw):
+    geom, lon, lat = (compiler.process(c, **kw) for c in element.clauses)
+    # Float all the way: an integer divisor would make the database use NUMERIC, ten times slower per row.
+    x, y = f"ST_X({geom})", f"ST_Y({geom})"
+    mid = f"radians(({y} + {lat}) / 2.0)"
+    w = f"(1.0 - {WGS84_E2!r} * power(sin({mid}), 2.0))"
+    dx = f"(radians({x} - {lon}) * {WGS84_A!r} * cos({mid}) / sqrt({w}))"
+    dy = f"(radians({y} - {lat}) * {WGS84_A * (1 - WGS84_E2)!r} / power({w}, 1.5))"
+    return f"sqrt(power({dx}, 2.0) + power({dy}, 2.0))"
+
+
 def local_distance_m(geom_col, lon: float, lat: float) -> ColumnElement[float]:
     """Metres from a point geometry to (lon, lat) with the ellipsoid's radii at the mid-latitude.
 
     Plain arithmetic, the same on both backends and about a quarter of the cost of the exact geodesic
     per row, so radius queries and distance ordering over thousands of candidates stay cheap."""
-    # Float all the way: an integer divisor would make SQLAlchemy cast to NUMERIC, ten times slower per row.
-    x, y = func.ST_X(geom_col, type_=Float), func.ST_Y(geom_col, type_=Float)
-    mid = func.radians((y + float(lat)) / 2.0, type_=Float)
-    w = 1.0 - WGS84_E2 * func.power(func.sin(mid, type_=Float), 2.0, type_=Float)
-    dx = (func.radians(x - float(lon), type_=Float) * WGS84_A * func.cos(mid, type_=Float)
-          / func.sqrt(w, type_=Float))
-    dy = func.radians(y - float(lat), type_=Float) * (WGS84_A * (1 - WGS84_E2)) / func.power(w, 1.5, type_=Float)
-    return func.sqrt(func.power(dx, 2.0, type_=Float) + func.power(dy, 2.0, type_=Float), type_=Float)
+    return _LocalDistance(geom_col, literal(float(lon), Float), literal(float(lat), Float))
 
 
 def within_distance(geom_col, pk_col, lon: float, lat: float, metres: float) -> ColumnElement[bool]:
@@ -221,6 +242,29 @@ def points_within_distance(geom_col, pk_col, lon: float, lat: float, metres: flo
     edge = (estimate <= metres * (1 + LOCAL_DISTANCE_BAND)) & (distance_m(geom_col, lon, lat) <= metres)
     return (bbox_filter(geom_col, pk_col, degree_box(lon, lat, metres))
             & ((estimate <= metres * (1 - LOCAL_DISTANCE_BAND)) | edge))
+
+
+def nearest_bound(stmt: Select, geom_col, lon: float, lat: float, n: int) -> float | None:
+    """A local distance (local_distance_m) within which at least n rows of `stmt` lie, or None.
+
+    Any n matching rows bound the n-th nearest; PostGIS finds a tight bound cheaply by walking the GiST
+    index nearest first (KNN, `<->`, in degrees: it reads about n rows, however many match). Degrees are
+    not metres, so the bound is only a filter: the exact metric order is still decided over the rows
+    within it. SpatiaLite's R*Tree has no distance order, so there is no cheap bound (None)."""
+    if not is_postgis():
+        return None
+    estimate = local_distance_m(geom_col, lon, lat)
+    knn = (stmt.with_only_columns(estimate.label("estimate")).order_by(None)
+           .order_by(geom_col.distance_centroid(point(lon, lat))).limit(n).subquery())
+    found, furthest = db.session.execute(select(func.count(), func.max(knn.c.estimate))).one()
+    return furthest if found >= n else None
+
+
+def points_within_estimate(geom_col, pk_col, lon: float, lat: float, metres: float) -> ColumnElement[bool]:
+    """Points whose local distance estimate is at most `metres`, through the spatial index."""
+    # The box's metres per degree are about the ellipsoid's smallest; 0.1 % more keeps every such point in it.
+    return (bbox_filter(geom_col, pk_col, degree_box(lon, lat, metres * 1.001))
+            & (local_distance_m(geom_col, lon, lat) <= metres))
 
 
 def envelope(bbox):

@@ -25,6 +25,8 @@ from typing import Callable
 
 import click
 
+from app.services.geoqueries import COUNT_CAP, RECENT_WINDOWS
+from app.spatial import degree_box
 from bench.gen_grid import extent, feature_collection, progress_bar, spec_for
 from bench.run_bench import (OUT_DIR, app_env, flask_db_upgrade, fresh_postgis_database, load_grid, make_app,
                              percentile, pg_url, say)
@@ -72,17 +74,26 @@ ESTIMATE = (f"sqrt(power(radians(ST_X(r.location) - %(lon)s) * 6378137.0 * cos({
 EXACT = "ST_Distance(r.location::geography, ST_SetSRID(ST_MakePoint(%(lon)s, %(lat)s), 4326)::geography)"
 NEAR_WHERE = f"""r.location && ST_MakeEnvelope(%(x0)s, %(y0)s, %(x1)s, %(y1)s, 4326)
   AND ({ESTIMATE} <= 499.995 OR ({ESTIMATE} <= 500.005 AND {EXACT} <= 500))"""
-RAW_NEAR_COUNT = f"SELECT count(*) FROM reports r WHERE {NEAR_WHERE}"
+# Both lists, as the API answers them (app.services.geoqueries.paginate_reports): the page (joins after the
+# LIMIT), then a count that stops at COUNT_CAP + 1, only when the page is full.
+RAW_NEAR_BOUND = f"""SELECT count(*), max(d) FROM (
+    SELECT {ESTIMATE} AS d FROM reports r WHERE {NEAR_WHERE}
+    ORDER BY r.location <-> ST_SetSRID(ST_MakePoint(%(lon)s, %(lat)s), 4326) LIMIT 50) knn"""
 RAW_NEAR_PAGE = f"""SELECT {RAW_COLUMNS}, {EXACT}
-FROM reports r JOIN categories k ON k.id = r.category_id LEFT JOIN cells c ON c.id = r.cell_id
-WHERE {NEAR_WHERE}
-ORDER BY {ESTIMATE}, r.id LIMIT 50"""
-RAW_BOX_COUNT = """SELECT count(*) FROM reports r
-WHERE ST_Intersects(r.location, ST_MakeEnvelope(%(x0)s, %(y0)s, %(x1)s, %(y1)s, 4326))"""
+FROM (SELECT r.id, {ESTIMATE} AS d FROM reports r
+      WHERE {NEAR_WHERE} AND r.location && ST_MakeEnvelope(%(bx0)s, %(by0)s, %(bx1)s, %(by1)s, 4326)
+        AND {ESTIMATE} <= %(bound)s
+      ORDER BY 2, 1 LIMIT 50) p
+JOIN reports r ON r.id = p.id JOIN categories k ON k.id = r.category_id LEFT JOIN cells c ON c.id = r.cell_id
+ORDER BY p.d, p.id"""
+RAW_NEAR_COUNT = f"SELECT count(*) FROM (SELECT 1 FROM reports r WHERE {NEAR_WHERE} LIMIT {COUNT_CAP + 1}) s"
+BOX = "ST_Intersects(r.location, ST_MakeEnvelope(%(x0)s, %(y0)s, %(x1)s, %(y1)s, 4326))"
 RAW_BOX_PAGE = f"""SELECT {RAW_COLUMNS}
-FROM reports r JOIN categories k ON k.id = r.category_id LEFT JOIN cells c ON c.id = r.cell_id
-WHERE ST_Intersects(r.location, ST_MakeEnvelope(%(x0)s, %(y0)s, %(x1)s, %(y1)s, 4326))
-ORDER BY r.created_at DESC, r.id DESC LIMIT 50"""
+FROM (SELECT r.id, r.created_at FROM reports r WHERE {BOX} AND r.created_at >= %(since)s
+      ORDER BY r.created_at DESC, r.id DESC LIMIT 50) p
+JOIN reports r ON r.id = p.id JOIN categories k ON k.id = r.category_id LEFT JOIN cells c ON c.id = r.cell_id
+ORDER BY p.created_at DESC, p.id DESC"""
+RAW_BOX_COUNT = f"SELECT count(*) FROM (SELECT 1 FROM reports r WHERE {BOX} LIMIT {COUNT_CAP + 1}) s"
 SUBTREE = "r.cell_id IN (SELECT id FROM cells WHERE code >= %(code)s AND code < %(code)s || ':')"
 RAW_HOTSPOTS = f"""WITH pts AS (
     SELECT r.id, r.location, k.code AS category, r.status, r.created_at FROM reports r
@@ -214,13 +225,31 @@ def main(n_reports, cells, runs, analytics_runs, cluster, seed):
 
         # The app's own connection settings (app.spatial.engine_options): no JIT, no parallel workers.
         raw_conn = psycopg.connect(pg_url(dbname), autocommit=True,
-                                   options="-c jit=off -c max_parallel_workers_per_gather=0")
+                                   options="-c jit=off -c max_parallel_workers_per_gather=0 "
+                                           "-c plan_cache_mode=force_custom_plan")
 
         def raw(*statements: str) -> Callable[[dict], None]:
             def call(run: dict) -> None:
                 for sql in statements:
                     raw_conn.execute(sql, run).fetchall()
             return call
+
+        def raw_near(run: dict) -> None:
+            # The KNN bound, the page within it, the capped count only for a full page: what the API sends.
+            found, bound = raw_conn.execute(RAW_NEAR_BOUND, run).fetchone()
+            if found < 50:
+                bound = 500.0
+            box = dict(zip(("bx0", "by0", "bx1", "by1"), degree_box(run["lon"], run["lat"], bound * 1.001)))
+            if len(raw_conn.execute(RAW_NEAR_PAGE, {**run, **box, "bound": bound}).fetchall()) == 50:
+                raw_conn.execute(RAW_NEAR_COUNT, run).fetchall()
+
+        def raw_box(run: dict) -> None:
+            # Newest first: the last week, then 8 weeks, then all time, until a window fills the page.
+            now = datetime.now(timezone.utc)
+            for since in [now - w for w in RECENT_WINDOWS] + [datetime(1970, 1, 1, tzinfo=timezone.utc)]:
+                if len(raw_conn.execute(RAW_BOX_PAGE, {**run, "since": since}).fetchall()) == 50:
+                    raw_conn.execute(RAW_BOX_COUNT, run).fetchall()
+                    return
 
         margin = 0.01
         now = datetime.now(timezone.utc)
@@ -253,11 +282,11 @@ def main(n_reports, cells, runs, analytics_runs, cluster, seed):
             "near r=500 m, page 50": (
                 near_runs, api("/api/v1/reports", {"near": lambda r: f"{r['lon']},{r['lat']}", "radius": 500,
                                                    "page_size": 50}),
-                raw(RAW_NEAR_COUNT, RAW_NEAR_PAGE)),
+                raw_near),
             "bbox ~1 km², page 50": (
                 box_runs, api("/api/v1/reports", {"bbox": lambda r: f"{r['x0']},{r['y0']},{r['x1']},{r['y1']}",
                                                   "page_size": 50}),
-                raw(RAW_BOX_COUNT, RAW_BOX_PAGE)),
+                raw_box),
             "hotspots, one street, 30 days": (
                 street_runs, api("/api/v1/analytics/hotspots", {"cell": lambda r: r["cell"], **iso}),
                 raw(RAW_HOTSPOTS)),
@@ -288,6 +317,7 @@ def main(n_reports, cells, runs, analytics_runs, cluster, seed):
         sample = client.get("/api/v1/reports", query_string={"near": f"{near_runs[0]['lon']},{near_runs[0]['lat']}",
                                                              "radius": 500, "page_size": 50}, headers=headers).json
         results["near_total_sample"] = sample["total"]
+        results["near_total_is_lower_bound"] = sample["total_is_lower_bound"]
         raw_conn.close()
         with app.app_context():
             from app.extensions import db

@@ -222,6 +222,67 @@ def test_worker_sees_only_own_area_through_spatial_filters(client, db, world):
                           headers=auth_header(world.worker))) == []
 
 
+# ---- pages and totals of spatial lists ------------------------------------------------------------
+
+def test_near_pages_follow_metres_not_degrees(client, db, world):
+    # 300 m east is 0.0035 degree of longitude here, 330 m north only 0.0030 degree of latitude: nearest in
+    # degrees (the index's order) is not nearest in metres.
+    east = file(world, at(300, 90))
+    north = file(world, at(330, 0))
+    far = file(world, at(450, 270))
+    query = {"near": "%r,%r" % CENTRE, "radius": 500, "page_size": 1}
+    pages = [client.get(URL, query_string={**query, "page": p}, headers=auth_header(world.admin)) for p in (1, 2, 3)]
+    assert [ids(resp) for resp in pages] == [[east.id], [north.id], [far.id]]
+    assert [resp.json["total"] for resp in pages] == [3, 3, 3]
+    assert all(resp.json["total_is_lower_bound"] is False for resp in pages)
+
+
+def test_spatial_totals_stop_at_the_cap_with_a_flag(client, db, world, monkeypatch):
+    monkeypatch.setattr(geoqueries, "COUNT_CAP", 2)
+    made = [file(world, at(10 * (n + 1))) for n in range(4)]
+    near = {"near": "%r,%r" % CENTRE, "radius": 500}
+    for query in (near, {"bbox": "116.40,39.90,116.41,39.91"}, {"within": world.cells[SW].id}):
+        resp = client.get(URL, query_string={**query, "page_size": 1}, headers=auth_header(world.admin))
+        assert (resp.json["total"], resp.json["total_is_lower_bound"]) == (2, True), query
+        # A full page past the cap: the total is at least the end of this page.
+        resp = client.get(URL, query_string={**query, "page_size": 3}, headers=auth_header(world.admin))
+        assert (resp.json["total"], resp.json["total_is_lower_bound"]) == (3, True), query
+        # A short page knows the total exactly, whatever the cap.
+        resp = client.get(URL, query_string={**query, "page_size": 10}, headers=auth_header(world.admin))
+        assert (resp.json["total"], resp.json["total_is_lower_bound"]) == (4, False), query
+    resp = client.post(SEARCH, json={"within_geojson": TRIANGLE, "page_size": 1}, headers=auth_header(world.admin))
+    assert (resp.json["total"], resp.json["total_is_lower_bound"]) == (2, True)
+    assert ids(client.get(URL, query_string={**near, "page_size": 10}, headers=auth_header(world.admin))) == \
+        [r.id for r in made]
+    # Lists without spatial filters count exactly and carry no flag.
+    resp = client.get(URL, query_string={"page_size": 1}, headers=auth_header(world.admin))
+    assert resp.json["total"] == 4 and "total_is_lower_bound" not in resp.json
+
+
+def test_spatial_total_past_the_last_page_is_exact(client, db, world):
+    file(world, at(10))
+    file(world, at(20))
+    resp = client.get(URL, query_string={"near": "%r,%r" % CENTRE, "radius": 500, "page_size": 1, "page": 5},
+                      headers=auth_header(world.admin))
+    assert ids(resp) == [] and (resp.json["total"], resp.json["total_is_lower_bound"]) == (2, False)
+
+
+def test_newest_first_spatial_pages_reach_past_the_recent_windows(client, db, world):
+    now = utcnow()
+    made = {age: file(world, at(distance)) for age, distance in ((400, 10), (30, 20), (1, 30))}
+    for age, report in made.items():
+        set_case(report, created_at=now - timedelta(days=age))
+    newest_first = [made[1].id, made[30].id, made[400].id]
+    query = {"bbox": "116.40,39.90,116.41,39.91"}
+    pages = [ids(client.get(URL, query_string={**query, "page_size": 1, "page": p}, headers=auth_header(world.admin)))
+             for p in (1, 2, 3)]
+    assert pages == [[i] for i in newest_first]
+    resp = client.get(URL, query_string={**query, "page_size": 2}, headers=auth_header(world.admin))
+    assert ids(resp) == newest_first[:2] and resp.json["total"] == 3
+    resp = client.get(URL, query_string={**query, "page_size": 2, "page": 2}, headers=auth_header(world.admin))
+    assert ids(resp) == newest_first[2:] and resp.json["total"] == 3
+
+
 # ---- POST /reports/search ------------------------------------------------------------------------
 
 TRIANGLE = {"type": "Polygon", "coordinates": [[[116.40, 39.90], [116.42, 39.90], [116.40, 39.92], [116.40, 39.90]]]}

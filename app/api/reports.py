@@ -14,7 +14,6 @@ from app.schemas.reports import (AssignIn, CellSummaryOut, DuplicateIn, EventOut
 from app.services import cases, geoqueries
 from app.services import grid as grid_service
 from app.services import reports as report_service
-from app.services.pagination import paginate
 
 blp = Blueprint("reports", __name__, description="Reports (cases)")
 
@@ -36,7 +35,7 @@ class Reports(MethodView):
     def get(self, args):
         """Reports the caller may see, newest first (nearest first with near)."""
         page, size = args.pop("page"), args.pop("page_size")
-        return paginate(_query(args), page, size)
+        return geoqueries.paginate_reports(_query(args), args.get("geo"), page, size)
 
 
 @blp.route("/reports/<int:report_id>")
@@ -144,7 +143,7 @@ class ReportSearch(MethodView):
     def post(self, data):
         """Reports inside a GeoJSON Polygon (within_geojson), with every filter of GET /reports in the body."""
         page, size = data.pop("page"), data.pop("page_size")
-        return paginate(_query(data), page, size)
+        return geoqueries.paginate_reports(_query(data), data.get("geo"), page, size)
 
 
 @blp.route("/reports.geojson")

@@ -51,6 +51,8 @@ class Report(TimestampMixin, db.Model):
         # The sweep's reminder query: running clocks past their warning mark.
         Index("ix_reports_status_warn", "status", "warn_at"),
         Index("ix_reports_assignee_status", "assignee_id", "status"),
+        # Newest-first spatial pages: a recent window on it meets the spatial index (app.services.geoqueries).
+        Index("ix_reports_created_id", "created_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -1,6 +1,6 @@
 """Reports in and out."""
 from geoalchemy2.shape import to_shape
-from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
+from marshmallow import Schema, ValidationError, fields, post_dump, post_load, validate, validates_schema
 
 from app.models import ESCALATION_LEVELS, ReportStatus
 from app.models.base import utcnow
@@ -9,7 +9,7 @@ from app.schemas.common import (AwareDateTime, BBox, CrsField, Latitude, LocalDa
                                 StrictInteger, page_of)
 from app.services import sla
 from app.services.geometry import GeometryProblem
-from app.services.geoqueries import GeoFilter, polygon_from_geojson
+from app.services.geoqueries import COUNT_CAP, GeoFilter, polygon_from_geojson
 
 
 class LocationIn(Schema):
@@ -75,7 +75,18 @@ class ReportOut(Schema):
     updated_at = LocalDateTime()
 
 
-ReportPage = page_of(ReportOut, "ReportPage")
+class ReportPage(page_of(ReportOut, "ReportPageBase")):
+    total_is_lower_bound = fields.Boolean(metadata={
+        "description": "True when the list has spatial filters (near, bbox, within, within_geojson) and more "
+                       f"than {COUNT_CAP:,} matches: counting stops there, so `total` is {COUNT_CAP:,} (or the end "
+                       "of this page) and means more than that. False when `total` is exact. Absent without spatial "
+                       "filters (their total is always exact)."})
+
+    @post_dump
+    def _flag_only_with_spatial_filters(self, data, **kwargs):
+        if data.get("total_is_lower_bound") is None:
+            data.pop("total_is_lower_bound", None)
+        return data
 
 
 GEO_KEYS = ("near", "radius", "bbox", "within", "polygon")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -18,10 +19,17 @@ from app.models import Category, Cell, Report, User, subtree_bounds
 from app.models.base import utcnow
 from app.services import reports as report_service
 from app.services.geometry import GeometryProblem, parse_polygonal
+from app.services.pagination import Page, paginate
 from app.services.sla import sla_state_expr
 
 MAX_POLYGON_VERTICES = 1_000
 MAX_FEATURES = 5_000
+# A spatially filtered list counts at most this many matches; past it, `total` is this cap and
+# `total_is_lower_bound` is true. An exact total would visit every match (~8,000 in 500 m of a dense city).
+COUNT_CAP = 1_000
+# Newest-first pages of a spatial filter try the last week first, then the last 8 weeks, then all time:
+# the box and the time window meet in the indexes, so a dense box reads a few hundred rows, not all of them.
+RECENT_WINDOWS = (timedelta(days=7), timedelta(days=56))
 
 
 @dataclass(frozen=True)
@@ -75,8 +83,60 @@ def nearest_first(stmt: Select, geo: GeoFilter) -> Select:
     The order uses the local estimate (within 2 mm of the geodesic at 5 km), so the exact distance is
     computed only for the rows of the page."""
     lon, lat = _near_point(geo)
-    return (stmt.options(with_expression(Report.distance_m, spatial.distance_m(Report.location, lon, lat)))
+    return (stmt.options(_with_distance(lon, lat))
             .order_by(spatial.local_distance_m(Report.location, lon, lat), Report.id))
+
+
+def paginate_reports(stmt: Select, geo: GeoFilter | None, page: int, page_size: int) -> Page:
+    """A page of a reports_query; with spatial filters the total is capped (COUNT_CAP) and the page found
+    by the cheapest exact route: a distance bound for near, recent time windows for newest first."""
+    if geo is None:
+        return paginate(stmt, page, page_size)
+
+    def fetch(offset: int) -> list[Report]:
+        if geo.near is not None:
+            return _nearest_page(stmt, geo, offset, page_size)
+        return _newest_page(stmt, offset, page_size)
+
+    return paginate(stmt, page, page_size, count_cap=COUNT_CAP, fetch=fetch)
+
+
+def _page_ids(stmt: Select, offset: int, page_size: int) -> list[int]:
+    # From the reports alone: joined before the LIMIT, the planner would join every candidate (hashing all
+    # the cells) to keep 50.
+    return list(db.session.scalars(stmt.with_only_columns(Report.id).limit(page_size).offset(offset)))
+
+
+def _load(ids: list[int], *options) -> list[Report]:
+    """The reports of `ids` in that order, with the list's joins, by primary key."""
+    if not ids:
+        return []
+    rows = report_service.listed_reports().options(*options).where(Report.id.in_(ids))
+    by_id = {r.id: r for r in db.session.scalars(rows).unique()}
+    return [by_id[i] for i in ids]
+
+
+def _nearest_page(stmt: Select, geo: GeoFilter, offset: int, page_size: int) -> list[Report]:
+    # Every row of the page lies within the n-th nearest row's distance, so that bound loses none of them.
+    lon, lat = _near_point(geo)
+    bound = spatial.nearest_bound(stmt, Report.location, lon, lat, offset + page_size)
+    if bound is not None:
+        stmt = stmt.where(spatial.points_within_estimate(Report.location, Report.id, lon, lat, bound))
+    return _load(_page_ids(stmt, offset, page_size), _with_distance(lon, lat))
+
+
+def _newest_page(stmt: Select, offset: int, page_size: int) -> list[Report]:
+    # A window that fills the page holds the newest offset + page_size rows: all the others are older.
+    now = utcnow()
+    for window in RECENT_WINDOWS:
+        ids = _page_ids(stmt.where(Report.created_at >= now - window), offset, page_size)
+        if len(ids) == page_size:
+            return _load(ids)
+    return _load(_page_ids(stmt, offset, page_size))
+
+
+def _with_distance(lon: float, lat: float):
+    return with_expression(Report.distance_m, spatial.distance_m(Report.location, lon, lat))
 
 
 def feature_collection(stmt: Select) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from sqlalchemy import Select, func, select
 
@@ -18,9 +18,31 @@ class Page:
     page: int
     page_size: int
     total: int
+    # With a count cap: True when the count stopped at it (there are more than `total` matches), else False.
+    total_is_lower_bound: bool | None = None
 
 
-def paginate(stmt: Select, page: int, page_size: int) -> Page:
-    total = db.session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery()))
-    items = list(db.session.scalars(stmt.limit(page_size).offset((page - 1) * page_size)).unique())
-    return Page(items=items, page=page, page_size=page_size, total=total)
+def paginate(stmt: Select, page: int, page_size: int, *, count_cap: int | None = None,
+             fetch: Callable[[int], list[Any]] | None = None) -> Page:
+    """The page, then the total. A short page tells the total itself, so only a full (or empty, past the
+    end) page costs a count. With count_cap the count stops after count_cap + 1 matches.
+
+    `fetch(offset)` returns the page for a caller that finds it its own way (the same rows as
+    stmt.limit(page_size).offset(offset))."""
+    offset = (page - 1) * page_size
+    if fetch is not None:
+        items = fetch(offset)
+    else:
+        items = list(db.session.scalars(stmt.limit(page_size).offset(offset)).unique())
+    capped = None if count_cap is None else False
+    if len(items) < page_size and (items or offset == 0):
+        return Page(items=items, page=page, page_size=page_size, total=offset + len(items),
+                    total_is_lower_bound=capped)
+    counted = stmt.order_by(None)
+    if count_cap is not None:
+        counted = counted.limit(count_cap + 1)
+    total = db.session.scalar(select(func.count()).select_from(counted.subquery()))
+    if count_cap is not None and total > count_cap:
+        return Page(items=items, page=page, page_size=page_size, total=max(count_cap, offset + len(items)),
+                    total_is_lower_bound=True)
+    return Page(items=items, page=page, page_size=page_size, total=total, total_is_lower_bound=capped)

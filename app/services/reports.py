@@ -117,6 +117,18 @@ def get_report_for(user: User, report_id: int) -> Report:
     return report
 
 
+def listed_reports() -> Select:
+    """select(Report) with what a list shows: cell references and the assignee joined in the same query, the
+    cells' polygons left in the database."""
+    return select(Report).options(*_LIST_OPTIONS)
+
+
+_LIST_OPTIONS = (
+    joinedload(Report.cell).load_only(Cell.id, Cell.code, Cell.name, Cell.level),
+    joinedload(Report.handling_cell).load_only(Cell.id, Cell.code, Cell.name, Cell.level),
+    joinedload(Report.assignee).load_only(User.id, User.username, User.display_name))
+
+
 def reports_query(user: User, *, status: str | None = None, category_code: str | None = None,
                   cell_id: int | None = None, created_from: datetime | None = None,
                   created_to: datetime | None = None, triage: bool | None = None,
@@ -124,13 +136,7 @@ def reports_query(user: User, *, status: str | None = None, category_code: str |
                   assignee_id: int | None = None, overdue: bool | None = None,
                   geo: geoqueries.GeoFilter | None = None) -> Select:
     now = utcnow()
-    # The list shows cell references and the assignee: joined in the same query, the cells' polygons left
-    # in the database.
-    stmt = select(Report).options(
-        joinedload(Report.cell).load_only(Cell.id, Cell.code, Cell.name, Cell.level),
-        joinedload(Report.handling_cell).load_only(Cell.id, Cell.code, Cell.name, Cell.level),
-        joinedload(Report.assignee).load_only(User.id, User.username, User.display_name))
-    stmt = stmt.where(visibility(user))
+    stmt = listed_reports().where(visibility(user))
     if status:
         stmt = stmt.where(Report.status == status)
     if category_code:
