@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from pathlib import Path
 
@@ -62,6 +63,11 @@ class BaseConfig:
         # e.g. "mon-fri 09:00-12:00,13:30-17:30; sat 09:00-12:00". Holidays and make-up days come from the
         # calendar_days table; working_days limits count the most common day's length as one working day.
         self.WORK_HOURS = os.environ.get("WORK_HOURS", "mon-fri 09:00-12:00,13:30-17:30")
+        # Accounts' phone numbers must match this whole (mainland China mobile numbers by default).
+        self.PHONE_PATTERN = os.environ.get("PHONE_PATTERN", r"1[3-9]\d{9}")
+        self.PHONE_ERROR = os.environ.get(
+            "PHONE_ERROR", "Must be a mainland China mobile number (11 digits starting with 1)."
+            if "PHONE_PATTERN" not in os.environ else f"Must match {self.PHONE_PATTERN}.")
         self.MAX_CONTENT_LENGTH = _int_env("MAX_BODY_BYTES", 1024 * 1024)
         self.GRID_IMPORT_MAX_BYTES = _int_env("GRID_IMPORT_MAX_BYTES", 64 * 1024 * 1024)
         self.SPATIALITE_LIBRARY_PATH = os.environ.get("SPATIALITE_LIBRARY_PATH", "mod_spatialite")
@@ -102,6 +108,10 @@ class BaseConfig:
             ZoneInfo(self.TIMEZONE)
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ConfigError(f"TIMEZONE must be an IANA time zone such as Asia/Shanghai, got {self.TIMEZONE!r}") from exc
+        try:
+            re.compile(self.PHONE_PATTERN)
+        except re.error as exc:
+            raise ConfigError(f"PHONE_PATTERN is not a regular expression ({exc}): {self.PHONE_PATTERN!r}") from exc
         try:
             parse_week(self.WORK_HOURS)
         except ValueError as exc:

@@ -117,3 +117,9 @@ def test_development_uses_a_given_secret(monkeypatch, tmp_path):
     monkeypatch.setenv("JWT_SECRET", GOOD_SECRET)
     assert load_config("development").JWT_SECRET == GOOD_SECRET
     assert not (tmp_path / ".jwt-dev-secret").exists()
+
+
+def test_a_phone_pattern_that_is_not_a_regular_expression_is_refused(monkeypatch):
+    monkeypatch.setenv("PHONE_PATTERN", "1[3-9")
+    with pytest.raises(ConfigError, match="PHONE_PATTERN"):
+        load_config("development")

@@ -290,3 +290,25 @@ def test_me_edit_rejects_bad_input_and_changes_nothing(client, db, world, change
 
 def test_me_edit_needs_a_token(client, db, world):
     assert_problem(client.patch(f"{API}/me", json={"display_name": "x"}), 401, "missing_token")
+
+
+@pytest.fixture()
+def german_phones(app):
+    """PHONE_PATTERN set for another country's mobile numbers, for one test."""
+    saved = app.config["PHONE_PATTERN"], app.config["PHONE_ERROR"]
+    app.config["PHONE_PATTERN"], app.config["PHONE_ERROR"] = r"\+491[5-7]\d{8,9}", "Must be a German mobile number."
+    yield
+    app.config["PHONE_PATTERN"], app.config["PHONE_ERROR"] = saved
+
+
+def test_phone_format_follows_the_configured_pattern(client, db, world, german_phones):
+    ok = client.patch(f"{API}/me", headers=auth_header(world.worker), json={"phone": "+4915112345678"})
+    assert ok.status_code == 200, ok.json
+    before = db.session.get(User, world.resident.id).phone
+    refused = client.patch(f"{API}/me", headers=auth_header(world.resident), json={"phone": "13600000000"})
+    assert_problem(refused, 422, "validation_failed")
+    assert refused.json["errors"]["phone"] == ["Must be a German mobile number."]
+    db.session.expire_all()
+    assert db.session.get(User, world.resident.id).phone == before
+    registered = client.post(f"{API}/auth/register", json={"phone": "+4917012345678", "password": "lang-genug-1"})
+    assert registered.status_code == 201, registered.json

@@ -1,9 +1,11 @@
 """Accounts: creating, registering residents, listing, editing, deactivating; a user's own profile."""
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
+from flask import current_app
 from sqlalchemy import Select, func, or_, select
 
 from app.auth.passwords import hash_password, verify_password
@@ -13,7 +15,16 @@ from app.models import Cell, CellLevel, Duty, Role, User, WorkerCell
 from app.services.auth import find_user_by_username, revoke_user_sessions
 from app.services.workers import current_on, local_today
 
-MAINLAND_MOBILE = re.compile(r"^1[3-9]\d{9}$")
+
+
+@functools.lru_cache(maxsize=4)
+def _phone_pattern(pattern: str) -> re.Pattern:
+    return re.compile(pattern)
+
+
+def valid_phone(phone: str | None) -> bool:
+    """Whether a phone number has the configured format (PHONE_PATTERN; mainland China mobiles by default)."""
+    return bool(phone) and _phone_pattern(current_app.config["PHONE_PATTERN"]).fullmatch(phone) is not None
 USERNAME = re.compile(r"^[A-Za-z0-9_.@+-]{3,64}$")
 MIN_PASSWORD = 8
 
@@ -25,8 +36,8 @@ def create_user(*, username: str, password: str, role: str, cell_code: str | Non
         errors["role"] = [f"Must be one of {', '.join(r.value for r in Role)}."]
     if not USERNAME.match(username or ""):
         errors["username"] = ["3-64 letters, digits or _.@+-"]
-    if phone is not None and not MAINLAND_MOBILE.match(phone):
-        errors["phone"] = ["Must be a mainland China mobile number (11 digits starting with 1)."]
+    if phone is not None and not valid_phone(phone):
+        errors["phone"] = [phone_error()]
     if len(password or "") < MIN_PASSWORD or len(password) > 128:
         errors["password"] = [f"Must be {MIN_PASSWORD} to 128 characters."]
     cell = None
@@ -60,14 +71,15 @@ def create_user(*, username: str, password: str, role: str, cell_code: str | Non
 
 
 def register_resident(phone: str, password: str, display_name: str | None = None) -> User:
-    if not MAINLAND_MOBILE.match(phone or ""):
-        raise ValidationFailed(errors={"phone": ["Must be a mainland China mobile number (11 digits starting with 1)."]})
+    if not valid_phone(phone):
+        raise ValidationFailed(errors={"phone": [phone_error()]})
     # A resident signs in with their phone number as the username.
     return create_user(username=phone, password=password, role=Role.resident.value,
                        display_name=display_name, phone=phone)
 
 
-PHONE_ERROR = "Must be a mainland China mobile number (11 digits starting with 1)."
+def phone_error() -> str:
+    return current_app.config["PHONE_ERROR"]
 
 
 def get_user(user_id: int) -> User:
@@ -99,8 +111,8 @@ def users_query(*, role: str | None = None, active: bool | None = None, cell_id:
 def _check_phone(phone: str | None, user: User) -> None:
     if phone is None:
         return
-    if not MAINLAND_MOBILE.match(phone):
-        raise ValidationFailed(errors={"phone": [PHONE_ERROR]})
+    if not valid_phone(phone):
+        raise ValidationFailed(errors={"phone": [phone_error()]})
     if db.session.scalar(select(User.id).where(User.phone == phone, User.id != user.id)) is not None:
         raise Conflict("That phone number is already registered.", code="phone_taken")
 
