@@ -788,3 +788,21 @@ def test_two_concurrent_actions_on_one_case_have_one_winner(app, live, backend, 
     actions = real_db.session.scalars(select(CaseEvent.action).where(CaseEvent.report_id == report_id)
                                       .order_by(CaseEvent.id)).all()
     assert actions == ["create", winner]
+
+
+OVERSIZED = '{"note": "' + "x" * (1024 * 1024) + '"}'
+
+
+@pytest.mark.parametrize("action", list(SUCCESS))
+@pytest.mark.parametrize("raw, status, code", [("{not json", 400, "malformed_json"),
+                                               (OVERSIZED, 413, "payload_too_large")], ids=["malformed", "oversized"])
+def test_every_action_refuses_an_unreadable_body_and_changes_nothing(client, db, w, action, raw, status, code):
+    source, who, _, _ = SUCCESS[action]
+    report = setup_case(w, action, source)
+    before = snapshot(db, report)
+    events_before = len(events_of(db, report))
+    resp = client.post(f"{URL}/{report.id}/actions/{action}", data=raw, content_type="application/json",
+                       headers={**auth_header(getattr(w, who)), "If-Match": f'"{version(db, report)}"'})
+    assert_problem(resp, status, code)
+    assert snapshot(db, report) == before
+    assert len(events_of(db, report)) == events_before

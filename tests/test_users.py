@@ -312,3 +312,20 @@ def test_phone_format_follows_the_configured_pattern(client, db, world, german_p
     assert db.session.get(User, world.resident.id).phone == before
     registered = client.post(f"{API}/auth/register", json={"phone": "+4917012345678", "password": "lang-genug-1"})
     assert registered.status_code == 201, registered.json
+
+
+OVERSIZED = '{"display_name": "' + "x" * (1024 * 1024) + '"}'
+
+
+def bearer_json_of(user) -> dict:
+    return {**auth_header(user), "Content-Type": "application/json"}
+
+
+@pytest.mark.parametrize("method, path, caller", [("post", "/users", "admin"), ("patch", "/users/{worker}", "admin"),
+                                                  ("patch", "/me", "worker")])
+def test_user_writes_refuse_an_oversized_body_and_change_nothing(client, db, world, method, path, caller):
+    before = users_snapshot(db)
+    url = API + path.format(worker=world.worker.id)
+    resp = getattr(client, method)(url, data=OVERSIZED, headers=bearer_json_of(getattr(world, caller)))
+    assert_problem(resp, 413, "payload_too_large")
+    assert users_snapshot(db) == before

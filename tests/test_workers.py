@@ -324,3 +324,16 @@ def test_workers_wrong_callers_and_bad_query(client, db, world):
     headers = auth_header(world.admin)
     for query in ("cell=abc", "on_duty=perhaps", "page_size=500", "cell=999999"):
         assert_problem(client.get(f"{API}/workers?{query}", headers=headers), 422, "validation_failed")
+
+
+OVERSIZED = '{"user_id": 1, "pad": "' + "x" * (1024 * 1024) + '"}'
+
+
+def test_worker_writes_refuse_an_oversized_body_and_change_nothing(client, db, world):
+    before = assignments_snapshot(db)
+    assert_problem(client.post(cell_url(world), headers=bearer_json(world.admin), data=OVERSIZED), 413,
+                   "payload_too_large")
+    assert_problem(client.post(f"{API}/me/duty", headers=bearer_json(world.worker), data=OVERSIZED), 413,
+                   "payload_too_large")
+    assert assignments_snapshot(db) == before
+    assert db.session.scalars(select(DutyLog)).all() == []
