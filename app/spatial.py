@@ -201,6 +201,12 @@ def within_distance(geom_col, pk_col, lon: float, lat: float, metres: float) -> 
     return bbox_filter(geom_col, pk_col, degree_box(lon, lat, metres)) & (distance_m(geom_col, lon, lat) <= metres)
 
 
+def materialized(cte):
+    """Ask PostgreSQL to compute the CTE once, before the join (its row estimates can be far off); SQLite
+    has no such hint and needs none."""
+    return cte.prefix_with("MATERIALIZED") if is_postgis() else cte
+
+
 def claim(stmt: Select, *of) -> Select:
     """Lock the selected rows for this transaction and pass over rows another one holds.
 

@@ -95,10 +95,10 @@ def _supervisor_notices(ids: list[int], now: datetime, *, kind: str,
     handling, supervised = aliased(Cell), aliased(Cell)
     # The batch first, materialised: PostgreSQL's estimate of the ancestor join below is far too low, and it
     # would otherwise start from every cell under a supervisor and probe the batch once per cell.
-    batch = (select(Report.id.label("report_id"), Report.escalation_level.label("level"),
-                    handling.code.label("code"))
-             .join(handling, handling.id == Report.handling_cell_id).where(Report.id.in_(ids))
-             .cte("batch").prefix_with("MATERIALIZED", dialect="postgresql"))
+    batch = spatial.materialized(
+        select(Report.id.label("report_id"), Report.escalation_level.label("level"), handling.code.label("code"))
+        .join(handling, handling.id == Report.handling_cell_id).where(Report.id.in_(ids))
+        .cte("batch"))
     # The supervised cell is the handling cell or an ancestor: one of its code prefixes, each an index probe.
     prefixes = [func.substr(batch.c.code, 1, n) for n in sorted(set(_CODE_LENGTH.values()))]
     rows = (select(User.id, batch.c.report_id, _text(kind), title(batch.c.level),

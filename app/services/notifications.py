@@ -22,27 +22,23 @@ def supervisors_over(cell: Cell) -> Select:
     return (select(User.id)
             .join(own, own.c.id == User.cell_id)
             .where(User.role == Role.supervisor.value, User.active.is_(True),
-                   func.substr(literal_code(cell), 1, func.length(own.c.code)) == own.c.code)
+                   func.substr(literal(cell.code), 1, func.length(own.c.code)) == own.c.code)
             .order_by(User.id))
-
-
-def literal_code(cell: Cell):
-    return literal(cell.code)
 
 
 def notify(user_ids: Iterable[int], *, kind: str, title: str, report: Report | None = None,
            body: str | None = None, data: dict[str, Any] | None = None, dedupe_prefix: str | None = None) -> int:
     """Queue one notification per user; with a dedupe prefix a repeat for the same user is skipped."""
-    count = 0
-    for user_id in dict.fromkeys(user_ids):
-        key = f"{dedupe_prefix}:{user_id}" if dedupe_prefix else None
-        if key is not None and db.session.scalar(select(Notification.id).where(Notification.dedupe_key == key)):
-            continue
-        db.session.add(Notification(user_id=user_id, kind=kind, title=title, body=body, data=data,
-                                    report_id=report.id if report is not None else None, dedupe_key=key))
-        count += 1
+    keys = {user_id: f"{dedupe_prefix}:{user_id}" if dedupe_prefix else None for user_id in user_ids}
+    # One look-up for every key instead of one per user.
+    sent = set(db.session.scalars(select(Notification.dedupe_key).where(
+        Notification.dedupe_key.in_([k for k in keys.values() if k is not None])))) if dedupe_prefix else set()
+    fresh = [(user_id, key) for user_id, key in keys.items() if key is None or key not in sent]
+    db.session.add_all(Notification(user_id=user_id, kind=kind, title=title, body=body, data=data,
+                                    report_id=report.id if report is not None else None, dedupe_key=key)
+                       for user_id, key in fresh)
     db.session.flush()
-    return count
+    return len(fresh)
 
 
 def notify_from_select(rows: Select) -> int:
