@@ -14,7 +14,9 @@ class IdempotencyKey(db.Model):
     """One finished request: its fingerprint and the 2xx response it got, until expires_at.
 
     A row is written in the transaction of the work it answers, so it exists exactly when that work
-    was committed. A request still running has no row; it holds a lock instead (spatial.try_request_lock)."""
+    was committed. A request still running has no row; it holds a lock instead (spatial.try_transaction_lock),
+    which the database frees on commit, rollback or a dropped connection, so a crash leaves nothing stuck.
+    unique(user_id, key) is the backstop: two transactions can never both store an answer for one key."""
 
     __tablename__ = "idempotency_keys"
     __table_args__ = (UniqueConstraint("user_id", "key", name="uq_idempotency_keys_user_id_key"),)
