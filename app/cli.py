@@ -1,4 +1,4 @@
-"""Flask CLI: seed-demo, users create, grid import, calendar import (one transaction each) and escalate (one per batch)."""
+"""Flask CLI: seed-demo, users, grid and calendar import (one transaction each); escalate, idempotency purge (batches)."""
 from __future__ import annotations
 
 import contextlib
@@ -46,6 +46,7 @@ def one_transaction():
 users_cli = AppGroup("users", help="Manage accounts.")
 grid_cli = AppGroup("grid", help="Manage the grid.")
 calendar_cli = AppGroup("calendar", help="Manage the work calendar.")
+idempotency_cli = AppGroup("idempotency", help="Manage the responses stored under Idempotency-Key.")
 
 
 @users_cli.command("create")
@@ -160,9 +161,31 @@ def escalate_command(every, batch_size):
         click.echo("escalate: stopped", err=True)
 
 
+@idempotency_cli.command("purge")
+@click.option("--batch-size", type=click.IntRange(1, 100_000), default=1000, show_default=True,
+              help="Expired keys deleted and committed per batch.")
+def purge_idempotency_command(batch_size):
+    """Delete expired idempotency keys, one committed batch at a time (safe from cron on every host)."""
+    from app.models.base import utcnow
+    from app.services.idempotency import purge_expired
+
+    now = utcnow()
+    total = 0
+    while True:
+        with one_transaction():
+            deleted = purge_expired(now, batch_size)
+        total += deleted
+        click.echo(f"idempotency purge: {total} deleted", err=True)
+        # A short batch means the rest are gone or held by another host's purge, which deletes them.
+        if deleted < batch_size:
+            break
+    click.echo(f"{datetime.now(timezone.utc):%Y-%m-%dT%H:%M:%SZ} idempotency purge: {total} expired keys deleted")
+
+
 def register_commands(app: Flask) -> None:
     app.cli.add_command(users_cli)
     app.cli.add_command(grid_cli)
     app.cli.add_command(calendar_cli)
     app.cli.command("seed-demo")(seed_demo_command)
     app.cli.add_command(escalate_command)
+    app.cli.add_command(idempotency_cli)

@@ -117,6 +117,22 @@ class Unrouted(NotFound):
     title = "The location lies in no grid cell"
 
 
+class InvalidIdempotencyKey(DomainError):
+    code = "invalid_idempotency_key"
+    title = "The Idempotency-Key header must be 1 to 255 printable ASCII characters"
+
+
+class IdempotencyKeyReused(DomainError):
+    status = 422
+    code = "idempotency_key_reused"
+    title = "This Idempotency-Key was already used for a different request"
+
+
+class IdempotencyRequestInProgress(Conflict):
+    code = "idempotency_request_in_progress"
+    title = "A request with this Idempotency-Key is still being processed"
+
+
 # Stable codes for the HTTP errors raised by Flask, Werkzeug and webargs.
 HTTP_CODES = {
     400: "bad_request",

@@ -404,3 +404,16 @@ def local_period_counts(stmt: Select, column, unit: str, tz: str) -> dict[Any, i
             day = day.replace(day=1)
         counts[day] = counts.get(day, 0) + 1
     return counts
+
+
+def try_transaction_lock(lock_id: int) -> bool:
+    """Take the exclusive lock named by lock_id (a signed 64-bit number) until this transaction ends.
+
+    False, at once, when another transaction holds it. PostGIS: pg_try_advisory_xact_lock, which every
+    process and host shares and which commit, rollback or a lost connection release. SpatiaLite: every
+    transaction begins IMMEDIATE, so beginning one takes the database's single write lock; no other
+    transaction runs until this one ends, and the lock is always ours (a second one waits, busy_timeout)."""
+    if is_postgis():
+        return bool(db.session.scalar(select(func.pg_try_advisory_xact_lock(lock_id))))
+    db.session.connection()
+    return True

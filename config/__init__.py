@@ -85,6 +85,8 @@ class BaseConfig:
         # Hops of reverse proxies whose X-Forwarded-For may be trusted for the client address.
         self.TRUSTED_PROXIES = _int_env("TRUSTED_PROXIES", 0)
         self.LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
+        # How long a stored response answers retries that carry the same Idempotency-Key.
+        self.IDEMPOTENCY_TTL_S = _int_env("IDEMPOTENCY_TTL_S", 24 * 3600)
 
         self.SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
         self.API_TITLE = "Grid governance API"
@@ -100,6 +102,8 @@ class BaseConfig:
     def validate(self) -> None:
         if self.ROUTING_MAX_DISTANCE_M < 0:
             raise ConfigError("ROUTING_MAX_DISTANCE_M must not be negative")
+        if self.IDEMPOTENCY_TTL_S < 1:
+            raise ConfigError("IDEMPOTENCY_TTL_S must be at least 1 second")
         from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
         from app.services.worktime import parse_week

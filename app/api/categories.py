@@ -3,6 +3,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from app.api import BEARER
+from app.api.idempotency import idempotent
 from app.auth.decorators import auth_required
 from app.models import Role
 from app.schemas.categories import CategoryCreateIn, CategoryOut, CategoryPage, CategoryUpdateIn
@@ -22,6 +23,7 @@ class Categories(MethodView):
         return paginate(category_service.active_categories_query(), args["page"], args["page_size"])
 
     @auth_required(Role.admin)
+    @idempotent
     @blp.doc(security=BEARER)
     @blp.arguments(CategoryCreateIn)
     @blp.response(201, CategoryOut)

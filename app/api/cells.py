@@ -4,6 +4,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from app.api import BEARER
+from app.api.idempotency import idempotent
 from app.auth.decorators import auth_required
 from app.errors import Unrouted
 from app.models import Role
@@ -38,6 +39,7 @@ class Cells(MethodView):
         return paginate(grid_service.cells_query(code_prefix=args.pop("code", None), **args), page, size)
 
     @auth_required(*ADMIN_ONLY)
+    @idempotent
     @blp.doc(security=BEARER)
     @blp.arguments(CellCreateIn)
     @blp.response(201, CellDetailOut)
@@ -78,6 +80,7 @@ class Locate(MethodView):
 @blp.route("/cells/import")
 class Import(MethodView):
     @auth_required(*ADMIN_ONLY)
+    @idempotent
     @blp.doc(security=BEARER)
     @blp.arguments(FeatureCollectionIn)
     @blp.response(200, ImportResultOut)

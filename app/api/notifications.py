@@ -3,6 +3,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from app.api import BEARER
+from app.api.idempotency import idempotent
 from app.auth.decorators import auth_required, current_user
 from app.schemas.notifications import MarkReadIn, NotificationListArgs, NotificationOut, NotificationPage
 from app.services import notifications as notification_service
@@ -26,6 +27,7 @@ class Notifications(MethodView):
 @blp.route("/notifications/<int:notification_id>/read")
 class NotificationRead(MethodView):
     @auth_required()
+    @idempotent
     @blp.doc(security=BEARER)
     @blp.arguments(MarkReadIn, required=False)
     @blp.response(200, NotificationOut)

@@ -6,6 +6,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from app.api import BEARER
+from app.api.idempotency import idempotent
 from app.auth.decorators import auth_required, current_user
 from app.models import Role
 from app.schemas.reports import (AssignIn, CellSummaryOut, DuplicateIn, EventOut, ExtensionRequestIn, NoteIn,
@@ -21,6 +22,7 @@ blp = Blueprint("reports", __name__, description="Reports (cases)")
 @blp.route("/reports")
 class Reports(MethodView):
     @auth_required(Role.resident, Role.worker)
+    @idempotent
     @blp.doc(security=BEARER)
     @blp.arguments(ReportCreateIn)
     @blp.response(201, ReportOut)
@@ -109,6 +111,7 @@ ACTIONS = (
 
 def _action_view(name, perform, schema, summary):
     @auth_required()
+    @idempotent
     @blp.doc(security=BEARER)
     @blp.arguments(schema)
     @blp.response(200, ReportOut, headers={"ETag": {"description": "The case's new version.",

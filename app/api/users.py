@@ -3,6 +3,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from app.api import BEARER
+from app.api.idempotency import idempotent
 from app.auth.decorators import auth_required, current_user
 from app.models import Role
 from app.schemas.auth import UserOut
@@ -25,6 +26,7 @@ class Users(MethodView):
         return paginate(user_service.users_query(**args), page, size)
 
     @auth_required(Role.admin)
+    @idempotent
     @blp.doc(security=BEARER)
     @blp.arguments(UserCreateIn)
     @blp.response(201, UserOut)

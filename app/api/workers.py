@@ -3,6 +3,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from app.api import BEARER
+from app.api.idempotency import idempotent
 from app.auth.decorators import auth_required, current_user
 from app.models import Role
 from app.schemas.workers import (AssignmentIn, AssignmentListArgs, AssignmentOut, AssignmentPage, DutyIn, DutyOut,
@@ -33,6 +34,7 @@ class CellWorkers(MethodView):
         return paginate(worker_service.assignments_query(cell, args.get("on")), args["page"], args["page_size"])
 
     @auth_required(*MANAGERS)
+    @idempotent
     @blp.doc(security=BEARER)
     @blp.arguments(AssignmentIn)
     @blp.response(201, AssignmentOut)
@@ -68,6 +70,7 @@ class Workers(MethodView):
 @blp.route("/me/duty")
 class MyDuty(MethodView):
     @auth_required(Role.worker)
+    @idempotent
     @blp.doc(security=BEARER)
     @blp.arguments(DutyIn)
     @blp.response(201, DutyOut)

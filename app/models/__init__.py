@@ -7,6 +7,7 @@ from app.models.reports import (
     ReportStatus, RoutedBy,
 )
 from app.models.users import AuthSession, Duty, DutyLog, RefreshToken, Role, User, WorkerCell
+from app.models.idempotency import IdempotencyKey
 
 __all__ = [
     "AuthSession", "CLOCK_RUNNING_STATUSES", "CalendarDay", "CODE_LENGTHS", "CaseEvent", "DayKind", "DaySource",
@@ -14,4 +15,5 @@ __all__ = [
     "Notification", "OPEN_STATUSES", "Category", "Cell", "CellLevel", "LEVEL_ORDER",
     "LimitUnit", "RefreshToken", "Report", "ReportStatus", "Role", "RoutedBy", "User", "WorkerCell",
     "subtree_bounds",
+    "IdempotencyKey",
 ]

@@ -1,0 +1,71 @@
+"""`@idempotent`: a POST that honours an optional Idempotency-Key header, so a client may retry it safely.
+
+Usage: put it directly under `@auth_required(...)`, above the flask-smorest decorators, so it knows the
+user and sees the final Response (and reads the raw body before anything parses it)::
+
+    @auth_required(Role.worker)
+    @idempotent
+    @blp.doc(security=BEARER)
+    @blp.arguments(SomeIn)
+    @blp.response(201, SomeOut)
+    def post(self, data): ...
+
+Semantics (draft-ietf-httpapi-idempotency-key-header, as Stripe runs it): keys belong to the user; a key
+is 1..255 printable ASCII characters, else 400 `invalid_idempotency_key`. A 2xx response is stored in the
+request's own transaction, so it exists exactly when the work was committed, for IDEMPOTENCY_TTL_S. A retry
+with the same key, method, path, query and body gets it back (status, body, ETag/Location...) with
+`Idempotent-Replayed: true` and changes nothing; another request under that key is 422
+`idempotency_key_reused`; a retry while the first still runs is 409 `idempotency_request_in_progress`
+(PostGIS; on SpatiaLite writers are serialised, so it waits and then replays). Error responses are not
+stored: every error rolls its work back, so the key stays free and a corrected request may use it again.
+"""
+from __future__ import annotations
+
+import functools
+from copy import deepcopy
+from typing import Callable
+
+from flask import Response, current_app, request
+
+from app.auth.decorators import current_user
+from app.services import idempotency
+
+HEADER = "Idempotency-Key"
+REPLAYED_HEADER = "Idempotent-Replayed"
+
+_PARAMETER_DOC = {
+    "in": "header", "name": HEADER, "required": False,
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+    "description": "Optional, unique per request (a UUID): a retry with the same key and body gets the first "
+                   f"2xx response again with `{REPLAYED_HEADER}: true`, and changes nothing. 400 "
+                   "invalid_idempotency_key; 422 idempotency_key_reused (another request used the key); 409 "
+                   "idempotency_request_in_progress (the first has not finished). Kept IDEMPOTENCY_TTL_S (24 hours).",
+}
+
+
+def idempotent(view: Callable) -> Callable:
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        key = request.headers.get(HEADER)
+        if key is None:
+            return view(*args, **kwargs)
+        key = idempotency.check_key(key)
+        user_id = current_user().id
+        # get_data caches the bytes, so the body parsers that run next read them again.
+        fingerprint = idempotency.fingerprint(request.method, request.path, request.query_string,
+                                              request.get_data())
+        stored = idempotency.claim(user_id, key, fingerprint)
+        if stored is not None:
+            replay = Response(stored.body, status=stored.status_code, headers=stored.headers)
+            replay.headers[REPLAYED_HEADER] = "true"
+            return replay
+        response = current_app.make_response(view(*args, **kwargs))
+        if 200 <= response.status_code < 300:
+            idempotency.store(user_id, key, fingerprint, response.status_code, response.headers,
+                              response.get_data())
+        return response
+
+    # functools.wraps shared the view's doc dict; the copy keeps the header out of other operations' docs.
+    wrapper._apidoc = deepcopy(getattr(view, "_apidoc", {}))
+    wrapper._apidoc.setdefault("arguments", {}).setdefault("parameters", []).append(_PARAMETER_DOC)
+    return wrapper

@@ -1,0 +1,80 @@
+"""Idempotency keys: claim one for the running transaction, find or store its response, purge expired ones."""
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import datetime, timedelta
+
+from flask import current_app
+from sqlalchemy import delete, select
+
+from app import spatial
+from app.errors import IdempotencyKeyReused, IdempotencyRequestInProgress, InvalidIdempotencyKey
+from app.extensions import db
+from app.models import IdempotencyKey
+from app.models.base import utcnow
+
+KEY_PATTERN = re.compile(r"[\x20-\x7e]{1,255}")
+# What a replay must repeat besides status and body; per-response headers (rate limits, dates) are made afresh.
+STORED_HEADERS = ("Content-Type", "Content-Location", "ETag", "Last-Modified", "Link", "Location")
+
+
+def check_key(key: str) -> str:
+    if not KEY_PATTERN.fullmatch(key):
+        raise InvalidIdempotencyKey("Send a key of 1 to 255 printable ASCII characters, such as a UUID.")
+    return key
+
+
+def fingerprint(method: str, path: str, query_string: bytes, body: bytes) -> str:
+    """SHA-256 (hex) over the request's method, path, query string and raw body bytes."""
+    digest = hashlib.sha256()
+    # Each part is length-prefixed, so no two different requests can run together into the same bytes.
+    for part in (method.encode(), path.encode(), query_string, body):
+        digest.update(len(part).to_bytes(8, "big"))
+        digest.update(part)
+    return digest.hexdigest()
+
+
+def _lock_id(user_id: int, key: str) -> int:
+    digest = hashlib.sha256(f"idempotency:{user_id}:{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def claim(user_id: int, key: str, request_fingerprint: str) -> IdempotencyKey | None:
+    """Hold the user's key until this transaction ends; the stored response when the request was answered.
+
+    IdempotencyRequestInProgress while another transaction holds the key; IdempotencyKeyReused when the
+    stored response answered another request. An expired response is deleted: the key is fresh again."""
+    if not spatial.try_transaction_lock(_lock_id(user_id, key)):
+        raise IdempotencyRequestInProgress(
+            "The first request with this Idempotency-Key has not finished; retry when it has.")
+    stored = db.session.scalars(select(IdempotencyKey).where(IdempotencyKey.user_id == user_id,
+                                                             IdempotencyKey.key == key)).one_or_none()
+    if stored is None:
+        return None
+    if stored.expires_at <= utcnow():
+        db.session.execute(delete(IdempotencyKey).where(IdempotencyKey.id == stored.id))
+        return None
+    if stored.fingerprint != request_fingerprint:
+        raise IdempotencyKeyReused("This key answered a request with another method, path or body; "
+                                   "use a new key for a new request.")
+    return stored
+
+
+def store(user_id: int, key: str, request_fingerprint: str, status_code: int, headers, body: bytes) -> None:
+    """Keep the response in the transaction of the work it reports, so both are committed or neither is."""
+    now = utcnow()
+    db.session.add(IdempotencyKey(
+        user_id=user_id, key=key, fingerprint=request_fingerprint, status_code=status_code,
+        headers={name: headers[name] for name in STORED_HEADERS if name in headers}, body=body,
+        created_at=now, expires_at=now + timedelta(seconds=current_app.config["IDEMPOTENCY_TTL_S"])))
+    db.session.flush()
+
+
+def purge_expired(now: datetime, limit: int) -> int:
+    """Delete up to `limit` keys expired at `now`; rows another purge holds are passed over."""
+    batch = spatial.claim(select(IdempotencyKey.id).where(IdempotencyKey.expires_at <= now)
+                          .order_by(IdempotencyKey.expires_at).limit(limit))
+    result = db.session.execute(delete(IdempotencyKey).where(IdempotencyKey.id.in_(batch.scalar_subquery())),
+                                execution_options={"synchronize_session": False})
+    return result.rowcount
