@@ -528,3 +528,209 @@ def test_the_case_ended_notice_is_written_once(db, w):
     assert residents.notify_case_ended(w.supervisor, report) == 1
     assert residents.notify_case_ended(w.supervisor, report) == 0
     assert len(_notes(db, report)) == 1
+
+
+# ---- similar open cases when filing -----------------------------------------------------------------
+
+M_PER_DEG_LON = 85_390  # at latitude 39.905, within 0.1 %
+SIMILAR_KEYS = {"id", "case_number", "status", "distance_m", "created_at", "description"}
+
+
+def file(client, w, user=None, point=SW_POINT, category=None):
+    body = {"category_code": (category or w.category).code, "description": "垃圾满溢",
+            "location": {"lon": point[0], "lat": point[1]}}
+    resp = client.post(URL, json=body, headers=auth_header(user or w.resident2))
+    assert resp.status_code == 201, resp.json
+    return resp.json
+
+
+def east(metres):
+    return SW_POINT[0] + metres / M_PER_DEG_LON, SW_POINT[1]
+
+
+def test_filing_offers_the_five_nearest_open_cases_of_the_category(client, db, w):
+    statuses = ["submitted", "accepted", "assigned", "in_progress", "on_hold", "resolved"]
+    open_cases = [case(w, status, point=east(10 * (i + 1)), reporter=w.resident3 if i % 2 else w.resident)
+                  for i, status in enumerate(statuses)]
+    case(w, "closed", point=east(5))
+    case(w, "rejected", point=east(6))
+    case(w, point=east(5), category=make_category())
+    case(w, point=east(300))
+    out = file(client, w)
+    similar = out["similar_open_cases"]
+    assert [s["id"] for s in similar] == [r.id for r in open_cases[:5]]
+    assert [s["status"] for s in similar] == statuses[:5]
+    for i, item in enumerate(similar):
+        assert set(item) == SIMILAR_KEYS
+        assert item["distance_m"] == pytest.approx(10 * (i + 1), rel=2e-3)
+        assert item["case_number"] == stored(db, open_cases[i]).case_number
+    assert out["id"] not in [s["id"] for s in similar]
+    text = json.dumps(similar, ensure_ascii=False)
+    assert PHONE not in text and "reporter" not in text and "address" not in text
+
+
+def test_the_description_is_cut_short(client, db, w):
+    case(w, point=east(20), description="路" * 200)
+    case(w, point=east(30), description="路" * 80)
+    similar = file(client, w)["similar_open_cases"]
+    assert similar[0]["description"] == "路" * 79 + "…"
+    assert similar[1]["description"] == "路" * 80
+
+
+def test_the_radius_is_set_per_category(client, db, w):
+    far = case(w, point=east(400))
+    first = file(client, w, point=east(800))
+    assert first["similar_open_cases"] == []
+    resp = client.patch(f"/api/v1/categories/{w.category.id}", json={"duplicate_radius_m": 500},
+                        headers=auth_header(w.admin))
+    assert resp.status_code == 200 and resp.json["duplicate_radius_m"] == 500
+    # From 0 m: the one at 400 m now, not the one at 800 m.
+    assert [s["id"] for s in file(client, w)["similar_open_cases"]] == [far.id]
+    client.patch(f"/api/v1/categories/{w.category.id}", json={"duplicate_radius_m": 0}, headers=auth_header(w.admin))
+    assert file(client, w)["similar_open_cases"] == []
+
+
+def test_cases_the_filer_cannot_see_are_offered_and_can_be_followed(client, db, w):
+    theirs = case(w, "assigned", point=east(15))
+    out = file(client, w, user=w.resident2)
+    assert [s["id"] for s in out["similar_open_cases"]] == [theirs.id]
+    assert post(client, theirs, "follow", w.resident2).status_code == 200
+
+
+def test_a_worker_filing_gets_the_list_too(client, db, w):
+    nearby = case(w, point=east(15))
+    assert [s["id"] for s in file(client, w, user=w.worker)["similar_open_cases"]] == [nearby.id]
+
+
+def test_only_the_filing_answer_carries_similar_cases(client, db, w):
+    case(w, point=east(15))
+    out = file(client, w)
+    assert out["similar_open_cases"]
+    assert "similar_open_cases" not in get(client, f"{URL}/{out['id']}", w.resident2).json
+    assert all("similar_open_cases" not in item for item in get(client, URL, w.resident2).json["items"])
+
+
+# ---- categories: duplicate_radius_m -----------------------------------------------------------------
+
+def _category_body(**overrides):
+    return {"code": "DUP1", "name": "占道", "group": "街面秩序", "time_limit_value": 4, **overrides}
+
+
+def test_a_category_has_a_duplicate_radius(client, db, w):
+    resp = client.post("/api/v1/categories", json=_category_body(), headers=auth_header(w.admin))
+    assert resp.status_code == 201, resp.json
+    assert resp.json["duplicate_radius_m"] == 250
+    resp = client.post("/api/v1/categories", json=_category_body(code="DUP2", duplicate_radius_m=5000),
+                       headers=auth_header(w.admin))
+    assert resp.json["duplicate_radius_m"] == 5000
+    assert db.session.get(Category, resp.json["id"]).duplicate_radius_m == 5000
+    listed = client.get("/api/v1/categories", query_string={"page_size": 100}).json["items"]
+    assert {c["code"]: c["duplicate_radius_m"] for c in listed}["DUP1"] == 250
+
+
+@pytest.mark.parametrize("value", [-1, 5001, "100", 100.5, True, None])
+def test_a_bad_duplicate_radius_is_422_and_changes_nothing(client, db, w, value):
+    categories = count(db, Category)
+    resp = client.post("/api/v1/categories", json=_category_body(duplicate_radius_m=value),
+                       headers=auth_header(w.admin))
+    assert "duplicate_radius_m" in assert_problem(resp, 422, "validation_failed")["errors"]
+    assert count(db, Category) == categories
+    resp = client.patch(f"/api/v1/categories/{w.category.id}", json={"duplicate_radius_m": value},
+                        headers=auth_header(w.admin))
+    assert "duplicate_radius_m" in assert_problem(resp, 422, "validation_failed")["errors"]
+    db.session.expire_all()
+    assert db.session.get(Category, w.category.id).duplicate_radius_m == 250
+
+
+def test_only_admins_set_the_radius(client, db, w):
+    resp = client.patch(f"/api/v1/categories/{w.category.id}", json={"duplicate_radius_m": 10},
+                        headers=auth_header(w.supervisor))
+    assert_problem(resp, 403, "forbidden")
+    db.session.expire_all()
+    assert db.session.get(Category, w.category.id).duplicate_radius_m == 250
+
+
+# ---- the reporter's personal data -------------------------------------------------------------------
+
+def _reporter_of(client, user, report):
+    resp = get(client, f"{URL}/{report.id}", user)
+    assert resp.status_code == 200, resp.json
+    return resp.json
+
+
+@pytest.mark.parametrize("who", ["resident", "supervisor", "root_supervisor", "admin"])
+def test_the_reporter_supervisors_of_the_subtree_and_admins_see_name_and_phone(client, db, w, who):
+    report = case(w, "assigned")
+    out = _reporter_of(client, getattr(w, who), report)
+    assert out["reporter"] == {"id": w.resident.id, "name": w.resident.display_name, "phone": PHONE}
+    assert out["reporter_id"] == w.resident.id
+
+
+@pytest.mark.parametrize("who", ["worker", "worker2"])
+def test_workers_handle_the_case_without_the_reporters_name_and_phone(client, db, w, who):
+    report = case(w, "assigned", assignee_id=w.worker2.id)
+    resp = get(client, f"{URL}/{report.id}", getattr(w, who))
+    assert resp.json["reporter"] is None and resp.json["reporter_id"] == w.resident.id
+    assert resp.json["assignee"]["id"] == w.worker2.id
+    assert PHONE not in resp.get_data(as_text=True) and w.resident.display_name not in resp.get_data(as_text=True)
+
+
+def test_lists_and_searches_decide_per_viewer(client, db, w):
+    reports = [case(w, "assigned"), case(w, "accepted", point=NE_POINT, reporter=w.resident2)]
+    for user, shown in ((w.supervisor, True), (w.admin, True), (w.worker, False)):
+        items = get(client, URL, user).json["items"]
+        assert items, user
+        for item in items:
+            assert (item["reporter"] is not None) == shown, (user, item)
+        search = client.post(f"{URL}/search", json={"within_geojson": {
+            "type": "Polygon", "coordinates": [[[116.40, 39.90], [116.42, 39.90], [116.42, 39.92], [116.40, 39.92],
+                                                [116.40, 39.90]]]}}, headers=auth_header(user))
+        assert search.status_code == 200, search.json
+        assert all((item["reporter"] is not None) == shown for item in search.json["items"])
+    mine = get(client, URL, w.resident2).json["items"]
+    assert [(i["id"], i["reporter"]["phone"]) for i in mine] == [(reports[1].id, "13800138002")]
+
+
+def test_action_answers_follow_the_same_rule(client, db, w):
+    report = case(w, "assigned")
+    version = stored(db, report).version
+    started = client.post(f"{URL}/{report.id}/actions/start", json={},
+                          headers={**auth_header(w.worker), "If-Match": f'"{version}"'})
+    assert started.status_code == 200 and started.json["reporter"] is None
+    held = client.post(f"{URL}/{report.id}/actions/supervise", json={"note": "快"},
+                       headers={**auth_header(w.supervisor), "If-Match": started.headers["ETag"]})
+    assert held.status_code == 200 and held.json["reporter"]["phone"] == PHONE
+
+
+def test_the_filing_answer_shows_the_reporter_their_own_data(client, db, w):
+    out = file(client, w, user=w.resident)
+    assert out["reporter"] == {"id": w.resident.id, "name": w.resident.display_name, "phone": PHONE}
+
+
+def test_residents_see_no_staff_names_on_their_case(client, db, w):
+    report = case(w, "assigned")
+    assert _reporter_of(client, w.resident, report)["assignee"] is None
+
+
+def test_the_triage_queue_shows_the_reporter_to_root_supervisors(client, db, w):
+    report = case(w, point=(100.0, 30.0))
+    assert stored(db, report).cell_id is None
+    assert _reporter_of(client, w.root_supervisor, report)["reporter"]["phone"] == PHONE
+    assert_problem(get(client, f"{URL}/{report.id}", w.supervisor), 404, "report_not_found")
+
+
+def test_maps_histories_and_notices_carry_no_reporter_data(client, db, w):
+    report = case(w, "resolved")
+    step(db, report, "verify", w.supervisor, note="好")
+    for user in (w.worker, w.supervisor):
+        for path in ("/api/v1/reports.geojson", f"{URL}/{report.id}/events", "/api/v1/notifications"):
+            text = get(client, path, user).get_data(as_text=True)
+            assert PHONE not in text and w.resident.display_name not in text, path
+
+
+def test_may_see_personal_data_per_role(db, w):
+    report = stored(db, case(w, "assigned"))
+    allowed = {"resident": True, "resident2": False, "worker": False, "other_worker": False, "supervisor": True,
+               "root_supervisor": True, "other_supervisor": False, "admin": True}
+    assert {who: residents.may_see_personal_data(getattr(w, who), report) for who in allowed} == allowed
+    assert residents.may_see_personal_data(None, report) is False
