@@ -13,6 +13,6 @@ __all__ = [
     "AuthSession", "CLOCK_RUNNING_STATUSES", "CalendarDay", "CODE_LENGTHS", "CaseEvent", "DayKind", "DaySource",
     "Duty", "DutyLog", "ESCALATION_LEVELS", "FINAL_STATUSES",
     "Notification", "OPEN_STATUSES", "Category", "Cell", "CellLevel", "LEVEL_ORDER",
-    "LimitUnit", "RefreshToken", "Report", "ReportStatus", "ReportFollower", "Role", "RoutedBy", "User", "WorkerCell",
-    "subtree_bounds",
+    "LimitUnit", "RefreshToken", "Report", "ReportStatus", "Role", "RoutedBy", "User", "WorkerCell",
+    "subtree_bounds", "ReportFollower",
 ]
