@@ -405,3 +405,23 @@ def test_a_retry_while_the_first_runs_never_files_twice(app, live, backend, monk
     real_db.session.expire_all()
     assert real_db.session.scalar(select(func.count()).select_from(Report)) == 1
     assert real_db.session.scalar(select(func.count()).select_from(IdempotencyKey)) == 1
+
+
+# ---- the residents' actions ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("action, body, status", [("rate", {"score": 4, "comment": "很快"}, "closed"),
+                                                  ("follow", {}, "accepted"), ("unfollow", {}, "accepted")])
+def test_residents_actions_replay(client, db, w, action, body, status):
+    from tests.factories import make_case
+
+    # The resident rates their own case and follows someone else's.
+    reporter = w.resident if action == "rate" else w.resident2
+    report = make_case(reporter, w.category, w.cells[SW], status=status)
+    url = f"{URL}/{report.id}/actions/{action}"
+    first = client.post(url, json=body, headers=keyed(w.resident))
+    assert first.status_code == 200, first.json
+    before = (world_state(db), db.session.scalar(text("SELECT count(*) FROM report_followers")))
+    again = client.post(url, json=body, headers=keyed(w.resident))
+    assert (again.status_code, again.headers["Idempotent-Replayed"]) == (200, "true")
+    assert again.get_data() == first.get_data()
+    assert (world_state(db), db.session.scalar(text("SELECT count(*) FROM report_followers"))) == before

@@ -58,7 +58,8 @@ STREET1_FIGURES = {"filed": 4, "closed": 3, "closed_on_time": 2, "due": 4, "due_
                    "due_closed_on_time": 1, "overdue_backlog": 1, "avg_close_seconds": 2 * 86400.0,
                    "escalations": 2}
 EMPTY = {"filed": 0, "closed": 0, "closed_on_time": 0, "due": 0, "due_on_hold": 0, "due_closed_on_time": 0,
-         "on_time_rate": None, "overdue_backlog": 0, "avg_close_seconds": None, "escalations": 0}
+         "on_time_rate": None, "overdue_backlog": 0, "avg_close_seconds": None, "escalations": 0,
+         "satisfaction_avg": None, "satisfaction_count": 0}
 
 
 def get(client, user, **query):
@@ -142,3 +143,55 @@ def test_workers_and_residents_are_403(client, world, who):
 
 def test_no_token_is_401(client, world):
     assert_problem(client.get(URL, query_string={"cell": DISTRICT, **PERIOD}), 401, "missing_token")
+
+
+# ---- satisfaction (issue 4) -----------------------------------------------------------------------
+
+def _rated(world, grid, rating, rated_at, **fields):
+    return make_case(world.resident, make_category(), world.cells[grid], status="closed", created_at=P0 - 9 * DAY,
+                     closed_at=rated_at - DAY, rating=rating, rated_at=rated_at, **fields)
+
+
+def test_satisfaction_is_the_mean_rating_of_the_cases_rated_in_the_period(client, db, world):
+    _rated(world, SW, 5, P0 + DAY)
+    _rated(world, SW, 2, P0 + 3 * DAY, rating_comment="太慢")
+    _rated(world, SW, 4, P1 - timedelta(seconds=1))
+    _rated(world, SW, 1, P1)  # the period is half-open: rated at its end is outside
+    _rated(world, SW, 1, P0 - DAY)  # before it
+    _rated(world, GRID2, 3, P0 + 2 * DAY)
+    data = get(client, world.admin, cell=DISTRICT).get_json()
+    rows = {row["cell"]["code"]: row for row in data["children"]}
+    assert rows[STREET]["satisfaction_count"] == 3
+    assert rows[STREET]["satisfaction_avg"] == pytest.approx(11 / 3)
+    assert (rows[STREET2]["satisfaction_avg"], rows[STREET2]["satisfaction_count"]) == (3.0, 1)
+    assert data["satisfaction_count"] == 4 and data["satisfaction_avg"] == pytest.approx(14 / 4)
+    # The other figures do not count the ratings twice.
+    assert rows[STREET]["escalations"] == STREET1_FIGURES["escalations"]
+
+
+def test_satisfaction_follows_the_supervisors_scope(client, db, world):
+    _rated(world, SW, 5, P0 + DAY)
+    _rated(world, GRID2, 1, P0 + DAY)
+    data = get(client, world.street_sup, cell=STREET).get_json()
+    assert [(r["cell"]["code"], r["satisfaction_avg"], r["satisfaction_count"]) for r in data["children"]] == [
+        (COMMUNITY, 5.0, 1)]
+    assert (data["satisfaction_avg"], data["satisfaction_count"]) == (5.0, 1)
+
+
+def test_no_rating_in_the_period_is_null_not_zero(client, db, world):
+    _rated(world, SW, 4, P1 + DAY)
+    data = get(client, world.admin, cell=DISTRICT).get_json()
+    assert [(r["satisfaction_avg"], r["satisfaction_count"]) for r in data["children"]] == [(None, 0), (None, 0)]
+    assert (data["satisfaction_avg"], data["satisfaction_count"]) == (None, 0)
+
+
+def test_a_rating_given_through_the_api_counts(client, db, world):
+    from app.models.base import utcnow
+    report = make_case(world.resident, make_category(), world.cells[SW], status="closed", closed_at=utcnow())
+    resp = client.post(f"/api/v1/reports/{report.id}/actions/rate", json={"score": 4},
+                       headers=auth_header(world.resident))
+    assert resp.status_code == 200, resp.get_json()
+    now = utcnow()
+    query = {"cell": DISTRICT, "from": (now - DAY).isoformat(), "to": (now + DAY).isoformat()}
+    data = client.get(URL, query_string=query, headers=auth_header(world.admin)).get_json()
+    assert (data["satisfaction_avg"], data["satisfaction_count"]) == (4.0, 1)

@@ -12,7 +12,8 @@ from app.models import Role
 from app.schemas.reports import (AssignIn, CellSummaryOut, DuplicateIn, EventOut, ExtensionRequestIn, NoteIn,
                                  NoteRequiredIn, ReasonIn, ReportCreateIn, ReportGeoJSONArgs, ReportListArgs, ReportOut,
                                  ReportPage, ReportSearchIn, RerouteIn)
-from app.services import cases, geoqueries
+from app.schemas.residents import ReportCreatedOut
+from app.services import cases, geoqueries, residents
 from app.services import grid as grid_service
 from app.services import reports as report_service
 
@@ -25,10 +26,13 @@ class Reports(MethodView):
     @idempotent
     @blp.doc(security=BEARER)
     @blp.arguments(ReportCreateIn)
-    @blp.response(201, ReportOut)
+    @blp.response(201, ReportCreatedOut)
     def post(self, data):
-        """File a report; it is routed to the grid cell that owns its location (or to triage)."""
-        return report_service.create_report(current_user(), **data)
+        """File a report; it is routed to the grid cell that owns its location (or to triage).
+
+        The answer lists the open cases of the same category nearby (similar_open_cases): a resident may follow
+        one of them instead."""
+        return residents.with_similar_cases(report_service.create_report(current_user(), **data))
 
     @auth_required()
     @blp.doc(security=BEARER)
@@ -59,8 +63,13 @@ class ReportEvents(MethodView):
     @blp.doc(security=BEARER)
     @blp.response(200, EventOut(many=True))
     def get(self, report_id):
-        """The report's history, oldest first."""
-        return report_service.history(report_service.get_report_for(current_user(), report_id))
+        """The report's history, oldest first.
+
+        Staff get every event. Residents (the reporter, a follower) get the public history: status changes, the
+        public notes (reject, resolve, verify, close) and their own steps, with `actor` as a role (you, reporter,
+        staff, system) instead of actor_id, actor_role and data."""
+        user = current_user()
+        return residents.history_for(user, report_service.get_report_for(user, report_id))
 
 
 _STRONG_ETAG = re.compile(r'^"(\d{1,18})"$')

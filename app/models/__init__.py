@@ -6,6 +6,7 @@ from app.models.reports import (
     CLOCK_RUNNING_STATUSES, ESCALATION_LEVELS, FINAL_STATUSES, OPEN_STATUSES, CaseEvent, Notification, Report,
     ReportStatus, RoutedBy,
 )
+from app.models.reports import ReportFollower
 from app.models.users import AuthSession, Duty, DutyLog, RefreshToken, Role, User, WorkerCell
 from app.models.idempotency import IdempotencyKey
 
@@ -14,6 +15,5 @@ __all__ = [
     "Duty", "DutyLog", "ESCALATION_LEVELS", "FINAL_STATUSES",
     "Notification", "OPEN_STATUSES", "Category", "Cell", "CellLevel", "LEVEL_ORDER",
     "LimitUnit", "RefreshToken", "Report", "ReportStatus", "Role", "RoutedBy", "User", "WorkerCell",
-    "subtree_bounds",
-    "IdempotencyKey",
+    "subtree_bounds", "IdempotencyKey", "ReportFollower",
 ]

@@ -49,3 +49,7 @@ class Category(TimestampMixin, db.Model):
     # Grid workers may accept and assign cases of this category in their own cells.
     self_handling: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default="0")
     active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    # New reports are offered the open cases of this category within this many metres (0: none).
+    duplicate_radius_m: Mapped[int] = mapped_column(
+        Integer, CheckConstraint("duplicate_radius_m BETWEEN 0 AND 5000", name="duplicate_radius_m"),
+        nullable=False, default=250, server_default="250")

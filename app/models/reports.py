@@ -5,7 +5,7 @@ import enum
 from datetime import date, datetime
 
 from geoalchemy2 import Geometry
-from sqlalchemy import JSON, Boolean, Date, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, Boolean, CheckConstraint, Date, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, query_expression, relationship
 
 from app.extensions import db
@@ -106,6 +106,11 @@ class Report(TimestampMixin, db.Model):
     # The escalation level at which the assignee was last reminded of a yellow case (once per level).
     reminded_level: Mapped[int | None] = mapped_column(Integer)
 
+    # The reporter's satisfaction with a closed case (1-5), given once.
+    rating: Mapped[int | None] = mapped_column(Integer, CheckConstraint("rating BETWEEN 1 AND 5", name="rating"))
+    rating_comment: Mapped[str | None] = mapped_column(Text)
+    rated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
     # Optimistic concurrency: the ETag, raised by every change.
     version: Mapped[int] = mapped_column(Integer, nullable=False, default=1, server_default="1")
 
@@ -163,3 +168,14 @@ class Notification(db.Model):
     dedupe_key: Mapped[str | None] = mapped_column(String(120), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, nullable=False)
     read_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class ReportFollower(db.Model):
+    """A resident who follows someone else's case: they see its public view and hear when it ends."""
+
+    __tablename__ = "report_followers"
+    __table_args__ = (Index("ix_report_followers_user_id_report_id", "user_id", "report_id"),)
+
+    report_id: Mapped[int] = mapped_column(ForeignKey("reports.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, nullable=False)

@@ -22,6 +22,7 @@ class CategoryOut(Schema):
     auto_dispatch = fields.Boolean()
     self_handling = fields.Boolean()
     active = fields.Boolean()
+    duplicate_radius_m = fields.Integer()
     created_at = LocalDateTime()
     updated_at = LocalDateTime()
 
@@ -47,6 +48,9 @@ class CategoryCreateIn(Schema):
     self_handling = StrictBoolean(load_default=False,
                                   metadata={"description": "Workers may accept and assign in their own cells."})
     active = StrictBoolean(load_default=True)
+    duplicate_radius_m = StrictInteger(load_default=250, validate=validate.Range(min=0, max=5000), metadata={
+        "description": "New reports are offered the open cases of this category within this many metres "
+                       "(0: none)."})
 
 
 class CategoryUpdateIn(Schema):
@@ -62,6 +66,7 @@ class CategoryUpdateIn(Schema):
     auto_dispatch = StrictBoolean()
     self_handling = StrictBoolean()
     active = StrictBoolean()
+    duplicate_radius_m = StrictInteger(validate=validate.Range(min=0, max=5000))
 
     @validates_schema
     def not_empty(self, data, **kwargs):

@@ -1,4 +1,5 @@
 """Reports in and out."""
+from flask import g, has_request_context
 from geoalchemy2.shape import to_shape
 from marshmallow import Schema, ValidationError, fields, post_dump, post_load, validate, validates_schema
 
@@ -7,7 +8,7 @@ from app.models.base import utcnow
 from app.schemas.auth import CellRef, UserRef
 from app.schemas.common import (AwareDateTime, BBox, CrsField, Latitude, LocalDateTime, LonLat, Longitude, PageArgs,
                                 StrictInteger, page_of)
-from app.services import sla
+from app.services import residents, sla
 from app.services.geometry import GeometryProblem
 from app.services.geoqueries import COUNT_CAP, GeoFilter, polygon_from_geojson
 
@@ -35,6 +36,12 @@ def _location(report) -> dict:
     pt = to_shape(report.location)
     return {"lon": pt.x, "lat": pt.y, "crs": "wgs84"}
 
+
+
+class ReporterOut(Schema):
+    id = fields.Integer()
+    name = fields.String(allow_none=True)
+    phone = fields.String(allow_none=True)
 
 
 class ReportOut(Schema):
@@ -73,6 +80,18 @@ class ReportOut(Schema):
     duplicate_of = fields.Integer(attribute="duplicate_of_id", allow_none=True)
     created_at = LocalDateTime()
     updated_at = LocalDateTime()
+    # Filled per viewer by _personal_data (never loaded from the relationship for those who may not see it).
+    reporter = fields.Nested(ReporterOut, attribute="personal_data_of_reporter", allow_none=True, metadata={
+        "description": "The reporter's name and phone: for the reporter, supervisors of the case's subtree and "
+                       "admins; null for everyone else."})
+    rating = fields.Integer(allow_none=True, metadata={"description": "The reporter's 1-5 rating, once closed."})
+    rating_comment = fields.String(allow_none=True)
+    rated_at = LocalDateTime(allow_none=True)
+
+    @post_dump(pass_original=True)
+    def _personal_data(self, data, report, **kwargs):
+        viewer = g.get("current_user") if has_request_context() else None
+        return residents.shape_report(viewer, report, data)
 
 
 class ReportPage(page_of(ReportOut, "ReportPageBase")):
@@ -175,6 +194,8 @@ class EventOut(Schema):
     actor_role = fields.String(allow_none=True)
     note = fields.String(allow_none=True)
     data = fields.Dict(allow_none=True)
+    actor = fields.String(metadata={"description": "Residents' public history only, instead of actor_id, actor_role "
+                                                   "and data: you | reporter | staff | system."})
     created_at = LocalDateTime()
 
 

@@ -26,6 +26,9 @@ class CellFiguresOut(Schema):
     avg_close_seconds = fields.Float(allow_none=True, metadata={
         "description": "Mean time from filing to closing of the cases closed in the period."})
     escalations = fields.Integer(metadata={"description": "Escalation steps taken in the period."})
+    satisfaction_avg = fields.Float(allow_none=True, metadata={
+        "description": "Mean rating (1-5) of the cases rated in the period; null when none was."})
+    satisfaction_count = fields.Integer(metadata={"description": "Cases rated in the period."})
 
 
 class SummaryOut(Schema):
@@ -33,3 +36,5 @@ class SummaryOut(Schema):
     start = LocalDateTime(data_key="from")
     end = LocalDateTime(data_key="to")
     children = fields.List(fields.Nested(CellFiguresOut))
+    satisfaction_avg = fields.Float(allow_none=True, metadata={"description": "Over the whole cell."})
+    satisfaction_count = fields.Integer(metadata={"description": "Over the whole cell."})

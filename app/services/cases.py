@@ -11,7 +11,7 @@ from app.errors import Conflict, Forbidden, TransitionNotAllowed, ValidationFail
 from app.extensions import db
 from app.models import OPEN_STATUSES, CaseEvent, Cell, CellLevel, Report, ReportStatus, Role, User, subtree_bounds
 from app.models.base import utcnow
-from app.services import notifications, reports, sla, workers, worktime
+from app.services import notifications, reports, residents, sla, workers, worktime
 
 S = ReportStatus
 OPEN = tuple(OPEN_STATUSES)
@@ -107,6 +107,7 @@ def reject(user: User, report: Report, if_match: Collection[int] | None, *, reas
     source = _begin(user, report, "reject", if_match)
     now = utcnow()
     report.status = S.rejected.value
+    residents.notify_case_ended(user, report, public_note=reason)
     return _record(user, report, "reject", source, now, note=reason)
 
 
@@ -147,6 +148,7 @@ def _close(user: User, report: Report, if_match: Collection[int] | None, action:
     now = utcnow()
     report.status = S.closed.value
     report.closed_at = now
+    residents.notify_case_ended(user, report, public_note=note)
     return _record(user, report, action, source, now, note=note)
 
 
@@ -294,6 +296,7 @@ def mark_duplicate(user: User, report: Report, if_match: Collection[int] | None,
     now = utcnow()
     report.status = S.duplicate.value
     report.duplicate_of_id = original.id
+    residents.notify_case_ended(user, report)
     return _record(user, report, "mark_duplicate", source, now, note=note,
                    data={"duplicate_of": original.id, "case_number": original.case_number})
 
@@ -314,4 +317,5 @@ def cancel(user: User, report: Report, if_match: Collection[int] | None, *, note
     source = _begin(user, report, "cancel", if_match)
     now = utcnow()
     report.status = S.cancelled.value
+    residents.notify_case_ended(user, report)
     return _record(user, report, "cancel", source, now, note=note)

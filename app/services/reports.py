@@ -13,7 +13,7 @@ from app import spatial
 from app.coords import to_wgs84
 from app.errors import Forbidden, NotFound, ValidationFailed
 from app.extensions import db
-from app.models import CaseEvent, Category, Cell, Report, ReportStatus, Role, User, subtree_bounds
+from app.models import CaseEvent, Category, Cell, Report, ReportFollower, ReportStatus, Role, User, subtree_bounds
 from app.models.base import utcnow
 from app.services import dispatch, geoqueries, sla
 from app.services.categories import find_active_by_code
@@ -64,7 +64,8 @@ def visibility(user: User) -> ColumnElement[bool]:
             scope = or_(scope, Report.cell_id.is_(None))
         return or_(own, scope)
     if user.role == Role.resident.value:
-        return own
+        # A case they follow shows them its public view (app.services.residents).
+        return or_(own, Report.id.in_(select(ReportFollower.report_id).where(ReportFollower.user_id == user.id)))
     return false()
 
 
@@ -126,7 +127,9 @@ def listed_reports() -> Select:
 _LIST_OPTIONS = (
     joinedload(Report.cell).load_only(Cell.id, Cell.code, Cell.name, Cell.level),
     joinedload(Report.handling_cell).load_only(Cell.id, Cell.code, Cell.name, Cell.level),
-    joinedload(Report.assignee).load_only(User.id, User.username, User.display_name))
+    joinedload(Report.assignee).load_only(User.id, User.username, User.display_name),
+    # Shown to supervisors and admins (app.services.residents.may_see_personal_data).
+    joinedload(Report.reporter).load_only(User.id, User.display_name, User.phone))
 
 
 def reports_query(user: User, *, status: str | None = None, category_code: str | None = None,

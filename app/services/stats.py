@@ -3,7 +3,8 @@
 Periods are half-open [start, end). A case is "due in the period" when its own due time (due_at: limit, holds
 and extensions, never moved by escalation) falls in it; duplicates and cancelled cases are never due. The
 on-time closure rate (按期结案率) is: of the cases due in the period and not on hold now, the share closed by
-their due time; its denominator is `due - due_on_hold`, and it is null when that is 0.
+their due time; its denominator is `due - due_on_hold`, and it is null when that is 0. Satisfaction is the mean
+rating (1-5) of the cases rated in the period (rated_at), null when none was.
 """
 from __future__ import annotations
 
@@ -35,6 +36,8 @@ class CellFigures:
     overdue_backlog: int
     avg_close_seconds: float | None
     escalations: int
+    satisfaction_avg: float | None
+    satisfaction_count: int
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,8 @@ class Summary:
     start: datetime
     end: datetime
     children: list[CellFigures]
+    satisfaction_avg: float | None
+    satisfaction_count: int
 
 
 def _cell_for(user: User, code: str) -> Cell:
@@ -71,6 +76,7 @@ def summary(user: User, code: str, start: datetime, end: datetime, now: datetime
 
     closed = and_(Report.status == "closed", within(Report.closed_at))
     due = and_(within(Report.due_at), Report.status.not_in(NEVER_DUE))
+    rated = and_(Report.rating.is_not(None), within(Report.rated_at))
     # The clock of a case on hold or resolved stopped then; measure its lateness there.
     measured_at = case((Report.status == "on_hold", Report.hold_started_at),
                        (Report.status == "resolved", Report.resolved_at), else_=literal(now, UTCDateTime()))
@@ -86,7 +92,9 @@ def summary(user: User, code: str, start: datetime, end: datetime, now: datetime
                    _count(and_(due, Report.status == "closed", Report.closed_at <= Report.due_at)),
                    _count(and_(Report.status.in_(OPEN_STATUSES), measured_at > Report.due_at)),
                    func.avg(case((closed, spatial.seconds_between(Report.created_at, Report.closed_at)))),
-                   func.coalesce(func.sum(escalations.c.n), 0))
+                   func.coalesce(func.sum(escalations.c.n), 0),
+                   func.avg(case((rated, Report.rating))),
+                   _count(rated))
             .select_from(child)
             # Every cell of the child's subtree (the code range of subtree_bounds), then its cases.
             .outerjoin(leaf, and_(leaf.code >= child.code, leaf.code < child.code.concat(":")))
@@ -98,12 +106,17 @@ def summary(user: User, code: str, start: datetime, end: datetime, now: datetime
     children = []
     for row in db.session.execute(stmt):
         (cell_id, cell_code, name, level, filed, n_closed, on_time, n_due, on_hold, due_on_time, backlog,
-         avg_close, n_escalations) = row
+         avg_close, n_escalations, satisfaction, n_rated) = row
         denominator = n_due - on_hold
         children.append(CellFigures(
             cell={"id": cell_id, "code": cell_code, "name": name, "level": level}, filed=filed, closed=n_closed,
             closed_on_time=on_time, due=n_due, due_on_hold=on_hold, due_closed_on_time=due_on_time,
             on_time_rate=due_on_time / denominator if denominator else None,
             overdue_backlog=backlog, avg_close_seconds=float(avg_close) if avg_close is not None else None,
-            escalations=n_escalations))
-    return Summary(cell=cell, start=start, end=end, children=children)
+            escalations=n_escalations,
+            satisfaction_avg=float(satisfaction) if satisfaction is not None else None, satisfaction_count=n_rated))
+    # Every case lies under exactly one child (cases route to grid cells), so the children's ratings are all.
+    n_rated = sum(c.satisfaction_count for c in children)
+    total = sum(c.satisfaction_avg * c.satisfaction_count for c in children if c.satisfaction_count)
+    return Summary(cell=cell, start=start, end=end, children=children,
+                   satisfaction_avg=total / n_rated if n_rated else None, satisfaction_count=n_rated)

@@ -1,0 +1,43 @@
+"""Residents' requests and answers: own reports, rating, following, similar open cases."""
+from marshmallow import Schema, fields, validate
+
+from app.models import ReportStatus
+from app.schemas.common import LocalDateTime, PageArgs, StrictInteger
+from app.schemas.reports import ReportOut
+
+MAX_COMMENT = 1000
+
+
+class MyReportsArgs(PageArgs):
+    status = fields.String(validate=validate.OneOf([s.value for s in ReportStatus]))
+
+
+class RateIn(Schema):
+    score = StrictInteger(required=True, validate=validate.Range(min=1, max=5),
+                          metadata={"description": "1 (very unsatisfied) to 5 (very satisfied)."})
+    comment = fields.String(validate=validate.Length(min=1, max=MAX_COMMENT))
+
+
+class FollowIn(Schema):
+    """No fields: the case is in the path."""
+
+
+class FollowOut(Schema):
+    report_id = fields.Integer()
+    following = fields.Boolean()
+    since = LocalDateTime(allow_none=True)
+
+
+class SimilarCaseOut(Schema):
+    id = fields.Integer()
+    case_number = fields.String()
+    status = fields.String()
+    distance_m = fields.Float()
+    created_at = LocalDateTime()
+    description = fields.String(metadata={"description": "Its first 80 characters."})
+
+
+class ReportCreatedOut(ReportOut):
+    similar_open_cases = fields.List(fields.Nested(SimilarCaseOut), metadata={
+        "description": "Up to 5 open cases of the same category within its duplicate_radius_m, nearest first: "
+                       "follow one (POST /reports/{id}/actions/follow) rather than file it twice."})
