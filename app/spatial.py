@@ -196,6 +196,28 @@ def local_distance_m(geom_col, lon: float, lat: float) -> ColumnElement[float]:
     return _LocalDistance(geom_col, literal(float(lon), Float), literal(float(lat), Float))
 
 
+def geodesic_m(geom_a, geom_b) -> ColumnElement[float]:
+    """Geodesic distance in metres between two geometry expressions (NULL when either is NULL)."""
+    if is_postgis():
+        return func.ST_Distance(cast(geom_a, Geography(srid=SRID)), cast(geom_b, Geography(srid=SRID)), type_=Float)
+    return func.ST_Distance(geom_a, geom_b, literal(1), type_=Float)
+
+
+def rows_table(name: str, columns: dict[str, Any], rows: list[tuple]):
+    """Python rows as a table to join in SQL, sent as one JSON parameter.
+
+    A VALUES list would need a bind parameter per value and SQLite caps compound SELECTs at 500, so a batch of
+    points travels as one JSON array: PostgreSQL reads it with json_to_recordset, SQLite with json_each."""
+    if is_postgis():
+        payload = json.dumps([dict(zip(columns, row)) for row in rows])
+        return (func.json_to_recordset(cast(literal(payload), postgresql.JSON))
+                .table_valued(*(column(n, t) for n, t in columns.items()))
+                .render_derived(name=name, with_types=True))
+    each = func.json_each(literal(json.dumps([list(row) for row in rows]))).table_valued("value")
+    return select(*(cast(func.json_extract(each.c.value, f"$[{i}]"), t).label(n)
+                    for i, (n, t) in enumerate(columns.items()))).subquery(name)
+
+
 def within_distance(geom_col, pk_col, lon: float, lat: float, metres: float) -> ColumnElement[bool]:
     """Index-backed prefilter by a degree box, then the exact metric test."""
     return bbox_filter(geom_col, pk_col, degree_box(lon, lat, metres)) & (distance_m(geom_col, lon, lat) <= metres)

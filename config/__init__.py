@@ -85,6 +85,8 @@ class BaseConfig:
         # Hops of reverse proxies whose X-Forwarded-For may be trusted for the client address.
         self.TRUSTED_PROXIES = _int_env("TRUSTED_PROXIES", 0)
         self.LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
+        # A patrol point stamped further ahead of the server's clock than this is refused as impossible.
+        self.PATROL_MAX_CLOCK_SKEW_S = _int_env("PATROL_MAX_CLOCK_SKEW_S", 300)
 
         self.SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
         self.API_TITLE = "Grid governance API"
@@ -100,6 +102,8 @@ class BaseConfig:
     def validate(self) -> None:
         if self.ROUTING_MAX_DISTANCE_M < 0:
             raise ConfigError("ROUTING_MAX_DISTANCE_M must not be negative")
+        if self.PATROL_MAX_CLOCK_SKEW_S < 0:
+            raise ConfigError("PATROL_MAX_CLOCK_SKEW_S must not be negative")
         from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
         from app.services.worktime import parse_week
