@@ -76,9 +76,11 @@ def route_many_wgs84(points: list[tuple[float, float]]) -> list[int | None]:
     columns = {"idx": Integer, "lon": Float, "lat": Float}
     pts = spatial.rows_table("pts", columns, [(i, lon, lat) for i, (lon, lat) in enumerate(points)])
     covering: dict[int, tuple[str, int]] = {}
+    point = spatial.point_expr(pts.c.lon, pts.c.lat)
     for idx, cell_id, code in db.session.execute(
             select(pts.c.idx, Cell.id, Cell.code)
-            .join_from(pts, Cell, and_(leaf, spatial.covers_point(Cell.geom, Cell.id, pts.c.lon, pts.c.lat)))):
+            .select_from(spatial.join_boxes(pts, Cell.geom, Cell.id, (pts.c.lon, pts.c.lat, pts.c.lon, pts.c.lat)))
+            .where(leaf, spatial.covers(Cell.geom, point))):
         if idx not in covering or code < covering[idx][0]:
             covering[idx] = (code, cell_id)
     chosen = {idx: cell_id for idx, (_, cell_id) in covering.items()}
@@ -94,7 +96,7 @@ def route_many_wgs84(points: list[tuple[float, float]]) -> list[int | None]:
         nearest: dict[int, tuple[float, str, int]] = {}
         for idx, cell_id, code, metres in db.session.execute(
                 select(near.c.idx, Cell.id, Cell.code, distance)
-                .join_from(near, Cell, and_(leaf, spatial.bbox_filter(Cell.geom, Cell.id, box), distance <= max_m))):
+                .select_from(spatial.join_boxes(near, Cell.geom, Cell.id, box)).where(leaf, distance <= max_m)):
             if idx not in nearest or (metres, code) < nearest[idx][:2]:
                 nearest[idx] = (metres, code, cell_id)
         chosen.update({idx: cell_id for idx, (_, _, cell_id) in nearest.items()})
