@@ -13,6 +13,7 @@ from app.coords import wgs84_to_gcj02
 from app.models import PatrolCheckin
 from app.models.base import utcnow
 from app.services.routing import route_many_wgs84, route_wgs84
+from config import ConfigError, load_config
 from tests.assertions import assert_problem
 from tests.factories import (COMMUNITY, DISTRICT, OTHER_DISTRICT, OTHER_GRID, auth_header, make_checkin, make_duty,
                              make_two_district_grid, make_user)
@@ -174,12 +175,14 @@ def test_impossible_points_are_refused_one_by_one_and_the_rest_kept(client, db, 
 def test_non_finite_numbers_are_refused_per_point(client, db, world):
     at = stamp(utcnow() - timedelta(minutes=1))
     body = ('{"points": [{"time": "%s", "lon": NaN, "lat": 39.9}, {"time": "%s", "lon": 116.4, "lat": Infinity},'
-            ' {"time": "%s", "lon": 116.4, "lat": 39.9, "accuracy": 1e999}, {"time": "%s", "lon": 116.41, "lat": 39.91}]}'
-            % (at, at, at, stamp(utcnow())))
+            ' {"time": "%s", "lon": 116.4, "lat": 39.9, "accuracy": 1e999},'
+            ' {"time": "%s", "lon": 116.4, "lat": 39.9, "accuracy": 1%s},'
+            ' {"time": "%s", "lon": 116.41, "lat": 39.91}]}' % (at, at, at, at, "0" * 400, stamp(utcnow())))
     resp = client.post(CHECKINS, headers=bearer_json(world.worker), data=body)
     assert resp.status_code == 201, resp.json
     assert [(r["index"], r["reasons"][0]["field"], r["reasons"][0]["code"]) for r in resp.json["rejected"]] == [
-        (0, "lon", "not_finite"), (1, "lat", "not_finite"), (2, "accuracy", "not_finite")]
+        (0, "lon", "not_finite"), (1, "lat", "not_finite"), (2, "accuracy", "not_finite"),
+        (3, "accuracy", "not_finite")]
     assert len(checkin_rows(db)) == 1
 
 
@@ -190,6 +193,14 @@ def test_the_clock_skew_is_configurable(client, db, world, app, monkeypatch):
         point(116.405, 39.905, now - timedelta(seconds=30)), point(116.405, 39.905, now + timedelta(seconds=60))]})
     assert resp.status_code == 201, resp.json
     assert [(r["index"], r["reasons"][0]["code"]) for r in resp.json["rejected"]] == [(1, "in_the_future")]
+
+
+@pytest.mark.parametrize("value, message", [("soon", "integer"), ("-1", "negative")])
+def test_a_bad_clock_skew_setting_is_refused(monkeypatch, value, message):
+    assert load_config("testing").PATROL_MAX_CLOCK_SKEW_S == 300
+    monkeypatch.setenv("PATROL_MAX_CLOCK_SKEW_S", value)
+    with pytest.raises(ConfigError, match=message):
+        load_config("testing")
 
 
 def test_a_batch_of_only_impossible_points_is_422_and_stores_nothing(client, db, world):

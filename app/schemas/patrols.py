@@ -25,6 +25,10 @@ def _number(raw: dict[str, Any], name: str, low: float | None, high: float | Non
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         reasons.append(reason(name, "invalid_type", "Not a number."))
         return None
+    try:
+        value = float(value)
+    except OverflowError:  # an integer too large for a double
+        value = math.inf
     if not math.isfinite(value):
         reasons.append(reason(name, "not_finite", "Must be a finite number."))
         return None
@@ -32,7 +36,7 @@ def _number(raw: dict[str, Any], name: str, low: float | None, high: float | Non
         bounds = f"at least {low}" if high is None else f"between {low} and {high}"
         reasons.append(reason(name, "out_of_range", f"Must be {bounds}; got {value}."))
         return None
-    return float(value)
+    return value
 
 
 def _time(raw: dict[str, Any], reasons: list[dict[str, str]]) -> datetime | None:
