@@ -87,6 +87,8 @@ class BaseConfig:
         self.LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
         # How long a stored response answers retries that carry the same Idempotency-Key.
         self.IDEMPOTENCY_TTL_S = _int_env("IDEMPOTENCY_TTL_S", 24 * 3600)
+        # A patrol point stamped further ahead of the server's clock than this is refused as impossible.
+        self.PATROL_MAX_CLOCK_SKEW_S = _int_env("PATROL_MAX_CLOCK_SKEW_S", 300)
 
         self.SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
         self.API_TITLE = "Grid governance API"
@@ -104,6 +106,8 @@ class BaseConfig:
             raise ConfigError("ROUTING_MAX_DISTANCE_M must not be negative")
         if self.IDEMPOTENCY_TTL_S < 1:
             raise ConfigError("IDEMPOTENCY_TTL_S must be at least 1 second")
+        if self.PATROL_MAX_CLOCK_SKEW_S < 0:
+            raise ConfigError("PATROL_MAX_CLOCK_SKEW_S must not be negative")
         from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
         from app.services.worktime import parse_week

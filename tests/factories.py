@@ -165,3 +165,16 @@ def tokens_for(user: User, password: str = PASSWORD) -> auth_service.TokenPair:
 
 def auth_header(user: User, password: str = PASSWORD) -> dict[str, str]:
     return {"Authorization": f"Bearer {tokens_for(user, password).access_token}"}
+
+
+def make_checkin(worker: User, lon: float, lat: float, at: datetime, cell: Cell | None = None,
+                 accuracy: float | None = 5.0):
+    """A stored patrol point (WGS-84), routed by the caller (`cell`), without going through the API."""
+    from app.models import PatrolCheckin
+
+    checkin = PatrolCheckin(user_id=worker.id, cell_id=cell.id if cell else None, recorded_at=at,
+                            received_at=utcnow(), location=spatial.point(lon, lat), accuracy_m=accuracy,
+                            input_crs="wgs84", input_lon=lon, input_lat=lat)
+    db.session.add(checkin)
+    db.session.commit()
+    return checkin

@@ -138,6 +138,8 @@ OTHER_POSTS = {
                                                  "time_limit_value": 2}),
     "user": ("admin", "/api/v1/users", {"username": "new-worker", "password": "long-enough-1", "role": "worker"}),
     "duty": ("worker", "/api/v1/me/duty", {"duty": "on", "position": {"lon": 116.405, "lat": 39.905}}),
+    "checkins": ("worker", "/api/v1/patrols/checkins",
+                 {"points": [{"time": "2026-11-20T09:00:00+08:00", "lon": 116.405, "lat": 39.905, "accuracy": 5}]}),
 }
 
 

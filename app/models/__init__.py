@@ -2,6 +2,7 @@
 from app.models.calendar import CalendarDay, DayKind, DaySource
 from app.models.categories import Category, LimitUnit
 from app.models.grid import CODE_LENGTHS, LEVEL_ORDER, Cell, CellLevel, subtree_bounds
+from app.models.patrols import PatrolCheckin
 from app.models.reports import (
     CLOCK_RUNNING_STATUSES, ESCALATION_LEVELS, FINAL_STATUSES, OPEN_STATUSES, CaseEvent, Notification, Report,
     ReportStatus, RoutedBy,
@@ -14,6 +15,6 @@ __all__ = [
     "AuthSession", "CLOCK_RUNNING_STATUSES", "CalendarDay", "CODE_LENGTHS", "CaseEvent", "DayKind", "DaySource",
     "Duty", "DutyLog", "ESCALATION_LEVELS", "FINAL_STATUSES",
     "Notification", "OPEN_STATUSES", "Category", "Cell", "CellLevel", "LEVEL_ORDER",
-    "LimitUnit", "RefreshToken", "Report", "ReportStatus", "Role", "RoutedBy", "User", "WorkerCell",
+    "LimitUnit", "PatrolCheckin", "RefreshToken", "Report", "ReportStatus", "Role", "RoutedBy", "User", "WorkerCell",
     "subtree_bounds", "IdempotencyKey", "ReportFollower",
 ]

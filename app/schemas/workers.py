@@ -43,7 +43,7 @@ class PositionOut(Schema):
     lat = fields.Float()
     crs = fields.String()
     at = LocalDateTime()
-    source = fields.String(metadata={"description": "duty or report: what told us the position."})
+    source = fields.String(metadata={"description": "duty, report or patrol: what told us the position."})
 
 
 class DutyOut(Schema):

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from flask import current_app
-from sqlalchemy import Float, Select, bindparam, select
+from sqlalchemy import Float, Integer, Select, and_, bindparam, select
 
 from app import spatial
 from app.coords import to_wgs84
@@ -65,3 +65,39 @@ def route_wgs84(lon: float, lat: float, max_distance_m: float | None = None) -> 
 def route(lon: float, lat: float, crs: str = "wgs84") -> Routing:
     wgs_lon, wgs_lat = to_wgs84(lon, lat, crs)
     return route_wgs84(wgs_lon, wgs_lat)
+
+
+def route_many_wgs84(points: list[tuple[float, float]]) -> list[int | None]:
+    """The cell id route_wgs84 would pick for each (lon, lat), or None, in two queries for a whole batch.
+
+    One query finds the covering cells of every point, a second the nearest cell within the fallback distance
+    of the points none covers; the per-point choices (lowest code, then nearest) match route_wgs84's."""
+    leaf = and_(Cell.level == CellLevel.grid.value, Cell.active.is_(True))
+    columns = {"idx": Integer, "lon": Float, "lat": Float}
+    pts = spatial.rows_table("pts", columns, [(i, lon, lat) for i, (lon, lat) in enumerate(points)])
+    covering: dict[int, tuple[str, int]] = {}
+    point = spatial.point_expr(pts.c.lon, pts.c.lat)
+    for idx, cell_id, code in db.session.execute(
+            select(pts.c.idx, Cell.id, Cell.code)
+            .select_from(spatial.join_boxes(pts, Cell.geom, Cell.id, (pts.c.lon, pts.c.lat, pts.c.lon, pts.c.lat)))
+            .where(leaf, spatial.covers(Cell.geom, point))):
+        if idx not in covering or code < covering[idx][0]:
+            covering[idx] = (code, cell_id)
+    chosen = {idx: cell_id for idx, (_, cell_id) in covering.items()}
+
+    max_m = current_app.config["ROUTING_MAX_DISTANCE_M"]
+    missing = [i for i in range(len(points)) if i not in chosen]
+    if missing and max_m > 0:
+        box_columns = {**columns, "min_lon": Float, "min_lat": Float, "max_lon": Float, "max_lat": Float}
+        near = spatial.rows_table("near", box_columns, [
+            (i, *points[i], *spatial.degree_box(*points[i], max_m)) for i in missing])
+        distance = spatial.geodesic_m(Cell.geom, spatial.point_expr(near.c.lon, near.c.lat))
+        box = (near.c.min_lon, near.c.min_lat, near.c.max_lon, near.c.max_lat)
+        nearest: dict[int, tuple[float, str, int]] = {}
+        for idx, cell_id, code, metres in db.session.execute(
+                select(near.c.idx, Cell.id, Cell.code, distance)
+                .select_from(spatial.join_boxes(near, Cell.geom, Cell.id, box)).where(leaf, distance <= max_m)):
+            if idx not in nearest or (metres, code) < nearest[idx][:2]:
+                nearest[idx] = (metres, code, cell_id)
+        chosen.update({idx: cell_id for idx, (_, _, cell_id) in nearest.items()})
+    return [chosen.get(i) for i in range(len(points))]

@@ -1,0 +1,39 @@
+"""The worker's day: my open cases and my cells."""
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from app.api import BEARER
+from app.auth.decorators import auth_required, current_user
+from app.models import Role
+from app.schemas.tasks import MyCellOut, TaskListArgs, TaskPage
+from app.services import tasks as task_service
+from app.services.pagination import Page, paginate
+
+blp = Blueprint("tasks", __name__, description="My tasks and cells")
+
+
+@blp.route("/me/tasks")
+class MyTasks(MethodView):
+    @auth_required()
+    @blp.doc(security=BEARER)
+    @blp.arguments(TaskListArgs, location="query")
+    @blp.response(200, TaskPage)
+    def get(self, args):
+        """Cases assigned to me that I act on (assigned, in progress, on hold), soonest deadline first.
+
+        Cases without a deadline come last; ties by id. Each has its SLA state, location and latest event."""
+        page = paginate(task_service.tasks_query(current_user(), args.get("status")), args["page"],
+                        args["page_size"])
+        return Page(items=task_service.as_tasks(page.items), page=page.page, page_size=page.page_size,
+                    total=page.total)
+
+
+@blp.route("/me/cells")
+class MyCells(MethodView):
+    @auth_required(Role.worker, Role.supervisor, Role.admin)
+    @blp.doc(security=BEARER)
+    @blp.response(200, MyCellOut(many=True))
+    def get(self):
+        """The grid cells I serve today (primary or backup) with their polygons; a supervisor gets the root cell
+        of their subtree, an admin an empty list."""
+        return task_service.my_cells(current_user())

@@ -1,0 +1,38 @@
+"""A worker's tasks and cells out."""
+from marshmallow import Schema, fields, validate
+
+from app.schemas.auth import UserRef
+from app.schemas.common import LocalDateTime, PageArgs, page_of
+from app.schemas.reports import ReportOut
+from app.services.tasks import LISTABLE_STATUSES, TASK_STATUSES
+
+
+class TaskListArgs(PageArgs):
+    status = fields.String(validate=validate.OneOf(LISTABLE_STATUSES), metadata={
+        "description": f"Only this status; default {', '.join(TASK_STATUSES)} (resolved cases wait on a check)."})
+
+
+class LastEventOut(Schema):
+    action = fields.String()
+    at = LocalDateTime()
+    actor = fields.Nested(UserRef, allow_none=True, metadata={"description": "Null for the system."})
+    actor_role = fields.String(allow_none=True)
+    note = fields.String(allow_none=True)
+
+
+class TaskOut(ReportOut):
+    last_event = fields.Nested(LastEventOut, allow_none=True)
+
+
+TaskPage = page_of(TaskOut, "TaskPage")
+
+
+class MyCellOut(Schema):
+    id = fields.Integer(attribute="cell.id")
+    code = fields.String(attribute="cell.code")
+    name = fields.String(attribute="cell.name")
+    level = fields.String(attribute="cell.level")
+    duty = fields.String(metadata={"description": "primary or backup (workers), supervisor (a subtree root)."})
+    valid_from = fields.Date(allow_none=True)
+    valid_to = fields.Date(allow_none=True)
+    geometry = fields.Dict(metadata={"description": "GeoJSON MultiPolygon (RFC 7946, lon/lat)."})
