@@ -46,6 +46,7 @@ def one_transaction():
 users_cli = AppGroup("users", help="Manage accounts.")
 grid_cli = AppGroup("grid", help="Manage the grid.")
 calendar_cli = AppGroup("calendar", help="Manage the work calendar.")
+attachments_cli = AppGroup("attachments", help="Manage stored photos.")
 
 
 @users_cli.command("create")
@@ -160,9 +161,23 @@ def escalate_command(every, batch_size):
         click.echo("escalate: stopped", err=True)
 
 
+@attachments_cli.command("gc")
+@click.option("--min-age", "min_age_s", default=3600, show_default=True, type=click.IntRange(min=0),
+              help="Spare blobs younger than this many seconds (uploads still in flight).")
+@with_appcontext
+def attachments_gc_command(min_age_s):
+    """Delete stored photo bytes that no attachment names (left by uploads whose transaction rolled back)."""
+    from app.services.attachments import collect_garbage
+
+    removed = collect_garbage(min_age_s)
+    db.session.rollback()
+    click.echo(f"removed {len(removed)} unreferenced blob(s)")
+
+
 def register_commands(app: Flask) -> None:
     app.cli.add_command(users_cli)
     app.cli.add_command(grid_cli)
     app.cli.add_command(calendar_cli)
+    app.cli.add_command(attachments_cli)
     app.cli.command("seed-demo")(seed_demo_command)
     app.cli.add_command(escalate_command)

@@ -1,4 +1,5 @@
 """Every model, imported so that Alembic and the mappers see them all."""
+from app.models.attachments import Attachment, AttachmentStage
 from app.models.calendar import CalendarDay, DayKind, DaySource
 from app.models.categories import Category, LimitUnit
 from app.models.grid import CODE_LENGTHS, LEVEL_ORDER, Cell, CellLevel, subtree_bounds
@@ -14,4 +15,5 @@ __all__ = [
     "Notification", "OPEN_STATUSES", "Category", "Cell", "CellLevel", "LEVEL_ORDER",
     "LimitUnit", "RefreshToken", "Report", "ReportStatus", "Role", "RoutedBy", "User", "WorkerCell",
     "subtree_bounds",
+    "Attachment", "AttachmentStage",
 ]

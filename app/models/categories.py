@@ -49,3 +49,5 @@ class Category(TimestampMixin, db.Model):
     # Grid workers may accept and assign cases of this category in their own cells.
     self_handling: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default="0")
     active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    # Resolving a case of this category needs an "after" photo on it (处理反馈 with a photo).
+    requires_after_photo: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default="0")

@@ -22,6 +22,7 @@ class CategoryOut(Schema):
     auto_dispatch = fields.Boolean()
     self_handling = fields.Boolean()
     active = fields.Boolean()
+    requires_after_photo = fields.Boolean()
     created_at = LocalDateTime()
     updated_at = LocalDateTime()
 
@@ -47,6 +48,8 @@ class CategoryCreateIn(Schema):
     self_handling = StrictBoolean(load_default=False,
                                   metadata={"description": "Workers may accept and assign in their own cells."})
     active = StrictBoolean(load_default=True)
+    requires_after_photo = StrictBoolean(
+        load_default=False, metadata={"description": "Resolving a case needs an \"after\" photo on it."})
 
 
 class CategoryUpdateIn(Schema):
@@ -62,6 +65,7 @@ class CategoryUpdateIn(Schema):
     auto_dispatch = StrictBoolean()
     self_handling = StrictBoolean()
     active = StrictBoolean()
+    requires_after_photo = StrictBoolean()
 
     @validates_schema
     def not_empty(self, data, **kwargs):
