@@ -254,6 +254,12 @@ def test_anything_but_multipart_is_415(client, db, w, uploads, kind):
     assert stored(db, uploads) == before
 
 
+def test_without_a_token_the_body_type_does_not_matter(client, db, w, uploads):
+    before = stored(db, uploads)
+    assert_problem(client.post(url(w.case), json={"stage": "before"}), 401, "missing_token")
+    assert stored(db, uploads) == before
+
+
 def test_a_broken_multipart_body_is_refused(client, db, w, uploads):
     before = stored(db, uploads)
     resp = client.post(url(w.case), data=b"--nope\r\nnot a part", headers=auth_header(w.worker),

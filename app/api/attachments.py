@@ -1,4 +1,7 @@
 """Photos on reports: upload (multipart), list, metadata and content."""
+import functools
+from typing import Callable
+
 from flask import Response, current_app, request, send_file
 from flask.views import MethodView
 from flask_smorest import Blueprint
@@ -6,7 +9,7 @@ from marshmallow import RAISE
 
 from app.api import BEARER
 from app.auth.decorators import auth_required, current_user
-from app.errors import problem_response
+from app.errors import UnsupportedMediaType
 from app.models import AttachmentStage
 from app.schemas.attachments import AttachmentFileIn, AttachmentFormIn, AttachmentOut
 from app.services import attachments as attachment_service
@@ -23,18 +26,26 @@ def is_upload() -> bool:
     return request.endpoint == UPLOAD_ENDPOINT and request.method == "POST"
 
 
-def upload_body_rules() -> Response | None:
-    """The upload takes multipart/form-data up to ATTACHMENT_MAX_BYTES, and no other body."""
+def upload_body_limit() -> None:
+    """The upload's body may exceed the app-wide limit by the photo's own."""
     request.max_content_length = current_app.config["ATTACHMENT_MAX_BYTES"] + MULTIPART_OVERHEAD
-    if request.mimetype != "multipart/form-data":
-        return problem_response(415, "unsupported_media_type", "Unsupported Media Type",
-                                "Send the photo as multipart/form-data: a file part 'file' and a field 'stage'.")
-    return None
+
+
+def multipart_only(view: Callable) -> Callable:
+    """Refuse any body but multipart/form-data; inside auth_required, so a caller without a token hears 401."""
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        if request.mimetype != "multipart/form-data":
+            raise UnsupportedMediaType("Send the photo as multipart/form-data: a file part 'file' and a field 'stage'.")
+        return view(*args, **kwargs)
+
+    return wrapper
 
 
 @blp.route("/reports/<int:report_id>/attachments")
 class Attachments(MethodView):
     @auth_required()
+    @multipart_only
     # Parsed as two locations (form field and file part), documented as the one multipart body it is.
     @blp.doc(security=BEARER, requestBody={"required": True, "content": {"multipart/form-data": {"schema": {
         "type": "object", "required": ["file", "stage"], "properties": {

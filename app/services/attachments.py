@@ -11,7 +11,7 @@ from typing import BinaryIO
 from flask import current_app
 from sqlalchemy import select
 
-from app.errors import Conflict, DomainError, Forbidden, NotFound, ValidationFailed
+from app.errors import Conflict, Forbidden, NotFound, PayloadTooLarge, UnsupportedImage, ValidationFailed
 from app.extensions import db
 from app.models import FINAL_STATUSES, Attachment, AttachmentStage, Report, Role, User
 from app.models.base import utcnow
@@ -25,18 +25,6 @@ EXTENSIONS = {JPEG: "jpg", PNG: "png", WEBP: "webp"}
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # JPEG start-of-frame markers (every coding process); C4, C8 and CC share the range but are not frames.
 _JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
-
-
-class PayloadTooLarge(DomainError):
-    status = 413
-    code = "payload_too_large"
-    title = "Payload too large"
-
-
-class UnsupportedImage(DomainError):
-    status = 415
-    code = "unsupported_image_type"
-    title = "The file is not a JPEG, PNG or WebP image"
 
 
 def sniff(data: bytes) -> str | None:
