@@ -16,7 +16,7 @@ from app.extensions import db
 from app.models import FINAL_STATUSES, Attachment, AttachmentStage, Report, Role, User
 from app.models.base import utcnow
 from app.services import cases, reports, workers
-from app.services.storage import BlobStore, blob_store
+from app.services.storage import blob_store
 
 NAME_MAX = 200
 # Media type and file extension by signature; only the bytes decide, never the name or the part's Content-Type.
@@ -120,8 +120,7 @@ def allowed_stages(user: User, report: Report) -> frozenset[str]:
     return frozenset(stages)
 
 
-def add_attachment(user: User, report: Report, *, stage: str, data: bytes, filename: str | None,
-                   store: BlobStore | None = None) -> Attachment:
+def add_attachment(user: User, report: Report, *, stage: str, data: bytes, filename: str | None) -> Attachment:
     """Check, store the bytes, then write the row and an "attach" event; a refused upload stores nothing.
 
     The blob is written before the transaction commits, so a rollback can leave a blob no row names. It is
@@ -145,7 +144,7 @@ def add_attachment(user: User, report: Report, *, stage: str, data: bytes, filen
     if media_type is None:
         raise UnsupportedImage("Send a JPEG, PNG or WebP photo; the file's content is none of these.")
     size = dimensions(data, media_type)
-    key = (store or blob_store()).put(data)
+    key = blob_store().put(data)
     attachment = Attachment(report_id=report.id, uploader_id=user.id, stage=stage, sha256=key,
                             size_bytes=len(data), media_type=media_type, original_name=clean_name(filename),
                             width=size[0] if size else None, height=size[1] if size else None,
@@ -170,19 +169,19 @@ def get_attachment(report: Report, attachment_id: int) -> Attachment:
     return attachment
 
 
-def open_content(attachment: Attachment, store: BlobStore | None = None) -> BinaryIO:
-    return (store or blob_store()).open(attachment.sha256)
+def open_content(attachment: Attachment) -> BinaryIO:
+    return blob_store().open(attachment.sha256)
 
 
 def download_name(attachment: Attachment) -> str:
     return attachment.original_name or f"attachment-{attachment.id}.{EXTENSIONS[attachment.media_type]}"
 
 
-def collect_garbage(min_age_s: float, store: BlobStore | None = None) -> list[str]:
+def collect_garbage(min_age_s: float) -> list[str]:
     """Delete the blobs no attachment names and that are older than min_age_s; returns their keys.
 
     The age guard spares blobs of uploads whose transaction has not committed yet."""
-    store = store or blob_store()
+    store = blob_store()
     cutoff = time.time() - min_age_s
     referenced = set(db.session.scalars(select(Attachment.sha256).distinct()))
     removed = []

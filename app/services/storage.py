@@ -59,8 +59,13 @@ class LocalBlobStore:
     def put(self, data: bytes) -> str:
         key = blob_key(data)
         target = self.path(key)
-        if target.exists():
+        try:
+            # Stored already. Putting it again means it is in use again: a fresh mtime keeps `attachments gc`
+            # (which spares young blobs) off it until the upload that needs it has committed.
+            os.utime(target)
             return key
+        except FileNotFoundError:
+            pass
         target.parent.mkdir(parents=True, exist_ok=True)
         # Write beside the target and rename: readers and concurrent writers of the same bytes only ever see
         # a missing file or a complete one, since os.replace is atomic within a file system.
