@@ -65,12 +65,17 @@ def register_blueprints(app: Flask) -> None:
 
 def register_request_boundary(app: Flask) -> None:
     """Body checks before the view; whatever a request left uncommitted is rolled back after it."""
+    from app.api.attachments import is_upload, upload_body_limit
     from app.api.cells import import_body_limit
     from app.errors import problem_response
 
     @app.before_request
     def _check_body():
         import_body_limit()
+        if is_upload():
+            # Multipart, not JSON: the view checks the body's type once the caller is known.
+            upload_body_limit()
+            return None
         if request.method in JSON_BODY_METHODS and request.path.startswith("/api/") and \
                 (request.content_length or request.headers.get("Transfer-Encoding")) and not request.is_json:
             return problem_response(415, "unsupported_media_type", "Unsupported Media Type",

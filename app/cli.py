@@ -47,6 +47,7 @@ users_cli = AppGroup("users", help="Manage accounts.")
 grid_cli = AppGroup("grid", help="Manage the grid.")
 calendar_cli = AppGroup("calendar", help="Manage the work calendar.")
 idempotency_cli = AppGroup("idempotency", help="Manage the responses stored under Idempotency-Key.")
+attachments_cli = AppGroup("attachments", help="Manage stored photos.")
 
 
 @users_cli.command("create")
@@ -180,12 +181,24 @@ def purge_idempotency_command(batch_size):
         if deleted < batch_size:
             break
     click.echo(f"{datetime.now(timezone.utc):%Y-%m-%dT%H:%M:%SZ} idempotency purge: {total} expired keys deleted")
+@attachments_cli.command("gc")
+@click.option("--min-age", "min_age_s", default=3600, show_default=True, type=click.IntRange(min=0),
+              help="Spare blobs younger than this many seconds (uploads still in flight).")
+@with_appcontext
+def attachments_gc_command(min_age_s):
+    """Delete stored photo bytes that no attachment names (left by uploads whose transaction rolled back)."""
+    from app.services.attachments import collect_garbage
+
+    removed = collect_garbage(min_age_s)
+    db.session.rollback()
+    click.echo(f"removed {len(removed)} unreferenced blob(s)")
 
 
 def register_commands(app: Flask) -> None:
     app.cli.add_command(users_cli)
     app.cli.add_command(grid_cli)
     app.cli.add_command(calendar_cli)
+    app.cli.add_command(attachments_cli)
     app.cli.command("seed-demo")(seed_demo_command)
     app.cli.add_command(escalate_command)
     app.cli.add_command(idempotency_cli)

@@ -131,6 +131,21 @@ class IdempotencyKeyReused(DomainError):
 class IdempotencyRequestInProgress(Conflict):
     code = "idempotency_request_in_progress"
     title = "A request with this Idempotency-Key is still being processed"
+class PayloadTooLarge(DomainError):
+    status = 413
+    code = "payload_too_large"
+    title = "Payload too large"
+
+
+class UnsupportedMediaType(DomainError):
+    status = 415
+    code = "unsupported_media_type"
+    title = "Unsupported Media Type"
+
+
+class UnsupportedImage(UnsupportedMediaType):
+    code = "unsupported_image_type"
+    title = "The file is not a JPEG, PNG or WebP image"
 
 
 # Stable codes for the HTTP errors raised by Flask, Werkzeug and webargs.

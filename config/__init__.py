@@ -89,6 +89,10 @@ class BaseConfig:
         self.IDEMPOTENCY_TTL_S = _int_env("IDEMPOTENCY_TTL_S", 24 * 3600)
         # A patrol point stamped further ahead of the server's clock than this is refused as impossible.
         self.PATROL_MAX_CLOCK_SKEW_S = _int_env("PATROL_MAX_CLOCK_SKEW_S", 300)
+        # Photos on reports: where their bytes go (local: files under UPLOAD_DIR) and how large one may be.
+        self.BLOB_STORE = os.environ.get("BLOB_STORE", "local")
+        self.UPLOAD_DIR = os.environ.get("UPLOAD_DIR", str(INSTANCE_DIR / "uploads"))
+        self.ATTACHMENT_MAX_BYTES = _int_env("ATTACHMENT_MAX_BYTES", 10 * 1024 * 1024)
 
         self.SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
         self.API_TITLE = "Grid governance API"
@@ -124,6 +128,12 @@ class BaseConfig:
             parse_week(self.WORK_HOURS)
         except ValueError as exc:
             raise ConfigError(f"WORK_HOURS is not valid ({exc}): {self.WORK_HOURS!r}") from exc
+        from app.services.storage import BLOB_STORES
+
+        if self.BLOB_STORE not in BLOB_STORES:
+            raise ConfigError(f"BLOB_STORE must be one of {sorted(BLOB_STORES)}, got {self.BLOB_STORE!r}")
+        if self.ATTACHMENT_MAX_BYTES < 1:
+            raise ConfigError("ATTACHMENT_MAX_BYTES must be positive")
 
 
 class DevelopmentConfig(BaseConfig):

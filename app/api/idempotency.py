@@ -43,6 +43,17 @@ _PARAMETER_DOC = {
 }
 
 
+def _body() -> bytes:
+    """The request body as the fingerprint sees it.
+
+    A multipart body is reduced to its fields and each file's name and SHA-256: a client that rebuilds the
+    upload for its retry draws a new boundary, and the retry must still match. Any other body counts byte for
+    byte; get_data caches the bytes, so the body parsers that run next read them again."""
+    if request.mimetype == "multipart/form-data":
+        return idempotency.canonical_multipart(request.form, request.files)
+    return request.get_data()
+
+
 def idempotent(view: Callable) -> Callable:
     @functools.wraps(view)
     def wrapper(*args, **kwargs):
@@ -51,9 +62,7 @@ def idempotent(view: Callable) -> Callable:
             return view(*args, **kwargs)
         key = idempotency.check_key(key)
         user_id = current_user().id
-        # get_data caches the bytes, so the body parsers that run next read them again.
-        fingerprint = idempotency.fingerprint(request.method, request.path, request.query_string,
-                                              request.get_data())
+        fingerprint = idempotency.fingerprint(request.method, request.path, request.query_string, _body())
         stored = idempotency.claim(user_id, key, fingerprint)
         if stored is not None:
             replay = Response(stored.body, status=stored.status_code, headers=stored.headers)

@@ -6,7 +6,6 @@ from app.api import BEARER
 from app.api.reports import _if_match
 from app.api.idempotency import idempotent
 from app.auth.decorators import auth_required, current_user
-from app.models import Role
 from app.schemas.reports import ReportOut, ReportPage
 from app.schemas.residents import FollowIn, FollowOut, MyReportsArgs, RateIn
 from app.services import cases, residents

@@ -1,4 +1,5 @@
 """Every model, imported so that Alembic and the mappers see them all."""
+from app.models.attachments import Attachment, AttachmentStage
 from app.models.calendar import CalendarDay, DayKind, DaySource
 from app.models.categories import Category, LimitUnit
 from app.models.grid import CODE_LENGTHS, LEVEL_ORDER, Cell, CellLevel, subtree_bounds
@@ -16,5 +17,5 @@ __all__ = [
     "Duty", "DutyLog", "ESCALATION_LEVELS", "FINAL_STATUSES",
     "Notification", "OPEN_STATUSES", "Category", "Cell", "CellLevel", "LEVEL_ORDER",
     "LimitUnit", "PatrolCheckin", "RefreshToken", "Report", "ReportStatus", "Role", "RoutedBy", "User", "WorkerCell",
-    "subtree_bounds", "IdempotencyKey", "ReportFollower",
+    "subtree_bounds", "IdempotencyKey", "ReportFollower", "Attachment", "AttachmentStage",
 ]

@@ -53,3 +53,5 @@ class Category(TimestampMixin, db.Model):
     duplicate_radius_m: Mapped[int] = mapped_column(
         Integer, CheckConstraint("duplicate_radius_m BETWEEN 0 AND 5000", name="duplicate_radius_m"),
         nullable=False, default=250, server_default="250")
+    # Resolving a case of this category needs an "after" photo on it (处理反馈 with a photo).
+    requires_after_photo: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default="0")

@@ -23,6 +23,7 @@ class CategoryOut(Schema):
     self_handling = fields.Boolean()
     active = fields.Boolean()
     duplicate_radius_m = fields.Integer()
+    requires_after_photo = fields.Boolean()
     created_at = LocalDateTime()
     updated_at = LocalDateTime()
 
@@ -51,6 +52,8 @@ class CategoryCreateIn(Schema):
     duplicate_radius_m = StrictInteger(load_default=250, validate=validate.Range(min=0, max=5000), metadata={
         "description": "New reports are offered the open cases of this category within this many metres "
                        "(0: none)."})
+    requires_after_photo = StrictBoolean(
+        load_default=False, metadata={"description": "Resolving a case needs an \"after\" photo on it."})
 
 
 class CategoryUpdateIn(Schema):
@@ -67,6 +70,7 @@ class CategoryUpdateIn(Schema):
     self_handling = StrictBoolean()
     active = StrictBoolean()
     duplicate_radius_m = StrictInteger(validate=validate.Range(min=0, max=5000))
+    requires_after_photo = StrictBoolean()
 
     @validates_schema
     def not_empty(self, data, **kwargs):

@@ -9,7 +9,8 @@ from sqlalchemy import select
 
 from app.errors import Conflict, Forbidden, TransitionNotAllowed, ValidationFailed, VersionMismatch, VersionRequired
 from app.extensions import db
-from app.models import OPEN_STATUSES, CaseEvent, Cell, CellLevel, Report, ReportStatus, Role, User, subtree_bounds
+from app.models import (OPEN_STATUSES, Attachment, AttachmentStage, CaseEvent, Cell, CellLevel, Report, ReportStatus,
+                        Role, User, subtree_bounds)
 from app.models.base import utcnow
 from app.services import notifications, reports, residents, sla, workers, worktime
 
@@ -92,6 +93,12 @@ def _record(user: User, report: Report, action: str, from_status: str, now: date
     return report
 
 
+def record_side_event(user: User, report: Report, action: str, now: datetime, *,
+                      data: dict[str, Any] | None = None) -> Report:
+    """An event beside the loop (a photo attached): the status stays, and so does the version."""
+    return _record(user, report, action, report.status, now, data=data)
+
+
 def accept(user: User, report: Report, if_match: Collection[int] | None, *, note: str | None = None) -> Report:
     source = _begin(user, report, "accept", if_match)
     if report.cell_id is None:
@@ -137,10 +144,18 @@ def start(user: User, report: Report, if_match: Collection[int] | None, *, note:
 
 def resolve(user: User, report: Report, if_match: Collection[int] | None, *, note: str) -> Report:
     source = _begin(user, report, "resolve", if_match)
+    if report.category.requires_after_photo and not _has_after_photo(report):
+        raise Conflict("This category needs an \"after\" photo of the result before the case is resolved.",
+                       code="after_photo_required")
     now = utcnow()
     report.status = S.resolved.value
     report.resolved_at = now
     return _record(user, report, "resolve", source, now, note=note)
+
+
+def _has_after_photo(report: Report) -> bool:
+    return db.session.scalar(select(Attachment.id).where(
+        Attachment.report_id == report.id, Attachment.stage == AttachmentStage.after.value).limit(1)) is not None
 
 
 def _close(user: User, report: Report, if_match: Collection[int] | None, action: str, note: str | None) -> Report:

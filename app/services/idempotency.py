@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from datetime import datetime, timedelta
 
@@ -33,6 +34,18 @@ def fingerprint(method: str, path: str, query_string: bytes, body: bytes) -> str
         digest.update(len(part).to_bytes(8, "big"))
         digest.update(part)
     return digest.hexdigest()
+
+
+def canonical_multipart(form, files) -> bytes:
+    """Fields and files of a multipart body in a fixed order, files by name and content hash, as JSON bytes."""
+    parts = [["field", name, value] for name, value in form.items(multi=True)]
+    for name, upload in files.items(multi=True):
+        digest = hashlib.sha256()
+        for chunk in iter(lambda: upload.stream.read(1 << 16), b""):
+            digest.update(chunk)
+        upload.stream.seek(0)
+        parts.append(["file", name, upload.filename or "", digest.hexdigest()])
+    return json.dumps(sorted(parts), ensure_ascii=False).encode()
 
 
 def _lock_id(user_id: int, key: str) -> int:
