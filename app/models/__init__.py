@@ -1,4 +1,5 @@
 """Every model, imported so that Alembic and the mappers see them all."""
+from app.models.api_keys import ApiKey
 from app.models.calendar import CalendarDay, DayKind, DaySource
 from app.models.categories import Category, LimitUnit
 from app.models.grid import CODE_LENGTHS, LEVEL_ORDER, Cell, CellLevel, subtree_bounds
@@ -9,7 +10,7 @@ from app.models.reports import (
 from app.models.users import AuthSession, Duty, DutyLog, RefreshToken, Role, User, WorkerCell
 
 __all__ = [
-    "AuthSession", "CLOCK_RUNNING_STATUSES", "CalendarDay", "CODE_LENGTHS", "CaseEvent", "DayKind", "DaySource",
+    "ApiKey", "AuthSession", "CLOCK_RUNNING_STATUSES", "CalendarDay", "CODE_LENGTHS", "CaseEvent", "DayKind", "DaySource",
     "Duty", "DutyLog", "ESCALATION_LEVELS", "FINAL_STATUSES",
     "Notification", "OPEN_STATUSES", "Category", "Cell", "CellLevel", "LEVEL_ORDER",
     "LimitUnit", "RefreshToken", "Report", "ReportStatus", "Role", "RoutedBy", "User", "WorkerCell",

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import enum
 
-from sqlalchemy import Boolean, CheckConstraint, Integer, String, Text
+from sqlalchemy import JSON, Boolean, CheckConstraint, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.extensions import db
@@ -49,3 +49,5 @@ class Category(TimestampMixin, db.Model):
     # Grid workers may accept and assign cases of this category in their own cells.
     self_handling: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default="0")
     active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    # Open311 attribute definitions (service definition): [{code, datatype, required, values, ...}].
+    attributes: Mapped[list | None] = mapped_column(JSON)
