@@ -165,3 +165,12 @@ def tokens_for(user: User, password: str = PASSWORD) -> auth_service.TokenPair:
 
 def auth_header(user: User, password: str = PASSWORD) -> dict[str, str]:
     return {"Authorization": f"Bearer {tokens_for(user, password).access_token}"}
+
+
+def make_api_key(name: str = "civic app", created_by: User | None = None):
+    """An issued API key (IssuedKey: .key is the plain text, .api_key the row)."""
+    from app.services.api_keys import create_key
+
+    issued = create_key(name, created_by)
+    db.session.commit()
+    return issued
