@@ -179,12 +179,12 @@ def create_api_key_command(name):
 @api_keys_cli.command("list")
 def list_api_keys_command():
     """Every key: id, prefix, name, created, last used, revoked."""
-    from app.services.api_keys import list_keys
+    from app.services.api_keys import keys_query
 
     def stamp(moment):
         return moment.strftime("%Y-%m-%dT%H:%M:%SZ") if moment else "-"
 
-    for key in list_keys():
+    for key in db.session.scalars(keys_query()):
         click.echo(f"{key.id}\tg311_{key.prefix}…\t{key.name}\tcreated {stamp(key.created_at)}\t"
                    f"last used {stamp(key.last_used_at)}\trevoked {stamp(key.revoked_at)}")
 

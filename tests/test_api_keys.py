@@ -111,6 +111,7 @@ def test_list_shows_no_key_material(client, db, admin):
     db.session.commit()
     resp = client.get(URL, headers=auth_header(admin))
     assert resp.status_code == 200
+    assert (resp.json["page"], resp.json["page_size"], resp.json["total"]) == (1, 20, 2)
     items = resp.json["items"]
     assert [i["name"] for i in items] == ["one", "two"]
     assert items[0]["prefix"] == issued.api_key.prefix
@@ -118,6 +119,16 @@ def test_list_shows_no_key_material(client, db, admin):
     text = resp.get_data(as_text=True)
     assert issued.key not in text and issued.api_key.key_hash not in text
     assert all("key" not in i and "key_hash" not in i for i in items)
+
+
+def test_list_is_paginated(client, db, admin):
+    for n in range(3):
+        make_api_key(f"k{n}")
+    resp = client.get(URL, query_string={"page": 2, "page_size": 2}, headers=auth_header(admin))
+    assert resp.status_code == 200
+    assert [i["name"] for i in resp.json["items"]] == ["k2"] and resp.json["total"] == 3
+    assert_problem(client.get(URL, query_string={"page_size": 101}, headers=auth_header(admin)), 422,
+                   "validation_failed")
 
 
 @pytest.mark.parametrize("role", ["resident", "worker", "supervisor"])
@@ -207,3 +218,13 @@ def test_cli_revoke_unknown_fails(app, db):
     result = app.test_cli_runner().invoke(args=["api-keys", "revoke", "999999"])
     assert result.exit_code == 1
     assert "api_key_not_found" in result.output
+
+
+def test_a_prefix_that_differs_only_in_case_is_not_reused(db, monkeypatch):
+    randoms = iter(["AbCdEfGh" + "x" * 35, "abcdefgh" + "y" * 35, "Zz09_-Zz" + "z" * 35])
+    monkeypatch.setattr(key_service.secrets, "token_urlsafe", lambda n: next(randoms))
+    first = make_api_key("one")
+    second = make_api_key("two")
+    assert first.api_key.prefix == "AbCdEfGh"
+    assert second.api_key.prefix == "Zz09_-Zz" and second.key == "g311_Zz09_-Zz" + "z" * 35
+    assert second.api_key.user.username == "open311:Zz09_-Zz"

@@ -610,7 +610,10 @@ def test_open311_request_follows_the_loop_and_shows_closed(client, db, w):
     report = created(db, number)
     listed = client.get("/api/v1/reports", headers=auth_header(w.supervisor)).json
     assert [i["id"] for i in listed["items"]] == [report.id]
-    assert listed["items"][0]["case_number"] == number
+    item = listed["items"][0]
+    assert (item["case_number"], item["source"], item["status"]) == (number, "open311", "submitted")
+    assert item["reporter_id"] == w.api_key.user_id
+    assert not {"contact_email", "contact_phone", "contact_first_name", "contact_last_name"} & set(item)
     one = lambda: client.get(f"{BASE}/requests/{number}.json").json[0]  # noqa: E731
     assert (one()["status"], one()["expected_datetime"]) == ("open", None)
 
@@ -628,6 +631,13 @@ def test_open311_request_follows_the_loop_and_shows_closed(client, db, w):
     assert (report.status, closed["status"], closed["status_notes"]) == ("closed", "closed", "Handled and verified.")
     assert closed["updated_datetime"] == local(report.updated_at)
     assert "internal detail" not in client.get(f"{BASE}/requests/{number}.xml").get_data(as_text=True)
+
+
+def test_reports_filed_through_the_api_say_so(client, db, w):
+    report = make_report(w.resident, w.litter, *SW_POINT)
+    item = client.get(f"/api/v1/reports/{report.id}", headers=auth_header(w.supervisor)).json
+    assert (item["source"], item["media_url"], item["attributes"]) == ("api", None, None)
+    assert client.get(f"{BASE}/requests/{report.case_number}.json").json[0]["service_code"] == "LT1"
 
 
 # ---- categories' attribute definitions --------------------------------------------------------------------------

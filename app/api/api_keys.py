@@ -5,8 +5,10 @@ from flask_smorest import Blueprint
 from app.api import BEARER
 from app.auth.decorators import auth_required, current_user
 from app.models import Role
-from app.schemas.api_keys import ApiKeyCreateIn, ApiKeyIssuedOut, ApiKeyList
+from app.schemas.api_keys import ApiKeyCreateIn, ApiKeyIssuedOut, ApiKeyPage
+from app.schemas.common import PageArgs
 from app.services import api_keys as key_service
+from app.services.pagination import paginate
 
 blp = Blueprint("api_keys", __name__, description="API keys of Open311 clients")
 
@@ -15,10 +17,11 @@ blp = Blueprint("api_keys", __name__, description="API keys of Open311 clients")
 class ApiKeys(MethodView):
     @auth_required(Role.admin)
     @blp.doc(security=BEARER)
-    @blp.response(200, ApiKeyList)
-    def get(self):
-        """Every key, oldest first, without key material (admin)."""
-        return {"items": key_service.list_keys()}
+    @blp.arguments(PageArgs, location="query")
+    @blp.response(200, ApiKeyPage)
+    def get(self, args):
+        """Keys, oldest first, revoked ones too, without key material (admin)."""
+        return paginate(key_service.keys_query(), args["page"], args["page_size"])
 
     @auth_required(Role.admin)
     @blp.doc(security=BEARER)

@@ -1,7 +1,7 @@
 """API keys in and out: the key itself appears only in the answer that creates it."""
 from marshmallow import Schema, fields, validate
 
-from app.schemas.common import LocalDateTime
+from app.schemas.common import LocalDateTime, page_of
 
 
 class ApiKeyCreateIn(Schema):
@@ -24,5 +24,4 @@ class ApiKeyIssuedOut(ApiKeyOut):
     key = fields.String(metadata={"description": "The key: shown once, only a hash of it is stored."})
 
 
-class ApiKeyList(Schema):
-    items = fields.List(fields.Nested(ApiKeyOut))
+ApiKeyPage = page_of(ApiKeyOut, "ApiKeyPage")

@@ -73,6 +73,11 @@ class ReportOut(Schema):
     duplicate_of = fields.Integer(attribute="duplicate_of_id", allow_none=True)
     created_at = LocalDateTime()
     updated_at = LocalDateTime()
+    source = fields.String(metadata={"description": "api | open311"})
+    media_url = fields.String(allow_none=True, metadata={"description": "Open311 media_url as sent (never fetched)."})
+    address_id = fields.String(allow_none=True)
+    zipcode = fields.String(allow_none=True)
+    attributes = fields.Dict(allow_none=True, metadata={"description": "Open311 attribute answers by code."})
 
 
 class ReportPage(page_of(ReportOut, "ReportPageBase")):

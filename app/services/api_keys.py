@@ -6,7 +6,7 @@ import hmac
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import Select, func, select
 
 from app.errors import Forbidden, NotFound
 from app.extensions import db
@@ -40,8 +40,9 @@ def create_key(name: str, created_by: User | None = None) -> IssuedKey:
     while True:
         key = KEY_PREFIX + secrets.token_urlsafe(32)
         prefix = key[len(KEY_PREFIX):len(KEY_PREFIX) + PREFIX_LENGTH]
+        # Usernames are unique whatever the case; prefixes are case-sensitive.
         taken = db.session.scalar(select(ApiKey.id).where(ApiKey.prefix == prefix)) or \
-            db.session.scalar(select(User.id).where(User.username == f"open311:{prefix}"))
+            db.session.scalar(select(User.id).where(func.lower(User.username) == f"open311:{prefix}".lower()))
         if not taken:
             break
     user = User(username=f"open311:{prefix}", password_hash=UNUSABLE_PASSWORD, role=Role.resident.value,
@@ -53,8 +54,8 @@ def create_key(name: str, created_by: User | None = None) -> IssuedKey:
     return IssuedKey(api_key, key)
 
 
-def list_keys() -> list[ApiKey]:
-    return list(db.session.scalars(select(ApiKey).order_by(ApiKey.id)))
+def keys_query() -> Select:
+    return select(ApiKey).order_by(ApiKey.id)
 
 
 def get_key(key_id: int) -> ApiKey:
