@@ -57,6 +57,13 @@ def test_admin_creates_a_key_shown_once_and_stored_as_a_hash(client, db, admin):
     assert key_service.authenticate(key).id == row.id
 
 
+def test_the_keys_account_cannot_sign_in(client, db, admin):
+    body = client.post(URL, json={"name": "app"}, headers=auth_header(admin)).json
+    for password in (body["key"], "", "!api-key-account"):
+        resp = client.post("/api/v1/auth/login", json={"username": body["username"], "password": password or "x"})
+        assert_problem(resp, 401, "invalid_credentials")
+
+
 def test_two_keys_differ(client, db, admin):
     first = client.post(URL, json={"name": "a"}, headers=auth_header(admin)).json
     second = client.post(URL, json={"name": "a"}, headers=auth_header(admin)).json

@@ -479,6 +479,14 @@ def test_get_one_request_field_by_field_without_personal_data(client, db, w, fmt
         assert secret not in text
 
 
+def test_characters_xml_cannot_carry_are_replaced_in_xml_only(client, db, w):
+    report = filed(client, w, description="bell\x07 tab\t <b> & \x0b end")
+    xml = parse(client.get(f"{BASE}/requests/{report.case_number}.xml"), "xml")
+    assert xml.find("request/description").text == "bell\ufffd tab\t <b> & \ufffd end"
+    assert client.get(f"{BASE}/requests/{report.case_number}.json").json[0]["description"] == \
+        "bell\x07 tab\t <b> & \x0b end"
+
+
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_unknown_request_is_404(client, db, w, fmt):
     report = filed(client, w)
