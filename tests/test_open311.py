@@ -24,7 +24,6 @@ from tests.factories import (COMMUNITY, DISTRICT, auth_header, make_api_key, mak
 BASE = "/open311/v2"
 SW = "11010500100101"
 SW_POINT = (116.405, 39.905)
-NE_POINT = (116.415, 39.915)
 FAR_POINT = (100.0, 30.0)
 FORMATS = ["json", "xml"]
 CONTENT_TYPES = {"json": "application/json; charset=utf-8", "xml": "text/xml; charset=utf-8"}
