@@ -192,6 +192,44 @@ def attachments_gc_command(min_age_s):
     removed = collect_garbage(min_age_s)
     db.session.rollback()
     click.echo(f"removed {len(removed)} unreferenced blob(s)")
+api_keys_cli = AppGroup("api-keys", help="Manage the API keys of Open311 clients.")
+
+
+@api_keys_cli.command("create")
+@click.argument("name")
+def create_api_key_command(name):
+    """Issue a key; it is printed once, only its hash is stored."""
+    from app.services.api_keys import create_key
+
+    with one_transaction():
+        issued = create_key(name)
+    click.echo(f"created API key {issued.api_key.id} ({name}), files reports as {issued.api_key.user.username}")
+    click.echo("the key (shown only now):")
+    click.echo(issued.key)
+
+
+@api_keys_cli.command("list")
+def list_api_keys_command():
+    """Every key: id, prefix, name, created, last used, revoked."""
+    from app.services.api_keys import keys_query
+
+    def stamp(moment):
+        return moment.strftime("%Y-%m-%dT%H:%M:%SZ") if moment else "-"
+
+    for key in db.session.scalars(keys_query()):
+        click.echo(f"{key.id}\tg311_{key.prefix}…\t{key.name}\tcreated {stamp(key.created_at)}\t"
+                   f"last used {stamp(key.last_used_at)}\trevoked {stamp(key.revoked_at)}")
+
+
+@api_keys_cli.command("revoke")
+@click.argument("key_id", type=int)
+def revoke_api_key_command(key_id):
+    """Revoke a key at once; its reports stay."""
+    from app.services.api_keys import get_key, revoke_key
+
+    with one_transaction():
+        key = revoke_key(get_key(key_id))
+    click.echo(f"revoked API key {key.id} ({key.name})")
 
 
 def register_commands(app: Flask) -> None:
@@ -202,3 +240,4 @@ def register_commands(app: Flask) -> None:
     app.cli.command("seed-demo")(seed_demo_command)
     app.cli.add_command(escalate_command)
     app.cli.add_command(idempotency_cli)
+    app.cli.add_command(api_keys_cli)

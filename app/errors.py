@@ -15,6 +15,7 @@ from app.extensions import db
 log = logging.getLogger(__name__)
 
 PROBLEM_MIMETYPE = "application/problem+json"
+OPEN311_PREFIX = "/open311/"
 
 
 class ProblemSchema(Schema):
@@ -169,6 +170,10 @@ HTTP_CODES = {
 def problem_response(status: int, code: str, title: str, detail: str,
                      extra: dict[str, Any] | None = None,
                      headers: dict[str, str] | None = None) -> Response:
+    if request and request.path.startswith(OPEN311_PREFIX):
+        # Open311 clients parse their own error form; every error under its prefix speaks it.
+        from app.api.open311 import error_response
+        return error_response(status, detail, headers)
     body: dict[str, Any] = {
         "type": f"/problems/{code}",
         "title": title,

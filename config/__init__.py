@@ -82,6 +82,11 @@ class BaseConfig:
         self.RATELIMIT_HEADERS_ENABLED = True
         self.RATELIMIT_ENABLED = os.environ.get("RATELIMIT_ENABLED", "1") not in ("0", "false", "no")
         self.AUTH_RATE_LIMIT = os.environ.get("AUTH_RATE_LIMIT", "10 per minute;100 per hour")
+        # Open311: reports one API key may file, and what discovery tells clients.
+        self.OPEN311_RATE_LIMIT = os.environ.get("OPEN311_RATE_LIMIT", "60 per minute;1000 per day")
+        self.OPEN311_CONTACT = os.environ.get("OPEN311_CONTACT", "12345 city service hotline")
+        self.OPEN311_KEY_SERVICE = os.environ.get("OPEN311_KEY_SERVICE",
+                                                  "Ask the city's administrators for an API key.")
         # Hops of reverse proxies whose X-Forwarded-For may be trusted for the client address.
         self.TRUSTED_PROXIES = _int_env("TRUSTED_PROXIES", 0)
         self.LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
@@ -164,6 +169,7 @@ class TestingConfig(BaseConfig):
         self.RATELIMIT_STORAGE_URI = "memory://"
         # Tests log in far more often than people do; the rate-limit test lowers this itself.
         self.AUTH_RATE_LIMIT = "100000 per minute"
+        self.OPEN311_RATE_LIMIT = "100000 per minute"
 
 
 class ProductionConfig(BaseConfig):

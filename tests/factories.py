@@ -178,3 +178,10 @@ def make_checkin(worker: User, lon: float, lat: float, at: datetime, cell: Cell 
     db.session.add(checkin)
     db.session.commit()
     return checkin
+def make_api_key(name: str = "civic app", created_by: User | None = None):
+    """An issued API key (IssuedKey: .key is the plain text, .api_key the row)."""
+    from app.services.api_keys import create_key
+
+    issued = create_key(name, created_by)
+    db.session.commit()
+    return issued

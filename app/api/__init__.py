@@ -21,6 +21,10 @@ def register_blueprints(app: Flask, api: Api) -> None:
     for module in (auth, cells, categories, reports, calendar, users, workers, notifications, escalations, stats,
                    analytics, residents, tasks, patrols, attachments):
         api.register_blueprint(module.blp, url_prefix=API_PREFIX)
+    from app.api import api_keys, open311
+
+    api.register_blueprint(api_keys.blp, url_prefix=API_PREFIX)
+    app.register_blueprint(open311.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(_docs_assets())
 

@@ -32,6 +32,7 @@ from app.services import idempotency
 
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
+FORM_MIMETYPES = {"multipart/form-data", "application/x-www-form-urlencoded"}
 
 _PARAMETER_DOC = {
     "in": "header", "name": HEADER, "required": False,
@@ -46,11 +47,12 @@ _PARAMETER_DOC = {
 def _body() -> bytes:
     """The request body as the fingerprint sees it.
 
-    A multipart body is reduced to its fields and each file's name and SHA-256: a client that rebuilds the
-    upload for its retry draws a new boundary, and the retry must still match. Any other body counts byte for
-    byte; get_data caches the bytes, so the body parsers that run next read them again."""
-    if request.mimetype == "multipart/form-data":
-        return idempotency.canonical_multipart(request.form, request.files)
+    A form body is reduced to its fields and each file's name and SHA-256: a client that rebuilds an upload for
+    its retry draws a new multipart boundary, and the retry must still match; and a form may already have been
+    parsed (the Open311 rate limit reads api_key), which leaves no raw bytes to read. Any other body counts
+    byte for byte; get_data caches the bytes, so the body parsers that run next read them again."""
+    if request.mimetype in FORM_MIMETYPES:
+        return idempotency.canonical_form(request.form, request.files)
     return request.get_data()
 
 

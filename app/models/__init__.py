@@ -1,5 +1,6 @@
 """Every model, imported so that Alembic and the mappers see them all."""
 from app.models.attachments import Attachment, AttachmentStage
+from app.models.api_keys import ApiKey
 from app.models.calendar import CalendarDay, DayKind, DaySource
 from app.models.categories import Category, LimitUnit
 from app.models.grid import CODE_LENGTHS, LEVEL_ORDER, Cell, CellLevel, subtree_bounds
@@ -13,7 +14,7 @@ from app.models.users import AuthSession, Duty, DutyLog, RefreshToken, Role, Use
 from app.models.idempotency import IdempotencyKey
 
 __all__ = [
-    "AuthSession", "CLOCK_RUNNING_STATUSES", "CalendarDay", "CODE_LENGTHS", "CaseEvent", "DayKind", "DaySource",
+    "ApiKey", "AuthSession", "CLOCK_RUNNING_STATUSES", "CalendarDay", "CODE_LENGTHS", "CaseEvent", "DayKind", "DaySource",
     "Duty", "DutyLog", "ESCALATION_LEVELS", "FINAL_STATUSES",
     "Notification", "OPEN_STATUSES", "Category", "Cell", "CellLevel", "LEVEL_ORDER",
     "LimitUnit", "PatrolCheckin", "RefreshToken", "Report", "ReportStatus", "Role", "RoutedBy", "User", "WorkerCell",

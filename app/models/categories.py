@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import enum
 
-from sqlalchemy import Boolean, CheckConstraint, Integer, String, Text
+from sqlalchemy import JSON, Boolean, CheckConstraint, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.extensions import db
@@ -55,3 +55,5 @@ class Category(TimestampMixin, db.Model):
         nullable=False, default=250, server_default="250")
     # Resolving a case of this category needs an "after" photo on it (处理反馈 with a photo).
     requires_after_photo: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default="0")
+    # Open311 attribute definitions (service definition): [{code, datatype, required, values, ...}].
+    attributes: Mapped[list | None] = mapped_column(JSON)

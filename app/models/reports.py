@@ -110,6 +110,20 @@ class Report(TimestampMixin, db.Model):
     rating: Mapped[int | None] = mapped_column(Integer, CheckConstraint("rating BETWEEN 1 AND 5", name="rating"))
     rating_comment: Mapped[str | None] = mapped_column(Text)
     rated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Open311: what the client sent besides the case itself. Contact fields are personal data.
+    source: Mapped[str] = mapped_column(String(16), nullable=False, default="api", server_default="api")
+    api_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id", ondelete="RESTRICT"))
+    open311_token: Mapped[str | None] = mapped_column(String(36), unique=True, index=True)
+    media_url: Mapped[str | None] = mapped_column(String(2000))
+    address_id: Mapped[str | None] = mapped_column(String(100))
+    zipcode: Mapped[str | None] = mapped_column(String(20))
+    attributes: Mapped[dict | None] = mapped_column(JSON)
+    contact_email: Mapped[str | None] = mapped_column(String(254))
+    contact_phone: Mapped[str | None] = mapped_column(String(32))
+    contact_first_name: Mapped[str | None] = mapped_column(String(100))
+    contact_last_name: Mapped[str | None] = mapped_column(String(100))
+    device_id: Mapped[str | None] = mapped_column(String(100))
+    account_id: Mapped[str | None] = mapped_column(String(100))
 
     # Optimistic concurrency: the ETag, raised by every change.
     version: Mapped[int] = mapped_column(Integer, nullable=False, default=1, server_default="1")

@@ -5,6 +5,50 @@ from app.models import LimitUnit
 from app.schemas.common import LocalDateTime, StrictBoolean, StrictInteger, page_of
 
 UNIT = validate.OneOf([u.value for u in LimitUnit])
+DATATYPES = ("string", "number", "datetime", "text", "singlevaluelist", "multivaluelist")
+LIST_DATATYPES = ("singlevaluelist", "multivaluelist")
+
+
+class AttributeValueSchema(Schema):
+    key = fields.String(required=True, validate=validate.Length(min=1, max=100))
+    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+
+
+class AttributeSchema(Schema):
+    """An Open311 service attribute: a question asked when a request of this category is filed."""
+
+    code = fields.String(required=True, validate=validate.Regexp(r"^[A-Za-z0-9_-]{1,50}$"))
+    # false: an informational text shown to the reporter, never an input.
+    variable = StrictBoolean(load_default=True)
+    datatype = fields.String(required=True, validate=validate.OneOf(DATATYPES))
+    required = StrictBoolean(load_default=False)
+    datatype_description = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=500))
+    order = StrictInteger(required=True, validate=validate.Range(min=1, max=1000))
+    description = fields.String(required=True, validate=validate.Length(min=1, max=1000))
+    values = fields.List(fields.Nested(AttributeValueSchema), load_default=list, validate=validate.Length(max=100))
+
+    @validates_schema
+    def values_match_datatype(self, data, **kwargs):
+        values = data.get("values") or []
+        if data.get("datatype") in LIST_DATATYPES and not values:
+            raise ValidationError("A list datatype needs at least one value.", "values")
+        if data.get("datatype") not in LIST_DATATYPES and values:
+            raise ValidationError("Only singlevaluelist and multivaluelist take values.", "values")
+        keys = [v["key"] for v in values]
+        if len(keys) != len(set(keys)):
+            raise ValidationError("Value keys must be unique.", "values")
+
+
+def _unique_attribute_codes(attributes):
+    codes = [a["code"] for a in attributes or []]
+    if len(codes) != len(set(codes)):
+        raise ValidationError("Attribute codes must be unique.")
+
+
+def Attributes():  # noqa: N802 - reads as a field type
+    return fields.List(fields.Nested(AttributeSchema), allow_none=True,
+                       validate=[validate.Length(max=50), _unique_attribute_codes],
+                       metadata={"description": "Open311 attribute definitions asked on filing."})
 
 
 class CategoryOut(Schema):
@@ -24,6 +68,7 @@ class CategoryOut(Schema):
     active = fields.Boolean()
     duplicate_radius_m = fields.Integer()
     requires_after_photo = fields.Boolean()
+    attributes = fields.List(fields.Nested(AttributeSchema), allow_none=True)
     created_at = LocalDateTime()
     updated_at = LocalDateTime()
 
@@ -54,6 +99,7 @@ class CategoryCreateIn(Schema):
                        "(0: none)."})
     requires_after_photo = StrictBoolean(
         load_default=False, metadata={"description": "Resolving a case needs an \"after\" photo on it."})
+    attributes = Attributes()
 
 
 class CategoryUpdateIn(Schema):
@@ -71,6 +117,7 @@ class CategoryUpdateIn(Schema):
     active = StrictBoolean()
     duplicate_radius_m = StrictInteger(validate=validate.Range(min=0, max=5000))
     requires_after_photo = StrictBoolean()
+    attributes = Attributes()
 
     @validates_schema
     def not_empty(self, data, **kwargs):

@@ -44,6 +44,17 @@ class ReporterOut(Schema):
     phone = fields.String(allow_none=True)
 
 
+class ContactOut(Schema):
+    """What an Open311 client sent about the person filing: personal data, under the reporter's rule."""
+
+    email = fields.String(allow_none=True)
+    phone = fields.String(allow_none=True)
+    first_name = fields.String(allow_none=True)
+    last_name = fields.String(allow_none=True)
+    device_id = fields.String(allow_none=True)
+    account_id = fields.String(allow_none=True)
+
+
 class ReportOut(Schema):
     id = fields.Integer()
     case_number = fields.String()
@@ -84,6 +95,9 @@ class ReportOut(Schema):
     reporter = fields.Nested(ReporterOut, attribute="personal_data_of_reporter", allow_none=True, metadata={
         "description": "The reporter's name and phone: for the reporter, supervisors of the case's subtree and "
                        "admins; null for everyone else."})
+    contact = fields.Nested(ContactOut, attribute="personal_data_of_contact", allow_none=True, metadata={
+        "description": "The contact an Open311 client sent with the request (null when none): under the same "
+                       "rule as `reporter`."})
     rating = fields.Integer(allow_none=True, metadata={"description": "The reporter's 1-5 rating, once closed."})
     rating_comment = fields.String(allow_none=True)
     rated_at = LocalDateTime(allow_none=True)
@@ -92,6 +106,12 @@ class ReportOut(Schema):
     def _personal_data(self, data, report, **kwargs):
         viewer = g.get("current_user") if has_request_context() else None
         return residents.shape_report(viewer, report, data)
+
+    source = fields.String(metadata={"description": "api | open311"})
+    media_url = fields.String(allow_none=True, metadata={"description": "Open311 media_url as sent (never fetched)."})
+    address_id = fields.String(allow_none=True)
+    zipcode = fields.String(allow_none=True)
+    attributes = fields.Dict(allow_none=True, metadata={"description": "Open311 attribute answers by code."})
 
 
 class ReportPage(page_of(ReportOut, "ReportPageBase")):

@@ -50,6 +50,28 @@ CATEGORIES = [
 
 SELF_HANDLED = {"0104", "0201"}
 
+# Open311 attributes (service definitions) for a few classes, asked when a request is filed.
+ATTRIBUTES = {
+    "0102": [
+        {"code": "volume", "datatype": "singlevaluelist", "required": True, "order": 1,
+         "description": "大约多少垃圾？", "values": [{"key": "small", "name": "一袋以内"},
+                                                   {"key": "medium", "name": "一车以内"},
+                                                   {"key": "large", "name": "一车以上"}]},
+        {"code": "kinds", "datatype": "multivaluelist", "required": False, "order": 2,
+         "description": "垃圾种类", "values": [{"key": "household", "name": "生活垃圾"},
+                                             {"key": "construction", "name": "建筑垃圾"},
+                                             {"key": "hazardous", "name": "有害垃圾"}]},
+    ],
+    "0502": [
+        {"code": "notice", "variable": False, "datatype": "string", "order": 1,
+         "description": "有人员受伤请直接拨打 120。"},
+        {"code": "diameter_m", "datatype": "number", "required": True, "order": 2,
+         "description": "坑洞直径（米）", "datatype_description": "约数即可，如 1.5"},
+        {"code": "blocks_traffic", "datatype": "singlevaluelist", "required": False, "order": 3,
+         "description": "是否阻断交通", "values": [{"key": "yes", "name": "是"}, {"key": "no", "name": "否"}]},
+    ],
+}
+
 
 @dataclass(frozen=True)
 class DemoAccount:
@@ -99,7 +121,8 @@ def seed_demo(password: str, progress: Callable[[Iterable, str], Iterable] = lam
                                       "time_limit_unit": unit, "keywords": keywords,
                                       "description": f"{group} / {name}",
                                       # Small jobs a grid worker fixes on the spot (撕小广告, 清扫).
-                                      "self_handling": code in SELF_HANDLED})
+                                      "self_handling": code in SELF_HANDLED,
+                                      "attributes": ATTRIBUTES.get(code)})
         result.categories_created += int(created)
     this_year = datetime.now(ZoneInfo(current_app.config["TIMEZONE"])).year
     for year in (this_year, this_year + 1):

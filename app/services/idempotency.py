@@ -36,8 +36,8 @@ def fingerprint(method: str, path: str, query_string: bytes, body: bytes) -> str
     return digest.hexdigest()
 
 
-def canonical_multipart(form, files) -> bytes:
-    """Fields and files of a multipart body in a fixed order, files by name and content hash, as JSON bytes."""
+def canonical_form(form, files) -> bytes:
+    """Fields and files of a form body in a fixed order, files by name and content hash, as JSON bytes."""
     parts = [["field", name, value] for name, value in form.items(multi=True)]
     for name, upload in files.items(multi=True):
         digest = hashlib.sha256()

@@ -70,7 +70,8 @@ def visibility(user: User) -> ColumnElement[bool]:
 
 
 def create_report(user: User, *, category_code: str, description: str, location: dict[str, Any],
-                  address: str | None = None) -> Report:
+                  address: str | None = None, extra: dict[str, Any] | None = None) -> Report:
+    """File a report; `extra` sets further columns (Open311's fields) in the same insert."""
     if user.role not in (Role.resident.value, Role.worker.value):
         raise Forbidden("Only residents and grid workers file reports.")
     category = find_active_by_code(category_code)
@@ -95,7 +96,7 @@ def create_report(user: User, *, category_code: str, description: str, location:
         description=description, address=address, location=spatial.point(lon, lat),
         input_crs=crs, input_lon=location["lon"], input_lat=location["lat"],
         routed_by=routing.routed_by, routing_distance_m=routing.distance_m,
-        needs_triage=routing.cell is None, created_at=now, updated_at=now,
+        needs_triage=routing.cell is None, created_at=now, updated_at=now, **(extra or {}),
     )
     db.session.add(report)
     # One flush writes the report and its first event together.

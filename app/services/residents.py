@@ -23,6 +23,11 @@ SIMILAR_DESCRIPTION_CHARS = 80
 STAFF_ROLES = frozenset({Role.worker.value, Role.supervisor.value, Role.admin.value})
 
 
+# The contact fields an Open311 client may send with a request (ContactOut field: Report column).
+CONTACT_COLUMNS = {"email": "contact_email", "phone": "contact_phone", "first_name": "contact_first_name",
+                   "last_name": "contact_last_name", "device_id": "device_id", "account_id": "account_id"}
+
+
 def may_see_personal_data(user: User | None, report: Report) -> bool:
     """The reporter's name and phone: the reporter themselves, supervisors of the case's subtree, admins.
 
@@ -44,8 +49,11 @@ def shape_report(user: User | None, report: Report, out: dict[str, Any]) -> dict
     if may_see_personal_data(user, report):
         reporter = report.reporter
         out["reporter"] = {"id": reporter.id, "name": reporter.display_name, "phone": reporter.phone}
+        contact = {field: getattr(report, column) for field, column in CONTACT_COLUMNS.items()}
+        out["contact"] = contact if any(value is not None for value in contact.values()) else None
     else:
         out["reporter"] = None
+        out["contact"] = None
     if public_viewer(user):
         out["assignee"] = None
         if user is None or report.reporter_id != user.id:

@@ -1,0 +1,360 @@
+"""Open311 GeoReport v2: services, filing requests as residents' reports, and reading requests back."""
+from __future__ import annotations
+
+import math
+import re
+import uuid
+from datetime import date, datetime, timedelta
+from typing import Any, Mapping
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
+
+from flask import current_app
+from geoalchemy2.shape import to_shape
+from sqlalchemy import and_, false, or_, select
+
+from app.errors import DomainError, NotFound
+from app.extensions import db
+from app.models import FINAL_STATUSES, ApiKey, Category, Report
+from app.services import api_keys as key_service
+from app.services import reports as report_service
+from app.services.categories import active_categories_query, find_active_by_code
+
+SPECIFICATION = "http://wiki.open311.org/GeoReport_v2"
+CHANGESET = "2026-11-27T00:00:00+08:00"
+FORMATS = ("text/xml", "application/json")
+MAX_DESCRIPTION = 4000
+MAX_MEDIA_URL = 2000
+# At most this many requests per list, and dates at most this far apart (the specification's defaults).
+MAX_REQUESTS = 1000
+MAX_RANGE = timedelta(days=90)
+EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+ATTRIBUTE_KEY = re.compile(r"attribute\[([^\[\]]+)\](\[\])?")
+# Optional text fields of a new request: parameter → (column, maximum length).
+CONTACT_FIELDS = {
+    "first_name": ("contact_first_name", 100),
+    "last_name": ("contact_last_name", 100),
+    "phone": ("contact_phone", 32),
+    "device_id": ("device_id", 100),
+    "account_id": ("account_id", 100),
+    "address_id": ("address_id", 100),
+    "zipcode": ("zipcode", 20),
+}
+STATUS_NOTES = {
+    "submitted": "Received; waiting for review.",
+    "accepted": "Accepted; waiting for a grid worker.",
+    "assigned": "Assigned to a grid worker.",
+    "in_progress": "A grid worker is handling it.",
+    "on_hold": "On hold.",
+    "resolved": "Handled; waiting for verification.",
+    "closed": "Handled and verified.",
+    "rejected": "Not accepted.",
+    "duplicate": "Closed as a duplicate of another request.",
+    "cancelled": "Cancelled by the reporter.",
+}
+TRIAGE_NOTICE = "No grid cell covers this location; a supervisor will route the request by hand."
+
+
+class Open311BadRequest(DomainError):
+    status = 400
+    code = "open311_bad_request"
+    title = "Invalid Open311 request"
+
+
+# ---- services -------------------------------------------------------------------------------------------------
+
+def services() -> list[dict[str, Any]]:
+    return [{
+        "service_code": c.code,
+        "service_name": c.name,
+        "description": c.description,
+        "metadata": bool(_inputs(c)),
+        "type": "realtime",
+        "keywords": c.keywords,
+        "group": c.group,
+    } for c in db.session.scalars(active_categories_query())]
+
+
+def service_definition(code: str) -> dict[str, Any]:
+    category = find_active_by_code(code)
+    if category is None:
+        raise NotFound(f"No service with service_code {code!r}.")
+    attributes = sorted(category.attributes or [], key=lambda a: (a["order"], a["code"]))
+    return {"service_code": category.code, "attributes": [{
+        "variable": a.get("variable", True),
+        "code": a["code"],
+        "datatype": a["datatype"],
+        "required": a.get("required", False),
+        "datatype_description": a.get("datatype_description"),
+        "order": a["order"],
+        "description": a["description"],
+        "values": [{"key": v["key"], "name": v["name"]} for v in a.get("values") or []],
+    } for a in attributes]}
+
+
+def discovery(endpoint_url: str) -> dict[str, Any]:
+    cfg = current_app.config
+    return {
+        "changeset": CHANGESET,
+        "contact": cfg["OPEN311_CONTACT"],
+        "key_service": cfg["OPEN311_KEY_SERVICE"],
+        "endpoints": [{"specification": SPECIFICATION, "url": endpoint_url, "changeset": CHANGESET,
+                       "type": "production", "formats": list(FORMATS)}],
+    }
+
+
+def _inputs(category: Category) -> list[dict[str, Any]]:
+    """The attributes a reporter answers (variable=false ones are only shown to them)."""
+    return [a for a in category.attributes or [] if a.get("variable", True)]
+
+
+# ---- filing ---------------------------------------------------------------------------------------------------
+
+def _param(params: Mapping, name: str) -> str | None:
+    # Real clients send every field, empty ones included: empty means absent.
+    value = params.get(name)
+    return value if value not in (None, "") else None
+
+
+def _text(params: Mapping, name: str, limit: int) -> str | None:
+    value = _param(params, name)
+    if value is not None and len(value) > limit:
+        raise Open311BadRequest(f"{name} is longer than {limit} characters.")
+    return value
+
+
+def _coordinate(params: Mapping, name: str, bound: float) -> float:
+    raw = _param(params, name)
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise Open311BadRequest(f"{name} must be a number.") from None
+    if not math.isfinite(value) or not -bound <= value <= bound:
+        raise Open311BadRequest(f"{name} must lie between -{bound:g} and {bound:g}.")
+    return value
+
+
+def _location(params: Mapping) -> tuple[float, float]:
+    has_lat, has_long = _param(params, "lat") is not None, _param(params, "long") is not None
+    if has_lat != has_long:
+        raise Open311BadRequest("Send lat and long together.")
+    if not has_lat:
+        if _param(params, "address_string") or _param(params, "address_id"):
+            raise Open311BadRequest("This server has no geocoder: send lat and long (WGS-84) with the address.")
+        raise Open311BadRequest("A location is required: send lat and long (WGS-84).")
+    return _coordinate(params, "long", 180), _coordinate(params, "lat", 90)
+
+
+def _media_url(params: Mapping) -> str | None:
+    url = _text(params, "media_url", MAX_MEDIA_URL)
+    if url is None:
+        return None
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc or any(ch.isspace() for ch in url):
+        raise Open311BadRequest("media_url must be an http or https URL.")
+    return url
+
+
+def _email(params: Mapping) -> str | None:
+    email = _text(params, "email", 254)
+    if email is not None and not EMAIL.fullmatch(email):
+        raise Open311BadRequest("email is not an email address.")
+    return email
+
+
+def parse_w3c(name: str, raw: str) -> datetime:
+    """A W3C datetime; without an offset it is read in TIMEZONE."""
+    # An unencoded "+08:00" in a query string arrives as " 08:00".
+    text = raw.strip().replace(" ", "+") if "T" in raw else raw.strip()
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise Open311BadRequest(f"{name} must be a W3C datetime such as 2026-11-26T09:30:00+08:00.") from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=ZoneInfo(current_app.config["TIMEZONE"]))
+    return value
+
+
+def _attribute_value(attr: dict[str, Any], values: list[str]) -> Any:
+    code, datatype = attr["code"], attr["datatype"]
+    if datatype == "multivaluelist":
+        allowed = {v["key"] for v in attr["values"]}
+        bad = [v for v in values if v not in allowed]
+        if bad:
+            raise Open311BadRequest(f"attribute[{code}] has values not in its list: {', '.join(bad)}.")
+        return list(dict.fromkeys(values))
+    if len(values) > 1:
+        raise Open311BadRequest(f"attribute[{code}] takes one value.")
+    value = values[0]
+    if datatype == "singlevaluelist":
+        if value not in {v["key"] for v in attr["values"]}:
+            raise Open311BadRequest(f"attribute[{code}] must be one of the keys of its list.")
+        return value
+    if datatype == "number":
+        try:
+            number = float(value)
+        except ValueError:
+            raise Open311BadRequest(f"attribute[{code}] must be a number.") from None
+        if not math.isfinite(number):
+            raise Open311BadRequest(f"attribute[{code}] must be a finite number.")
+        return int(number) if number.is_integer() and re.fullmatch(r"[+-]?\d+", value) else number
+    if datatype == "datetime":
+        return parse_w3c(f"attribute[{code}]", value).isoformat()
+    limit = MAX_DESCRIPTION if datatype == "text" else 1000
+    if len(value) > limit:
+        raise Open311BadRequest(f"attribute[{code}] is longer than {limit} characters.")
+    return value
+
+
+def _attributes(category: Category, params) -> dict[str, Any] | None:
+    sent: dict[str, list[str]] = {}
+    for key in params.keys():
+        match = ATTRIBUTE_KEY.fullmatch(key)
+        if match:
+            values = [v for v in params.getlist(key) if v != ""]
+            if values:
+                sent.setdefault(match.group(1), []).extend(values)
+    inputs = {a["code"]: a for a in _inputs(category)}
+    unknown = sorted(set(sent) - set(inputs))
+    if unknown:
+        raise Open311BadRequest(f"Service {category.code} has no attribute {', '.join(unknown)}.")
+    answers = {}
+    for code, attr in inputs.items():
+        if code in sent:
+            answers[code] = _attribute_value(attr, sent[code])
+        elif attr.get("required"):
+            raise Open311BadRequest(f"attribute[{code}] is required: {attr['description']}")
+    return answers or None
+
+
+def authenticate(params) -> ApiKey:
+    """The live API key sent in the query string or the form body; 403 without one."""
+    return key_service.authenticate(_param(params, "api_key"))
+
+
+def create_request(api_key: ApiKey, params) -> list[dict[str, Any]]:
+    """File a request as the API key's resident account: the report enters the same loop as any resident's."""
+    code = _param(params, "service_code")
+    if code is None:
+        raise Open311BadRequest("service_code is required.")
+    category = find_active_by_code(code)
+    if category is None:
+        raise Open311BadRequest(f"No service with service_code {code!r}.")
+    lon, lat = _location(params)
+    description = _text(params, "description", MAX_DESCRIPTION) or ""
+    extra = {column: _text(params, name, limit) for name, (column, limit) in CONTACT_FIELDS.items()}
+    extra.update(
+        source="open311", api_key_id=api_key.id, open311_token=str(uuid.uuid4()), media_url=_media_url(params),
+        contact_email=_email(params), attributes=_attributes(category, params))
+    report = report_service.create_report(
+        api_key.user, category_code=category.code, description=description,
+        location={"lon": lon, "lat": lat, "crs": "wgs84"}, address=_text(params, "address_string", 500),
+        extra=extra)
+    return [{"service_request_id": report.case_number, "service_notice": _notice(report),
+             "account_id": report.account_id}]
+
+
+# ---- reading --------------------------------------------------------------------------------------------------
+
+def _w3c(moment: datetime | None) -> str | None:
+    if moment is None:
+        return None
+    return moment.astimezone(ZoneInfo(current_app.config["TIMEZONE"])).isoformat(timespec="seconds")
+
+
+def _notice(report: Report) -> str | None:
+    return TRIAGE_NOTICE if report.needs_triage else None
+
+
+def request_out(report: Report) -> dict[str, Any]:
+    """A request as Open311 shows it: no reporter or contact data, ever."""
+    point = to_shape(report.location)
+    closed = report.status in FINAL_STATUSES
+    return {
+        "service_request_id": report.case_number,
+        "status": "closed" if closed else "open",
+        "status_notes": STATUS_NOTES.get(report.status),
+        "service_name": report.category.name,
+        "service_code": report.category.code,
+        "description": report.description,
+        "agency_responsible": report.handling_cell.name if report.handling_cell else None,
+        "service_notice": _notice(report),
+        "requested_datetime": _w3c(report.created_at),
+        "updated_datetime": _w3c(report.updated_at),
+        "expected_datetime": _w3c(report.deadline_at),
+        "address": report.address,
+        "address_id": report.address_id,
+        "zipcode": report.zipcode,
+        "lat": point.y,
+        "long": point.x,
+        "media_url": report.media_url,
+    }
+
+
+def _case_number_filter(numbers: list[str]):
+    """Case numbers are the local filing day (8 digits) and the id: match both, so a guessed id is not enough."""
+    clauses = []
+    for number in numbers:
+        if re.fullmatch(r"\d{9,18}", number):
+            try:
+                day = date(int(number[:4]), int(number[4:6]), int(number[6:8]))
+            except ValueError:
+                continue
+            clauses.append(and_(Report.id == int(number[8:]), Report.case_day == day))
+    return or_(*clauses) if clauses else false()
+
+
+def _requests(where) -> list[dict[str, Any]]:
+    stmt = report_service.listed_reports().where(where) \
+        .order_by(Report.created_at.desc(), Report.id.desc()).limit(MAX_REQUESTS)
+    return [request_out(r) for r in db.session.scalars(stmt).unique()]
+
+
+def list_requests(params: Mapping, now: datetime) -> list[dict[str, Any]]:
+    """Newest first, at most MAX_REQUESTS; service_request_id overrides every other filter."""
+    ids = _param(params, "service_request_id")
+    if ids is not None:
+        numbers = [n.strip() for n in ids.split(",") if n.strip()][:MAX_REQUESTS]
+        return _requests(_case_number_filter(numbers))
+    start_raw, end_raw = _param(params, "start_date"), _param(params, "end_date")
+    start = parse_w3c("start_date", start_raw) if start_raw else None
+    end = parse_w3c("end_date", end_raw) if end_raw else None
+    if start is None and end is None:
+        end = now
+    if start is None:
+        start = end - MAX_RANGE
+    elif end is None:
+        end = start + MAX_RANGE
+    if end < start:
+        raise Open311BadRequest("end_date is before start_date.")
+    if end - start > MAX_RANGE:
+        raise Open311BadRequest("start_date and end_date may be at most 90 days apart.")
+    where = [Report.created_at >= start, Report.created_at <= end]
+    codes = _param(params, "service_code")
+    if codes is not None:
+        wanted = [c.strip() for c in codes.split(",") if c.strip()]
+        where.append(Report.category_id.in_(select(Category.id).where(Category.code.in_(wanted))))
+    status = _param(params, "status")
+    if status is not None:
+        wanted = {s.strip() for s in status.split(",") if s.strip()}
+        if not wanted or wanted - {"open", "closed"}:
+            raise Open311BadRequest("status must be open or closed (or both, comma-separated).")
+        if wanted == {"open"}:
+            where.append(Report.status.not_in(FINAL_STATUSES))
+        elif wanted == {"closed"}:
+            where.append(Report.status.in_(FINAL_STATUSES))
+    return _requests(and_(*where))
+
+
+def get_request(number: str) -> list[dict[str, Any]]:
+    found = _requests(_case_number_filter([number]))
+    if not found:
+        raise NotFound(f"No service request {number!r}.")
+    return found
+
+
+def token(value: str) -> list[dict[str, Any]]:
+    report = db.session.scalars(select(Report).where(Report.open311_token == value)).first()
+    if report is None:
+        raise NotFound(f"No token {value!r}.")
+    return [{"service_request_id": report.case_number, "token": report.open311_token}]
