@@ -117,6 +117,11 @@ class Unrouted(NotFound):
     title = "The location lies in no grid cell"
 
 
+class InvalidCursor(DomainError):
+    code = "invalid_cursor"
+    title = "The cursor is not one this service handed out"
+
+
 # Stable codes for the HTTP errors raised by Flask, Werkzeug and webargs.
 HTTP_CODES = {
     400: "bad_request",

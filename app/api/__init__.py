@@ -13,12 +13,12 @@ BEARER = [{"bearerAuth": []}]
 
 def register_blueprints(app: Flask, api: Api) -> None:
     from app.api import (analytics, auth, calendar, categories, cells, escalations, health, notifications, reports,
-                         stats, users, workers)
+                         stats, sync, users, workers)
 
     api.spec.components.security_scheme(
         "bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
     for module in (auth, cells, categories, reports, calendar, users, workers, notifications, escalations, stats,
-                   analytics):
+                   analytics, sync):
         api.register_blueprint(module.blp, url_prefix=API_PREFIX)
     app.register_blueprint(health.bp)
     app.register_blueprint(_docs_assets())

@@ -6,12 +6,13 @@ from app.models.reports import (
     CLOCK_RUNNING_STATUSES, ESCALATION_LEVELS, FINAL_STATUSES, OPEN_STATUSES, CaseEvent, Notification, Report,
     ReportStatus, RoutedBy,
 )
+from app.models.sync import SyncChange
 from app.models.users import AuthSession, Duty, DutyLog, RefreshToken, Role, User, WorkerCell
 
 __all__ = [
     "AuthSession", "CLOCK_RUNNING_STATUSES", "CalendarDay", "CODE_LENGTHS", "CaseEvent", "DayKind", "DaySource",
     "Duty", "DutyLog", "ESCALATION_LEVELS", "FINAL_STATUSES",
     "Notification", "OPEN_STATUSES", "Category", "Cell", "CellLevel", "LEVEL_ORDER",
-    "LimitUnit", "RefreshToken", "Report", "ReportStatus", "Role", "RoutedBy", "User", "WorkerCell",
+    "LimitUnit", "RefreshToken", "Report", "ReportStatus", "Role", "RoutedBy", "SyncChange", "User", "WorkerCell",
     "subtree_bounds",
 ]
