@@ -428,7 +428,7 @@ def sync_xid_default(dialect: str) -> str:
 _PG_SYNC_WATERMARK = """(SELECT least(pg_current_xact_id_if_assigned()::text::bigint, coalesce(
         (SELECT min(running::text::bigint) FROM pg_snapshot_xip(current_snap.snap) AS running
          WHERE NOT EXISTS (SELECT 1 FROM pg_stat_activity other
-                           WHERE other.backend_xid::text::bigint = running::text::bigint % 4294967296
+                           WHERE other.backend_xid::text::bigint = mod(running::text::bigint, 4294967296)
                              AND other.datname <> current_database())),
         pg_snapshot_xmax(current_snap.snap)::text::bigint))
     FROM (SELECT pg_current_snapshot() AS snap) AS current_snap)"""
