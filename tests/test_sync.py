@@ -50,7 +50,7 @@ def world(app, backend):
                      "other_supervisor": make_user("supervisor", cell=cells[OTHER_COMMUNITY]),
                      "admin": make_user("admin")}
             category = make_category(hours=4, auto_dispatch=False)
-            w = SimpleNamespace(category=category.code, cell_ids={code: c.id for code, c in cells.items()},
+            w = SimpleNamespace(category=category.code,
                                 headers={name: auth_header(user) for name, user in users.items()},
                                 **{f"{name}_id": user.id for name, user in users.items()})
             real_db.session.close()
@@ -142,7 +142,8 @@ def test_initial_sync_returns_the_callers_scope_only(app, world):
     expected = {"worker": in_db([sw], w.worker_id), "worker_ne": in_db([ne], w.worker_ne_id),
                 "supervisor": in_db([sw, ne], w.supervisor_id),
                 "other_supervisor": in_db([other], w.other_supervisor_id),
-                "resident": in_db([sw], w.resident_id), "resident2": in_db([ne, other], w.resident2_id)}
+                "resident": in_db([sw], w.resident_id), "resident2": in_db([ne, other], w.resident2_id),
+                "admin": in_db([sw, ne, other], w.admin_id)}
     for who, wanted in expected.items():
         changes, _ = drain(client, w.headers[who])
         assert keys(changes) == wanted, who
