@@ -5,7 +5,7 @@ import contextlib
 import json
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -230,6 +230,27 @@ def revoke_api_key_command(key_id):
     with one_transaction():
         key = revoke_key(get_key(key_id))
     click.echo(f"revoked API key {key.id} ({key.name})")
+sync_cli = AppGroup("sync", help="Maintain the sync change log.")
+
+
+@sync_cli.command("prune")
+@click.option("--days", type=click.IntRange(min=1), required=True,
+              help="Keep every change row younger than this many days.")
+def prune_sync_command(days):
+    """Delete change rows older than DAYS that a later row of the same case or notification supersedes.
+
+    Idempotent and safe to run from cron on several hosts; clients' cursors stay valid."""
+    from app.services.sync import PRUNE_BATCH, prune_batch
+
+    before = datetime.now(timezone.utc) - timedelta(days=days)
+    total = 0
+    while True:
+        with one_transaction():
+            deleted = prune_batch(before)
+        total += deleted
+        if deleted < PRUNE_BATCH:
+            break
+    click.echo(f"sync prune: {total} superseded change rows deleted")
 
 
 def register_commands(app: Flask) -> None:
@@ -241,3 +262,4 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(escalate_command)
     app.cli.add_command(idempotency_cli)
     app.cli.add_command(api_keys_cli)
+    app.cli.add_command(sync_cli)

@@ -147,6 +147,9 @@ class UnsupportedMediaType(DomainError):
 class UnsupportedImage(UnsupportedMediaType):
     code = "unsupported_image_type"
     title = "The file is not a JPEG, PNG or WebP image"
+class InvalidCursor(DomainError):
+    code = "invalid_cursor"
+    title = "The cursor is not one this service handed out"
 
 
 # Stable codes for the HTTP errors raised by Flask, Werkzeug and webargs.

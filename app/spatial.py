@@ -15,7 +15,7 @@ from geoalchemy2 import Geography, WKTElement
 from geoalchemy2.admin.dialects.sqlite import init_spatialite, load_spatialite_driver
 from shapely.geometry import mapping
 from sqlalchemy import JSON, ColumnElement, Float, Insert, Select, Table, cast, column, event, func, literal, \
-    literal_column, select, table
+    literal_column, select, table, true
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.compiler import compiles
@@ -475,3 +475,44 @@ def try_transaction_lock(lock_id: int) -> bool:
         return bool(db.session.scalar(select(func.pg_try_advisory_xact_lock(lock_id))))
     db.session.connection()
     return True
+# ---- the sync change log ------------------------------------------------------------------------
+
+# PostgreSQL: the writing transaction's 64-bit id (xid8, epoch-extended, so it never wraps and fits a bigint).
+SYNC_XID_DEFAULT_POSTGRESQL = "(pg_current_xact_id()::text::bigint)"
+# SQLite has one writer at a time, so the commit order is already the seq order and every row shares xid 0.
+SYNC_XID_DEFAULT_SQLITE = "0"
+
+
+def sync_xid_default(dialect: str) -> str:
+    """The SQL default of sync_changes.xid on this dialect (used by the migration)."""
+    return SYNC_XID_DEFAULT_POSTGRESQL if dialect == "postgresql" else SYNC_XID_DEFAULT_SQLITE
+
+
+# The lowest transaction id that may still add rows to this database's tables: the reader's own (a snapshot
+# leaves it out of its running list) or the statement snapshot's oldest running transaction, passing over
+# those a live backend shows connected to another database (they cannot write here); with none, its xmax.
+# An id the activity view does not show (it ended since the snapshot, it is a subtransaction or a prepared
+# one, or the view hides it) counts as ours: that may only delay rows, never hand one out early.
+# backend_xid is 32 bits; ids running at the same time differ there.
+_PG_SYNC_WATERMARK = """(SELECT least(pg_current_xact_id_if_assigned()::text::bigint, coalesce(
+        (SELECT min(running::text::bigint) FROM pg_snapshot_xip(current_snap.snap) AS running
+         WHERE NOT EXISTS (SELECT 1 FROM pg_stat_activity other
+                           WHERE other.backend_xid::text::bigint = mod(running::text::bigint, 4294967296)
+                             AND other.datname <> current_database())),
+        pg_snapshot_xmax(current_snap.snap)::text::bigint))
+    FROM (SELECT pg_current_snapshot() AS snap) AS current_snap)"""
+
+
+def sync_watermark(xid_col) -> ColumnElement[bool]:
+    """Change rows a reader may hand out now: those no transaction still running can come to precede.
+
+    PostgreSQL: every transaction of this database with an id below the watermark has ended, and any
+    transaction still running or yet to write gets an id at or above it; rows below it are therefore final
+    and anything that commits later sorts after them in (xid, seq). Rows at or above it wait for a later
+    poll. (The plain pg_snapshot_xmin would be as safe, but a long transaction in any other database of the
+    cluster would hold every client back.)
+    SQLite: writers are serialised (every transaction begins IMMEDIATE) and seq is assigned inside the write
+    transaction (AUTOINCREMENT, never reused), so whatever a reader sees is a prefix of the seq order."""
+    if is_postgis():
+        return xid_col < literal_column(_PG_SYNC_WATERMARK)
+    return true()

@@ -12,18 +12,14 @@ BEARER = [{"bearerAuth": []}]
 
 
 def register_blueprints(app: Flask, api: Api) -> None:
-    from app.api import (analytics, auth, calendar, categories, cells, escalations, health, notifications, reports,
-                         stats, users, workers)
-    from app.api import attachments, patrols, residents, tasks
+    from app.api import (analytics, api_keys, attachments, auth, calendar, categories, cells, escalations, health,
+                         notifications, open311, patrols, reports, residents, stats, sync, tasks, users, workers)
 
     api.spec.components.security_scheme(
         "bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
     for module in (auth, cells, categories, reports, calendar, users, workers, notifications, escalations, stats,
-                   analytics, residents, tasks, patrols, attachments):
+                   analytics, residents, tasks, patrols, attachments, sync, api_keys):
         api.register_blueprint(module.blp, url_prefix=API_PREFIX)
-    from app.api import api_keys, open311
-
-    api.register_blueprint(api_keys.blp, url_prefix=API_PREFIX)
     app.register_blueprint(open311.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(_docs_assets())

@@ -1,22 +1,22 @@
 """Every model, imported so that Alembic and the mappers see them all."""
-from app.models.attachments import Attachment, AttachmentStage
 from app.models.api_keys import ApiKey
+from app.models.attachments import Attachment, AttachmentStage
 from app.models.calendar import CalendarDay, DayKind, DaySource
 from app.models.categories import Category, LimitUnit
 from app.models.grid import CODE_LENGTHS, LEVEL_ORDER, Cell, CellLevel, subtree_bounds
+from app.models.idempotency import IdempotencyKey
 from app.models.patrols import PatrolCheckin
 from app.models.reports import (
     CLOCK_RUNNING_STATUSES, ESCALATION_LEVELS, FINAL_STATUSES, OPEN_STATUSES, CaseEvent, Notification, Report,
-    ReportStatus, RoutedBy,
+    ReportFollower, ReportStatus, RoutedBy,
 )
-from app.models.reports import ReportFollower
+from app.models.sync import SyncChange
 from app.models.users import AuthSession, Duty, DutyLog, RefreshToken, Role, User, WorkerCell
-from app.models.idempotency import IdempotencyKey
 
 __all__ = [
-    "ApiKey", "AuthSession", "CLOCK_RUNNING_STATUSES", "CalendarDay", "CODE_LENGTHS", "CaseEvent", "DayKind", "DaySource",
-    "Duty", "DutyLog", "ESCALATION_LEVELS", "FINAL_STATUSES",
-    "Notification", "OPEN_STATUSES", "Category", "Cell", "CellLevel", "LEVEL_ORDER",
-    "LimitUnit", "PatrolCheckin", "RefreshToken", "Report", "ReportStatus", "Role", "RoutedBy", "User", "WorkerCell",
-    "subtree_bounds", "IdempotencyKey", "ReportFollower", "Attachment", "AttachmentStage",
+    "ApiKey", "Attachment", "AttachmentStage", "AuthSession", "CLOCK_RUNNING_STATUSES", "CalendarDay", "CODE_LENGTHS",
+    "CaseEvent", "DayKind", "DaySource", "Duty", "DutyLog", "ESCALATION_LEVELS", "FINAL_STATUSES", "IdempotencyKey",
+    "Notification", "OPEN_STATUSES", "Category", "Cell", "CellLevel", "LEVEL_ORDER", "LimitUnit", "PatrolCheckin",
+    "RefreshToken", "Report", "ReportFollower", "ReportStatus", "Role", "RoutedBy", "SyncChange", "User",
+    "WorkerCell", "subtree_bounds",
 ]

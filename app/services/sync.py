@@ -1,0 +1,149 @@
+"""The sync feed: what changed in the caller's scope since a cursor, read from the trigger-written change log."""
+from __future__ import annotations
+
+import base64
+import binascii
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, and_, delete, exists, literal, or_, select, true, tuple_, union_all
+from sqlalchemy.orm import aliased
+
+from app import spatial
+from app.errors import InvalidCursor
+from app.extensions import db
+from app.models import CaseEvent, Notification, Report, User
+from app.models.sync import CASE, EVENT, NOTIFICATION, SyncChange
+from app.services.reports import listed_reports, visibility
+
+DEFAULT_LIMIT = 200
+MAX_LIMIT = 1000
+PRUNE_BATCH = 10_000
+CURSOR_PREFIX = "v1."
+_POSITION = struct.Struct(">qq")
+
+
+@dataclass(frozen=True)
+class Change:
+    type: str
+    id: int
+    data: Any
+
+
+@dataclass(frozen=True)
+class SyncPage:
+    changes: list[Change]
+    next_cursor: str
+    has_more: bool
+
+
+def encode_cursor(xid: int, seq: int) -> str:
+    return CURSOR_PREFIX + base64.urlsafe_b64encode(_POSITION.pack(xid, seq)).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[int, int]:
+    """The (xid, seq) position of a cursor from encode_cursor; anything else is InvalidCursor."""
+    if not cursor.startswith(CURSOR_PREFIX):
+        raise InvalidCursor("Unknown cursor version; start again without a cursor.")
+    body = cursor[len(CURSOR_PREFIX):]
+    try:
+        raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidCursor("The cursor is not valid base64url.") from exc
+    if len(raw) != _POSITION.size or encode_cursor(*_POSITION.unpack(raw)) != cursor:
+        raise InvalidCursor("The cursor is damaged.")
+    xid, seq = _POSITION.unpack(raw)
+    if xid < 0 or seq < 0:
+        raise InvalidCursor("The cursor is damaged.")
+    return xid, seq
+
+
+def _position_after(row, position) -> ColumnElement[bool]:
+    return tuple_(row.xid, row.seq) > tuple_(*position)
+
+
+def _superseded(same_entity: Callable[[Any], ColumnElement[bool]]) -> ColumnElement[bool]:
+    """A later row of the same case or notification exists: the client gets its latest state from that one.
+
+    Skipping such a row loses nothing: the later row lies after it, so after any cursor before it, and it
+    is handed out now or, while an older transaction is still open, at a later poll."""
+    later = aliased(SyncChange)
+    return exists().where(same_entity(later), later.entity_id == SyncChange.entity_id,
+                          _position_after(later, (SyncChange.xid, SyncChange.seq)))
+
+
+# Matching on report_id or user_id as well lets the look-ups use the partial indexes.
+def _case_superseded() -> ColumnElement[bool]:
+    return _superseded(lambda later: and_(later.report_id == SyncChange.report_id, later.kind == CASE))
+
+
+def _notification_superseded() -> ColumnElement[bool]:
+    return _superseded(lambda later: later.user_id == SyncChange.user_id)
+
+
+def _scoped_changes(user: User, position: tuple[int, int] | None, limit: int) -> Select:
+    """The next `limit` change rows of the caller's scope after `position`, oldest first, latest rows only.
+
+    Two index-ordered branches, each cut at `limit`: cases and events through the reports the caller may
+    see (joined, so visibility is the one rule GET /reports uses), and the caller's own notifications."""
+    after = _position_after(SyncChange, (literal(position[0]), literal(position[1]))) if position else true()
+    ready = spatial.sync_watermark(SyncChange.xid)
+    order = (SyncChange.xid, SyncChange.seq)
+    cases = (select(SyncChange).join(Report, Report.id == SyncChange.report_id)
+             .where(visibility(user), after, ready, or_(SyncChange.kind == EVENT, ~_case_superseded()))
+             .order_by(*order).limit(limit))
+    notifications = (select(SyncChange)
+                     .where(SyncChange.user_id == user.id, after, ready,
+                            ~_notification_superseded())
+                     .order_by(*order).limit(limit))
+    # Each branch as a subquery: SQLite allows no ORDER BY or LIMIT on a bare member of a UNION.
+    both = union_all(select(cases.subquery()), select(notifications.subquery())).subquery()
+    row = aliased(SyncChange, both)
+    return select(row).order_by(row.xid, row.seq).limit(limit)
+
+
+def _load(model, ids: set[int], *extra) -> dict[int, Any]:
+    if not ids:
+        return {}
+    stmt = listed_reports() if model is Report else select(model)
+    return {item.id: item for item in db.session.scalars(stmt.where(model.id.in_(ids), *extra)).unique()}
+
+
+def changes_since(user: User, cursor: str | None, limit: int = DEFAULT_LIMIT) -> SyncPage:
+    """A page of the caller's changes after `cursor` (None: from the beginning), cases at their latest state.
+
+    A case changed several times is listed once, where it last changed; one that changes again later
+    comes again on a later page."""
+    position = decode_cursor(cursor) if cursor is not None else None
+    rows = db.session.scalars(_scoped_changes(user, position, limit + 1)).all()
+    has_more = len(rows) > limit
+    rows = rows[:limit]
+    ids = {kind: {row.entity_id for row in rows if row.kind == kind} for kind in (CASE, EVENT, NOTIFICATION)}
+    # Read now: a case shows its current state, which may be newer than the row (its newer row comes later).
+    items = {CASE: _load(Report, ids[CASE], visibility(user)),
+             EVENT: _load(CaseEvent, ids[EVENT]),
+             NOTIFICATION: _load(Notification, ids[NOTIFICATION], Notification.user_id == user.id)}
+    changes = [Change(row.kind, row.entity_id, items[row.kind][row.entity_id])
+               for row in rows if row.entity_id in items[row.kind]]
+    if rows:
+        next_cursor = encode_cursor(rows[-1].xid, rows[-1].seq)
+    else:
+        next_cursor = cursor if cursor is not None else encode_cursor(0, 0)
+    return SyncPage(changes=changes, next_cursor=next_cursor, has_more=has_more)
+
+
+def prune_batch(before: datetime, limit: int = PRUNE_BATCH) -> int:
+    """Delete up to `limit` rows older than `before` that a later row of the same case or notification
+    supersedes; the caller commits and repeats while this returns `limit`.
+
+    The feed skips such rows anyway, and events (never superseded) and every entity's latest row stay, so
+    no cursor, however old, loses anything: cursors never expire. Several runs at once are safe."""
+    doomed = select(SyncChange.seq).where(
+        SyncChange.changed_at < before,
+        or_(and_(SyncChange.kind == CASE, _case_superseded()),
+            and_(SyncChange.kind == NOTIFICATION, _notification_superseded()))).limit(limit)
+    stmt = delete(SyncChange).where(SyncChange.seq.in_(doomed.scalar_subquery()))
+    return db.session.execute(stmt.execution_options(synchronize_session=False, preserve_rowcount=True)).rowcount
