@@ -10,6 +10,7 @@ from datetime import date, datetime
 from typing import Iterable
 
 from geoalchemy2.shape import from_shape
+from sqlalchemy import text
 from shapely.geometry import MultiPolygon, box
 
 from app.extensions import db
@@ -185,3 +186,21 @@ def make_api_key(name: str = "civic app", created_by: User | None = None):
     issued = create_key(name, created_by)
     db.session.commit()
     return issued
+
+
+# Every table a committed-data test may fill, children before parents; calendar days are shared and kept.
+COMMITTED_TABLES = ("sync_changes", "idempotency_keys", "attachments", "report_followers", "patrol_checkins",
+                    "notifications", "case_events", "reports", "api_keys", "refresh_tokens", "auth_sessions",
+                    "duty_log", "worker_cells", "users", "categories")
+
+
+def delete_committed(connection) -> None:
+    """Remove what a test committed for other connections to see (the rollback per test cannot).
+
+    On PostGIS the triggers (case_events refuses DELETE) are off for this transaction only."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SET LOCAL session_replication_role = replica"))
+    for table in COMMITTED_TABLES:
+        connection.execute(text(f"DELETE FROM {table}"))
+    for level in ("grid", "community", "street", "district"):  # children before their parents
+        connection.execute(text("DELETE FROM cells WHERE level = :level"), {"level": level})

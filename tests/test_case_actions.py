@@ -13,8 +13,8 @@ from app.models import CaseEvent, Notification, Report, ReportStatus
 from app.models.base import utcnow
 from app.services import cases, sla
 from tests.assertions import assert_problem
-from tests.factories import (COMMUNITY, DISTRICT, OTHER_COMMUNITY, OTHER_GRID, auth_header, make_category,
-                             make_report, make_two_district_grid, make_user, set_case)
+from tests.factories import (COMMUNITY, DISTRICT, OTHER_COMMUNITY, OTHER_GRID, auth_header, delete_committed,
+                             make_category, make_report, make_two_district_grid, make_user, set_case)
 
 URL = "/api/v1/reports"
 SW, NE = "11010500100101", "11010500100104"
@@ -735,13 +735,7 @@ def live(app, backend):
             yield world
         finally:
             real_db.session.rollback()
-            if backend == "postgis":
-                real_db.session.execute(text("SET LOCAL session_replication_role = replica"))
-            for table in ("notifications", "case_events", "reports", "refresh_tokens", "auth_sessions",
-                          "worker_cells", "users", "categories"):
-                real_db.session.execute(text(f"DELETE FROM {table}"))
-            for level in ("grid", "community", "street", "district"):
-                real_db.session.execute(text("DELETE FROM cells WHERE level = :level"), {"level": level})
+            delete_committed(real_db.session.connection())
             real_db.session.commit()
             real_db.session.remove()
 

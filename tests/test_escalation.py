@@ -7,12 +7,12 @@ from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 
 from app.models import CaseEvent, Notification, Report
 from app.services.escalation import SweepResult, escalate_batch
-from tests.factories import COMMUNITY, DISTRICT, STREET, make_case, make_category, make_cell, make_test_grid, \
-    make_user
+from tests.factories import (COMMUNITY, DISTRICT, STREET, delete_committed, make_case, make_category, make_cell,
+                             make_test_grid, make_user)
 
 SW = "11010500100101"
 NE = "11010500100104"
@@ -288,13 +288,5 @@ def test_four_concurrent_sweeps_escalate_each_case_once_per_level(app, backend):
 
 
 def _delete_everything(db):
-    # The committed rows of this test only exist here; triggers (the events table refuses DELETE) are off
-    # for this cleanup session.
     with db.engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            conn.execute(text("SET LOCAL session_replication_role = replica"))
-        for table in ("notifications", "case_events", "reports", "worker_cells", "auth_sessions", "users",
-                      "categories"):
-            conn.execute(text(f"DELETE FROM {table}"))
-        for level in ("grid", "community", "street", "district"):  # children before their parents
-            conn.execute(text("DELETE FROM cells WHERE level = :level"), {"level": level})
+        delete_committed(conn)

@@ -14,8 +14,8 @@ from app.models.base import utcnow
 from app.services import idempotency
 from app.services import reports as report_service
 from tests.assertions import assert_problem
-from tests.factories import (COMMUNITY, auth_header, make_category, make_report, make_two_district_grid,
-                             make_user)
+from tests.factories import (COMMUNITY, auth_header, delete_committed, make_case, make_category, make_report,
+                             make_two_district_grid, make_user)
 
 URL = "/api/v1/reports"
 SW = "11010500100101"
@@ -346,13 +346,7 @@ def live(app, backend):
             yield world
         finally:
             real_db.session.rollback()
-            if backend == "postgis":
-                real_db.session.execute(text("SET LOCAL session_replication_role = replica"))
-            for table in ("idempotency_keys", "notifications", "case_events", "reports", "refresh_tokens",
-                          "auth_sessions", "worker_cells", "users", "categories"):
-                real_db.session.execute(text(f"DELETE FROM {table}"))
-            for level in ("grid", "community", "street", "district"):
-                real_db.session.execute(text("DELETE FROM cells WHERE level = :level"), {"level": level})
+            delete_committed(real_db.session.connection())
             real_db.session.commit()
             real_db.session.remove()
 
@@ -415,8 +409,6 @@ def test_a_retry_while_the_first_runs_never_files_twice(app, live, backend, monk
 @pytest.mark.parametrize("action, body, status", [("rate", {"score": 4, "comment": "很快"}, "closed"),
                                                   ("follow", {}, "accepted"), ("unfollow", {}, "accepted")])
 def test_residents_actions_replay(client, db, w, action, body, status):
-    from tests.factories import make_case
-
     # The resident rates their own case and follows someone else's.
     reporter = w.resident if action == "rate" else w.resident2
     report = make_case(reporter, w.category, w.cells[SW], status=status)

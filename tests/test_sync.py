@@ -13,23 +13,16 @@ from app.models import CaseEvent, Notification, Report, SyncChange
 from app.services.escalation import escalate_batch
 from app.services.sync import encode_cursor
 from tests.assertions import assert_problem
-from tests.factories import COMMUNITY, OTHER_COMMUNITY, auth_header, make_case, make_category, make_test_grid, \
-    make_two_district_grid, make_user
+from tests.factories import (COMMUNITY, OTHER_COMMUNITY, auth_header, delete_committed, make_case, make_category,
+                             make_test_grid, make_two_district_grid, make_user)
 
 URL = "/api/v1/sync"
 SW, NE = "11010500100101", "11010500100104"
 SW_POINT, NE_POINT, OTHER_POINT = (116.405, 39.905), (116.415, 39.915), (116.505, 39.905)
-CLEARED = ("sync_changes", "notifications", "case_events", "reports", "refresh_tokens", "auth_sessions",
-           "worker_cells", "users", "categories")
 
 
 def _clear(real_db, backend):
-    if backend == "postgis":
-        real_db.session.execute(text("SET LOCAL session_replication_role = replica"))
-    for table in CLEARED:
-        real_db.session.execute(text(f"DELETE FROM {table}"))
-    for level in ("grid", "community", "street", "district"):
-        real_db.session.execute(text("DELETE FROM cells WHERE level = :level"), {"level": level})
+    delete_committed(real_db.session.connection())
     real_db.session.commit()
 
 
