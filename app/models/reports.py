@@ -37,6 +37,11 @@ FINAL_STATUSES = frozenset({"rejected", "closed", "duplicate", "cancelled"})
 ESCALATION_LEVELS = ("grid", "community", "street", "district")
 
 
+def case_number(case_day: date, report_id: int) -> str:
+    """The human case number: day of filing and id, e.g. 202611270000123."""
+    return f"{case_day:%Y%m%d}{report_id:07d}"
+
+
 class RoutedBy(str, enum.Enum):
     covers = "covers"
     nearest = "nearest"
@@ -142,7 +147,7 @@ class Report(TimestampMixin, db.Model):
     @property
     def case_number(self) -> str:
         """Day of filing and id, e.g. 202611270000123: unique, stable, and needs no second write."""
-        return f"{self.case_day:%Y%m%d}{self.id:07d}"
+        return case_number(self.case_day, self.id)
 
 
 class CaseEvent(db.Model):

@@ -17,6 +17,7 @@ from app.errors import ValidationFailed
 from app.extensions import db
 from app.models import Category, Cell, Report, User, subtree_bounds
 from app.models.base import utcnow
+from app.models.reports import case_number
 from app.services import reports as report_service
 from app.services.geometry import GeometryProblem, parse_polygonal
 from app.services.pagination import Page, paginate
@@ -151,7 +152,7 @@ def feature_collection(stmt: Select) -> dict[str, Any]:
     features = [{
         "type": "Feature", "id": rid,
         "geometry": {"type": "Point", "coordinates": [x, y]},
-        "properties": {"id": rid, "case_number": f"{day:%Y%m%d}{rid:07d}", "category": code, "status": status,
+        "properties": {"id": rid, "case_number": case_number(day, rid), "category": code, "status": status,
                        "sla_state": sla, "created_at": created.astimezone(zone).isoformat()},
     } for rid, day, code, status, sla, created, x, y in rows[:MAX_FEATURES]]
     return {"type": "FeatureCollection", "features": features, "truncated": len(rows) > MAX_FEATURES}

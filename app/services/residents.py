@@ -12,6 +12,7 @@ from app.errors import Conflict, Forbidden, NotFound, TransitionNotAllowed, Vers
 from app.extensions import db
 from app.models import OPEN_STATUSES, CaseEvent, Category, Report, ReportFollower, ReportStatus, Role, User
 from app.models.base import utcnow
+from app.models.reports import case_number
 from app.services import notifications
 from app.services import reports as report_service
 
@@ -200,7 +201,7 @@ def similar_open_cases(report: Report) -> list[dict[str, Any]]:
                Report.category_id == report.category_id, Report.status.in_(OPEN_STATUSES), Report.id != report.id)
         .order_by(spatial.local_distance_m(Report.location, pt.x, pt.y), Report.id)
         .limit(MAX_SIMILAR))
-    return [{"id": rid, "case_number": f"{day:%Y%m%d}{rid:07d}", "status": status, "distance_m": metres,
+    return [{"id": rid, "case_number": case_number(day, rid), "status": status, "distance_m": metres,
              "created_at": created, "description": _short(text)}
             for rid, day, status, created, text, metres in rows]
 
