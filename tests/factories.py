@@ -6,6 +6,7 @@ Each factory commits: inside a test that only releases a savepoint of the test's
 from __future__ import annotations
 
 import itertools
+from contextlib import contextmanager
 from datetime import date, datetime
 from typing import Iterable
 
@@ -192,6 +193,19 @@ def make_api_key(name: str = "civic app", created_by: User | None = None):
 COMMITTED_TABLES = ("sync_changes", "idempotency_keys", "attachments", "report_followers", "patrol_checkins",
                     "notifications", "case_events", "reports", "api_keys", "refresh_tokens", "auth_sessions",
                     "duty_log", "worker_cells", "users", "categories")
+
+
+@contextmanager
+def committed_world(app):
+    """A block whose writes other connections can see (each commit is real); all of it is deleted after."""
+    with app.app_context():
+        try:
+            yield
+        finally:
+            db.session.rollback()
+            delete_committed(db.session.connection())
+            db.session.commit()
+            db.session.remove()
 
 
 def delete_committed(connection) -> None:

@@ -13,7 +13,7 @@ from app.models import CaseEvent, Notification, Report, ReportStatus
 from app.models.base import utcnow
 from app.services import cases, sla
 from tests.assertions import assert_problem
-from tests.factories import (COMMUNITY, DISTRICT, OTHER_COMMUNITY, OTHER_GRID, auth_header, delete_committed,
+from tests.factories import (COMMUNITY, DISTRICT, OTHER_COMMUNITY, OTHER_GRID, auth_header, committed_world,
                              make_category, make_report, make_two_district_grid, make_user, set_case)
 
 URL = "/api/v1/reports"
@@ -724,20 +724,12 @@ def test_postgis_refuses_update_and_delete_of_events(db, w, backend):
 # ---- two connections at once --------------------------------------------------------------------
 
 @pytest.fixture()
-def live(app, backend):
-    """A committed world that separate connections can see; removed afterwards (triggers aside on PostGIS)."""
-    from app.extensions import db as real_db
-
-    with app.app_context():
+def live(app):
+    """A committed world that separate connections can see; removed afterwards."""
+    with committed_world(app):
         world = build_world()
         world.report = case(world)
-        try:
-            yield world
-        finally:
-            real_db.session.rollback()
-            delete_committed(real_db.session.connection())
-            real_db.session.commit()
-            real_db.session.remove()
+        yield world
 
 
 def test_two_concurrent_actions_on_one_case_have_one_winner(app, live, backend, monkeypatch):

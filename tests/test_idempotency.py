@@ -14,7 +14,7 @@ from app.models.base import utcnow
 from app.services import idempotency
 from app.services import reports as report_service
 from tests.assertions import assert_problem
-from tests.factories import (COMMUNITY, auth_header, delete_committed, make_case, make_category, make_report,
+from tests.factories import (COMMUNITY, auth_header, committed_world, make_case, make_category, make_report,
                              make_two_district_grid, make_user)
 
 URL = "/api/v1/reports"
@@ -336,19 +336,10 @@ def test_purge_removes_only_expired_keys(app, db, w):
 # ---- two requests at once -----------------------------------------------------------------------
 
 @pytest.fixture()
-def live(app, backend):
-    """A committed world that other connections can see; removed afterwards (triggers aside on PostGIS)."""
-    from app.extensions import db as real_db
-
-    with app.app_context():
-        world = build_world()
-        try:
-            yield world
-        finally:
-            real_db.session.rollback()
-            delete_committed(real_db.session.connection())
-            real_db.session.commit()
-            real_db.session.remove()
+def live(app):
+    """A committed world that separate connections can see; removed afterwards."""
+    with committed_world(app):
+        yield build_world()
 
 
 def test_a_retry_while_the_first_runs_never_files_twice(app, live, backend, monkeypatch):
