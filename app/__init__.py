@@ -67,6 +67,7 @@ def register_request_boundary(app: Flask) -> None:
     """Body checks before the view; whatever a request left uncommitted is rolled back after it."""
     from app.api.attachments import is_upload, upload_body_limit
     from app.api.cells import import_body_limit
+    from app.api.idempotency import hold_before_auth, release_after_request
     from app.errors import problem_response
 
     @app.before_request
@@ -81,6 +82,9 @@ def register_request_boundary(app: Flask) -> None:
             return problem_response(415, "unsupported_media_type", "Unsupported Media Type",
                                     "Send the body as application/json.")
         return None
+
+    app.before_request(hold_before_auth)
+    app.teardown_request(release_after_request)
 
     @app.after_request
     def _rollback_leftovers(response):

@@ -1,11 +1,13 @@
 """The only module that knows PostGIS from SpatiaLite: engine set-up, index-backed spatial filters, metric distances."""
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import math
 import os
 from datetime import timedelta
-from typing import Any
+from typing import Any, Callable
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -475,6 +477,35 @@ def try_transaction_lock(lock_id: int) -> bool:
         return bool(db.session.scalar(select(func.pg_try_advisory_xact_lock(lock_id))))
     db.session.connection()
     return True
+
+
+def try_host_lock(lock_dir: str, lock_id: int) -> Callable[[], None] | None:
+    """Before the request touches the database: take the lock named by lock_id on this host; its release, or
+    None at once when another process or thread holds it.
+
+    SpatiaLite only, where the first statement of a request already waits for the single write lock, so
+    try_transaction_lock could never see a request still running: an flock on a file per lock_id (every
+    process of the host shares it, and so does every user of an embedded database) answers first. The file
+    goes with the release; a race with that unlink can only let a second request through, which then waits
+    for the write lock and finds the first one's outcome, so it is a fast answer, not the safeguard.
+    PostGIS: nothing to do here (a release that does nothing); the advisory lock covers every host."""
+    if is_postgis():
+        return lambda: None
+    os.makedirs(lock_dir, exist_ok=True)
+    path = os.path.join(lock_dir, f"{lock_id & 0xFFFFFFFFFFFFFFFF:016x}.lock")
+    handle = open(path, "a+b")  # noqa: SIM115 - held until the release
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+
+    def release() -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        handle.close()
+
+    return release
 # ---- the sync change log ------------------------------------------------------------------------
 
 # PostgreSQL: the writing transaction's 64-bit id (xid8, epoch-extended, so it never wraps and fits a bigint).

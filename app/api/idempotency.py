@@ -16,7 +16,8 @@ request's own transaction, so it exists exactly when the work was committed, for
 with the same key, method, path, query and body gets it back (status, body, ETag/Location...) with
 `Idempotent-Replayed: true` and changes nothing; another request under that key is 422
 `idempotency_key_reused`; a retry while the first still runs is 409 `idempotency_request_in_progress`
-(PostGIS; on SpatiaLite writers are serialised, so it waits and then replays). Error responses are not
+(PostGIS: an advisory lock in the transaction; SpatiaLite: a host lock taken before the request's first
+statement, `hold_before_auth`, since that statement would wait for the single writer). Error responses are not
 stored: every error rolls its work back, so the key stays free and a corrected request may use it again.
 """
 from __future__ import annotations
@@ -25,10 +26,13 @@ import functools
 from copy import deepcopy
 from typing import Callable
 
-from flask import Response, current_app, request
+from flask import Response, current_app, g, request
 
+from app.auth import tokens
 from app.auth.decorators import current_user
+from app.errors import InvalidToken
 from app.services import idempotency
+from app.services.api_keys import hash_key
 
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -56,6 +60,45 @@ def _body() -> bytes:
     return request.get_data()
 
 
+def _marked_idempotent() -> bool:
+    view = current_app.view_functions.get(request.endpoint)
+    handler = getattr(getattr(view, "view_class", None), "post", view)
+    return getattr(handler, "idempotent", False)
+
+
+def _caller_scope() -> str | None:
+    """Who the key belongs to, from the credentials alone (no database): the token's user or the API key.
+
+    None when the token is not valid: authentication refuses the request next, and no key is held."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        try:
+            return f"user:{tokens.decode(token.strip(), tokens.ACCESS)['sub']}"
+        except InvalidToken:
+            return None
+    api_key = request.values.get("api_key")
+    return f"api_key:{hash_key(api_key)}" if api_key else None
+
+
+def hold_before_auth() -> None:
+    """before_request: a keyed POST to an @idempotent view holds its key on this host before it queries.
+
+    On SpatiaLite the first statement of a request waits for the single writer, so a retry of a request still
+    running would wait and replay; holding the key first answers it 409, as on PostGIS."""
+    key = request.headers.get(HEADER)
+    if request.method != "POST" or key is None or not _marked_idempotent():
+        return
+    scope = _caller_scope()
+    if scope is not None:
+        g.idempotency_release = idempotency.hold_on_host(scope, idempotency.check_key(key))
+
+
+def release_after_request(_exc: BaseException | None = None) -> None:
+    release = g.pop("idempotency_release", None)
+    if release is not None:
+        release()
+
+
 def idempotent(view: Callable) -> Callable:
     @functools.wraps(view)
     def wrapper(*args, **kwargs):
@@ -76,6 +119,7 @@ def idempotent(view: Callable) -> Callable:
                               response.get_data())
         return response
 
+    wrapper.idempotent = True
     # functools.wraps shared the view's doc dict; the copy keeps the header out of other operations' docs.
     wrapper._apidoc = deepcopy(getattr(view, "_apidoc", {}))
     wrapper._apidoc.setdefault("arguments", {}).setdefault("parameters", []).append(_PARAMETER_DOC)

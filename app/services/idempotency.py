@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from datetime import datetime, timedelta
+from typing import Callable
 
 from flask import current_app
 from sqlalchemy import delete, select
@@ -51,6 +53,20 @@ def canonical_form(form, files) -> bytes:
 def _lock_id(user_id: int, key: str) -> int:
     digest = hashlib.sha256(f"idempotency:{user_id}:{key}".encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def hold_on_host(scope: str, key: str) -> Callable[[], None]:
+    """Before the database: hold the caller's key on this host, or IdempotencyRequestInProgress at once.
+
+    Needed where the database itself would make the retry wait rather than answer (spatial.try_host_lock);
+    returns the release, which the request calls when it has ended."""
+    digest = hashlib.sha256(f"idempotency:{scope}:{key}".encode()).digest()
+    release = spatial.try_host_lock(os.path.join(current_app.instance_path, "locks"),
+                                    int.from_bytes(digest[:8], "big", signed=True))
+    if release is None:
+        raise IdempotencyRequestInProgress(
+            "The first request with this Idempotency-Key has not finished; retry when it has.")
+    return release
 
 
 def claim(user_id: int, key: str, request_fingerprint: str) -> IdempotencyKey | None:
