@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 export FLASK_APP := wsgi
 
-.PHONY: run test test-spatialite test-postgis bench bench-escalate bench-geo venv clean
+.PHONY: run test test-spatialite test-postgis bench bench-escalate bench-geo bench-field venv clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ bench: $(STAMP)
 bench-geo: $(STAMP)
 	scripts/ensure-postgis.sh
 	$(BIN)/python -m bench.geo_bench $(BENCH_ARGS)
+
+bench-field: $(STAMP)
+	scripts/ensure-postgis.sh
+	$(BIN)/python -m bench.field_bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache
