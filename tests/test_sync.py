@@ -11,6 +11,7 @@ from sqlalchemy import func, select, text
 
 from app.models import CaseEvent, Notification, Report, SyncChange
 from app.services.escalation import escalate_batch
+from app.services import sync
 from app.services.sync import encode_cursor
 from tests.assertions import assert_problem
 from tests.factories import (COMMUNITY, OTHER_COMMUNITY, auth_header, delete_committed, make_case, make_category,
@@ -26,12 +27,17 @@ def _clear(real_db, backend):
     real_db.session.commit()
 
 
-@pytest.fixture()
-def world(app, backend):
+@pytest.fixture(params=["by_report", "log_walk"])
+def world(app, backend, request, monkeypatch):
     """A committed world (PostgreSQL hands out only committed changes); plain ids, and no session left open,
-    so that requests, on other connections, never wait for this thread's SQLite write lock."""
+    so that requests, on other connections, never wait for this thread's SQLite write lock.
+
+    Every test runs on both ways of reading a page: from the visible reports' rows (small scopes, these
+    worlds' own) and by walking the whole log (large scopes, forced here with a threshold of 0)."""
     from app.extensions import db as real_db
 
+    if request.param == "log_walk":
+        monkeypatch.setattr(sync, "SMALL_SCOPE", 0)
     with app.app_context():
         _clear(real_db, backend)
         try:
