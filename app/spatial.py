@@ -17,7 +17,7 @@ from geoalchemy2 import Geography, WKTElement
 from geoalchemy2.admin.dialects.sqlite import init_spatialite, load_spatialite_driver
 from shapely.geometry import mapping
 from sqlalchemy import JSON, ColumnElement, Float, Insert, Select, Table, cast, column, event, func, literal, \
-    literal_column, select, table, true
+    literal_column, select, table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.compiler import compiles
@@ -534,16 +534,23 @@ _PG_SYNC_WATERMARK = """(SELECT least(pg_current_xact_id_if_assigned()::text::bi
     FROM (SELECT pg_current_snapshot() AS snap) AS current_snap)"""
 
 
-def sync_watermark(xid_col) -> ColumnElement[bool]:
-    """Change rows a reader may hand out now: those no transaction still running can come to precede.
+# The largest seq a position can name: (xid, SEQ_MAX) lies after every row of transaction xid.
+SEQ_MAX = 2**63 - 1
+
+
+def sync_horizon(seq_col) -> tuple[int, int]:
+    """The (xid, seq) position up to which every change row is final: a reader may hand out any row at or
+    before it, and every row written later lands after it.
 
     PostgreSQL: every transaction of this database with an id below the watermark has ended, and any
     transaction still running or yet to write gets an id at or above it; rows below it are therefore final
     and anything that commits later sorts after them in (xid, seq). Rows at or above it wait for a later
     poll. (The plain pg_snapshot_xmin would be as safe, but a long transaction in any other database of the
-    cluster would hold every client back.)
-    SQLite: writers are serialised (every transaction begins IMMEDIATE) and seq is assigned inside the write
-    transaction (AUTOINCREMENT, never reused), so whatever a reader sees is a prefix of the seq order."""
+    cluster would hold every client back.) Read in its own statement, it bounds the next one: those rows,
+    final already, are all visible to a later snapshot.
+    SQLite: writers are serialised (every transaction begins IMMEDIATE, a reader's too, until it ends) and
+    seq is assigned inside the write transaction (AUTOINCREMENT, never reused), so what a reader sees is a
+    prefix of the seq order: its end is the horizon."""
     if is_postgis():
-        return xid_col < literal_column(_PG_SYNC_WATERMARK)
-    return true()
+        return db.session.scalar(select(literal_column(_PG_SYNC_WATERMARK))) - 1, SEQ_MAX
+    return 0, db.session.scalar(select(func.coalesce(func.max(seq_col), 0)))

@@ -32,12 +32,13 @@ def world(app, backend, request, monkeypatch):
     """A committed world (PostgreSQL hands out only committed changes); plain ids, and no session left open,
     so that requests, on other connections, never wait for this thread's SQLite write lock.
 
-    Every test runs on both ways of reading a page: from the visible reports' rows (small scopes, these
-    worlds' own) and by walking the whole log (large scopes, forced here with a threshold of 0)."""
+    Every test runs on both ways of reading a page: by walking the log after the cursor (a poll nearly caught
+    up, or a large scope: these small worlds' own way) and from the visible reports' own rows (a small scope
+    far behind, forced here with a walking threshold of 0)."""
     from app.extensions import db as real_db
 
-    if request.param == "log_walk":
-        monkeypatch.setattr(sync, "SMALL_SCOPE", 0)
+    if request.param == "by_report":
+        monkeypatch.setattr(sync, "WALK_ROWS", 0)
     with app.app_context():
         _clear(real_db, backend)
         try:

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, delete, exists, literal, or_, select, true, tuple_, union_all
+from sqlalchemy import (ColumnElement, Select, and_, delete, exists, func, literal, or_, select, true, tuple_,
+                        union_all)
 from sqlalchemy.orm import aliased
 
 from app import spatial
@@ -24,6 +25,8 @@ MAX_LIMIT = 1000
 PRUNE_BATCH = 10_000
 # Up to this many visible reports, a page is read report by report rather than by walking the log.
 SMALL_SCOPE = 2_000
+# A cursor with fewer change rows than this after it walks them (a poll nearly caught up).
+WALK_ROWS = 5_000
 CURSOR_PREFIX = "v1."
 _POSITION = struct.Struct(">qq")
 
@@ -92,19 +95,28 @@ def _small_scope(user: User) -> list[int] | None:
     return list(ids) if len(ids) <= SMALL_SCOPE else None
 
 
-def _scoped_changes(user: User, position: tuple[int, int] | None, limit: int) -> Select:
-    """The next `limit` change rows of the caller's scope after `position`, oldest first, latest rows only.
+def _few_rows_between(after: ColumnElement[bool], ready: ColumnElement[bool]) -> bool:
+    """Fewer than WALK_ROWS change rows of anyone's lie between the cursor and the horizon (an index count)."""
+    window = select(SyncChange.seq).where(after, ready).limit(WALK_ROWS).subquery()
+    return db.session.scalar(select(func.count()).select_from(window)) < WALK_ROWS
+
+
+def _scoped_changes(user: User, position: tuple[int, int] | None, horizon: tuple[int, int],
+                    limit: int) -> Select:
+    """The next `limit` change rows of the caller's scope after `position` and up to `horizon`, oldest first,
+    latest rows only.
 
     Two branches, each cut at `limit`: cases and events of the reports the caller may see (visibility is
-    the one rule GET /reports uses), and the caller's own notifications. A small scope (a worker's cells, a
-    community) starts from its reports' own rows (the report_id index); walking the whole log in order and
-    dropping other people's rows cost a grid worker over a second per page (`make bench-field`). A large one
-    walks the log, where most rows are the caller's."""
+    the one rule GET /reports uses), and the caller's own notifications. A poll that is nearly caught up
+    walks the few log rows after its cursor. Further behind, a small scope (a worker's cells, a community)
+    starts from its reports' own rows (the report_id index): walking the whole log and dropping other
+    people's rows cost a grid worker over a second per page (`make bench-field`); a large scope walks,
+    since most rows are its own."""
     after = _position_after(SyncChange, (literal(position[0]), literal(position[1]))) if position else true()
-    ready = spatial.sync_watermark(SyncChange.xid)
+    ready = tuple_(SyncChange.xid, SyncChange.seq) <= tuple_(literal(horizon[0]), literal(horizon[1]))
     order = (SyncChange.xid, SyncChange.seq)
     latest = or_(SyncChange.kind == EVENT, ~_case_superseded())
-    report_ids = _small_scope(user)
+    report_ids = None if _few_rows_between(after, ready) else _small_scope(user)
     if report_ids is not None:
         cases = (select(SyncChange).where(SyncChange.report_id.in_(report_ids), after, ready, latest)
                  .order_by(*order).limit(limit))
@@ -134,7 +146,8 @@ def changes_since(user: User, cursor: str | None, limit: int = DEFAULT_LIMIT) ->
     A case changed several times is listed once, where it last changed; one that changes again later
     comes again on a later page."""
     position = decode_cursor(cursor) if cursor is not None else None
-    rows = db.session.scalars(_scoped_changes(user, position, limit + 1)).all()
+    horizon = spatial.sync_horizon(SyncChange.seq)
+    rows = db.session.scalars(_scoped_changes(user, position, horizon, limit + 1)).all()
     has_more = len(rows) > limit
     rows = rows[:limit]
     ids = {kind: {row.entity_id for row in rows if row.kind == kind} for kind in (CASE, EVENT, NOTIFICATION)}
@@ -144,10 +157,13 @@ def changes_since(user: User, cursor: str | None, limit: int = DEFAULT_LIMIT) ->
              NOTIFICATION: _load(Notification, ids[NOTIFICATION], Notification.user_id == user.id)}
     changes = [Change(row.kind, row.entity_id, items[row.kind][row.entity_id])
                for row in rows if row.entity_id in items[row.kind]]
-    if rows:
-        next_cursor = encode_cursor(rows[-1].xid, rows[-1].seq)
+    if has_more:
+        next_position = (rows[-1].xid, rows[-1].seq)
     else:
-        next_cursor = cursor if cursor is not None else encode_cursor(0, 0)
+        # Everything of the caller's up to the horizon has been handed out, and nothing written later can land
+        # before it: the next poll starts there, reading only what is new (never moving back).
+        next_position = max(horizon, position or (0, 0))
+    next_cursor = encode_cursor(*next_position)
     return SyncPage(changes=changes, next_cursor=next_cursor, has_more=has_more)
 
 
