@@ -301,7 +301,7 @@ def load_sync_data(results: dict, dbname: str, n_reports: int, cells: int) -> No
 
 
 def sync(results: dict, runs: int, page_runs: int, client, headers: dict, raw_conn, scopes: dict) -> None:
-    from app.services.sync import encode_cursor
+    from app.services.sync import decode_cursor, encode_cursor
 
     def ours(role: str) -> Callable[[str | None], dict]:
         def call(cursor: str | None) -> dict:
@@ -356,7 +356,18 @@ def sync(results: dict, runs: int, page_runs: int, client, headers: dict, raw_co
         add_row(results, f"sync first page, {role}", a, r)
         a, r = alternate(f"Sync poll, {role}", [None] * (runs + 2), lambda _: api(encode_cursor(*latest)),
                          lambda _: raw(tuple(latest)))
-        add_row(results, f"sync poll (nothing new), {role}", a, r)
+        add_row(results, f"sync poll from its last change, {role}", a, r)
+        # What a client really polls with: the last page's next_cursor, which the feed puts at its horizon.
+        own = None
+        while True:
+            page = api(own)
+            own = page["next_cursor"]
+            if not page["has_more"]:
+                break
+        horizon = decode_cursor(own)
+        a, r = alternate(f"Sync poll, own cursor, {role}", [None] * (runs + 2), lambda _: api(own),
+                         lambda _: raw(horizon))
+        add_row(results, f"sync poll from its own cursor, {role}", a, r)
         if role != "admin":
             by_report = floor(role, RAW_CHANGES_BY_REPORT)
             if by_report(None)["changes"] != first_raw["changes"]:
