@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import random
-import secrets
 import statistics
 import time
 from datetime import datetime, timedelta, timezone
@@ -28,11 +27,9 @@ import click
 
 from app.spatial import _PG_SYNC_WATERMARK
 from bench.gen_grid import extent, feature_collection, progress_bar, spec_for
-from bench.geo_bench import CATEGORIES, load_reports
-from bench.run_bench import (OUT_DIR, app_env, flask_db_upgrade, fresh_postgis_database, load_grid, make_app,
-                             percentile, pg_url, say)
+from bench.geo_bench import PASSWORD, bench_app, load_reports
+from bench.run_bench import OUT_DIR, percentile, pg_url, say
 
-PASSWORD = "bench-" + secrets.token_urlsafe(12)
 BATCH = 1000
 LIMIT = 200
 PG_OPTIONS = "-c jit=off -c max_parallel_workers_per_gather=0 -c plan_cache_mode=force_custom_plan"
@@ -69,44 +66,36 @@ VISIBILITY = {
 }
 # app.services.sync._scoped_changes: cases and events through the visible reports (latest case row only), and
 # the caller's notifications, each branch index-ordered and cut, then merged in (xid, seq) order.
-RAW_CHANGES = """
-SELECT kind, entity_id, xid, seq FROM (
-    (SELECT s.kind, s.entity_id, s.xid, s.seq FROM sync_changes s JOIN reports r ON r.id = s.report_id
-     WHERE {vis} AND {after} AND s.xid < {watermark}
-       AND (s.kind = 'event' OR NOT EXISTS (
+# A change row the page may hand out: after the cursor, final (below the watermark), and for a case its latest.
+READY = "{after} AND s.xid < {watermark}"
+LATEST_CASE_ROW = """(s.kind = 'event' OR NOT EXISTS (
             SELECT 1 FROM sync_changes l WHERE l.report_id = s.report_id AND l.kind = 'case'
-              AND l.entity_id = s.entity_id AND (l.xid, l.seq) > (s.xid, s.seq)))
-     ORDER BY s.xid, s.seq LIMIT %(limit)s)
+              AND l.entity_id = s.entity_id AND (l.xid, l.seq) > (s.xid, s.seq)))"""
+# The caller's notifications (latest row of each), and the merge of the two branches in (xid, seq) order.
+MERGED_WITH_NOTIFICATIONS = """SELECT kind, entity_id, xid, seq FROM (
+    ({cases})
     UNION ALL
     (SELECT s.kind, s.entity_id, s.xid, s.seq FROM sync_changes s
-     WHERE s.user_id = %(user)s AND {after} AND s.xid < {watermark}
+     WHERE s.user_id = %(user)s AND """ + READY + """
        AND NOT EXISTS (SELECT 1 FROM sync_changes l WHERE l.user_id = s.user_id AND l.entity_id = s.entity_id
                          AND (l.xid, l.seq) > (s.xid, s.seq))
      ORDER BY s.xid, s.seq LIMIT %(limit)s)
-) both_branches ORDER BY xid, seq LIMIT %(limit)s
-"""
+) both_branches ORDER BY xid, seq LIMIT %(limit)s"""
+# app.services.sync._scoped_changes walking the log: cases and events through the visible reports, each branch
+# index-ordered and cut, then merged.
+RAW_CHANGES = MERGED_WITH_NOTIFICATIONS.replace("{cases}", f"""SELECT s.kind, s.entity_id, s.xid, s.seq
+     FROM sync_changes s JOIN reports r ON r.id = s.report_id
+     WHERE {{vis}} AND {READY} AND {LATEST_CASE_ROW}
+     ORDER BY s.xid, s.seq LIMIT %(limit)s""")
 AFTER = "(s.xid, s.seq) > (%(xid)s, %(seq)s)"
 # The same rows, driven by the visible reports: each one's change rows through ix_sync_changes_report_position
 # (report_id, xid, seq), merged. For a small scope this avoids walking the whole log in (xid, seq) order.
-RAW_CHANGES_BY_REPORT = """
-WITH vis AS MATERIALIZED (SELECT r.id FROM reports r WHERE {vis})
-SELECT kind, entity_id, xid, seq FROM (
-    (SELECT s.kind, s.entity_id, s.xid, s.seq FROM vis CROSS JOIN LATERAL (
+RAW_CHANGES_BY_REPORT = "WITH vis AS MATERIALIZED (SELECT r.id FROM reports r WHERE {vis})\n" + \
+    MERGED_WITH_NOTIFICATIONS.replace("{cases}", f"""SELECT s.kind, s.entity_id, s.xid, s.seq FROM vis CROSS JOIN LATERAL (
         SELECT s.kind, s.entity_id, s.xid, s.seq FROM sync_changes s
-        WHERE s.report_id = vis.id AND {after} AND s.xid < {watermark}
-          AND (s.kind = 'event' OR NOT EXISTS (
-               SELECT 1 FROM sync_changes l WHERE l.report_id = s.report_id AND l.kind = 'case'
-                 AND l.entity_id = s.entity_id AND (l.xid, l.seq) > (s.xid, s.seq)))
+        WHERE s.report_id = vis.id AND {READY} AND {LATEST_CASE_ROW}
         ORDER BY s.xid, s.seq LIMIT %(limit)s) s
-     ORDER BY s.xid, s.seq LIMIT %(limit)s)
-    UNION ALL
-    (SELECT s.kind, s.entity_id, s.xid, s.seq FROM sync_changes s
-     WHERE s.user_id = %(user)s AND {after} AND s.xid < {watermark}
-       AND NOT EXISTS (SELECT 1 FROM sync_changes l WHERE l.user_id = s.user_id AND l.entity_id = s.entity_id
-                         AND (l.xid, l.seq) > (s.xid, s.seq))
-     ORDER BY s.xid, s.seq LIMIT %(limit)s)
-) both_branches ORDER BY xid, seq LIMIT %(limit)s
-"""
+     ORDER BY s.xid, s.seq LIMIT %(limit)s""")
 # The rows of the page by id, with what a list shows (app.services.reports.listed_reports).
 RAW_REPORTS = """
 SELECT r.*, k.code, k.name, k.group_name, c.id, c.code, c.name, c.level, h.id, h.code, h.name, h.level,
@@ -178,27 +167,19 @@ def main(n_reports, cells, batches, runs, page_runs, seed):
                                   "api": "in-process Flask test client"},
                      "rows": {}}
     started = time.perf_counter()
-    with fresh_postgis_database() as dbname:
-        env = app_env(pg_url(dbname, "postgresql+psycopg"), secrets.token_urlsafe(32))
-        say(f"PostGIS database {dbname}: flask db upgrade")
-        flask_db_upgrade(env)
-        app = make_app(env)
-        load_grid(app, features)
+    with bench_app(features) as (dbname, app):
         with app.app_context():
             from app.extensions import db
-            from app.models import subtree_bounds
-            from app.services.categories import create_category
+            from app.models import User, subtree_bounds
             from app.services.users import create_user
             from app.services.workers import local_today
 
-            for code in CATEGORIES:
-                create_category({"code": code, "name": f"类别 {code}", "group": "市容环境", "time_limit_value": 24})
             grid = db.session.execute(db.text("SELECT code FROM cells WHERE level = 'grid' ORDER BY code")).all()
             community = db.session.execute(db.text(
                 "SELECT code FROM cells WHERE level = 'community' ORDER BY code")).all()
             community = rng.choice(community).code
             users = {
-                "admin": create_user(username="bench-admin", password=PASSWORD, role="admin"),
+                "admin": db.session.execute(db.select(User).where(User.username == "bench-admin")).scalar_one(),
                 "supervisor": create_user(username="bench-supervisor", password=PASSWORD, role="supervisor",
                                           cell_code=community),
                 "worker": create_user(username="bench-worker", password=PASSWORD, role="worker",
@@ -206,8 +187,6 @@ def main(n_reports, cells, batches, runs, page_runs, seed):
                 "floor-worker": create_user(username="bench-floor-worker", password=PASSWORD, role="worker",
                                             cell_code=rng.choice(grid).code),
             }
-            for i in range(20):
-                create_user(username=f"bench-resident-{i:02d}", password=PASSWORD, role="resident")
             db.session.commit()
             user_ids = {role: u.id for role, u in users.items()}
             low, high = subtree_bounds(community)

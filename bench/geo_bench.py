@@ -21,7 +21,8 @@ import statistics
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 import click
 
@@ -167,6 +168,30 @@ def load_reports(dbname: str, n: int, cells: int, hot_cells: int = 500) -> int:
         return total
 
 
+@contextmanager
+def bench_app(features: list[dict]) -> Iterator[tuple[str, Any]]:
+    """A fresh PostGIS database (dropped after) migrated, with the grid imported through the app, the
+    categories, an admin (bench-admin) and 20 residents committed; yields its name and the in-process app."""
+    with fresh_postgis_database() as dbname:
+        env = app_env(pg_url(dbname, "postgresql+psycopg"), secrets.token_urlsafe(32))
+        say(f"PostGIS database {dbname}: flask db upgrade")
+        flask_db_upgrade(env)
+        app = make_app(env)
+        load_grid(app, features)
+        with app.app_context():
+            from app.extensions import db
+            from app.services.categories import create_category
+            from app.services.users import create_user
+
+            for code in CATEGORIES:
+                create_category({"code": code, "name": f"类别 {code}", "group": "市容环境", "time_limit_value": 24})
+            create_user(username="bench-admin", password=PASSWORD, role="admin")
+            for i in range(20):
+                create_user(username=f"bench-resident-{i:02d}", password=PASSWORD, role="resident")
+            db.session.commit()
+        yield dbname, app
+
+
 @click.command()
 @click.option("--reports", "n_reports", default=1_000_000, show_default=True)
 @click.option("--cells", default=10_000, show_default=True)
@@ -185,23 +210,10 @@ def main(n_reports, cells, runs, analytics_runs, cluster, seed):
     results: dict = {"settings": {"reports": n_reports, "cells": cells, "runs": runs,
                                   "analytics_runs": analytics_runs, "api": "in-process Flask test client"}}
     started = time.perf_counter()
-    with fresh_postgis_database() as dbname:
-        env = app_env(pg_url(dbname, "postgresql+psycopg"), secrets.token_urlsafe(32))
-        say(f"PostGIS database {dbname}: flask db upgrade")
-        flask_db_upgrade(env)
-        app = make_app(env)
-        load_grid(app, features)
+    with bench_app(features) as (dbname, app):
         with app.app_context():
             from app.extensions import db
-            from app.services.categories import create_category
-            from app.services.users import create_user
 
-            for code in CATEGORIES:
-                create_category({"code": code, "name": f"类别 {code}", "group": "市容环境", "time_limit_value": 24})
-            create_user(username="bench-admin", password=PASSWORD, role="admin")
-            for i in range(20):
-                create_user(username=f"bench-resident-{i:02d}", password=PASSWORD, role="resident")
-            db.session.commit()
             district = db.session.execute(db.text("SELECT id, code FROM cells WHERE level = 'district'")).one()
             streets = db.session.execute(db.text("SELECT id, code FROM cells WHERE level = 'street'")).all()
             db.engine.dispose()
