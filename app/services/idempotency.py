@@ -50,8 +50,9 @@ def canonical_form(form, files) -> bytes:
     return json.dumps(sorted(parts), ensure_ascii=False).encode()
 
 
-def _lock_id(user_id: int, key: str) -> int:
-    digest = hashlib.sha256(f"idempotency:{user_id}:{key}".encode()).digest()
+def _lock_id(scope: str, key: str) -> int:
+    """A signed 64-bit lock name for the key of a scope ("user:<id>", "api_key:<hash>")."""
+    digest = hashlib.sha256(f"idempotency:{scope}:{key}".encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
@@ -60,9 +61,7 @@ def hold_on_host(scope: str, key: str) -> Callable[[], None]:
 
     Needed where the database itself would make the retry wait rather than answer (spatial.try_host_lock);
     returns the release, which the request calls when it has ended."""
-    digest = hashlib.sha256(f"idempotency:{scope}:{key}".encode()).digest()
-    release = spatial.try_host_lock(os.path.join(current_app.instance_path, "locks"),
-                                    int.from_bytes(digest[:8], "big", signed=True))
+    release = spatial.try_host_lock(os.path.join(current_app.instance_path, "locks"), _lock_id(scope, key))
     if release is None:
         raise IdempotencyRequestInProgress(
             "The first request with this Idempotency-Key has not finished; retry when it has.")
@@ -74,7 +73,7 @@ def claim(user_id: int, key: str, request_fingerprint: str) -> IdempotencyKey | 
 
     IdempotencyRequestInProgress while another transaction holds the key; IdempotencyKeyReused when the
     stored response answered another request. An expired response is deleted: the key is fresh again."""
-    if not spatial.try_transaction_lock(_lock_id(user_id, key)):
+    if not spatial.try_transaction_lock(_lock_id(f"user:{user_id}", key)):
         raise IdempotencyRequestInProgress(
             "The first request with this Idempotency-Key has not finished; retry when it has.")
     stored = db.session.scalars(select(IdempotencyKey).where(IdempotencyKey.user_id == user_id,
