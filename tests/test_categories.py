@@ -290,3 +290,30 @@ def test_edit_needs_a_token(client, db):
     before = category_rows(db)
     assert_problem(client.patch(f"{URL}/{category.id}", json={"active": False}), 401, "missing_token")
     assert category_rows(db) == before
+
+
+# ---- the demo's categories ----------------------------------------------------------------------
+
+def test_demo_categories_list_and_edit_after_seed_demo(app, client, db):
+    """The first request a newcomer makes: the demo's definitions (string/number attributes carry no values)."""
+    result = app.test_cli_runner().invoke(args=["seed-demo"])
+    assert result.exit_code == 0, result.output
+    stored = {c.code: c for c in db.session.scalars(select(Category))}
+    without_values = [a for c in stored.values() for a in c.attributes or [] if "values" not in a]
+    assert without_values, "the demo should hold a definition stored without values"
+
+    resp = client.get(URL, query_string={"page_size": 100})
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    listed = {c["code"]: c for c in resp.json["items"]}
+    assert set(listed) == {code for code, c in stored.items() if c.active}
+    for code, item in listed.items():
+        for attribute in item["attributes"] or []:
+            assert isinstance(attribute["values"], list), (code, attribute)
+            if attribute["datatype"] not in ("singlevaluelist", "multivaluelist"):
+                assert attribute["values"] == []
+
+    admin = make_user("admin")
+    category = next(c for c in stored.values() if any("values" not in a for a in c.attributes or []))
+    resp = client.patch(f"{URL}/{category.id}", json={"name": "改名"}, headers=auth_header(admin))
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    assert resp.json["name"] == "改名" and len(resp.json["attributes"]) == len(category.attributes)

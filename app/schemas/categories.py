@@ -1,4 +1,6 @@
 """Categories in and out."""
+from collections.abc import Mapping
+
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from app.models import LimitUnit
@@ -25,7 +27,8 @@ class AttributeSchema(Schema):
     datatype_description = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=500))
     order = StrictInteger(required=True, validate=validate.Range(min=1, max=1000))
     description = fields.String(required=True, validate=validate.Length(min=1, max=1000))
-    values = fields.List(fields.Nested(AttributeValueSchema), load_default=list, validate=validate.Length(max=100))
+    values = fields.List(fields.Nested(AttributeValueSchema), load_default=list, dump_default=list,
+                         validate=validate.Length(max=100))
 
     @validates_schema
     def values_match_datatype(self, data, **kwargs):
@@ -37,6 +40,13 @@ class AttributeSchema(Schema):
         keys = [v["key"] for v in values]
         if len(keys) != len(set(keys)):
             raise ValidationError("Value keys must be unique.", "values")
+
+    def get_attribute(self, obj, attr, default):
+        # Definitions are stored as JSON objects: read their keys only. A definition stored without "values"
+        # would otherwise dump the dict's own values() method.
+        if isinstance(obj, Mapping):
+            return obj.get(attr, default)
+        return super().get_attribute(obj, attr, default)
 
 
 def _unique_attribute_codes(attributes):
