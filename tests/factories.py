@@ -117,11 +117,11 @@ def make_duty(worker: User, on: bool, lon: float = 116.405, lat: float = 39.905,
 def make_category(code: str | None = None, *, hours: int = 4, active: bool = True,
                   name: str = "暴露垃圾", group: str = "市容环境", unit: str = "hours",
                   auto_accept: bool = False, auto_dispatch: bool = True, self_handling: bool = False,
-                  window: int = 1, window_unit: str = "working_days") -> Category:
+                  window: int = 1, window_unit: str = "working_days", public: bool = False) -> Category:
     category = Category(code=code or f"T{next(_seq):03d}", name=name, group=group, time_limit_value=hours,
                         time_limit_unit=unit, active=active, auto_accept=auto_accept, auto_dispatch=auto_dispatch,
                         self_handling=self_handling, escalation_window_value=window,
-                        escalation_window_unit=window_unit)
+                        escalation_window_unit=window_unit, public=public)
     db.session.add(category)
     db.session.commit()
     return category
@@ -133,6 +133,15 @@ def make_report(user: User, category: Category, lon: float, lat: float, crs: str
                                           location={"lon": lon, "lat": lat, "crs": crs})
     db.session.commit()
     return report
+
+
+def make_offered(resident: User, report) -> Report:
+    """What makes `report` offered to `resident` (so they may follow it): their own report of its category at its
+    point, as similar_open_cases would have shown it to them."""
+    from geoalchemy2.shape import to_shape
+
+    point = to_shape(report.location)
+    return make_report(resident, report.category, point.x, point.y, description="the same again")
 
 
 def set_case(report, **columns):

@@ -14,8 +14,8 @@ from app.models.base import utcnow
 from app.services import idempotency
 from app.services import reports as report_service
 from tests.assertions import assert_problem
-from tests.factories import (COMMUNITY, auth_header, committed_world, make_case, make_category, make_report,
-                             make_two_district_grid, make_user)
+from tests.factories import (COMMUNITY, auth_header, committed_world, make_case, make_category, make_offered,
+                             make_report, make_two_district_grid, make_user)
 
 URL = "/api/v1/reports"
 SW = "11010500100101"
@@ -397,6 +397,8 @@ def test_residents_actions_replay(client, db, w, action, body, status):
     # The resident rates their own case and follows someone else's.
     reporter = w.resident if action == "rate" else w.resident2
     report = make_case(reporter, w.category, w.cells[SW], status=status)
+    if action != "rate":
+        make_offered(w.resident, report)
     url = f"{URL}/{report.id}/actions/{action}"
     first = client.post(url, json=body, headers=keyed(w.resident))
     assert first.status_code == 200, first.json

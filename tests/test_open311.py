@@ -8,6 +8,7 @@ from xml.etree import ElementTree as ET
 from zoneinfo import ZoneInfo
 
 import pytest
+from geoalchemy2.shape import to_shape
 from sqlalchemy import func, select
 
 from app.extensions import db as _db
@@ -259,7 +260,7 @@ def test_create_request_files_a_report_as_the_keys_account(client, db, w, fmt):
     if fmt == "json":
         assert len(body) == 1
         answer = body[0]
-        assert set(answer) == {"service_request_id", "service_notice", "account_id"}
+        assert set(answer) == {"service_request_id", "token", "service_notice", "account_id"}
         assert answer["service_notice"] is None and answer["account_id"] == "acc-9"
     else:
         items = xml_list(body, "service_requests", "request")
@@ -268,6 +269,7 @@ def test_create_request_files_a_report_as_the_keys_account(client, db, w, fmt):
         assert answer["service_notice"] is None and answer["account_id"] == "acc-9"
     report = created(db, answer["service_request_id"])
     assert answer["service_request_id"] == report.case_number
+    assert answer["token"] == report.open311_token and len(report.open311_token) == 36
     assert report.reporter_id == w.api_key.user_id
     assert (report.source, report.api_key_id, report.status) == ("open311", w.api_key.id, "submitted")
     assert report.category_id == w.pothole.id and report.cell.code == SW
@@ -437,8 +439,20 @@ def filed(client, w, **overrides) -> Report:
     return created(_db, resp.json[0]["service_request_id"])
 
 
-def expected_request(report: Report, *, status="open", notes="Received; waiting for review.") -> dict:
-    return {
+# What the public view carries of a request (app.services.public_view), in GeoReport's order.
+PUBLIC_REQUEST_FIELDS = ["service_request_id", "status", "status_notes", "service_name", "service_code",
+                         "agency_responsible", "service_notice", "requested_datetime", "lat", "long"]
+
+
+def cell_point(cell) -> tuple[float, float]:
+    """The point inside a cell the public view shows (GEOS's point on surface, as the databases compute it)."""
+    point = to_shape(cell.geom).representative_point()
+    return round(point.x, 7), round(point.y, 7)
+
+
+def expected_request(report: Report, *, status="open", notes="Received; waiting for review.", full=True) -> dict:
+    """A request as the key that filed it sees it (full), or as anyone else does (its public view)."""
+    out = {
         "service_request_id": report.case_number, "status": status, "status_notes": notes,
         "service_name": report.category.name, "service_code": report.category.code,
         "description": report.description,
@@ -449,40 +463,78 @@ def expected_request(report: Report, *, status="open", notes="Received; waiting 
         "address": report.address, "address_id": report.address_id, "zipcode": report.zipcode,
         "lat": report.input_lat, "long": report.input_lon, "media_url": report.media_url,
     }
+    if full:
+        return out
+    out["long"], out["lat"] = cell_point(report.handling_cell)
+    return {name: out[name] for name in PUBLIC_REQUEST_FIELDS}
 
 
 def as_xml_text(expected: dict) -> dict:
     return {k: (None if v is None else str(v)) for k, v in expected.items()}
 
 
+def readers(w) -> dict[str, dict]:
+    """The query of each kind of Open311 reader: the key that filed, another key, nobody."""
+    return {"owner": {"api_key": w.key}, "other_key": {"api_key": make_api_key("other app").key}, "anonymous": {}}
+
+
+@pytest.mark.parametrize("reader", ["owner", "other_key", "anonymous"])
 @pytest.mark.parametrize("fmt", FORMATS)
-def test_get_one_request_field_by_field_without_personal_data(client, db, w, fmt):
+def test_get_one_request_field_by_field_without_personal_data(client, db, w, fmt, reader):
+    """The key that filed a request reads it in full; anyone else its public view (no description, address,
+    media or exact point); nobody ever its contact."""
     report = filed(client, w, address_string="演示路 <1> 号", address_id="A-1", zipcode="100000",
                    media_url="https://example.com/a.jpg", email="li@example.com", phone="13900000001",
-                   first_name="丽", last_name="李", device_id="dev-7", account_id="acc-7")
-    resp = client.get(f"{BASE}/requests/{report.case_number}.{fmt}", query_string={"jurisdiction_id": ""})
+                   first_name="丽", last_name="李", device_id="dev-7", account_id="acc-7",
+                   lat="39.9081", long="116.4013")
+    resp = client.get(f"{BASE}/requests/{report.case_number}.{fmt}",
+                      query_string={"jurisdiction_id": "", **readers(w)[reader]})
     assert resp.status_code == 200
     body = parse(resp, fmt)
-    expected = expected_request(report)
+    full = reader == "owner"
+    expected = expected_request(report, full=full)
+    fields = REQUEST_FIELDS if full else PUBLIC_REQUEST_FIELDS
     assert expected["agency_responsible"] == f"cell {SW}"
     assert expected["requested_datetime"].endswith("+08:00")
     if fmt == "json":
         assert body == [expected]
-        assert list(body[0]) == REQUEST_FIELDS
+        assert list(body[0]) == fields
     else:
         items = xml_list(body, "service_requests", "request")
         assert items == [as_xml_text(expected)]
-        assert [child.tag for child in body[0]] == REQUEST_FIELDS
+        assert [child.tag for child in body[0]] == fields
     text = resp.get_data(as_text=True)
-    for secret in ("li@example.com", "13900000001", "丽", "李", "dev-7", "acc-7", w.api_key.user.username):
+    secrets = ("li@example.com", "13900000001", "丽", "李", "dev-7", "acc-7", w.api_key.user.username)
+    if not full:
+        secrets += ("演示路", "A-1", "100000", "example.com/a.jpg", "异味", "39.9081", "116.4013")
+    for secret in secrets:
         assert secret not in text
+
+
+def test_a_public_category_shows_its_description_and_point_to_every_reader(client, db, w):
+    w.litter.public = True
+    db.session.commit()
+    report = filed(client, w, lat="39.9081", long="116.4013", address_string="演示路 1 号")
+    body = client.get(f"{BASE}/requests/{report.case_number}.json").json[0]
+    assert list(body) == ["service_request_id", "status", "status_notes", "service_name", "service_code",
+                          "description", "agency_responsible", "service_notice", "requested_datetime", "lat", "long"]
+    assert (body["description"], body["lat"], body["long"]) == (report.description, 39.9081, 116.4013)
+
+
+def test_a_wrong_api_key_on_a_read_is_403(client, db, w):
+    report = filed(client, w)
+    for fmt in FORMATS:
+        assert_open311_error(client.get(f"{BASE}/requests/{report.case_number}.{fmt}",
+                                        query_string={"api_key": "g311_nope"}), 403, fmt)
+        assert_open311_error(client.get(f"{BASE}/requests.{fmt}", query_string={"api_key": "g311_nope"}), 403, fmt)
 
 
 def test_characters_xml_cannot_carry_are_replaced_in_xml_only(client, db, w):
     report = filed(client, w, description="bell\x07 tab\t <b> & \x0b end")
-    xml = parse(client.get(f"{BASE}/requests/{report.case_number}.xml"), "xml")
+    owner = {"api_key": w.key}
+    xml = parse(client.get(f"{BASE}/requests/{report.case_number}.xml", query_string=owner), "xml")
     assert xml.find("request/description").text == "bell\ufffd tab\t <b> & \ufffd end"
-    assert client.get(f"{BASE}/requests/{report.case_number}.json").json[0]["description"] == \
+    assert client.get(f"{BASE}/requests/{report.case_number}.json", query_string=owner).json[0]["description"] == \
         "bell\x07 tab\t <b> & \x0b end"
 
 
@@ -494,18 +546,25 @@ def test_unknown_request_is_404(client, db, w, fmt):
         assert_open311_error(client.get(f"{BASE}/requests/{number}.{fmt}"), 404, fmt)
 
 
+@pytest.mark.parametrize("reader", ["owner", "other_key", "anonymous"])
 @pytest.mark.parametrize("fmt", FORMATS)
-def test_list_requests_newest_first_in_the_last_90_days(client, db, w, fmt):
+def test_list_requests_newest_first_in_the_last_90_days(client, db, w, fmt, reader):
     old = filed(client, w)
     set_case(old, created_at=utcnow() - timedelta(days=91))
     first = filed(client, w, service_code="PH1", **{"attribute[size]": "s"})
     second = filed(client, w)
     set_case(first, created_at=utcnow() - timedelta(days=89))
-    resp = client.get(f"{BASE}/requests.{fmt}", query_string={"jurisdiction_id": "", "status": ""})
+    # Not the key's: every reader gets its public view.
+    resident = make_report(w.resident, w.litter, 116.4012, 39.9013)
+    set_case(resident, created_at=utcnow() - timedelta(days=88))
+    resp = client.get(f"{BASE}/requests.{fmt}", query_string={"jurisdiction_id": "", "status": "",
+                                                                **readers(w)[reader]})
     assert resp.status_code == 200
     body = parse(resp, fmt)
     db.session.expire_all()
-    expected = [expected_request(second), expected_request(first)]
+    full = reader == "owner"
+    expected = [expected_request(second, full=full), expected_request(resident, full=False),
+                expected_request(first, full=full)]
     if fmt == "json":
         assert body == expected
     else:
@@ -601,6 +660,18 @@ def test_token_resolves_to_the_request(client, db, w, fmt):
     assert_open311_error(client.get(f"{BASE}/tokens/00000000-0000-0000-0000-000000000000.{fmt}"), 404, fmt)
 
 
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_peer_client_goes_from_the_post_answer_through_its_token_to_the_request(client, db, w, fmt):
+    """POST -> token -> tokens/{token} -> requests/{id}, reading each answer as a client would."""
+    answer = parse(post(client, w, fmt), fmt)
+    token = answer[0]["token"] if fmt == "json" else answer.find("request/token").text
+    resolved = parse(client.get(f"{BASE}/tokens/{token}.{fmt}"), fmt)
+    number = resolved[0]["service_request_id"] if fmt == "json" else resolved.find("request/service_request_id").text
+    request = parse(client.get(f"{BASE}/requests/{number}.{fmt}", query_string={"api_key": w.key}), fmt)
+    got = request[0] if fmt == "json" else flat(request.find("request"))
+    assert got["service_request_id"] == number and got["description"] == "垃圾 <堆> & 异味"
+
+
 # ---- the case loop ----------------------------------------------------------------------------------------------
 
 def act(client, db, report, action, user, body=None):
@@ -621,7 +692,7 @@ def test_open311_request_follows_the_loop_and_shows_closed(client, db, w):
     assert (item["case_number"], item["source"], item["status"]) == (number, "open311", "submitted")
     assert item["reporter_id"] == w.api_key.user_id
     assert not {"contact_email", "contact_phone", "contact_first_name", "contact_last_name"} & set(item)
-    one = lambda: client.get(f"{BASE}/requests/{number}.json").json[0]  # noqa: E731
+    one = lambda: client.get(f"{BASE}/requests/{number}.json", query_string={"api_key": w.key}).json[0]  # noqa: E731
     assert (one()["status"], one()["expected_datetime"]) == ("open", None)
 
     act(client, db, report, "accept", w.supervisor)

@@ -9,10 +9,10 @@ from sqlalchemy import func, select
 
 from app.models import CaseEvent, Category, Notification, Report, ReportFollower
 from app.models.base import utcnow
-from app.services import cases, residents
+from app.services import cases, public_view, residents
 from tests.assertions import assert_problem
 from tests.factories import (COMMUNITY, DISTRICT, OTHER_COMMUNITY, OTHER_GRID, auth_header, make_category,
-                             make_report, make_two_district_grid, make_user, set_case)
+                             make_offered, make_report, make_two_district_grid, make_user, set_case)
 
 URL = "/api/v1/reports"
 SW, NE = "11010500100101", "11010500100104"
@@ -86,6 +86,14 @@ def post(client, report, action, user, body=None, *, if_match=None, raw=None):
 
 def get(client, path, user, **query):
     return client.get(path, query_string=query, headers=auth_header(user))
+
+
+def follow(client, report, resident):
+    """The case is offered to the resident (they filed the same nearby), then they follow it."""
+    make_offered(resident, report)
+    resp = post(client, report, "follow", resident)
+    assert resp.status_code == 200, resp.json
+    return resp
 
 
 # ---- GET /me/reports ------------------------------------------------------------------------------
@@ -180,6 +188,7 @@ def test_the_reporter_reads_the_public_history(client, db, w):
 
 def test_a_follower_reads_the_same_public_history_with_the_reporter_as_a_role(client, db, w):
     report = case(w)
+    make_offered(w.resident2, report)
     residents.follow(w.resident2, report.id, None)
     db.session.commit()
     step(db, report, "reject", w.supervisor, reason="不属于受理范围")
@@ -225,7 +234,7 @@ def test_history_of_a_case_you_cannot_see_is_404(client, db, w, who):
 
 
 def test_public_note_actions_are_one_documented_set():
-    assert residents.PUBLIC_NOTE_ACTIONS == {"reject", "resolve", "verify", "close"}
+    assert public_view.PUBLIC_NOTE_ACTIONS == {"reject", "resolve", "verify", "close"}
 
 
 # ---- rating -----------------------------------------------------------------------------------------
@@ -346,9 +355,16 @@ def test_rating_an_unknown_case_is_404(client, db, w):
 
 # ---- following --------------------------------------------------------------------------------------
 
+PUBLIC_KEYS = {"id", "case_number", "category", "status", "handling_cell", "created_at", "closed_at", "location",
+               "view"}
+
+
 def test_a_resident_follows_an_open_case_and_then_sees_its_public_view(client, db, w):
-    report = case(w, "assigned", point=NE_POINT)
+    corner = (116.4119, 39.9191)  # in the north-east cell, far from the point inside it that the view shows
+    report = case(w, "assigned", point=corner)
     assert_problem(get(client, f"{URL}/{report.id}", w.resident2), 404, "report_not_found")
+    assert_problem(post(client, report, "follow", w.resident2), 404, "report_not_found")  # not offered to them
+    mine = make_offered(w.resident2, report)
     version = stored(db, report).version
     resp = post(client, report, "follow", w.resident2)
     assert resp.status_code == 200, resp.json
@@ -359,17 +375,23 @@ def test_a_resident_follows_an_open_case_and_then_sees_its_public_view(client, d
     view = get(client, f"{URL}/{report.id}", w.resident2)
     assert view.status_code == 200, view.json
     out = view.json
-    assert out["status"] == "assigned" and out["description"] == "test report"
-    assert (out["reporter"], out["reporter_id"], out["assignee"], out["rating_comment"]) == (None, None, None, None)
-    assert PHONE not in view.get_data(as_text=True)
-    assert [i["id"] for i in get(client, URL, w.resident2).json["items"]] == [report.id]
-    assert get(client, "/api/v1/me/reports", w.resident2).json["total"] == 0
+    assert set(out) == PUBLIC_KEYS and out["view"] == "public"
+    assert (out["status"], out["category"]["code"], out["handling_cell"]["code"]) == ("assigned", w.category.code, NE)
+    # A point inside the handling cell, not the report's own.
+    assert out["location"] == {"lon": pytest.approx(116.415), "lat": pytest.approx(39.915), "crs": "wgs84",
+                               "precision": "cell"}
+    text = view.get_data(as_text=True)
+    assert PHONE not in text and "test report" not in text
+    listed = {i["id"]: i for i in get(client, URL, w.resident2).json["items"]}
+    assert set(listed) == {report.id, mine.id}
+    assert set(listed[report.id]) == PUBLIC_KEYS and listed[mine.id]["view"] == "full"
+    assert [i["id"] for i in get(client, "/api/v1/me/reports", w.resident2).json["items"]] == [mine.id]
     assert get(client, f"{URL}/{report.id}/events", w.resident2).status_code == 200
 
 
 def test_following_again_changes_nothing_and_unfollowing_hides_the_case(client, db, w):
     report = case(w)
-    first = post(client, report, "follow", w.resident2).json
+    first = follow(client, report, w.resident2).json
     assert post(client, report, "follow", w.resident2).json == first
     assert count(db, ReportFollower) == 1
     resp = post(client, report, "unfollow", w.resident2)
@@ -382,7 +404,7 @@ def test_following_again_changes_nothing_and_unfollowing_hides_the_case(client, 
 
 def test_a_followed_case_stays_visible_after_it_closes(client, db, w):
     report = case(w, "resolved")
-    post(client, report, "follow", w.resident2)
+    follow(client, report, w.resident2)
     step(db, report, "close", w.supervisor, note="结案")
     assert get(client, f"{URL}/{report.id}", w.resident2).json["status"] == "closed"
     # Unfollowing a closed case works; following it again does not.
@@ -390,9 +412,25 @@ def test_a_followed_case_stays_visible_after_it_closes(client, db, w):
     assert_problem(post(client, report, "follow", w.resident2), 404, "report_not_found")
 
 
-def test_any_open_case_may_be_followed_even_in_another_district(client, db, w):
+def test_only_a_case_offered_to_the_resident_may_be_followed(client, db, w):
+    """Offered: the same category, within its duplicate radius of a report the resident filed."""
+    far_east = (SW_POINT[0] + 400 / M_PER_DEG_LON, SW_POINT[1])
     report = case(w, "in_progress", point=OTHER_POINT, assignee_id=w.other_worker.id)
+    for mine in (case(w, reporter=w.resident3, point=OTHER_POINT, category=make_category()),  # another category
+                 case(w, reporter=w.resident3, point=far_east)):  # the category, but 400 m from the case
+        assert_problem(post(client, report, "follow", w.resident3), 404, "report_not_found")
+    nearby = (OTHER_POINT[0] + 100 / M_PER_DEG_LON, OTHER_POINT[1])
+    case(w, reporter=w.resident3, point=nearby, status="closed")  # even a report of theirs that has ended
     assert post(client, report, "follow", w.resident3).status_code == 200
+    assert count(db, ReportFollower) == 1
+
+
+def test_a_category_offering_nothing_offers_nothing_to_follow(client, db, w):
+    w.category.duplicate_radius_m = 0
+    db.session.commit()
+    report = case(w)
+    make_offered(w.resident2, report)
+    assert_problem(post(client, report, "follow", w.resident2), 404, "report_not_found")
 
 
 @pytest.mark.parametrize("status", ["closed", "rejected", "duplicate", "cancelled"])
@@ -434,6 +472,7 @@ def test_only_residents_follow(client, db, w, who, action):
 @pytest.mark.parametrize("action", ["follow", "unfollow"])
 def test_follow_checks_a_sent_if_match(client, db, w, action):
     report = case(w)
+    make_offered(w.resident2, report)
     if action == "unfollow":
         post(client, report, "follow", w.resident2)
     before = snapshot(db, report)
@@ -450,6 +489,7 @@ def test_follow_checks_a_sent_if_match(client, db, w, action):
                          ids=["malformed", "unknown-field", "oversized"])
 def test_bad_follow_bodies_change_nothing(client, db, w, action, raw, status, code):
     report = case(w)
+    make_offered(w.resident2, report)
     if action == "unfollow":
         post(client, report, "follow", w.resident2)
     before = snapshot(db, report)
@@ -466,7 +506,7 @@ def test_following_needs_a_token(client, db, w, action):
 
 def test_a_follower_cannot_act_on_the_case(client, db, w):
     report = case(w)
-    post(client, report, "follow", w.resident2)
+    follow(client, report, w.resident2)
     before = snapshot(db, report)
     resp = client.post(f"{URL}/{report.id}/actions/cancel", json={},
                        headers={**auth_header(w.resident2), "If-Match": f'"{stored(db, report).version}"'})
@@ -485,8 +525,8 @@ def _notes(db, report):
 @pytest.mark.parametrize("action", ["verify", "close"])
 def test_the_reporter_and_followers_hear_when_the_case_closes(client, db, w, action):
     report = case(w, "resolved")
-    post(client, report, "follow", w.resident2)
-    post(client, report, "follow", w.resident3)
+    follow(client, report, w.resident2)
+    follow(client, report, w.resident3)
     post(client, report, "unfollow", w.resident3)
     step(db, report, action, w.supervisor, note="已办结")
     assert _notes(db, report) == sorted([(w.resident.id, "case_closed", "已办结"),
@@ -502,7 +542,7 @@ def test_the_reporter_hears_of_a_rejection_with_its_reason(client, db, w):
 def test_a_duplicate_tells_its_reporter_and_followers_without_the_internal_note(client, db, w):
     original = case(w, "accepted", point=NE_POINT, reporter=w.resident3)
     report = case(w, "accepted")
-    post(client, report, "follow", w.resident2)
+    follow(client, report, w.resident2)
     step(db, report, "mark_duplicate", w.supervisor, duplicate_of=original.id, note="内部: 重复")
     assert _notes(db, report) == sorted([(w.resident.id, "case_duplicate", None),
                                          (w.resident2.id, "case_duplicate", None)])
@@ -511,14 +551,14 @@ def test_a_duplicate_tells_its_reporter_and_followers_without_the_internal_note(
 
 def test_a_cancelled_case_tells_its_followers_not_the_reporter_who_cancelled(client, db, w):
     report = case(w)
-    post(client, report, "follow", w.resident2)
+    follow(client, report, w.resident2)
     step(db, report, "cancel", w.resident)
     assert _notes(db, report) == [(w.resident2.id, "case_cancelled", None)]
 
 
 def test_a_workers_own_report_tells_only_its_followers(client, db, w):
     report = case(w, "resolved", reporter=w.worker2)
-    post(client, report, "follow", w.resident2)
+    follow(client, report, w.resident2)
     step(db, report, "verify", w.supervisor, note="核查通过")
     assert _notes(db, report) == [(w.resident2.id, "case_closed", "核查通过")]
 
@@ -533,7 +573,7 @@ def test_the_case_ended_notice_is_written_once(db, w):
 # ---- similar open cases when filing -----------------------------------------------------------------
 
 M_PER_DEG_LON = 85_390  # at latitude 39.905, within 0.1 %
-SIMILAR_KEYS = {"id", "case_number", "status", "distance_m", "created_at", "description"}
+SIMILAR_KEYS = PUBLIC_KEYS
 
 
 def file(client, w, user=None, point=SW_POINT, category=None):
@@ -561,20 +601,25 @@ def test_filing_offers_the_five_nearest_open_cases_of_the_category(client, db, w
     assert [s["id"] for s in similar] == [r.id for r in open_cases[:5]]
     assert [s["status"] for s in similar] == statuses[:5]
     for i, item in enumerate(similar):
-        assert set(item) == SIMILAR_KEYS
-        assert item["distance_m"] == pytest.approx(10 * (i + 1), rel=2e-3)
+        # The public view, even of the filer's own case (open_cases[0] is resident's, not resident2's).
+        assert set(item) == SIMILAR_KEYS and item["view"] == "public"
         assert item["case_number"] == stored(db, open_cases[i]).case_number
+        assert item["location"]["precision"] == "cell" and item["handling_cell"]["code"] == SW
     assert out["id"] not in [s["id"] for s in similar]
     text = json.dumps(similar, ensure_ascii=False)
-    assert PHONE not in text and "reporter" not in text and "address" not in text
+    assert PHONE not in text and "reporter" not in text and "address" not in text and "test report" not in text
 
 
-def test_the_description_is_cut_short(client, db, w):
-    case(w, point=east(20), description="路" * 200)
-    case(w, point=east(30), description="路" * 80)
-    similar = file(client, w)["similar_open_cases"]
-    assert similar[0]["description"] == "路" * 79 + "…"
-    assert similar[1]["description"] == "路" * 80
+def test_a_public_category_offers_description_exact_point_and_distance(client, db, w):
+    public = make_category(public=True)
+    nearby = case(w, point=east(20), category=public, description="路" * 200)
+    similar = file(client, w, category=public)["similar_open_cases"]
+    assert [s["id"] for s in similar] == [nearby.id]
+    assert set(similar[0]) == SIMILAR_KEYS | {"description", "distance_m"}
+    assert similar[0]["description"] == "路" * 200
+    assert similar[0]["distance_m"] == pytest.approx(20, rel=2e-3)
+    assert similar[0]["location"] == {"lon": pytest.approx(east(20)[0]), "lat": pytest.approx(east(20)[1]),
+                                      "crs": "wgs84", "precision": "exact"}
 
 
 def test_the_radius_is_set_per_category(client, db, w):
@@ -592,6 +637,7 @@ def test_the_radius_is_set_per_category(client, db, w):
 
 def test_cases_the_filer_cannot_see_are_offered_and_can_be_followed(client, db, w):
     theirs = case(w, "assigned", point=east(15))
+    assert_problem(post(client, theirs, "follow", w.resident2), 404, "report_not_found")
     out = file(client, w, user=w.resident2)
     assert [s["id"] for s in out["similar_open_cases"]] == [theirs.id]
     assert post(client, theirs, "follow", w.resident2).status_code == 200
@@ -732,5 +778,5 @@ def test_may_see_personal_data_per_role(db, w):
     report = stored(db, case(w, "assigned"))
     allowed = {"resident": True, "resident2": False, "worker": False, "other_worker": False, "supervisor": True,
                "root_supervisor": True, "other_supervisor": False, "admin": True}
-    assert {who: residents.may_see_personal_data(getattr(w, who), report) for who in allowed} == allowed
-    assert residents.may_see_personal_data(None, report) is False
+    assert {who: public_view.may_see_personal_data(getattr(w, who), report) for who in allowed} == allowed
+    assert public_view.may_see_personal_data(None, report) is False

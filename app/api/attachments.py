@@ -78,13 +78,16 @@ class Attachments(MethodView):
     @blp.doc(security=BEARER)
     @blp.response(200, AttachmentOut(many=True))
     def get(self, report_id):
-        """The case's photos, oldest first (same access as reading the case)."""
-        return attachment_service.attachments_of(report_service.get_report_for(current_user(), report_id))
+        """The case's photos, oldest first: all of them for whoever sees the case in full, none in its public view
+        (a follower), or only the `after` photos when its category is public."""
+        user = current_user()
+        return attachment_service.attachments_of(user, report_service.get_report_for(user, report_id))
 
 
 def _attachment(report_id: int, attachment_id: int):
-    report = report_service.get_report_for(current_user(), report_id)
-    return attachment_service.get_attachment(report, attachment_id)
+    user = current_user()
+    report = report_service.get_report_for(user, report_id)
+    return attachment_service.get_attachment(user, report, attachment_id)
 
 
 @blp.route("/reports/<int:report_id>/attachments/<int:attachment_id>")

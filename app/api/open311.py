@@ -126,13 +126,14 @@ def create_request(fmt):
 @bp.get("/requests.<fmt>")
 def list_requests(fmt):
     fmt = _format(fmt)
-    return render(open311.list_requests(request.args, utcnow()), fmt, "service_requests")
+    return render(open311.list_requests(open311.reader(request.args), request.args, utcnow()), fmt,
+                  "service_requests")
 
 
 @bp.get("/requests/<name>")
 def get_request(name):
     number, fmt = _split(name)
-    return render(open311.get_request(number), fmt, "service_requests")
+    return render(open311.get_request(open311.reader(request.args), number), fmt, "service_requests")
 
 
 @bp.get("/tokens/<name>")

@@ -13,7 +13,7 @@ from app.schemas.reports import (AssignIn, CellSummaryOut, DuplicateIn, EventOut
                                  NoteRequiredIn, ReasonIn, ReportCreateIn, ReportGeoJSONArgs, ReportListArgs, ReportOut,
                                  ReportPage, ReportSearchIn, RerouteIn)
 from app.schemas.residents import ReportCreatedOut
-from app.services import cases, geoqueries, residents
+from app.services import cases, geoqueries, public_view, residents
 from app.services import grid as grid_service
 from app.services import reports as report_service
 
@@ -67,9 +67,10 @@ class ReportEvents(MethodView):
 
         Staff get every event. Residents (the reporter, a follower) get the public history: status changes, the
         public notes (reject, resolve, verify, close) and their own steps, with `actor` as a role (you, reporter,
-        staff, system) instead of actor_id, actor_role and data."""
+        staff, system) instead of actor_id, actor_role and data; internal notes are never in it."""
         user = current_user()
-        return residents.history_for(user, report_service.get_report_for(user, report_id))
+        report = report_service.get_report_for(user, report_id)
+        return public_view.events_for(user, report_service.history(report))
 
 
 _STRONG_ETAG = re.compile(r'^"(\d{1,18})"$')
@@ -165,7 +166,7 @@ class ReportsGeoJSON(MethodView):
     @blp.arguments(ReportGeoJSONArgs, location="query")
     def get(self, args):
         """The matching reports as map points (no personal data), at most 5,000, with a truncated flag."""
-        resp = jsonify(geoqueries.feature_collection(_query(args)))
+        resp = jsonify(geoqueries.feature_collection(current_user(), _query(args)))
         resp.mimetype = "application/geo+json"
         return resp
 

@@ -55,5 +55,7 @@ class Category(TimestampMixin, db.Model):
         nullable=False, default=250, server_default="250")
     # Resolving a case of this category needs an "after" photo on it (处理反馈 with a photo).
     requires_after_photo: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default="0")
+    # Its cases show everyone their description, exact point and after photos (app.services.public_view).
+    public: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default="0")
     # Open311 attribute definitions (service definition): [{code, datatype, required, values, ...}].
     attributes: Mapped[list | None] = mapped_column(JSON)

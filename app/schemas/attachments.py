@@ -1,10 +1,12 @@
 """Photos on reports: the multipart upload in, metadata out."""
 from flask_smorest.fields import Upload
-from marshmallow import Schema, ValidationError, fields, validate
+from flask import g, has_request_context
+from marshmallow import Schema, ValidationError, fields, post_dump, validate
 from werkzeug.datastructures import FileStorage
 
 from app.models import AttachmentStage
 from app.schemas.common import LocalDateTime
+from app.services import public_view
 
 
 class SingleUpload(Upload):
@@ -33,12 +35,19 @@ class AttachmentFileIn(Schema):
 class AttachmentOut(Schema):
     id = fields.Integer()
     report_id = fields.Integer()
-    uploader_id = fields.Integer()
+    uploader_id = fields.Integer(allow_none=True, metadata={
+        "description": "Null for residents, unless they uploaded it."})
     stage = fields.String()
     media_type = fields.String()
     size_bytes = fields.Integer()
     sha256 = fields.String()
-    original_name = fields.String(allow_none=True)
+    original_name = fields.String(allow_none=True, metadata={
+        "description": "The uploader's file name, as a label for staff and the uploader (null for others)."})
     width = fields.Integer(allow_none=True)
     height = fields.Integer(allow_none=True)
     created_at = LocalDateTime()
+
+    @post_dump(pass_original=True)
+    def _as_viewer_may_see(self, data, attachment, **kwargs):
+        viewer = g.get("current_user") if has_request_context() else None
+        return public_view.shape_attachment(viewer, attachment, data)

@@ -9,6 +9,9 @@ from app.schemas.common import LocalDateTime, StrictBoolean, StrictInteger, page
 UNIT = validate.OneOf([u.value for u in LimitUnit])
 DATATYPES = ("string", "number", "datetime", "text", "singlevaluelist", "multivaluelist")
 LIST_DATATYPES = ("singlevaluelist", "multivaluelist")
+PUBLIC_DESCRIPTION = ("Everyone who may see a case's public view also sees its description, exact location and "
+                      "\"after\" photos (default false: case number, category, status, handling cell, times, "
+                      "public history and the location rounded to the handling cell only).")
 
 
 class AttributeValueSchema(Schema):
@@ -78,6 +81,7 @@ class CategoryOut(Schema):
     active = fields.Boolean()
     duplicate_radius_m = fields.Integer()
     requires_after_photo = fields.Boolean()
+    public = fields.Boolean(metadata={"description": PUBLIC_DESCRIPTION})
     attributes = fields.List(fields.Nested(AttributeSchema), allow_none=True)
     created_at = LocalDateTime()
     updated_at = LocalDateTime()
@@ -109,6 +113,7 @@ class CategoryCreateIn(Schema):
                        "(0: none)."})
     requires_after_photo = StrictBoolean(
         load_default=False, metadata={"description": "Resolving a case needs an \"after\" photo on it."})
+    public = StrictBoolean(load_default=False, metadata={"description": PUBLIC_DESCRIPTION})
     attributes = Attributes()
 
 
@@ -127,6 +132,7 @@ class CategoryUpdateIn(Schema):
     active = StrictBoolean()
     duplicate_radius_m = StrictInteger(validate=validate.Range(min=0, max=5000))
     requires_after_photo = StrictBoolean()
+    public = StrictBoolean(metadata={"description": PUBLIC_DESCRIPTION})
     attributes = Attributes()
 
     @validates_schema

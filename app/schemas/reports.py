@@ -1,14 +1,14 @@
 """Reports in and out."""
 from flask import g, has_request_context
 from geoalchemy2.shape import to_shape
-from marshmallow import Schema, ValidationError, fields, post_dump, post_load, validate, validates_schema
+from marshmallow import Schema, ValidationError, fields, post_dump, post_load, pre_dump, validate, validates_schema
 
 from app.models import ESCALATION_LEVELS, ReportStatus
 from app.models.base import utcnow
 from app.schemas.auth import CellRef, UserRef
 from app.schemas.common import (AwareDateTime, BBox, CrsField, Latitude, LocalDateTime, LonLat, Longitude, PageArgs,
                                 StrictInteger, page_of)
-from app.services import residents, sla
+from app.services import public_view, sla
 from app.services.geometry import GeometryProblem
 from app.services.geoqueries import COUNT_CAP, GeoFilter, polygon_from_geojson
 
@@ -55,14 +55,28 @@ class ContactOut(Schema):
     account_id = fields.String(allow_none=True)
 
 
+def _viewer():
+    return g.get("current_user") if has_request_context() else None
+
+
 class ReportOut(Schema):
+    """A case as its viewer may see it (app.services.public_view): the full view for its reporter and the staff
+    in scope; for anyone else (a follower, say) only the fields of the public view."""
+
+    view = fields.String(metadata={"description": "full | public. The public view carries only id, case_number, "
+                                                  "category, status, handling_cell, created_at, closed_at and a "
+                                                  "location rounded to the handling cell (precision: cell), plus "
+                                                  "description and the exact point (precision: exact) when the "
+                                                  "category is public."})
     id = fields.Integer()
     case_number = fields.String()
     status = fields.String()
     category = fields.Nested(CategoryRef)
     description = fields.String()
     address = fields.String(allow_none=True)
-    location = fields.Function(_location, metadata={"description": "WGS-84, whatever crs was sent."})
+    location = fields.Function(_location, allow_none=True, metadata={
+        "description": "WGS-84, whatever crs was sent. In the public view: `precision` cell (a point inside the "
+                       "handling cell; null while in triage) or exact."})
     cell = fields.Nested(CellRef, allow_none=True)
     routed_by = fields.String(allow_none=True)
     routing_distance_m = fields.Float(allow_none=True)
@@ -102,10 +116,17 @@ class ReportOut(Schema):
     rating_comment = fields.String(allow_none=True)
     rated_at = LocalDateTime(allow_none=True)
 
+    # True: everyone gets the public view, whoever asks (the similar cases offered on filing).
+    public_only = False
+
+    @pre_dump(pass_collection=True)
+    def _prefetch_public_locations(self, reports, many, **kwargs):
+        public_view.prefetch_locations(None if self.public_only else _viewer(), reports if many else [reports])
+        return reports
+
     @post_dump(pass_original=True)
-    def _personal_data(self, data, report, **kwargs):
-        viewer = g.get("current_user") if has_request_context() else None
-        return residents.shape_report(viewer, report, data)
+    def _as_viewer_may_see(self, data, report, **kwargs):
+        return public_view.shape_report(None if self.public_only else _viewer(), report, data)
 
     source = fields.String(metadata={"description": "api | open311"})
     media_url = fields.String(allow_none=True, metadata={"description": "Open311 media_url as sent (never fetched)."})

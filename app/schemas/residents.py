@@ -28,16 +28,14 @@ class FollowOut(Schema):
     since = LocalDateTime(allow_none=True)
 
 
-class SimilarCaseOut(Schema):
-    id = fields.Integer()
-    case_number = fields.String()
-    status = fields.String()
-    distance_m = fields.Float()
-    created_at = LocalDateTime()
-    description = fields.String(metadata={"description": "Its first 80 characters."})
+class SimilarCaseOut(ReportOut):
+    """The public view of an open case near the new report (distance_m only when its category is public)."""
+
+    public_only = True
 
 
 class ReportCreatedOut(ReportOut):
     similar_open_cases = fields.List(fields.Nested(SimilarCaseOut), metadata={
-        "description": "Up to 5 open cases of the same category within its duplicate_radius_m, nearest first: "
-                       "follow one (POST /reports/{id}/actions/follow) rather than file it twice."})
+        "description": "Up to 5 open cases of the same category within its duplicate_radius_m, nearest first, in "
+                       "their public view: follow one (POST /reports/{id}/actions/follow) rather than file it "
+                       "twice."})

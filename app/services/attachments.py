@@ -9,13 +9,13 @@ import unicodedata
 from typing import BinaryIO
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import Select, select
 
 from app.errors import Conflict, Forbidden, NotFound, PayloadTooLarge, UnsupportedImage, ValidationFailed
 from app.extensions import db
 from app.models import FINAL_STATUSES, Attachment, AttachmentStage, Report, Role, User
 from app.models.base import utcnow
-from app.services import cases, reports, workers
+from app.services import cases, public_view, workers
 from app.services.storage import blob_store
 
 NAME_MAX = 200
@@ -106,7 +106,7 @@ def allowed_stages(user: User, report: Report) -> frozenset[str]:
     after); whoever may verify the case records the check (verify): supervisors of the subtree, admins, and a
     worker of the cell other than the assignee, as in cases.may."""
     S = AttachmentStage
-    if user.role == Role.admin.value or (user.role == Role.supervisor.value and reports.in_subtree(user, report)):
+    if user.role == Role.admin.value or (user.role == Role.supervisor.value and public_view.in_subtree(user, report)):
         return frozenset(s.value for s in S)
     stages: set[str] = set()
     if report.reporter_id == user.id:
@@ -156,14 +156,19 @@ def add_attachment(user: User, report: Report, *, stage: str, data: bytes, filen
     return attachment
 
 
-def attachments_of(report: Report) -> list[Attachment]:
-    return list(db.session.scalars(
-        select(Attachment).where(Attachment.report_id == report.id).order_by(Attachment.id)))
+def _visible(viewer: User, report: Report) -> Select:
+    """The case's photos the viewer may see: all in the full view, the public ones in the public view."""
+    stmt = select(Attachment).where(Attachment.report_id == report.id)
+    stages = public_view.photos_filter(viewer, report)
+    return stmt if stages is None else stmt.where(stages)
 
 
-def get_attachment(report: Report, attachment_id: int) -> Attachment:
-    attachment = db.session.scalars(select(Attachment).where(
-        Attachment.id == attachment_id, Attachment.report_id == report.id)).first()
+def attachments_of(viewer: User, report: Report) -> list[Attachment]:
+    return list(db.session.scalars(_visible(viewer, report).order_by(Attachment.id)))
+
+
+def get_attachment(viewer: User, report: Report, attachment_id: int) -> Attachment:
+    attachment = db.session.scalars(_visible(viewer, report).where(Attachment.id == attachment_id)).first()
     if attachment is None:
         raise NotFound(f"No attachment {attachment_id} on report {report.id}.", code="attachment_not_found")
     return attachment

@@ -12,7 +12,7 @@ from app.extensions import db
 from app.models import (OPEN_STATUSES, Attachment, AttachmentStage, CaseEvent, Cell, CellLevel, Report, ReportStatus,
                         Role, User, subtree_bounds)
 from app.models.base import utcnow
-from app.services import notifications, reports, residents, sla, workers, worktime
+from app.services import notifications, public_view, reports, residents, sla, workers, worktime
 
 S = ReportStatus
 OPEN = tuple(OPEN_STATUSES)
@@ -54,7 +54,7 @@ def may(user: User, report: Report, action: str) -> bool:
     if user.role == Role.admin.value:
         return True
     if user.role == Role.supervisor.value:
-        return action in SUPERVISOR_ACTIONS and reports.in_subtree(user, report)
+        return action in SUPERVISOR_ACTIONS and public_view.in_subtree(user, report)
     if user.role == Role.worker.value:
         if action in ASSIGNEE_ACTIONS:
             return report.assignee_id == user.id

@@ -18,6 +18,7 @@ from app.extensions import db
 from app.models import Category, Cell, Report, User, subtree_bounds
 from app.models.base import utcnow
 from app.models.reports import case_number
+from app.services import public_view
 from app.services import reports as report_service
 from app.services.geometry import GeometryProblem, parse_polygonal
 from app.services.pagination import Page, paginate
@@ -140,22 +141,26 @@ def _with_distance(lon: float, lat: float):
     return with_expression(Report.distance_m, spatial.distance_m(Report.location, lon, lat))
 
 
-def feature_collection(stmt: Select) -> dict[str, Any]:
-    """Map points for a report query: no reporter, no free text, nothing that could name a person."""
+def feature_collection(viewer: User, stmt: Select) -> dict[str, Any]:
+    """Map points for a report query: no reporter, no free text, nothing that could name a person; a case the
+    viewer gets in its public view shows a point inside its handling cell and no SLA state."""
     now = utcnow()
     zone = ZoneInfo(current_app.config["TIMEZONE"])
     columns = stmt.with_only_columns(
         Report.id, Report.case_day, Category.code, Report.status, sla_state_expr(now).label("sla_state"),
-        Report.created_at, func.ST_X(Report.location), func.ST_Y(Report.location),
+        Report.created_at, Report.reporter_id, Category.public, Report.handling_cell_id,
+        func.ST_X(Report.location), func.ST_Y(Report.location),
     ).join(Category, Category.id == Report.category_id).limit(MAX_FEATURES + 1)
-    rows = db.session.execute(columns).all()
+    fetched = db.session.execute(columns).all()
+    rows = fetched[:MAX_FEATURES]
+    shown = public_view.map_points(viewer, [tuple(row[6:]) for row in rows])
     features = [{
         "type": "Feature", "id": rid,
-        "geometry": {"type": "Point", "coordinates": [x, y]},
+        "geometry": {"type": "Point", "coordinates": list(point)} if point else None,
         "properties": {"id": rid, "case_number": case_number(day, rid), "category": code, "status": status,
-                       "sla_state": sla, "created_at": created.astimezone(zone).isoformat()},
-    } for rid, day, code, status, sla, created, x, y in rows[:MAX_FEATURES]]
-    return {"type": "FeatureCollection", "features": features, "truncated": len(rows) > MAX_FEATURES}
+                       "sla_state": sla if full else None, "created_at": created.astimezone(zone).isoformat()},
+    } for (rid, day, code, status, sla, created, *_), (point, full) in zip(rows, shown)]
+    return {"type": "FeatureCollection", "features": features, "truncated": len(fetched) > MAX_FEATURES}
 
 
 def cell_summary(user: User, cell: Cell) -> dict[str, Any]:
@@ -169,7 +174,9 @@ def cell_summary(user: User, cell: Cell) -> dict[str, Any]:
             .join(routed, routed.id == Report.cell_id)
             .outerjoin(child, (child.parent_id == cell.id) & (routed.code >= child.code)
                        & (routed.code < child.code + ":"))
-            .where(routed.code >= low, routed.code < high, report_service.visibility(user))
+            .where(routed.code >= low, routed.code < high,
+                   # Counts by grid cell and SLA state are not in the public view: residents count their own.
+                   public_view.full_view_scope(user, report_service.visibility(user)))
             .group_by(child.id, Report.status, sla))
     totals = {None: _empty_counts()}
     totals.update({c.id: _empty_counts() for c in children})

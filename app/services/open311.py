@@ -10,13 +10,13 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from flask import current_app
-from geoalchemy2.shape import to_shape
 from sqlalchemy import and_, false, or_, select
 
 from app.errors import DomainError, NotFound
 from app.extensions import db
-from app.models import FINAL_STATUSES, ApiKey, Category, Report
+from app.models import FINAL_STATUSES, ApiKey, Category, Report, User
 from app.services import api_keys as key_service
+from app.services import public_view
 from app.services import reports as report_service
 from app.services.categories import active_categories_query, find_active_by_code
 
@@ -250,8 +250,9 @@ def create_request(api_key: ApiKey, params) -> list[dict[str, Any]]:
         api_key.user, category_code=category.code, description=description,
         location={"lon": lon, "lat": lat, "crs": "wgs84"}, address=_text(params, "address_string", 500),
         extra=extra)
-    return [{"service_request_id": report.case_number, "service_notice": _notice(report),
-             "account_id": report.account_id}]
+    # The token too: peer clients go POST -> token -> tokens/{token} -> requests/{id}.
+    return [{"service_request_id": report.case_number, "token": report.open311_token,
+             "service_notice": _notice(report), "account_id": report.account_id}]
 
 
 # ---- reading --------------------------------------------------------------------------------------------------
@@ -266,29 +267,38 @@ def _notice(report: Report) -> str | None:
     return TRIAGE_NOTICE if report.needs_triage else None
 
 
-def request_out(report: Report) -> dict[str, Any]:
-    """A request as Open311 shows it: no reporter or contact data, ever."""
-    point = to_shape(report.location)
-    closed = report.status in FINAL_STATUSES
-    return {
-        "service_request_id": report.case_number,
-        "status": "closed" if closed else "open",
-        "status_notes": STATUS_NOTES.get(report.status),
-        "service_name": report.category.name,
-        "service_code": report.category.code,
-        "description": report.description,
-        "agency_responsible": report.handling_cell.name if report.handling_cell else None,
-        "service_notice": _notice(report),
-        "requested_datetime": _w3c(report.created_at),
-        "updated_datetime": _w3c(report.updated_at),
-        "expected_datetime": _w3c(report.deadline_at),
-        "address": report.address,
-        "address_id": report.address_id,
-        "zipcode": report.zipcode,
-        "lat": point.y,
-        "long": point.x,
-        "media_url": report.media_url,
+def request_out(reader: User | None, report: Report) -> dict[str, Any]:
+    """A request as Open311 shows it to `reader` (an API key's account, or None): in full for the key that filed
+    it, else the case's public view (app.services.public_view), leaving out the GeoReport fields that view does
+    not carry. Never reporter or contact data."""
+    full = public_view.sees_in_full(reader, report)
+    if full:
+        lon, lat = public_view.exact_location(report)
+    else:
+        location = public_view.public_location(report) or {"lon": None, "lat": None}
+        lon, lat = location["lon"], location["lat"]
+    # GeoReport field: (the ReportOut field whose view it belongs to, value).
+    fields = {
+        "service_request_id": ("case_number", report.case_number),
+        "status": ("status", "closed" if report.status in FINAL_STATUSES else "open"),
+        "status_notes": ("status", STATUS_NOTES.get(report.status)),
+        "service_name": ("category", report.category.name),
+        "service_code": ("category", report.category.code),
+        "description": ("description", report.description),
+        "agency_responsible": ("handling_cell", report.handling_cell.name if report.handling_cell else None),
+        "service_notice": ("handling_cell", _notice(report)),
+        "requested_datetime": ("created_at", _w3c(report.created_at)),
+        "updated_datetime": ("updated_at", _w3c(report.updated_at)),
+        "expected_datetime": ("deadline_at", _w3c(report.deadline_at)),
+        "address": ("address", report.address),
+        "address_id": ("address_id", report.address_id),
+        "zipcode": ("zipcode", report.zipcode),
+        "lat": ("location", lat),
+        "long": ("location", lon),
+        "media_url": ("media_url", report.media_url),
     }
+    shown = None if full else public_view.public_fields(report)
+    return {name: value for name, (view_field, value) in fields.items() if shown is None or view_field in shown}
 
 
 def _case_number_filter(numbers: list[str]):
@@ -304,18 +314,26 @@ def _case_number_filter(numbers: list[str]):
     return or_(*clauses) if clauses else false()
 
 
-def _requests(where) -> list[dict[str, Any]]:
+def reader(params: Mapping) -> User | None:
+    """Who reads: the account of the api_key sent with the read (its own requests show in full), or None for an
+    anonymous reader. A key that is sent must be valid (403)."""
+    return authenticate(params).user if _param(params, "api_key") is not None else None
+
+
+def _requests(reader: User | None, where) -> list[dict[str, Any]]:
     stmt = report_service.listed_reports().where(where) \
         .order_by(Report.created_at.desc(), Report.id.desc()).limit(MAX_REQUESTS)
-    return [request_out(r) for r in db.session.scalars(stmt).unique()]
+    reports = db.session.scalars(stmt).unique().all()
+    public_view.prefetch_locations(reader, reports)
+    return [request_out(reader, r) for r in reports]
 
 
-def list_requests(params: Mapping, now: datetime) -> list[dict[str, Any]]:
+def list_requests(reader: User | None, params: Mapping, now: datetime) -> list[dict[str, Any]]:
     """Newest first, at most MAX_REQUESTS; service_request_id overrides every other filter."""
     ids = _param(params, "service_request_id")
     if ids is not None:
         numbers = [n.strip() for n in ids.split(",") if n.strip()][:MAX_REQUESTS]
-        return _requests(_case_number_filter(numbers))
+        return _requests(reader, _case_number_filter(numbers))
     start_raw, end_raw = _param(params, "start_date"), _param(params, "end_date")
     start = parse_w3c("start_date", start_raw) if start_raw else None
     end = parse_w3c("end_date", end_raw) if end_raw else None
@@ -343,11 +361,11 @@ def list_requests(params: Mapping, now: datetime) -> list[dict[str, Any]]:
             where.append(Report.status.not_in(FINAL_STATUSES))
         elif wanted == {"closed"}:
             where.append(Report.status.in_(FINAL_STATUSES))
-    return _requests(and_(*where))
+    return _requests(reader, and_(*where))
 
 
-def get_request(number: str) -> list[dict[str, Any]]:
-    found = _requests(_case_number_filter([number]))
+def get_request(reader: User | None, number: str) -> list[dict[str, Any]]:
+    found = _requests(reader, _case_number_filter([number]))
     if not found:
         raise NotFound(f"No service request {number!r}.")
     return found

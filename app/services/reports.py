@@ -15,7 +15,7 @@ from app.errors import Forbidden, NotFound, ValidationFailed
 from app.extensions import db
 from app.models import CaseEvent, Category, Cell, Report, ReportFollower, ReportStatus, Role, User, subtree_bounds
 from app.models.base import utcnow
-from app.services import dispatch, geoqueries, sla
+from app.services import dispatch, geoqueries, public_view, sla
 from app.services.categories import find_active_by_code
 from app.services.routing import route_wgs84
 from app.services.workers import served_cell_ids, serves
@@ -28,16 +28,6 @@ def local_day(moment: datetime) -> date:
 def _subtree_cell_ids(code: str) -> Select:
     low, high = subtree_bounds(code)
     return select(Cell.id).where(Cell.code >= low, Cell.code < high)
-
-
-def in_subtree(user: User, report: Report) -> bool:
-    """Whether a supervisor oversees the case: its cell lies under theirs (root: also the triage queue)."""
-    if user.cell is None:
-        return False
-    if report.cell is None:
-        return user.cell.parent_id is None
-    low, high = subtree_bounds(user.cell.code)
-    return low <= report.cell.code < high
 
 
 def start_handling(report: Report, now: datetime) -> None:
@@ -140,7 +130,11 @@ def reports_query(user: User, *, status: str | None = None, category_code: str |
                   assignee_id: int | None = None, overdue: bool | None = None,
                   geo: geoqueries.GeoFilter | None = None) -> Select:
     now = utcnow()
-    stmt = listed_reports().where(visibility(user))
+    sent = {"status": status, "category_code": category_code, "cell_id": cell_id, "created_from": created_from,
+            "created_to": created_to, "triage": triage, "sla_state": sla_state, "escalation_level": escalation_level,
+            "assignee_id": assignee_id, "overdue": overdue, "geo": geo}
+    stmt = listed_reports().where(public_view.list_scope(user, visibility(user),
+                                                         [name for name, value in sent.items() if value is not None]))
     if status:
         stmt = stmt.where(Report.status == status)
     if category_code:

@@ -18,6 +18,7 @@ from app.errors import InvalidCursor
 from app.extensions import db
 from app.models import CaseEvent, Notification, Report, User
 from app.models.sync import CASE, EVENT, NOTIFICATION, SyncChange
+from app.services import public_view
 from app.services.reports import listed_reports, visibility
 
 DEFAULT_LIMIT = 200
@@ -140,6 +141,10 @@ def _load(model, ids: set[int], *extra) -> dict[int, Any]:
     return {item.id: item for item in db.session.scalars(stmt.where(model.id.in_(ids), *extra)).unique()}
 
 
+def _id(item: Any) -> int:
+    return item["id"] if isinstance(item, dict) else item.id
+
+
 def changes_since(user: User, cursor: str | None, limit: int = DEFAULT_LIMIT) -> SyncPage:
     """A page of the caller's changes after `cursor` (None: from the beginning), cases at their latest state.
 
@@ -152,8 +157,10 @@ def changes_since(user: User, cursor: str | None, limit: int = DEFAULT_LIMIT) ->
     rows = rows[:limit]
     ids = {kind: {row.entity_id for row in rows if row.kind == kind} for kind in (CASE, EVENT, NOTIFICATION)}
     # Read now: a case shows its current state, which may be newer than the row (its newer row comes later).
+    events = public_view.events_for(user, _load(CaseEvent, ids[EVENT]).values())
     items = {CASE: _load(Report, ids[CASE], visibility(user)),
-             EVENT: _load(CaseEvent, ids[EVENT]),
+             # Residents get the public history, as from GET /reports/{id}/events.
+             EVENT: {_id(event): event for event in events},
              NOTIFICATION: _load(Notification, ids[NOTIFICATION], Notification.user_id == user.id)}
     changes = [Change(row.kind, row.entity_id, items[row.kind][row.entity_id])
                for row in rows if row.entity_id in items[row.kind]]

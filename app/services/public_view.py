@@ -1,0 +1,242 @@
+"""Who sees what of a case: the full view for its reporter and the staff in scope, the public view for anyone else."""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from flask import g, has_app_context
+from geoalchemy2.shape import to_shape
+from sqlalchemy import ColumnElement, false, func, select
+
+from app.errors import ValidationFailed
+from app.extensions import db
+from app.models import Attachment, CaseEvent, Cell, Report, Role, User, subtree_bounds
+
+STAFF_ROLES = frozenset({Role.worker.value, Role.supervisor.value, Role.admin.value})
+# The notes that answer the public: why it was rejected, what was done, how it was checked. Every other note
+# (accept, assign, supervise, hold, extension, rework, reroute, return ...) is internal to the staff.
+PUBLIC_NOTE_ACTIONS = frozenset({"reject", "resolve", "verify", "close"})
+# The public view of someone else's case, by ReportOut field. `location` is rounded to the handling cell.
+PUBLIC_FIELDS = frozenset({"id", "case_number", "category", "status", "handling_cell", "created_at", "closed_at",
+                           "location", "view"})
+# What a category an admin marks public adds: its description, the exact point (and so the distance to a
+# point asked about), and the "after" photos.
+PUBLIC_CATEGORY_FIELDS = frozenset({"description", "distance_m"})
+PUBLIC_CATEGORY_PHOTO_STAGES = frozenset({"after"})
+# The list filters that read only what the public view shows; any other filter a non-staff caller sends
+# matches only their own cases, so no filter can reveal what the view leaves out (a point, a clock, a cell).
+PUBLIC_FILTERS = frozenset({"status", "category_code", "created_from", "created_to"})
+STAFF_FILTERS = frozenset({"assignee_id"})
+# The contact fields an Open311 client may send with a request (ContactOut field: Report column).
+CONTACT_COLUMNS = {"email": "contact_email", "phone": "contact_phone", "first_name": "contact_first_name",
+                   "last_name": "contact_last_name", "device_id": "device_id", "account_id": "account_id"}
+COORDINATE_DECIMALS = 7
+
+
+def is_staff(user: User | None) -> bool:
+    return user is not None and user.role in STAFF_ROLES
+
+
+def in_subtree(user: User, report: Report) -> bool:
+    """Whether a supervisor oversees the case: its cell lies under theirs (root: also the triage queue)."""
+    if user.cell is None:
+        return False
+    if report.cell is None:
+        return user.cell.parent_id is None
+    low, high = subtree_bounds(user.cell.code)
+    return low <= report.cell.code < high
+
+
+def sees_in_full(user: User | None, report: Report) -> bool:
+    """The reporter, and staff (who reach a case only through their scope), see it in full; anyone else (a
+    follower, an Open311 reader, an anonymous caller) gets its public view."""
+    return sees_in_full_as(user, report.reporter_id)
+
+
+def sees_in_full_as(user: User | None, reporter_id: int) -> bool:
+    return user is not None and (user.role in STAFF_ROLES or reporter_id == user.id)
+
+
+def full_view_scope(user: User, visibility: ColumnElement[bool]) -> ColumnElement[bool]:
+    """Of the reports `visibility` lets the user see, those they see in full."""
+    return visibility if is_staff(user) else Report.reporter_id == user.id
+
+
+def list_scope(user: User, visibility: ColumnElement[bool], filters: Iterable[str]) -> ColumnElement[bool]:
+    """The reports a list with these filters may match: a filter on what the public view leaves out matches only
+    the cases the caller sees in full, and staff-only filters are refused to anyone else."""
+    filters = set(filters)
+    refused = sorted(filters & STAFF_FILTERS) if not is_staff(user) else []
+    if refused:
+        raise ValidationFailed(errors={name: ["Only staff filter by this."] for name in refused})
+    return full_view_scope(user, visibility) if filters - PUBLIC_FILTERS else visibility
+
+
+def may_see_personal_data(user: User | None, report: Report) -> bool:
+    """The reporter's name and phone and an Open311 contact: the reporter themselves, supervisors of the case's
+    subtree, admins. Grid workers handle the case without them."""
+    if user is None:
+        return False
+    if report.reporter_id == user.id or user.role == Role.admin.value:
+        return True
+    return user.role == Role.supervisor.value and in_subtree(user, report)
+
+
+def public_fields(report: Report) -> frozenset[str]:
+    return PUBLIC_FIELDS | PUBLIC_CATEGORY_FIELDS if report.category.public else PUBLIC_FIELDS
+
+
+# ---- location ---------------------------------------------------------------------------------------------------
+
+def _cached_points() -> dict[int, tuple[float, float]]:
+    # Per request (or CLI command): cells change rarely, but a cache kept longer would outlive another host's edit.
+    if not has_app_context():
+        return {}
+    if "cell_label_points" not in g:
+        g.cell_label_points = {}
+    return g.cell_label_points
+
+
+def cell_label_points(cell_ids: Iterable[int]) -> dict[int, tuple[float, float]]:
+    """A point inside each cell (ST_PointOnSurface), one query for all that are not known yet."""
+    known = _cached_points()
+    wanted = {cid for cid in cell_ids if cid is not None}
+    missing = wanted - known.keys()
+    if missing:
+        surface = func.ST_PointOnSurface(Cell.geom)
+        known.update((cid, (x, y)) for cid, x, y in db.session.execute(
+            select(Cell.id, func.ST_X(surface), func.ST_Y(surface)).where(Cell.id.in_(missing))))
+    return {cid: known[cid] for cid in wanted if cid in known}
+
+
+def prefetch_locations(viewer: User | None, reports: Iterable[Report]) -> None:
+    """Read the handling cells' points of every report `viewer` gets in the public view, in one query."""
+    cell_label_points(r.handling_cell_id for r in reports
+                      if not sees_in_full(viewer, r) and not r.category.public)
+
+
+def map_points(viewer: User | None, rows: list[tuple[int, bool, int | None, float, float]]
+               ) -> list[tuple[tuple[float, float] | None, bool]]:
+    """For map rows of (reporter_id, category public, handling cell id, exact lon, exact lat): the point to show
+    and whether the viewer sees the case in full; in the public view a point inside the handling cell."""
+    public = [(reporter, open_category, cell) for reporter, open_category, cell, _x, _y in rows]
+    points = cell_label_points(cell for reporter, open_category, cell in public
+                               if not open_category and not sees_in_full_as(viewer, reporter))
+    shown = []
+    for reporter, open_category, cell, x, y in rows:
+        full = sees_in_full_as(viewer, reporter)
+        if full or open_category:
+            shown.append(((x, y), full))
+        else:
+            point = points.get(cell)
+            shown.append((_rounded(*point) if point else None, False))
+    return shown
+
+
+def _rounded(lon: float, lat: float) -> tuple[float, float]:
+    return round(lon, COORDINATE_DECIMALS), round(lat, COORDINATE_DECIMALS)
+
+
+def exact_location(report: Report) -> tuple[float, float]:
+    pt = to_shape(report.location)
+    return pt.x, pt.y
+
+
+def public_location(report: Report) -> dict[str, Any] | None:
+    """The exact point for a public category, else a point inside the handling cell (none in triage)."""
+    if report.category.public:
+        lon, lat = exact_location(report)
+        precision = "exact"
+    else:
+        point = cell_label_points([report.handling_cell_id]).get(report.handling_cell_id)
+        if point is None:
+            return None
+        lon, lat = _rounded(*point)
+        precision = "cell"
+    return {"lon": lon, "lat": lat, "crs": "wgs84", "precision": precision}
+
+
+# ---- reports ----------------------------------------------------------------------------------------------------
+
+def shape_report(viewer: User | None, report: Report, out: dict[str, Any]) -> dict[str, Any]:
+    """One dumped ReportOut as `viewer` may see it: the public view, or the full view with personal data only
+    for those the personal-data rule allows and staff names only for staff."""
+    if not sees_in_full(viewer, report):
+        keep = public_fields(report)
+        public = {key: value for key, value in out.items() if key in keep}
+        public["location"] = public_location(report)
+        public["view"] = "public"
+        return public
+    out["view"] = "full"
+    if may_see_personal_data(viewer, report):
+        reporter = report.reporter
+        out["reporter"] = {"id": reporter.id, "name": reporter.display_name, "phone": reporter.phone}
+        contact = {field: getattr(report, column) for field, column in CONTACT_COLUMNS.items()}
+        out["contact"] = contact if any(value is not None for value in contact.values()) else None
+    else:
+        out["reporter"] = None
+        out["contact"] = None
+    if not is_staff(viewer):
+        out["assignee"] = None
+    return out
+
+
+# ---- history ----------------------------------------------------------------------------------------------------
+
+def public_event(viewer: User | None, reporter_id: int, event: CaseEvent) -> dict[str, Any] | None:
+    """One event of the public history, or None: status changes, public notes and the viewer's own steps, the
+    actor as a role (you, reporter, staff, system), no actor ids and no data."""
+    own = viewer is not None and event.actor_id == viewer.id
+    public_note = event.action in PUBLIC_NOTE_ACTIONS
+    if not (own or public_note or event.from_status != event.to_status):
+        return None
+    return {"id": event.id, "report_id": event.report_id, "action": event.action,
+            "from_status": event.from_status, "to_status": event.to_status,
+            "actor": _actor(viewer, reporter_id, event), "note": event.note if own or public_note else None,
+            "created_at": event.created_at}
+
+
+def _actor(viewer: User | None, reporter_id: int, event: CaseEvent) -> str:
+    if viewer is not None and event.actor_id == viewer.id:
+        return "you"
+    if event.actor_id is None:
+        return "system"
+    if event.actor_id == reporter_id:
+        return "reporter"
+    return "staff"
+
+
+def events_for(viewer: User | None, events: Iterable[CaseEvent]) -> list[Any]:
+    """Staff: every event as it is. Anyone else, the reporter included: the public history (one query for the
+    reporters of the events' cases)."""
+    events = list(events)
+    if is_staff(viewer):
+        return events
+    reporters = {rid: reporter for rid, reporter in db.session.execute(select(Report.id, Report.reporter_id).where(
+        Report.id.in_({e.report_id for e in events})))} if events else {}
+    shown = (public_event(viewer, reporters[event.report_id], event) for event in events)
+    return [event for event in shown if event is not None]
+
+
+# ---- photos -----------------------------------------------------------------------------------------------------
+
+def visible_photo_stages(viewer: User | None, report: Report) -> frozenset[str] | None:
+    """The photo stages `viewer` may see on the case: None for all (full view), else the public ones."""
+    if sees_in_full(viewer, report):
+        return None
+    return PUBLIC_CATEGORY_PHOTO_STAGES if report.category.public else frozenset()
+
+
+def photos_filter(viewer: User | None, report: Report) -> ColumnElement[bool] | None:
+    stages = visible_photo_stages(viewer, report)
+    if stages is None:
+        return None
+    return Attachment.stage.in_(sorted(stages)) if stages else false()
+
+
+def shape_attachment(viewer: User | None, attachment: Attachment, out: dict[str, Any]) -> dict[str, Any]:
+    """Who uploaded a photo and the file's own name stay with the staff and the uploader."""
+    if not is_staff(viewer) and (viewer is None or attachment.uploader_id != viewer.id):
+        out["uploader_id"] = None
+        out["original_name"] = None
+    return out
