@@ -16,7 +16,7 @@ from app.models import Attachment, CaseEvent, Category, Report
 from app.services.storage import LocalBlobStore
 from tests.assertions import assert_problem
 from tests.factories import (COMMUNITY, OTHER_COMMUNITY, OTHER_GRID, auth_header, make_case, make_category,
-                             make_two_district_grid, make_user)
+                             make_offered, make_two_district_grid, make_user)
 
 API = "/api/v1"
 SW, NE = "11010500100101", "11010500100104"
@@ -343,6 +343,51 @@ def test_the_list_shows_every_photo_oldest_first_to_whoever_sees_the_case(client
         assert [a["stage"] for a in resp.json] == ["before", "after"]
     assert client.get(url(make_case(w.resident, w.category, w.cells[SW])),
                       headers=auth_header(w.resident)).json == []
+
+
+def _follower(client, w):
+    """resident2 follows the case (it was offered to them) and sees its public view."""
+    make_offered(w.resident2, w.case)
+    resp = client.post(f"{API}/reports/{w.case.id}/actions/follow", json={}, headers=auth_header(w.resident2))
+    assert resp.status_code == 200, resp.json
+    return w.resident2
+
+
+@pytest.mark.parametrize("public", [False, True], ids=["private-category", "public-category"])
+def test_a_follower_sees_only_the_photos_of_the_public_view(client, db, w, public):
+    """None at all, or the "after" photos when the category is public; never who took them or their file name."""
+    w.category.public = public
+    db.session.commit()
+    uploaded = {stage: upload(client, w.case, user, png(), stage=stage, filename="王师傅.png").json
+                for stage, user in (("before", w.resident), ("after", w.worker), ("verify", w.supervisor))}
+    follower = _follower(client, w)
+    listed = client.get(url(w.case), headers=auth_header(follower))
+    assert listed.status_code == 200, listed.json
+    shown = {"after"} if public else set()
+    assert [a["stage"] for a in listed.json] == sorted(shown)
+    for stage, attachment in uploaded.items():
+        for path in (f"/{attachment['id']}", f"/{attachment['id']}/content"):
+            resp = client.get(url(w.case, path), headers=auth_header(follower))
+            if stage in shown:
+                assert resp.status_code == 200, resp.get_data(as_text=True)
+            else:
+                assert_problem(resp, 404, "attachment_not_found")
+    for item in listed.json:
+        assert (item["uploader_id"], item["original_name"]) == (None, None)
+        assert item["id"] == uploaded["after"]["id"]
+    if public:
+        content = client.get(url(w.case, f"/{uploaded['after']['id']}/content"), headers=auth_header(follower))
+        assert content.get_data() == png()
+
+
+def test_the_reporter_sees_every_photo_but_not_who_took_the_staffs(client, db, w):
+    mine = upload(client, w.case, w.resident, png(), filename="我的.png").json
+    theirs = upload(client, w.case, w.worker, jpeg(), stage="after", filename="王师傅.jpg").json
+    listed = {a["id"]: a for a in client.get(url(w.case), headers=auth_header(w.resident)).json}
+    assert (listed[mine["id"]]["uploader_id"], listed[mine["id"]]["original_name"]) == (w.resident.id, "我的.png")
+    assert (listed[theirs["id"]]["uploader_id"], listed[theirs["id"]]["original_name"]) == (None, None)
+    staff = {a["id"]: a for a in client.get(url(w.case), headers=auth_header(w.supervisor)).json}
+    assert (staff[theirs["id"]]["uploader_id"], staff[theirs["id"]]["original_name"]) == (w.worker.id, "王师傅.jpg")
 
 
 def test_metadata_of_one_photo_and_404_for_another_cases_photo(client, db, w):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from types import SimpleNamespace
 
 import pytest
@@ -780,3 +781,101 @@ def test_may_see_personal_data_per_role(db, w):
                "root_supervisor": True, "other_supervisor": False, "admin": True}
     assert {who: public_view.may_see_personal_data(getattr(w, who), report) for who in allowed} == allowed
     assert public_view.may_see_personal_data(None, report) is False
+
+
+# ---- the public view in lists, maps and counts ------------------------------------------------------
+
+PRIVATE_FILTERS = [{"cell_id": "CELL"}, {"triage": "false"}, {"sla_state": "green"}, {"escalation_level": 0},
+                   {"overdue": "false"}, {"near": "116.405,39.905", "radius": 500},
+                   {"bbox": "116.40,39.90,116.42,39.92"}, {"within": "CELL"}]
+
+
+@pytest.fixture()
+def followed(client, db, w):
+    """resident2 follows resident's accepted case; their own report (what offered it) is at the same point."""
+    now = utcnow()
+    theirs = case(w, "accepted", point=(116.4021, 39.9081), accepted_at=now, deadline_at=now + timedelta(hours=4),
+                  warn_at=now + timedelta(hours=3), due_at=now + timedelta(hours=4))
+    follow(client, theirs, w.resident2)
+    mine = db.session.scalars(select(Report).where(Report.reporter_id == w.resident2.id)).one()
+    return SimpleNamespace(theirs=theirs, mine=mine)
+
+
+def test_public_filters_match_followed_cases_too(client, db, w, followed):
+    for query in ({}, {"status": "accepted"}, {"category": w.category.code},
+                  {"created_from": "2020-01-01T00:00:00+08:00"}):
+        ids = {i["id"] for i in get(client, URL, w.resident2, **query).json["items"]}
+        assert followed.theirs.id in ids, query
+
+
+@pytest.mark.parametrize("query", PRIVATE_FILTERS, ids=lambda q: "+".join(q))
+def test_a_filter_on_what_the_public_view_leaves_out_matches_only_your_own_cases(client, db, w, followed, query):
+    """Else a follower could narrow a box, a radius or a cell down to the exact point, or read the clock."""
+    query = {k: (w.cells[SW].id if v == "CELL" else v) for k, v in query.items()}
+    resp = get(client, URL, w.resident2, **query)
+    assert resp.status_code == 200, resp.json
+    # Their own submitted report has no clock, so it is not green; it matches every other filter.
+    assert [i["id"] for i in resp.json["items"]] == ([] if "sla_state" in query else [followed.mine.id])
+    staff = {i["id"] for i in get(client, URL, w.supervisor, **query).json["items"]}
+    assert followed.theirs.id in staff
+
+
+def test_residents_cannot_filter_by_assignee(client, db, w, followed):
+    set_case(followed.theirs, status="assigned", assignee_id=w.worker.id)
+    for user in (w.resident2, w.resident):
+        problem = assert_problem(get(client, URL, user, assignee_id=w.worker.id), 422, "validation_failed")
+        assert "assignee_id" in problem["errors"]
+    assert [i["id"] for i in get(client, URL, w.supervisor, assignee_id=w.worker.id).json["items"]] == \
+        [followed.theirs.id]
+
+
+def test_the_map_shows_a_followed_case_inside_its_cell_without_its_clock(client, db, w, followed):
+    resp = get(client, "/api/v1/reports.geojson", w.resident2)
+    assert resp.status_code == 200, resp.json
+    features = {f["id"]: f for f in resp.json["features"]}
+    assert features[followed.theirs.id]["geometry"]["coordinates"] == [116.405, 39.905]  # the cell's inside point
+    assert features[followed.theirs.id]["properties"]["sla_state"] is None
+    assert features[followed.mine.id]["geometry"]["coordinates"] == [116.4021, 39.9081]
+    staff = {f["id"]: f for f in get(client, "/api/v1/reports.geojson", w.supervisor).json["features"]}
+    assert staff[followed.theirs.id]["geometry"]["coordinates"] == [116.4021, 39.9081]
+    assert staff[followed.theirs.id]["properties"]["sla_state"] == "green"
+
+
+def test_a_public_category_shows_its_exact_point_to_followers(client, db, w, followed):
+    w.category.public = True
+    db.session.commit()
+    out = get(client, f"{URL}/{followed.theirs.id}", w.resident2).json
+    assert out["view"] == "public" and out["description"] == "test report"
+    assert out["location"] == {"lon": 116.4021, "lat": 39.9081, "crs": "wgs84", "precision": "exact"}
+    features = {f["id"]: f for f in get(client, "/api/v1/reports.geojson", w.resident2).json["features"]}
+    assert features[followed.theirs.id]["geometry"]["coordinates"] == [116.4021, 39.9081]
+
+
+def test_cell_counts_of_a_resident_are_their_own_cases(client, db, w, followed):
+    out = get(client, f"/api/v1/cells/{w.cells[COMMUNITY].id}/reports/summary", w.resident2).json
+    assert out["total"] == 1 and out["by_status"] == {"submitted": 1}
+    staff = get(client, f"/api/v1/cells/{w.cells[COMMUNITY].id}/reports/summary", w.supervisor).json
+    assert staff["total"] == 2
+
+
+def test_a_case_in_triage_has_no_public_location(client, db, w):
+    far = case(w, point=(100.0, 30.0))
+    make_offered(w.resident2, far)
+    assert post(client, far, "follow", w.resident2).status_code == 200
+    out = get(client, f"{URL}/{far.id}", w.resident2).json
+    assert (out["view"], out["location"], out["handling_cell"]) == ("public", None, None)
+
+
+def test_categories_take_and_show_the_public_flag(client, db, w):
+    resp = client.post("/api/v1/categories", json=_category_body(code="PUB1"), headers=auth_header(w.admin))
+    assert resp.status_code == 201 and resp.json["public"] is False
+    resp = client.patch(f"/api/v1/categories/{resp.json['id']}", json={"public": True}, headers=auth_header(w.admin))
+    assert resp.status_code == 200 and resp.json["public"] is True
+    for value in ("true", 1, None):
+        resp = client.patch(f"/api/v1/categories/{w.category.id}", json={"public": value},
+                            headers=auth_header(w.admin))
+        assert "public" in assert_problem(resp, 422, "validation_failed")["errors"]
+    assert_problem(client.patch(f"/api/v1/categories/{w.category.id}", json={"public": True},
+                                headers=auth_header(w.supervisor)), 403, "forbidden")
+    db.session.expire_all()
+    assert db.session.get(Category, w.category.id).public is False

@@ -159,6 +159,37 @@ def test_initial_sync_returns_the_callers_scope_only(app, world):
     assert note["report_id"] == sw and note["title"] == "通知"
 
 
+def test_residents_get_the_cases_and_history_the_case_endpoints_show_them(app, world):
+    """The reporter: the case in full and its public history; a follower: its public view. No internal note,
+    no staff id, whatever the endpoint."""
+    w, client = world, app.test_client()
+    sw = file_report(client, w)["id"]
+    act(client, w, sw, "accept", {"note": "内部: 属实"})
+    act(client, w, sw, "assign", {"assignee_id": w.worker_id, "note": "内部: 请王师傅处理"})
+    act(client, w, sw, "supervise", {"note": "内部: 今日办结"})
+    file_report(client, w, "resident2")  # the same category at the same point: sw is offered to resident2
+    followed = client.post(f"/api/v1/reports/{sw}/actions/follow", json={}, headers=w.headers["resident2"])
+    assert followed.status_code == 200, followed.get_json()
+
+    for who in ("resident", "resident2"):
+        changes, _ = drain(client, w.headers[who])
+        case = next(c["data"] for c in changes if c["type"] == "case" and c["id"] == sw)
+        shown = client.get(f"/api/v1/reports/{sw}", headers=w.headers[who])
+        if who == "resident":
+            assert case == {**shown.get_json(), "version": int(shown.headers["ETag"].strip('"'))}
+            assert case["view"] == "full"
+        else:
+            assert case == shown.get_json() and case["view"] == "public" and "description" not in case
+        events = [c["data"] for c in changes if c["type"] == "event" and c["data"]["report_id"] == sw]
+        history = client.get(f"/api/v1/reports/{sw}/events", headers=w.headers[who]).get_json()
+        assert [{k: v for k, v in e.items() if k != "report_id"} for e in events] == history
+        assert [e["action"] for e in events] == ["create", "accept", "assign"]
+        assert "内部" not in str(changes)
+        assert not any({"actor_id", "actor_role", "data"} & set(e) for e in events)
+    staff, _ = drain(client, w.headers["supervisor"])
+    assert "内部: 今日办结" in str(staff)
+
+
 def test_paging_covers_everything_exactly_once(app, world):
     w, client = world, app.test_client()
     ids = [file_report(client, w, point=point)["id"] for point in (SW_POINT, NE_POINT, SW_POINT, NE_POINT)]

@@ -43,7 +43,8 @@ def sla_state(report: Report, now: datetime) -> str | None:
 
 def overdue_filter(now: datetime) -> ColumnElement[bool]:
     """Open cases whose clock runs and whose current deadline has passed: what escalation moves."""
-    return and_(Report.status.in_(CLOCK_RUNNING_STATUSES), Report.deadline_at < now)
+    # deadline_at IS NOT NULL keeps the test two-valued, so its negation (overdue=false) keeps cases without one.
+    return and_(Report.status.in_(CLOCK_RUNNING_STATUSES), Report.deadline_at.is_not(None), Report.deadline_at < now)
 
 
 WARN_SHARE = 0.8
