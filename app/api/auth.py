@@ -48,7 +48,7 @@ class Refresh(MethodView):
     @blp.arguments(RefreshIn)
     @blp.response(200, TokensOut)
     def post(self, data):
-        """Rotate a refresh token; replaying a used one revokes its whole login."""
+        """Rotate a refresh token; a repeat within seconds gets the same pair, a later replay revokes the login."""
         return auth_service.refresh(data["refresh_token"])
 
 
