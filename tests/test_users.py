@@ -4,6 +4,7 @@ from __future__ import annotations
 from datetime import date
 from types import SimpleNamespace
 
+import jwt
 import pytest
 from sqlalchemy import func, select
 
@@ -267,6 +268,59 @@ def test_user_changes_own_password_with_the_old_one(client, db, world):
     assert resp.status_code == 200, resp.json
     db.session.expire_all()
     assert verify_password(db.session.get(User, world.worker.id).password_hash, "another-secret-2")
+
+
+def sid_of(token: str) -> str:
+    return jwt.decode(token, options={"verify_signature": False})["sid"]
+
+
+def refresh(client, refresh_token: str):
+    return client.post(f"{API}/auth/refresh", json={"refresh_token": refresh_token})
+
+
+def test_changing_your_password_ends_your_other_logins_but_not_this_one(client, db, world):
+    phone = tokens_for(world.worker)
+    tablet = tokens_for(world.worker)
+    rotated_tablet = refresh(client, tablet.refresh_token).json  # its old refresh token is within the grace window
+    laptop = tokens_for(world.worker)
+    someone_else = tokens_for(world.resident)
+
+    resp = client.patch(f"{API}/me", headers=bearer(laptop.access_token),
+                        json={"old_password": PASSWORD, "password": "another-secret-2"})
+    assert resp.status_code == 200, resp.json
+
+    # The other logins are refused from the next request on, every token of them.
+    for access in (phone.access_token, tablet.access_token, rotated_tablet["access_token"]):
+        assert_problem(client.get(f"{API}/me", headers=bearer(access)), 401, "token_revoked")
+    for refresh_token in (phone.refresh_token, tablet.refresh_token, rotated_tablet["refresh_token"]):
+        assert_problem(refresh(client, refresh_token), 401, "token_revoked")
+    # The login that made the change goes on, and rotates as usual.
+    assert client.get(f"{API}/me", headers=bearer(laptop.access_token)).status_code == 200
+    rotated = refresh(client, laptop.refresh_token)
+    assert rotated.status_code == 200, rotated.json
+    assert client.get(f"{API}/me", headers=bearer(rotated.json["access_token"])).json["id"] == world.worker.id
+    db.session.expire_all()
+    reasons = dict(db.session.execute(select(AuthSession.id, AuthSession.revoked_reason)
+                                      .where(AuthSession.user_id == world.worker.id)).all())
+    assert reasons == {sid_of(phone.access_token): "password_changed", sid_of(tablet.access_token): "password_changed",
+                       sid_of(laptop.access_token): None}
+    # Nobody else's login is touched.
+    assert client.get(f"{API}/me", headers=bearer(someone_else.access_token)).status_code == 200
+
+
+@pytest.mark.parametrize("changes, status", [({"display_name": "新名字", "phone": "13500000000"}, 200),
+                                             ({"old_password": "wrong-password", "password": "another-secret-2"}, 422),
+                                             ({"old_password": PASSWORD, "password": "short"}, 422)])
+def test_a_profile_edit_or_a_refused_password_change_ends_no_login(client, db, world, changes, status):
+    phone = tokens_for(world.worker)
+    laptop = tokens_for(world.worker)
+    resp = client.patch(f"{API}/me", headers=bearer(laptop.access_token), json=changes)
+    assert resp.status_code == status, resp.json
+    assert client.get(f"{API}/me", headers=bearer(phone.access_token)).status_code == 200
+    assert refresh(client, phone.refresh_token).status_code == 200
+    db.session.expire_all()
+    assert db.session.scalars(select(AuthSession.revoked_at).where(AuthSession.user_id == world.worker.id)).all() \
+        == [None, None]
 
 
 @pytest.mark.parametrize("changes, status, code, field", [

@@ -75,13 +75,15 @@ def _revoke_session(session_id: str, reason: str) -> None:
     )
 
 
-def revoke_user_sessions(user_id: int, reason: str) -> None:
-    """End every login of the user: their access and refresh tokens are refused from the next request on."""
-    db.session.execute(
-        update(AuthSession)
-        .where(AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None))
-        .values(revoked_at=utcnow(), revoked_reason=reason)
-    )
+def revoke_user_sessions(user_id: int, reason: str, *, keep: str | None = None) -> None:
+    """End every login of the user but `keep` (a session id): their access and refresh tokens are refused from
+    the next request on."""
+    stmt = (update(AuthSession)
+            .where(AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None))
+            .values(revoked_at=utcnow(), revoked_reason=reason))
+    if keep is not None:
+        stmt = stmt.where(AuthSession.id != keep)
+    db.session.execute(stmt)
     db.session.flush()
 
 
@@ -160,7 +162,8 @@ def logout(refresh_token: str) -> None:
     db.session.flush()
 
 
-def user_for_access_token(access_token: str) -> User:
+def caller_for_access_token(access_token: str) -> tuple[User, str]:
+    """The user of a live login and the id of that login (the token's sid)."""
     claims = tokens.decode(access_token, tokens.ACCESS)
     # Runs on every request: one query, one entity; the session's state comes back as plain columns.
     row = db.session.execute(
@@ -172,4 +175,4 @@ def user_for_access_token(access_token: str) -> User:
         raise InvalidToken("The token's session does not exist.")
     user, revoked_at, expires_at = row
     _check_live(revoked_at, expires_at, user)
-    return user
+    return user, claims["sid"]

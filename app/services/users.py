@@ -162,13 +162,18 @@ def update_user(actor: User, user: User, changes: dict[str, Any]) -> User:
     return user
 
 
-def update_me(user: User, changes: dict[str, Any]) -> User:
-    """A user's own edit: display name, phone, and a password change that proves the old one."""
+def update_me(user: User, changes: dict[str, Any], session_id: str) -> User:
+    """A user's own edit: display name, phone, and a password change that proves the old one.
+
+    A new password ends every other login of the user (whoever knew the old one is signed out); the login
+    `session_id` that made the change stays signed in.
+    """
     if "password" in changes:
         if not verify_password(user.password_hash, changes.get("old_password") or ""):
             raise ValidationFailed(errors={"old_password": ["Does not match your current password."]})
         _check_password(changes["password"])
         user.password_hash = hash_password(changes["password"])
+        revoke_user_sessions(user.id, "password_changed", keep=session_id)
     if "phone" in changes:
         _check_phone(changes["phone"], user)
         user.phone = changes["phone"]
