@@ -277,6 +277,17 @@ def claim(stmt: Select, *of) -> Select:
     return stmt
 
 
+def lock_rows(stmt: Select) -> Select:
+    """Lock the selected rows until this transaction ends, so a rule checked on them holds until the commit.
+
+    PostGIS: FOR UPDATE; a second locker waits, then (READ COMMITTED) re-checks its WHERE against the first one's
+    committed rows, so it sees what the first changed. SpatiaLite has one writer at a time (every transaction
+    begins IMMEDIATE), so the statement needs no clause there."""
+    if is_postgis():
+        return stmt.with_for_update()
+    return stmt
+
+
 def insert_ignoring_duplicates(target: Table) -> Insert:
     """INSERT ... ON CONFLICT DO NOTHING: a row whose unique key exists already is skipped, not an error."""
     dialect = postgresql if is_postgis() else sqlite

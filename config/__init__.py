@@ -57,6 +57,9 @@ class BaseConfig:
         self.JWT_AUDIENCE = os.environ.get("JWT_AUDIENCE", "grid-api")
         self.ACCESS_TOKEN_TTL_S = _int_env("ACCESS_TOKEN_TTL_S", 15 * 60)
         self.REFRESH_TOKEN_TTL_S = _int_env("REFRESH_TOKEN_TTL_S", 30 * 24 * 3600)
+        # A refresh token repeated within this many seconds of its exchange gets that exchange's pair again
+        # (two tabs, a retry after a lost answer); later it counts as a leak and revokes the login. 0: off.
+        self.REFRESH_REUSE_GRACE_S = _int_env("REFRESH_REUSE_GRACE_S", 10)
         self.ROUTING_MAX_DISTANCE_M = _int_env("ROUTING_MAX_DISTANCE_M", 200)
         self.TIMEZONE = os.environ.get("TIMEZONE", "Asia/Shanghai")
         # The work calendar's weekly hours in TIMEZONE: "<days> <from-to>,<from-to>" groups joined by ";",
@@ -113,6 +116,9 @@ class BaseConfig:
     def validate(self) -> None:
         if self.ROUTING_MAX_DISTANCE_M < 0:
             raise ConfigError("ROUTING_MAX_DISTANCE_M must not be negative")
+        if not 0 <= self.REFRESH_REUSE_GRACE_S <= 60:
+            # Longer would let a stolen refresh token be exchanged unnoticed well after its owner's exchange.
+            raise ConfigError("REFRESH_REUSE_GRACE_S must be 0 (off) to 60 seconds")
         if self.IDEMPOTENCY_TTL_S < 1:
             raise ConfigError("IDEMPOTENCY_TTL_S must be at least 1 second")
         if self.PATROL_MAX_CLOCK_SKEW_S < 0:

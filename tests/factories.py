@@ -6,6 +6,7 @@ Each factory commits: inside a test that only releases a savepoint of the test's
 from __future__ import annotations
 
 import itertools
+import time
 from contextlib import contextmanager
 from datetime import date, datetime
 from typing import Iterable
@@ -215,6 +216,20 @@ def committed_world(app):
             delete_committed(db.session.connection())
             db.session.commit()
             db.session.remove()
+
+
+def wait_for_lock_waiter(timeout_s: float = 10.0) -> bool:
+    """PostGIS: wait until another connection to this database queues for a lock (one this transaction holds, in a
+    two-connection test); whether one did. Each look is its own transaction, as pg_stat_activity is read once per
+    transaction."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with db.engine.connect() as connection:
+            if connection.scalar(text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                                      "AND wait_event_type = 'Lock'")):
+                return True
+        time.sleep(0.02)
+    return False
 
 
 def delete_committed(connection) -> None:

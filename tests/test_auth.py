@@ -3,15 +3,20 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 import time
 from datetime import timedelta
 
 import jwt
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
+from app.auth import tokens
 from app.models import AuthSession, Category, RefreshToken, Role, User
-from tests.factories import (COMMUNITY, PASSWORD, make_test_grid, make_user, tokens_for)
+from app.models.base import utcnow
+from app.services import auth as auth_service
+from tests.factories import (COMMUNITY, PASSWORD, committed_world, make_test_grid, make_user, tokens_for,
+                             wait_for_lock_waiter)
 from tests.assertions import assert_problem
 
 API = "/api/v1"
@@ -466,9 +471,191 @@ def test_replay_of_the_middle_token_also_revokes_the_login(client, db, resident)
     first = tokens_for(resident)
     second = refresh(client, first.refresh_token).json
     third = refresh(client, second["refresh_token"]).json
+    exchanged_ago(db, second["refresh_token"], GRACE_S + 1)
     assert_problem(refresh(client, second["refresh_token"]), 401, "token_reused")
     assert_problem(refresh(client, third["refresh_token"]), 401, "token_revoked")
     assert_problem(me(client, third["access_token"]), 401, "token_revoked")
+
+
+# --- a repeat within the grace window -----------------------------------------------------------------
+
+GRACE_S = 10  # REFRESH_REUSE_GRACE_S's default, which the tests run with
+
+
+def exchanged_ago(db, refresh_token: str, seconds: float) -> None:
+    """Move a refresh token's exchange into the past: the grace window runs from its used_at."""
+    db.session.execute(update(RefreshToken).where(RefreshToken.jti == claims_of(refresh_token)["jti"])
+                       .values(used_at=utcnow() - timedelta(seconds=seconds)))
+    db.session.commit()  # a savepoint of the test's transaction; survives the requests' rollbacks
+
+
+def session_of(db, token: str) -> AuthSession:
+    session = db.session.get(AuthSession, claims_of(token)["sid"])
+    db.session.refresh(session)
+    return session
+
+
+def test_a_repeat_within_the_grace_window_gets_the_same_pair(client, db, resident):
+    first = tokens_for(resident)
+    rotated = refresh(client, first.refresh_token)
+    assert rotated.status_code == 200, rotated.json
+    refresh_tokens = count(db, RefreshToken)
+
+    again = refresh(client, first.refresh_token)
+    assert again.status_code == 200, again.json
+    # Byte for byte the first answer: both tabs (or the retry) hold the login's one newest refresh token.
+    assert again.get_data() == rotated.get_data()
+    assert count(db, RefreshToken) == refresh_tokens
+    used = db.session.get(RefreshToken, claims_of(first.refresh_token)["jti"])
+    assert used.replaced_by == claims_of(rotated.json["refresh_token"])["jti"]
+    assert session_of(db, first.refresh_token).revoked_at is None
+    assert me(client, again.json["access_token"]).json["id"] == resident.id
+    # The shared successor rotates once as usual, and the login goes on.
+    newest = refresh(client, again.json["refresh_token"])
+    assert newest.status_code == 200, newest.json
+    assert me(client, newest.json["access_token"]).status_code == 200
+    assert me(client, first.access_token).status_code == 200
+
+
+def test_a_repeat_near_the_end_of_the_grace_window_still_gets_the_pair(client, db, resident):
+    first = tokens_for(resident)
+    rotated = refresh(client, first.refresh_token)
+    exchanged_ago(db, first.refresh_token, GRACE_S - 1)
+    again = refresh(client, first.refresh_token)
+    assert again.status_code == 200, again.json
+    assert again.get_data() == rotated.get_data()
+    assert session_of(db, first.refresh_token).revoked_at is None
+
+
+def test_a_repeat_after_the_grace_window_revokes_the_login(client, db, resident):
+    first = tokens_for(resident)
+    other_login = tokens_for(resident)
+    rotated = refresh(client, first.refresh_token).json
+    exchanged_ago(db, first.refresh_token, GRACE_S + 1)
+    refresh_tokens = count(db, RefreshToken)
+
+    assert_problem(refresh(client, first.refresh_token), 401, "token_reused")
+    session = session_of(db, first.refresh_token)
+    assert session.revoked_at is not None and session.revoked_reason == "refresh_reuse"
+    assert count(db, RefreshToken) == refresh_tokens
+    # The pair the first exchange handed out dies with the login.
+    assert_problem(refresh(client, rotated["refresh_token"]), 401, "token_revoked")
+    assert_problem(me(client, rotated["access_token"]), 401, "token_revoked")
+    assert_problem(refresh(client, first.refresh_token), 401, "token_reused")
+    assert me(client, other_login.access_token).status_code == 200
+
+
+def test_a_repeat_after_the_successor_was_rotated_revokes_the_login(client, db, resident):
+    # Within the window, but the pair it would get again is spent: not a retry.
+    first = tokens_for(resident)
+    second = refresh(client, first.refresh_token).json
+    third = refresh(client, second["refresh_token"]).json
+    assert_problem(refresh(client, first.refresh_token), 401, "token_reused")
+    assert session_of(db, first.refresh_token).revoked_reason == "refresh_reuse"
+    assert_problem(me(client, third["access_token"]), 401, "token_revoked")
+
+
+@pytest.fixture()
+def no_grace(app):
+    saved = app.config["REFRESH_REUSE_GRACE_S"]
+    app.config["REFRESH_REUSE_GRACE_S"] = 0
+    yield
+    app.config["REFRESH_REUSE_GRACE_S"] = saved
+
+
+def test_a_grace_window_of_zero_makes_every_repeat_a_replay(client, db, resident, no_grace):
+    first = tokens_for(resident)
+    rotated = refresh(client, first.refresh_token).json
+    assert_problem(refresh(client, first.refresh_token), 401, "token_reused")
+    assert session_of(db, first.refresh_token).revoked_reason == "refresh_reuse"
+    assert_problem(me(client, rotated["access_token"]), 401, "token_revoked")
+
+
+def test_a_repeat_after_logout_is_refused(client, db, resident):
+    first = tokens_for(resident)
+    rotated = refresh(client, first.refresh_token).json
+    assert logout(client, rotated["refresh_token"]).status_code == 204
+    refresh_tokens = count(db, RefreshToken)
+    assert_problem(refresh(client, first.refresh_token), 401, "token_revoked")
+    assert count(db, RefreshToken) == refresh_tokens
+    assert session_of(db, first.refresh_token).revoked_reason == "logout"
+
+
+def test_a_repeat_for_a_deactivated_account_is_refused(client, db, resident):
+    first = tokens_for(resident)
+    refresh(client, first.refresh_token)
+    resident.active = False
+    db.session.commit()
+    assert_problem(refresh(client, first.refresh_token), 401, "account_inactive")
+
+
+def test_a_repeat_never_hands_the_pair_to_another_user(client, app, db, resident):
+    # Even signed with the right key, someone else's sub with this login's token gets nothing, and revokes nothing.
+    first = tokens_for(resident)
+    rotated = refresh(client, first.refresh_token)
+    other = make_user(Role.admin)
+    forged = sign(app, {**claims_of(first.refresh_token), "sub": str(other.id)})
+    assert_problem(refresh(client, forged), 401, "invalid_token")
+    assert session_of(db, first.refresh_token).revoked_at is None
+    assert refresh(client, first.refresh_token).get_data() == rotated.get_data()
+
+
+@pytest.fixture()
+def live_resident(app):
+    """A resident committed for other connections to see; removed afterwards."""
+    with committed_world(app):
+        yield make_user(Role.resident, username="13800138001", phone="13800138001")
+
+
+def test_two_refreshes_with_one_token_at_once_both_get_the_pair(app, live_resident, backend, monkeypatch):
+    from app.extensions import db as real_db
+
+    first = tokens_for(live_resident)
+    user_id, sid = live_resident.id, claims_of(first.refresh_token)["sid"]
+    # This thread's session must not hold SQLite's write lock while the requests run.
+    real_db.session.close()
+    barrier = threading.Barrier(2, timeout=20)
+    original_decode, original_issue = tokens.decode, auth_service._issue
+    held = []
+
+    def decode_together(token, typ):
+        claims = original_decode(token, typ)
+        barrier.wait()  # both requests hold the decoded token before either claims it
+        return claims
+
+    def issue_while_the_other_waits(*args):
+        # Only the request that claimed the token gets here, holding its row: PostGIS shows the other one
+        # queued on that lock; SQLite's second transaction waits for the write lock meanwhile.
+        held.append(wait_for_lock_waiter() if backend == "postgis" else time.sleep(0.2))
+        return original_issue(*args)
+
+    monkeypatch.setattr(tokens, "decode", decode_together)
+    monkeypatch.setattr(auth_service, "_issue", issue_while_the_other_waits)
+    results = []
+
+    def post():
+        results.append(app.test_client().post(f"{API}/auth/refresh", json={"refresh_token": first.refresh_token}))
+
+    threads = [threading.Thread(target=post) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    monkeypatch.undo()
+
+    assert [r.status_code for r in results] == [200, 200], [r.get_json() for r in results]
+    assert results[0].get_data() == results[1].get_data()
+    assert len(held) == 1
+    if backend == "postgis":
+        assert held == [True], "the second refresh never queued on the claimed row"
+    real_db.session.expire_all()
+    assert real_db.session.get(AuthSession, sid).revoked_at is None
+    assert real_db.session.scalar(select(func.count()).select_from(RefreshToken)
+                                  .where(RefreshToken.session_id == sid)) == 2
+    pair = results[0].get_json()
+    client = app.test_client()
+    assert me(client, pair["access_token"]).json["id"] == user_id
+    assert refresh(client, pair["refresh_token"]).status_code == 200
 
 
 def test_refresh_with_an_unknown_but_well_signed_token_is_refused(client, app, db, resident):

@@ -12,7 +12,7 @@ GOOD_SECRET = "s" * 32
 PG_URL = "postgresql+psycopg://grid@db.internal:5432/grid"
 
 ENV_VARS = ["APP_ENV", "JWT_SECRET", "DATABASE_URL", "ROUTING_MAX_DISTANCE_M", "TIMEZONE", "MAX_BODY_BYTES",
-            "TEST_DATABASE_URL", "DEMO_PASSWORD"]
+            "TEST_DATABASE_URL", "DEMO_PASSWORD", "REFRESH_REUSE_GRACE_S"]
 
 
 @pytest.fixture(autouse=True)
@@ -94,6 +94,21 @@ def test_settings_are_read_from_the_environment(monkeypatch):
 def test_bad_routing_distance_is_refused(monkeypatch, value, message):
     monkeypatch.setenv("ROUTING_MAX_DISTANCE_M", value)
     with pytest.raises(ConfigError, match=message):
+        load_config("testing")
+
+
+def test_refresh_reuse_grace_defaults_to_ten_seconds_and_comes_from_the_environment(monkeypatch):
+    assert load_config("testing").REFRESH_REUSE_GRACE_S == 10
+    for value in ("0", "60"):
+        monkeypatch.setenv("REFRESH_REUSE_GRACE_S", value)
+        assert load_config("testing").REFRESH_REUSE_GRACE_S == int(value)
+
+
+@pytest.mark.parametrize("value, message", [("ten", "integer"), ("-1", r"0 \(off\) to 60"),
+                                            ("61", r"0 \(off\) to 60")])
+def test_bad_refresh_reuse_grace_is_refused(monkeypatch, value, message):
+    monkeypatch.setenv("REFRESH_REUSE_GRACE_S", value)
+    with pytest.raises(ConfigError, match=f"REFRESH_REUSE_GRACE_S.*{message}"):
         load_config("testing")
 
 

@@ -4,7 +4,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from app.api import BEARER
-from app.auth.decorators import auth_required, current_user
+from app.auth.decorators import auth_required, current_session_id, current_user
 from app.extensions import limiter
 from app.schemas.auth import LoginIn, RefreshIn, RegisterIn, TokensOut, UserOut
 from app.schemas.users import MeUpdateIn
@@ -48,7 +48,7 @@ class Refresh(MethodView):
     @blp.arguments(RefreshIn)
     @blp.response(200, TokensOut)
     def post(self, data):
-        """Rotate a refresh token; replaying a used one revokes its whole login."""
+        """Rotate a refresh token; a repeat within seconds gets the same pair, a later replay revokes the login."""
         return auth_service.refresh(data["refresh_token"])
 
 
@@ -75,5 +75,5 @@ class Me(MethodView):
     @blp.arguments(MeUpdateIn)
     @blp.response(200, UserOut)
     def patch(self, data):
-        """Change your display name or phone, or your password (send the old one too)."""
-        return user_service.update_me(current_user(), data)
+        """Change your display name or phone, or your password (send the old one; ends your other logins)."""
+        return user_service.update_me(current_user(), data, current_session_id())

@@ -8,7 +8,7 @@ from flask import g, request
 
 from app.errors import Forbidden, InvalidToken, Unauthorized
 from app.models import Role, User
-from app.services.auth import user_for_access_token
+from app.services.auth import caller_for_access_token
 
 
 def _bearer_token() -> str:
@@ -25,6 +25,11 @@ def current_user() -> User:
     return g.current_user
 
 
+def current_session_id() -> str:
+    """The login (auth session) the request's access token belongs to."""
+    return g.current_session_id
+
+
 def auth_required(*roles: Role | str) -> Callable:
     """Require a valid access token; with roles, also one of them."""
     allowed: set[str] = {r.value if isinstance(r, Role) else r for r in roles}
@@ -32,8 +37,8 @@ def auth_required(*roles: Role | str) -> Callable:
     def decorator(view: Callable) -> Callable:
         @functools.wraps(view)
         def wrapper(*args, **kwargs):
-            user = user_for_access_token(_bearer_token())
-            g.current_user = user
+            user, session_id = caller_for_access_token(_bearer_token())
+            g.current_user, g.current_session_id = user, session_id
             if allowed and user.role not in allowed:
                 raise Forbidden(f"This action needs one of the roles: {', '.join(sorted(allowed))}.")
             return view(*args, **kwargs)

@@ -16,8 +16,17 @@ ACCESS = "access"
 REFRESH = "refresh"
 
 
+# Access token ids are derived from the refresh token issued with them (uuid5 in this namespace), so a stored
+# refresh token row names its whole pair and the pair can be handed out again byte for byte.
+ACCESS_JTI_NAMESPACE = uuid.UUID("6f1d2a3c-8b4e-4f5a-9c7d-0e2b4a6c8d1f")
+
+
 def new_jti() -> str:
     return str(uuid.uuid4())
+
+
+def access_jti(refresh_jti: str) -> str:
+    return str(uuid.uuid5(ACCESS_JTI_NAMESPACE, refresh_jti))
 
 
 def encode(typ: str, user_id: int, session_id: str, issued_at: datetime, ttl_s: int,

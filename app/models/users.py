@@ -114,5 +114,8 @@ class RefreshToken(db.Model):
                                             index=True, nullable=False)
     issued_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
-    # Set once, atomically, when the token is exchanged; a second exchange is a replay.
+    # Set once, atomically, when the token is exchanged; a second exchange is a replay (past the grace window).
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The jti of the token it was exchanged for, set with used_at: a repeat within the grace window gets
+    # that token's pair again instead of tripping the replay detection.
+    replaced_by: Mapped[str | None] = mapped_column(String(36))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from flask import current_app
 from sqlalchemy import func, select, update
@@ -30,18 +30,27 @@ def find_user_by_username(username: str) -> User | None:
     ).first()
 
 
-def _issue(user: User, session: AuthSession) -> TokenPair:
+def _pair(user_id: int, session_id: str, refresh_jti: str, issued_at: datetime) -> TokenPair:
+    """The token pair a refresh token row stands for: HS256 over the same claims gives the same bytes, so the
+    row (its jti and issue time) re-creates the pair exactly."""
     cfg = current_app.config
-    now = utcnow()
-    refresh, jti, refresh_exp = tokens.encode(tokens.REFRESH, user.id, session.id, now,
-                                              cfg["REFRESH_TOKEN_TTL_S"])
-    # A rotated refresh token never outlives the login it descends from.
-    refresh_exp = min(refresh_exp, session.expires_at)
-    db.session.add(RefreshToken(jti=jti, session_id=session.id, issued_at=now, expires_at=refresh_exp))
-    access, _, _ = tokens.encode(tokens.ACCESS, user.id, session.id, now, cfg["ACCESS_TOKEN_TTL_S"])
-    db.session.flush()
-    return TokenPair(access_token=access, refresh_token=refresh,
+    refresh_token, _, _ = tokens.encode(tokens.REFRESH, user_id, session_id, issued_at,
+                                        cfg["REFRESH_TOKEN_TTL_S"], jti=refresh_jti)
+    access, _, _ = tokens.encode(tokens.ACCESS, user_id, session_id, issued_at, cfg["ACCESS_TOKEN_TTL_S"],
+                                 jti=tokens.access_jti(refresh_jti))
+    return TokenPair(access_token=access, refresh_token=refresh_token,
                      expires_in=int(cfg["ACCESS_TOKEN_TTL_S"]))
+
+
+def _issue(user: User, session: AuthSession, jti: str | None = None) -> TokenPair:
+    # Whole seconds, as the tokens' iat carries it: the stored issued_at then re-creates the same pair.
+    now = utcnow().replace(microsecond=0)
+    jti = jti or tokens.new_jti()
+    # A rotated refresh token never outlives the login it descends from.
+    refresh_exp = min(now + timedelta(seconds=current_app.config["REFRESH_TOKEN_TTL_S"]), session.expires_at)
+    db.session.add(RefreshToken(jti=jti, session_id=session.id, issued_at=now, expires_at=refresh_exp))
+    db.session.flush()
+    return _pair(user.id, session.id, jti, now)
 
 
 def login(username: str, password: str) -> TokenPair:
@@ -66,13 +75,15 @@ def _revoke_session(session_id: str, reason: str) -> None:
     )
 
 
-def revoke_user_sessions(user_id: int, reason: str) -> None:
-    """End every login of the user: their access and refresh tokens are refused from the next request on."""
-    db.session.execute(
-        update(AuthSession)
-        .where(AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None))
-        .values(revoked_at=utcnow(), revoked_reason=reason)
-    )
+def revoke_user_sessions(user_id: int, reason: str, *, keep: str | None = None) -> None:
+    """End every login of the user but `keep` (a session id): their access and refresh tokens are refused from
+    the next request on."""
+    stmt = (update(AuthSession)
+            .where(AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None))
+            .values(revoked_at=utcnow(), revoked_reason=reason))
+    if keep is not None:
+        stmt = stmt.where(AuthSession.id != keep)
+    db.session.execute(stmt)
     db.session.flush()
 
 
@@ -99,23 +110,47 @@ def _check_live(revoked_at, expires_at, user: User) -> None:
 
 def refresh(refresh_token: str) -> TokenPair:
     claims = tokens.decode(refresh_token, tokens.REFRESH)
-    # Claim the token atomically: of two concurrent exchanges exactly one sees a row updated.
+    successor = tokens.new_jti()
+    # Claim the token atomically: of two concurrent exchanges exactly one sees a row updated. On PostgreSQL
+    # the other's UPDATE waits for the row lock, then finds the row used (and its successor, committed with
+    # it); on SQLite the other's transaction cannot begin before the first has committed.
     claimed = db.session.execute(
         update(RefreshToken)
         .where(RefreshToken.jti == claims["jti"], RefreshToken.session_id == claims["sid"],
                RefreshToken.used_at.is_(None))
-        .values(used_at=utcnow())
+        .values(used_at=utcnow(), replaced_by=successor)
     ).rowcount
     if claimed != 1:
-        known = db.session.get(RefreshToken, claims["jti"])
-        if known is None:
-            raise InvalidToken("Unknown refresh token.")
-        # A replayed refresh token means it leaked: end the whole login it came from.
-        _revoke_session(known.session_id, "refresh_reuse")
-        db.session.flush()
-        raise TokenReplayed("This refresh token was already used; every token of its login is now revoked.")
+        return _repeat_or_revoke(claims)
     session, user = _live_session_and_user(claims["sid"], int(claims["sub"]))
-    return _issue(user, session)
+    return _issue(user, session, successor)
+
+
+def _repeat_or_revoke(claims: dict) -> TokenPair:
+    """A refresh token that was exchanged already: a repeat within the grace window gets the first exchange's
+    pair again (two tabs, a retry after a lost answer); any other use means the token leaked."""
+    known = db.session.execute(
+        select(RefreshToken.session_id, RefreshToken.used_at, RefreshToken.replaced_by)
+        .where(RefreshToken.jti == claims["jti"])
+    ).first()
+    if known is None:
+        raise InvalidToken("Unknown refresh token.")
+    grace_s = current_app.config["REFRESH_REUSE_GRACE_S"]
+    if (grace_s > 0 and known.replaced_by is not None and known.used_at is not None
+            and utcnow() - known.used_at <= timedelta(seconds=grace_s)):
+        successor = db.session.execute(
+            select(RefreshToken.jti, RefreshToken.issued_at, RefreshToken.used_at)
+            .where(RefreshToken.jti == known.replaced_by, RefreshToken.session_id == known.session_id)
+        ).first()
+        # Only while the successor is the login's newest token: once it was exchanged in turn, handing it
+        # out again would give a dead token, and a repeat so late in the chain is not a retry.
+        if successor is not None and successor.used_at is None:
+            session, user = _live_session_and_user(known.session_id, int(claims["sub"]))
+            return _pair(user.id, session.id, successor.jti, successor.issued_at)
+    # A replayed refresh token means it leaked: end the whole login it came from.
+    _revoke_session(known.session_id, "refresh_reuse")
+    db.session.flush()
+    raise TokenReplayed("This refresh token was already used; every token of its login is now revoked.")
 
 
 def logout(refresh_token: str) -> None:
@@ -127,7 +162,8 @@ def logout(refresh_token: str) -> None:
     db.session.flush()
 
 
-def user_for_access_token(access_token: str) -> User:
+def caller_for_access_token(access_token: str) -> tuple[User, str]:
+    """The user of a live login and the id of that login (the token's sid)."""
     claims = tokens.decode(access_token, tokens.ACCESS)
     # Runs on every request: one query, one entity; the session's state comes back as plain columns.
     row = db.session.execute(
@@ -139,4 +175,4 @@ def user_for_access_token(access_token: str) -> User:
         raise InvalidToken("The token's session does not exist.")
     user, revoked_at, expires_at = row
     _check_live(revoked_at, expires_at, user)
-    return user
+    return user, claims["sid"]

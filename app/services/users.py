@@ -8,6 +8,7 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import Select, func, or_, select
 
+from app import spatial
 from app.auth.passwords import hash_password, verify_password
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.extensions import db
@@ -125,13 +126,18 @@ def _check_password(password: str) -> None:
 def update_user(actor: User, user: User, changes: dict[str, Any]) -> User:
     """An admin's edit: name, phone, role (with a supervisor's cell), active, password reset.
 
-    Deactivating or resetting the password ends every login of the user at once.
+    Deactivating or resetting the password ends every login of the user at once. No change may leave the
+    service without an active admin.
     """
     role = changes.get("role", user.role)
     if role not in {r.value for r in Role}:
         raise ValidationFailed(errors={"role": [f"Must be one of {', '.join(r.value for r in Role)}."]})
     if user.id == actor.id and (changes.get("active") is False or role != user.role):
         raise Conflict("You cannot deactivate yourself or change your own role.", code="self_lockout")
+    if _is_active_admin(user.role, user.active) and not _is_active_admin(role, changes.get("active", user.active)):
+        # Before any change is flushed: holding one user's row while queueing for the admins' locks could
+        # deadlock with a concurrent edit that holds another.
+        _require_another_active_admin(user)
     cell_id = user.cell_id if role == Role.supervisor.value else None
     if "cell_code" in changes:
         code = changes["cell_code"]
@@ -162,13 +168,36 @@ def update_user(actor: User, user: User, changes: dict[str, Any]) -> User:
     return user
 
 
-def update_me(user: User, changes: dict[str, Any]) -> User:
-    """A user's own edit: display name, phone, and a password change that proves the old one."""
+def _is_active_admin(role: str, active: bool) -> bool:
+    return role == Role.admin.value and bool(active)
+
+
+def _require_another_active_admin(user: User) -> None:
+    """Refuse (409 last_active_admin) unless an active admin other than `user` remains.
+
+    The active admins' rows are locked first and stay locked until the commit, so two admins demoting each
+    other at once cannot both pass: on PostgreSQL the second waits for the first's commit and then no longer
+    counts the admin the first demoted; on SQLite the second request runs only after the first."""
+    admins = db.session.scalars(spatial.lock_rows(
+        select(User.id).where(User.role == Role.admin.value, User.active.is_(True)).order_by(User.id)
+    )).all()
+    if not any(admin_id != user.id for admin_id in admins):
+        raise Conflict(f"{user.username} is the last active admin; make another admin first.",
+                       code="last_active_admin")
+
+
+def update_me(user: User, changes: dict[str, Any], session_id: str) -> User:
+    """A user's own edit: display name, phone, and a password change that proves the old one.
+
+    A new password ends every other login of the user (whoever knew the old one is signed out); the login
+    `session_id` that made the change stays signed in.
+    """
     if "password" in changes:
         if not verify_password(user.password_hash, changes.get("old_password") or ""):
             raise ValidationFailed(errors={"old_password": ["Does not match your current password."]})
         _check_password(changes["password"])
         user.password_hash = hash_password(changes["password"])
+        revoke_user_sessions(user.id, "password_changed", keep=session_id)
     if "phone" in changes:
         _check_phone(changes["phone"], user)
         user.phone = changes["phone"]

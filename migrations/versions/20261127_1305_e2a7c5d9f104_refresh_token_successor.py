@@ -1,0 +1,24 @@
+"""Refresh tokens: the token each one was exchanged for, so a repeat within the grace window gets the same pair.
+
+Revision ID: e2a7c5d9f104
+Revises: 14e14457806c
+Create Date: 2026-11-27 13:05:00
+"""
+from alembic import op
+import sqlalchemy as sa
+
+revision = 'e2a7c5d9f104'
+down_revision = '14e14457806c'
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    # A nullable column without a default: a plain ADD COLUMN on both backends (no batch rebuild). Tokens
+    # exchanged before it have none, so a repeat of them stays a replay.
+    op.add_column('refresh_tokens', sa.Column('replaced_by', sa.String(36), nullable=True))
+
+
+def downgrade():
+    # Native DROP COLUMN on PostgreSQL and SQLite >= 3.35 (no batch rebuild).
+    op.execute("ALTER TABLE refresh_tokens DROP COLUMN replaced_by")
