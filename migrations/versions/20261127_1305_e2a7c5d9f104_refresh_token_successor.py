@@ -1,14 +1,14 @@
 """Refresh tokens: the token each one was exchanged for, so a repeat within the grace window gets the same pair.
 
 Revision ID: e2a7c5d9f104
-Revises: 14e14457806c
+Revises: e1a2b3c4d5f6
 Create Date: 2026-11-27 13:05:00
 """
 from alembic import op
 import sqlalchemy as sa
 
 revision = 'e2a7c5d9f104'
-down_revision = '14e14457806c'
+down_revision = 'e1a2b3c4d5f6'
 branch_labels = None
 depends_on = None
 
