@@ -139,4 +139,5 @@ def get_request(name):
 @bp.get("/tokens/<name>")
 def token(name):
     value, fmt = _split(name)
+    open311.reader(request.args)  # a key that is sent must be valid, as on every read
     return render(open311.token(value), fmt, "service_requests")
