@@ -105,8 +105,9 @@ class BaseConfig:
         self.OPENAPI_VERSION = "3.1.0"
         self.OPENAPI_URL_PREFIX = "/api/v1"
         self.OPENAPI_JSON_PATH = "openapi.json"
-        self.OPENAPI_SWAGGER_UI_PATH = "/docs"
-        self.OPENAPI_SWAGGER_UI_URL = os.environ.get("SWAGGER_UI_URL", "/api/v1/docs/assets/")
+        # The docs page is app/api/docs.py's (flask-smorest's own page has inline script); Swagger UI's files
+        # come from here, bundled, unless SWAGGER_UI_URL names another place.
+        self.SWAGGER_UI_URL = os.environ.get("SWAGGER_UI_URL", "/api/v1/docs/assets/")
         self.JSON_SORT_KEYS = False
         self.validate()
 
