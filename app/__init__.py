@@ -64,9 +64,11 @@ def register_blueprints(app: Flask) -> None:
 
 
 def register_request_boundary(app: Flask) -> None:
-    """Body checks before the view; whatever a request left uncommitted is rolled back after it."""
+    """Body checks before the view; whatever a request left uncommitted is rolled back after it; every answer's
+    security headers (app/api/headers.py), errors and static files included."""
     from app.api.attachments import is_upload, upload_body_limit
     from app.api.cells import import_body_limit
+    from app.api.headers import set_security_headers
     from app.api.idempotency import hold_before_auth, release_after_request
     from app.errors import problem_response
 
@@ -90,6 +92,8 @@ def register_request_boundary(app: Flask) -> None:
     def _rollback_leftovers(response):
         db.session.rollback()
         return response
+
+    app.after_request(set_security_headers)
 
 
 def register_cli(app: Flask) -> None:

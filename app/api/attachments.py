@@ -115,8 +115,7 @@ class AttachmentContent(MethodView):
                              as_attachment=True, download_name=attachment_service.download_name(attachment),
                              conditional=False, etag=False, max_age=None)
             resp.content_length = attachment.size_bytes
+        # The bytes never change: a client that keeps its own copy revalidates by their hash. HTTP caches keep
+        # none (Cache-Control: no-store, app/api/headers.py): a photo of a case is personal data.
         resp.set_etag(attachment.sha256)
-        # The bytes never change, but access to them can: clients keep a copy and revalidate each time.
-        resp.headers["Cache-Control"] = "private, no-cache"
-        resp.headers["X-Content-Type-Options"] = "nosniff"
         return resp
