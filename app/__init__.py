@@ -6,7 +6,7 @@ import logging
 from flask import Flask, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from app import spatial
+from app import redaction, spatial
 from app.errors import register_error_handlers
 from app import extensions
 from app.extensions import db, migrate
@@ -35,6 +35,8 @@ def create_app(config: BaseConfig | str | None = None) -> Flask:
     app.config["APP_ENV"] = cfg.ENV_NAME
     app.json.ensure_ascii = False  # Chinese names stay readable in answers
     logging.basicConfig(level=app.config["LOG_LEVEL"], format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Credentials and phone numbers never reach a log line (werkzeug's request log included).
+    redaction.install(app.config["PHONE_PATTERN"])
 
     register_extensions(app)
     register_blueprints(app)

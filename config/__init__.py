@@ -99,7 +99,8 @@ class BaseConfig:
         self.UPLOAD_DIR = os.environ.get("UPLOAD_DIR", str(INSTANCE_DIR / "uploads"))
         self.ATTACHMENT_MAX_BYTES = _int_env("ATTACHMENT_MAX_BYTES", 10 * 1024 * 1024)
 
-        self.SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
+        # A database error's text would carry the statement's parameters (phones, hashes, tokens' ids) into logs.
+        self.SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True, "hide_parameters": True}
         self.API_TITLE = "Grid governance API"
         self.API_VERSION = "v1"
         self.OPENAPI_VERSION = "3.1.0"
