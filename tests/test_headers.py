@@ -1,4 +1,4 @@
-"""Headers on every answer: no-store for credentialed and changing requests, nosniff, a CSP; the docs page's strict one."""
+"""Headers on every answer: no-store for credentialed and changing requests, nosniff, a CSP, strict on the docs."""
 from __future__ import annotations
 
 import io
