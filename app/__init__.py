@@ -6,7 +6,7 @@ import logging
 from flask import Flask, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from app import spatial
+from app import redaction, spatial
 from app.errors import register_error_handlers
 from app import extensions
 from app.extensions import db, migrate
@@ -35,6 +35,8 @@ def create_app(config: BaseConfig | str | None = None) -> Flask:
     app.config["APP_ENV"] = cfg.ENV_NAME
     app.json.ensure_ascii = False  # Chinese names stay readable in answers
     logging.basicConfig(level=app.config["LOG_LEVEL"], format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Credentials and phone numbers never reach a log line (werkzeug's request log included).
+    redaction.install(app.config["PHONE_PATTERN"])
 
     register_extensions(app)
     register_blueprints(app)
@@ -64,9 +66,11 @@ def register_blueprints(app: Flask) -> None:
 
 
 def register_request_boundary(app: Flask) -> None:
-    """Body checks before the view; whatever a request left uncommitted is rolled back after it."""
+    """Body checks before the view; whatever a request left uncommitted is rolled back after it; every answer's
+    security headers (app/api/headers.py), errors and static files included."""
     from app.api.attachments import is_upload, upload_body_limit
     from app.api.cells import import_body_limit
+    from app.api.headers import set_security_headers
     from app.api.idempotency import hold_before_auth, release_after_request
     from app.errors import problem_response
 
@@ -90,6 +94,8 @@ def register_request_boundary(app: Flask) -> None:
     def _rollback_leftovers(response):
         db.session.rollback()
         return response
+
+    app.after_request(set_security_headers)
 
 
 def register_cli(app: Flask) -> None:

@@ -245,7 +245,8 @@ def handle_http_exception(err: HTTPException) -> Response:
 def handle_integrity_error(err: IntegrityError) -> Response:
     # A unique or foreign-key race that the services' checks could not see.
     _rollback()
-    log.info("integrity error turned into 409: %s", err.orig)
+    # Only the first line: PostgreSQL's DETAIL line repeats the conflicting values (a phone number, say).
+    log.info("integrity error turned into 409: %s", str(err.orig).split("\n", 1)[0])
     return problem_response(409, "conflict", "Conflict",
                             "The change conflicts with existing data (a concurrent request may have made it first).")
 

@@ -102,14 +102,16 @@ class BaseConfig:
         self.UPLOAD_DIR = os.environ.get("UPLOAD_DIR", str(INSTANCE_DIR / "uploads"))
         self.ATTACHMENT_MAX_BYTES = _int_env("ATTACHMENT_MAX_BYTES", 10 * 1024 * 1024)
 
-        self.SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
+        # A database error's text would carry the statement's parameters (phones, hashes, tokens' ids) into logs.
+        self.SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True, "hide_parameters": True}
         self.API_TITLE = "Grid governance API"
         self.API_VERSION = "v1"
         self.OPENAPI_VERSION = "3.1.0"
         self.OPENAPI_URL_PREFIX = "/api/v1"
         self.OPENAPI_JSON_PATH = "openapi.json"
-        self.OPENAPI_SWAGGER_UI_PATH = "/docs"
-        self.OPENAPI_SWAGGER_UI_URL = os.environ.get("SWAGGER_UI_URL", "/api/v1/docs/assets/")
+        # The docs page is app/api/docs.py's (flask-smorest's own page has inline script); Swagger UI's files
+        # come from here, bundled, unless SWAGGER_UI_URL names another place.
+        self.SWAGGER_UI_URL = os.environ.get("SWAGGER_UI_URL", "/api/v1/docs/assets/")
         self.JSON_SORT_KEYS = False
         self.validate()
 

@@ -19,4 +19,5 @@ echo "API docs:     http://$HOST:$PORT/api/v1/docs"
 echo "OpenAPI spec: http://$HOST:$PORT/api/v1/openapi.json"
 echo "Health:       http://$HOST:$PORT/healthz  http://$HOST:$PORT/readyz"
 echo
-exec "$BIN/gunicorn" --workers "$WORKERS" --bind "$HOST:$PORT" --access-logfile - wsgi:app
+# gunicorn.conf.py redacts api_key values, tokens and phone numbers from the access and error logs.
+exec "$BIN/gunicorn" --config gunicorn.conf.py --workers "$WORKERS" --bind "$HOST:$PORT" --access-logfile - wsgi:app

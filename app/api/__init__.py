@@ -1,10 +1,7 @@
 """HTTP blueprints under /api/v1: thin MethodViews that parse, check access and call services."""
 from __future__ import annotations
 
-from pathlib import Path
-
-import flask_swagger_ui
-from flask import Blueprint, Flask
+from flask import Flask
 from flask_smorest import Api
 
 API_PREFIX = "/api/v1"
@@ -12,8 +9,9 @@ BEARER = [{"bearerAuth": []}]
 
 
 def register_blueprints(app: Flask, api: Api) -> None:
-    from app.api import (analytics, api_keys, attachments, auth, calendar, categories, cells, escalations, health,
-                         notifications, open311, patrols, reports, residents, stats, sync, tasks, users, workers)
+    from app.api import (analytics, api_keys, attachments, auth, calendar, categories, cells, docs, escalations,
+                         health, notifications, open311, patrols, reports, residents, stats, sync, tasks, users,
+                         workers)
 
     api.spec.components.security_scheme(
         "bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
@@ -22,11 +20,4 @@ def register_blueprints(app: Flask, api: Api) -> None:
         api.register_blueprint(module.blp, url_prefix=API_PREFIX)
     app.register_blueprint(open311.bp)
     app.register_blueprint(health.bp)
-    app.register_blueprint(_docs_assets())
-
-
-def _docs_assets() -> Blueprint:
-    """Swagger UI served from the installed package, so the docs page works without internet access."""
-    dist = Path(flask_swagger_ui.__file__).parent / "dist"
-    return Blueprint("docs_assets", __name__, static_folder=str(dist), static_url_path="/assets",
-                     url_prefix=f"{API_PREFIX}/docs")
+    app.register_blueprint(docs.bp)

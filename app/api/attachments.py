@@ -109,17 +109,18 @@ class AttachmentContent(MethodView):
                             for t in attachment_service.EXTENSIONS}},
         "304": {"description": "If-None-Match named the photo's ETag."}})
     def get(self, report_id, attachment_id):
-        """Download the photo; If-None-Match with its ETag answers 304."""
-        attachment = _attachment(report_id, attachment_id)
+        """Download the photo, named <case number>-<stage>-<id>.<ext>; If-None-Match with its ETag answers 304."""
+        report = report_service.get_report_for(current_user(), report_id)
+        attachment = attachment_service.get_attachment(report, attachment_id)
         if request.if_none_match.contains_weak(attachment.sha256):
             resp = Response(status=304)
         else:
             resp = send_file(attachment_service.open_content(attachment), mimetype=attachment.media_type,
-                             as_attachment=True, download_name=attachment_service.download_name(attachment),
+                             as_attachment=True,
+                             download_name=attachment_service.download_name(report, attachment),
                              conditional=False, etag=False, max_age=None)
             resp.content_length = attachment.size_bytes
+        # The bytes never change: a client that keeps its own copy revalidates by their hash. HTTP caches keep
+        # none (Cache-Control: no-store, app/api/headers.py): a photo of a case is personal data.
         resp.set_etag(attachment.sha256)
-        # The bytes never change, but access to them can: clients keep a copy and revalidate each time.
-        resp.headers["Cache-Control"] = "private, no-cache"
-        resp.headers["X-Content-Type-Options"] = "nosniff"
         return resp

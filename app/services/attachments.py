@@ -178,8 +178,10 @@ def open_content(attachment: Attachment) -> BinaryIO:
     return blob_store().open(attachment.sha256)
 
 
-def download_name(attachment: Attachment) -> str:
-    return attachment.original_name or f"attachment-{attachment.id}.{EXTENSIONS[attachment.media_type]}"
+def download_name(report: Report, attachment: Attachment) -> str:
+    """Named by the server, e.g. 202611270000123-after-17.jpg: the uploader's name is only a label in the metadata,
+    so a hostile one can neither pass an executable's extension on nor bend the Content-Disposition header."""
+    return f"{report.case_number}-{attachment.stage}-{attachment.id}.{EXTENSIONS[attachment.media_type]}"
 
 
 def collect_garbage(min_age_s: float) -> list[str]:
