@@ -85,9 +85,10 @@ class Attachments(MethodView):
 
 
 def _attachment(report_id: int, attachment_id: int):
+    """The case and one of its photos the caller may see (the public view shows few or none)."""
     user = current_user()
     report = report_service.get_report_for(user, report_id)
-    return attachment_service.get_attachment(user, report, attachment_id)
+    return report, attachment_service.get_attachment(user, report, attachment_id)
 
 
 @blp.route("/reports/<int:report_id>/attachments/<int:attachment_id>")
@@ -97,7 +98,7 @@ class AttachmentItem(MethodView):
     @blp.response(200, AttachmentOut)
     def get(self, report_id, attachment_id):
         """One photo's metadata."""
-        return _attachment(report_id, attachment_id)
+        return _attachment(report_id, attachment_id)[1]
 
 
 @blp.route("/reports/<int:report_id>/attachments/<int:attachment_id>/content")
@@ -110,8 +111,7 @@ class AttachmentContent(MethodView):
         "304": {"description": "If-None-Match named the photo's ETag."}})
     def get(self, report_id, attachment_id):
         """Download the photo, named <case number>-<stage>-<id>.<ext>; If-None-Match with its ETag answers 304."""
-        report = report_service.get_report_for(current_user(), report_id)
-        attachment = attachment_service.get_attachment(report, attachment_id)
+        report, attachment = _attachment(report_id, attachment_id)
         if request.if_none_match.contains_weak(attachment.sha256):
             resp = Response(status=304)
         else:
