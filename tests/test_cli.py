@@ -56,6 +56,8 @@ def test_seed_demo_creates_the_demo_district(app, db, seeded):
     # Routine classes count working time, emergencies calendar hours (as the city-management tables do).
     units = dict(db.session.execute(select(Category.code, Category.time_limit_unit)).all())
     assert (units["0102"], units["0103"], units["0501"]) == ("working_hours", "working_days", "hours")
+    # Road hazards are shown to everyone in full; every other class only in the public view.
+    assert set(db.session.scalars(select(Category.code).where(Category.public.is_(True)))) == {"0502", "0503"}
     roles = set(db.session.scalars(select(User.role)))
     assert roles == {r.value for r in Role}
     # The accounts can sign in with the demo password, and a worker serves a grid cell.

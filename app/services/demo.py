@@ -49,6 +49,9 @@ CATEGORIES = [
 ]
 
 SELF_HANDLED = {"0104", "0201"}
+# Hazards on the public road, which the city shows everyone in full (description, exact point, after photos):
+# nothing in them is about a person, and passers-by should know where they are.
+PUBLIC = {"0502", "0503"}
 
 # Open311 attributes (service definitions) for a few classes, asked when a request is filed.
 ATTRIBUTES = {
@@ -121,7 +124,7 @@ def seed_demo(password: str, progress: Callable[[Iterable, str], Iterable] = lam
                                       "time_limit_unit": unit, "keywords": keywords,
                                       "description": f"{group} / {name}",
                                       # Small jobs a grid worker fixes on the spot (撕小广告, 清扫).
-                                      "self_handling": code in SELF_HANDLED,
+                                      "self_handling": code in SELF_HANDLED, "public": code in PUBLIC,
                                       "attributes": ATTRIBUTES.get(code)})
         result.categories_created += int(created)
     this_year = datetime.now(ZoneInfo(current_app.config["TIMEZONE"])).year
