@@ -8,8 +8,9 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from app.models import CaseEvent, Report
+from app.schemas.common import MAX_ID
 from app.services import categories as category_service
-from tests.factories import auth_header, make_category, make_test_grid, make_user
+from tests.factories import auth_header, make_case, make_category, make_test_grid, make_user
 from tests.assertions import assert_problem
 
 PROBLEM = "application/problem+json"
@@ -43,6 +44,60 @@ def test_wrong_method_is_405_with_allow(client, method, path, allowed):
     allow = {m.strip() for m in resp.headers["Allow"].split(",")}
     assert allowed <= allow
     assert allow - allowed <= {"HEAD", "OPTIONS"}
+
+
+# ---- ids beyond the id columns ------------------------------------------------------------------
+# Ids are INTEGER columns (32 bits on PostgreSQL): a larger number names no row and must not reach the database.
+
+TOO_LARGE = [MAX_ID + 1, 2**63, 10**30]
+
+
+@pytest.fixture()
+def admin_headers(db):
+    return auth_header(make_user("admin"))
+
+
+@pytest.mark.parametrize("value", [0, MAX_ID, *TOO_LARGE])
+@pytest.mark.parametrize("path", ["/api/v1/reports/{}", "/api/v1/reports/{}/events", "/api/v1/reports/{}/attachments",
+                                  "/api/v1/reports/1/attachments/{}", "/api/v1/cells/{}", "/api/v1/users/{}",
+                                  "/api/v1/cells/{}/reports/summary"])
+def test_a_path_id_outside_the_id_range_names_nothing(client, admin_headers, path, value):
+    resp = client.get(path.format(value), headers=admin_headers)
+    assert resp.status_code == 404 and resp.mimetype == PROBLEM, resp.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("value", TOO_LARGE)
+@pytest.mark.parametrize("url, name", [
+    ("/api/v1/reports?cell_id={}", "cell_id"), ("/api/v1/reports?assignee_id={}", "assignee_id"),
+    ("/api/v1/reports?within={}", "within"), ("/api/v1/cells?parent_id={}", "parent_id"),
+    ("/api/v1/users?cell_id={}", "cell_id"), ("/api/v1/workers?cell={}", "cell"),
+    ("/api/v1/patrols/coverage?cell={}", "cell"), ("/api/v1/analytics/hotspots?cell={}", "cell"),
+])
+def test_a_query_id_outside_the_id_range_is_422(client, admin_headers, url, name, value):
+    problem = assert_problem(client.get(url.format(value), headers=admin_headers), 422, "validation_failed")
+    assert name in problem["errors"]
+
+
+@pytest.mark.parametrize("action, body", [("assign", {"assignee_id": 2**63}), ("reroute", {"cell_id": 2**63}),
+                                          ("mark_duplicate", {"duplicate_of": MAX_ID + 1})])
+def test_a_body_id_outside_the_id_range_is_422_and_changes_nothing(client, db, action, body):
+    cells = make_test_grid()
+    admin = make_user("admin")
+    report = make_case(make_user("resident"), make_category(), cells["11010500100101"])
+    before = (report.status, report.version)
+    resp = client.post(f"/api/v1/reports/{report.id}/actions/{action}", json=body,
+                       headers={**auth_header(admin), "If-Match": f'"{report.version}"'})
+    problem = assert_problem(resp, 422, "validation_failed")
+    assert set(problem["errors"]) == set(body)
+    db.session.expire_all()
+    assert (db.session.get(Report, report.id).status, db.session.get(Report, report.id).version) == before
+    assert db.session.scalar(select(func.count()).select_from(CaseEvent)) == 0
+
+
+def test_openapi_documents_the_id_range(client):
+    spec = client.get("/api/v1/openapi.json").json
+    (param,) = spec["paths"]["/api/v1/reports/{report_id}"]["parameters"]
+    assert param["schema"] == {"type": "integer", "minimum": 1, "maximum": MAX_ID}
 
 
 # ---- unhandled errors ---------------------------------------------------------------------------

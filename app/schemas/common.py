@@ -30,6 +30,16 @@ class StrictInteger(fields.Integer):
         return super()._deserialize(value, attr, data, **kwargs)
 
 
+# Row ids are INTEGER columns: 32 bits on PostgreSQL (64 on SQLite), so no row has an id above this.
+MAX_ID = 2**31 - 1
+
+
+def Id(*, from_query: bool = False, **kw):  # noqa: N802 - reads as a field type
+    """A row id, 1..MAX_ID: a larger one names nothing and would overflow the database's integer."""
+    field = fields.Integer if from_query else StrictInteger
+    return field(validate=validate.Range(min=1, max=MAX_ID), **kw)
+
+
 class StrictBoolean(fields.Boolean):
     def _deserialize(self, value, attr, data, **kwargs):
         if not isinstance(value, bool):

@@ -9,7 +9,7 @@ from marshmallow import Schema, ValidationError, fields, post_load, validate
 
 from app.coords import CRS_VALUES
 from app.schemas.auth import CellRef, UserRef
-from app.schemas.common import LocalDateTime, PageArgs, page_of
+from app.schemas.common import Id, LocalDateTime, PageArgs, page_of
 from app.services.patrols import MAX_POINTS, PatrolPoint, reason
 
 POINT_FIELDS = ("time", "lon", "lat", "crs", "accuracy")
@@ -140,7 +140,7 @@ class CheckinResultOut(Schema):
 
 
 class CoverageArgs(PageArgs):
-    cell = fields.Integer(required=True, validate=validate.Range(min=1),
+    cell = Id(from_query=True, required=True,
                           metadata={"description": "A cell id: itself if a grid cell, else its subtree's grid cells."})
     date = fields.Date(load_default=None, metadata={"description": "Local day (TIMEZONE); default today."})
 

@@ -3,12 +3,12 @@ from marshmallow import Schema, fields, validate
 
 from app.models import Duty
 from app.schemas.auth import CellRef, UserRef
-from app.schemas.common import LocalDateTime, PageArgs, StrictInteger, page_of
+from app.schemas.common import Id, LocalDateTime, PageArgs, page_of
 from app.schemas.reports import LocationIn
 
 
 class AssignmentIn(Schema):
-    user_id = StrictInteger(required=True, validate=validate.Range(min=1))
+    user_id = Id(required=True)
     duty = fields.String(load_default=Duty.primary.value, validate=validate.OneOf([d.value for d in Duty]))
     valid_from = fields.Date(load_default=None, metadata={"description": "Local day; default today."})
     valid_to = fields.Date(load_default=None, allow_none=True,
@@ -76,5 +76,5 @@ WorkerPage = page_of(WorkerOut, "WorkerPage")
 
 
 class WorkerListArgs(PageArgs):
-    cell = fields.Integer(validate=validate.Range(min=1), metadata={"description": "Workers serving it today."})
+    cell = Id(from_query=True, metadata={"description": "Workers serving it today."})
     on_duty = fields.Boolean()
