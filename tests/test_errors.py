@@ -221,6 +221,32 @@ def test_openapi_security_matches_what_the_endpoints_enforce(app, client, db):
                 assert resp.mimetype == PROBLEM
 
 
+def test_every_member_an_error_carries_is_in_the_published_problem_schema(client, db):
+    """The Problem schema is closed (additionalProperties false), so each extension member must be declared."""
+    cells = make_test_grid()
+    admin = make_user("admin")
+    report = make_case(make_user("resident"), make_category(), cells["11010500100101"], status="closed")
+    headers = auth_header(admin)
+    problems = [
+        client.post(f"/api/v1/reports/{report.id}/actions/accept", json={},
+                    headers={**headers, "If-Match": f'"{report.version}"'}),  # 409: action, case_status
+        client.post("/api/v1/categories", json={"code": "x"}, headers=headers),  # 422: errors
+        client.post("/api/v1/cells/import", headers=headers,  # 422 with a list of bad features
+                    json={"type": "FeatureCollection", "features": [{"type": "Feature"}]}),
+        client.get("/api/v1/reports"),  # 401
+        client.delete("/api/v1/reports"),  # 405
+    ]
+    schema = client.get("/api/v1/openapi.json").json["components"]["schemas"]["Problem"]
+    assert schema["additionalProperties"] is False
+    declared = set(schema["properties"])
+    seen = set()
+    for resp in problems:
+        assert resp.mimetype == PROBLEM, resp.get_data(as_text=True)
+        assert set(resp.json) <= declared, (resp.json, declared)
+        seen |= set(resp.json)
+    assert {"errors", "action", "case_status"} <= seen
+
+
 def test_docs_page_is_html(client):
     resp = client.get("/api/v1/docs")
     assert resp.status_code == 200
