@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from urllib.parse import quote
 
 import pytest
 from sqlalchemy import func, select
@@ -92,6 +93,41 @@ def test_a_body_id_outside_the_id_range_is_422_and_changes_nothing(client, db, a
     db.session.expire_all()
     assert (db.session.get(Report, report.id).status, db.session.get(Report, report.id).version) == before
     assert db.session.scalar(select(func.count()).select_from(CaseEvent)) == 0
+
+
+# ---- times at the ends of the calendar -------------------------------------------------------------
+# Python's datetimes hold years 1 to 9999: a time whose conversion to UTC or to TIMEZONE (or a window derived
+# from it) would leave them is refused by the one datetime rule, wherever a time or a date is taken.
+
+EDGE_TIMES = ["0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00", "0001-01-01T00:00:00Z",
+              "9999-12-31T23:59:59Z"]
+
+
+@pytest.mark.parametrize("value", EDGE_TIMES)
+@pytest.mark.parametrize("query, name", [
+    ("/api/v1/reports?created_from={}", "created_from"), ("/api/v1/reports?created_to={}", "created_to"),
+    ("/api/v1/reports.geojson?created_from={}", "created_from"),
+    ("/api/v1/analytics/hotspots?from={}", "from"), ("/api/v1/analytics/heatmap?to={}", "to"),
+    ("/api/v1/analytics/trend?to={}", "to"),
+    ("/api/v1/stats/summary?cell=110105&from={}&to=2026-01-01T00:00:00Z", "from"),
+    ("/api/v1/stats/summary?cell=110105&from=2026-01-01T00:00:00Z&to={}", "to"),
+])
+def test_a_time_at_the_ends_of_the_calendar_is_422(client, admin_headers, query, name, value):
+    resp = client.get(query.format(quote(value)), headers=admin_headers)
+    assert name in assert_problem(resp, 422, "validation_failed")["errors"]
+
+
+@pytest.mark.parametrize("body", [{"valid_from": "0001-01-01"}, {"valid_to": "9999-12-31"}])
+def test_a_date_at_the_ends_of_the_calendar_is_422_and_assigns_nothing(client, db, body):
+    cells = make_test_grid()
+    worker = make_user("worker")
+    url = f"/api/v1/cells/{cells['11010500100101'].id}/workers"
+    headers = auth_header(make_user("admin"))
+    problem = assert_problem(client.post(url, headers=headers, json={"user_id": worker.id, **body}), 422,
+                             "validation_failed")
+    assert set(problem["errors"]) == set(body)
+    assert client.get(url, headers=headers).json["total"] == 0
+    assert_problem(client.get(f"{url}?on=0001-01-01", headers=headers), 422, "validation_failed")
 
 
 def test_openapi_documents_the_id_range(client):

@@ -8,7 +8,7 @@ from flask import Blueprint, Flask
 from flask_smorest import Api
 from werkzeug.routing import IntegerConverter
 
-from app.schemas.common import MAX_ID
+from app.models.base import MAX_ID
 
 API_PREFIX = "/api/v1"
 BEARER = [{"bearerAuth": []}]

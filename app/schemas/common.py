@@ -8,6 +8,7 @@ from flask import current_app
 from marshmallow import Schema, ValidationError, fields, validate
 
 from app.coords import CRS_VALUES
+from app.models.base import MAX_ID, TIME_RANGE_ERROR, within_time_range
 from app.services.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 
 
@@ -28,10 +29,6 @@ class StrictInteger(fields.Integer):
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValidationError("Not an integer.")
         return super()._deserialize(value, attr, data, **kwargs)
-
-
-# Row ids are INTEGER columns: 32 bits on PostgreSQL (64 on SQLite), so no row has an id above this.
-MAX_ID = 2**31 - 1
 
 
 def Id(*, from_query: bool = False, **kw):  # noqa: N802 - reads as a field type
@@ -57,7 +54,23 @@ class LocalDateTime(fields.DateTime):
 
 
 class AwareDateTime(fields.AwareDateTime):
-    """Input datetimes must carry an offset; a bare local time is ambiguous."""
+    """Input datetimes must carry an offset (a bare local time is ambiguous) and lie within the time range."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        moment = super()._deserialize(value, attr, data, **kwargs)
+        if not within_time_range(moment):
+            raise ValidationError(TIME_RANGE_ERROR)
+        return moment
+
+
+class Day(fields.Date):
+    """An input calendar date within the time range: its local midnight must convert to UTC and back."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        day = super()._deserialize(value, attr, data, **kwargs)
+        if not within_time_range(day):
+            raise ValidationError(TIME_RANGE_ERROR)
+        return day
 
 
 def Longitude(*, from_query: bool = False, **kw):  # noqa: N802 - reads as a field type
