@@ -1,6 +1,7 @@
 """Cross-cutting HTTP behaviour: problem+json for 404, 405 and unhandled errors; the OpenAPI document and docs."""
 from __future__ import annotations
 
+import json
 import re
 from urllib.parse import quote
 
@@ -8,6 +9,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from app.api.inputs import TEXT_ERROR
 from app.models import CaseEvent, Report
 from app.schemas.common import MAX_ID
 from app.services import categories as category_service
@@ -128,6 +130,66 @@ def test_a_date_at_the_ends_of_the_calendar_is_422_and_assigns_nothing(client, d
     assert set(problem["errors"]) == set(body)
     assert client.get(url, headers=headers).json["total"] == 0
     assert_problem(client.get(f"{url}?on=0001-01-01", headers=headers), 422, "validation_failed")
+
+
+# ---- text and JSON the database or the parser cannot take -----------------------------------------
+# One rule at the boundary: no NUL (PostgreSQL text cannot hold it) and no lone surrogate (no UTF-8 for it) in
+# any key or string of the body, the query, a form or the path; JSON nested deeper than 64 levels is malformed.
+
+def _post_report(client, headers, body: str):
+    return client.post("/api/v1/reports", data=body, headers={**headers, "Content-Type": "application/json"})
+
+
+def _report_body(**fields) -> dict:
+    return {"category_code": "T1", "description": "x", "location": {"lon": 116.405, "lat": 39.905}, **fields}
+
+
+@pytest.fixture()
+def filing(db):
+    make_test_grid()
+    make_category("T1")
+    return auth_header(make_user("resident"))
+
+
+def _stored(db) -> tuple[int, int]:
+    return (db.session.scalar(select(func.count()).select_from(Report)),
+            db.session.scalar(select(func.count()).select_from(CaseEvent)))
+
+
+@pytest.mark.parametrize("body, field", [
+    (_report_body(description="a\x00b"), "description"),
+    (_report_body(description="\ud800"), "description"),
+    (_report_body(address="ok \udfff"), "address"),
+    (_report_body(location={"lon": 116.405, "lat": 39.905, "crs": "wgs\x0084"}), "location.crs"),
+    ({**_report_body(), "n\x00te": 1}, "n\ufffdte"),
+], ids=["nul", "lone-high-surrogate", "lone-low-surrogate", "nested", "key"])
+def test_nul_or_a_lone_surrogate_in_a_json_body_is_422_and_changes_nothing(client, db, filing, body, field):
+    # json.dumps escapes both (\u0000, \ud800), as any client's JSON encoder may.
+    problem = assert_problem(_post_report(client, filing, json.dumps(body)), 422, "validation_failed")
+    assert problem["errors"] == {field: [TEXT_ERROR]}
+    assert _stored(db) == (0, 0)
+
+
+@pytest.mark.parametrize("url, name", [("/api/v1/users?q=a%00b", "q"), ("/api/v1/reports?category=%00", "category"),
+                                       ("/api/v1/reports?x%00=1", "x\ufffd")])
+def test_nul_in_the_query_string_is_422(client, admin_headers, url, name):
+    problem = assert_problem(client.get(url, headers=admin_headers), 422, "validation_failed")
+    assert problem["errors"] == {name: [TEXT_ERROR]}
+
+
+@pytest.mark.parametrize("body", ["[" * 100_000 + "]" * 100_000,
+                                  json.dumps(_report_body(location=[[[[[[[[]]]]]]]])).replace("[]", "[" * 60 + "]" * 60),
+                                  '{"description": "\xff\xfe"}'.encode("latin-1")],
+                         ids=["past-the-recursion-limit", "past-64-levels", "not-utf-8"])
+def test_a_json_body_too_deep_or_not_utf8_is_400_malformed_json_and_changes_nothing(client, db, filing, body):
+    assert_problem(_post_report(client, filing, body), 400, "malformed_json")
+    assert _stored(db) == (0, 0)
+
+
+def test_a_json_body_64_levels_deep_is_parsed(client, filing):
+    body = json.dumps(_report_body(location=[])).replace("[]", "[" * 63 + "]" * 63)
+    problem = assert_problem(_post_report(client, filing, body), 422, "validation_failed")
+    assert "location" in problem["errors"]
 
 
 def test_openapi_documents_the_id_range(client):

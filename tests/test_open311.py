@@ -224,6 +224,12 @@ def test_unknown_or_inactive_service_is_404(client, db, w, fmt, code):
     assert_open311_error(client.get(f"{BASE}/services/{code}.{fmt}"), 404, fmt)
 
 
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("path", ["services/a%00b", "requests/2026%00", "tokens/%00"])
+def test_nul_in_the_path_is_400_in_the_open311_form(client, db, w, fmt, path):
+    assert "NUL" in assert_open311_error(client.get(f"{BASE}/{path}.{fmt}"), 400, fmt)
+
+
 @pytest.mark.parametrize("path", ["services.html", "services/PH1.csv", "services/PH1", "services", "discovery",
                                   "requests.yaml", "requests/1.txt", "tokens/abc", "nothing.json"])
 def test_unknown_format_or_route_is_404_in_the_open311_json_form(client, db, w, path):
@@ -356,6 +362,8 @@ BAD_INPUTS = {
     "lat NaN": dict(lat="nan"),
     "long infinite": dict(long="inf"),
     "description over 4000": dict(description="x" * 4001),
+    "NUL in the description": dict(description="a\x00b"),
+    "NUL in a contact field": dict(first_name="\x00"),
     "media_url ftp": dict(media_url="ftp://example.com/a.jpg"),
     "media_url not a URL": dict(media_url="not a url"),
     "media_url javascript": dict(media_url="javascript:alert(1)"),
