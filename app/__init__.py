@@ -92,6 +92,13 @@ def register_request_boundary(app: Flask) -> None:
         db.session.rollback()
         return response
 
+    @app.after_request
+    def _no_type_without_content(response):
+        # A 204 or 304 has no content to describe (RFC 9110), and the API document declares none for them.
+        if response.status_code in (204, 304):
+            response.headers.pop("Content-Type", None)
+        return response
+
 
 def register_cli(app: Flask) -> None:
     from app.cli import register_commands

@@ -198,6 +198,28 @@ def test_openapi_documents_the_id_range(client):
     assert param["schema"] == {"type": "integer", "minimum": 1, "maximum": MAX_ID}
 
 
+# ---- answers without content ---------------------------------------------------------------------
+
+def test_a_204_answer_carries_no_content_type(client, db):
+    """The document declares no content for a 204, so the answer must not claim a media type either."""
+    from tests.factories import make_api_key, make_assignment, tokens_for
+
+    cells = make_test_grid()
+    admin = make_user("admin")
+    headers = auth_header(admin)
+    grid = cells["11010500100101"]
+    leaf = make_user("worker")
+    answers = [
+        client.delete(f"/api/v1/api-keys/{make_api_key('k').api_key.id}", headers=headers),
+        client.delete(f"/api/v1/cells/{grid.id}/workers/{make_assignment(leaf, grid).id}", headers=headers),
+        client.delete(f"/api/v1/cells/{cells['11010500100104'].id}", headers=headers),
+        client.post("/api/v1/auth/logout", json={"refresh_token": tokens_for(admin).refresh_token}),
+    ]
+    for resp in answers:
+        assert resp.status_code == 204, resp.get_data(as_text=True)
+        assert resp.data == b"" and "Content-Type" not in resp.headers, resp.headers
+
+
 # ---- unhandled errors ---------------------------------------------------------------------------
 # The session's app has served requests, so Flask no longer lets a test add a route to it; a service
 # function that raises stands in for a bug.
