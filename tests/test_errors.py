@@ -198,6 +198,30 @@ def test_openapi_documents_the_id_range(client):
     assert param["schema"] == {"type": "integer", "minimum": 1, "maximum": MAX_ID}
 
 
+# ---- repeated and array-valued query parameters ---------------------------------------------------
+
+def test_repeated_or_array_valued_query_parameters_get_a_clean_answer(client, db):
+    """Every documented query parameter of every GET, sent twice with clashing values or as `name[]`."""
+    cells = make_test_grid()
+    headers = auth_header(make_user("admin"))
+    spec = client.get("/api/v1/openapi.json").json
+    ids = {"report_id": 1, "cell_id": cells["110105"].id, "user_id": 1, "attachment_id": 1, "day": "2026-01-01"}
+    checked = 0
+    for path, item in spec["paths"].items():
+        operation = item.get("get")
+        if operation is None:
+            continue
+        url = re.sub(r"{(\w+)}", lambda m: str(ids[m.group(1)]), path)
+        for param in (p for p in operation.get("parameters", []) if p["in"] == "query"):
+            name = param["name"]
+            for query in (f"{name}=1&{name}=x", f"{name}[]=1&{name}[]=2", f"{name}=&{name}=1"):
+                resp = client.get(f"{url}?{query}", headers=headers)
+                assert resp.status_code < 500, (url, query, resp.get_data(as_text=True))
+                assert resp.status_code < 400 or resp.mimetype == PROBLEM, (url, query)
+                checked += 1
+    assert checked > 100
+
+
 # ---- answers without content ---------------------------------------------------------------------
 
 def test_a_204_answer_carries_no_content_type(client, db):
