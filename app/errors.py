@@ -140,6 +140,8 @@ class IdempotencyKeyReused(DomainError):
 class IdempotencyRequestInProgress(Conflict):
     code = "idempotency_request_in_progress"
     title = "A request with this Idempotency-Key is still being processed"
+
+
 class MalformedJSON(DomainError):
     code = "malformed_json"
     title = "The request body is not valid JSON"

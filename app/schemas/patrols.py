@@ -145,7 +145,7 @@ class CheckinResultOut(Schema):
 
 class CoverageArgs(PageArgs):
     cell = Id(from_query=True, required=True,
-                          metadata={"description": "A cell id: itself if a grid cell, else its subtree's grid cells."})
+              metadata={"description": "A cell id: itself if a grid cell, else its subtree's grid cells."})
     date = Day(load_default=None, metadata={"description": "Local day (TIMEZONE); default today."})
 
 

@@ -154,8 +154,7 @@ class ReportListArgs(PageArgs):
     crs = CrsField()
     bbox = BBox(validate=_small_box, metadata={"description": "min_lon,min_lat,max_lon,max_lat (WGS-84), "
                                                              "at most 0.5 degree a side."})
-    within = Id(from_query=True,
-                            metadata={"description": "Inside that cell's polygon, wherever routed."})
+    within = Id(from_query=True, metadata={"description": "Inside that cell's polygon, wherever routed."})
 
     @validates_schema
     def _near_needs_radius(self, data, **kwargs):

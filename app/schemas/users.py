@@ -11,8 +11,7 @@ ROLES = [r.value for r in Role]
 class UserListArgs(PageArgs):
     role = fields.String(validate=validate.OneOf(ROLES))
     active = fields.Boolean()
-    cell_id = Id(from_query=True,
-                             metadata={"description": "Supervisors of this cell and workers serving it today."})
+    cell_id = Id(from_query=True, metadata={"description": "Supervisors of this cell and workers serving it today."})
     q = fields.String(validate=validate.Length(min=1, max=64),
                       metadata={"description": "Part of the username, display name or phone number."})
 
