@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 export FLASK_APP := wsgi
 
-.PHONY: run test test-spatialite test-postgis bench bench-escalate bench-geo bench-field venv clean
+.PHONY: run test test-spatialite test-postgis fuzz fuzz-http bench bench-escalate bench-geo bench-field venv clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,17 @@ test-spatialite: $(STAMP)
 
 test-postgis: $(STAMP)
 	TEST_BACKEND=postgis $(BIN)/pytest -q -p no:cacheprovider tests
+
+# The fuzz of `make test` with many more examples (FUZZ_EXAMPLES, default 100) on both backends, and a summary.
+fuzz: $(STAMP)
+	scripts/ensure-spatialite.sh
+	scripts/ensure-postgis.sh
+	scripts/fuzz.sh
+
+# schemathesis run over HTTP against gunicorn on a fresh PostGIS database, as admin and as resident.
+fuzz-http: $(STAMP)
+	scripts/ensure-postgis.sh
+	scripts/fuzz-http.sh
 
 bench: $(STAMP)
 	scripts/ensure-postgis.sh

@@ -72,6 +72,7 @@ def register_request_boundary(app: Flask) -> None:
     from app.api.cells import import_body_limit
     from app.api.headers import set_security_headers
     from app.api.idempotency import hold_before_auth, release_after_request
+    from app.api.inputs import check_inputs
     from app.errors import problem_response
 
     @app.before_request
@@ -80,11 +81,11 @@ def register_request_boundary(app: Flask) -> None:
         if is_upload():
             # Multipart, not JSON: the view checks the body's type once the caller is known.
             upload_body_limit()
-            return None
-        if request.method in JSON_BODY_METHODS and request.path.startswith("/api/") and \
+        elif request.method in JSON_BODY_METHODS and request.path.startswith("/api/") and \
                 (request.content_length or request.headers.get("Transfer-Encoding")) and not request.is_json:
             return problem_response(415, "unsupported_media_type", "Unsupported Media Type",
                                     "Send the body as application/json.")
+        check_inputs()
         return None
 
     app.before_request(hold_before_auth)
@@ -96,6 +97,13 @@ def register_request_boundary(app: Flask) -> None:
         return response
 
     app.after_request(set_security_headers)
+
+    @app.after_request
+    def _no_type_without_content(response):
+        # A 204 or 304 has no content to describe (RFC 9110), and the API document declares none for them.
+        if response.status_code in (204, 304):
+            response.headers.pop("Content-Type", None)
+        return response
 
 
 def register_cli(app: Flask) -> None:

@@ -75,11 +75,22 @@ def bd09_to_wgs84(lon: float, lat: float) -> tuple[float, float]:
     return gcj02_to_wgs84(*bd09_to_gcj02(lon, lat))
 
 
+def _within_range(lon: float, lat: float) -> tuple[float, float]:
+    """BD-09's offset applies everywhere, so undoing it near a pole or the antimeridian can step off WGS-84's range
+    by up to ~700 m: past a pole is that pole, past the antimeridian wraps round."""
+    if lon > 180:
+        lon -= 360
+    elif lon < -180:
+        lon += 360
+    return lon, max(-90.0, min(90.0, lat))
+
+
 def to_wgs84(lon: float, lat: float, crs: str = "wgs84") -> tuple[float, float]:
+    """WGS-84 lon/lat, always within [-180, 180] x [-90, 90] for an input within them."""
     if crs == "wgs84":
         return lon, lat
     if crs == "gcj02":
-        return gcj02_to_wgs84(lon, lat)
+        return _within_range(*gcj02_to_wgs84(lon, lat))
     if crs == "bd09":
-        return bd09_to_wgs84(lon, lat)
+        return _within_range(*bd09_to_wgs84(lon, lat))
     raise ValueError(f"unknown crs {crs!r}; expected one of {CRS_VALUES}")

@@ -19,15 +19,23 @@ OPEN311_PREFIX = "/open311/"
 
 
 class ProblemSchema(Schema):
-    """RFC 7807 problem details, as every error answers."""
+    """RFC 7807 problem details, as every error answers.
+
+    The members after `instance` are our extension members (RFC 7807 section 3.2), each present only on the
+    problems that carry it. Every member an error may carry is declared here: the document stays closed to
+    others, so the fuzz (tests/test_fuzz.py) catches a new one that nobody documented."""
 
     type = fields.String(metadata={"description": "URI reference naming the problem type"})
     title = fields.String()
     status = fields.Integer()
     detail = fields.String()
     code = fields.String(metadata={"description": "Stable machine-readable code"})
-    instance = fields.String()
-    errors = fields.Raw(metadata={"description": "Field errors, or the bad features of an import"})
+    instance = fields.String(metadata={"description": "The request path"})
+    errors = fields.Raw(metadata={"description": "validation_failed and the like: the fields in error, each with "
+                                                 "its messages; a grid import: its bad features"})
+    action = fields.String(metadata={"description": "transition_not_allowed: the action refused"})
+    case_status = fields.String(metadata={"description": "transition_not_allowed: the case's status, which the "
+                                                         "action may not leave from"})
 
 
 class DomainError(Exception):
@@ -132,6 +140,13 @@ class IdempotencyKeyReused(DomainError):
 class IdempotencyRequestInProgress(Conflict):
     code = "idempotency_request_in_progress"
     title = "A request with this Idempotency-Key is still being processed"
+
+
+class MalformedJSON(DomainError):
+    code = "malformed_json"
+    title = "The request body is not valid JSON"
+
+
 class PayloadTooLarge(DomainError):
     status = 413
     code = "payload_too_large"

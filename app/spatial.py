@@ -380,6 +380,16 @@ def mercator_xy(lon: float, lat: float, scale: float) -> tuple[float, float]:
     return x * scale, y * scale
 
 
+# Web Mercator (EPSG:3857) ends at this latitude: the poles lie at infinity. A report beyond it (a point at a pole
+# is valid WGS-84) cannot be measured there, so clustering leaves it out rather than fail for everyone.
+MERCATOR_MAX_LAT = 85.05112878
+
+
+def _projectable(points: Select) -> Select:
+    sub = points.subquery()
+    return select(sub).where(func.ST_Y(sub.c.location).between(-MERCATOR_MAX_LAT, MERCATOR_MAX_LAT))
+
+
 def _mercator_scale_sql(sub):
     return func.cos(func.radians(select(func.avg(func.ST_Y(sub.c.location))).scalar_subquery()))
 
@@ -393,7 +403,7 @@ def clustered_points(points: Select, eps_m: float, min_points: int) -> list[dict
     10 km city, and it is the one projection both PostGIS and plain Python compute identically.
     PostGIS runs ST_ClusterDBSCAN; SpatiaLite gets the same algorithm in Python (app.services.dbscan).
     """
-    sub = points.subquery()
+    sub = _projectable(points).subquery()
     others = [c for c in sub.c if c.name != "location"]
     lon, lat = func.ST_X(sub.c.location).label("lon"), func.ST_Y(sub.c.location).label("lat")
     if is_postgis():
@@ -424,7 +434,7 @@ def cluster_summaries(points: Select, eps_m: float, min_points: int) -> list[dic
             groups.setdefault(row["cid"], []).append(row)
         return [_summary(rows) for rows in groups.values()]
     # A CTE, so the filtered points are read once for both their mean latitude and the clustering.
-    sub = points.cte("points")
+    sub = _projectable(points).cte("points")
     cid = func.ST_ClusterDBSCAN(func.ST_Transform(sub.c.location, 3857),
                                 literal(float(eps_m)) / _mercator_scale_sql(sub), int(min_points)).over()
     clustered = select(sub, cid.label("cid")).cte("clustered")

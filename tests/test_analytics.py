@@ -86,6 +86,23 @@ def test_hotspots_find_the_constructed_clusters(client, db, world):
     assert get(client, "hotspots", world.admin, category="P01").json["features"] == []
 
 
+@pytest.mark.parametrize("crs", ["wgs84", "bd09"])
+def test_reports_at_the_poles_do_not_break_hotspots(client, db, world, crs):
+    """Web Mercator cannot place a pole: clustering leaves such reports out (and still finds the city's)."""
+    for k in range(5):
+        file(world, at((116.405, 39.905), 4 * k, 72 * k))
+    for lon, lat in [(0.0, 90.0), (0.0, -90.0), (-180.0, -90.0), (180.0, 89.99), (10.0, 85.1)] * 5:
+        resp = client.post("/api/v1/reports", headers=auth_header(world.resident), json={
+            "category_code": "G01", "description": "at a pole", "location": {"lon": lon, "lat": lat, "crs": crs}})
+        assert resp.status_code == 201, resp.json
+    for user in (world.admin, world.supervisor):
+        resp = get(client, "hotspots", user)
+        assert resp.status_code == 200, resp.json
+        assert [f["properties"]["count"] for f in resp.json["features"]] == [5]
+    # The whole globe in 200 m squares: refused as too many, cleanly.
+    assert "size_m" in assert_problem(get(client, "heatmap", world.admin), 422, "validation_failed")["errors"]
+
+
 def test_hotspots_chain_by_density_reachability(client, db, world):
     start = (116.401, 39.905)
     chain = [file(world, at(start, 80 * k, 90)) for k in range(6)]  # 400 m end to end, 80 m steps

@@ -447,6 +447,7 @@ def test_if_none_match_answers_304(client, db, w):
         resp = client.get(path, headers={**auth_header(w.resident), "If-None-Match": header})
         assert resp.status_code == 304, header
         assert resp.data == b""
+        assert "Content-Type" not in resp.headers  # no content to describe, and the document declares none
         assert resp.headers["ETag"] == tag
     resp = client.get(path, headers={**auth_header(w.resident), "If-None-Match": '"something-else"'})
     assert resp.status_code == 200

@@ -1,15 +1,19 @@
 """Cross-cutting HTTP behaviour: problem+json for 404, 405 and unhandled errors; the OpenAPI document and docs."""
 from __future__ import annotations
 
+import json
 import re
+from urllib.parse import quote
 
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from app.api.inputs import TEXT_ERROR
 from app.models import CaseEvent, Report
+from app.schemas.common import MAX_ID
 from app.services import categories as category_service
-from tests.factories import auth_header, make_category, make_test_grid, make_user
+from tests.factories import auth_header, make_case, make_category, make_test_grid, make_user
 from tests.assertions import assert_problem
 
 PROBLEM = "application/problem+json"
@@ -43,6 +47,201 @@ def test_wrong_method_is_405_with_allow(client, method, path, allowed):
     allow = {m.strip() for m in resp.headers["Allow"].split(",")}
     assert allowed <= allow
     assert allow - allowed <= {"HEAD", "OPTIONS"}
+
+
+# ---- ids beyond the id columns ------------------------------------------------------------------
+# Ids are INTEGER columns (32 bits on PostgreSQL): a larger number names no row and must not reach the database.
+
+TOO_LARGE = [MAX_ID + 1, 2**63, 10**30]
+
+
+@pytest.fixture()
+def admin_headers(db):
+    return auth_header(make_user("admin"))
+
+
+@pytest.mark.parametrize("value", [0, MAX_ID, *TOO_LARGE])
+@pytest.mark.parametrize("path", ["/api/v1/reports/{}", "/api/v1/reports/{}/events", "/api/v1/reports/{}/attachments",
+                                  "/api/v1/reports/1/attachments/{}", "/api/v1/cells/{}", "/api/v1/users/{}",
+                                  "/api/v1/cells/{}/reports/summary"])
+def test_a_path_id_outside_the_id_range_names_nothing(client, admin_headers, path, value):
+    resp = client.get(path.format(value), headers=admin_headers)
+    assert resp.status_code == 404 and resp.mimetype == PROBLEM, resp.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("value", TOO_LARGE)
+@pytest.mark.parametrize("url, name", [
+    ("/api/v1/reports?cell_id={}", "cell_id"), ("/api/v1/reports?assignee_id={}", "assignee_id"),
+    ("/api/v1/reports?within={}", "within"), ("/api/v1/cells?parent_id={}", "parent_id"),
+    ("/api/v1/users?cell_id={}", "cell_id"), ("/api/v1/workers?cell={}", "cell"),
+    ("/api/v1/patrols/coverage?cell={}", "cell"), ("/api/v1/analytics/hotspots?cell={}", "cell"),
+])
+def test_a_query_id_outside_the_id_range_is_422(client, admin_headers, url, name, value):
+    problem = assert_problem(client.get(url.format(value), headers=admin_headers), 422, "validation_failed")
+    assert name in problem["errors"]
+
+
+@pytest.mark.parametrize("action, body", [("assign", {"assignee_id": 2**63}), ("reroute", {"cell_id": 2**63}),
+                                          ("mark_duplicate", {"duplicate_of": MAX_ID + 1})])
+def test_a_body_id_outside_the_id_range_is_422_and_changes_nothing(client, db, action, body):
+    cells = make_test_grid()
+    admin = make_user("admin")
+    report = make_case(make_user("resident"), make_category(), cells["11010500100101"])
+    before = (report.status, report.version)
+    resp = client.post(f"/api/v1/reports/{report.id}/actions/{action}", json=body,
+                       headers={**auth_header(admin), "If-Match": f'"{report.version}"'})
+    problem = assert_problem(resp, 422, "validation_failed")
+    assert set(problem["errors"]) == set(body)
+    db.session.expire_all()
+    assert (db.session.get(Report, report.id).status, db.session.get(Report, report.id).version) == before
+    assert db.session.scalar(select(func.count()).select_from(CaseEvent)) == 0
+
+
+# ---- times at the ends of the calendar -------------------------------------------------------------
+# Python's datetimes hold years 1 to 9999: a time whose conversion to UTC or to TIMEZONE (or a window derived
+# from it) would leave them is refused by the one datetime rule, wherever a time or a date is taken.
+
+EDGE_TIMES = ["0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00", "0001-01-01T00:00:00Z",
+              "9999-12-31T23:59:59Z"]
+
+
+@pytest.mark.parametrize("value", EDGE_TIMES)
+@pytest.mark.parametrize("query, name", [
+    ("/api/v1/reports?created_from={}", "created_from"), ("/api/v1/reports?created_to={}", "created_to"),
+    ("/api/v1/reports.geojson?created_from={}", "created_from"),
+    ("/api/v1/analytics/hotspots?from={}", "from"), ("/api/v1/analytics/heatmap?to={}", "to"),
+    ("/api/v1/analytics/trend?to={}", "to"),
+    ("/api/v1/stats/summary?cell=110105&from={}&to=2026-01-01T00:00:00Z", "from"),
+    ("/api/v1/stats/summary?cell=110105&from=2026-01-01T00:00:00Z&to={}", "to"),
+])
+def test_a_time_at_the_ends_of_the_calendar_is_422(client, admin_headers, query, name, value):
+    resp = client.get(query.format(quote(value)), headers=admin_headers)
+    assert name in assert_problem(resp, 422, "validation_failed")["errors"]
+
+
+@pytest.mark.parametrize("body", [{"valid_from": "0001-01-01"}, {"valid_to": "9999-12-31"}])
+def test_a_date_at_the_ends_of_the_calendar_is_422_and_assigns_nothing(client, db, body):
+    cells = make_test_grid()
+    worker = make_user("worker")
+    url = f"/api/v1/cells/{cells['11010500100101'].id}/workers"
+    headers = auth_header(make_user("admin"))
+    problem = assert_problem(client.post(url, headers=headers, json={"user_id": worker.id, **body}), 422,
+                             "validation_failed")
+    assert set(problem["errors"]) == set(body)
+    assert client.get(url, headers=headers).json["total"] == 0
+    assert_problem(client.get(f"{url}?on=0001-01-01", headers=headers), 422, "validation_failed")
+
+
+# ---- text and JSON the database or the parser cannot take -----------------------------------------
+# One rule at the boundary: no NUL (PostgreSQL text cannot hold it) and no lone surrogate (no UTF-8 for it) in
+# any key or string of the body, the query, a form or the path; JSON nested deeper than 64 levels is malformed.
+
+def _post_report(client, headers, body: str):
+    return client.post("/api/v1/reports", data=body, headers={**headers, "Content-Type": "application/json"})
+
+
+def _report_body(**fields) -> dict:
+    return {"category_code": "T1", "description": "x", "location": {"lon": 116.405, "lat": 39.905}, **fields}
+
+
+@pytest.fixture()
+def filing(db):
+    make_test_grid()
+    make_category("T1")
+    return auth_header(make_user("resident"))
+
+
+def _stored(db) -> tuple[int, int]:
+    return (db.session.scalar(select(func.count()).select_from(Report)),
+            db.session.scalar(select(func.count()).select_from(CaseEvent)))
+
+
+@pytest.mark.parametrize("body, field", [
+    (_report_body(description="a\x00b"), "description"),
+    (_report_body(description="\ud800"), "description"),
+    (_report_body(address="ok \udfff"), "address"),
+    (_report_body(location={"lon": 116.405, "lat": 39.905, "crs": "wgs\x0084"}), "location.crs"),
+    ({**_report_body(), "n\x00te": 1}, "n\ufffdte"),
+], ids=["nul", "lone-high-surrogate", "lone-low-surrogate", "nested", "key"])
+def test_nul_or_a_lone_surrogate_in_a_json_body_is_422_and_changes_nothing(client, db, filing, body, field):
+    # json.dumps escapes both (\u0000, \ud800), as any client's JSON encoder may.
+    problem = assert_problem(_post_report(client, filing, json.dumps(body)), 422, "validation_failed")
+    assert problem["errors"] == {field: [TEXT_ERROR]}
+    assert _stored(db) == (0, 0)
+
+
+@pytest.mark.parametrize("url, name", [("/api/v1/users?q=a%00b", "q"), ("/api/v1/reports?category=%00", "category"),
+                                       ("/api/v1/reports?x%00=1", "x\ufffd")])
+def test_nul_in_the_query_string_is_422(client, admin_headers, url, name):
+    problem = assert_problem(client.get(url, headers=admin_headers), 422, "validation_failed")
+    assert problem["errors"] == {name: [TEXT_ERROR]}
+
+
+@pytest.mark.parametrize("body", ["[" * 100_000 + "]" * 100_000,
+                                  json.dumps(_report_body(location=[[[[[[[[]]]]]]]])).replace("[]", "[" * 60 + "]" * 60),
+                                  '{"description": "\xff\xfe"}'.encode("latin-1")],
+                         ids=["past-the-recursion-limit", "past-64-levels", "not-utf-8"])
+def test_a_json_body_too_deep_or_not_utf8_is_400_malformed_json_and_changes_nothing(client, db, filing, body):
+    assert_problem(_post_report(client, filing, body), 400, "malformed_json")
+    assert _stored(db) == (0, 0)
+
+
+def test_a_json_body_64_levels_deep_is_parsed(client, filing):
+    body = json.dumps(_report_body(location=[])).replace("[]", "[" * 63 + "]" * 63)
+    problem = assert_problem(_post_report(client, filing, body), 422, "validation_failed")
+    assert "location" in problem["errors"]
+
+
+def test_openapi_documents_the_id_range(client):
+    spec = client.get("/api/v1/openapi.json").json
+    (param,) = spec["paths"]["/api/v1/reports/{report_id}"]["parameters"]
+    assert param["schema"] == {"type": "integer", "minimum": 1, "maximum": MAX_ID}
+
+
+# ---- repeated and array-valued query parameters ---------------------------------------------------
+
+def test_repeated_or_array_valued_query_parameters_get_a_clean_answer(client, db):
+    """Every documented query parameter of every GET, sent twice with clashing values or as `name[]`."""
+    cells = make_test_grid()
+    headers = auth_header(make_user("admin"))
+    spec = client.get("/api/v1/openapi.json").json
+    ids = {"report_id": 1, "cell_id": cells["110105"].id, "user_id": 1, "attachment_id": 1, "day": "2026-01-01"}
+    checked = 0
+    for path, item in spec["paths"].items():
+        operation = item.get("get")
+        if operation is None:
+            continue
+        url = re.sub(r"{(\w+)}", lambda m: str(ids[m.group(1)]), path)
+        for param in (p for p in operation.get("parameters", []) if p["in"] == "query"):
+            name = param["name"]
+            for query in (f"{name}=1&{name}=x", f"{name}[]=1&{name}[]=2", f"{name}=&{name}=1"):
+                resp = client.get(f"{url}?{query}", headers=headers)
+                assert resp.status_code < 500, (url, query, resp.get_data(as_text=True))
+                assert resp.status_code < 400 or resp.mimetype == PROBLEM, (url, query)
+                checked += 1
+    assert checked > 100
+
+
+# ---- answers without content ---------------------------------------------------------------------
+
+def test_a_204_answer_carries_no_content_type(client, db):
+    """The document declares no content for a 204, so the answer must not claim a media type either."""
+    from tests.factories import make_api_key, make_assignment, tokens_for
+
+    cells = make_test_grid()
+    admin = make_user("admin")
+    headers = auth_header(admin)
+    grid = cells["11010500100101"]
+    leaf = make_user("worker")
+    answers = [
+        client.delete(f"/api/v1/api-keys/{make_api_key('k').api_key.id}", headers=headers),
+        client.delete(f"/api/v1/cells/{grid.id}/workers/{make_assignment(leaf, grid).id}", headers=headers),
+        client.delete(f"/api/v1/cells/{cells['11010500100104'].id}", headers=headers),
+        client.post("/api/v1/auth/logout", json={"refresh_token": tokens_for(admin).refresh_token}),
+    ]
+    for resp in answers:
+        assert resp.status_code == 204, resp.get_data(as_text=True)
+        assert resp.data == b"" and "Content-Type" not in resp.headers, resp.headers
 
 
 # ---- unhandled errors ---------------------------------------------------------------------------
@@ -164,6 +363,32 @@ def test_openapi_security_matches_what_the_endpoints_enforce(app, client, db):
             assert (resp.status_code == 401) == declared, (method, url, resp.status_code, declared)
             if resp.status_code == 401:
                 assert resp.mimetype == PROBLEM
+
+
+def test_every_member_an_error_carries_is_in_the_published_problem_schema(client, db):
+    """The Problem schema is closed (additionalProperties false), so each extension member must be declared."""
+    cells = make_test_grid()
+    admin = make_user("admin")
+    report = make_case(make_user("resident"), make_category(), cells["11010500100101"], status="closed")
+    headers = auth_header(admin)
+    problems = [
+        client.post(f"/api/v1/reports/{report.id}/actions/accept", json={},
+                    headers={**headers, "If-Match": f'"{report.version}"'}),  # 409: action, case_status
+        client.post("/api/v1/categories", json={"code": "x"}, headers=headers),  # 422: errors
+        client.post("/api/v1/cells/import", headers=headers,  # 422 with a list of bad features
+                    json={"type": "FeatureCollection", "features": [{"type": "Feature"}]}),
+        client.get("/api/v1/reports"),  # 401
+        client.delete("/api/v1/reports"),  # 405
+    ]
+    schema = client.get("/api/v1/openapi.json").json["components"]["schemas"]["Problem"]
+    assert schema["additionalProperties"] is False
+    declared = set(schema["properties"])
+    seen = set()
+    for resp in problems:
+        assert resp.mimetype == PROBLEM, resp.get_data(as_text=True)
+        assert set(resp.json) <= declared, (resp.json, declared)
+        seen |= set(resp.json)
+    assert {"errors", "action", "case_status"} <= seen
 
 
 def test_docs_page_is_html(client):

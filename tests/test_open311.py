@@ -225,6 +225,12 @@ def test_unknown_or_inactive_service_is_404(client, db, w, fmt, code):
     assert_open311_error(client.get(f"{BASE}/services/{code}.{fmt}"), 404, fmt)
 
 
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("path", ["services/a%00b", "requests/2026%00", "tokens/%00"])
+def test_nul_in_the_path_is_400_in_the_open311_form(client, db, w, fmt, path):
+    assert "NUL" in assert_open311_error(client.get(f"{BASE}/{path}.{fmt}"), 400, fmt)
+
+
 @pytest.mark.parametrize("path", ["services.html", "services/PH1.csv", "services/PH1", "services", "discovery",
                                   "requests.yaml", "requests/1.txt", "tokens/abc", "nothing.json"])
 def test_unknown_format_or_route_is_404_in_the_open311_json_form(client, db, w, path):
@@ -358,6 +364,8 @@ BAD_INPUTS = {
     "lat NaN": dict(lat="nan"),
     "long infinite": dict(long="inf"),
     "description over 4000": dict(description="x" * 4001),
+    "NUL in the description": dict(description="a\x00b"),
+    "NUL in a contact field": dict(first_name="\x00"),
     "media_url ftp": dict(media_url="ftp://example.com/a.jpg"),
     "media_url not a URL": dict(media_url="not a url"),
     "media_url javascript": dict(media_url="javascript:alert(1)"),
@@ -377,6 +385,7 @@ POTHOLE_BAD_INPUTS = {
     "number not a number": {"attribute[depth]": "deep"},
     "number infinite": {"attribute[depth]": "inf"},
     "bad datetime": {"attribute[seen_at]": "yesterday"},
+    "datetime at the end of the calendar": {"attribute[seen_at]": "9999-12-31T23:59:59-05:00"},
     "informational attribute sent": {"attribute[notice]": "hello"},
     "text too long": {"attribute[remark]": "x" * 4001},
 }
@@ -542,7 +551,8 @@ def test_characters_xml_cannot_carry_are_replaced_in_xml_only(client, db, w):
 def test_unknown_request_is_404(client, db, w, fmt):
     report = filed(client, w)
     wrong_day = (report.case_day - timedelta(days=1)).strftime("%Y%m%d") + report.case_number[8:]
-    for number in ("202611270099999", wrong_day, "abc", "20261399" + report.case_number[8:]):
+    # The last: its id part is beyond every id column (it must not reach the database).
+    for number in ("202611270099999", wrong_day, "abc", "20261399" + report.case_number[8:], "202611279999999999"):
         assert_open311_error(client.get(f"{BASE}/requests/{number}.{fmt}"), 404, fmt)
 
 
@@ -628,6 +638,9 @@ def test_date_filters(client, db, w):
     {"start_date": "2026-04-01T00:00:00+08:00", "end_date": "2026-03-01T00:00:00+08:00"},
     {"start_date": "yesterday"}, {"end_date": "2026-13-01"}, {"start_date": "2026-01-01T25:00:00+08:00"},
     {"status": "pending"}, {"status": "open,maybe"}, {"status": ","},
+    # Their conversion to UTC, or the 90 days added to them, would leave the years datetimes can hold.
+    {"start_date": "0001-01-01T00:00:00+05:00"}, {"start_date": "9999-12-31T23:59:59Z"},
+    {"end_date": "0001-01-01T00:00:00Z"}, {"end_date": "9999-12-31T23:59:59-05:00"},
 ])
 def test_bad_filters_are_400(client, db, w, fmt, params):
     assert_open311_error(client.get(f"{BASE}/requests.{fmt}", query_string=params), 400, fmt)

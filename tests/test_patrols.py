@@ -213,6 +213,22 @@ def test_a_batch_of_only_impossible_points_is_422_and_stores_nothing(client, db,
     assert checkin_rows(db) == []
 
 
+@pytest.mark.parametrize("moment", ["0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00", "0001-01-01T00:00:00Z"])
+def test_a_time_at_the_ends_of_the_calendar_is_refused_per_point(client, db, world, moment):
+    """Its conversion to UTC (or TIMEZONE) would leave the years datetimes can hold."""
+    resp = client.post(CHECKINS, headers=auth_header(world.worker), json={"points": [
+        {"time": moment, "lon": 116.405, "lat": 39.905}, point(116.405, 39.905, utcnow())]})
+    assert resp.status_code == 201, resp.json
+    assert [(r["index"], r["reasons"][0]["code"]) for r in resp.json["rejected"]] == [(0, "out_of_range")]
+    assert len(checkin_rows(db)) == 1
+
+
+@pytest.mark.parametrize("day", ["0001-01-01", "9999-12-31"])
+def test_coverage_of_a_day_at_the_ends_of_the_calendar_is_422(client, db, world, day):
+    resp = client.get(f"{COVERAGE}?cell={world.cells[SW].id}&date={day}", headers=auth_header(world.admin))
+    assert "date" in assert_problem(resp, 422, "validation_failed")["errors"]
+
+
 # ---- whole-request refusals ---------------------------------------------------------------------
 
 def _points(n):

@@ -301,6 +301,21 @@ def test_gcj02_leaves_points_outside_china_unchanged(lon, lat):
     assert coords.to_wgs84(lon, lat, "gcj02") == (lon, lat)
 
 
+@pytest.mark.parametrize("lon,lat", [(0, 90), (0, -90), (180, 0), (-180, 0), (-180, -90), (179.999, -89.999)])
+@pytest.mark.parametrize("crs", ["gcj02", "bd09"])
+def test_converted_points_stay_within_the_wgs84_range(crs, lon, lat):
+    """BD-09's offset near a pole or the antimeridian would step off the range: the pole, or the wrapped longitude."""
+    wlon, wlat = coords.to_wgs84(lon, lat, crs)
+    assert -180 <= wlon <= 180 and -90 <= wlat <= 90
+    assert abs(wlat - lat) < 0.01
+    assert min(abs(wlon - lon), 360 - abs(wlon - lon)) < 0.01
+
+
+def test_locate_a_bd09_point_past_the_south_pole_is_a_clear_404(client, grid, headers):
+    body = assert_problem(locate(client, headers, -180, -90, crs="bd09"), 404, "unrouted")
+    assert "bd09" in body["detail"]
+
+
 def test_wgs84_is_passed_through_and_unknown_crs_refused():
     assert coords.to_wgs84(116.4, 39.9, "wgs84") == (116.4, 39.9)
     with pytest.raises(ValueError):

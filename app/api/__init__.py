@@ -3,12 +3,27 @@ from __future__ import annotations
 
 from flask import Flask
 from flask_smorest import Api
+from werkzeug.routing import IntegerConverter
+
+from app.models.base import MAX_ID
 
 API_PREFIX = "/api/v1"
 BEARER = [{"bearerAuth": []}]
 
 
+class IdConverter(IntegerConverter):
+    """<int:...> in our URLs is always a row id: 1..MAX_ID, anything else names nothing and is 404.
+
+    It replaces Werkzeug's unbounded int for the whole app, so no route can hand the database an id it
+    cannot hold; flask-smorest documents the bounds from the converter."""
+
+    def __init__(self, url_map, *args, **kwargs):
+        super().__init__(url_map, min=1, max=MAX_ID)
+
+
 def register_blueprints(app: Flask, api: Api) -> None:
+    # Before any route is added: rules pick their converter class when they are bound.
+    app.url_map.converters["int"] = IdConverter
     from app.api import (analytics, api_keys, attachments, auth, calendar, categories, cells, docs, escalations,
                          health, notifications, open311, patrols, reports, residents, stats, sync, tasks, users,
                          workers)

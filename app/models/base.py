@@ -1,10 +1,26 @@
 """Column types and mixins shared by every model."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 
 from sqlalchemy import DateTime, TypeDecorator
 from sqlalchemy.orm import Mapped, mapped_column
+
+
+# Ids are INTEGER columns: 32 bits on PostgreSQL (64 on SQLite), so no row has an id above this.
+MAX_ID = 2**31 - 1
+
+# Python's datetimes end at years 1 and 9999. A time a year inside them keeps every conversion (to UTC, to
+# TIMEZONE) and every window derived from it (Open311's 90 days, a trend's year) representable.
+EARLIEST, LATEST = datetime(2, 1, 1), datetime(9998, 12, 31)
+TIME_RANGE_ERROR = "Must lie between 0002-01-01 and 9998-12-31."
+
+
+def within_time_range(value: date | datetime) -> bool:
+    """By the wall clock or calendar date, which an offset moves by less than a day."""
+    if isinstance(value, datetime):
+        return EARLIEST <= value.replace(tzinfo=None) <= LATEST
+    return EARLIEST.date() <= value <= LATEST.date()
 
 
 def utcnow() -> datetime:

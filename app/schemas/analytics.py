@@ -1,7 +1,7 @@
 """Analytics query strings and the trend response."""
 from marshmallow import Schema, fields, validate
 
-from app.schemas.common import AwareDateTime
+from app.schemas.common import AwareDateTime, Id
 
 
 class AnalyticsArgs(Schema):
@@ -9,8 +9,7 @@ class AnalyticsArgs(Schema):
                                                                            "before `to`."})
     created_to = AwareDateTime(data_key="to", metadata={"description": "Filed before; default now."})
     category = fields.String(validate=validate.Length(min=1, max=32))
-    cell = fields.Integer(validate=validate.Range(min=1), metadata={"description": "Reports routed to that "
-                                                                                   "cell's subtree."})
+    cell = Id(from_query=True, metadata={"description": "Reports routed to that cell's subtree."})
 
 
 class HotspotArgs(AnalyticsArgs):

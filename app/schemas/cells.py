@@ -3,7 +3,8 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 
 from app.models import CellLevel
 from app.schemas.auth import CellRef
-from app.schemas.common import BBox, CrsField, Latitude, LocalDateTime, Longitude, PageArgs, StrictBoolean, page_of
+from app.schemas.common import (BBox, CrsField, Id, Latitude, LocalDateTime, Longitude, PageArgs, StrictBoolean,
+                                page_of)
 
 LEVELS = [lv.value for lv in CellLevel]
 
@@ -29,7 +30,7 @@ class CellDetailOut(CellOut):
 
 class CellFilterArgs(Schema):
     level = fields.String(validate=validate.OneOf(LEVELS))
-    parent_id = fields.Integer(validate=validate.Range(min=1))
+    parent_id = Id(from_query=True)
     code = fields.String(validate=validate.Regexp(r"^\d{1,20}$"), metadata={"description": "Code prefix."})
     bbox = BBox(metadata={"description": "min_lon,min_lat,max_lon,max_lat"})
     active = fields.Boolean()

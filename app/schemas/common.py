@@ -8,6 +8,7 @@ from flask import current_app
 from marshmallow import Schema, ValidationError, fields, validate
 
 from app.coords import CRS_VALUES
+from app.models.base import MAX_ID, TIME_RANGE_ERROR, within_time_range
 from app.services.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 
 
@@ -30,6 +31,12 @@ class StrictInteger(fields.Integer):
         return super()._deserialize(value, attr, data, **kwargs)
 
 
+def Id(*, from_query: bool = False, **kw):  # noqa: N802 - reads as a field type
+    """A row id, 1..MAX_ID: a larger one names nothing and would overflow the database's integer."""
+    field = fields.Integer if from_query else StrictInteger
+    return field(validate=validate.Range(min=1, max=MAX_ID), **kw)
+
+
 class StrictBoolean(fields.Boolean):
     def _deserialize(self, value, attr, data, **kwargs):
         if not isinstance(value, bool):
@@ -47,7 +54,23 @@ class LocalDateTime(fields.DateTime):
 
 
 class AwareDateTime(fields.AwareDateTime):
-    """Input datetimes must carry an offset; a bare local time is ambiguous."""
+    """Input datetimes must carry an offset (a bare local time is ambiguous) and lie within the time range."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        moment = super()._deserialize(value, attr, data, **kwargs)
+        if not within_time_range(moment):
+            raise ValidationError(TIME_RANGE_ERROR)
+        return moment
+
+
+class Day(fields.Date):
+    """An input calendar date within the time range: its local midnight must convert to UTC and back."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        day = super()._deserialize(value, attr, data, **kwargs)
+        if not within_time_range(day):
+            raise ValidationError(TIME_RANGE_ERROR)
+        return day
 
 
 def Longitude(*, from_query: bool = False, **kw):  # noqa: N802 - reads as a field type

@@ -8,8 +8,9 @@ from typing import Any
 from marshmallow import Schema, ValidationError, fields, post_load, validate
 
 from app.coords import CRS_VALUES
+from app.models.base import TIME_RANGE_ERROR, within_time_range
 from app.schemas.auth import CellRef, UserRef
-from app.schemas.common import LocalDateTime, PageArgs, page_of
+from app.schemas.common import Day, Id, LocalDateTime, PageArgs, page_of
 from app.services.patrols import MAX_POINTS, PatrolPoint, reason
 
 POINT_FIELDS = ("time", "lon", "lat", "crs", "accuracy")
@@ -54,6 +55,9 @@ def _time(raw: dict[str, Any], reasons: list[dict[str, str]]) -> datetime | None
         return None
     if moment.tzinfo is None:
         reasons.append(reason("time", "missing_offset", "Give the UTC offset (e.g. +08:00 or Z)."))
+        return None
+    if not within_time_range(moment):
+        reasons.append(reason("time", "out_of_range", TIME_RANGE_ERROR))
         return None
     return moment
 
@@ -140,9 +144,9 @@ class CheckinResultOut(Schema):
 
 
 class CoverageArgs(PageArgs):
-    cell = fields.Integer(required=True, validate=validate.Range(min=1),
-                          metadata={"description": "A cell id: itself if a grid cell, else its subtree's grid cells."})
-    date = fields.Date(load_default=None, metadata={"description": "Local day (TIMEZONE); default today."})
+    cell = Id(from_query=True, required=True,
+              metadata={"description": "A cell id: itself if a grid cell, else its subtree's grid cells."})
+    date = Day(load_default=None, metadata={"description": "Local day (TIMEZONE); default today."})
 
 
 class CoverageWorkerOut(Schema):

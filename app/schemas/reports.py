@@ -6,8 +6,8 @@ from marshmallow import Schema, ValidationError, fields, post_dump, post_load, p
 from app.models import ESCALATION_LEVELS, ReportStatus
 from app.models.base import utcnow
 from app.schemas.auth import CellRef, UserRef
-from app.schemas.common import (AwareDateTime, BBox, CrsField, Latitude, LocalDateTime, LonLat, Longitude, PageArgs,
-                                StrictInteger, page_of)
+from app.schemas.common import (AwareDateTime, BBox, CrsField, Id, Latitude, LocalDateTime, LonLat, Longitude,
+                                PageArgs, StrictInteger, page_of)
 from app.services import public_view, sla
 from app.services.geometry import GeometryProblem
 from app.services.geoqueries import COUNT_CAP, GeoFilter, polygon_from_geojson
@@ -161,13 +161,13 @@ def _small_box(box) -> None:
 class ReportListArgs(PageArgs):
     status = fields.String(validate=validate.OneOf([s.value for s in ReportStatus]))
     category = fields.String(validate=validate.Length(min=1, max=32))
-    cell_id = fields.Integer(validate=validate.Range(min=1), metadata={"description": "That cell's subtree."})
+    cell_id = Id(from_query=True, metadata={"description": "That cell's subtree."})
     created_from = AwareDateTime()
     created_to = AwareDateTime()
     triage = fields.Boolean(metadata={"description": "Only reports no cell took (or only routed ones)."})
     sla_state = fields.String(validate=validate.OneOf(sla.SLA_STATES))
     escalation_level = fields.Integer(validate=validate.Range(min=0, max=len(ESCALATION_LEVELS) - 1))
-    assignee_id = fields.Integer(validate=validate.Range(min=1))
+    assignee_id = Id(from_query=True)
     overdue = fields.Boolean(metadata={"description": "Only cases past their deadline with the clock running "
                                                       "(or only the others)."})
     near = LonLat(metadata={"description": "lon,lat in `crs`: reports within `radius`, nearest first."})
@@ -175,8 +175,7 @@ class ReportListArgs(PageArgs):
     crs = CrsField()
     bbox = BBox(validate=_small_box, metadata={"description": "min_lon,min_lat,max_lon,max_lat (WGS-84), "
                                                              "at most 0.5 degree a side."})
-    within = fields.Integer(validate=validate.Range(min=1),
-                            metadata={"description": "Inside that cell's polygon, wherever routed."})
+    within = Id(from_query=True, metadata={"description": "Inside that cell's polygon, wherever routed."})
 
     @validates_schema
     def _near_needs_radius(self, data, **kwargs):
@@ -258,12 +257,12 @@ class ReasonIn(Schema):
 
 
 class AssignIn(Schema):
-    assignee_id = StrictInteger(required=True, validate=validate.Range(min=1))
+    assignee_id = Id(required=True)
     note = _note()
 
 
 class RerouteIn(Schema):
-    cell_id = StrictInteger(required=True, validate=validate.Range(min=1))
+    cell_id = Id(required=True)
     note = _note()
 
 
@@ -274,5 +273,5 @@ class ExtensionRequestIn(Schema):
 
 
 class DuplicateIn(Schema):
-    duplicate_of = StrictInteger(required=True, validate=validate.Range(min=1))
+    duplicate_of = Id(required=True)
     note = _note()

@@ -3,7 +3,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 
 from app.models import Role
 from app.schemas.auth import UserOut
-from app.schemas.common import PageArgs, StrictBoolean, page_of
+from app.schemas.common import Id, PageArgs, StrictBoolean, page_of
 
 ROLES = [r.value for r in Role]
 
@@ -11,8 +11,7 @@ ROLES = [r.value for r in Role]
 class UserListArgs(PageArgs):
     role = fields.String(validate=validate.OneOf(ROLES))
     active = fields.Boolean()
-    cell_id = fields.Integer(validate=validate.Range(min=1),
-                             metadata={"description": "Supervisors of this cell and workers serving it today."})
+    cell_id = Id(from_query=True, metadata={"description": "Supervisors of this cell and workers serving it today."})
     q = fields.String(validate=validate.Length(min=1, max=64),
                       metadata={"description": "Part of the username, display name or phone number."})
 

@@ -3,15 +3,15 @@ from marshmallow import Schema, fields, validate
 
 from app.models import Duty
 from app.schemas.auth import CellRef, UserRef
-from app.schemas.common import LocalDateTime, PageArgs, StrictInteger, page_of
+from app.schemas.common import Day, Id, LocalDateTime, PageArgs, page_of
 from app.schemas.reports import LocationIn
 
 
 class AssignmentIn(Schema):
-    user_id = StrictInteger(required=True, validate=validate.Range(min=1))
+    user_id = Id(required=True)
     duty = fields.String(load_default=Duty.primary.value, validate=validate.OneOf([d.value for d in Duty]))
-    valid_from = fields.Date(load_default=None, metadata={"description": "Local day; default today."})
-    valid_to = fields.Date(load_default=None, allow_none=True,
+    valid_from = Day(load_default=None, metadata={"description": "Local day; default today."})
+    valid_to = Day(load_default=None, allow_none=True,
                            metadata={"description": "Last local day served (inclusive); none: open-ended."})
 
 
@@ -30,7 +30,7 @@ AssignmentPage = page_of(AssignmentOut, "AssignmentPage")
 
 
 class AssignmentListArgs(PageArgs):
-    on = fields.Date(metadata={"description": "Only assignments in force on this local day."})
+    on = Day(metadata={"description": "Only assignments in force on this local day."})
 
 
 class DutyIn(Schema):
@@ -76,5 +76,5 @@ WorkerPage = page_of(WorkerOut, "WorkerPage")
 
 
 class WorkerListArgs(PageArgs):
-    cell = fields.Integer(validate=validate.Range(min=1), metadata={"description": "Workers serving it today."})
+    cell = Id(from_query=True, metadata={"description": "Workers serving it today."})
     on_duty = fields.Boolean()

@@ -15,6 +15,7 @@ from sqlalchemy import and_, false, or_, select
 from app.errors import DomainError, NotFound
 from app.extensions import db
 from app.models import FINAL_STATUSES, ApiKey, Category, Report, User
+from app.models.base import MAX_ID, TIME_RANGE_ERROR, within_time_range
 from app.services import api_keys as key_service
 from app.services import public_view
 from app.services import reports as report_service
@@ -170,6 +171,8 @@ def parse_w3c(name: str, raw: str) -> datetime:
         value = datetime.fromisoformat(text)
     except ValueError:
         raise Open311BadRequest(f"{name} must be a W3C datetime such as 2026-11-26T09:30:00+08:00.") from None
+    if not within_time_range(value):
+        raise Open311BadRequest(f"{name}: {TIME_RANGE_ERROR}")
     if value.tzinfo is None:
         value = value.replace(tzinfo=ZoneInfo(current_app.config["TIMEZONE"]))
     return value
@@ -310,7 +313,9 @@ def _case_number_filter(numbers: list[str]):
                 day = date(int(number[:4]), int(number[4:6]), int(number[6:8]))
             except ValueError:
                 continue
-            clauses.append(and_(Report.id == int(number[8:]), Report.case_day == day))
+            report_id = int(number[8:])
+            if report_id <= MAX_ID:
+                clauses.append(and_(Report.id == report_id, Report.case_day == day))
     return or_(*clauses) if clauses else false()
 
 

@@ -1,0 +1,72 @@
+"""Input checks run once per request, before any view: JSON within a depth; no NUL or lone surrogate in any text."""
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Iterator
+
+from flask import request
+
+from app.errors import MalformedJSON, ValidationFailed
+
+# Our deepest body (a grid import's MultiPolygon in a Feature in a FeatureCollection) is 8 levels; a cap far below
+# the interpreter's recursion limit keeps every later walk of the body (schemas, JSON columns) safe too.
+MAX_JSON_DEPTH = 64
+# PostgreSQL text cannot hold NUL, and a lone surrogate cannot be encoded in UTF-8 for any database or answer.
+BAD_TEXT = re.compile("[\x00\ud800-\udfff]")
+TEXT_ERROR = "Text may not contain NUL characters or unpaired surrogates."
+FORM_MIMETYPES = {"application/x-www-form-urlencoded", "multipart/form-data"}
+
+
+def check_inputs() -> None:
+    """before_request: one rule for the text of the query, the form fields, the path and the JSON body."""
+    # The names go back in the answer, which must itself be valid UTF-8.
+    bad = list(dict.fromkeys(BAD_TEXT.sub("\ufffd", name)[:100] for name, text in _texts() if BAD_TEXT.search(text)))
+    if bad:
+        raise ValidationFailed(f"{TEXT_ERROR} See: {', '.join(bad)}.", errors={name: [TEXT_ERROR] for name in bad})
+
+
+def _texts() -> Iterator[tuple[str, str]]:
+    """(name, text) of every key and string value the request carries."""
+    sources = [request.args]
+    if request.mimetype in FORM_MIMETYPES:
+        sources.append(request.form)
+    for source in sources:
+        for key, values in source.lists():
+            yield key, key
+            for value in values:
+                yield key, value
+    for key, value in (request.view_args or {}).items():
+        if isinstance(value, str):
+            yield key, value
+    if request.is_json and (request.content_length or request.headers.get("Transfer-Encoding")):
+        yield from _json_texts(parse_json_body())
+
+
+def parse_json_body() -> Any:
+    """The body parsed once here, so a malformed or over-deep one is 400 malformed_json whatever the view."""
+    try:
+        body = json.loads(request.get_data(cache=True))
+    except RecursionError:
+        raise MalformedJSON(f"The JSON body is nested deeper than {MAX_JSON_DEPTH} levels.") from None
+    except ValueError:
+        raise MalformedJSON() from None
+    return body
+
+
+def _json_texts(body: Any) -> Iterator[tuple[str, str]]:
+    """Walks the body without recursion (its depth is checked on the way), path names joined by dots."""
+    stack: list[tuple[Any, str, int]] = [(body, "", 0)]
+    while stack:
+        value, path, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise MalformedJSON(f"The JSON body is nested deeper than {MAX_JSON_DEPTH} levels.")
+        if isinstance(value, str):
+            yield path or "_body", value
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                name = f"{path}.{key}" if path else key
+                yield name, key
+                stack.append((item, name, depth + 1))
+        elif isinstance(value, list):
+            stack.extend((item, f"{path}.{i}" if path else str(i), depth + 1) for i, item in enumerate(value))
