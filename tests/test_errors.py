@@ -198,6 +198,22 @@ def test_openapi_documents_the_id_range(client):
     assert param["schema"] == {"type": "integer", "minimum": 1, "maximum": MAX_ID}
 
 
+def test_a_form_part_without_a_usable_name_is_422_and_stores_nothing(client, db):
+    """Werkzeug names such a part None; the text rule and the problem's `errors` must both cope with it."""
+    cells = make_test_grid()
+    report = make_case(make_user("resident"), make_category(), cells["11010500100101"])
+    boundary = "b25f"
+    body = (f'--{boundary}\r\nContent-Disposition: form-data; name="0"\r\n\r\n{{}}\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="h\\"\r\n\r\nx\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="stage"\r\n\r\nafter\r\n--{boundary}--\r\n')
+    resp = client.post(f"/api/v1/reports/{report.id}/attachments", data=body.encode(), headers={
+        **auth_header(make_user("admin")), "Content-Type": f"multipart/form-data; boundary={boundary}"})
+    problem = assert_problem(resp, 422, "validation_failed")
+    assert "null" in problem["errors"]
+    db.session.expire_all()
+    assert db.session.scalar(select(func.count()).select_from(CaseEvent)) == 0
+
+
 # ---- repeated and array-valued query parameters ---------------------------------------------------
 
 def test_repeated_or_array_valued_query_parameters_get_a_clean_answer(client, db):

@@ -33,9 +33,9 @@ def _texts() -> Iterator[tuple[str, str]]:
         sources.append(request.form)
     for source in sources:
         for key, values in source.lists():
-            yield key, key
-            for value in values:
-                yield key, value
+            # A multipart part can come without a usable name (None); only text can hold bad characters.
+            name = key if isinstance(key, str) else "_form"
+            yield from ((name, text) for text in (key, *values) if isinstance(text, str))
     for key, value in (request.view_args or {}).items():
         if isinstance(value, str):
             yield key, value
