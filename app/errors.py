@@ -147,6 +147,11 @@ class MalformedJSON(DomainError):
     title = "The request body is not valid JSON"
 
 
+class MalformedForm(DomainError):
+    code = "malformed_form"
+    title = "The form body could not be read"
+
+
 class PayloadTooLarge(DomainError):
     status = 413
     code = "payload_too_large"
