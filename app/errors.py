@@ -147,6 +147,11 @@ class MalformedJSON(DomainError):
     title = "The request body is not valid JSON"
 
 
+class MalformedForm(DomainError):
+    code = "malformed_form"
+    title = "The form body could not be read"
+
+
 class PayloadTooLarge(DomainError):
     status = 413
     code = "payload_too_large"
@@ -201,11 +206,21 @@ def problem_response(status: int, code: str, title: str, detail: str,
         "instance": request.path if request else None,
     }
     if extra:
-        body.update({k: v for k, v in extra.items() if v is not None})
+        body.update({k: _with_text_keys(v) for k, v in extra.items() if v is not None})
     resp = Response(json.dumps(body), status=status, mimetype=PROBLEM_MIMETYPE)
     for name, value in (headers or {}).items():
         resp.headers[name] = value
     return resp
+
+
+def _with_text_keys(value: Any) -> Any:
+    """Error maps as JSON objects: marshmallow keys list items by int, and a form part without a name by None;
+    mixed with text keys they would break the sorted dump and turn the answer itself into a 500."""
+    if isinstance(value, dict):
+        return {("null" if key is None else str(key)): _with_text_keys(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_with_text_keys(item) for item in value]
+    return value
 
 
 def _rollback() -> None:

@@ -3,7 +3,7 @@
 # FUZZ_EXAMPLES (default 10), FUZZ_SEED (default 1), FUZZ_PORT (default 8765), FUZZ_ROLES (default "admin 13800138000").
 set -uo pipefail
 cd "$(dirname "$0")/.."
-BIN=.venv/bin
+BIN=$PWD/.venv/bin
 PORT=${FUZZ_PORT:-8765}
 EXAMPLES=${FUZZ_EXAMPLES:-10}
 SEED=${FUZZ_SEED:-1}
@@ -27,10 +27,11 @@ for username in ${FUZZ_ROLES:-admin 13800138000}; do
   token=$(curl -s -X POST "http://127.0.0.1:$PORT/api/v1/auth/login" -H 'Content-Type: application/json' \
     -d "{\"username\": \"$username\", \"password\": \"$DEMO_PASSWORD\"}" \
     | "$BIN/python" -c 'import json, sys; print(json.load(sys.stdin)["access_token"])')
-  "$BIN/schemathesis" run "http://127.0.0.1:$PORT/api/v1/openapi.json" -H "Authorization: Bearer $token" \
-    --max-examples "$EXAMPLES" --seed "$SEED" --no-color \
+  # From the output folder: the CLI keeps its cache (.schemathesis/) in the working directory.
+  (cd "$OUT" && "$BIN/schemathesis" run "http://127.0.0.1:$PORT/api/v1/openapi.json" \
+    -H "Authorization: Bearer $token" --max-examples "$EXAMPLES" --seed "$SEED" --no-color \
     -c not_a_server_error,status_code_conformance,response_schema_conformance,content_type_conformance \
-    > "$OUT/$username.out" 2>&1 || status=1
+    > "$OUT/$username.out" 2>&1) || status=1
   kill "$server"
   wait "$server" 2>/dev/null
   psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)"

@@ -198,6 +198,34 @@ def test_openapi_documents_the_id_range(client):
     assert param["schema"] == {"type": "integer", "minimum": 1, "maximum": MAX_ID}
 
 
+@pytest.mark.parametrize("idempotency_key", [None, "k-1"])
+def test_a_form_part_without_a_usable_name_is_400_and_stores_nothing(client, db, idempotency_key):
+    """Werkzeug names such a part None, which no schema, error map or Idempotency-Key fingerprint can take."""
+    cells = make_test_grid()
+    report = make_case(make_user("resident"), make_category(), cells["11010500100101"])
+    boundary = "b25f"
+    body = (f'--{boundary}\r\nContent-Disposition: form-data; name="0"\r\n\r\n{{}}\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="h\\"\r\n\r\nx\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="stage"\r\n\r\nafter\r\n--{boundary}--\r\n')
+    headers = {**auth_header(make_user("admin")), "Content-Type": f"multipart/form-data; boundary={boundary}"}
+    if idempotency_key:
+        headers["Idempotency-Key"] = idempotency_key
+    resp = client.post(f"/api/v1/reports/{report.id}/attachments", data=body.encode(), headers=headers)
+    assert_problem(resp, 400, "malformed_form")
+    db.session.expire_all()
+    assert db.session.scalar(select(func.count()).select_from(CaseEvent)) == 0
+
+
+def test_a_problem_whose_errors_mix_key_types_is_still_written(app):
+    """marshmallow keys list items by int; the one handler must write any error map it is given."""
+    from app.errors import ValidationFailed, handle_domain_error
+
+    with app.test_request_context("/api/v1/x"):
+        resp = handle_domain_error(ValidationFailed(errors={"points": {0: ["bad"], "_schema": ["worse"]}, None: ["?"]}))
+    assert resp.status_code == 422
+    assert json.loads(resp.get_data())["errors"] == {"points": {"0": ["bad"], "_schema": ["worse"]}, "null": ["?"]}
+
+
 # ---- repeated and array-valued query parameters ---------------------------------------------------
 
 def test_repeated_or_array_valued_query_parameters_get_a_clean_answer(client, db):

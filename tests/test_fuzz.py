@@ -233,4 +233,5 @@ def test_fuzz(world, role, request):
         with open(os.environ["FUZZ_SUMMARY"], "a", encoding="utf-8") as summary:
             summary.write(run.row() + "\n")
     assert run.operations == run.documented, run.summary()
-    assert not run.failures and not run.errors, "\n".join([run.summary(), *run.failures, *run.errors])
+    if run.failures or run.errors:
+        pytest.fail("\n".join([run.summary(), *run.failures, *run.errors]), pytrace=False)

@@ -1,4 +1,4 @@
-"""Input checks run once per request, before any view: JSON within a depth; no NUL or lone surrogate in any text."""
+"""Input checks run once per request, before any view: readable JSON and forms; no NUL or lone surrogate in any text."""
 from __future__ import annotations
 
 import json
@@ -7,7 +7,7 @@ from typing import Any, Iterator
 
 from flask import request
 
-from app.errors import MalformedJSON, ValidationFailed
+from app.errors import MalformedForm, MalformedJSON, ValidationFailed
 
 # Our deepest body (a grid import's MultiPolygon in a Feature in a FeatureCollection) is 8 levels; a cap far below
 # the interpreter's recursion limit keeps every later walk of the body (schemas, JSON columns) safe too.
@@ -33,9 +33,12 @@ def _texts() -> Iterator[tuple[str, str]]:
         sources.append(request.form)
     for source in sources:
         for key, values in source.lists():
+            if not isinstance(key, str):
+                # Werkzeug names a multipart part whose Content-Disposition it cannot read None; nothing after
+                # this (schemas, the Idempotency-Key fingerprint) can take a nameless field.
+                raise MalformedForm("A part of the form has no name that can be read.")
             yield key, key
-            for value in values:
-                yield key, value
+            yield from ((key, value) for value in values if isinstance(value, str))
     for key, value in (request.view_args or {}).items():
         if isinstance(value, str):
             yield key, value
