@@ -11,6 +11,13 @@ API_PREFIX = "/api/v1"
 BEARER = [{"bearerAuth": []}]
 
 
+def if_match(required: bool) -> list[dict]:
+    """The If-Match header of the case actions, declared so clients and the fuzz know to send the case's ETag."""
+    return [{"in": "header", "name": "If-Match", "required": required, "schema": {"type": "string"},
+             "description": "The case's ETag from GET /reports/{id}, e.g. \"3\"" + ("." if required else
+                                                                                 "; optional here.")}]
+
+
 class IdConverter(IntegerConverter):
     """<int:...> in our URLs is always a row id: 1..MAX_ID, anything else names nothing and is 404.
 
