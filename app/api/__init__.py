@@ -1,6 +1,8 @@
 """HTTP blueprints under /api/v1: thin MethodViews that parse, check access and call services."""
 from __future__ import annotations
 
+from copy import deepcopy
+
 from flask import Flask
 from flask_smorest import Api
 from werkzeug.routing import IntegerConverter
@@ -11,11 +13,19 @@ API_PREFIX = "/api/v1"
 BEARER = [{"bearerAuth": []}]
 
 
-def if_match(required: bool) -> list[dict]:
-    """The If-Match header of the case actions, declared so clients and the fuzz know to send the case's ETag."""
-    return [{"in": "header", "name": "If-Match", "required": required, "schema": {"type": "string"},
-             "description": "The case's ETag from GET /reports/{id}, e.g. \"3\"" + ("." if required else
-                                                                                 "; optional here.")}]
+def documents_if_match(required: bool):
+    """Declare the If-Match header of a case action, so clients and the fuzz know to send the case's ETag."""
+    parameter = {"in": "header", "name": "If-Match", "required": required, "schema": {"type": "string"},
+                 "description": "The case's ETag from GET /reports/{id}, e.g. \"3\"" + ("." if required else
+                                                                                     "; optional here.")}
+
+    def mark(view):
+        # Beside the parameters @idempotent and the arguments add: a manual doc's list would replace theirs.
+        view._apidoc = deepcopy(getattr(view, "_apidoc", {}))
+        view._apidoc.setdefault("arguments", {}).setdefault("parameters", []).append(parameter)
+        return view
+
+    return mark
 
 
 class IdConverter(IntegerConverter):

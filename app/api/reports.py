@@ -5,7 +5,7 @@ from flask import jsonify, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from app.api import BEARER, if_match
+from app.api import BEARER, documents_if_match
 from app.api.idempotency import idempotent
 from app.auth.decorators import auth_required, current_user
 from app.models import Role
@@ -122,7 +122,8 @@ ACTIONS = (
 def _action_view(name, perform, schema, summary):
     @auth_required()
     @idempotent
-    @blp.doc(security=BEARER, parameters=if_match(required=True))
+    @blp.doc(security=BEARER)
+    @documents_if_match(required=True)
     @blp.arguments(schema)
     @blp.response(200, ReportOut, headers={"ETag": {"description": "The case's new version.",
                                                      "schema": {"type": "string"}}})

@@ -2,7 +2,7 @@
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from app.api import BEARER, if_match
+from app.api import BEARER, documents_if_match
 from app.api.reports import _if_match
 from app.api.idempotency import idempotent
 from app.auth.decorators import auth_required, current_user
@@ -34,7 +34,8 @@ class MyReports(MethodView):
 class RateAction(MethodView):
     @auth_required()
     @idempotent
-    @blp.doc(security=BEARER, parameters=if_match(required=False))
+    @blp.doc(security=BEARER)
+    @documents_if_match(required=False)
     @blp.arguments(RateIn)
     @blp.response(200, ReportOut, headers={"ETag": {"description": "The case's new version.",
                                                      "schema": {"type": "string"}}})
@@ -54,7 +55,8 @@ class RateAction(MethodView):
 def _follow_view(name, perform, summary):
     @auth_required()
     @idempotent
-    @blp.doc(security=BEARER, parameters=if_match(required=False))
+    @blp.doc(security=BEARER)
+    @documents_if_match(required=False)
     @blp.arguments(FollowIn)
     @blp.response(200, FollowOut)
     @blp.alt_response(409, response="CONFLICT")
