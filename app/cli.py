@@ -16,7 +16,7 @@ from flask.cli import AppGroup, with_appcontext
 from app.errors import DomainError
 from app.extensions import db
 from app.models import Role
-from app.services import worktime
+from app.services.calendar import worktime
 
 
 def progress_bar(items: Iterable, label: str) -> Iterator:
@@ -59,7 +59,7 @@ attachments_cli = AppGroup("attachments", help="Manage stored photos.")
 @click.option("--phone", default=None)
 def create_user_command(username, password, role, cell_code, display_name, phone):
     """Create an account of any role."""
-    from app.services.users import create_user
+    from app.services.people.users import create_user
 
     with one_transaction():
         user = create_user(username=username, password=password, role=role, cell_code=cell_code,
@@ -71,7 +71,7 @@ def create_user_command(username, password, role, cell_code, display_name, phone
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def import_grid_command(path: Path):
     """Import a GeoJSON FeatureCollection of cells (all or nothing; same codes update in place)."""
-    from app.services.grid import import_cells
+    from app.services.grid.cells import import_cells
 
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -91,7 +91,7 @@ def import_calendar_command(year: int):
     """Import a year's public holidays and make-up working days (调休) from the holiday library.
 
     Admins' overrides are kept; open cases' deadlines that are still ahead are re-derived."""
-    from app.services.workcalendar import LIBRARY, import_year
+    from app.services.calendar.days import LIBRARY, import_year
 
     with one_transaction():
         result = import_year(year, progress_bar)
@@ -124,7 +124,7 @@ def seed_demo_command():
 
 def escalation_sweep(batch_size: int):
     """Run the sweep to the end with one clock reading, committing batch by batch."""
-    from app.services.escalation import SweepResult, escalate_batch
+    from app.services.cases.escalation import SweepResult, escalate_batch
 
     now = datetime.now(timezone.utc)
     total = SweepResult()
@@ -187,7 +187,7 @@ def purge_idempotency_command(batch_size):
 @with_appcontext
 def attachments_gc_command(min_age_s):
     """Delete stored photo bytes that no attachment names (left by uploads whose transaction rolled back)."""
-    from app.services.attachments import collect_garbage
+    from app.services.field.attachments import collect_garbage
 
     removed = collect_garbage(min_age_s)
     db.session.rollback()
@@ -199,7 +199,7 @@ api_keys_cli = AppGroup("api-keys", help="Manage the API keys of Open311 clients
 @click.argument("name")
 def create_api_key_command(name):
     """Issue a key; it is printed once, only its hash is stored."""
-    from app.services.api_keys import create_key
+    from app.services.people.api_keys import create_key
 
     with one_transaction():
         issued = create_key(name)
@@ -211,7 +211,7 @@ def create_api_key_command(name):
 @api_keys_cli.command("list")
 def list_api_keys_command():
     """Every key: id, prefix, name, created, last used, revoked."""
-    from app.services.api_keys import keys_query
+    from app.services.people.api_keys import keys_query
 
     def stamp(moment):
         return moment.strftime("%Y-%m-%dT%H:%M:%SZ") if moment else "-"
@@ -225,7 +225,7 @@ def list_api_keys_command():
 @click.argument("key_id", type=int)
 def revoke_api_key_command(key_id):
     """Revoke a key at once; its reports stay."""
-    from app.services.api_keys import get_key, revoke_key
+    from app.services.people.api_keys import get_key, revoke_key
 
     with one_transaction():
         key = revoke_key(get_key(key_id))
@@ -240,7 +240,7 @@ def prune_sync_command(days):
     """Delete change rows older than DAYS that a later row of the same case or notification supersedes.
 
     Idempotent and safe to run from cron on several hosts; clients' cursors stay valid."""
-    from app.services.sync import PRUNE_BATCH, prune_batch
+    from app.services.field.sync import PRUNE_BATCH, prune_batch
 
     before = datetime.now(timezone.utc) - timedelta(days=days)
     total = 0

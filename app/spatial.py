@@ -25,7 +25,7 @@ from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.sql.selectable import Join
 
 from app.extensions import db
-from app.services.dbscan import dbscan
+from app.services.insight.dbscan import dbscan
 
 SRID = 4326
 # Conservative metres per degree, so a degree box drawn around a metric radius never cuts it short.

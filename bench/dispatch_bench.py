@@ -123,8 +123,8 @@ def main(cells: int, duty_changes: int, reports: int, seconds: float) -> None:
         now = datetime.now(timezone.utc)
         app = make_app(env)
         from app.extensions import db
-        from app.services.dispatch import pick_worker
-        from app.services.workers import local_today
+        from app.services.cases.dispatch import pick_worker
+        from app.services.people.workers import local_today
 
         with app.app_context(), psycopg.connect(pg_url(name), autocommit=True) as raw:
             day = local_today(now)

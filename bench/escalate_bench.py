@@ -199,7 +199,7 @@ def run_ours(app) -> tuple[float, str]:
 def run_floor(app, dbname: str, full: bool) -> float:
     import psycopg
 
-    from app.services import worktime
+    from app.services.calendar import worktime
 
     now = datetime.now(timezone.utc)
     window, unit = CATEGORY["window_value"], CATEGORY["window_unit"]

@@ -171,8 +171,8 @@ def main(n_reports, cells, batches, runs, page_runs, seed):
         with app.app_context():
             from app.extensions import db
             from app.models import User, subtree_bounds
-            from app.services.users import create_user
-            from app.services.workers import local_today
+            from app.services.people.users import create_user
+            from app.services.people.workers import local_today
 
             grid = db.session.execute(db.text("SELECT code FROM cells WHERE level = 'grid' ORDER BY code")).all()
             community = db.session.execute(db.text(
@@ -280,7 +280,7 @@ def load_sync_data(results: dict, dbname: str, n_reports: int, cells: int) -> No
 
 
 def sync(results: dict, runs: int, page_runs: int, client, headers: dict, raw_conn, scopes: dict) -> None:
-    from app.services.sync import decode_cursor, encode_cursor
+    from app.services.field.sync import decode_cursor, encode_cursor
 
     def ours(role: str) -> Callable[[str | None], dict]:
         def call(cursor: str | None) -> dict:

@@ -15,7 +15,7 @@ from typing import Iterable, Iterator
 
 import click
 
-from app.services.gridgen import GridSpec, generate
+from app.services.grid.gridgen import GridSpec, generate
 
 DEFAULT_DISTRICT = ("110105", "朝阳区（基准）")
 DEFAULT_ORIGIN = (116.40, 39.90)

@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterator
 
 import click
 
-from app.services.geoqueries import COUNT_CAP, RECENT_WINDOWS
+from app.services.insight.geoqueries import COUNT_CAP, RECENT_WINDOWS
 from app.spatial import degree_box
 from bench.gen_grid import extent, feature_collection, progress_bar, spec_for
 from bench.run_bench import (OUT_DIR, app_env, flask_db_upgrade, fresh_postgis_database, load_grid, make_app,
@@ -180,8 +180,8 @@ def bench_app(features: list[dict]) -> Iterator[tuple[str, Any]]:
         load_grid(app, features)
         with app.app_context():
             from app.extensions import db
-            from app.services.categories import create_category
-            from app.services.users import create_user
+            from app.services.cases.categories import create_category
+            from app.services.people.users import create_user
 
             for code in CATEGORIES:
                 create_category({"code": code, "name": f"类别 {code}", "group": "市容环境", "time_limit_value": 24})
@@ -278,7 +278,7 @@ def main(n_reports, cells, runs, analytics_runs, cluster, seed):
             box_runs.append({"x0": lon, "y0": lat, "x1": lon + side_lon, "y1": lat + side_lat})
         street_runs = [{"cell": s.id, "code": s.code, "t0": t_from, "t1": t_to}
                        for s in (rng.choice(streets) for _ in range(analytics_runs))]
-        from app.services.analytics import _metres_per_degree
+        from app.services.insight.analytics import _metres_per_degree
         from geoalchemy2.shape import to_shape
         with app.app_context():
             from app.extensions import db

@@ -102,7 +102,7 @@ def make_app(env: dict[str, str]):
 
 def load_grid(app, features: list[dict]) -> None:
     from app.extensions import db
-    from app.services.grid import import_cells
+    from app.services.grid.cells import import_cells
 
     with app.app_context():
         result = import_cells(features, progress_bar)
@@ -121,8 +121,8 @@ class Account:
 def create_accounts(app, count: int, grid_codes: list[str], rng: random.Random) -> tuple[int, list[Account]]:
     """One category and `count` accounts: residents and workers (each worker serves one random grid cell)."""
     from app.extensions import db
-    from app.services.categories import create_category
-    from app.services.users import create_user
+    from app.services.cases.categories import create_category
+    from app.services.people.users import create_user
 
     accounts: list[Account] = []
     with app.app_context():
@@ -439,7 +439,7 @@ def locate_benchmark(features: list[dict], bbox, seconds: float, jwt_secret: str
     from sqlalchemy import event
 
     from app.extensions import db
-    from app.services.routing import route_wgs84
+    from app.services.grid.routing import route_wgs84
 
     tmp = tempfile.mkdtemp(prefix="grid-bench-")
     path = Path(tmp) / "bench.sqlite"

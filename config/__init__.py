@@ -127,7 +127,7 @@ class BaseConfig:
             raise ConfigError("PATROL_MAX_CLOCK_SKEW_S must not be negative")
         from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-        from app.services.worktime import parse_week
+        from app.services.calendar.worktime import parse_week
 
         try:
             ZoneInfo(self.TIMEZONE)
@@ -141,7 +141,7 @@ class BaseConfig:
             parse_week(self.WORK_HOURS)
         except ValueError as exc:
             raise ConfigError(f"WORK_HOURS is not valid ({exc}): {self.WORK_HOURS!r}") from exc
-        from app.services.storage import BLOB_STORES
+        from app.services.field.storage import BLOB_STORES
 
         if self.BLOB_STORE not in BLOB_STORES:
             raise ConfigError(f"BLOB_STORE must be one of {sorted(BLOB_STORES)}, got {self.BLOB_STORE!r}")

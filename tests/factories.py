@@ -19,8 +19,8 @@ from app.extensions import db
 from app import spatial
 from app.models import Category, Cell, DutyLog, Report, Role, User, WorkerCell
 from app.models.base import utcnow
-from app.services import auth as auth_service
-from app.services import reports as report_service
+from app.services.people import sessions as auth_service
+from app.services.cases import reports as report_service
 from app.auth.passwords import hash_password
 
 PASSWORD = "correct-horse-9"
@@ -192,7 +192,7 @@ def make_checkin(worker: User, lon: float, lat: float, at: datetime, cell: Cell 
     return checkin
 def make_api_key(name: str = "civic app", created_by: User | None = None):
     """An issued API key (IssuedKey: .key is the plain text, .api_key the row)."""
-    from app.services.api_keys import create_key
+    from app.services.people.api_keys import create_key
 
     issued = create_key(name, created_by)
     db.session.commit()

@@ -80,7 +80,7 @@ def report_id(status="accepted", **columns):
 
 def _photo(w):
     report = case(w, "in_progress")
-    from app.services.attachments import add_attachment
+    from app.services.field.attachments import add_attachment
     attachment = add_attachment(w.cell_worker, report, stage="after", data=png(), filename="after.png")
     w.db.session.commit()
     return {"report_id": report.id, "attachment_id": attachment.id}
@@ -106,14 +106,14 @@ def _fresh_cell(w):
 
 
 def _assignment(w):
-    from app.services.workers import assign
+    from app.services.people.workers import assign
     assignment = assign(w.cells[NE], user_id=make_user("worker").id, duty="backup")
     w.db.session.commit()
     return {"cell_id": w.cells[NE].id, "assignment_id": assignment.id}
 
 
 def _calendar_day(w):
-    from app.services.workcalendar import set_day
+    from app.services.calendar.days import set_day
     set_day(w.day, kind="holiday", name="测试")
     w.db.session.commit()
     return {"day": w.day.isoformat()}

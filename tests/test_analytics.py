@@ -14,7 +14,7 @@ from sqlalchemy import func, select, update
 
 from app import spatial
 from app.models import Report
-from app.services.dbscan import dbscan
+from app.services.insight.dbscan import dbscan
 from tests.assertions import assert_problem
 from tests.factories import (COMMUNITY, OTHER_GRID, auth_header, make_category, make_report, make_two_district_grid,
                              make_user)

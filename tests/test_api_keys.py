@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from app.auth.passwords import verify_password
 from app.errors import Forbidden
 from app.models import ApiKey, User
-from app.services import api_keys as key_service
+from app.services.people import api_keys as key_service
 from tests.assertions import assert_problem
 from tests.factories import auth_header, make_api_key, make_user
 

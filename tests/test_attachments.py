@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import func, select
 
 from app.models import Attachment, CaseEvent, Category, Report
-from app.services.storage import LocalBlobStore
+from app.services.field.storage import LocalBlobStore
 from tests.assertions import assert_problem
 from tests.factories import (COMMUNITY, OTHER_COMMUNITY, OTHER_GRID, auth_header, make_case, make_category,
                              make_offered, make_two_district_grid, make_user)

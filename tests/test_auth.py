@@ -14,7 +14,7 @@ from sqlalchemy import func, select, update
 from app.auth import tokens
 from app.models import AuthSession, Category, RefreshToken, Role, User
 from app.models.base import utcnow
-from app.services import auth as auth_service
+from app.services.people import sessions as auth_service
 from tests.factories import (COMMUNITY, PASSWORD, committed_world, make_test_grid, make_user, tokens_for,
                              wait_for_lock_waiter)
 from tests.assertions import assert_problem

@@ -10,8 +10,9 @@ from sqlalchemy import func, select
 
 from app.models import CalendarDay, Report
 from app.models.base import utcnow
-from app.services import sla, worktime
-from app.services.workcalendar import import_year, library_days, library_years, set_day
+from app.services.cases import sla
+from app.services.calendar import worktime
+from app.services.calendar.days import import_year, library_days, library_years, set_day
 from tests.assertions import assert_problem
 from tests.factories import auth_header, make_category, make_report, make_test_grid, make_user
 

@@ -9,7 +9,7 @@ from geoalchemy2.shape import to_shape
 from sqlalchemy import func, select
 
 from app.models import Category, Cell, Role, User, WorkerCell
-from app.services import auth as auth_service
+from app.services.people import sessions as auth_service
 from tests.factories import COMMUNITY, DISTRICT, STREET, make_category, make_report, make_test_grid, make_user
 
 GRID_CELL = "11010500100101"

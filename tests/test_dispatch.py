@@ -10,7 +10,7 @@ from sqlalchemy import select
 from app.extensions import db as _db
 from app.models import CaseEvent, Notification, Report, User
 from app.models.base import utcnow
-from app.services.dispatch import auto_dispatch
+from app.services.cases.dispatch import auto_dispatch
 from tests.factories import (COMMUNITY, DISTRICT, make_assignment, make_category, make_cell, make_duty,
                              make_report, make_test_grid, make_user)
 

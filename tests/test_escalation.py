@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select
 
 from app.models import CaseEvent, Notification, Report
-from app.services.escalation import SweepResult, escalate_batch
+from app.services.cases.escalation import SweepResult, escalate_batch
 from tests.factories import (COMMUNITY, DISTRICT, STREET, delete_committed, make_case, make_category, make_cell,
                              make_test_grid, make_user)
 

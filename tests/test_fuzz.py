@@ -68,9 +68,9 @@ def _walk_cases() -> None:
     """Cases in each status the loop reaches early, filed and moved by the real services."""
     from app.extensions import db
     from app.models import User
-    from app.services import cases
-    from app.services import reports as report_service
-    from app.services.api_keys import create_key
+    from app.services.cases import lifecycle as cases
+    from app.services.cases import reports as report_service
+    from app.services.people.api_keys import create_key
 
     users = {u.username: u for u in db.session.scalars(select(User))}
     resident, worker, supervisor = users["13800138000"], users["worker1"], users["district_supervisor"]

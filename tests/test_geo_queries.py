@@ -11,11 +11,11 @@ import pytest
 from geographiclib.geodesic import Geodesic
 from sqlalchemy import func, select, update
 
-from app.coords import wgs84_to_gcj02
+from app.lib.coords import wgs84_to_gcj02
 from app.models import Report
 from app.models.base import utcnow
-from app.services import geoqueries
-from app.services.sla import sla_state, start_clock
+from app.services.insight import geoqueries
+from app.services.cases.sla import sla_state, start_clock
 from tests.assertions import assert_problem
 from tests.factories import (COMMUNITY, DISTRICT, OTHER_GRID, STREET, auth_header, geojson_square, make_category,
                              make_report, make_two_district_grid, make_user, set_case)

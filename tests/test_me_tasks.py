@@ -10,7 +10,7 @@ from shapely.geometry import shape
 from app.extensions import db as _db
 from app.models import CaseEvent
 from app.models.base import utcnow
-from app.services.workers import local_today
+from app.services.people.workers import local_today
 from tests.assertions import assert_problem
 from tests.factories import (COMMUNITY, GRID_BOXES, auth_header, make_assignment, make_case, make_category,
                              make_test_grid, make_user, square)

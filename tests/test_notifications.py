@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from app.models import Notification
-from app.services.notifications import notify
+from app.services.cases.notifications import notify
 from tests.assertions import assert_problem
 from tests.factories import auth_header, make_user
 

@@ -15,8 +15,8 @@ from app.extensions import db as _db
 from app.models import ApiKey, CaseEvent, Category, Notification, Report
 from app.models.base import utcnow
 from app.schemas.categories import AttributeSchema
-from app.services import api_keys as key_service
-from app.services import open311 as open311_service
+from app.services.people import api_keys as key_service
+from app.services.public import open311 as open311_service
 from app.services.demo import ATTRIBUTES
 from tests.assertions import assert_problem
 from tests.factories import (COMMUNITY, DISTRICT, auth_header, make_api_key, make_category, make_report,

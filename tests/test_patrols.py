@@ -9,10 +9,10 @@ from types import SimpleNamespace
 import pytest
 from sqlalchemy import func, select
 
-from app.coords import wgs84_to_gcj02
+from app.lib.coords import wgs84_to_gcj02
 from app.models import PatrolCheckin
 from app.models.base import utcnow
-from app.services.routing import route_many_wgs84, route_wgs84
+from app.services.grid.routing import route_many_wgs84, route_wgs84
 from config import ConfigError, load_config
 from tests.assertions import assert_problem
 from tests.factories import (COMMUNITY, DISTRICT, OTHER_DISTRICT, OTHER_GRID, auth_header, make_checkin, make_duty,

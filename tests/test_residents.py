@@ -10,7 +10,9 @@ from sqlalchemy import func, select
 
 from app.models import CaseEvent, Category, Notification, Report, ReportFollower
 from app.models.base import utcnow
-from app.services import cases, public_view, residents
+from app.services.cases import lifecycle as cases
+from app.services.public import view as public_view
+from app.services.public import residents
 from tests.assertions import assert_problem
 from tests.factories import (COMMUNITY, DISTRICT, OTHER_COMMUNITY, OTHER_GRID, auth_header, make_category,
                              make_offered, make_report, make_two_district_grid, make_user, set_case)

@@ -8,10 +8,11 @@ import random
 import pytest
 from sqlalchemy import event, select
 
-from app import coords, spatial
+from app import spatial
+from app.lib import coords
 from app.extensions import db
 from app.models import Cell
-from app.services.routing import route, route_wgs84
+from app.services.grid.routing import route, route_wgs84
 from tests.factories import (COMMUNITY, DISTRICT, GRID_BOXES, STREET, auth_header, make_cell, make_test_grid,
                              make_user)
 from tests.assertions import assert_problem

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from app.services import storage
-from app.services.storage import LocalBlobStore, blob_store
+from app.services.field import storage
+from app.services.field.storage import LocalBlobStore, blob_store
 from config import ConfigError, load_config
 
 

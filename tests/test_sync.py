@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy import func, select, text
 
 from app.models import CaseEvent, Notification, Report, SyncChange
-from app.services.escalation import escalate_batch
-from app.services import sync
-from app.services.sync import encode_cursor
+from app.services.cases.escalation import escalate_batch
+from app.services.field import sync
+from app.services.field.sync import encode_cursor
 from tests.assertions import assert_problem
 from tests.factories import (COMMUNITY, OTHER_COMMUNITY, auth_header, delete_committed, make_case, make_category,
                              make_test_grid, make_two_district_grid, make_user)

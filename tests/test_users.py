@@ -12,7 +12,7 @@ from sqlalchemy import func, select, update
 from app.auth.passwords import verify_password
 from app.errors import Conflict
 from app.models import AuthSession, User, WorkerCell
-from app.services import users as user_service
+from app.services.people import users as user_service
 from tests.assertions import assert_problem
 from tests.factories import (COMMUNITY, PASSWORD, auth_header, committed_world, make_assignment, make_test_grid,
                              make_user, tokens_for, wait_for_lock_waiter)

@@ -7,11 +7,11 @@ from types import SimpleNamespace
 import pytest
 from sqlalchemy import select
 
-from app.coords import wgs84_to_gcj02
+from app.lib.coords import wgs84_to_gcj02
 from app.extensions import db as _db
 from app.models import DutyLog, WorkerCell
 from app.models.base import utcnow
-from app.services.workers import local_today, serves
+from app.services.people.workers import local_today, serves
 from tests.assertions import assert_problem
 from tests.factories import (COMMUNITY, DISTRICT, OTHER_DISTRICT, OTHER_GRID, auth_header, make_assignment,
                              make_category, make_duty, make_report, make_two_district_grid, make_user)

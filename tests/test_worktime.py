@@ -7,9 +7,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from app.services import sla, worktime
-from app.services.workcalendar import set_day
-from app.services.worktime import DEFAULT_WORK_HOURS, Calendar, NoWorkingTime, parse_hours, parse_week
+from app.services.cases import sla
+from app.services.calendar import worktime
+from app.services.calendar.days import set_day
+from app.services.calendar.worktime import DEFAULT_WORK_HOURS, Calendar, NoWorkingTime, parse_hours, parse_week
 from config import ConfigError, load_config
 
 SH = ZoneInfo("Asia/Shanghai")

@@ -7,7 +7,7 @@ from app.api import BEARER
 from app.auth.decorators import auth_required, current_user
 from app.models import Role
 from app.schemas.analytics import HeatmapArgs, HotspotArgs, TrendArgs, TrendOut
-from app.services import analytics
+from app.services.insight import analytics
 
 blp = Blueprint("analytics", __name__, description="Hotspots, heat maps and trends")
 

@@ -8,8 +8,8 @@ from app.auth.decorators import auth_required, current_session_id, current_user
 from app.extensions import limiter
 from app.schemas.auth import LoginIn, RefreshIn, RegisterIn, TokensOut, UserOut
 from app.schemas.users import MeUpdateIn
-from app.services import auth as auth_service
-from app.services import users as user_service
+from app.services.people import sessions as auth_service
+from app.services.people import users as user_service
 
 blp = Blueprint("auth", __name__, description="Accounts and tokens")
 

@@ -8,7 +8,7 @@ from app.auth.decorators import auth_required
 from app.models import Role
 from app.schemas.categories import CategoryCreateIn, CategoryOut, CategoryPage, CategoryUpdateIn
 from app.schemas.common import PageArgs
-from app.services import categories as category_service
+from app.services.cases import categories as category_service
 from app.services.pagination import paginate
 
 blp = Blueprint("categories", __name__, description="Report categories (Open311 service codes)")

@@ -11,10 +11,10 @@ from app.models import Role
 from app.schemas.cells import (CellCreateIn, CellDetailOut, CellFilterArgs, CellListArgs, CellOut, CellPage,
                                CellUpdateIn, FeatureCollectionIn, ImportResultOut, LocateArgs, LocateOut)
 from app.schemas.common import PageArgs
-from app.services import grid as grid_service
-from app.services.geometry import to_geojson
+from app.services.grid import cells as grid_service
+from app.lib.geometry import to_geojson
 from app.services.pagination import paginate
-from app.services.routing import route
+from app.services.grid.routing import route
 
 blp = Blueprint("cells", __name__, description="Grid cells: district > street > community > grid")
 

@@ -32,7 +32,7 @@ from app.auth import tokens
 from app.auth.decorators import current_user
 from app.errors import InvalidToken
 from app.services import idempotency
-from app.services.api_keys import hash_key
+from app.services.people.api_keys import hash_key
 
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"

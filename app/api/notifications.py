@@ -6,7 +6,7 @@ from app.api import BEARER
 from app.api.idempotency import idempotent
 from app.auth.decorators import auth_required, current_user
 from app.schemas.notifications import MarkReadIn, NotificationListArgs, NotificationOut, NotificationPage
-from app.services import notifications as notification_service
+from app.services.cases import notifications as notification_service
 from app.services.pagination import paginate
 
 blp = Blueprint("notifications", __name__, description="Notifications to the signed-in user")

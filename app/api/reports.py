@@ -13,9 +13,12 @@ from app.schemas.reports import (AssignIn, CellSummaryOut, DuplicateIn, EventOut
                                  NoteRequiredIn, ReasonIn, ReportCreateIn, ReportGeoJSONArgs, ReportListArgs, ReportOut,
                                  ReportPage, ReportSearchIn, RerouteIn)
 from app.schemas.residents import ReportCreatedOut
-from app.services import cases, geoqueries, public_view, residents
-from app.services import grid as grid_service
-from app.services import reports as report_service
+from app.services.cases import lifecycle as cases
+from app.services.insight import geoqueries
+from app.services.public import view as public_view
+from app.services.public import residents
+from app.services.grid import cells as grid_service
+from app.services.cases import reports as report_service
 
 blp = Blueprint("reports", __name__, description="Reports (cases)")
 

@@ -8,8 +8,9 @@ from app.api.idempotency import idempotent
 from app.auth.decorators import auth_required, current_user
 from app.schemas.reports import ReportOut, ReportPage
 from app.schemas.residents import FollowIn, FollowOut, MyReportsArgs, RateIn
-from app.services import cases, residents
-from app.services import reports as report_service
+from app.services.cases import lifecycle as cases
+from app.services.public import residents
+from app.services.cases import reports as report_service
 from app.services.pagination import paginate
 
 blp = Blueprint("residents", __name__, description="Residents: own reports, rating, following")

@@ -7,7 +7,7 @@ from app.auth.decorators import auth_required, current_user
 from app.models import Role
 from app.models.base import utcnow
 from app.schemas.stats import SummaryArgs, SummaryOut
-from app.services import stats as stats_service
+from app.services.insight import stats as stats_service
 
 blp = Blueprint("stats", __name__, description="Statistics")
 

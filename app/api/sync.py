@@ -5,7 +5,7 @@ from flask_smorest import Blueprint
 from app.api import BEARER
 from app.auth.decorators import auth_required, current_user
 from app.schemas.sync import SyncArgs, SyncPageOut
-from app.services import sync as sync_service
+from app.services.field import sync as sync_service
 
 blp = Blueprint("sync", __name__, description="Incremental sync for offline clients")
 

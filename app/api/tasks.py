@@ -6,7 +6,7 @@ from app.api import BEARER
 from app.auth.decorators import auth_required, current_user
 from app.models import Role
 from app.schemas.tasks import MyCellOut, TaskListArgs, TaskPage
-from app.services import tasks as task_service
+from app.services.field import tasks as task_service
 from app.services.pagination import Page, paginate
 
 blp = Blueprint("tasks", __name__, description="My tasks and cells")

@@ -8,7 +8,7 @@ from app.auth.decorators import auth_required, current_user
 from app.models import Role
 from app.schemas.workers import (AssignmentIn, AssignmentListArgs, AssignmentOut, AssignmentPage, DutyIn, DutyOut,
                                  WorkerListArgs, WorkerPage)
-from app.services import workers as worker_service
+from app.services.people import workers as worker_service
 from app.services.pagination import Page, paginate
 
 blp = Blueprint("workers", __name__, description="Grid workers, their cells and duty")

@@ -8,7 +8,7 @@ from flask import g, request
 
 from app.errors import Forbidden, InvalidToken, Unauthorized
 from app.models import Role, User
-from app.services.auth import caller_for_access_token
+from app.services.people.sessions import caller_for_access_token
 
 
 def _bearer_token() -> str:

@@ -43,7 +43,7 @@ class User(TimestampMixin, db.Model):
         """The grid cells this worker serves today (assignments carry dates, so this is a query)."""
         if self.role != Role.worker.value:
             return []
-        from app.services.workers import cells_served_today  # the service imports the models
+        from app.services.people.workers import cells_served_today  # the service imports the models
         return cells_served_today(self.id)
 
     def __repr__(self) -> str:

@@ -6,7 +6,7 @@ from werkzeug.datastructures import FileStorage
 
 from app.models import AttachmentStage
 from app.schemas.common import LocalDateTime
-from app.services import public_view
+from app.services.public import view as public_view
 
 
 class SingleUpload(Upload):

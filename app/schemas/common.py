@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 from flask import current_app
 from marshmallow import Schema, ValidationError, fields, validate
 
-from app.coords import CRS_VALUES
+from app.lib.coords import CRS_VALUES
 from app.models.base import MAX_ID, TIME_RANGE_ERROR, within_time_range
 from app.services.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 

@@ -7,11 +7,11 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, post_load, validate
 
-from app.coords import CRS_VALUES
+from app.lib.coords import CRS_VALUES
 from app.models.base import TIME_RANGE_ERROR, within_time_range
 from app.schemas.auth import CellRef, UserRef
 from app.schemas.common import Day, Id, LocalDateTime, PageArgs, page_of
-from app.services.patrols import MAX_POINTS, PatrolPoint, reason
+from app.services.field.patrols import MAX_POINTS, PatrolPoint, reason
 
 POINT_FIELDS = ("time", "lon", "lat", "crs", "accuracy")
 

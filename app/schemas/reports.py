@@ -8,9 +8,10 @@ from app.models.base import utcnow
 from app.schemas.auth import CellRef, UserRef
 from app.schemas.common import (AwareDateTime, BBox, CrsField, Id, Latitude, LocalDateTime, LonLat, Longitude,
                                 PageArgs, StrictInteger, page_of)
-from app.services import public_view, sla
-from app.services.geometry import GeometryProblem
-from app.services.geoqueries import COUNT_CAP, GeoFilter, polygon_from_geojson
+from app.services.public import view as public_view
+from app.services.cases import sla
+from app.lib.geometry import GeometryProblem
+from app.services.insight.geoqueries import COUNT_CAP, GeoFilter, polygon_from_geojson
 
 
 class LocationIn(Schema):

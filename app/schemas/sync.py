@@ -3,7 +3,7 @@ from marshmallow import Schema, fields, validate
 
 from app.schemas.notifications import NotificationOut
 from app.schemas.reports import EventOut, ReportOut
-from app.services.sync import DEFAULT_LIMIT, MAX_LIMIT
+from app.services.field.sync import DEFAULT_LIMIT, MAX_LIMIT
 
 
 class SyncReportOut(ReportOut):

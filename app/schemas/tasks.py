@@ -4,7 +4,7 @@ from marshmallow import Schema, fields, validate
 from app.schemas.auth import UserRef
 from app.schemas.common import LocalDateTime, PageArgs, page_of
 from app.schemas.reports import ReportOut
-from app.services.tasks import LISTABLE_STATUSES, TASK_STATUSES
+from app.services.field.tasks import LISTABLE_STATUSES, TASK_STATUSES
 
 
 class TaskListArgs(PageArgs):

@@ -11,13 +11,13 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import Cell, Duty, Role, WorkerCell
-from app.services.auth import find_user_by_username
-from app.services.categories import upsert_category
-from app.services.grid import import_cells
-from app.services.gridgen import GridSpec, generate
-from app.services.users import create_user
-from app.services.workcalendar import import_year, library_years
-from app.services.workers import assign
+from app.services.people.sessions import find_user_by_username
+from app.services.cases.categories import upsert_category
+from app.services.grid.cells import import_cells
+from app.services.grid.gridgen import GridSpec, generate
+from app.services.people.users import create_user
+from app.services.calendar.days import import_year, library_years
+from app.services.people.workers import assign
 
 DEMO_GRID = GridSpec(district_code="330106", district_name="演示区", origin_lon=120.10, origin_lat=30.24,
                      streets=3, communities_per_street=3, grid_side=4, cell_size_m=250.0)

@@ -15,7 +15,7 @@ from app.errors import ValidationFailed
 from app.extensions import db
 from app.models import OPEN_STATUSES, Category, Cell, Report, User
 from app.models.base import utcnow
-from app.services import reports as report_service
+from app.services.cases import reports as report_service
 
 DEFAULT_SPAN = timedelta(days=30)
 TREND_SPANS = {"day": timedelta(days=30), "week": timedelta(weeks=26), "month": timedelta(days=365)}

@@ -7,9 +7,9 @@ from sqlalchemy import Select, func, select
 
 from app.extensions import db
 from app.models import CaseEvent, Cell, Report, Role, User, WorkerCell
-from app.services.geometry import to_geojson
-from app.services.reports import listed_reports
-from app.services.workers import current_on, local_today
+from app.lib.geometry import to_geojson
+from app.services.cases.reports import listed_reports
+from app.services.people.workers import current_on, local_today
 
 # What the assignee acts on: start, resolve, hold/resume. A resolved case waits on someone else's check, so it is
 # listed only when asked for by status.

@@ -12,17 +12,17 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.orm import aliased, with_expression
 
 from app import spatial
-from app.coords import to_wgs84
+from app.lib.coords import to_wgs84
 from app.errors import ValidationFailed
 from app.extensions import db
 from app.models import Category, Cell, Report, User, subtree_bounds
 from app.models.base import utcnow
 from app.models.reports import case_number
-from app.services import public_view
-from app.services import reports as report_service
-from app.services.geometry import GeometryProblem, parse_polygonal
+from app.services.public import view as public_view
+from app.services.cases import reports as report_service
+from app.lib.geometry import GeometryProblem, parse_polygonal
 from app.services.pagination import Page, paginate
-from app.services.sla import sla_state_expr
+from app.services.cases.sla import sla_state_expr
 
 MAX_POLYGON_VERTICES = 1_000
 MAX_FEATURES = 5_000

@@ -16,11 +16,11 @@ from app.extensions import db
 from app.models import CLOCK_RUNNING_STATUSES, CODE_LENGTHS, ESCALATION_LEVELS, OPEN_STATUSES, CaseEvent, \
     Category, Cell, CellLevel, Report, Role, User, subtree_bounds
 from app.models.base import UTCDateTime
-from app.services import worktime
-from app.services.grid import get_cell_by_code
-from app.services.notifications import notify_from_select
+from app.services.calendar import worktime
+from app.services.grid.cells import get_cell_by_code
+from app.services.cases.notifications import notify_from_select
 from app.services.pagination import Page, paginate
-from app.services.sla import WARN_SHARE, overdue_filter, sla_state_expr
+from app.services.cases.sla import WARN_SHARE, overdue_filter, sla_state_expr
 
 TOP_LEVEL = len(ESCALATION_LEVELS) - 1
 BATCH_SIZE = 5000

@@ -12,8 +12,9 @@ from app.errors import Conflict, Forbidden, NotFound, TransitionNotAllowed, Vers
 from app.extensions import db
 from app.models import OPEN_STATUSES, CaseEvent, Category, Report, ReportFollower, ReportStatus, Role, User
 from app.models.base import utcnow
-from app.services import notifications, public_view
-from app.services import reports as report_service
+from app.services.cases import notifications
+from app.services.public import view as public_view
+from app.services.cases import reports as report_service
 
 MAX_SIMILAR = 5
 

@@ -18,8 +18,8 @@ from app.errors import InvalidCursor
 from app.extensions import db
 from app.models import CaseEvent, Notification, Report, User
 from app.models.sync import CASE, EVENT, NOTIFICATION, SyncChange
-from app.services import public_view
-from app.services.reports import listed_reports, visibility
+from app.services.public import view as public_view
+from app.services.cases.reports import listed_reports, visibility
 
 DEFAULT_LIMIT = 200
 MAX_LIMIT = 1000

@@ -15,7 +15,7 @@ from app import spatial
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.extensions import db
 from app.models import CODE_LENGTHS, Cell, CellLevel, Report, User, WorkerCell, subtree_bounds
-from app.services.geometry import GeometryProblem, overlap_m2, parse_polygonal, to_db, to_geojson
+from app.lib.geometry import GeometryProblem, overlap_m2, parse_polygonal, to_db, to_geojson
 
 CODE_PATTERN = re.compile(r"^\d+$")
 MAX_SIBLING_OVERLAP_M2 = 1.0

@@ -9,13 +9,13 @@ from flask import current_app
 from sqlalchemy import (Boolean, ColumnElement, Select, and_, case, false, func, literal_column, or_, select, true,
                         type_coerce, union_all)
 
-from app.coords import to_wgs84
+from app.lib.coords import to_wgs84
 from app.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from app.extensions import db
 from app.models import (OPEN_STATUSES, Cell, CellLevel, Duty, DutyLog, PatrolCheckin, Report, Role, User, WorkerCell,
                         subtree_bounds)
 from app.models.base import utcnow
-from app.services.sla import overdue_filter
+from app.services.cases.sla import overdue_filter
 
 
 def local_today(now: datetime | None = None) -> date:

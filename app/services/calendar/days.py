@@ -13,7 +13,8 @@ from app.errors import DomainError
 from app.extensions import db
 from app.models import OPEN_STATUSES, CalendarDay, DayKind, DaySource, Report
 from app.models.base import utcnow
-from app.services import sla, worktime
+from app.services.cases import sla
+from app.services.calendar import worktime
 
 LIBRARY = f"chinesecalendar {chinese_calendar.__version__}"
 RECOMPUTE_BATCH = 500

@@ -12,7 +12,13 @@ from app.extensions import db
 from app.models import (OPEN_STATUSES, Attachment, AttachmentStage, CaseEvent, Cell, CellLevel, Report, ReportStatus,
                         Role, User, subtree_bounds)
 from app.models.base import utcnow
-from app.services import notifications, public_view, reports, residents, sla, workers, worktime
+from app.services.cases import notifications
+from app.services.public import view as public_view
+from app.services.cases import reports
+from app.services.public import residents
+from app.services.cases import sla
+from app.services.people import workers
+from app.services.calendar import worktime
 
 S = ReportStatus
 OPEN = tuple(OPEN_STATUSES)

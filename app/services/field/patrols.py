@@ -10,13 +10,13 @@ from flask import current_app
 from sqlalchemy import Select, exists, func, select
 
 from app import spatial
-from app.coords import to_wgs84
+from app.lib.coords import to_wgs84
 from app.errors import Forbidden, ValidationFailed
 from app.extensions import db
 from app.models import Cell, CellLevel, PatrolCheckin, Role, User, subtree_bounds
 from app.models.base import utcnow
-from app.services.routing import route_many_wgs84
-from app.services.workers import check_manages, local_today, served_cell_ids
+from app.services.grid.routing import route_many_wgs84
+from app.services.people.workers import check_manages, local_today, served_cell_ids
 
 MAX_POINTS = 1000
 

@@ -13,8 +13,8 @@ from app.auth.passwords import hash_password, verify_password
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.extensions import db
 from app.models import Cell, CellLevel, Duty, Role, User, WorkerCell
-from app.services.auth import find_user_by_username, revoke_user_sessions
-from app.services.workers import current_on, local_today
+from app.services.people.sessions import find_user_by_username, revoke_user_sessions
+from app.services.people.workers import current_on, local_today
 
 
 

@@ -7,7 +7,7 @@ from flask import current_app
 from sqlalchemy import Float, Integer, Select, and_, bindparam, select
 
 from app import spatial
-from app.coords import to_wgs84
+from app.lib.coords import to_wgs84
 from app.extensions import db
 from app.models import Cell, CellLevel, RoutedBy
 

@@ -6,7 +6,7 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, and_, case, func, literal
 
 from app.models import CLOCK_RUNNING_STATUSES, Report
-from app.services import worktime
+from app.services.calendar import worktime
 
 SLA_STATES = ("green", "yellow", "red")
 

@@ -15,8 +15,10 @@ from app.errors import Conflict, Forbidden, NotFound, PayloadTooLarge, Unsupport
 from app.extensions import db
 from app.models import FINAL_STATUSES, Attachment, AttachmentStage, Report, Role, User
 from app.models.base import utcnow
-from app.services import cases, public_view, workers
-from app.services.storage import blob_store
+from app.services.cases import lifecycle as cases
+from app.services.public import view as public_view
+from app.services.people import workers
+from app.services.field.storage import blob_store
 
 NAME_MAX = 200
 # Media type and file extension by signature; only the bytes decide, never the name or the part's Content-Type.

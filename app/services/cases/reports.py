@@ -10,15 +10,18 @@ from sqlalchemy import ColumnElement, Select, false, not_, or_, select, true
 from sqlalchemy.orm import joinedload
 
 from app import spatial
-from app.coords import to_wgs84
+from app.lib.coords import to_wgs84
 from app.errors import Forbidden, NotFound, ValidationFailed
 from app.extensions import db
 from app.models import CaseEvent, Category, Cell, Report, ReportFollower, ReportStatus, Role, User, subtree_bounds
 from app.models.base import utcnow
-from app.services import dispatch, geoqueries, public_view, sla
-from app.services.categories import find_active_by_code
-from app.services.routing import route_wgs84
-from app.services.workers import served_cell_ids, serves
+from app.services.cases import dispatch
+from app.services.insight import geoqueries
+from app.services.public import view as public_view
+from app.services.cases import sla
+from app.services.cases.categories import find_active_by_code
+from app.services.grid.routing import route_wgs84
+from app.services.people.workers import served_cell_ids, serves
 
 
 def local_day(moment: datetime) -> date:

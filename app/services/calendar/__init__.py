@@ -1,0 +1,1 @@
+"""The work calendar: working time and deadlines, and the days admins and the holiday library set."""

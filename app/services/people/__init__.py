@@ -1,0 +1,1 @@
+"""Accounts, login sessions, grid workers and their cells, API keys."""

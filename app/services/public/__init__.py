@@ -1,0 +1,1 @@
+"""Residents and the public: what anyone but staff sees of a case, residents' own steps, Open311."""
