@@ -6,7 +6,8 @@ import logging
 from flask import Flask, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from app import redaction, spatial
+from app import redaction
+from app import dialect
 from app.errors import register_error_handlers
 from app import extensions
 from app.extensions import db, migrate
@@ -47,11 +48,11 @@ def create_app(config: BaseConfig | str | None = None) -> Flask:
 
 
 def register_extensions(app: Flask) -> None:
-    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = spatial.engine_options(app)
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = dialect.engine_options(app)
     db.init_app(app)
     migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"), render_as_batch=True)
     with app.app_context():
-        spatial.install_engine_hooks(app, db.engine)
+        dialect.install_engine_hooks(app, db.engine)
     extensions.api.init_app(app)
     extensions.limiter.init_app(app)
     if app.config["TRUSTED_PROXIES"] > 0:

@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 import click
 
-from app.spatial import _PG_SYNC_WATERMARK
+from app.dialect.sync_log import _PG_SYNC_WATERMARK
 from bench.gen_grid import extent, feature_collection, progress_bar, spec_for
 from bench.geo_bench import PASSWORD, bench_app, load_reports
 from bench.run_bench import OUT_DIR, percentile, pg_url, say

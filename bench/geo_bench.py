@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterator
 import click
 
 from app.services.insight.geoqueries import COUNT_CAP, RECENT_WINDOWS
-from app.spatial import degree_box
+from app.dialect.spatial import degree_box
 from bench.gen_grid import extent, feature_collection, progress_bar, spec_for
 from bench.run_bench import (OUT_DIR, app_env, flask_db_upgrade, fresh_postgis_database, load_grid, make_app,
                              percentile, pg_url, say)
@@ -67,7 +67,7 @@ RAW_COLUMNS = """r.id, r.case_day, r.status, r.description, r.address, ST_AsBina
     r.routing_distance_m, r.needs_triage, r.reporter_id, r.deadline_at, r.created_at, r.updated_at,
     k.code, k.name, k.group_name, c.id, c.code, c.name, c.level"""
 
-# The same SQL the API sends for near (app.spatial.points_within_distance / local_distance_m), by hand.
+# The same SQL the API sends for near (app.dialect.points_within_distance / local_distance_m), by hand.
 _MID = "radians((ST_Y(r.location) + %(lat)s) / 2)"
 _W = f"(1 - 0.00669437999014 * power(sin({_MID}), 2))"
 ESTIMATE = (f"sqrt(power(radians(ST_X(r.location) - %(lon)s) * 6378137.0 * cos({_MID}) / sqrt({_W}), 2)"
@@ -235,7 +235,7 @@ def main(n_reports, cells, runs, analytics_runs, cluster, seed):
                     raise click.ClickException(f"{path}: {resp.status_code} {resp.get_data(as_text=True)[:500]}")
             return call
 
-        # The app's own connection settings (app.spatial.engine_options): no JIT, no parallel workers.
+        # The app's own connection settings (app.dialect.engine_options): no JIT, no parallel workers.
         raw_conn = psycopg.connect(pg_url(dbname), autocommit=True,
                                    options="-c jit=off -c max_parallel_workers_per_gather=0 "
                                            "-c plan_cache_mode=force_custom_plan")

@@ -16,7 +16,7 @@ from sqlalchemy import text
 from shapely.geometry import MultiPolygon, box
 
 from app.extensions import db
-from app import spatial
+from app.dialect import spatial
 from app.models import Category, Cell, DutyLog, Report, Role, User, WorkerCell
 from app.models.base import utcnow
 from app.services.people import sessions as auth_service

@@ -12,9 +12,9 @@ import pytest
 from geographiclib.geodesic import Geodesic
 from sqlalchemy import func, select, update
 
-from app import spatial
+from app.dialect import clustering
 from app.models import Report
-from app.services.insight.dbscan import dbscan
+from app.dialect.dbscan import dbscan
 from tests.assertions import assert_problem
 from tests.factories import (COMMUNITY, OTHER_GRID, auth_header, make_category, make_report, make_two_district_grid,
                              make_user)
@@ -120,10 +120,10 @@ def test_postgis_clusters_equal_the_python_dbscan(client, db, world):
     for _ in range(40):
         file(world, (rng.uniform(116.40, 116.42), rng.uniform(39.90, 39.92)))
     points = select(Report.id, Report.location)
-    got = spatial.clustered_points(points, 40.0, 4)
+    got = clustering.clustered_points(points, 40.0, 4)
     rows = db.session.execute(select(Report.id, func.ST_X(Report.location), func.ST_Y(Report.location))).all()
     scale = math.cos(math.radians(sum(r[2] for r in rows) / len(rows)))
-    labels = dbscan([spatial.mercator_xy(x, y, scale) for _, x, y in rows], 40.0, 4)
+    labels = dbscan([clustering.mercator_xy(x, y, scale) for _, x, y in rows], 40.0, 4)
 
     def partition(pairs):
         groups = {}

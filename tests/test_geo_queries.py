@@ -85,7 +85,7 @@ def test_near_is_exact_within_a_millimetre_of_the_radius(client, db, world):
 
 
 def test_local_distance_estimate_follows_the_geodesic(db, world):
-    from app import spatial
+    from app.dialect import spatial
 
     rng = random.Random(11)
     for origin in [CENTRE, (-70.6, -33.4), (24.9, 60.2)]:

@@ -8,7 +8,7 @@ import random
 import pytest
 from sqlalchemy import event, select
 
-from app import spatial
+from app.dialect import spatial
 from app.lib import coords
 from app.extensions import db
 from app.models import Cell

@@ -5,7 +5,7 @@ import math
 from datetime import datetime
 from typing import Any
 
-from marshmallow import Schema, ValidationError, fields, post_load, validate
+from marshmallow import Schema, ValidationError, fields, post_load
 
 from app.lib.coords import CRS_VALUES
 from app.models.base import TIME_RANGE_ERROR, within_time_range

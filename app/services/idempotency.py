@@ -11,7 +11,7 @@ from typing import Callable
 from flask import current_app
 from sqlalchemy import delete, select
 
-from app import spatial
+from app.dialect import locks
 from app.errors import IdempotencyKeyReused, IdempotencyRequestInProgress, InvalidIdempotencyKey
 from app.extensions import db
 from app.models import IdempotencyKey
@@ -59,9 +59,9 @@ def _lock_id(scope: str, key: str) -> int:
 def hold_on_host(scope: str, key: str) -> Callable[[], None]:
     """Before the database: hold the caller's key on this host, or IdempotencyRequestInProgress at once.
 
-    Needed where the database itself would make the retry wait rather than answer (spatial.try_host_lock);
+    Needed where the database itself would make the retry wait rather than answer (locks.try_host_lock);
     returns the release, which the request calls when it has ended."""
-    release = spatial.try_host_lock(os.path.join(current_app.instance_path, "locks"), _lock_id(scope, key))
+    release = locks.try_host_lock(os.path.join(current_app.instance_path, "locks"), _lock_id(scope, key))
     if release is None:
         raise IdempotencyRequestInProgress(
             "The first request with this Idempotency-Key has not finished; retry when it has.")
@@ -73,7 +73,7 @@ def claim(user_id: int, key: str, request_fingerprint: str) -> IdempotencyKey | 
 
     IdempotencyRequestInProgress while another transaction holds the key; IdempotencyKeyReused when the
     stored response answered another request. An expired response is deleted: the key is fresh again."""
-    if not spatial.try_transaction_lock(_lock_id(f"user:{user_id}", key)):
+    if not locks.try_transaction_lock(_lock_id(f"user:{user_id}", key)):
         raise IdempotencyRequestInProgress(
             "The first request with this Idempotency-Key has not finished; retry when it has.")
     stored = db.session.scalars(select(IdempotencyKey).where(IdempotencyKey.user_id == user_id,
@@ -101,7 +101,7 @@ def store(user_id: int, key: str, request_fingerprint: str, status_code: int, he
 
 def purge_expired(now: datetime, limit: int) -> int:
     """Delete up to `limit` keys expired at `now`; rows another purge holds are passed over."""
-    batch = spatial.claim(select(IdempotencyKey.id).where(IdempotencyKey.expires_at <= now)
+    batch = locks.claim(select(IdempotencyKey.id).where(IdempotencyKey.expires_at <= now)
                           .order_by(IdempotencyKey.expires_at).limit(limit))
     result = db.session.execute(delete(IdempotencyKey).where(IdempotencyKey.id.in_(batch.scalar_subquery())),
                                 execution_options={"synchronize_session": False})

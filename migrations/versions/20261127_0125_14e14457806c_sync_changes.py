@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from alembic import op
 
 from app.models.base import UTCDateTime
-from app.spatial import sync_xid_default
+from app.dialect.sync_log import sync_xid_default
 
 revision = '14e14457806c'
 down_revision = 'b3d5f7a9c1e2'

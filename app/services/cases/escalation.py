@@ -10,7 +10,7 @@ from sqlalchemy import ColumnElement, Integer, Select, String, and_, case, cast,
     literal_column, select, true, update
 from sqlalchemy.orm import aliased
 
-from app import spatial
+from app.dialect import locks, queries
 from app.errors import NotFound
 from app.extensions import db
 from app.models import CLOCK_RUNNING_STATUSES, CODE_LENGTHS, ESCALATION_LEVELS, OPEN_STATUSES, CaseEvent, \
@@ -82,7 +82,7 @@ def _target_cell(level: ColumnElement[int]):
 
 def _claim(stmt) -> list:
     # No ORDER BY: the LIMIT then stops the index scan after `limit` rows instead of sorting every match.
-    return list(db.session.execute(spatial.claim(stmt, Report)))
+    return list(db.session.execute(locks.claim(stmt, Report)))
 
 
 def _moment(now: datetime) -> ColumnElement:
@@ -95,14 +95,14 @@ def _supervisor_notices(ids: list[int], now: datetime, *, kind: str,
     handling, supervised = aliased(Cell), aliased(Cell)
     # The batch first, materialised: PostgreSQL's estimate of the ancestor join below is far too low, and it
     # would otherwise start from every cell under a supervisor and probe the batch once per cell.
-    batch = spatial.materialized(
+    batch = queries.materialized(
         select(Report.id.label("report_id"), Report.escalation_level.label("level"), handling.code.label("code"))
         .join(handling, handling.id == Report.handling_cell_id).where(Report.id.in_(ids))
         .cte("batch"))
     # The supervised cell is the handling cell or an ancestor: one of its code prefixes, each an index probe.
     prefixes = [func.substr(batch.c.code, 1, n) for n in sorted(set(_CODE_LENGTH.values()))]
     rows = (select(User.id, batch.c.report_id, _text(kind), title(batch.c.level),
-                   spatial.json_object(level=batch.c.level, cell_code=batch.c.code),
+                   queries.json_object(level=batch.c.level, cell_code=batch.c.code),
                    _key(f"{kind}:", batch.c.report_id, ":", batch.c.level, ":", User.id), _moment(now))
             .select_from(batch)
             .join(supervised, supervised.code.in_([*prefixes, batch.c.code]))
@@ -148,7 +148,7 @@ def _escalate(now: datetime, limit: int) -> SweepResult:
                 deadline_at=deadline_at, warn_at=warn_at, version=Report.version + 1, updated_at=now)
         .execution_options(synchronize_session=False))
     handling = aliased(Cell)
-    _write_events(ids, now, "escalate", spatial.json_object(
+    _write_events(ids, now, "escalate", queries.json_object(
         from_level=Report.escalation_level - 1, to_level=Report.escalation_level, cell_code=handling.code), handling)
     sent = _supervisor_notices(ids, now, kind="escalation", title=lambda level: _text("Case escalated to the ")
                                .concat(_level_name(level)).concat(_text(" level")))
@@ -166,7 +166,7 @@ def _mark_critical(now: datetime, limit: int) -> SweepResult:
         .values(critical=True, version=Report.version + 1, updated_at=now)
         .execution_options(synchronize_session=False))
     handling = aliased(Cell)
-    _write_events(ids, now, "critical", spatial.json_object(level=Report.escalation_level, cell_code=handling.code),
+    _write_events(ids, now, "critical", queries.json_object(level=Report.escalation_level, cell_code=handling.code),
                   handling)
     sent = _supervisor_notices(ids, now, kind="critical", title=lambda _level: _text("Case overdue at the top level"))
     return SweepResult(critical=len(ids), notifications=sent)
@@ -183,7 +183,7 @@ def _remind(now: datetime, limit: int) -> SweepResult:
     title = _text("Case nearing its deadline at the ").concat(_level_name(Report.escalation_level)) \
         .concat(_text(" level"))
     rows = (select(Report.assignee_id, Report.id, _text("reminder"), title,
-                   spatial.json_object(level=Report.escalation_level),
+                   queries.json_object(level=Report.escalation_level),
                    _key("reminder:", Report.id, ":", Report.escalation_level), _moment(now))
             .where(Report.id.in_(ids)))
     sent = notify_from_select(rows)

@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy import Select, func, literal, select
 
-from app import spatial
+from app.dialect import queries
 from app.errors import NotFound
 from app.extensions import db
 from app.models import Cell, Notification, Report, Role, User
@@ -45,7 +45,7 @@ def notify_from_select(rows: Select) -> int:
     """Queue one notification per row of `rows` (BULK_COLUMNS, in order) in one statement.
 
     A row whose dedupe_key exists already is skipped, so a repeated sweep cannot send a notice twice."""
-    stmt = spatial.insert_ignoring_duplicates(Notification.__table__).from_select(list(BULK_COLUMNS), rows)
+    stmt = queries.insert_ignoring_duplicates(Notification.__table__).from_select(list(BULK_COLUMNS), rows)
     return db.session.execute(stmt.execution_options(preserve_rowcount=True)).rowcount
 
 

@@ -9,7 +9,7 @@ from flask import current_app
 from sqlalchemy import ColumnElement, Select, false, not_, or_, select, true
 from sqlalchemy.orm import joinedload
 
-from app import spatial
+from app.dialect import spatial
 from app.lib.coords import to_wgs84
 from app.errors import Forbidden, NotFound, ValidationFailed
 from app.extensions import db

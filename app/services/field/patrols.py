@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 from flask import current_app
 from sqlalchemy import Select, exists, func, select
 
-from app import spatial
+from app.dialect import queries, spatial
 from app.lib.coords import to_wgs84
 from app.errors import Forbidden, ValidationFailed
 from app.extensions import db
@@ -70,7 +70,7 @@ def record_checkins(user: User, points: list[PatrolPoint], rejected: list[dict[s
              "input_lon": p.lon, "input_lat": p.lat}
             for (p, lon, lat), cell_id in zip(kept, cell_ids)]
     # RETURNING counts the rows really inserted; the driver's rowcount is -1 for this statement on psycopg.
-    stored = len(db.session.execute(spatial.insert_ignoring_duplicates(PatrolCheckin.__table__).values(rows)
+    stored = len(db.session.execute(queries.insert_ignoring_duplicates(PatrolCheckin.__table__).values(rows)
                                     .returning(PatrolCheckin.id)).all())
     return {"accepted": len(kept), "stored": stored, "duplicates": len(kept) - stored,
             "unrouted": sum(1 for cell_id in cell_ids if cell_id is None), "rejected": refused}

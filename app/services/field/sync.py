@@ -13,7 +13,7 @@ from sqlalchemy import (ColumnElement, Select, and_, delete, exists, func, liter
                         union_all)
 from sqlalchemy.orm import aliased
 
-from app import spatial
+from app.dialect import sync_log
 from app.errors import InvalidCursor
 from app.extensions import db
 from app.models import CaseEvent, Notification, Report, User
@@ -151,7 +151,7 @@ def changes_since(user: User, cursor: str | None, limit: int = DEFAULT_LIMIT) ->
     A case changed several times is listed once, where it last changed; one that changes again later
     comes again on a later page."""
     position = decode_cursor(cursor) if cursor is not None else None
-    horizon = spatial.sync_horizon(SyncChange.seq)
+    horizon = sync_log.sync_horizon(SyncChange.seq)
     rows = db.session.scalars(_scoped_changes(user, position, horizon, limit + 1)).all()
     has_more = len(rows) > limit
     rows = rows[:limit]

@@ -11,7 +11,7 @@ from shapely import STRtree
 from shapely.geometry import MultiPolygon
 from sqlalchemy import Select, exists, select
 
-from app import spatial
+from app.dialect import spatial
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.extensions import db
 from app.models import CODE_LENGTHS, Cell, CellLevel, Report, User, WorkerCell, subtree_bounds

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from flask import current_app
 from sqlalchemy import Float, Integer, Select, and_, bindparam, select
 
-from app import spatial
+from app import dialect
+from app.dialect import queries, spatial
 from app.lib.coords import to_wgs84
 from app.extensions import db
 from app.models import Cell, CellLevel, RoutedBy
@@ -33,13 +34,13 @@ def _covering_statement() -> Select:
 
     Building it anew for every call cost more than running it (SQLAlchemy construction and
     GeoAlchemy2 function wrappers); the statement and its compiled SQL are now reused."""
-    dialect = spatial.dialect_name()
-    stmt = _COVERING.get(dialect)
+    name = dialect.dialect_name()
+    stmt = _COVERING.get(name)
     if stmt is None:
         lon, lat = bindparam("lon", type_=Float), bindparam("lat", type_=Float)
         stmt = (_leaf_cells().where(spatial.covers_point(Cell.geom, Cell.id, lon, lat))
                 .order_by(Cell.code).limit(1))
-        _COVERING[dialect] = stmt
+        _COVERING[name] = stmt
     return stmt
 
 
@@ -74,7 +75,7 @@ def route_many_wgs84(points: list[tuple[float, float]]) -> list[int | None]:
     of the points none covers; the per-point choices (lowest code, then nearest) match route_wgs84's."""
     leaf = and_(Cell.level == CellLevel.grid.value, Cell.active.is_(True))
     columns = {"idx": Integer, "lon": Float, "lat": Float}
-    pts = spatial.rows_table("pts", columns, [(i, lon, lat) for i, (lon, lat) in enumerate(points)])
+    pts = queries.rows_table("pts", columns, [(i, lon, lat) for i, (lon, lat) in enumerate(points)])
     covering: dict[int, tuple[str, int]] = {}
     point = spatial.point_expr(pts.c.lon, pts.c.lat)
     for idx, cell_id, code in db.session.execute(
@@ -89,7 +90,7 @@ def route_many_wgs84(points: list[tuple[float, float]]) -> list[int | None]:
     missing = [i for i in range(len(points)) if i not in chosen]
     if missing and max_m > 0:
         box_columns = {**columns, "min_lon": Float, "min_lat": Float, "max_lon": Float, "max_lat": Float}
-        near = spatial.rows_table("near", box_columns, [
+        near = queries.rows_table("near", box_columns, [
             (i, *points[i], *spatial.degree_box(*points[i], max_m)) for i in missing])
         distance = spatial.geodesic_m(Cell.geom, spatial.point_expr(near.c.lon, near.c.lat))
         box = (near.c.min_lon, near.c.min_lat, near.c.max_lon, near.c.max_lat)

@@ -10,7 +10,7 @@ from flask import current_app
 from geoalchemy2.shape import to_shape
 from sqlalchemy import Select, func
 
-from app import spatial
+from app.dialect import clustering, queries
 from app.errors import ValidationFailed
 from app.extensions import db
 from app.models import OPEN_STATUSES, Category, Cell, Report, User
@@ -56,7 +56,7 @@ def hotspots(user: User, *, created_from: datetime | None = None, created_to: da
               .with_only_columns(Report.id, Report.location, Category.code.label("category"),
                                  Report.status.in_(OPEN_STATUSES).label("open"), Report.created_at)
               .join(Category, Category.id == Report.category_id))
-    clusters = sorted(spatial.cluster_summaries(points, eps_m, min_points),
+    clusters = sorted(clustering.cluster_summaries(points, eps_m, min_points),
                       key=lambda c: (-c["count"], c["first_id"]))
     return {"type": "FeatureCollection", "features": [_cluster_feature(c) for c in clusters],
             "parameters": {"eps_m": eps_m, "min_points": min_points, "from": _local(start), "to": _local(end)}}
@@ -157,11 +157,11 @@ def trend(user: User, *, interval: str = "day", created_from: datetime | None = 
     """Reports filed and closed per local day, ISO week or month, zero periods included."""
     start, end = _period(created_from, created_to, TREND_SPANS[interval])
     tz = current_app.config["TIMEZONE"]
-    filed = spatial.local_period_counts(
+    filed = queries.local_period_counts(
         _filtered(user, start=start, end=end, category_code=category_code, cell_id=cell_id),
         Report.created_at, interval, tz)
     closed_stmt = report_service.reports_query(user, category_code=category_code, cell_id=cell_id).order_by(None)
-    closed = spatial.local_period_counts(closed_stmt.where(Report.closed_at >= start, Report.closed_at < end),
+    closed = queries.local_period_counts(closed_stmt.where(Report.closed_at >= start, Report.closed_at < end),
                                          Report.closed_at, interval, tz)
     zone = ZoneInfo(tz)
     return {"interval": interval, "timezone": tz, "from": _local(start), "to": _local(end), "items": [

@@ -11,7 +11,7 @@ from geoalchemy2.shape import to_shape
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import aliased, with_expression
 
-from app import spatial
+from app.dialect import spatial
 from app.lib.coords import to_wgs84
 from app.errors import ValidationFailed
 from app.extensions import db

@@ -14,7 +14,7 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, and_, case, func, literal, select
 from sqlalchemy.orm import aliased
 
-from app import spatial
+from app.dialect import queries
 from app.errors import Forbidden, NotFound, ValidationFailed
 from app.extensions import db
 from app.models import OPEN_STATUSES, CaseEvent, Cell, Report, Role, User
@@ -91,7 +91,7 @@ def summary(user: User, code: str, start: datetime, end: datetime, now: datetime
                    _count(and_(due, Report.status == "on_hold")),
                    _count(and_(due, Report.status == "closed", Report.closed_at <= Report.due_at)),
                    _count(and_(Report.status.in_(OPEN_STATUSES), measured_at > Report.due_at)),
-                   func.avg(case((closed, spatial.seconds_between(Report.created_at, Report.closed_at)))),
+                   func.avg(case((closed, queries.seconds_between(Report.created_at, Report.closed_at)))),
                    func.coalesce(func.sum(escalations.c.n), 0),
                    func.avg(case((rated, Report.rating))),
                    _count(rated))

@@ -8,7 +8,7 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import Select, func, or_, select
 
-from app import spatial
+from app.dialect import locks
 from app.auth.passwords import hash_password, verify_password
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.extensions import db
@@ -178,7 +178,7 @@ def _require_another_active_admin(user: User) -> None:
     The active admins' rows are locked first and stay locked until the commit, so two admins demoting each
     other at once cannot both pass: on PostgreSQL the second waits for the first's commit and then no longer
     counts the admin the first demoted; on SQLite the second request runs only after the first."""
-    admins = db.session.scalars(spatial.lock_rows(
+    admins = db.session.scalars(locks.lock_rows(
         select(User.id).where(User.role == Role.admin.value, User.active.is_(True)).order_by(User.id)
     )).all()
     if not any(admin_id != user.id for admin_id in admins):

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, delete, exists, select
 from sqlalchemy.orm import aliased, with_expression
 
-from app import spatial
+from app.dialect import spatial
 from app.errors import Conflict, Forbidden, NotFound, TransitionNotAllowed, VersionMismatch
 from app.extensions import db
 from app.models import OPEN_STATUSES, CaseEvent, Category, Report, ReportFollower, ReportStatus, Role, User

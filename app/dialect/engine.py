@@ -1,0 +1,74 @@
+"""Which database this is, and the engine set-up each needs (SpatiaLite loading, PostgreSQL planner settings)."""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from flask import Flask
+from geoalchemy2.admin.dialects.sqlite import init_spatialite, load_spatialite_driver
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+from app.extensions import db
+
+
+def is_sqlite_url(url: str) -> bool:
+    return url.startswith("sqlite")
+
+
+def engine_options(app: Flask) -> dict[str, Any]:
+    """Driver options that must be in place before Flask-SQLAlchemy builds the engine."""
+    options = dict(app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
+    if is_sqlite_url(app.config["SQLALCHEMY_DATABASE_URI"]):
+        # The stdlib sqlite3 here cannot load extensions; pysqlite3 can.
+        import pysqlite3.dbapi2 as pysqlite3
+
+        options["module"] = pysqlite3
+        options.setdefault("connect_args", {})
+        options["connect_args"].update({"check_same_thread": False,
+                                        "timeout": app.config["SQLITE_BUSY_TIMEOUT_MS"] / 1000})
+    else:
+        options.setdefault("pool_size", 10)
+        options.setdefault("max_overflow", 10)
+        # PostGIS functions carry high planner costs, so plain index-backed queries cross jit_above_cost and
+        # parallel_setup_cost: they would pay tens of milliseconds of JIT compilation and worker start-up for
+        # a few milliseconds of work. A web tier already runs many requests at once; one core each serves it.
+        # psycopg prepares a statement it has sent 5 times, and PostgreSQL may then plan it once for any
+        # parameters: how many rows a box or a time window holds is then unknown, and a spatial page falls
+        # back to reading every candidate (measured: 30 ms instead of 5). Plan each execution for its values.
+        options.setdefault("connect_args", {}).setdefault(
+            "options", "-c jit=off -c max_parallel_workers_per_gather=0 -c plan_cache_mode=force_custom_plan")
+    return options
+
+
+def install_engine_hooks(app: Flask, engine: Engine) -> None:
+    if engine.dialect.name != "sqlite":
+        return
+    os.environ.setdefault("SPATIALITE_LIBRARY_PATH", app.config["SPATIALITE_LIBRARY_PATH"])
+    busy_ms = int(app.config["SQLITE_BUSY_TIMEOUT_MS"])
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record):
+        # Let SQLAlchemy, not the driver, decide when transactions start (SAVEPOINTs need this).
+        dbapi_conn.isolation_level = None
+        load_spatialite_driver(dbapi_conn)
+        dbapi_conn.execute(f"PRAGMA busy_timeout = {busy_ms}")
+        dbapi_conn.execute("PRAGMA foreign_keys = ON")
+        if dbapi_conn.execute("PRAGMA database_list").fetchone()[2]:
+            dbapi_conn.execute("PRAGMA journal_mode = WAL")
+            dbapi_conn.execute("PRAGMA synchronous = NORMAL")
+        init_spatialite(dbapi_conn, transaction=True, init_mode="WGS84")
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):
+        # IMMEDIATE takes the write lock up front, so two writers wait (busy_timeout) instead of
+        # failing with SQLITE_BUSY when a read transaction later tries to write.
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def dialect_name() -> str:
+    return db.session.get_bind().dialect.name
+
+
+def is_postgis() -> bool:
+    return dialect_name() == "postgresql"

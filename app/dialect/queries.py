@@ -1,0 +1,89 @@
+"""SQL that each dialect spells its own way: JSON rows and objects, insert-or-skip, intervals, local periods."""
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import (
+    JSON,
+    ColumnElement,
+    Insert,
+    Select,
+    Table,
+    cast,
+    column,
+    func,
+    literal,
+    literal_column,
+    select,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+
+from app.dialect.engine import is_postgis
+from app.extensions import db
+
+
+def rows_table(name: str, columns: dict[str, Any], rows: list[tuple]):
+    """Python rows as a table to join in SQL, sent as one JSON parameter.
+
+    A VALUES list would need a bind parameter per value and SQLite caps compound SELECTs at 500, so a batch of
+    points travels as one JSON array: PostgreSQL reads it with json_to_recordset, SQLite with json_each."""
+    if is_postgis():
+        payload = json.dumps([dict(zip(columns, row)) for row in rows])
+        return (func.json_to_recordset(cast(literal(payload), postgresql.JSON))
+                .table_valued(*(column(n, t) for n, t in columns.items()))
+                .render_derived(name=name, with_types=True))
+    each = func.json_each(literal(json.dumps([list(row) for row in rows]))).table_valued("value")
+    return select(*(cast(func.json_extract(each.c.value, f"$[{i}]"), t).label(n)
+                    for i, (n, t) in enumerate(columns.items()))).subquery(name)
+
+
+def materialized(cte):
+    """Ask PostgreSQL to compute the CTE once, before the join (its row estimates can be far off); SQLite
+    has no such hint and needs none."""
+    return cte.prefix_with("MATERIALIZED") if is_postgis() else cte
+
+
+def insert_ignoring_duplicates(target: Table) -> Insert:
+    """INSERT ... ON CONFLICT DO NOTHING: a row whose unique key exists already is skipped, not an error."""
+    dialect = postgresql if is_postgis() else sqlite
+    return dialect.insert(target).on_conflict_do_nothing()
+
+
+def json_object(**pairs) -> ColumnElement:
+    """A JSON object built in SQL from column expressions (keys are fixed names, not user input)."""
+    fn = func.json_build_object if is_postgis() else func.json_object
+    args = []
+    for key, value in pairs.items():
+        args += [literal_column(f"'{key}'"), value]
+    return fn(*args, type_=JSON)
+
+
+def seconds_between(start, end) -> ColumnElement[float]:
+    """end - start in seconds, for two timestamp columns."""
+    if is_postgis():
+        return func.extract("epoch", end - start)
+    return (func.julianday(end) - func.julianday(start)) * 86400.0
+
+
+def local_period_counts(stmt: Select, column, unit: str, tz: str) -> dict[Any, int]:
+    """Counts of the rows of `stmt` by the local day, ISO week (Monday) or month start of `column`.
+
+    Keys are the periods' first local days. PostgreSQL groups in SQL; SQLite knows no time zones, so its
+    rows are bucketed here with zoneinfo."""
+    if is_postgis():
+        bucket = func.date(func.date_trunc(unit, func.timezone(tz, column)))
+        rows = db.session.execute(stmt.with_only_columns(bucket, func.count()).order_by(None).group_by(bucket))
+        return {day: n for day, n in rows}
+    zone = ZoneInfo(tz)
+    counts: dict[Any, int] = {}
+    for (moment,) in db.session.execute(stmt.with_only_columns(column).order_by(None)):
+        day = moment.astimezone(zone).date()
+        if unit == "week":
+            day -= timedelta(days=day.weekday())
+        elif unit == "month":
+            day = day.replace(day=1)
+        counts[day] = counts.get(day, 0) + 1
+    return counts
