@@ -67,7 +67,7 @@ RAW_COLUMNS = """r.id, r.case_day, r.status, r.description, r.address, ST_AsBina
     r.routing_distance_m, r.needs_triage, r.reporter_id, r.deadline_at, r.created_at, r.updated_at,
     k.code, k.name, k.group_name, c.id, c.code, c.name, c.level"""
 
-# The same SQL the API sends for near (app.dialect.points_within_distance / local_distance_m), by hand.
+# The same SQL the API sends for near (app.dialect.spatial.points_within_distance / local_distance_m), by hand.
 _MID = "radians((ST_Y(r.location) + %(lat)s) / 2)"
 _W = f"(1 - 0.00669437999014 * power(sin({_MID}), 2))"
 ESTIMATE = (f"sqrt(power(radians(ST_X(r.location) - %(lon)s) * 6378137.0 * cos({_MID}) / sqrt({_W}), 2)"
@@ -235,7 +235,7 @@ def main(n_reports, cells, runs, analytics_runs, cluster, seed):
                     raise click.ClickException(f"{path}: {resp.status_code} {resp.get_data(as_text=True)[:500]}")
             return call
 
-        # The app's own connection settings (app.dialect.engine_options): no JIT, no parallel workers.
+        # The app's own connection settings (app.dialect.engine.engine_options): no JIT, no parallel workers.
         raw_conn = psycopg.connect(pg_url(dbname), autocommit=True,
                                    options="-c jit=off -c max_parallel_workers_per_gather=0 "
                                            "-c plan_cache_mode=force_custom_plan")

@@ -29,7 +29,7 @@ class SyncChange(db.Model):
 
     # SQLite: INTEGER PRIMARY KEY AUTOINCREMENT, so a seq is never handed out twice, even after pruning.
     seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
-    # The writing transaction (app.dialect.sync_xid_default); the feed's position is (xid, seq).
+    # The writing transaction (app.dialect.sync_log.sync_xid_default); the feed's position is (xid, seq).
     xid: Mapped[int] = mapped_column(BigInteger, nullable=False)
     kind: Mapped[str] = mapped_column(String(12), nullable=False)
     entity_id: Mapped[int] = mapped_column(Integer, nullable=False)
