@@ -15,6 +15,7 @@ from app.models import AttachmentStage
 from app.schemas.attachments import AttachmentFileIn, AttachmentFormIn, AttachmentOut
 from app.services.field import attachments as attachment_service
 from app.services.cases import reports as report_service
+from app.services.public import view as public_view
 
 blp = Blueprint("attachments", __name__, description="Photos on reports")
 
@@ -71,8 +72,9 @@ class Attachments(MethodView):
         upload = files["file"]
         # One byte past the limit is enough to know the file is too large.
         data = upload.stream.read(current_app.config["ATTACHMENT_MAX_BYTES"] + 1)
-        return attachment_service.add_attachment(user, report, stage=form["stage"], data=data,
-                                                 filename=upload.filename)
+        attachment = attachment_service.add_attachment(user, report, stage=form["stage"], data=data,
+                                                       filename=upload.filename)
+        return public_view.present_photos(user, [attachment])[0]
 
     @auth_required()
     @blp.doc(security=BEARER)
@@ -81,7 +83,8 @@ class Attachments(MethodView):
         """The case's photos, oldest first: all of them for whoever sees the case in full, none in its public view
         (a follower), or only the `after` photos when its category is public."""
         user = current_user()
-        return attachment_service.attachments_of(user, report_service.get_report_for(user, report_id))
+        report = report_service.get_report_for(user, report_id)
+        return public_view.present_photos(user, attachment_service.attachments_of(user, report))
 
 
 def _attachment(report_id: int, attachment_id: int):
@@ -98,7 +101,7 @@ class AttachmentItem(MethodView):
     @blp.response(200, AttachmentOut)
     def get(self, report_id, attachment_id):
         """One photo's metadata."""
-        return _attachment(report_id, attachment_id)[1]
+        return public_view.present_photos(current_user(), [_attachment(report_id, attachment_id)[1]])[0]
 
 
 @blp.route("/reports/<int:report_id>/attachments/<int:attachment_id>/content")

@@ -35,7 +35,8 @@ class Reports(MethodView):
 
         The answer lists the open cases of the same category nearby (similar_open_cases): a resident may follow
         one of them instead."""
-        return residents.with_similar_cases(report_service.create_report(current_user(), **data))
+        user = current_user()
+        return public_view.present(user, residents.with_similar_cases(report_service.create_report(user, **data)))
 
     @auth_required()
     @blp.doc(security=BEARER)
@@ -44,7 +45,8 @@ class Reports(MethodView):
     def get(self, args):
         """Reports the caller may see, newest first (nearest first with near)."""
         page, size = args.pop("page"), args.pop("page_size")
-        return geoqueries.paginate_reports(_query(args), args.get("geo"), page, size)
+        return public_view.present_page(current_user(), geoqueries.paginate_reports(_query(args), args.get("geo"),
+                                                                                     page, size))
 
 
 @blp.route("/reports/<int:report_id>")
@@ -56,8 +58,9 @@ class ReportItem(MethodView):
         """One report; 404 when it does not exist or the caller may not see it.
 
         The ETag header is the case's version: send it back as If-Match with every action."""
-        report = report_service.get_report_for(current_user(), report_id)
-        return report, 200, {"ETag": cases.etag(report)}
+        user = current_user()
+        report = report_service.get_report_for(user, report_id)
+        return public_view.present(user, report), 200, {"ETag": cases.etag(report)}
 
 
 @blp.route("/reports/<int:report_id>/events")
@@ -136,7 +139,7 @@ def _action_view(name, perform, schema, summary):
     def post(self, data, report_id):
         user = current_user()
         report = perform(user, report_service.get_report_for(user, report_id), _if_match(), **data)
-        return report, 200, {"ETag": cases.etag(report)}
+        return public_view.present(user, report), 200, {"ETag": cases.etag(report)}
 
     title, _, who = summary.partition(". ")
     post.__doc__ = (f"{title}.\n\n{who} Needs If-Match with the case's ETag: 428 without it, 412 when stale; "
@@ -160,7 +163,8 @@ class ReportSearch(MethodView):
     def post(self, data):
         """Reports inside a GeoJSON Polygon (within_geojson), with every filter of GET /reports in the body."""
         page, size = data.pop("page"), data.pop("page_size")
-        return geoqueries.paginate_reports(_query(data), data.get("geo"), page, size)
+        return public_view.present_page(current_user(), geoqueries.paginate_reports(_query(data), data.get("geo"),
+                                                                                     page, size))
 
 
 @blp.route("/reports.geojson")

@@ -10,6 +10,7 @@ from app.schemas.reports import ReportOut, ReportPage
 from app.schemas.residents import FollowIn, FollowOut, MyReportsArgs, RateIn
 from app.services.cases import lifecycle as cases
 from app.services.public import residents
+from app.services.public import view as public_view
 from app.services.cases import reports as report_service
 from app.services.pagination import paginate
 
@@ -27,8 +28,9 @@ class MyReports(MethodView):
     @blp.response(200, ReportPage)
     def get(self, args):
         """The reports you filed, newest first; filter by status."""
-        stmt = residents.my_reports_query(current_user(), status=args.get("status"))
-        return paginate(stmt, args["page"], args["page_size"])
+        user = current_user()
+        stmt = residents.my_reports_query(user, status=args.get("status"))
+        return public_view.present_page(user, paginate(stmt, args["page"], args["page_size"]))
 
 
 @blp.route("/reports/<int:report_id>/actions/rate")
@@ -50,7 +52,7 @@ class RateAction(MethodView):
         keep ETags); when sent it must match the case's ETag, else 412."""
         user = current_user()
         report = residents.rate(user, report_service.get_report_for(user, report_id), _if_match(), **data)
-        return report, 200, {"ETag": cases.etag(report)}
+        return public_view.present(user, report), 200, {"ETag": cases.etag(report)}
 
 
 def _follow_view(name, perform, summary):

@@ -1,4 +1,6 @@
 """The worker's day: my open cases and my cells."""
+from dataclasses import replace
+
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
@@ -7,7 +9,8 @@ from app.auth.decorators import auth_required, current_user
 from app.models import Role
 from app.schemas.tasks import MyCellOut, TaskListArgs, TaskPage
 from app.services.field import tasks as task_service
-from app.services.pagination import Page, paginate
+from app.services.pagination import paginate
+from app.services.public import view as public_view
 
 blp = Blueprint("tasks", __name__, description="My tasks and cells")
 
@@ -22,10 +25,9 @@ class MyTasks(MethodView):
         """Cases assigned to me that I act on (assigned, in progress, on hold), soonest deadline first.
 
         Cases without a deadline come last; ties by id. Each has its SLA state, location and latest event."""
-        page = paginate(task_service.tasks_query(current_user(), args.get("status")), args["page"],
-                        args["page_size"])
-        return Page(items=task_service.as_tasks(page.items), page=page.page, page_size=page.page_size,
-                    total=page.total)
+        user = current_user()
+        page = paginate(task_service.tasks_query(user, args.get("status")), args["page"], args["page_size"])
+        return public_view.present_page(user, replace(page, items=task_service.as_tasks(page.items)))
 
 
 @blp.route("/me/cells")

@@ -35,6 +35,12 @@ CLOCK_RUNNING_STATUSES = frozenset({"accepted", "assigned", "in_progress"})
 FINAL_STATUSES = frozenset({"rejected", "closed", "duplicate", "cancelled"})
 # Handling levels, bottom up; escalation_level indexes this tuple.
 ESCALATION_LEVELS = ("grid", "community", "street", "district")
+# The traffic light of a running clock: green, yellow (80 % used), red (past the deadline).
+SLA_STATES = ("green", "yellow", "red")
+# What an assignee acts on: start, resolve, hold/resume. A resolved case waits on someone else's check, so it is
+# listed among a worker's tasks only when asked for by status.
+TASK_STATUSES = ("assigned", "in_progress", "on_hold")
+LISTABLE_TASK_STATUSES = (*TASK_STATUSES, "resolved")
 
 
 def case_number(case_day: date, report_id: int) -> str:

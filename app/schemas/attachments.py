@@ -1,12 +1,10 @@
 """Photos on reports: the multipart upload in, metadata out."""
 from flask_smorest.fields import Upload
-from flask import g, has_request_context
-from marshmallow import Schema, ValidationError, fields, post_dump, validate
+from marshmallow import Schema, ValidationError, fields, validate
 from werkzeug.datastructures import FileStorage
 
 from app.models import AttachmentStage
 from app.schemas.common import LocalDateTime
-from app.services.public import view as public_view
 
 
 class SingleUpload(Upload):
@@ -47,7 +45,3 @@ class AttachmentOut(Schema):
     height = fields.Integer(allow_none=True)
     created_at = LocalDateTime()
 
-    @post_dump(pass_original=True)
-    def _as_viewer_may_see(self, data, attachment, **kwargs):
-        viewer = g.get("current_user") if has_request_context() else None
-        return public_view.shape_attachment(viewer, attachment, data)

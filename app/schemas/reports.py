@@ -1,15 +1,10 @@
 """Reports in and out."""
-from flask import g, has_request_context
-from geoalchemy2.shape import to_shape
 from marshmallow import Schema, ValidationError, fields, post_dump, post_load, pre_dump, validate, validates_schema
 
-from app.models import ESCALATION_LEVELS, ReportStatus
-from app.models.base import utcnow
+from app.models import ESCALATION_LEVELS, SLA_STATES, ReportStatus
 from app.schemas.auth import CellRef, UserRef
 from app.schemas.common import (AwareDateTime, BBox, CrsField, Id, Latitude, LocalDateTime, LonLat, Longitude,
                                 PageArgs, StrictInteger, page_of)
-from app.services.public import view as public_view
-from app.services.cases import sla
 from app.lib.geometry import GeometryProblem
 from app.services.insight.geoqueries import COUNT_CAP, GeoFilter, polygon_from_geojson
 
@@ -33,12 +28,6 @@ class CategoryRef(Schema):
     group = fields.String()
 
 
-def _location(report) -> dict:
-    pt = to_shape(report.location)
-    return {"lon": pt.x, "lat": pt.y, "crs": "wgs84"}
-
-
-
 class ReporterOut(Schema):
     id = fields.Integer()
     name = fields.String(allow_none=True)
@@ -56,13 +45,10 @@ class ContactOut(Schema):
     account_id = fields.String(allow_none=True)
 
 
-def _viewer():
-    return g.get("current_user") if has_request_context() else None
-
-
 class ReportOut(Schema):
-    """A case as its viewer may see it (app.services.public_view): the full view for its reporter and the staff
-    in scope; for anyone else (a follower, say) only the fields of the public view."""
+    """A case as its viewer may see it, decided before dumping by app.services.public.view.present: the full view
+    for its reporter and the staff in scope; for anyone else (a follower, say) only the fields of the public
+    view."""
 
     view = fields.String(metadata={"description": "full | public. The public view carries only id, case_number, "
                                                   "category, status, handling_cell, created_at, closed_at and a "
@@ -75,7 +61,7 @@ class ReportOut(Schema):
     category = fields.Nested(CategoryRef)
     description = fields.String()
     address = fields.String(allow_none=True)
-    location = fields.Function(_location, allow_none=True, metadata={
+    location = fields.Function(lambda case: case.location, allow_none=True, metadata={
         "description": "WGS-84, whatever crs was sent. In the public view: `precision` cell (a point inside the "
                        "handling cell; null while in triage) or exact."})
     cell = fields.Nested(CellRef, allow_none=True)
@@ -84,7 +70,7 @@ class ReportOut(Schema):
     distance_m = fields.Float(allow_none=True, metadata={"description": "Metres to `near`; null otherwise."})
     needs_triage = fields.Boolean()
     reporter_id = fields.Integer()
-    sla_state = fields.Function(lambda report: sla.sla_state(report, utcnow()), allow_none=True,
+    sla_state = fields.Function(lambda case: case.sla_state, allow_none=True,
                                 metadata={"description": "green | yellow (80 % used) | red (overdue); null "
                                                          "before acceptance."})
     assignee = fields.Nested(UserRef, allow_none=True)
@@ -106,7 +92,7 @@ class ReportOut(Schema):
     duplicate_of = fields.Integer(attribute="duplicate_of_id", allow_none=True)
     created_at = LocalDateTime()
     updated_at = LocalDateTime()
-    # Filled per viewer by _personal_data (never loaded from the relationship for those who may not see it).
+    # Filled per viewer by the presenter (never loaded from the relationship for those who may not see it).
     reporter = fields.Nested(ReporterOut, attribute="personal_data_of_reporter", allow_none=True, metadata={
         "description": "The reporter's name and phone: for the reporter, supervisors of the case's subtree and "
                        "admins; null for everyone else."})
@@ -117,17 +103,16 @@ class ReportOut(Schema):
     rating_comment = fields.String(allow_none=True)
     rated_at = LocalDateTime(allow_none=True)
 
-    # True: everyone gets the public view, whoever asks (the similar cases offered on filing).
-    public_only = False
-
-    @pre_dump(pass_collection=True)
-    def _prefetch_public_locations(self, reports, many, **kwargs):
-        public_view.prefetch_locations(None if self.public_only else _viewer(), reports if many else [reports])
-        return reports
+    @pre_dump
+    def _presented(self, case, **kwargs):
+        # A raw Report would show every field to everyone: who sees what is decided before dumping, in one place.
+        if not hasattr(case, "shown"):
+            raise TypeError("present the case (app.services.public.view.present) before dumping it")
+        return case
 
     @post_dump(pass_original=True)
-    def _as_viewer_may_see(self, data, report, **kwargs):
-        return public_view.shape_report(None if self.public_only else _viewer(), report, data)
+    def _only_what_is_shown(self, data, case, **kwargs):
+        return data if case.shown is None else {key: value for key, value in data.items() if key in case.shown}
 
     source = fields.String(metadata={"description": "api | open311"})
     media_url = fields.String(allow_none=True, metadata={"description": "Open311 media_url as sent (never fetched)."})
@@ -166,7 +151,7 @@ class ReportListArgs(PageArgs):
     created_from = AwareDateTime()
     created_to = AwareDateTime()
     triage = fields.Boolean(metadata={"description": "Only reports no cell took (or only routed ones)."})
-    sla_state = fields.String(validate=validate.OneOf(sla.SLA_STATES))
+    sla_state = fields.String(validate=validate.OneOf(SLA_STATES))
     escalation_level = fields.Integer(validate=validate.Range(min=0, max=len(ESCALATION_LEVELS) - 1))
     assignee_id = Id(from_query=True)
     overdue = fields.Boolean(metadata={"description": "Only cases past their deadline with the clock running "

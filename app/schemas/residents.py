@@ -31,8 +31,6 @@ class FollowOut(Schema):
 class SimilarCaseOut(ReportOut):
     """The public view of an open case near the new report (distance_m only when its category is public)."""
 
-    public_only = True
-
 
 class ReportCreatedOut(ReportOut):
     similar_open_cases = fields.List(fields.Nested(SimilarCaseOut), metadata={

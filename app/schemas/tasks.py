@@ -1,14 +1,14 @@
 """A worker's tasks and cells out."""
 from marshmallow import Schema, fields, validate
 
+from app.models import LISTABLE_TASK_STATUSES, TASK_STATUSES
 from app.schemas.auth import UserRef
 from app.schemas.common import LocalDateTime, PageArgs, page_of
 from app.schemas.reports import ReportOut
-from app.services.field.tasks import LISTABLE_STATUSES, TASK_STATUSES
 
 
 class TaskListArgs(PageArgs):
-    status = fields.String(validate=validate.OneOf(LISTABLE_STATUSES), metadata={
+    status = fields.String(validate=validate.OneOf(LISTABLE_TASK_STATUSES), metadata={
         "description": f"Only this status; default {', '.join(TASK_STATUSES)} (resolved cases wait on a check)."})
 
 

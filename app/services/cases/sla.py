@@ -8,7 +8,6 @@ from sqlalchemy import ColumnElement, and_, case, func, literal
 from app.models import CLOCK_RUNNING_STATUSES, Report
 from app.services.calendar import worktime
 
-SLA_STATES = ("green", "yellow", "red")
 
 
 def _measured_at(now: datetime) -> ColumnElement:

@@ -158,7 +158,8 @@ def changes_since(user: User, cursor: str | None, limit: int = DEFAULT_LIMIT) ->
     ids = {kind: {row.entity_id for row in rows if row.kind == kind} for kind in (CASE, EVENT, NOTIFICATION)}
     # Read now: a case shows its current state, which may be newer than the row (its newer row comes later).
     events = public_view.events_for(user, _load(CaseEvent, ids[EVENT]).values())
-    items = {CASE: _load(Report, ids[CASE], visibility(user)),
+    cases = public_view.present_all(user, _load(Report, ids[CASE], visibility(user)).values())
+    items = {CASE: {case.id: case for case in cases},
              # Residents get the public history, as from GET /reports/{id}/events.
              EVENT: {_id(event): event for event in events},
              NOTIFICATION: _load(Notification, ids[NOTIFICATION], Notification.user_id == user.id)}

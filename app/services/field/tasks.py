@@ -6,15 +6,11 @@ from typing import Any
 from sqlalchemy import Select, func, select
 
 from app.extensions import db
-from app.models import CaseEvent, Cell, Report, Role, User, WorkerCell
+from app.models import TASK_STATUSES, CaseEvent, Cell, Report, Role, User, WorkerCell
 from app.lib.geometry import to_geojson
 from app.services.cases.reports import listed_reports
 from app.services.people.workers import current_on, local_today
 
-# What the assignee acts on: start, resolve, hold/resume. A resolved case waits on someone else's check, so it is
-# listed only when asked for by status.
-TASK_STATUSES = ("assigned", "in_progress", "on_hold")
-LISTABLE_STATUSES = (*TASK_STATUSES, "resolved")
 
 
 def tasks_query(user: User, status: str | None = None) -> Select:

@@ -270,16 +270,12 @@ def _notice(report: Report) -> str | None:
     return TRIAGE_NOTICE if report.needs_triage else None
 
 
-def request_out(reader: User | None, report: Report) -> dict[str, Any]:
-    """A request as Open311 shows it to `reader` (an API key's account, or None): in full for the key that filed
-    it, else the case's public view (app.services.public_view), leaving out the GeoReport fields that view does
-    not carry. Never reporter or contact data."""
-    full = public_view.sees_in_full(reader, report)
-    if full:
-        lon, lat = public_view.exact_location(report)
-    else:
-        location = public_view.public_location(report) or {"lon": None, "lat": None}
-        lon, lat = location["lon"], location["lat"]
+def request_out(report: public_view.CaseView) -> dict[str, Any]:
+    """A request as Open311 shows it to the reader it was presented for (an API key's account, or nobody): in full
+    for the key that filed it, else the case's public view (app.services.public.view), leaving out the GeoReport
+    fields that view does not carry. Never reporter or contact data."""
+    location = report.location or {"lon": None, "lat": None}
+    lon, lat = location["lon"], location["lat"]
     # GeoReport field: (the ReportOut field whose view it belongs to, value).
     fields = {
         "service_request_id": ("case_number", report.case_number),
@@ -300,8 +296,8 @@ def request_out(reader: User | None, report: Report) -> dict[str, Any]:
         "long": ("location", lon),
         "media_url": ("media_url", report.media_url),
     }
-    shown = None if full else public_view.public_fields(report)
-    return {name: value for name, (view_field, value) in fields.items() if shown is None or view_field in shown}
+    return {name: value for name, (view_field, value) in fields.items()
+            if report.shown is None or view_field in report.shown}
 
 
 def _case_number_filter(numbers: list[str]):
@@ -328,9 +324,7 @@ def reader(params: Mapping) -> User | None:
 def _requests(reader: User | None, where) -> list[dict[str, Any]]:
     stmt = report_service.listed_reports().where(where) \
         .order_by(Report.created_at.desc(), Report.id.desc()).limit(MAX_REQUESTS)
-    reports = db.session.scalars(stmt).unique().all()
-    public_view.prefetch_locations(reader, reports)
-    return [request_out(reader, r) for r in reports]
+    return [request_out(case) for case in public_view.present_all(reader, db.session.scalars(stmt).unique())]
 
 
 def list_requests(reader: User | None, params: Mapping, now: datetime) -> list[dict[str, Any]]:

@@ -118,7 +118,8 @@ def notify_case_ended(actor: User, report: Report, public_note: str | None = Non
 
 def with_similar_cases(report: Report) -> Report:
     """The just-filed report with its similar_open_cases, for the filing answer only."""
-    report.similar_open_cases = similar_open_cases(report)
+    # Offered to whoever files: each in its public view, whatever the filer may see of it otherwise.
+    report.similar_open_cases = public_view.present_all(None, similar_open_cases(report))
     return report
 
 

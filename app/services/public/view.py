@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 from flask import g, has_app_context
@@ -11,6 +13,9 @@ from sqlalchemy import ColumnElement, false, func, select
 from app.errors import ValidationFailed
 from app.extensions import db
 from app.models import Attachment, CaseEvent, Cell, Report, Role, User, subtree_bounds
+from app.models.base import utcnow
+from app.services.cases import sla
+from app.services.pagination import Page
 
 STAFF_ROLES = frozenset({Role.worker.value, Role.supervisor.value, Role.admin.value})
 # The notes that answer the public: why it was rejected, what was done, how it was checked. Every other note
@@ -109,12 +114,6 @@ def cell_label_points(cell_ids: Iterable[int]) -> dict[int, tuple[float, float]]
     return {cid: known[cid] for cid in wanted if cid in known}
 
 
-def prefetch_locations(viewer: User | None, reports: Iterable[Report]) -> None:
-    """Read the handling cells' points of every report `viewer` gets in the public view, in one query."""
-    cell_label_points(r.handling_cell_id for r in reports
-                      if not sees_in_full(viewer, r) and not r.category.public)
-
-
 def map_points(viewer: User | None, rows: list[tuple[int, bool, int | None, float, float]]
                ) -> list[tuple[tuple[float, float] | None, bool]]:
     """For map rows of (reporter_id, category public, handling cell id, exact lon, exact lat): the point to show
@@ -158,27 +157,49 @@ def public_location(report: Report) -> dict[str, Any] | None:
 
 # ---- reports ----------------------------------------------------------------------------------------------------
 
-def shape_report(viewer: User | None, report: Report, out: dict[str, Any]) -> dict[str, Any]:
-    """One dumped ReportOut as `viewer` may see it: the public view, or the full view with personal data only
-    for those the personal-data rule allows and staff names only for staff."""
-    if not sees_in_full(viewer, report):
-        keep = public_fields(report)
-        public = {key: value for key, value in out.items() if key in keep}
-        public["location"] = public_location(report)
-        public["view"] = "public"
-        return public
-    out["view"] = "full"
-    if may_see_personal_data(viewer, report):
-        reporter = report.reporter
-        out["reporter"] = {"id": reporter.id, "name": reporter.display_name, "phone": reporter.phone}
-        contact = {field: getattr(report, column) for field, column in CONTACT_COLUMNS.items()}
-        out["contact"] = contact if any(value is not None for value in contact.values()) else None
-    else:
-        out["reporter"] = None
-        out["contact"] = None
-    if not is_staff(viewer):
-        out["assignee"] = None
-    return out
+class CaseView:
+    """A case as one viewer may see it, decided before it is dumped: `view` (full or public), the fields shown
+    (`shown`, None for all), its location and SLA state, and the personal data and staff names the viewer may
+    see. Anything else reads through to the report."""
+
+    def __init__(self, report: Any, viewer: User | None, now: datetime) -> None:
+        self.report = report
+        full = sees_in_full(viewer, report)
+        self.view = "full" if full else "public"
+        self.shown = None if full else public_fields(report)
+        self.sla_state = sla.sla_state(report, now)
+        if not full:
+            self.location = public_location(report)
+            return
+        lon, lat = exact_location(report)
+        self.location = {"lon": lon, "lat": lat, "crs": "wgs84"}
+        personal = may_see_personal_data(viewer, report)
+        reporter = report.reporter if personal else None
+        self.personal_data_of_reporter = reporter and {"id": reporter.id, "name": reporter.display_name,
+                                                       "phone": reporter.phone}
+        contact = {field: getattr(report, column) for field, column in CONTACT_COLUMNS.items()} if personal else {}
+        self.personal_data_of_contact = contact if any(v is not None for v in contact.values()) else None
+        if not is_staff(viewer):
+            self.assignee = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.report, name)
+
+
+def present(viewer: User | None, report: Any) -> CaseView:
+    return present_all(viewer, [report])[0]
+
+
+def present_all(viewer: User | None, reports: Iterable[Any]) -> list[CaseView]:
+    """Each case as `viewer` may see it; the points of the handling cells the public views show in one query."""
+    reports = list(reports)
+    cell_label_points(r.handling_cell_id for r in reports if not sees_in_full(viewer, r) and not r.category.public)
+    now = utcnow()
+    return [CaseView(report, viewer, now) for report in reports]
+
+
+def present_page(viewer: User | None, page: Page) -> Page:
+    return replace(page, items=present_all(viewer, page.items))
 
 
 # ---- history ----------------------------------------------------------------------------------------------------
@@ -234,9 +255,19 @@ def photos_filter(viewer: User | None, report: Report) -> ColumnElement[bool] | 
     return Attachment.stage.in_(sorted(stages)) if stages else false()
 
 
-def shape_attachment(viewer: User | None, attachment: Attachment, out: dict[str, Any]) -> dict[str, Any]:
-    """Who uploaded a photo and the file's own name stay with the staff and the uploader."""
-    if not is_staff(viewer) and (viewer is None or attachment.uploader_id != viewer.id):
-        out["uploader_id"] = None
-        out["original_name"] = None
-    return out
+class PhotoView:
+    """A photo as one viewer may see it: who uploaded it and the file's own name stay with the staff and the
+    uploader."""
+
+    def __init__(self, attachment: Attachment, viewer: User | None) -> None:
+        self.attachment = attachment
+        if not is_staff(viewer) and (viewer is None or attachment.uploader_id != viewer.id):
+            self.uploader_id = None
+            self.original_name = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.attachment, name)
+
+
+def present_photos(viewer: User | None, attachments: Iterable[Attachment]) -> list[PhotoView]:
+    return [PhotoView(attachment, viewer) for attachment in attachments]
