@@ -26,7 +26,8 @@ from typing import Any, Callable, Iterator
 
 import click
 
-from app.services.insight.geoqueries import COUNT_CAP, RECENT_WINDOWS
+from app.lib.geofilter import COUNT_CAP
+from app.services.insight.geoqueries import RECENT_WINDOWS
 from app.dialect.spatial import degree_box
 from bench.gen_grid import extent, feature_collection, progress_bar, spec_for
 from bench.run_bench import (OUT_DIR, app_env, flask_db_upgrade, fresh_postgis_database, load_grid, make_app,

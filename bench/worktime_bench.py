@@ -6,7 +6,8 @@ import random
 import time
 from datetime import datetime, timedelta, timezone
 
-from app.services.calendar.worktime import DEFAULT_WORK_HOURS, Calendar, parse_week
+from app.lib.hours import DEFAULT_WORK_HOURS, parse_week
+from app.services.calendar.worktime import Calendar
 
 # 2026 National Day and Spring Festival as holidays, their make-up Saturdays/Sundays worked.
 OVERRIDES = {**{datetime(2026, 10, d).date(): () for d in range(1, 8)},

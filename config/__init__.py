@@ -11,6 +11,10 @@ INSTANCE_DIR = Path(os.environ.get("INSTANCE_PATH", PROJECT_ROOT / "instance"))
 DEFAULT_SQLITE_PATH = INSTANCE_DIR / "grid.sqlite"
 
 
+# The photo stores app/services/field/storage.py implements (tests/test_storage.py keeps the two lists equal).
+BLOB_STORES = ("local",)
+
+
 class ConfigError(RuntimeError):
     """Raised when the environment does not allow the service to start safely."""
 
@@ -127,7 +131,7 @@ class BaseConfig:
             raise ConfigError("PATROL_MAX_CLOCK_SKEW_S must not be negative")
         from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-        from app.services.calendar.worktime import parse_week
+        from app.lib.hours import parse_week
 
         try:
             ZoneInfo(self.TIMEZONE)
@@ -141,8 +145,6 @@ class BaseConfig:
             parse_week(self.WORK_HOURS)
         except ValueError as exc:
             raise ConfigError(f"WORK_HOURS is not valid ({exc}): {self.WORK_HOURS!r}") from exc
-        from app.services.field.storage import BLOB_STORES
-
         if self.BLOB_STORE not in BLOB_STORES:
             raise ConfigError(f"BLOB_STORE must be one of {sorted(BLOB_STORES)}, got {self.BLOB_STORE!r}")
         if self.ATTACHMENT_MAX_BYTES < 1:

@@ -12,6 +12,7 @@ from app.models import CalendarDay, Report
 from app.models.base import utcnow
 from app.services.cases import sla
 from app.services.calendar import worktime
+from app.lib.hours import DEFAULT_WORK_HOURS, parse_week
 from app.services.calendar.days import import_year, library_days, library_years, set_day
 from tests.assertions import assert_problem
 from tests.factories import auth_header, make_category, make_report, make_test_grid, make_user
@@ -243,7 +244,7 @@ def test_a_new_holiday_moves_open_deadlines_but_not_closed_ones(client, db, worl
 
     for report in (open_case, closed_case, hours_case):
         db.session.refresh(report)
-    expected = worktime.Calendar(SH, worktime.parse_week(worktime.DEFAULT_WORK_HOURS), {holiday: ()})
+    expected = worktime.Calendar(SH, parse_week(DEFAULT_WORK_HOURS), {holiday: ()})
     assert open_case.deadline_at == open_case.due_at == expected.deadline(accepted, 20, "working_days")
     assert open_case.deadline_at > before[open_case.id][0]
     assert open_case.warn_at == expected.deadline(accepted, 16, "working_days")

@@ -9,6 +9,7 @@ from geoalchemy2.shape import to_shape
 from sqlalchemy import func, select
 
 from app.models import Category, Cell, Role, User, WorkerCell
+from app.services.people.workers import cells_served_today
 from app.services.people import sessions as auth_service
 from tests.factories import COMMUNITY, DISTRICT, STREET, make_category, make_report, make_test_grid, make_user
 
@@ -65,7 +66,8 @@ def test_seed_demo_creates_the_demo_district(app, db, seeded):
     for user in db.session.scalars(select(User)):
         assert auth_service.login(user.username, password).access_token
     for user in db.session.scalars(select(User).where(User.role == Role.worker.value)):
-        assert user.served_cells and all(c.level == "grid" for c in user.served_cells)
+        served = cells_served_today(user.id)
+        assert served and all(c.level == "grid" for c in served)
     for user in db.session.scalars(select(User).where(User.role == Role.supervisor.value)):
         assert user.cell is not None
     assert "demo accounts" in seeded.output
@@ -162,7 +164,7 @@ def test_users_create_each_role(app, db, grid, role, cell):
 
     user = db.session.scalars(select(User).where(User.username == f"new_{role}")).one()
     assert user.role == role
-    served = [c.code for c in user.served_cells]
+    served = [c.code for c in cells_served_today(user.id)]
     if role == "worker":
         assert served == [GRID_CELL] and user.cell_id is None
     elif role == "supervisor":

@@ -91,6 +91,13 @@ def test_blob_store_follows_the_configuration(app, tmp_path, monkeypatch):
     assert (tmp_path / "up" / key[:2] / key[2:4] / key).read_bytes() == b"configured"
 
 
+def test_the_configuration_knows_every_store_and_no_other():
+    from app.services.field import storage
+    from config import BLOB_STORES
+
+    assert set(BLOB_STORES) == set(storage.BLOB_STORES)
+
+
 def test_configuration_defaults_and_refusals(monkeypatch):
     for name in ("BLOB_STORE", "UPLOAD_DIR", "ATTACHMENT_MAX_BYTES"):
         monkeypatch.delenv(name, raising=False)

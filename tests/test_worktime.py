@@ -10,7 +10,8 @@ import pytest
 from app.services.cases import sla
 from app.services.calendar import worktime
 from app.services.calendar.days import set_day
-from app.services.calendar.worktime import DEFAULT_WORK_HOURS, Calendar, NoWorkingTime, parse_hours, parse_week
+from app.lib.hours import DEFAULT_WORK_HOURS, parse_hours, parse_week
+from app.services.calendar.worktime import Calendar, NoWorkingTime
 from config import ConfigError, load_config
 
 SH = ZoneInfo("Asia/Shanghai")

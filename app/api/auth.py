@@ -29,7 +29,8 @@ class Register(MethodView):
     @blp.response(201, UserOut)
     def post(self, data):
         """Register a resident; the phone number becomes the username."""
-        return user_service.register_resident(data["phone"], data["password"], data.get("display_name"))
+        return user_service.account(user_service.register_resident(data["phone"], data["password"],
+                                                                    data.get("display_name")))
 
 
 @blp.route("/auth/login")
@@ -68,7 +69,7 @@ class Me(MethodView):
     @blp.response(200, UserOut)
     def get(self):
         """The signed-in account."""
-        return current_user()
+        return user_service.account(current_user())
 
     @auth_required()
     @blp.doc(security=BEARER)
@@ -76,4 +77,4 @@ class Me(MethodView):
     @blp.response(200, UserOut)
     def patch(self, data):
         """Change your display name or phone, or your password (send the old one; ends your other logins)."""
-        return user_service.update_me(current_user(), data, current_session_id())
+        return user_service.account(user_service.update_me(current_user(), data, current_session_id()))

@@ -1,4 +1,6 @@
 """People management (admin): list, create and edit accounts; deactivation instead of deletion."""
+from dataclasses import replace
+
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
@@ -23,7 +25,8 @@ class Users(MethodView):
     def get(self, args):
         """Accounts ordered by username, filtered by role, active, cell and a name/phone search."""
         page, size = args.pop("page"), args.pop("page_size")
-        return paginate(user_service.users_query(**args), page, size)
+        found = paginate(user_service.users_query(**args), page, size)
+        return replace(found, items=user_service.accounts(found.items))
 
     @auth_required(Role.admin)
     @idempotent
@@ -32,7 +35,7 @@ class Users(MethodView):
     @blp.response(201, UserOut)
     def post(self, data):
         """Create an account of any role; a worker's cell_code becomes a primary assignment from today."""
-        return user_service.create_user(**data)
+        return user_service.account(user_service.create_user(**data))
 
 
 @blp.route("/users/<int:user_id>")
@@ -42,7 +45,7 @@ class UserItem(MethodView):
     @blp.response(200, UserOut)
     def get(self, user_id):
         """One account."""
-        return user_service.get_user(user_id)
+        return user_service.account(user_service.get_user(user_id))
 
     @auth_required(Role.admin)
     @blp.doc(security=BEARER)
@@ -50,4 +53,4 @@ class UserItem(MethodView):
     @blp.response(200, UserOut)
     def patch(self, data, user_id):
         """Edit name, phone, role, a supervisor's cell, active (deactivate) or reset the password."""
-        return user_service.update_user(current_user(), user_service.get_user(user_id), data)
+        return user_service.account(user_service.update_user(current_user(), user_service.get_user(user_id), data))

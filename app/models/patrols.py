@@ -1,6 +1,7 @@
 """Patrol check-ins: the GPS points a grid worker's phone records on patrol, routed to the cell they fall in."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from geoalchemy2 import Geometry
@@ -9,6 +10,22 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from app.extensions import db
 from app.models.base import UTCDateTime, utcnow
+
+
+@dataclass(frozen=True)
+class PatrolPoint:
+    """One point of a batch that passed the shape checks; `index` is its place in the batch."""
+
+    index: int
+    time: datetime
+    lon: float
+    lat: float
+    crs: str
+    accuracy: float | None
+
+
+def reason(field: str, code: str, message: str) -> dict[str, str]:
+    return {"field": field, "code": code, "message": message}
 
 
 class PatrolCheckin(db.Model):

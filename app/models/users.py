@@ -38,14 +38,6 @@ class User(TimestampMixin, db.Model):
 
     cell: Mapped[Cell | None] = relationship()
 
-    @property
-    def served_cells(self) -> list[Cell]:
-        """The grid cells this worker serves today (assignments carry dates, so this is a query)."""
-        if self.role != Role.worker.value:
-            return []
-        from app.services.people.workers import cells_served_today  # the service imports the models
-        return cells_served_today(self.id)
-
     def __repr__(self) -> str:
         return f"<User {self.username} {self.role}>"
 

@@ -4,10 +4,10 @@ from datetime import date
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from app.models import DayKind
-from app.services.calendar.days import MAX_RANGE_DAYS
-from app.services.calendar.worktime import parse_hours
+from app.lib.hours import parse_hours
 
 FIRST_DAY, LAST_DAY = date(2000, 1, 1), date(2099, 12, 31)
+MAX_RANGE_DAYS = 366
 _IN_RANGE = validate.Range(min=FIRST_DAY, max=LAST_DAY, error="Dates run from 2000-01-01 to 2099-12-31.")
 
 

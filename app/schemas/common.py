@@ -9,7 +9,9 @@ from marshmallow import Schema, ValidationError, fields, validate
 
 from app.lib.coords import CRS_VALUES
 from app.models.base import MAX_ID, TIME_RANGE_ERROR, within_time_range
-from app.services.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+
+DEFAULT_PAGE_SIZE = 20
+MAX_PAGE_SIZE = 100
 
 
 class StrictFloat(fields.Float):

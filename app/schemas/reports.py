@@ -6,7 +6,7 @@ from app.schemas.auth import CellRef, UserRef
 from app.schemas.common import (AwareDateTime, BBox, CrsField, Id, Latitude, LocalDateTime, LonLat, Longitude,
                                 PageArgs, StrictInteger, page_of)
 from app.lib.geometry import GeometryProblem
-from app.services.insight.geoqueries import COUNT_CAP, GeoFilter, polygon_from_geojson
+from app.lib.geofilter import COUNT_CAP, GeoFilter, polygon_from_geojson
 
 
 class LocationIn(Schema):

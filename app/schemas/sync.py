@@ -3,7 +3,9 @@ from marshmallow import Schema, fields, validate
 
 from app.schemas.notifications import NotificationOut
 from app.schemas.reports import EventOut, ReportOut
-from app.services.field.sync import DEFAULT_LIMIT, MAX_LIMIT
+
+DEFAULT_LIMIT = 200
+MAX_LIMIT = 1000
 
 
 class SyncReportOut(ReportOut):

@@ -8,10 +8,6 @@ from sqlalchemy import Select, func, select
 
 from app.extensions import db
 
-DEFAULT_PAGE_SIZE = 20
-MAX_PAGE_SIZE = 100
-
-
 @dataclass(frozen=True)
 class Page:
     items: list[Any]

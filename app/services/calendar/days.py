@@ -11,6 +11,7 @@ from sqlalchemy import or_, select
 
 from app.errors import DomainError
 from app.extensions import db
+from app.lib.hours import format_hours, hours_seconds, parse_hours
 from app.models import OPEN_STATUSES, CalendarDay, DayKind, DaySource, Report
 from app.models.base import utcnow
 from app.services.cases import sla
@@ -18,7 +19,6 @@ from app.services.calendar import worktime
 
 LIBRARY = f"chinesecalendar {chinese_calendar.__version__}"
 RECOMPUTE_BATCH = 500
-MAX_RANGE_DAYS = 366
 
 
 class CalendarYearUnavailable(DomainError):
@@ -58,12 +58,12 @@ def _view(day: date, row: CalendarDay | None, calendar: worktime.Calendar) -> Da
         kind, name, source = row.kind, row.name, row.source
     else:
         kind, name, source = (DayKind.workday.value if hours else "rest"), None, "weekly"
-    return DayView(date=day, kind=kind, hours=worktime.format_hours(hours),
-                   working_hours=round(worktime.hours_seconds(hours) / 3600, 4), name=name, source=source)
+    return DayView(date=day, kind=kind, hours=format_hours(hours),
+                   working_hours=round(hours_seconds(hours) / 3600, 4), name=name, source=source)
 
 
 def days_between(first: date, last: date) -> list[DayView]:
-    """Every date from first to last inclusive (at most MAX_RANGE_DAYS), oldest first."""
+    """Every date from first to last inclusive, oldest first (the API caps the range)."""
     rows = {row.day: row for row in db.session.scalars(
         select(CalendarDay).where(CalendarDay.day.between(first, last)))}
     calendar = worktime.current_calendar()
@@ -82,7 +82,7 @@ def set_day(day: date, *, kind: str, name: str | None = None, hours: list[str] |
         row = CalendarDay(day=day)
         db.session.add(row)
     row.kind, row.name, row.source = kind, name, DaySource.admin.value
-    row.hours = ",".join(worktime.format_hours(worktime.parse_hours(",".join(hours)))) if hours else None
+    row.hours = ",".join(format_hours(parse_hours(",".join(hours)))) if hours else None
     db.session.flush()
     worktime.forget_calendar()
     recomputed = recompute_open_cases(since=day)

@@ -10,6 +10,7 @@ from sqlalchemy import ColumnElement, Select, false, not_, or_, select, true
 from sqlalchemy.orm import joinedload
 
 from app.dialect import spatial
+from app.lib.geofilter import GeoFilter
 from app.lib.coords import to_wgs84
 from app.errors import Forbidden, NotFound, ValidationFailed
 from app.extensions import db
@@ -131,7 +132,7 @@ def reports_query(user: User, *, status: str | None = None, category_code: str |
                   created_to: datetime | None = None, triage: bool | None = None,
                   sla_state: str | None = None, escalation_level: int | None = None,
                   assignee_id: int | None = None, overdue: bool | None = None,
-                  geo: geoqueries.GeoFilter | None = None) -> Select:
+                  geo: GeoFilter | None = None) -> Select:
     now = utcnow()
     sent = {"status": status, "category_code": category_code, "cell_id": cell_id, "created_from": created_from,
             "created_to": created_to, "triage": triage, "sla_state": sla_state, "escalation_level": escalation_level,

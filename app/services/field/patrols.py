@@ -1,7 +1,6 @@
 """Patrols: batches of GPS check-ins from workers' phones, and who covered which grid cell on a day."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -14,28 +13,10 @@ from app.lib.coords import to_wgs84
 from app.errors import Forbidden, ValidationFailed
 from app.extensions import db
 from app.models import Cell, CellLevel, PatrolCheckin, Role, User, subtree_bounds
+from app.models.patrols import PatrolPoint, reason
 from app.models.base import utcnow
 from app.services.grid.routing import route_many_wgs84
 from app.services.people.workers import check_manages, local_today, served_cell_ids
-
-MAX_POINTS = 1000
-
-
-@dataclass(frozen=True)
-class PatrolPoint:
-    """One point of a batch that passed the shape checks; `index` is its place in the batch."""
-
-    index: int
-    time: datetime
-    lon: float
-    lat: float
-    crs: str
-    accuracy: float | None
-
-
-def reason(field: str, code: str, message: str) -> dict[str, str]:
-    return {"field": field, "code": code, "message": message}
-
 
 def record_checkins(user: User, points: list[PatrolPoint], rejected: list[dict[str, Any]],
                     now: datetime | None = None) -> dict[str, Any]:

@@ -21,8 +21,6 @@ from app.models.sync import CASE, EVENT, NOTIFICATION, SyncChange
 from app.services.public import view as public_view
 from app.services.cases.reports import listed_reports, visibility
 
-DEFAULT_LIMIT = 200
-MAX_LIMIT = 1000
 PRUNE_BATCH = 10_000
 # Up to this many visible reports, a page is read report by report rather than by walking the log.
 SMALL_SCOPE = 2_000
@@ -145,7 +143,7 @@ def _id(item: Any) -> int:
     return item["id"] if isinstance(item, dict) else item.id
 
 
-def changes_since(user: User, cursor: str | None, limit: int = DEFAULT_LIMIT) -> SyncPage:
+def changes_since(user: User, cursor: str | None, limit: int) -> SyncPage:
     """A page of the caller's changes after `cursor` (None: from the beginning), cases at their latest state.
 
     A case changed several times is listed once, where it last changed; one that changes again later

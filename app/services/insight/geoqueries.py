@@ -1,7 +1,6 @@
 """Spatial filters for report lists (near, box, cell polygon, any polygon), map GeoJSON and cell summaries."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -20,41 +19,14 @@ from app.models.base import utcnow
 from app.models.reports import case_number
 from app.services.public import view as public_view
 from app.services.cases import reports as report_service
-from app.lib.geometry import GeometryProblem, parse_polygonal
+from app.lib.geofilter import COUNT_CAP, GeoFilter
 from app.services.pagination import Page, paginate
 from app.services.cases.sla import sla_state_expr
 
-MAX_POLYGON_VERTICES = 1_000
 MAX_FEATURES = 5_000
-# A spatially filtered list counts at most this many matches; past it, `total` is this cap and
-# `total_is_lower_bound` is true. An exact total would visit every match (~8,000 in 500 m of a dense city).
-COUNT_CAP = 1_000
 # Newest-first pages of a spatial filter try the last week first, then the last 8 weeks, then all time:
 # the box and the time window meet in the indexes, so a dense box reads a few hundred rows, not all of them.
 RECENT_WINDOWS = (timedelta(days=7), timedelta(days=56))
-
-
-@dataclass(frozen=True)
-class GeoFilter:
-    """The spatial part of a report query, as the client sent it (near in `crs`, the rest in WGS-84)."""
-
-    near: tuple[float, float] | None = None
-    radius: float | None = None
-    crs: str = "wgs84"
-    bbox: tuple[float, float, float, float] | None = None
-    within: int | None = None
-    polygon: Any = None
-
-
-def polygon_from_geojson(geometry: Any):
-    """A valid GeoJSON Polygon of at most 1,000 vertices, as shapely; GeometryProblem says what is wrong."""
-    if not isinstance(geometry, dict) or geometry.get("type") != "Polygon":
-        raise GeometryProblem("only a GeoJSON Polygon is accepted")
-    rings = geometry.get("coordinates")
-    vertices = sum(len(r) for r in rings if isinstance(r, list)) if isinstance(rings, list) else 0
-    if vertices > MAX_POLYGON_VERTICES:
-        raise GeometryProblem(f"too many vertices ({vertices} > {MAX_POLYGON_VERTICES})")
-    return parse_polygonal(geometry).geoms[0]
 
 
 def _near_point(geo: GeoFilter) -> tuple[float, float]:

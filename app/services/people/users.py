@@ -14,7 +14,7 @@ from app.errors import Conflict, NotFound, ValidationFailed
 from app.extensions import db
 from app.models import Cell, CellLevel, Duty, Role, User, WorkerCell
 from app.services.people.sessions import find_user_by_username, revoke_user_sessions
-from app.services.people.workers import current_on, local_today
+from app.services.people.workers import current_on, local_today, served_cells_of
 
 
 
@@ -205,3 +205,23 @@ def update_me(user: User, changes: dict[str, Any], session_id: str) -> User:
         user.display_name = changes["display_name"]
     db.session.flush()
     return user
+
+
+class Account:
+    """A user as the accounts API shows them: their own fields and, for a worker, the grid cells served today."""
+
+    def __init__(self, user: User, served_cells: list[Cell]) -> None:
+        self.user = user
+        self.served_cells = served_cells
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.user, name)
+
+
+def accounts(users: list[User]) -> list[Account]:
+    served = served_cells_of([u.id for u in users if u.role == Role.worker.value])
+    return [Account(user, served.get(user.id, [])) for user in users]
+
+
+def account(user: User) -> Account:
+    return accounts([user])[0]

@@ -42,8 +42,18 @@ def served_cell_ids(user_id: int, at: datetime | None = None) -> Select:
 
 
 def cells_served_today(user_id: int) -> list[Cell]:
-    return list(db.session.scalars(
-        select(Cell).where(Cell.id.in_(served_cell_ids(user_id))).order_by(Cell.code)))
+    return served_cells_of([user_id]).get(user_id, [])
+
+
+def served_cells_of(user_ids: list[int]) -> dict[int, list[Cell]]:
+    """The grid cells each of these users serves today, by code: one query for a whole list of accounts."""
+    served: dict[int, list[Cell]] = {}
+    rows = db.session.execute(select(WorkerCell.user_id, Cell).join(Cell, Cell.id == WorkerCell.cell_id)
+                              .where(WorkerCell.user_id.in_(user_ids), current_on(local_today()))
+                              .order_by(WorkerCell.user_id, Cell.code))
+    for user_id, cell in rows:
+        served.setdefault(user_id, []).append(cell)
+    return served
 
 
 # ---- who may manage which cell ------------------------------------------------------------------
