@@ -6,10 +6,8 @@ import logging
 from flask import Flask, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from app import redaction
-from app import dialect
+from app import dialect, extensions, redaction
 from app.errors import register_error_handlers
-from app import extensions
 from app.extensions import db, migrate
 from config import INSTANCE_DIR, PROJECT_ROOT, BaseConfig, load_config
 

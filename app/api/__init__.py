@@ -41,9 +41,28 @@ class IdConverter(IntegerConverter):
 def register_blueprints(app: Flask, api: Api) -> None:
     # Before any route is added: rules pick their converter class when they are bound.
     app.url_map.converters["int"] = IdConverter
-    from app.api import (analytics, api_keys, attachments, auth, calendar, categories, cells, docs, escalations,
-                         health, notifications, open311, patrols, reports, residents, stats, sync, tasks, users,
-                         workers)
+    from app.api import (
+        analytics,
+        api_keys,
+        attachments,
+        auth,
+        calendar,
+        categories,
+        cells,
+        docs,
+        escalations,
+        health,
+        notifications,
+        open311,
+        patrols,
+        reports,
+        residents,
+        stats,
+        sync,
+        tasks,
+        users,
+        workers,
+    )
 
     api.spec.components.security_scheme(
         "bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})

@@ -7,8 +7,8 @@ from app.auth.decorators import auth_required, current_user
 from app.models import Role
 from app.schemas.api_keys import ApiKeyCreateIn, ApiKeyIssuedOut, ApiKeyPage
 from app.schemas.common import PageArgs
-from app.services.people import api_keys as key_service
 from app.services.pagination import paginate
+from app.services.people import api_keys as key_service
 
 blp = Blueprint("api_keys", __name__, description="API keys of Open311 clients")
 

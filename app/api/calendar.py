@@ -7,7 +7,14 @@ from flask_smorest import Blueprint
 from app.api import BEARER
 from app.auth.decorators import auth_required
 from app.models import Role
-from app.schemas.calendar import DayChangeOut, DayList, DayOut, DayPath, DayPutIn, DayRangeArgs
+from app.schemas.calendar import (
+    DayChangeOut,
+    DayList,
+    DayOut,
+    DayPath,
+    DayPutIn,
+    DayRangeArgs,
+)
 from app.services.calendar import days as workcalendar
 
 blp = Blueprint("calendar", __name__, description="Work calendar: working hours, holidays, make-up days")

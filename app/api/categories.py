@@ -6,7 +6,12 @@ from app.api import BEARER
 from app.api.idempotency import idempotent
 from app.auth.decorators import auth_required
 from app.models import Role
-from app.schemas.categories import CategoryCreateIn, CategoryOut, CategoryPage, CategoryUpdateIn
+from app.schemas.categories import (
+    CategoryCreateIn,
+    CategoryOut,
+    CategoryPage,
+    CategoryUpdateIn,
+)
 from app.schemas.common import PageArgs
 from app.services.cases import categories as category_service
 from app.services.pagination import paginate

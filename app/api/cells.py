@@ -7,14 +7,25 @@ from app.api import BEARER
 from app.api.idempotency import idempotent
 from app.auth.decorators import auth_required
 from app.errors import Unrouted
+from app.lib.geometry import to_geojson
 from app.models import Role
-from app.schemas.cells import (CellCreateIn, CellDetailOut, CellFilterArgs, CellListArgs, CellOut, CellPage,
-                               CellUpdateIn, FeatureCollectionIn, ImportResultOut, LocateArgs, LocateOut)
+from app.schemas.cells import (
+    CellCreateIn,
+    CellDetailOut,
+    CellFilterArgs,
+    CellListArgs,
+    CellOut,
+    CellPage,
+    CellUpdateIn,
+    FeatureCollectionIn,
+    ImportResultOut,
+    LocateArgs,
+    LocateOut,
+)
 from app.schemas.common import PageArgs
 from app.services.grid import cells as grid_service
-from app.lib.geometry import to_geojson
-from app.services.pagination import paginate
 from app.services.grid.routing import route
+from app.services.pagination import paginate
 
 blp = Blueprint("cells", __name__, description="Grid cells: district > street > community > grid")
 

@@ -5,7 +5,12 @@ from flask_smorest import Blueprint
 from app.api import BEARER
 from app.api.idempotency import idempotent
 from app.auth.decorators import auth_required, current_user
-from app.schemas.notifications import MarkReadIn, NotificationListArgs, NotificationOut, NotificationPage
+from app.schemas.notifications import (
+    MarkReadIn,
+    NotificationListArgs,
+    NotificationOut,
+    NotificationPage,
+)
 from app.services.cases import notifications as notification_service
 from app.services.pagination import paginate
 

@@ -13,8 +13,8 @@ from app.api.idempotency import idempotent
 from app.errors import NotFound
 from app.extensions import limiter
 from app.models.base import utcnow
-from app.services.public import open311
 from app.services.people.api_keys import hash_key
+from app.services.public import open311
 
 PREFIX = "/open311/v2"
 CONTENT_TYPES = {"json": "application/json; charset=utf-8", "xml": "text/xml; charset=utf-8"}

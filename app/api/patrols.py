@@ -6,10 +6,15 @@ from app.api import BEARER
 from app.api.idempotency import idempotent
 from app.auth.decorators import auth_required, current_user
 from app.models import Role
-from app.schemas.patrols import CheckinBatchIn, CheckinResultOut, CoverageArgs, CoveragePage
+from app.schemas.patrols import (
+    CheckinBatchIn,
+    CheckinResultOut,
+    CoverageArgs,
+    CoveragePage,
+)
 from app.services.field import patrols as patrol_service
-from app.services.people import workers as worker_service
 from app.services.pagination import paginate
+from app.services.people import workers as worker_service
 
 blp = Blueprint("patrols", __name__, description="Patrol check-ins and coverage")
 

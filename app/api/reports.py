@@ -9,16 +9,30 @@ from app.api import BEARER, documents_if_match
 from app.api.idempotency import idempotent
 from app.auth.decorators import auth_required, current_user
 from app.models import Role
-from app.schemas.reports import (AssignIn, CellSummaryOut, DuplicateIn, EventOut, ExtensionRequestIn, NoteIn,
-                                 NoteRequiredIn, ReasonIn, ReportCreateIn, ReportGeoJSONArgs, ReportListArgs, ReportOut,
-                                 ReportPage, ReportSearchIn, RerouteIn)
+from app.schemas.reports import (
+    AssignIn,
+    CellSummaryOut,
+    DuplicateIn,
+    EventOut,
+    ExtensionRequestIn,
+    NoteIn,
+    NoteRequiredIn,
+    ReasonIn,
+    ReportCreateIn,
+    ReportGeoJSONArgs,
+    ReportListArgs,
+    ReportOut,
+    ReportPage,
+    ReportSearchIn,
+    RerouteIn,
+)
 from app.schemas.residents import ReportCreatedOut
 from app.services.cases import lifecycle as cases
-from app.services.insight import geoqueries
-from app.services.public import view as public_view
-from app.services.public import residents
-from app.services.grid import cells as grid_service
 from app.services.cases import reports as report_service
+from app.services.grid import cells as grid_service
+from app.services.insight import geoqueries
+from app.services.public import residents
+from app.services.public import view as public_view
 
 blp = Blueprint("reports", __name__, description="Reports (cases)")
 
@@ -151,7 +165,7 @@ def _action_view(name, perform, schema, summary):
 for _action in ACTIONS:
     _action_view(*_action)
 def _query(args):
-    return report_service.reports_query(current_user(), category_code=args.pop("category", None), **args)
+    return geoqueries.reports_query(current_user(), category_code=args.pop("category", None), **args)
 
 
 @blp.route("/reports/search")

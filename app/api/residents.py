@@ -3,16 +3,16 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from app.api import BEARER, documents_if_match
-from app.api.reports import _if_match
 from app.api.idempotency import idempotent
+from app.api.reports import _if_match
 from app.auth.decorators import auth_required, current_user
 from app.schemas.reports import ReportOut, ReportPage
 from app.schemas.residents import FollowIn, FollowOut, MyReportsArgs, RateIn
 from app.services.cases import lifecycle as cases
-from app.services.public import residents
-from app.services.public import view as public_view
 from app.services.cases import reports as report_service
 from app.services.pagination import paginate
+from app.services.public import residents
+from app.services.public import view as public_view
 
 blp = Blueprint("residents", __name__, description="Residents: own reports, rating, following")
 

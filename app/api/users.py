@@ -10,8 +10,8 @@ from app.auth.decorators import auth_required, current_user
 from app.models import Role
 from app.schemas.auth import UserOut
 from app.schemas.users import UserCreateIn, UserListArgs, UserPage, UserUpdateIn
-from app.services.people import users as user_service
 from app.services.pagination import paginate
+from app.services.people import users as user_service
 
 blp = Blueprint("users", __name__, description="People management")
 

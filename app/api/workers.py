@@ -6,10 +6,18 @@ from app.api import BEARER
 from app.api.idempotency import idempotent
 from app.auth.decorators import auth_required, current_user
 from app.models import Role
-from app.schemas.workers import (AssignmentIn, AssignmentListArgs, AssignmentOut, AssignmentPage, DutyIn, DutyOut,
-                                 WorkerListArgs, WorkerPage)
-from app.services.people import workers as worker_service
+from app.schemas.workers import (
+    AssignmentIn,
+    AssignmentListArgs,
+    AssignmentOut,
+    AssignmentPage,
+    DutyIn,
+    DutyOut,
+    WorkerListArgs,
+    WorkerPage,
+)
 from app.services.pagination import Page, paginate
+from app.services.people import workers as worker_service
 
 blp = Blueprint("workers", __name__, description="Grid workers, their cells and duty")
 

@@ -6,7 +6,6 @@ from datetime import date, datetime, timezone
 from sqlalchemy import DateTime, TypeDecorator
 from sqlalchemy.orm import Mapped, mapped_column
 
-
 # Ids are INTEGER columns: 32 bits on PostgreSQL (64 on SQLite), so no row has an id above this.
 MAX_ID = 2**31 - 1
 

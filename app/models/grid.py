@@ -4,7 +4,17 @@ from __future__ import annotations
 import enum
 
 from geoalchemy2 import Geometry
-from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Integer, String
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    ColumnElement,
+    ForeignKey,
+    Integer,
+    Select,
+    String,
+    and_,
+    select,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
@@ -36,9 +46,29 @@ CODE_LENGTHS = {
 }
 
 
-def subtree_bounds(code: str) -> tuple[str, str]:
-    """Code range of a subtree; ':' sorts right after '9', so a B-tree range scan finds every descendant."""
+def subtree_bounds(code):
+    """Code range of a subtree; ':' sorts right after '9', so a B-tree range scan finds every descendant. `code`
+    is a string or a column (then the upper end is SQL concatenation)."""
     return code, code + ":"
+
+
+def in_subtree(code_column, root_code) -> ColumnElement[bool]:
+    """SQL: the code column names the root or one of its descendants (a child's code starts with its parent's).
+
+    The root is a code or a code column; either way the test is a range the codes' B-tree index answers."""
+    low, high = subtree_bounds(root_code)
+    return and_(code_column >= low, code_column < high)
+
+
+def code_in_subtree(code: str, root_code: str) -> bool:
+    """The same rule in Python, for a cell already loaded."""
+    low, high = subtree_bounds(root_code)
+    return low <= code < high
+
+
+def subtree_cell_ids(root_code: str) -> Select:
+    """The ids of the root's cell and of every cell under it."""
+    return select(Cell.id).where(in_subtree(Cell.code, root_code))
 
 
 class Cell(TimestampMixin, db.Model):

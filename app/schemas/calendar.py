@@ -3,8 +3,8 @@ from datetime import date
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from app.models import DayKind
 from app.lib.hours import parse_hours
+from app.models import DayKind
 
 FIRST_DAY, LAST_DAY = date(2000, 1, 1), date(2099, 12, 31)
 MAX_RANGE_DAYS = 366

@@ -3,8 +3,17 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 
 from app.models import CellLevel
 from app.schemas.auth import CellRef
-from app.schemas.common import (BBox, CrsField, Id, Latitude, LocalDateTime, Longitude, PageArgs, StrictBoolean,
-                                page_of)
+from app.schemas.common import (
+    BBox,
+    CrsField,
+    Id,
+    Latitude,
+    LocalDateTime,
+    Longitude,
+    PageArgs,
+    StrictBoolean,
+    page_of,
+)
 
 LEVELS = [lv.value for lv in CellLevel]
 

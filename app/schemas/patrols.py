@@ -9,9 +9,9 @@ from marshmallow import Schema, ValidationError, fields, post_load
 
 from app.lib.coords import CRS_VALUES
 from app.models.base import TIME_RANGE_ERROR, within_time_range
+from app.models.patrols import PatrolPoint, reason
 from app.schemas.auth import CellRef, UserRef
 from app.schemas.common import Day, Id, LocalDateTime, PageArgs, page_of
-from app.models.patrols import PatrolPoint, reason
 
 MAX_POINTS = 1000
 POINT_FIELDS = ("time", "lon", "lat", "crs", "accuracy")

@@ -1,12 +1,32 @@
 """Reports in and out."""
-from marshmallow import Schema, ValidationError, fields, post_dump, post_load, pre_dump, validate, validates_schema
+from marshmallow import (
+    Schema,
+    ValidationError,
+    fields,
+    post_dump,
+    post_load,
+    pre_dump,
+    validate,
+    validates_schema,
+)
 
+from app.lib.geofilter import COUNT_CAP, GeoFilter, polygon_from_geojson
+from app.lib.geometry import GeometryProblem
 from app.models import ESCALATION_LEVELS, SLA_STATES, ReportStatus
 from app.schemas.auth import CellRef, UserRef
-from app.schemas.common import (AwareDateTime, BBox, CrsField, Id, Latitude, LocalDateTime, LonLat, Longitude,
-                                PageArgs, StrictInteger, page_of)
-from app.lib.geometry import GeometryProblem
-from app.lib.geofilter import COUNT_CAP, GeoFilter, polygon_from_geojson
+from app.schemas.common import (
+    AwareDateTime,
+    BBox,
+    CrsField,
+    Id,
+    Latitude,
+    LocalDateTime,
+    Longitude,
+    LonLat,
+    PageArgs,
+    StrictInteger,
+    page_of,
+)
 
 
 class LocationIn(Schema):

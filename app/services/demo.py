@@ -3,20 +3,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from zoneinfo import ZoneInfo
 from typing import Callable, Iterable
+from zoneinfo import ZoneInfo
 
 from flask import current_app
 from sqlalchemy import select
 
 from app.extensions import db
 from app.models import Cell, Duty, Role, WorkerCell
-from app.services.people.sessions import find_user_by_username
+from app.services.calendar.days import import_year, library_years
 from app.services.cases.categories import upsert_category
 from app.services.grid.cells import import_cells
 from app.services.grid.gridgen import GridSpec, generate
+from app.services.people.sessions import find_user_by_username
 from app.services.people.users import create_user
-from app.services.calendar.days import import_year, library_years
 from app.services.people.workers import assign
 
 DEMO_GRID = GridSpec(district_code="330106", district_name="演示区", origin_lon=120.10, origin_lat=30.24,

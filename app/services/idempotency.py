@@ -12,7 +12,11 @@ from flask import current_app
 from sqlalchemy import delete, select
 
 from app.dialect import locks
-from app.errors import IdempotencyKeyReused, IdempotencyRequestInProgress, InvalidIdempotencyKey
+from app.errors import (
+    IdempotencyKeyReused,
+    IdempotencyRequestInProgress,
+    InvalidIdempotencyKey,
+)
 from app.extensions import db
 from app.models import IdempotencyKey
 from app.models.base import utcnow

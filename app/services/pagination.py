@@ -8,6 +8,7 @@ from sqlalchemy import Select, func, select
 
 from app.extensions import db
 
+
 @dataclass(frozen=True)
 class Page:
     items: list[Any]

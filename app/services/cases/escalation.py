@@ -6,21 +6,47 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, Integer, Select, String, and_, case, cast, false, func, literal, \
-    literal_column, select, true, update
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    Select,
+    String,
+    case,
+    cast,
+    false,
+    func,
+    literal,
+    literal_column,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.orm import aliased
 
 from app.dialect import locks, queries
 from app.errors import NotFound
 from app.extensions import db
-from app.models import CLOCK_RUNNING_STATUSES, CODE_LENGTHS, ESCALATION_LEVELS, OPEN_STATUSES, CaseEvent, \
-    Category, Cell, CellLevel, Report, Role, User, subtree_bounds
+from app.models import (
+    CLOCK_RUNNING_STATUSES,
+    CODE_LENGTHS,
+    ESCALATION_LEVELS,
+    OPEN_STATUSES,
+    CaseEvent,
+    Category,
+    Cell,
+    CellLevel,
+    Report,
+    Role,
+    User,
+    in_subtree,
+    subtree_cell_ids,
+)
 from app.models.base import UTCDateTime
 from app.services.calendar import worktime
-from app.services.grid.cells import get_cell_by_code
 from app.services.cases.notifications import notify_from_select
-from app.services.pagination import Page, paginate
 from app.services.cases.sla import WARN_SHARE, overdue_filter, sla_state_expr
+from app.services.grid.cells import get_cell_by_code
+from app.services.pagination import Page, paginate
 
 TOP_LEVEL = len(ESCALATION_LEVELS) - 1
 BATCH_SIZE = 5000
@@ -222,18 +248,12 @@ class EscalatedCase:
     last_events: list[CaseEvent]
 
 
-def _in_subtree(column, code: str) -> ColumnElement[bool]:
-    low, high = subtree_bounds(code)
-    return column.in_(select(Cell.id).where(Cell.code >= low, Cell.code < high))
-
-
 def _reviewable(user: User) -> ColumnElement[bool]:
     """The cells whose escalated cases the user reviews: a supervisor's subtree, every cell for an admin."""
     if user.role == Role.admin.value:
         return true()
     if user.role == Role.supervisor.value and user.cell is not None:
-        low, high = subtree_bounds(user.cell.code)
-        return and_(Cell.code >= low, Cell.code < high)
+        return in_subtree(Cell.code, user.cell.code)
     return false()
 
 
@@ -247,7 +267,7 @@ def escalated_query(user: User, *, cell_code: str | None = None, level: str | No
         cell = get_cell_by_code(cell_code)
         if cell is None or db.session.scalar(select(Cell.id).where(Cell.id == cell.id, _reviewable(user))) is None:
             raise NotFound(f"No cell {cell_code!r} in your subtree.", code="cell_not_found")
-        stmt = stmt.where(_in_subtree(Report.handling_cell_id, cell.code))
+        stmt = stmt.where(Report.handling_cell_id.in_(subtree_cell_ids(cell.code)))
     if level is not None:
         stmt = stmt.where(Report.escalation_level == ESCALATION_LEVELS.index(level))
     return stmt.order_by(Report.deadline_at, Report.id)

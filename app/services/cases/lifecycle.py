@@ -7,18 +7,34 @@ from typing import Any
 
 from sqlalchemy import select
 
-from app.errors import Conflict, Forbidden, TransitionNotAllowed, ValidationFailed, VersionMismatch, VersionRequired
+from app.errors import (
+    Conflict,
+    Forbidden,
+    TransitionNotAllowed,
+    ValidationFailed,
+    VersionMismatch,
+    VersionRequired,
+)
 from app.extensions import db
-from app.models import (OPEN_STATUSES, Attachment, AttachmentStage, CaseEvent, Cell, CellLevel, Report, ReportStatus,
-                        Role, User, subtree_bounds)
+from app.models import (
+    OPEN_STATUSES,
+    Attachment,
+    AttachmentStage,
+    CaseEvent,
+    Cell,
+    CellLevel,
+    Report,
+    ReportStatus,
+    Role,
+    User,
+    code_in_subtree,
+)
 from app.models.base import utcnow
-from app.services.cases import notifications
-from app.services.public import view as public_view
-from app.services.cases import reports
-from app.services.public import residents
-from app.services.cases import sla
-from app.services.people import workers
 from app.services.calendar import worktime
+from app.services.cases import notifications, reports, sla
+from app.services.people import workers
+from app.services.public import residents
+from app.services.public import view as public_view
 
 S = ReportStatus
 OPEN = tuple(OPEN_STATUSES)
@@ -220,8 +236,7 @@ def reroute(user: User, report: Report, if_match: Collection[int] | None, *, cel
     if cell is None or not cell.active or cell.level != CellLevel.grid.value:
         raise ValidationFailed(errors={"cell_id": [f"No active grid-level cell with id {cell_id}."]})
     if user.role == Role.supervisor.value:
-        low, high = subtree_bounds(user.cell.code)
-        if not low <= cell.code < high:
+        if not code_in_subtree(cell.code, user.cell.code):
             raise Forbidden("That cell lies outside your subtree.", code="cell_out_of_scope")
     now = utcnow()
     previous = report.cell.code if report.cell is not None else None

@@ -6,20 +6,25 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from flask import current_app
-from sqlalchemy import ColumnElement, Select, false, not_, or_, select, true
+from sqlalchemy import ColumnElement, Select, false, or_, select, true
 from sqlalchemy.orm import joinedload
 
 from app.dialect import spatial
-from app.lib.geofilter import GeoFilter
-from app.lib.coords import to_wgs84
 from app.errors import Forbidden, NotFound, ValidationFailed
 from app.extensions import db
-from app.models import CaseEvent, Category, Cell, Report, ReportFollower, ReportStatus, Role, User, subtree_bounds
+from app.lib.coords import to_wgs84
+from app.models import (
+    CaseEvent,
+    Cell,
+    Report,
+    ReportFollower,
+    ReportStatus,
+    Role,
+    User,
+    subtree_cell_ids,
+)
 from app.models.base import utcnow
-from app.services.cases import dispatch
-from app.services.insight import geoqueries
-from app.services.public import view as public_view
-from app.services.cases import sla
+from app.services.cases import dispatch, sla
 from app.services.cases.categories import find_active_by_code
 from app.services.grid.routing import route_wgs84
 from app.services.people.workers import served_cell_ids, serves
@@ -27,11 +32,6 @@ from app.services.people.workers import served_cell_ids, serves
 
 def local_day(moment: datetime) -> date:
     return moment.astimezone(ZoneInfo(current_app.config["TIMEZONE"])).date()
-
-
-def _subtree_cell_ids(code: str) -> Select:
-    low, high = subtree_bounds(code)
-    return select(Cell.id).where(Cell.code >= low, Cell.code < high)
 
 
 def start_handling(report: Report, now: datetime) -> None:
@@ -52,7 +52,7 @@ def visibility(user: User) -> ColumnElement[bool]:
     if user.role == Role.supervisor.value:
         if user.cell is None:
             return own
-        scope = Report.cell_id.in_(_subtree_cell_ids(user.cell.code))
+        scope = Report.cell_id.in_(subtree_cell_ids(user.cell.code))
         if user.cell.parent_id is None:
             # Root supervisors own the triage queue of reports no cell took.
             scope = or_(scope, Report.cell_id.is_(None))
@@ -125,48 +125,6 @@ _LIST_OPTIONS = (
     joinedload(Report.assignee).load_only(User.id, User.username, User.display_name),
     # Shown to supervisors and admins (app.services.residents.may_see_personal_data).
     joinedload(Report.reporter).load_only(User.id, User.display_name, User.phone))
-
-
-def reports_query(user: User, *, status: str | None = None, category_code: str | None = None,
-                  cell_id: int | None = None, created_from: datetime | None = None,
-                  created_to: datetime | None = None, triage: bool | None = None,
-                  sla_state: str | None = None, escalation_level: int | None = None,
-                  assignee_id: int | None = None, overdue: bool | None = None,
-                  geo: GeoFilter | None = None) -> Select:
-    now = utcnow()
-    sent = {"status": status, "category_code": category_code, "cell_id": cell_id, "created_from": created_from,
-            "created_to": created_to, "triage": triage, "sla_state": sla_state, "escalation_level": escalation_level,
-            "assignee_id": assignee_id, "overdue": overdue, "geo": geo}
-    stmt = listed_reports().where(public_view.list_scope(user, visibility(user),
-                                                         [name for name, value in sent.items() if value is not None]))
-    if status:
-        stmt = stmt.where(Report.status == status)
-    if category_code:
-        stmt = stmt.where(Report.category_id.in_(select(Category.id).where(Category.code == category_code)))
-    if cell_id is not None:
-        cell = db.session.get(Cell, cell_id)
-        if cell is None:
-            raise ValidationFailed(errors={"cell_id": [f"No cell with id {cell_id}."]})
-        stmt = stmt.where(Report.cell_id.in_(_subtree_cell_ids(cell.code)))
-    if created_from is not None:
-        stmt = stmt.where(Report.created_at >= created_from)
-    if created_to is not None:
-        stmt = stmt.where(Report.created_at < created_to)
-    if triage is not None:
-        stmt = stmt.where(Report.needs_triage.is_(triage))
-    if sla_state is not None:
-        stmt = stmt.where(sla.sla_state_expr(now) == sla_state)
-    if escalation_level is not None:
-        stmt = stmt.where(Report.escalation_level == escalation_level)
-    if assignee_id is not None:
-        stmt = stmt.where(Report.assignee_id == assignee_id)
-    if overdue is not None:
-        stmt = stmt.where(sla.overdue_filter(now) if overdue else not_(sla.overdue_filter(now)))
-    if geo is not None:
-        stmt = geoqueries.restrict(stmt, geo)
-        if geo.near is not None:
-            return geoqueries.nearest_first(stmt, geo)
-    return stmt.order_by(Report.created_at.desc(), Report.id.desc())
 
 
 def history(report: Report) -> list[CaseEvent]:

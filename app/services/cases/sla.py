@@ -9,7 +9,6 @@ from app.models import CLOCK_RUNNING_STATUSES, Report
 from app.services.calendar import worktime
 
 
-
 def _measured_at(now: datetime) -> ColumnElement:
     # A case on hold is judged at the moment its clock stopped.
     return func.coalesce(Report.hold_started_at, literal(now, type_=Report.deadline_at.type))

@@ -11,14 +11,21 @@ from typing import BinaryIO
 from flask import current_app
 from sqlalchemy import Select, select
 
-from app.errors import Conflict, Forbidden, NotFound, PayloadTooLarge, UnsupportedImage, ValidationFailed
+from app.errors import (
+    Conflict,
+    Forbidden,
+    NotFound,
+    PayloadTooLarge,
+    UnsupportedImage,
+    ValidationFailed,
+)
 from app.extensions import db
 from app.models import FINAL_STATUSES, Attachment, AttachmentStage, Report, Role, User
 from app.models.base import utcnow
 from app.services.cases import lifecycle as cases
-from app.services.public import view as public_view
-from app.services.people import workers
 from app.services.field.storage import blob_store
+from app.services.people import workers
+from app.services.public import view as public_view
 
 NAME_MAX = 200
 # Media type and file extension by signature; only the bytes decide, never the name or the part's Content-Type.

@@ -9,14 +9,15 @@ from flask import current_app
 from sqlalchemy import Select, exists, func, select
 
 from app.dialect import queries, spatial
-from app.lib.coords import to_wgs84
 from app.errors import Forbidden, ValidationFailed
 from app.extensions import db
-from app.models import Cell, CellLevel, PatrolCheckin, Role, User, subtree_bounds
-from app.models.patrols import PatrolPoint, reason
+from app.lib.coords import to_wgs84
+from app.models import Cell, CellLevel, PatrolCheckin, Role, User, in_subtree
 from app.models.base import utcnow
+from app.models.patrols import PatrolPoint, reason
 from app.services.grid.routing import route_many_wgs84
 from app.services.people.workers import check_manages, local_today, served_cell_ids
+
 
 def record_checkins(user: User, points: list[PatrolPoint], rejected: list[dict[str, Any]],
                     now: datetime | None = None) -> dict[str, Any]:
@@ -63,8 +64,7 @@ def coverage_cells(actor: User, cell: Cell) -> Select:
     """The grid cells under `cell` (itself when it is one) whose patrols the actor may see, by code.
 
     Admins: all; supervisors: only inside their subtree (else 403); workers: the ones they serve today."""
-    low, high = subtree_bounds(cell.code)
-    stmt = select(Cell).where(Cell.level == CellLevel.grid.value, Cell.code >= low, Cell.code < high)
+    stmt = select(Cell).where(Cell.level == CellLevel.grid.value, in_subtree(Cell.code, cell.code))
     if actor.role == Role.worker.value:
         stmt = stmt.where(Cell.id.in_(served_cell_ids(actor.id)))
         if not db.session.scalar(select(exists(stmt))):

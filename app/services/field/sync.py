@@ -9,8 +9,20 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import (ColumnElement, Select, and_, delete, exists, func, literal, or_, select, true, tuple_,
-                        union_all)
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    delete,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+    true,
+    tuple_,
+    union_all,
+)
 from sqlalchemy.orm import aliased
 
 from app.dialect import sync_log
@@ -18,8 +30,8 @@ from app.errors import InvalidCursor
 from app.extensions import db
 from app.models import CaseEvent, Notification, Report, User
 from app.models.sync import CASE, EVENT, NOTIFICATION, SyncChange
-from app.services.public import view as public_view
 from app.services.cases.reports import listed_reports, visibility
+from app.services.public import view as public_view
 
 PRUNE_BATCH = 10_000
 # Up to this many visible reports, a page is read report by report rather than by walking the log.

@@ -6,11 +6,10 @@ from typing import Any
 from sqlalchemy import Select, func, select
 
 from app.extensions import db
-from app.models import TASK_STATUSES, CaseEvent, Cell, Report, Role, User, WorkerCell
 from app.lib.geometry import to_geojson
+from app.models import TASK_STATUSES, CaseEvent, Cell, Report, Role, User, WorkerCell
 from app.services.cases.reports import listed_reports
 from app.services.people.workers import current_on, local_today
-
 
 
 def tasks_query(user: User, status: str | None = None) -> Select:

@@ -14,8 +14,22 @@ from sqlalchemy import Select, exists, select
 from app.dialect import spatial
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.extensions import db
-from app.models import CODE_LENGTHS, Cell, CellLevel, Report, User, WorkerCell, subtree_bounds
-from app.lib.geometry import GeometryProblem, overlap_m2, parse_polygonal, to_db, to_geojson
+from app.lib.geometry import (
+    GeometryProblem,
+    overlap_m2,
+    parse_polygonal,
+    to_db,
+    to_geojson,
+)
+from app.models import (
+    CODE_LENGTHS,
+    Cell,
+    CellLevel,
+    Report,
+    User,
+    WorkerCell,
+    in_subtree,
+)
 
 CODE_PATTERN = re.compile(r"^\d+$")
 MAX_SIBLING_OVERLAP_M2 = 1.0
@@ -37,8 +51,7 @@ def cells_query(*, level: str | None = None, parent_id: int | None = None, code_
     if parent_id is not None:
         stmt = stmt.where(Cell.parent_id == parent_id)
     if code_prefix:
-        low, high = subtree_bounds(code_prefix)
-        stmt = stmt.where(Cell.code >= low, Cell.code < high)
+        stmt = stmt.where(in_subtree(Cell.code, code_prefix))
     if bbox is not None:
         stmt = stmt.where(spatial.bbox_filter(Cell.geom, Cell.id, bbox))
     if active is not None:

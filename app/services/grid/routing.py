@@ -8,8 +8,8 @@ from sqlalchemy import Float, Integer, Select, and_, bindparam, select
 
 from app import dialect
 from app.dialect import queries, spatial
-from app.lib.coords import to_wgs84
 from app.extensions import db
+from app.lib.coords import to_wgs84
 from app.models import Cell, CellLevel, RoutedBy
 
 

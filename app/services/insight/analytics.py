@@ -15,7 +15,7 @@ from app.errors import ValidationFailed
 from app.extensions import db
 from app.models import OPEN_STATUSES, Category, Cell, Report, User
 from app.models.base import utcnow
-from app.services.cases import reports as report_service
+from app.services.insight import geoqueries
 
 DEFAULT_SPAN = timedelta(days=30)
 TREND_SPANS = {"day": timedelta(days=30), "week": timedelta(weeks=26), "month": timedelta(days=365)}
@@ -39,7 +39,7 @@ def _filtered(user: User, *, start: datetime, end: datetime, category_code: str 
     """Reports filed in [start, end), scoped exactly like GET /reports."""
     if cell_id is not None and db.session.get(Cell, cell_id) is None:
         raise ValidationFailed(errors={"cell": [f"No cell with id {cell_id}."]})
-    return report_service.reports_query(user, category_code=category_code, cell_id=cell_id,
+    return geoqueries.reports_query(user, category_code=category_code, cell_id=cell_id,
                                         created_from=start, created_to=end).order_by(None)
 
 
@@ -160,7 +160,7 @@ def trend(user: User, *, interval: str = "day", created_from: datetime | None = 
     filed = queries.local_period_counts(
         _filtered(user, start=start, end=end, category_code=category_code, cell_id=cell_id),
         Report.created_at, interval, tz)
-    closed_stmt = report_service.reports_query(user, category_code=category_code, cell_id=cell_id).order_by(None)
+    closed_stmt = geoqueries.reports_query(user, category_code=category_code, cell_id=cell_id).order_by(None)
     closed = queries.local_period_counts(closed_stmt.where(Report.closed_at >= start, Report.closed_at < end),
                                          Report.closed_at, interval, tz)
     zone = ZoneInfo(tz)

@@ -1,27 +1,27 @@
 """Spatial filters for report lists (near, box, cell polygon, any polygon), map GeoJSON and cell summaries."""
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from flask import current_app
 from geoalchemy2.shape import to_shape
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, func, not_, select
 from sqlalchemy.orm import aliased, with_expression
 
 from app.dialect import spatial
-from app.lib.coords import to_wgs84
 from app.errors import ValidationFailed
 from app.extensions import db
-from app.models import Category, Cell, Report, User, subtree_bounds
+from app.lib.coords import to_wgs84
+from app.lib.geofilter import COUNT_CAP, GeoFilter
+from app.models import Category, Cell, Report, User, in_subtree, subtree_cell_ids
 from app.models.base import utcnow
 from app.models.reports import case_number
-from app.services.public import view as public_view
 from app.services.cases import reports as report_service
-from app.lib.geofilter import COUNT_CAP, GeoFilter
+from app.services.cases.sla import overdue_filter, sla_state_expr
 from app.services.pagination import Page, paginate
-from app.services.cases.sla import sla_state_expr
+from app.services.public import view as public_view
 
 MAX_FEATURES = 5_000
 # Newest-first pages of a spatial filter try the last week first, then the last 8 weeks, then all time:
@@ -59,6 +59,49 @@ def nearest_first(stmt: Select, geo: GeoFilter) -> Select:
     lon, lat = _near_point(geo)
     return (stmt.options(_with_distance(lon, lat))
             .order_by(spatial.local_distance_m(Report.location, lon, lat), Report.id))
+
+
+def reports_query(user: User, *, status: str | None = None, category_code: str | None = None,
+                  cell_id: int | None = None, created_from: datetime | None = None,
+                  created_to: datetime | None = None, triage: bool | None = None,
+                  sla_state: str | None = None, escalation_level: int | None = None,
+                  assignee_id: int | None = None, overdue: bool | None = None,
+                  geo: GeoFilter | None = None) -> Select:
+    """The reports a list shows the user, filtered; newest first, or nearest first with `near`."""
+    now = utcnow()
+    sent = {"status": status, "category_code": category_code, "cell_id": cell_id, "created_from": created_from,
+            "created_to": created_to, "triage": triage, "sla_state": sla_state, "escalation_level": escalation_level,
+            "assignee_id": assignee_id, "overdue": overdue, "geo": geo}
+    stmt = report_service.listed_reports().where(public_view.list_scope(
+        user, report_service.visibility(user), [name for name, value in sent.items() if value is not None]))
+    if status:
+        stmt = stmt.where(Report.status == status)
+    if category_code:
+        stmt = stmt.where(Report.category_id.in_(select(Category.id).where(Category.code == category_code)))
+    if cell_id is not None:
+        cell = db.session.get(Cell, cell_id)
+        if cell is None:
+            raise ValidationFailed(errors={"cell_id": [f"No cell with id {cell_id}."]})
+        stmt = stmt.where(Report.cell_id.in_(subtree_cell_ids(cell.code)))
+    if created_from is not None:
+        stmt = stmt.where(Report.created_at >= created_from)
+    if created_to is not None:
+        stmt = stmt.where(Report.created_at < created_to)
+    if triage is not None:
+        stmt = stmt.where(Report.needs_triage.is_(triage))
+    if sla_state is not None:
+        stmt = stmt.where(sla_state_expr(now) == sla_state)
+    if escalation_level is not None:
+        stmt = stmt.where(Report.escalation_level == escalation_level)
+    if assignee_id is not None:
+        stmt = stmt.where(Report.assignee_id == assignee_id)
+    if overdue is not None:
+        stmt = stmt.where(overdue_filter(now) if overdue else not_(overdue_filter(now)))
+    if geo is not None:
+        stmt = restrict(stmt, geo)
+        if geo.near is not None:
+            return nearest_first(stmt, geo)
+    return stmt.order_by(Report.created_at.desc(), Report.id.desc())
 
 
 def paginate_reports(stmt: Select, geo: GeoFilter | None, page: int, page_size: int) -> Page:
@@ -139,14 +182,12 @@ def cell_summary(user: User, cell: Cell) -> dict[str, Any]:
     """Counts by status and by SLA state for the cell's subtree and for each child, in one grouped query."""
     children = list(db.session.scalars(select(Cell).where(Cell.parent_id == cell.id).order_by(Cell.code)))
     routed, child = aliased(Cell), aliased(Cell)
-    low, high = subtree_bounds(cell.code)
     sla = sla_state_expr(utcnow())
     # Reports routed anywhere in the subtree; the outer join names the child whose code range holds them.
     stmt = (select(child.id, Report.status, sla, func.count())
             .join(routed, routed.id == Report.cell_id)
-            .outerjoin(child, (child.parent_id == cell.id) & (routed.code >= child.code)
-                       & (routed.code < child.code + ":"))
-            .where(routed.code >= low, routed.code < high,
+            .outerjoin(child, (child.parent_id == cell.id) & in_subtree(routed.code, child.code))
+            .where(in_subtree(routed.code, cell.code),
                    # Counts by grid cell and SLA state are not in the public view: residents count their own.
                    public_view.full_view_scope(user, report_service.visibility(user)))
             .group_by(child.id, Report.status, sla))

@@ -17,7 +17,16 @@ from sqlalchemy.orm import aliased
 from app.dialect import queries
 from app.errors import Forbidden, NotFound, ValidationFailed
 from app.extensions import db
-from app.models import OPEN_STATUSES, CaseEvent, Cell, Report, Role, User
+from app.models import (
+    OPEN_STATUSES,
+    CaseEvent,
+    Cell,
+    Report,
+    Role,
+    User,
+    code_in_subtree,
+    in_subtree,
+)
 from app.models.base import UTCDateTime
 
 NEVER_DUE = ("duplicate", "cancelled", "rejected")
@@ -54,7 +63,7 @@ def _cell_for(user: User, code: str) -> Cell:
     cell = db.session.scalars(select(Cell).where(Cell.code == code)).first()
     if cell is None:
         raise NotFound(f"No cell {code!r}.", code="cell_not_found")
-    if user.role == Role.supervisor.value and (user.cell is None or not cell.code.startswith(user.cell.code)):
+    if user.role == Role.supervisor.value and (user.cell is None or not code_in_subtree(cell.code, user.cell.code)):
         raise Forbidden("Statistics cover your own subtree only.")
     return cell
 
@@ -96,8 +105,8 @@ def summary(user: User, code: str, start: datetime, end: datetime, now: datetime
                    func.avg(case((rated, Report.rating))),
                    _count(rated))
             .select_from(child)
-            # Every cell of the child's subtree (the code range of subtree_bounds), then its cases.
-            .outerjoin(leaf, and_(leaf.code >= child.code, leaf.code < child.code.concat(":")))
+            # Every cell of the child's subtree, then its cases.
+            .outerjoin(leaf, in_subtree(leaf.code, child.code))
             .outerjoin(Report, Report.cell_id == leaf.id)
             .outerjoin(escalations, escalations.c.report_id == Report.id)
             .where(child.parent_id == cell.id)

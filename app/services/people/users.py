@@ -8,14 +8,13 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import Select, func, or_, select
 
-from app.dialect import locks
 from app.auth.passwords import hash_password, verify_password
+from app.dialect import locks
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.extensions import db
 from app.models import Cell, CellLevel, Duty, Role, User, WorkerCell
 from app.services.people.sessions import find_user_by_username, revoke_user_sessions
 from app.services.people.workers import current_on, local_today, served_cells_of
-
 
 
 @functools.lru_cache(maxsize=4)

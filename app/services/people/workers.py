@@ -6,14 +6,39 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from flask import current_app
-from sqlalchemy import (Boolean, ColumnElement, Select, and_, case, false, func, literal_column, or_, select, true,
-                        type_coerce, union_all)
+from sqlalchemy import (
+    Boolean,
+    ColumnElement,
+    Select,
+    and_,
+    case,
+    false,
+    func,
+    literal_column,
+    or_,
+    select,
+    true,
+    type_coerce,
+    union_all,
+)
 
-from app.lib.coords import to_wgs84
 from app.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from app.extensions import db
-from app.models import (OPEN_STATUSES, Cell, CellLevel, Duty, DutyLog, PatrolCheckin, Report, Role, User, WorkerCell,
-                        subtree_bounds)
+from app.lib.coords import to_wgs84
+from app.models import (
+    OPEN_STATUSES,
+    Cell,
+    CellLevel,
+    Duty,
+    DutyLog,
+    PatrolCheckin,
+    Report,
+    Role,
+    User,
+    WorkerCell,
+    code_in_subtree,
+    in_subtree,
+)
 from app.models.base import utcnow
 from app.services.cases.sla import overdue_filter
 
@@ -62,16 +87,14 @@ def in_subtree_of(supervisor: User) -> ColumnElement[bool]:
     """Cells under the supervisor's cell (itself included); nothing for a supervisor without one."""
     if supervisor.cell is None:
         return false()
-    low, high = subtree_bounds(supervisor.cell.code)
-    return and_(Cell.code >= low, Cell.code < high)
+    return in_subtree(Cell.code, supervisor.cell.code)
 
 
 def check_manages(actor: User, cell: Cell) -> None:
     """Admins manage every cell; a supervisor only the cells of their subtree."""
     if actor.role == Role.admin.value:
         return
-    if actor.role == Role.supervisor.value and actor.cell is not None \
-            and cell.code.startswith(actor.cell.code):
+    if actor.role == Role.supervisor.value and actor.cell is not None and code_in_subtree(cell.code, actor.cell.code):
         return
     raise Forbidden(f"Cell {cell.code} lies outside your subtree.", code="outside_subtree")
 

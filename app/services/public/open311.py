@@ -16,10 +16,10 @@ from app.errors import DomainError, NotFound
 from app.extensions import db
 from app.models import FINAL_STATUSES, ApiKey, Category, Report, User
 from app.models.base import MAX_ID, TIME_RANGE_ERROR, within_time_range
-from app.services.people import api_keys as key_service
-from app.services.public import view as public_view
 from app.services.cases import reports as report_service
 from app.services.cases.categories import active_categories_query, find_active_by_code
+from app.services.people import api_keys as key_service
+from app.services.public import view as public_view
 
 SPECIFICATION = "http://wiki.open311.org/GeoReport_v2"
 CHANGESET = "2026-11-27T00:00:00+08:00"

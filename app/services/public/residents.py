@@ -8,13 +8,28 @@ from sqlalchemy import ColumnElement, Select, delete, exists, select
 from sqlalchemy.orm import aliased, with_expression
 
 from app.dialect import spatial
-from app.errors import Conflict, Forbidden, NotFound, TransitionNotAllowed, VersionMismatch
+from app.errors import (
+    Conflict,
+    Forbidden,
+    NotFound,
+    TransitionNotAllowed,
+    VersionMismatch,
+)
 from app.extensions import db
-from app.models import OPEN_STATUSES, CaseEvent, Category, Report, ReportFollower, ReportStatus, Role, User
+from app.models import (
+    OPEN_STATUSES,
+    CaseEvent,
+    Category,
+    Report,
+    ReportFollower,
+    ReportStatus,
+    Role,
+    User,
+)
 from app.models.base import utcnow
 from app.services.cases import notifications
-from app.services.public import view as public_view
 from app.services.cases import reports as report_service
+from app.services.public import view as public_view
 
 MAX_SIMILAR = 5
 

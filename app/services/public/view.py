@@ -12,7 +12,7 @@ from sqlalchemy import ColumnElement, false, func, select
 
 from app.errors import ValidationFailed
 from app.extensions import db
-from app.models import Attachment, CaseEvent, Cell, Report, Role, User, subtree_bounds
+from app.models import Attachment, CaseEvent, Cell, Report, Role, User, code_in_subtree
 from app.models.base import utcnow
 from app.services.cases import sla
 from app.services.pagination import Page
@@ -48,8 +48,7 @@ def in_subtree(user: User, report: Report) -> bool:
         return False
     if report.cell is None:
         return user.cell.parent_id is None
-    low, high = subtree_bounds(user.cell.code)
-    return low <= report.cell.code < high
+    return code_in_subtree(report.cell.code, user.cell.code)
 
 
 def sees_in_full(user: User | None, report: Report) -> bool:
