@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable
 
-from flask import Flask, Response, json, request
+from flask import Flask, Response, current_app, json, request
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.exceptions import HTTPException
@@ -20,7 +20,8 @@ log = logging.getLogger(__name__)
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 JSON_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
-OPEN311_PREFIX = "/open311/"
+# Where register_error_form keeps each app's forms (app.extensions, so two apps never share them).
+ERROR_FORMS = "boundary.error_forms"
 
 
 def install(app: Flask) -> None:
@@ -33,7 +34,7 @@ def install(app: Flask) -> None:
        response.
     5. commit: GridApp.dispatch_request, when a write is answered below 400; an error's handler rolls back
        (or commits what a DomainError with keeps_changes wrote: a detected token replay).
-    6. any error: one handler per kind, each through problem_response (problem+json, or Open311's form).
+    6. any error: one handler per kind, each through problem_response (problem+json, or a prefix's own form).
     7. close_response (after_request, every answer): roll back leftovers, security headers, no type on 204/304.
     8. close_request (teardown): release the Idempotency-Key's host hold.
     """
@@ -96,7 +97,7 @@ def _rollback() -> None:
         log.exception("rollback failed")
 
 
-# ---- 6. Any error: problem+json (RFC 7807), or Open311's own form under its prefix ---------------------------------
+# ---- 6. Any error: problem+json (RFC 7807), or the form a path prefix registered -----------------------------------
 
 # Stable codes for the HTTP errors raised by Flask, Werkzeug and webargs.
 HTTP_CODES = {
@@ -116,13 +117,20 @@ HTTP_CODES = {
 }
 
 
+def register_error_form(app: Flask, prefix: str,
+                        render: Callable[[int, str, dict[str, str] | None], Response]) -> None:
+    """Every error under the path prefix is written by render(status, detail, headers) instead of as problem+json."""
+    app.extensions.setdefault(ERROR_FORMS, []).append((prefix, render))
+
+
 def problem_response(status: int, code: str, title: str, detail: str,
                      extra: dict[str, Any] | None = None,
                      headers: dict[str, str] | None = None) -> Response:
-    if request and request.path.startswith(OPEN311_PREFIX):
-        # Open311 clients parse their own error form; every error under its prefix speaks it.
-        from app.api.open311 import error_response
-        return error_response(status, detail, headers)
+    if request:
+        for prefix, render in current_app.extensions.get(ERROR_FORMS, ()):
+            if request.path.startswith(prefix):
+                # Clients under this prefix parse their own error form (Open311's).
+                return render(status, detail, headers)
     body: dict[str, Any] = {
         "type": f"/problems/{code}",
         "title": title,

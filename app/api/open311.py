@@ -9,6 +9,7 @@ from xml.etree import ElementTree as ET
 
 from flask import Blueprint, Response, current_app, g, request
 
+from app.api.boundary import register_error_form
 from app.api.idempotency import idempotent
 from app.errors import NotFound
 from app.extensions import limiter
@@ -59,6 +60,14 @@ def error_response(status: int, description: str, headers: dict[str, str] | None
     # 422 is our validation status; Open311 clients know only 400 for a bad request.
     status = 400 if status == 422 else status
     return render([{"code": status, "description": description}], fmt, "errors", status, headers)
+
+
+def _register_error_form(state) -> None:
+    # Under /open311/ as a whole, not only v2: a client that tries another version's path parses this form too.
+    register_error_form(state.app, "/open311/", error_response)
+
+
+bp.record_once(_register_error_form)
 
 
 def _split(name: str) -> tuple[str, str]:
