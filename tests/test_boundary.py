@@ -1,12 +1,97 @@
-"""The request boundary: error forms by path prefix."""
+"""The request boundary: markers read from the view, error forms by path prefix."""
 from __future__ import annotations
 
+import re
+
 import pytest
-from flask import Response
+from flask import Flask, Response, request
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields
 
 from app.api import boundary, open311
+from app.api.idempotency import idempotent
+from app.auth.decorators import auth_required
 from tests.assertions import assert_problem
 from tests.test_open311 import assert_open311_error
+
+PROBE = Blueprint("probe", __name__)
+
+
+class ProbeIn(Schema):
+    name = fields.String()
+
+
+def stack(*decorators):
+    """A view under the decorators as they would be written above it, outermost first."""
+    def view(*_args, **_kwargs):
+        return "ok"
+
+    for decorator in reversed(decorators):
+        view = decorator(view)
+    return view
+
+
+def view_stack(*markers_at, position: int):
+    decorators = [auth_required(), idempotent, PROBE.arguments(ProbeIn), PROBE.response(200)]
+    decorators[position:position] = markers_at
+    return stack(*decorators)
+
+
+# ---- markers --------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("position", range(5))
+def test_a_marker_is_seen_wherever_it_sits_among_the_decorators(position):
+    view = view_stack(boundary.body_limit("GRID_IMPORT_MAX_BYTES"), boundary.accepts_multipart, position=position)
+    assert view.body_limit == "GRID_IMPORT_MAX_BYTES"
+    assert view.accepts_multipart is True
+    assert view.idempotent is True
+
+
+@pytest.mark.parametrize("url, method, limit", [
+    ("/api/v1/cells/import", "POST", lambda config: config["GRID_IMPORT_MAX_BYTES"]),
+    ("/api/v1/reports/1/attachments", "POST", lambda config: config["ATTACHMENT_MAX_BYTES"] + 64 * 1024),
+    ("/api/v1/reports/1/attachments", "GET", lambda config: config["MAX_CONTENT_LENGTH"]),
+    ("/api/v1/cells", "POST", lambda config: config["MAX_CONTENT_LENGTH"]),
+    ("/api/v1/no-such-thing", "POST", lambda config: config["MAX_CONTENT_LENGTH"]),
+], ids=["import", "upload", "photo-list", "unmarked", "no-route"])
+def test_the_body_limit_is_the_one_the_view_is_marked_with(app, url, method, limit):
+    with app.test_request_context(url, method=method):
+        boundary.open_request()
+        assert request.max_content_length == limit(app.config)
+
+
+def test_a_body_that_is_not_json_is_415_before_authentication_unless_the_view_accepts_multipart(client):
+    plain = {"data": "x", "content_type": "text/plain"}
+    assert_problem(client.post("/api/v1/reports", **plain), 415, "unsupported_media_type")
+    # The upload judges its body itself, once the caller is known.
+    assert_problem(client.post("/api/v1/reports/1/attachments", **plain), 401, "missing_token")
+
+
+def _openapi_path(rule: str) -> str:
+    return re.sub(r"<(?:[a-z]+:)?([a-z_]+)>", r"{\1}", rule)
+
+
+def test_the_boundary_finds_every_idempotent_view_the_document_shows(app, client):
+    """The host hold of an Idempotency-Key reaches exactly the operations that document the header."""
+    spec = client.get("/api/v1/openapi.json").json
+    documented = {(path, method) for path, item in spec["paths"].items() for method, operation in item.items()
+                  if isinstance(operation, dict)
+                  and any(p["name"] == "Idempotency-Key" for p in operation.get("parameters", []))}
+    marked = set()
+    for rule in app.url_map.iter_rules():
+        if not rule.rule.startswith("/api/v1/"):
+            continue
+        for method in rule.methods - {"HEAD", "OPTIONS"}:
+            with app.test_request_context(re.sub(r"<[^>]+>", "1", rule.rule), method=method):
+                if getattr(boundary.view_handler(), "idempotent", False):
+                    marked.add((_openapi_path(rule.rule), method.lower()))
+    assert len(documented) > 20
+    assert marked == documented
+
+
+def test_the_boundary_needs_its_app_class():
+    with pytest.raises(TypeError, match="GridApp"):
+        boundary.install(Flask(__name__))
 
 
 # ---- error forms by path prefix ---------------------------------------------------------------------------------

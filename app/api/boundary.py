@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from flask import Flask, Response, current_app, json, request
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -47,21 +47,55 @@ def install(app: Flask) -> None:
     app.teardown_request(close_request)
 
 
+# ---- Markers: what a view needs from the boundary, carried by the view itself --------------------------------------
+# A marker may sit anywhere among the view's decorators: functools.wraps copies it out to the function Flask calls.
+
+def body_limit(limit: str | Callable[[Mapping[str, Any]], int]) -> Callable[[Callable], Callable]:
+    """The view's body may be larger than MAX_CONTENT_LENGTH: a config value's name, or a function of the config."""
+
+    def mark(view: Callable) -> Callable:
+        view.body_limit = limit
+        return view
+
+    return mark
+
+
+def accepts_multipart(view: Callable) -> Callable:
+    """The view takes a body that is not JSON (multipart/form-data) and judges its type itself."""
+    view.accepts_multipart = True
+    return view
+
+
+def view_handler() -> Callable | None:
+    """The function that answers this request, the view or its MethodView's method (HEAD falls back to GET).
+
+    None when no route matched, or when Flask answers itself (an automatic OPTIONS of a MethodView)."""
+    view = current_app.view_functions.get(request.endpoint)
+    view_class = getattr(view, "view_class", None)
+    if view_class is None:
+        return view
+    handler = getattr(view_class, request.method.lower(), None)
+    if handler is None and request.method == "HEAD":
+        handler = getattr(view_class, "get", None)
+    return handler
+
+
 # ---- 1. Open: before the view, before anything reads the body ------------------------------------------------------
 
 def open_request() -> None:
     """before_request: the body's size and type, one set of input rules, and the SpatiaLite Idempotency-Key hold."""
-    from app.api.attachments import is_upload, upload_body_limit
-    from app.api.cells import import_body_limit
-
-    import_body_limit()
-    if is_upload():
-        # Multipart, not JSON: the view checks the body's type once the caller is known.
-        upload_body_limit()
-    elif _has_a_body_not_json():
+    handler = view_handler()
+    limit = getattr(handler, "body_limit", None)
+    if limit is not None:
+        config = current_app.config
+        request.max_content_length = config[limit] if isinstance(limit, str) else limit(config)
+    if not getattr(handler, "accepts_multipart", False) and _has_a_body_not_json():
         raise UnsupportedMediaType("Send the body as application/json.")
     check_inputs()
-    idempotency.hold_before_auth()
+    if request.method == "POST" and getattr(handler, "idempotent", False):
+        # Before authentication queries: on SpatiaLite that first statement would queue behind a request still
+        # running with the same key, and the retry would replay instead of hearing 409.
+        idempotency.hold_before_auth()
 
 
 def _has_a_body_not_json() -> bool:
