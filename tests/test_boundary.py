@@ -1,4 +1,4 @@
-"""The request boundary: markers read from the view, error forms by path prefix."""
+"""The request boundary: markers read from the view, @idempotent's place checked, error forms by path prefix."""
 from __future__ import annotations
 
 import re
@@ -9,6 +9,7 @@ from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
 from app.api import boundary, open311
+from app.api.attachments import multipart_only
 from app.api.idempotency import idempotent
 from app.auth.decorators import auth_required
 from tests.assertions import assert_problem
@@ -87,6 +88,34 @@ def test_the_boundary_finds_every_idempotent_view_the_document_shows(app, client
                     marked.add((_openapi_path(rule.rule), method.lower()))
     assert len(documented) > 20
     assert marked == documented
+
+
+# ---- @idempotent's place --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("decorators", [
+    (auth_required(), idempotent, PROBE.doc(security=[]), PROBE.arguments(ProbeIn), PROBE.response(200)),
+    (boundary.body_limit("X"), auth_required(), boundary.accepts_multipart, idempotent, multipart_only,
+     PROBE.response(200)),
+    (auth_required(), idempotent),
+], ids=["usual", "with-markers", "without-flask-smorest"])
+def test_idempotent_directly_under_authentication_and_above_flask_smorest_is_accepted(decorators):
+    boundary.check_idempotent_position(stack(*decorators), "probe")
+
+
+@pytest.mark.parametrize("decorators, wrong", [
+    ((idempotent, auth_required(), PROBE.arguments(ProbeIn), PROBE.response(200)), "directly under"),
+    ((idempotent, PROBE.arguments(ProbeIn), PROBE.response(200)), "directly under"),
+    ((auth_required(), multipart_only, idempotent, PROBE.response(200)), "directly under"),
+    ((PROBE.response(200), auth_required(), idempotent, PROBE.arguments(ProbeIn)), "above flask-smorest"),
+    ((PROBE.arguments(ProbeIn), auth_required(), idempotent), "above flask-smorest"),
+], ids=["above-auth", "without-auth", "not-directly-under", "under-the-response", "under-the-arguments"])
+def test_idempotent_anywhere_else_stops_the_app(decorators, wrong):
+    with pytest.raises(TypeError, match=wrong):
+        boundary.check_idempotent_position(stack(*decorators), "probe")
+
+
+def test_every_idempotent_view_of_the_app_is_in_its_place(app):
+    boundary.check_view_decorators(app)
 
 
 def test_the_boundary_needs_its_app_class():

@@ -31,7 +31,7 @@ def install(app: Flask) -> None:
        (app/api/inputs.py), and on SpatiaLite the host hold of an Idempotency-Key.
     2.-4. authenticate, parse, run: the view's own decorators, outermost first: @auth_required, @idempotent
        (answers a replay; stores a 2xx answer in the request's transaction), flask-smorest's arguments and
-       response.
+       response. Their order is checked here, once, by check_view_decorators.
     5. commit: GridApp.dispatch_request, when a write is answered below 400; an error's handler rolls back
        (or commits what a DomainError with keeps_changes wrote: a detected token replay).
     6. any error: one handler per kind, each through problem_response (problem+json, or a prefix's own form).
@@ -40,6 +40,7 @@ def install(app: Flask) -> None:
     """
     if not isinstance(app, GridApp):
         raise TypeError("The request commits in GridApp.dispatch_request: create the app as a boundary.GridApp.")
+    check_view_decorators(app)
     app.before_request(open_request)
     for error, handler in ERROR_HANDLERS:
         app.register_error_handler(error, handler)
@@ -108,6 +109,41 @@ def _has_a_body_not_json() -> bool:
 #   @idempotent           a stored answer replays here; the view's 2xx answer is stored in the request's transaction
 #   @blp.arguments(...)   parse and validate with marshmallow: 422
 #   @blp.response(...)    run the view and dump its answer
+
+def check_view_decorators(app: Flask) -> None:
+    """At start: every @idempotent view in the order above, or the app does not start."""
+    for endpoint, view in app.view_functions.items():
+        view_class = getattr(view, "view_class", None)
+        handlers = [getattr(view_class, method.lower()) for method in view_class.methods] if view_class else [view]
+        for handler in handlers:
+            check_idempotent_position(handler, endpoint)
+
+
+def check_idempotent_position(handler: Callable, name: str) -> None:
+    """@idempotent directly under the decorator that authenticates, above flask-smorest's, else TypeError.
+
+    Above authentication it has no caller to scope the key to; under flask-smorest it would fingerprint a body
+    already parsed and store an answer that is not the final one."""
+    layers = [handler]
+    while hasattr(layers[-1], "__wrapped__"):
+        layers.append(layers[-1].__wrapped__)
+    # A marker is copied outwards, so the innermost layer that carries it is the decorator's own.
+    own = _innermost(layers, "idempotent")
+    if own is None:
+        return
+    if _innermost(layers, "authenticates") != own - 1:
+        raise TypeError(f"{name}: put @idempotent directly under the decorator that authenticates (@auth_required).")
+    if any(_defined_in(layer).startswith(("flask_smorest.", "webargs.")) for layer in layers[:own]):
+        raise TypeError(f"{name}: put @idempotent above flask-smorest's decorators.")
+
+
+def _innermost(layers: list[Callable], marker: str) -> int | None:
+    return max((i for i, layer in enumerate(layers) if getattr(layer, marker, False)), default=None)
+
+
+def _defined_in(layer: Callable) -> str:
+    # The module a wrapper's code was written in: functools.wraps copies __module__ from the view, not __globals__.
+    return getattr(layer, "__globals__", {}).get("__name__", "")
 
 
 # ---- 5. Commit, or roll back ---------------------------------------------------------------------------------------

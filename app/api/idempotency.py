@@ -1,7 +1,8 @@
 """`@idempotent`: a POST that honours an optional Idempotency-Key header, so a client may retry it safely.
 
 Usage: put it directly under `@auth_required(...)`, above the flask-smorest decorators, so it knows the
-user and sees the final Response (and reads the raw body before anything parses it)::
+user and sees the final Response (and reads the raw body before anything parses it); the app does not start
+otherwise (`check_view_decorators` in app/api/boundary.py)::
 
     @auth_required(Role.worker)
     @idempotent

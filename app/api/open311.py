@@ -119,6 +119,8 @@ def api_key_required(view: Callable) -> Callable:
         g.current_user = g.api_key.user
         return view(*args, **kwargs)
 
+    # Read by the boundary's check of @idempotent's place (app/api/boundary.py).
+    wrapper.authenticates = True
     return wrapper
 
 
