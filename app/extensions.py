@@ -26,13 +26,13 @@ class ProblemApi(Api):
     """flask-smorest Api whose errors go through our one handler and are documented as problem+json."""
 
     def _register_error_handlers(self):
-        # The app registers app.errors.register_error_handlers instead.
+        # The request boundary registers ours instead (app/api/boundary.py).
         pass
 
     def _register_responses(self):
         from flask_smorest.utils import prepare_response
 
-        from app.errors import PROBLEM_MIMETYPE, ProblemSchema
+        from app.schemas.common import PROBLEM_MIMETYPE, ProblemSchema
 
         for status in http.HTTPStatus:
             response = {"description": status.phrase}

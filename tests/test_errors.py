@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from app.api.inputs import TEXT_ERROR
 from app.models import CaseEvent, Report
 from app.schemas.common import MAX_ID
-from app.services.cases import categories as category_service
+from app.services.cases.lifecycle import categories as category_service
 from tests.factories import auth_header, make_case, make_category, make_test_grid, make_user
 from tests.assertions import assert_problem
 
@@ -218,7 +218,8 @@ def test_a_form_part_without_a_usable_name_is_400_and_stores_nothing(client, db,
 
 def test_a_problem_whose_errors_mix_key_types_is_still_written(app):
     """marshmallow keys list items by int; the one handler must write any error map it is given."""
-    from app.errors import ValidationFailed, handle_domain_error
+    from app.api.boundary import handle_domain_error
+    from app.errors import ValidationFailed
 
     with app.test_request_context("/api/v1/x"):
         resp = handle_domain_error(ValidationFailed(errors={"points": {0: ["bad"], "_schema": ["worse"]}, None: ["?"]}))

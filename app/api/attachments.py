@@ -1,6 +1,6 @@
 """Photos on reports: upload (multipart), list, metadata and content."""
 import functools
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 from flask import Response, current_app, request, send_file
 from flask.views import MethodView
@@ -8,29 +8,25 @@ from flask_smorest import Blueprint
 from marshmallow import RAISE
 
 from app.api import BEARER
+from app.api.boundary import accepts_multipart, body_limit
 from app.api.idempotency import idempotent
 from app.auth.decorators import auth_required, current_user
 from app.errors import UnsupportedMediaType
 from app.models import AttachmentStage
 from app.schemas.attachments import AttachmentFileIn, AttachmentFormIn, AttachmentOut
-from app.services.cases import reports as report_service
+from app.services.cases.lifecycle import reports as report_service
 from app.services.field import attachments as attachment_service
 from app.services.public import view as public_view
 
 blp = Blueprint("attachments", __name__, description="Photos on reports")
 
-UPLOAD_ENDPOINT = "attachments.Attachments"
 # Room for the multipart framing (boundary, part headers, the stage field) around a file of the maximum size.
 MULTIPART_OVERHEAD = 64 * 1024
 
 
-def is_upload() -> bool:
-    return request.endpoint == UPLOAD_ENDPOINT and request.method == "POST"
-
-
-def upload_body_limit() -> None:
+def upload_body_limit(config: Mapping[str, Any]) -> int:
     """The upload's body may exceed the app-wide limit by the photo's own."""
-    request.max_content_length = current_app.config["ATTACHMENT_MAX_BYTES"] + MULTIPART_OVERHEAD
+    return config["ATTACHMENT_MAX_BYTES"] + MULTIPART_OVERHEAD
 
 
 def multipart_only(view: Callable) -> Callable:
@@ -46,6 +42,8 @@ def multipart_only(view: Callable) -> Callable:
 
 @blp.route("/reports/<int:report_id>/attachments")
 class Attachments(MethodView):
+    @body_limit(upload_body_limit)
+    @accepts_multipart
     @auth_required()
     @idempotent
     @multipart_only

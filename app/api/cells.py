@@ -1,9 +1,10 @@
 """The grid: browse, locate, edit and import cells."""
-from flask import current_app, jsonify, request
+from flask import current_app, jsonify
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from app.api import BEARER
+from app.api.boundary import body_limit
 from app.api.idempotency import idempotent
 from app.auth.decorators import auth_required
 from app.errors import Unrouted
@@ -23,7 +24,7 @@ from app.schemas.cells import (
     LocateOut,
 )
 from app.schemas.common import PageArgs
-from app.services.grid import cells as grid_service
+from app.services.grid.cells import cells as grid_service
 from app.services.grid.routing import route
 from app.services.pagination import paginate
 
@@ -90,6 +91,7 @@ class Locate(MethodView):
 
 @blp.route("/cells/import")
 class Import(MethodView):
+    @body_limit("GRID_IMPORT_MAX_BYTES")
     @auth_required(*ADMIN_ONLY)
     @idempotent
     @blp.doc(security=BEARER)
@@ -135,9 +137,3 @@ class Children(MethodView):
         """The cell's direct children, ordered by code."""
         cell = grid_service.get_cell(cell_id)
         return paginate(grid_service.cells_query(parent_id=cell.id), args["page"], args["page_size"])
-
-
-def import_body_limit() -> None:
-    """The grid import has its own, larger body limit."""
-    if request.endpoint == "cells.Import":
-        request.max_content_length = current_app.config["GRID_IMPORT_MAX_BYTES"]

@@ -1,7 +1,7 @@
 """Liveness and readiness probes for load balancers and orchestrators."""
 from flask import Blueprint, current_app, jsonify
 
-from app.errors import problem_response
+from app.api.boundary import problem_response
 from app.services.health import database_state
 
 bp = Blueprint("health", __name__)

@@ -1,7 +1,8 @@
 """`@idempotent`: a POST that honours an optional Idempotency-Key header, so a client may retry it safely.
 
 Usage: put it directly under `@auth_required(...)`, above the flask-smorest decorators, so it knows the
-user and sees the final Response (and reads the raw body before anything parses it)::
+user and sees the final Response (and reads the raw body before anything parses it); the app does not start
+otherwise (`check_view_decorators` in app/api/boundary.py)::
 
     @auth_required(Role.worker)
     @idempotent
@@ -60,12 +61,6 @@ def _body() -> bytes:
     return request.get_data()
 
 
-def _marked_idempotent() -> bool:
-    view = current_app.view_functions.get(request.endpoint)
-    handler = getattr(getattr(view, "view_class", None), "post", view)
-    return getattr(handler, "idempotent", False)
-
-
 def _caller_scope() -> str | None:
     """Who the key belongs to, from the credentials alone (no database): the token's user or the API key.
 
@@ -81,12 +76,12 @@ def _caller_scope() -> str | None:
 
 
 def hold_before_auth() -> None:
-    """before_request: a keyed POST to an @idempotent view holds its key on this host before it queries.
+    """Before the view (the boundary calls it for a POST to an @idempotent view): hold a sent key on this host.
 
     On SpatiaLite the first statement of a request waits for the single writer, so a retry of a request still
     running would wait and replay; holding the key first answers it 409, as on PostGIS."""
     key = request.headers.get(HEADER)
-    if request.method != "POST" or key is None or not _marked_idempotent():
+    if key is None:
         return
     scope = _caller_scope()
     if scope is not None:

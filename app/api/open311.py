@@ -9,6 +9,7 @@ from xml.etree import ElementTree as ET
 
 from flask import Blueprint, Response, current_app, g, request
 
+from app.api.boundary import register_error_form
 from app.api.idempotency import idempotent
 from app.errors import NotFound
 from app.extensions import limiter
@@ -61,6 +62,14 @@ def error_response(status: int, description: str, headers: dict[str, str] | None
     return render([{"code": status, "description": description}], fmt, "errors", status, headers)
 
 
+def _register_error_form(state) -> None:
+    # Under /open311/ as a whole, not only v2: a client that tries another version's path parses this form too.
+    register_error_form(state.app, "/open311/", error_response)
+
+
+bp.record_once(_register_error_form)
+
+
 def _split(name: str) -> tuple[str, str]:
     """'0101.xml' → ('0101', 'xml'): codes may hold dots, the format is after the last one."""
     value, dot, fmt = name.rpartition(".")
@@ -110,6 +119,8 @@ def api_key_required(view: Callable) -> Callable:
         g.current_user = g.api_key.user
         return view(*args, **kwargs)
 
+    # Read by the boundary's check of @idempotent's place (app/api/boundary.py).
+    wrapper.authenticates = True
     return wrapper
 
 

@@ -141,3 +141,26 @@ class LonLat(fields.Field):
         if not (-180 <= lon <= 180 and -90 <= lat <= 90):
             raise ValidationError("Out of range: lon in [-180, 180], lat in [-90, 90].")
         return lon, lat
+
+
+PROBLEM_MIMETYPE = "application/problem+json"
+
+
+class ProblemSchema(Schema):
+    """RFC 7807 problem details, as every error answers.
+
+    The members after `instance` are our extension members (RFC 7807 section 3.2), each present only on the
+    problems that carry it. Every member an error may carry is declared here: the document stays closed to
+    others, so the fuzz (tests/test_fuzz.py) catches a new one that nobody documented."""
+
+    type = fields.String(metadata={"description": "URI reference naming the problem type"})
+    title = fields.String()
+    status = fields.Integer()
+    detail = fields.String()
+    code = fields.String(metadata={"description": "Stable machine-readable code"})
+    instance = fields.String(metadata={"description": "The request path"})
+    errors = fields.Raw(metadata={"description": "validation_failed and the like: the fields in error, each with "
+                                                 "its messages; a grid import: its bad features"})
+    action = fields.String(metadata={"description": "transition_not_allowed: the action refused"})
+    case_status = fields.String(metadata={"description": "transition_not_allowed: the case's status, which the "
+                                                         "action may not leave from"})

@@ -24,7 +24,7 @@ from app.models import (
     subtree_cell_ids,
 )
 from app.models.base import utcnow
-from app.services.cases import dispatch, sla
+from app.services.cases.lifecycle import dispatch, sla
 from app.services.cases.categories import find_active_by_code
 from app.services.grid.routing import route_wgs84
 from app.services.people.workers import served_cell_ids, serves
@@ -58,7 +58,7 @@ def visibility(user: User) -> ColumnElement[bool]:
             scope = or_(scope, Report.cell_id.is_(None))
         return or_(own, scope)
     if user.role == Role.resident.value:
-        # A case they follow shows them its public view (app.services.residents).
+        # A case they follow shows them its public view (app.services.public.view).
         return or_(own, Report.id.in_(select(ReportFollower.report_id).where(ReportFollower.user_id == user.id)))
     return false()
 
@@ -123,7 +123,7 @@ _LIST_OPTIONS = (
     joinedload(Report.cell).load_only(Cell.id, Cell.code, Cell.name, Cell.level),
     joinedload(Report.handling_cell).load_only(Cell.id, Cell.code, Cell.name, Cell.level),
     joinedload(Report.assignee).load_only(User.id, User.username, User.display_name),
-    # Shown to supervisors and admins (app.services.residents.may_see_personal_data).
+    # Shown to supervisors and admins (app.services.public.view.may_see_personal_data).
     joinedload(Report.reporter).load_only(User.id, User.display_name, User.phone))
 
 

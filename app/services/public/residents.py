@@ -27,8 +27,8 @@ from app.models import (
     User,
 )
 from app.models.base import utcnow
-from app.services.cases import notifications
-from app.services.cases import reports as report_service
+from app.services.cases.lifecycle import notifications
+from app.services.cases.lifecycle import reports as report_service
 from app.services.public import view as public_view
 
 MAX_SIMILAR = 5
@@ -140,7 +140,7 @@ def with_similar_cases(report: Report) -> Report:
 
 def similar_open_cases(report: Report) -> list[Report]:
     """Up to 5 open cases of the report's category within its duplicate radius, nearest first, through the
-    spatial index; the answer shows their public view (app.services.public_view)."""
+    spatial index; the answer shows their public view (app.services.public.view)."""
     radius = report.category.duplicate_radius_m
     if not radius:
         return []

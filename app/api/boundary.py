@@ -1,0 +1,334 @@
+"""The request's life, top to bottom: open, authenticate, parse, run, commit or roll back, answer any error."""
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, Mapping
+
+from flask import Flask, Response, current_app, json, request
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm.exc import StaleDataError
+from werkzeug.exceptions import HTTPException
+
+from app.api import idempotency
+from app.api.headers import set_security_headers
+from app.api.inputs import check_inputs
+from app.errors import DomainError, UnsupportedMediaType, VersionMismatch
+from app.extensions import db
+from app.schemas.common import PROBLEM_MIMETYPE
+
+log = logging.getLogger(__name__)
+
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+JSON_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+# Where register_error_form keeps each app's forms (app.extensions, so two apps never share them).
+ERROR_FORMS = "boundary.error_forms"
+
+
+def install(app: Flask) -> None:
+    """Register the request's life on the app. In the order a request meets it:
+
+    1. open_request (before_request): the view's body limit, 415 for a body that is not JSON, the input rules
+       (app/api/inputs.py), and on SpatiaLite the host hold of an Idempotency-Key.
+    2.-4. authenticate, parse, run: the view's own decorators, outermost first: @auth_required, @idempotent
+       (answers a replay; stores a 2xx answer in the request's transaction), flask-smorest's arguments and
+       response. Their order is checked here, once, by check_view_decorators.
+    5. commit: GridApp.dispatch_request, when a write is answered below 400; an error's handler rolls back
+       (or commits what a DomainError with keeps_changes wrote: a detected token replay).
+    6. any error: one handler per kind, each through problem_response (problem+json, or a prefix's own form).
+    7. close_response (after_request, every answer): roll back leftovers, security headers, no type on 204/304.
+    8. close_request (teardown): release the Idempotency-Key's host hold.
+    """
+    if not isinstance(app, GridApp):
+        raise TypeError("The request commits in GridApp.dispatch_request: create the app as a boundary.GridApp.")
+    check_view_decorators(app)
+    app.before_request(open_request)
+    for error, handler in ERROR_HANDLERS:
+        app.register_error_handler(error, handler)
+    app.after_request(close_response)
+    app.teardown_request(close_request)
+
+
+# ---- Markers: what a view needs from the boundary, carried by the view itself --------------------------------------
+# A marker may sit anywhere among the view's decorators: functools.wraps copies it out to the function Flask calls.
+
+def body_limit(limit: str | Callable[[Mapping[str, Any]], int]) -> Callable[[Callable], Callable]:
+    """The view's body may be larger than MAX_CONTENT_LENGTH: a config value's name, or a function of the config."""
+
+    def mark(view: Callable) -> Callable:
+        view.body_limit = limit
+        return view
+
+    return mark
+
+
+def accepts_multipart(view: Callable) -> Callable:
+    """The view takes a body that is not JSON (multipart/form-data) and judges its type itself."""
+    view.accepts_multipart = True
+    return view
+
+
+def view_handler() -> Callable | None:
+    """The function that answers this request, the view or its MethodView's method (HEAD falls back to GET).
+
+    None when no route matched, or when Flask answers itself (an automatic OPTIONS of a MethodView)."""
+    view = current_app.view_functions.get(request.endpoint)
+    view_class = getattr(view, "view_class", None)
+    if view_class is None:
+        return view
+    handler = getattr(view_class, request.method.lower(), None)
+    if handler is None and request.method == "HEAD":
+        handler = getattr(view_class, "get", None)
+    return handler
+
+
+# ---- 1. Open: before the view, before anything reads the body ------------------------------------------------------
+
+def open_request() -> None:
+    """before_request: the body's size and type, one set of input rules, and the SpatiaLite Idempotency-Key hold."""
+    handler = view_handler()
+    limit = getattr(handler, "body_limit", None)
+    if limit is not None:
+        config = current_app.config
+        request.max_content_length = config[limit] if isinstance(limit, str) else limit(config)
+    if not getattr(handler, "accepts_multipart", False) and _has_a_body_not_json():
+        raise UnsupportedMediaType("Send the body as application/json.")
+    check_inputs()
+    if request.method == "POST" and getattr(handler, "idempotent", False):
+        # Before authentication queries: on SpatiaLite that first statement would queue behind a request still
+        # running with the same key, and the retry would replay instead of hearing 409.
+        idempotency.hold_before_auth()
+
+
+def _has_a_body_not_json() -> bool:
+    return (request.method in JSON_BODY_METHODS and request.path.startswith("/api/")
+            and bool(request.content_length or request.headers.get("Transfer-Encoding")) and not request.is_json)
+
+
+# ---- 2.-4. Authenticate, parse, run: the view's decorators, outermost first ----------------------------------------
+#   @auth_required(...)   the caller (Open311: api_key_required): 401 or 403 before anything is parsed
+#   @idempotent           a stored answer replays here; the view's 2xx answer is stored in the request's transaction
+#   @blp.arguments(...)   parse and validate with marshmallow: 422
+#   @blp.response(...)    run the view and dump its answer
+
+def check_view_decorators(app: Flask) -> None:
+    """At start: every @idempotent view in the order above, or the app does not start."""
+    for endpoint, view in app.view_functions.items():
+        view_class = getattr(view, "view_class", None)
+        handlers = [getattr(view_class, method.lower()) for method in view_class.methods] if view_class else [view]
+        for handler in handlers:
+            check_idempotent_position(handler, endpoint)
+
+
+def check_idempotent_position(handler: Callable, name: str) -> None:
+    """@idempotent directly under the decorator that authenticates, above flask-smorest's, else TypeError.
+
+    Above authentication it has no caller to scope the key to; under flask-smorest it would fingerprint a body
+    already parsed and store an answer that is not the final one."""
+    layers = [handler]
+    while hasattr(layers[-1], "__wrapped__"):
+        layers.append(layers[-1].__wrapped__)
+    # A marker is copied outwards, so the innermost layer that carries it is the decorator's own.
+    own = _innermost(layers, "idempotent")
+    if own is None:
+        return
+    if _innermost(layers, "authenticates") != own - 1:
+        raise TypeError(f"{name}: put @idempotent directly under the decorator that authenticates (@auth_required).")
+    if any(_defined_in(layer).startswith(("flask_smorest.", "webargs.")) for layer in layers[:own]):
+        raise TypeError(f"{name}: put @idempotent above flask-smorest's decorators.")
+
+
+def _innermost(layers: list[Callable], marker: str) -> int | None:
+    return max((i for i, layer in enumerate(layers) if getattr(layer, marker, False)), default=None)
+
+
+def _defined_in(layer: Callable) -> str:
+    # The module a wrapper's code was written in: functools.wraps copies __module__ from the view, not __globals__.
+    return getattr(layer, "__globals__", {}).get("__name__", "")
+
+
+# ---- 5. Commit, or roll back ---------------------------------------------------------------------------------------
+
+class GridApp(Flask):
+    """Flask with one transaction per request, committed where the view's errors are still handled."""
+
+    def dispatch_request(self):
+        response = self.make_response(super().dispatch_request())
+        # Committing here rather than in after_request lets a failing commit (a unique race, say)
+        # reach the registered error handlers and become a proper problem+json.
+        if request.method in WRITE_METHODS and response.status_code < 400:
+            db.session.commit()
+        return response
+
+
+def _rollback() -> None:
+    try:
+        db.session.rollback()
+    except Exception:  # noqa: BLE001 - a broken connection must not mask the original error
+        log.exception("rollback failed")
+
+
+# ---- 6. Any error: problem+json (RFC 7807), or the form a path prefix registered -----------------------------------
+
+# Stable codes for the HTTP errors raised by Flask, Werkzeug and webargs.
+HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_failed",
+    429: "too_many_requests",
+    500: "internal_error",
+    503: "service_unavailable",
+}
+
+
+def register_error_form(app: Flask, prefix: str,
+                        render: Callable[[int, str, dict[str, str] | None], Response]) -> None:
+    """Every error under the path prefix is written by render(status, detail, headers) instead of as problem+json."""
+    app.extensions.setdefault(ERROR_FORMS, []).append((prefix, render))
+
+
+def problem_response(status: int, code: str, title: str, detail: str,
+                     extra: dict[str, Any] | None = None,
+                     headers: dict[str, str] | None = None) -> Response:
+    if request:
+        for prefix, render in current_app.extensions.get(ERROR_FORMS, ()):
+            if request.path.startswith(prefix):
+                # Clients under this prefix parse their own error form (Open311's).
+                return render(status, detail, headers)
+    body: dict[str, Any] = {
+        "type": f"/problems/{code}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+        "instance": request.path if request else None,
+    }
+    if extra:
+        body.update({k: _with_text_keys(v) for k, v in extra.items() if v is not None})
+    resp = Response(json.dumps(body), status=status, mimetype=PROBLEM_MIMETYPE)
+    for name, value in (headers or {}).items():
+        resp.headers[name] = value
+    return resp
+
+
+def _with_text_keys(value: Any) -> Any:
+    """Error maps as JSON objects: marshmallow keys list items by int, and a form part without a name by None;
+    mixed with text keys they would break the sorted dump and turn the answer itself into a 500."""
+    if isinstance(value, dict):
+        return {("null" if key is None else str(key)): _with_text_keys(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_with_text_keys(item) for item in value]
+    return value
+
+
+def _flatten_webargs_messages(messages: Any) -> Any:
+    # webargs nests errors by location ({"json": {...}}); clients only care about the fields.
+    if isinstance(messages, dict) and len(messages) == 1:
+        (location, inner), = messages.items()
+        if location in {"json", "query", "path", "form", "files", "headers", "view_args", "json_or_form"}:
+            return inner
+    return messages
+
+
+def handle_domain_error(err: DomainError) -> Response:
+    if err.keeps_changes:
+        db.session.commit()
+    else:
+        _rollback()
+    headers = {"WWW-Authenticate": 'Bearer realm="grid-api"'} if err.status == 401 else None
+    return problem_response(err.status, err.code, err.title, err.detail, err.extra, headers)
+
+
+def handle_http_exception(err: HTTPException) -> Response:
+    _rollback()
+    status = err.code or 500
+    code = HTTP_CODES.get(status, f"http_{status}")
+    extra: dict[str, Any] = {}
+    detail = err.description or err.name
+    data = getattr(err, "data", None) or {}
+    messages = data.get("messages")
+    if messages is not None:
+        if status == 400 and "Invalid JSON body" in json.dumps(messages):
+            code, detail = "malformed_json", "The request body is not valid JSON."
+        else:
+            extra["errors"] = _flatten_webargs_messages(messages)
+            detail = "One or more fields are invalid; see errors."
+    if status == 413:
+        detail = "The request body is larger than this endpoint accepts."
+    if status == 429:
+        detail = f"Too many requests: the limit is {err.description}. Try again later."
+    headers = dict(data.get("headers") or {})
+    if status == 405 and getattr(err, "valid_methods", None):
+        headers["Allow"] = ", ".join(err.valid_methods)
+    return problem_response(status, code, err.name, detail, extra, headers)
+
+
+def handle_integrity_error(err: IntegrityError) -> Response:
+    # A unique or foreign-key race that the services' checks could not see.
+    _rollback()
+    # Only the first line: PostgreSQL's DETAIL line repeats the conflicting values (a phone number, say).
+    log.info("integrity error turned into 409: %s", str(err.orig).split("\n", 1)[0])
+    return problem_response(409, "conflict", "Conflict",
+                            "The change conflicts with existing data (a concurrent request may have made it first).")
+
+
+def handle_stale_data(err: StaleDataError) -> Response:
+    # The version-checked UPDATE found the row already moved on: a concurrent request won the race.
+    _rollback()
+    log.info("stale version turned into 412: %s", err)
+    return problem_response(412, VersionMismatch.code, VersionMismatch.title,
+                            "Another change to the case was saved first; read it again and retry.")
+
+
+def handle_operational_error(err: OperationalError) -> Response:
+    _rollback()
+    log.exception("database unavailable")
+    return problem_response(503, "database_unavailable", "Service unavailable",
+                            "The database did not answer; try again shortly.",
+                            headers={"Retry-After": "5"})
+
+
+def handle_unexpected(err: Exception) -> Response:
+    if isinstance(err, HTTPException):
+        return handle_http_exception(err)
+    _rollback()
+    log.exception("unhandled error on %s %s", request.method, request.path)
+    return problem_response(500, "internal_error", "Internal server error",
+                            "An unexpected error occurred; it has been logged.")
+
+
+# Flask picks the handler of the error's nearest class, so Exception catches only what nothing else does.
+ERROR_HANDLERS: tuple[tuple[type[Exception], Callable[[Any], Response]], ...] = (
+    (DomainError, handle_domain_error),
+    (HTTPException, handle_http_exception),
+    (IntegrityError, handle_integrity_error),
+    (OperationalError, handle_operational_error),
+    (StaleDataError, handle_stale_data),
+    (Exception, handle_unexpected),
+)
+
+
+# ---- 7. Close: every answer, errors and static files included ------------------------------------------------------
+
+def close_response(response: Response) -> Response:
+    """after_request: nothing left open, the security headers (app/api/headers.py), no type for no content."""
+    # A read-only request or a refused write leaves its transaction open; it must not reach the next request.
+    db.session.rollback()
+    set_security_headers(response)
+    # A 204 or 304 has no content to describe (RFC 9110), and the API document declares none for them.
+    if response.status_code in (204, 304):
+        response.headers.pop("Content-Type", None)
+    return response
+
+
+# ---- 8. Teardown: the answer is out, whatever happened -------------------------------------------------------------
+
+def close_request(_exc: BaseException | None = None) -> None:
+    """teardown_request: the next request with this Idempotency-Key may run (the SpatiaLite host hold)."""
+    idempotency.release_after_request()
