@@ -20,7 +20,7 @@ from app.dialect import spatial
 from app.models import Category, Cell, DutyLog, Report, Role, User, WorkerCell
 from app.models.base import utcnow
 from app.services.people import sessions as auth_service
-from app.services.cases.lifecycle import reports as report_service
+from app.services.cases import reports as report_service
 from app.auth.passwords import hash_password
 
 PASSWORD = "correct-horse-9"

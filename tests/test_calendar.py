@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from app.models import CalendarDay, Report
 from app.models.base import utcnow
-from app.services.cases.lifecycle import sla
+from app.services.cases import sla
 from app.services.calendar import worktime
 from app.lib.hours import DEFAULT_WORK_HOURS, parse_week
 from app.services.calendar.days import import_year, library_days, library_years, set_day

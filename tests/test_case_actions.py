@@ -11,8 +11,8 @@ from sqlalchemy.exc import IntegrityError
 
 from app.models import CaseEvent, Notification, Report, ReportStatus
 from app.models.base import utcnow
-from app.services.cases.lifecycle import lifecycle as cases
-from app.services.cases.lifecycle import sla
+from app.services.cases import lifecycle as cases
+from app.services.cases import sla
 from tests.assertions import assert_problem
 from tests.factories import (COMMUNITY, DISTRICT, OTHER_COMMUNITY, OTHER_GRID, auth_header, committed_world,
                              make_category, make_report, make_two_district_grid, make_user, set_case)

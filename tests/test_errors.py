@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from app.api.inputs import TEXT_ERROR
 from app.models import CaseEvent, Report
 from app.schemas.common import MAX_ID
-from app.services.cases.lifecycle import categories as category_service
+from app.services.cases import categories as category_service
 from tests.factories import auth_header, make_case, make_category, make_test_grid, make_user
 from tests.assertions import assert_problem
 

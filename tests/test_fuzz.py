@@ -68,8 +68,8 @@ def _walk_cases() -> None:
     """Cases in each status the loop reaches early, filed and moved by the real services."""
     from app.extensions import db
     from app.models import User
-    from app.services.cases.lifecycle import lifecycle as cases
-    from app.services.cases.lifecycle import reports as report_service
+    from app.services.cases import lifecycle as cases
+    from app.services.cases import reports as report_service
     from app.services.people.api_keys import create_key
 
     users = {u.username: u for u in db.session.scalars(select(User))}

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from app.errors import ValidationFailed
 from app.extensions import db
 from app.models import Cell
-from app.services.grid.cells import cells as grid_service
+from app.services.grid import cells as grid_service
 from app.services.grid.gridgen import GridSpec, generate
 from tests.factories import COMMUNITY, GRID_BOXES, auth_header, geojson_square, make_test_grid, make_user
 from tests.assertions import assert_problem, cells_snapshot as snapshot

@@ -12,7 +12,7 @@ from sqlalchemy import func, select, text, update
 from app.models import CaseEvent, IdempotencyKey, Report
 from app.models.base import utcnow
 from app.services import idempotency
-from app.services.cases.lifecycle import reports as report_service
+from app.services.cases import reports as report_service
 from tests.assertions import assert_problem
 from tests.factories import (COMMUNITY, auth_header, committed_world, make_case, make_category, make_offered,
                              make_report, make_two_district_grid, make_user)

@@ -23,7 +23,7 @@ from werkzeug.serving import make_server
 
 from app.extensions import db as _db
 from app.redaction import MASK, RedactingFilter, redact, redact_atoms, redact_query
-from app.services.cases.lifecycle import categories as category_service
+from app.services.cases import categories as category_service
 from app.services.people import users as user_service
 from tests.factories import PASSWORD, make_api_key, make_category, make_test_grid, make_user, tokens_for
 

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from app.lib.coords import gcj02_to_bd09, wgs84_to_gcj02
 from app.models import CaseEvent, Report
 from app.models.base import utcnow
-from app.services.cases.lifecycle import sla
+from app.services.cases import sla
 from tests.factories import (COMMUNITY, DISTRICT, OTHER_COMMUNITY, OTHER_GRID, auth_header, make_category,
                              make_report, make_two_district_grid, make_user, set_case)
 from tests.assertions import assert_problem

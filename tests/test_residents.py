@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from app.models import CaseEvent, Category, Notification, Report, ReportFollower
 from app.models.base import utcnow
-from app.services.cases.lifecycle import lifecycle as cases
+from app.services.cases import lifecycle as cases
 from app.services.public import view as public_view
 from app.services.public import residents
 from tests.assertions import assert_problem

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from app.services.cases.lifecycle import sla
+from app.services.cases import sla
 from app.services.calendar import worktime
 from app.services.calendar.days import set_day
 from app.lib.hours import DEFAULT_WORK_HOURS, parse_hours, parse_week

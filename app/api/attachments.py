@@ -14,7 +14,7 @@ from app.auth.decorators import auth_required, current_user
 from app.errors import UnsupportedMediaType
 from app.models import AttachmentStage
 from app.schemas.attachments import AttachmentFileIn, AttachmentFormIn, AttachmentOut
-from app.services.cases.lifecycle import reports as report_service
+from app.services.cases import reports as report_service
 from app.services.field import attachments as attachment_service
 from app.services.public import view as public_view
 

@@ -13,7 +13,7 @@ from app.schemas.categories import (
     CategoryUpdateIn,
 )
 from app.schemas.common import PageArgs
-from app.services.cases.lifecycle import categories as category_service
+from app.services.cases import categories as category_service
 from app.services.pagination import paginate
 
 blp = Blueprint("categories", __name__, description="Report categories (Open311 service codes)")

@@ -24,7 +24,7 @@ from app.schemas.cells import (
     LocateOut,
 )
 from app.schemas.common import PageArgs
-from app.services.grid.cells import cells as grid_service
+from app.services.grid import cells as grid_service
 from app.services.grid.routing import route
 from app.services.pagination import paginate
 

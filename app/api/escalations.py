@@ -7,7 +7,7 @@ from app.auth.decorators import auth_required, current_user
 from app.models import Role
 from app.models.base import utcnow
 from app.schemas.escalations import EscalatedCasePage, EscalationListArgs
-from app.services.cases.lifecycle import escalation as escalation_service
+from app.services.cases import escalation as escalation_service
 
 blp = Blueprint("escalations", __name__, description="Escalated cases for supervisors")
 

@@ -11,7 +11,7 @@ from app.schemas.notifications import (
     NotificationOut,
     NotificationPage,
 )
-from app.services.cases.lifecycle import notifications as notification_service
+from app.services.cases import notifications as notification_service
 from app.services.pagination import paginate
 
 blp = Blueprint("notifications", __name__, description="Notifications to the signed-in user")

@@ -27,9 +27,9 @@ from app.schemas.reports import (
     RerouteIn,
 )
 from app.schemas.residents import ReportCreatedOut
-from app.services.cases.lifecycle import lifecycle as cases
-from app.services.cases.lifecycle import reports as report_service
-from app.services.grid.cells import cells as grid_service
+from app.services.cases import lifecycle as cases
+from app.services.cases import reports as report_service
+from app.services.grid import cells as grid_service
 from app.services.insight import geoqueries
 from app.services.public import residents
 from app.services.public import view as public_view

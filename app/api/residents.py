@@ -8,8 +8,8 @@ from app.api.reports import _if_match
 from app.auth.decorators import auth_required, current_user
 from app.schemas.reports import ReportOut, ReportPage
 from app.schemas.residents import FollowIn, FollowOut, MyReportsArgs, RateIn
-from app.services.cases.lifecycle import lifecycle as cases
-from app.services.cases.lifecycle import reports as report_service
+from app.services.cases import lifecycle as cases
+from app.services.cases import reports as report_service
 from app.services.pagination import paginate
 from app.services.public import residents
 from app.services.public import view as public_view

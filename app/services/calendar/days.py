@@ -15,7 +15,7 @@ from app.lib.hours import format_hours, hours_seconds, parse_hours
 from app.models import OPEN_STATUSES, CalendarDay, DayKind, DaySource, Report
 from app.models.base import utcnow
 from app.services.calendar import worktime
-from app.services.cases.lifecycle import sla
+from app.services.cases import sla
 
 LIBRARY = f"chinesecalendar {chinese_calendar.__version__}"
 RECOMPUTE_BATCH = 500

@@ -8,7 +8,7 @@ from sqlalchemy import Date, Integer, Select, and_, bindparam, case, func, selec
 
 from app.extensions import db
 from app.models import CaseEvent, Duty, Report, ReportStatus, Role, User, WorkerCell
-from app.services.cases.lifecycle import notifications
+from app.services.cases import notifications
 from app.services.people.workers import current_on, local_today, on_duty_expr, workload
 
 # Tiers in the order the rule tries them; the name is the reason recorded on the case event.

@@ -31,7 +31,7 @@ from app.models import (
 )
 from app.models.base import utcnow
 from app.services.calendar import worktime
-from app.services.cases.lifecycle import notifications, reports, sla
+from app.services.cases import notifications, reports, sla
 from app.services.people import workers
 from app.services.public import residents
 from app.services.public import view as public_view

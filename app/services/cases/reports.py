@@ -24,7 +24,7 @@ from app.models import (
     subtree_cell_ids,
 )
 from app.models.base import utcnow
-from app.services.cases.lifecycle import dispatch, sla
+from app.services.cases import dispatch, sla
 from app.services.cases.categories import find_active_by_code
 from app.services.grid.routing import route_wgs84
 from app.services.people.workers import served_cell_ids, serves

@@ -22,7 +22,7 @@ from app.errors import (
 from app.extensions import db
 from app.models import FINAL_STATUSES, Attachment, AttachmentStage, Report, Role, User
 from app.models.base import utcnow
-from app.services.cases.lifecycle import lifecycle as cases
+from app.services.cases import lifecycle as cases
 from app.services.field.storage import blob_store
 from app.services.people import workers
 from app.services.public import view as public_view

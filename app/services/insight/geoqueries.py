@@ -18,7 +18,7 @@ from app.lib.geofilter import COUNT_CAP, GeoFilter
 from app.models import Category, Cell, Report, User, in_subtree, subtree_cell_ids
 from app.models.base import utcnow
 from app.models.reports import case_number
-from app.services.cases.lifecycle import reports as report_service
+from app.services.cases import reports as report_service
 from app.services.cases.sla import overdue_filter, sla_state_expr
 from app.services.pagination import Page, paginate
 from app.services.public import view as public_view

@@ -16,7 +16,7 @@ from app.errors import DomainError, NotFound
 from app.extensions import db
 from app.models import FINAL_STATUSES, ApiKey, Category, Report, User
 from app.models.base import MAX_ID, TIME_RANGE_ERROR, within_time_range
-from app.services.cases.lifecycle import reports as report_service
+from app.services.cases import reports as report_service
 from app.services.cases.categories import active_categories_query, find_active_by_code
 from app.services.people import api_keys as key_service
 from app.services.public import view as public_view

@@ -27,8 +27,8 @@ from app.models import (
     User,
 )
 from app.models.base import utcnow
-from app.services.cases.lifecycle import notifications
-from app.services.cases.lifecycle import reports as report_service
+from app.services.cases import notifications
+from app.services.cases import reports as report_service
 from app.services.public import view as public_view
 
 MAX_SIMILAR = 5

@@ -14,7 +14,7 @@ from app.errors import ValidationFailed
 from app.extensions import db
 from app.models import Attachment, CaseEvent, Cell, Report, Role, User, code_in_subtree
 from app.models.base import utcnow
-from app.services.cases.lifecycle import sla
+from app.services.cases import sla
 from app.services.pagination import Page
 
 STAFF_ROLES = frozenset({Role.worker.value, Role.supervisor.value, Role.admin.value})
