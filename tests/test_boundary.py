@@ -11,7 +11,7 @@ from marshmallow import Schema, fields
 from app.api import boundary, open311
 from app.api.attachments import multipart_only
 from app.api.idempotency import idempotent
-from app.auth.decorators import auth_required
+from app.api.access import auth_required
 from tests.assertions import assert_problem
 from tests.test_open311 import assert_open311_error
 

@@ -1,32 +1,12 @@
 """HTTP blueprints under /api/v1: thin MethodViews that parse, check access and call services."""
 from __future__ import annotations
 
-from copy import deepcopy
-
 from flask import Flask
 from flask_smorest import Api
 from werkzeug.routing import IntegerConverter
 
+from app.api.openapi import API_PREFIX
 from app.models.base import MAX_ID
-
-API_PREFIX = "/api/v1"
-BEARER = [{"bearerAuth": []}]
-
-
-def documents_if_match(required: bool):
-    """Declare the If-Match header of a case action, so clients and the fuzz know to send the case's ETag."""
-    parameter = {"in": "header", "name": "If-Match", "required": required, "schema": {"type": "string"},
-                 "description": "The case's ETag from GET /reports/{id}, e.g. \"3\"" + ("." if required else
-                                                                                     "; optional here.")}
-
-    def mark(view):
-        # Beside the parameters @idempotent and the arguments add: a manual doc's list would replace theirs.
-        view._apidoc = deepcopy(getattr(view, "_apidoc", {}))
-        view._apidoc.setdefault("arguments", {}).setdefault("parameters", []).append(parameter)
-        return view
-
-    return mark
-
 
 class IdConverter(IntegerConverter):
     """<int:...> in our URLs is always a row id: 1..MAX_ID, anything else names nothing and is 404.

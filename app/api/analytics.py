@@ -3,8 +3,8 @@ from flask import jsonify
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from app.api import BEARER
-from app.auth.decorators import auth_required, current_user
+from app.api.openapi import BEARER
+from app.api.access import auth_required, current_user
 from app.models import Role
 from app.schemas.analytics import HeatmapArgs, HotspotArgs, TrendArgs, TrendOut
 from app.services.insight import analytics

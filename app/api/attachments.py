@@ -7,10 +7,10 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import RAISE
 
-from app.api import BEARER
+from app.api.openapi import BEARER
 from app.api.boundary import accepts_multipart, body_limit
 from app.api.idempotency import idempotent
-from app.auth.decorators import auth_required, current_user
+from app.api.access import auth_required, current_user
 from app.errors import UnsupportedMediaType
 from app.models import AttachmentStage
 from app.schemas.attachments import AttachmentFileIn, AttachmentFormIn, AttachmentOut

@@ -3,8 +3,8 @@ from flask import current_app
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from app.api import BEARER
-from app.auth.decorators import auth_required, current_session_id, current_user
+from app.api.openapi import BEARER
+from app.api.access import auth_required, current_session_id, current_user
 from app.extensions import limiter
 from app.schemas.auth import LoginIn, RefreshIn, RegisterIn, TokensOut, UserOut
 from app.schemas.users import MeUpdateIn

@@ -4,8 +4,8 @@ from dataclasses import asdict
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from app.api import BEARER
-from app.auth.decorators import auth_required
+from app.api.openapi import BEARER
+from app.api.access import auth_required
 from app.models import Role
 from app.schemas.calendar import (
     DayChangeOut,

@@ -3,10 +3,10 @@ from flask import current_app, jsonify
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from app.api import BEARER
+from app.api.openapi import BEARER
 from app.api.boundary import body_limit
 from app.api.idempotency import idempotent
-from app.auth.decorators import auth_required
+from app.api.access import auth_required
 from app.errors import Unrouted
 from app.lib.geometry import to_geojson
 from app.models import Role

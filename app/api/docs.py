@@ -6,7 +6,7 @@ from pathlib import Path
 import flask_swagger_ui
 from flask import Blueprint, current_app, render_template, send_from_directory, url_for
 
-from app.api import API_PREFIX
+from app.api.openapi import API_PREFIX
 
 UI_DIR = Path(__file__).parent / "docs_ui"
 # Bundled, so the page works without internet access.

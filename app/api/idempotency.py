@@ -30,7 +30,7 @@ from typing import Callable
 from flask import Response, current_app, g, request
 
 from app.auth import tokens
-from app.auth.decorators import current_user
+from app.api.access import current_user
 from app.errors import InvalidToken
 from app.services import idempotency
 from app.services.people.api_keys import hash_key

@@ -2,9 +2,9 @@
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from app.api import BEARER
+from app.api.openapi import BEARER
 from app.api.idempotency import idempotent
-from app.auth.decorators import auth_required, current_user
+from app.api.access import auth_required, current_user
 from app.schemas.notifications import (
     MarkReadIn,
     NotificationListArgs,

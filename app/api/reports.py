@@ -5,9 +5,9 @@ from flask import jsonify, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from app.api import BEARER, documents_if_match
+from app.api.openapi import BEARER, documents_if_match
 from app.api.idempotency import idempotent
-from app.auth.decorators import auth_required, current_user
+from app.api.access import auth_required, current_user
 from app.models import Role
 from app.schemas.reports import (
     AssignIn,

@@ -2,10 +2,10 @@
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from app.api import BEARER, documents_if_match
+from app.api.openapi import BEARER, documents_if_match
 from app.api.idempotency import idempotent
 from app.api.reports import _if_match
-from app.auth.decorators import auth_required, current_user
+from app.api.access import auth_required, current_user
 from app.schemas.reports import ReportOut, ReportPage
 from app.schemas.residents import FollowIn, FollowOut, MyReportsArgs, RateIn
 from app.services.cases import lifecycle as cases

@@ -4,9 +4,9 @@ from dataclasses import replace
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from app.api import BEARER
+from app.api.openapi import BEARER
 from app.api.idempotency import idempotent
-from app.auth.decorators import auth_required, current_user
+from app.api.access import auth_required, current_user
 from app.models import Role
 from app.schemas.auth import UserOut
 from app.schemas.users import UserCreateIn, UserListArgs, UserPage, UserUpdateIn

@@ -1,1 +1,1 @@
-"""Authentication: password hashing, JWT access and refresh tokens, role checks."""
+"""Credentials: password hashing (Argon2id) and the signed JWT access and refresh tokens."""

@@ -1,4 +1,4 @@
-"""Request authentication and role checks for views."""
+"""Who is calling: the bearer token resolved to a user, and the role checks every view declares."""
 from __future__ import annotations
 
 import functools
