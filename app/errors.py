@@ -138,3 +138,15 @@ class UnsupportedImage(UnsupportedMediaType):
 class InvalidCursor(DomainError):
     code = "invalid_cursor"
     title = "The cursor is not one this service handed out"
+
+
+class Open311BadRequest(DomainError):
+    status = 400
+    code = "open311_bad_request"
+    title = "Invalid Open311 request"
+
+
+class CalendarYearUnavailable(DomainError):
+    status = 404
+    code = "calendar_year_unavailable"
+    title = "The holiday library has no data for that year"

@@ -124,10 +124,10 @@ def main(cells: int, duty_changes: int, reports: int, seconds: float) -> None:
         app = make_app(env)
         from app.extensions import db
         from app.services.cases.dispatch import pick_worker
-        from app.services.people.workers import local_today
+        from app.services.calendar.worktime import local_day
 
         with app.app_context(), psycopg.connect(pg_url(name), autocommit=True) as raw:
-            day = local_today(now)
+            day = local_day(now)
             params = {"day": day, "open": OPEN, "running": RUNNING, "now": now}
 
             def ours(cell_id):

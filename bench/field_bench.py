@@ -172,7 +172,7 @@ def main(n_reports, cells, batches, runs, page_runs, seed):
             from app.extensions import db
             from app.models import User, subtree_bounds
             from app.services.people.users import create_user
-            from app.services.people.workers import local_today
+            from app.services.calendar.worktime import local_day
 
             grid = db.session.execute(db.text("SELECT code FROM cells WHERE level = 'grid' ORDER BY code")).all()
             community = db.session.execute(db.text(
@@ -190,7 +190,7 @@ def main(n_reports, cells, batches, runs, page_runs, seed):
             db.session.commit()
             user_ids = {role: u.id for role, u in users.items()}
             low, high = subtree_bounds(community)
-            today = local_today()
+            today = local_day()
             db.engine.dispose()
 
         client = app.test_client()

@@ -10,7 +10,7 @@ from shapely.geometry import shape
 from app.extensions import db as _db
 from app.models import CaseEvent
 from app.models.base import utcnow
-from app.services.people.workers import local_today
+from app.services.calendar.worktime import local_day
 from tests.assertions import assert_problem
 from tests.factories import (COMMUNITY, GRID_BOXES, auth_header, make_assignment, make_case, make_category,
                              make_test_grid, make_user, square)
@@ -132,7 +132,7 @@ def test_my_tasks_for_callers_without_cases_and_bad_queries(client, db, world):
 # ---- GET /me/cells ------------------------------------------------------------------------------
 
 def test_a_worker_gets_the_cells_served_today_with_duty_dates_and_polygons(client, db, world):
-    today = local_today()
+    today = local_day()
     make_assignment(world.worker, world.cells[NE], duty="backup", valid_from=today, valid_to=today + timedelta(days=6))
     make_assignment(world.worker, world.cells[SE], valid_from=date(2024, 1, 1), valid_to=today - timedelta(days=1))
     make_assignment(world.worker, world.cells[SE], duty="backup", valid_from=today + timedelta(days=1))

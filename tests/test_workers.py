@@ -11,7 +11,8 @@ from app.lib.coords import wgs84_to_gcj02
 from app.extensions import db as _db
 from app.models import DutyLog, WorkerCell
 from app.models.base import utcnow
-from app.services.people.workers import local_today, serves
+from app.services.calendar.worktime import local_day
+from app.services.people.workers import serves
 from tests.assertions import assert_problem
 from tests.factories import (COMMUNITY, DISTRICT, OTHER_DISTRICT, OTHER_GRID, auth_header, make_assignment,
                              make_category, make_duty, make_report, make_two_district_grid, make_user)
@@ -58,12 +59,12 @@ def test_admin_assigns_a_primary_worker_from_today(client, db, world):
     body = resp.json
     assert body["user"] == {"id": world.newcomer.id, "username": "zhao", "display_name": world.newcomer.display_name}
     assert body["cell"]["code"] == NE
-    assert (body["duty"], body["valid_from"], body["valid_to"]) == ("primary", local_today().isoformat(), None)
+    assert (body["duty"], body["valid_from"], body["valid_to"]) == ("primary", local_day().isoformat(), None)
     assert serves(world.newcomer.id, world.cells[NE].id)
 
 
 def test_supervisor_assigns_a_dated_backup_in_their_subtree(client, db, world):
-    start = local_today() + timedelta(days=1)
+    start = local_day() + timedelta(days=1)
     resp = client.post(cell_url(world), headers=auth_header(world.supervisor), json={
         "user_id": world.newcomer.id, "duty": "backup", "valid_from": start.isoformat(),
         "valid_to": (start + timedelta(days=6)).isoformat()})
@@ -170,7 +171,7 @@ def test_ending_a_running_assignment_keeps_it_as_history(client, db, world):
     resp = client.delete(f"{cell_url(world)}/{assignment.id}", headers=auth_header(world.supervisor))
     assert resp.status_code == 204
     db.session.expire_all()
-    assert db.session.get(WorkerCell, assignment.id).valid_to == local_today() - timedelta(days=1)
+    assert db.session.get(WorkerCell, assignment.id).valid_to == local_day() - timedelta(days=1)
     assert not serves(world.worker.id, world.cells[SW].id)
     # Already ended: nothing left to end.
     assert_problem(client.delete(f"{cell_url(world)}/{assignment.id}", headers=auth_header(world.admin)), 409,
@@ -178,7 +179,7 @@ def test_ending_a_running_assignment_keeps_it_as_history(client, db, world):
 
 
 def test_ending_an_assignment_not_yet_begun_removes_it(client, db, world):
-    future = make_assignment(world.newcomer, world.cells[SW], valid_from=local_today() + timedelta(days=3))
+    future = make_assignment(world.newcomer, world.cells[SW], valid_from=local_day() + timedelta(days=3))
     resp = client.delete(f"{cell_url(world)}/{future.id}", headers=auth_header(world.admin))
     assert resp.status_code == 204
     db.session.expire_all()
@@ -208,7 +209,7 @@ def test_worker_sees_reports_of_cells_served_today_and_cases_assigned_to_them(cl
     db.session.commit()
     assert client.get(f"{API}/reports/{report.id}", headers=auth_header(world.worker)).status_code == 200
     assignment = db.session.scalars(select(WorkerCell).where(WorkerCell.user_id == world.worker.id)).one()
-    assignment.valid_to = local_today() - timedelta(days=1)
+    assignment.valid_to = local_day() - timedelta(days=1)
     db.session.commit()
     assert_problem(client.get(f"{API}/reports/{report.id}", headers=auth_header(world.worker)), 404,
                    "report_not_found")

@@ -15,6 +15,7 @@ from app.schemas.patrols import (
 from app.services.field import patrols as patrol_service
 from app.services.pagination import paginate
 from app.services.people import workers as worker_service
+from app.services.calendar.worktime import local_day
 
 blp = Blueprint("patrols", __name__, description="Patrol check-ins and coverage")
 
@@ -49,6 +50,6 @@ class Coverage(MethodView):
         Admins see any cell, supervisors their subtree (403 outside it), workers the cells they serve today."""
         cells = patrol_service.coverage_cells(current_user(), worker_service.get_cell(args["cell"]))
         page = paginate(cells, args["page"], args["page_size"])
-        day = args["date"] or worker_service.local_today()
+        day = args["date"] or local_day()
         return {"items": patrol_service.coverage(page.items, day), "page": page.page, "page_size": page.page_size,
                 "total": page.total, "date": day}

@@ -2,7 +2,7 @@
 from app.models.api_keys import ApiKey
 from app.models.attachments import Attachment, AttachmentStage
 from app.models.calendar import CalendarDay, DayKind, DaySource
-from app.models.categories import Category, LimitUnit
+from app.models.categories import WORKING_UNITS, Category, LimitUnit
 from app.models.grid import (
                              CODE_LENGTHS,
                              LEVEL_ORDER,
@@ -44,7 +44,7 @@ from app.models.users import (
 __all__ = [
     "ApiKey", "Attachment", "AttachmentStage", "AuthSession", "CLOCK_RUNNING_STATUSES", "CalendarDay", "CODE_LENGTHS",
     "CaseEvent", "DayKind", "DaySource", "Duty", "DutyLog", "ESCALATION_LEVELS", "FINAL_STATUSES", "LISTABLE_TASK_STATUSES", "SLA_STATES", "TASK_STATUSES", "IdempotencyKey",
-    "Notification", "OPEN_STATUSES", "Category", "Cell", "CellLevel", "LEVEL_ORDER", "LimitUnit", "PatrolCheckin",
+    "Notification", "OPEN_STATUSES", "Category", "Cell", "CellLevel", "LEVEL_ORDER", "LimitUnit", "WORKING_UNITS", "PatrolCheckin",
     "RefreshToken", "Report", "ReportFollower", "ReportStatus", "Role", "RoutedBy", "SyncChange", "User", "code_in_subtree", "in_subtree", "subtree_cell_ids",
     "WorkerCell", "subtree_bounds",
 ]

@@ -11,12 +11,16 @@ from app.models.base import TimestampMixin
 
 
 class LimitUnit(str, enum.Enum):
+    """How a time limit counts: calendar hours, or working time (hours, or days of a standard working day)."""
+
     hours = "hours"
     working_hours = "working_hours"
     working_days = "working_days"
 
 
-_UNITS_SQL = "('hours', 'working_hours', 'working_days')"
+# The units that count working time only (app.services.calendar.worktime).
+WORKING_UNITS = frozenset({LimitUnit.working_hours.value, LimitUnit.working_days.value})
+_UNITS_SQL = "(" + ", ".join(f"'{unit.value}'" for unit in LimitUnit) + ")"
 
 
 class Category(TimestampMixin, db.Model):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import enum
 from datetime import date, datetime
+from typing import Any
 
 from geoalchemy2 import Geometry
 from sqlalchemy import (
@@ -185,6 +186,15 @@ class CaseEvent(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, nullable=False)
 
     report: Mapped[Report] = relationship()
+
+    @classmethod
+    def of(cls, report: Report, actor: Any, action: str, from_status: str | None, at: datetime, *,
+           note: str | None = None, data: dict | None = None) -> CaseEvent:
+        """The event of `action` on the case, leaving it in its current status: by `actor` (a user), or by the
+        system when there is none. The escalation sweep writes the same columns set-based, by INSERT ... SELECT."""
+        return cls(report=report, actor_id=actor.id if actor else None, actor_role=actor.role if actor else "system",
+                   action=action, from_status=from_status, to_status=report.status, note=note, data=data,
+                   created_at=at)
 
 
 class Notification(db.Model):

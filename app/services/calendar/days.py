@@ -9,22 +9,16 @@ import chinese_calendar
 from chinese_calendar import constants as holiday_data
 from sqlalchemy import or_, select
 
-from app.errors import DomainError
+from app.errors import CalendarYearUnavailable
 from app.extensions import db
 from app.lib.hours import format_hours, hours_seconds, parse_hours
-from app.models import OPEN_STATUSES, CalendarDay, DayKind, DaySource, Report
+from app.models import OPEN_STATUSES, WORKING_UNITS, CalendarDay, DayKind, DaySource, Report
 from app.models.base import utcnow
 from app.services.calendar import worktime
 from app.services.cases import sla
 
 LIBRARY = f"chinesecalendar {chinese_calendar.__version__}"
 RECOMPUTE_BATCH = 500
-
-
-class CalendarYearUnavailable(DomainError):
-    status = 404
-    code = "calendar_year_unavailable"
-    title = "The holiday library has no data for that year"
 
 
 @dataclass(frozen=True)
@@ -155,7 +149,7 @@ def recompute_open_cases(since: date, now: datetime | None = None) -> int:
     now = now or utcnow()
     tz = worktime.current_calendar().tz
     day_start = datetime.combine(since, time.min, tzinfo=tz).astimezone(timezone.utc)
-    working = sorted(worktime.WORKING_UNITS)
+    working = sorted(WORKING_UNITS)
     criteria = (
         Report.status.in_(OPEN_STATUSES),
         Report.accepted_at.is_not(None),

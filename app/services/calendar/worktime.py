@@ -29,15 +29,21 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.lib.hours import DayHours, hours_seconds, parse_hours, parse_week
-from app.models import CalendarDay, DayKind
+from app.models.base import utcnow
+from app.models import CalendarDay, DayKind, LimitUnit
 
-UNITS = ("hours", "working_hours", "working_days")
-WORKING_UNITS = frozenset({"working_hours", "working_days"})
+LIMIT_UNITS = frozenset(unit.value for unit in LimitUnit)
+
 # A calendar with no working time for this long cannot end any limit: stop instead of walking forever.
 MAX_IDLE_DAYS = 400
 
 # Per-date overrides: the date's hours, () for a day off, None for "the standard day" (a make-up working day).
 Overrides = Mapping[date, "DayHours | None"]
+
+
+def local_day(moment: datetime | None = None) -> date:
+    """The local calendar day (TIMEZONE) of `moment`, default now: case numbers and duty rosters count in it."""
+    return (moment or utcnow()).astimezone(ZoneInfo(current_app.config["TIMEZONE"])).date()
 
 
 class NoWorkingTime(ValueError):
@@ -121,7 +127,7 @@ class Calendar:
             day += timedelta(days=1)
 
     def unit_seconds(self, unit: str) -> float:
-        if unit == "working_days":
+        if unit == LimitUnit.working_days.value:
             if not self.day_seconds:
                 raise NoWorkingTime("the weekly schedule has no working day")
             return self.day_seconds
@@ -147,7 +153,7 @@ class Calendar:
 
 
 def _check_unit(unit: str) -> None:
-    if unit not in UNITS:
+    if unit not in LIMIT_UNITS:
         raise ValueError(f"unknown time-limit unit {unit!r}")
 
 

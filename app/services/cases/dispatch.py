@@ -9,7 +9,8 @@ from sqlalchemy import Date, Integer, Select, and_, bindparam, case, func, selec
 from app.extensions import db
 from app.models import CaseEvent, Duty, Report, ReportStatus, Role, User, WorkerCell
 from app.services.cases import notifications
-from app.services.people.workers import current_on, local_today, on_duty_expr, workload
+from app.services.people.workers import current_on, on_duty_expr, workload
+from app.services.calendar.worktime import local_day
 
 # Tiers in the order the rule tries them; the name is the reason recorded on the case event.
 REASONS = ("primary_on_duty", "primary_off_duty", "backup_on_duty", "backup_off_duty")
@@ -45,7 +46,7 @@ def pick_worker(cell_id: int, now: datetime) -> tuple[User, str] | None:
     (never assigned first), then the lowest id so the choice is deterministic.
     """
     row = db.session.execute(_pick_statement(),
-                             {"cell_id": cell_id, "day": local_today(now), "now": now}).first()
+                             {"cell_id": cell_id, "day": local_day(now), "now": now}).first()
     if row is None:
         return None
     return row[0], REASONS[row[1]]
@@ -73,9 +74,7 @@ def auto_dispatch(report: Report, now: datetime) -> User | None:
     report.assignee_id = worker.id
     report.assigned_at = now
     report.status = ReportStatus.assigned.value
-    db.session.add(CaseEvent(
-        report_id=report.id, actor_id=None, actor_role="system", action="assign",
-        from_status=from_status, to_status=report.status, created_at=now,
-        data={"automatic": True, "reason": reason, "assignee_id": worker.id}))
+    db.session.add(CaseEvent.of(report, None, "assign", from_status, now,
+                                data={"automatic": True, "reason": reason, "assignee_id": worker.id}))
     db.session.flush()
     return worker

@@ -108,9 +108,7 @@ def _begin(user: User, report: Report, action: str, if_match: Collection[int] | 
 
 def _record(user: User, report: Report, action: str, from_status: str, now: datetime, *,
             note: str | None = None, data: dict[str, Any] | None = None) -> Report:
-    db.session.add(CaseEvent(report_id=report.id, actor_id=user.id, actor_role=user.role, action=action,
-                             from_status=from_status, to_status=report.status, note=note, data=data,
-                             created_at=now))
+    db.session.add(CaseEvent.of(report, user, action, from_status, now, note=note, data=data))
     db.session.flush()
     return report
 

@@ -1,11 +1,9 @@
 """Filing reports and reading them within each role's scope."""
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
-from flask import current_app
 from sqlalchemy import ColumnElement, Select, false, or_, select, true
 from sqlalchemy.orm import joinedload
 
@@ -25,13 +23,10 @@ from app.models import (
 )
 from app.models.base import utcnow
 from app.services.cases import dispatch, sla
+from app.services.calendar.worktime import local_day
 from app.services.cases.categories import find_active_by_code
 from app.services.grid.routing import route_wgs84
 from app.services.people.workers import served_cell_ids, serves
-
-
-def local_day(moment: datetime) -> date:
-    return moment.astimezone(ZoneInfo(current_app.config["TIMEZONE"])).date()
 
 
 def start_handling(report: Report, now: datetime) -> None:
@@ -94,12 +89,9 @@ def create_report(user: User, *, category_code: str, description: str, location:
     )
     db.session.add(report)
     # One flush writes the report and its first event together.
-    db.session.add(CaseEvent(
-        report=report, actor_id=user.id, actor_role=user.role, action="create",
-        from_status=None, to_status=status, created_at=now,
-        data={"cell_code": routing.cell.code if routing.cell else None, "routed_by": routing.routed_by,
-              "routing_distance_m": routing.distance_m, "crs": crs},
-    ))
+    db.session.add(CaseEvent.of(report, user, "create", None, now, data={
+        "cell_code": routing.cell.code if routing.cell else None, "routed_by": routing.routed_by,
+        "routing_distance_m": routing.distance_m, "crs": crs}))
     db.session.flush()
     if status == ReportStatus.accepted.value:
         start_handling(report, now)

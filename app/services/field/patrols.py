@@ -15,8 +15,9 @@ from app.lib.coords import to_wgs84
 from app.models import Cell, CellLevel, PatrolCheckin, Role, User, in_subtree
 from app.models.base import utcnow
 from app.models.patrols import PatrolPoint, reason
+from app.services.calendar.worktime import local_day
 from app.services.grid.routing import route_many_wgs84
-from app.services.people.workers import check_manages, local_today, served_cell_ids
+from app.services.people.workers import check_manages, served_cell_ids
 
 
 def record_checkins(user: User, points: list[PatrolPoint], rejected: list[dict[str, Any]],
@@ -85,7 +86,7 @@ def local_day_bounds(day: date) -> tuple[datetime, datetime]:
 def coverage(cells: list[Cell], day: date | None = None) -> list[dict[str, Any]]:
     """Per cell, each worker who checked in there on the local day: points, first and last time, and metres
     walked (geodesic steps between their consecutive points in that cell, in time order). One query."""
-    start, end = local_day_bounds(day or local_today())
+    start, end = local_day_bounds(day or local_day())
     pc = PatrolCheckin
     previous = func.lag(pc.location).over(partition_by=(pc.cell_id, pc.user_id), order_by=(pc.recorded_at, pc.id))
     steps = (select(pc.cell_id, pc.user_id, pc.recorded_at, pc.location.label("location"),

@@ -9,7 +9,8 @@ from app.extensions import db
 from app.lib.geometry import to_geojson
 from app.models import TASK_STATUSES, CaseEvent, Cell, Report, Role, User, WorkerCell
 from app.services.cases.reports import listed_reports
-from app.services.people.workers import current_on, local_today
+from app.services.people.workers import current_on
+from app.services.calendar.worktime import local_day
 
 
 def tasks_query(user: User, status: str | None = None) -> Select:
@@ -59,6 +60,6 @@ def my_cells(user: User) -> list[dict[str, Any]]:
         return []
     rows = db.session.execute(
         select(WorkerCell, Cell).join(Cell, Cell.id == WorkerCell.cell_id)
-        .where(WorkerCell.user_id == user.id, current_on(local_today())).order_by(Cell.code, WorkerCell.id))
+        .where(WorkerCell.user_id == user.id, current_on(local_day())).order_by(Cell.code, WorkerCell.id))
     return [{"cell": cell, "duty": assignment.duty, "valid_from": assignment.valid_from,
              "valid_to": assignment.valid_to, "geometry": to_geojson(cell.geom)} for assignment, cell in rows]

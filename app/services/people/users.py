@@ -14,7 +14,8 @@ from app.errors import Conflict, NotFound, ValidationFailed
 from app.extensions import db
 from app.models import Cell, CellLevel, Duty, Role, User, WorkerCell
 from app.services.people.sessions import find_user_by_username, revoke_user_sessions
-from app.services.people.workers import current_on, local_today, served_cells_of
+from app.services.people.workers import current_on, served_cells_of
+from app.services.calendar.worktime import local_day
 
 
 @functools.lru_cache(maxsize=4)
@@ -65,7 +66,7 @@ def create_user(*, username: str, password: str, role: str, cell_code: str | Non
     db.session.flush()
     if cell is not None and role == Role.worker.value:
         db.session.add(WorkerCell(user_id=user.id, cell_id=cell.id, duty=Duty.primary.value,
-                                  valid_from=local_today()))
+                                  valid_from=local_day()))
         db.session.flush()
     return user
 
@@ -98,7 +99,7 @@ def users_query(*, role: str | None = None, active: bool | None = None, cell_id:
     if active is not None:
         stmt = stmt.where(User.active.is_(active))
     if cell_id is not None:
-        serving = select(WorkerCell.user_id).where(WorkerCell.cell_id == cell_id, current_on(local_today()))
+        serving = select(WorkerCell.user_id).where(WorkerCell.cell_id == cell_id, current_on(local_day()))
         stmt = stmt.where(or_(User.cell_id == cell_id, User.id.in_(serving)))
     if q:
         needle = q.strip().lower()

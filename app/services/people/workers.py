@@ -3,9 +3,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
-from flask import current_app
 from sqlalchemy import (
     Boolean,
     ColumnElement,
@@ -41,11 +39,7 @@ from app.models import (
 )
 from app.models.base import utcnow
 from app.services.cases.sla import overdue_filter
-
-
-def local_today(now: datetime | None = None) -> date:
-    """Assignments are dated in local calendar days (TIMEZONE)."""
-    return (now or utcnow()).astimezone(ZoneInfo(current_app.config["TIMEZONE"])).date()
+from app.services.calendar.worktime import local_day
 
 
 def current_on(day: date) -> ColumnElement[bool]:
@@ -57,13 +51,13 @@ def serves(user_id: int, cell_id: int, at: datetime | None = None) -> bool:
     """Whether an active worker serves the cell on the local day of `at` (default: now)."""
     return db.session.scalar(
         select(WorkerCell.id).join(User, User.id == WorkerCell.user_id)
-        .where(WorkerCell.user_id == user_id, WorkerCell.cell_id == cell_id, current_on(local_today(at)),
+        .where(WorkerCell.user_id == user_id, WorkerCell.cell_id == cell_id, current_on(local_day(at)),
                User.role == Role.worker.value, User.active.is_(True)).limit(1)) is not None
 
 
 def served_cell_ids(user_id: int, at: datetime | None = None) -> Select:
     """Ids of the cells the user is assigned to on the local day of `at` (for scope filters)."""
-    return select(WorkerCell.cell_id).where(WorkerCell.user_id == user_id, current_on(local_today(at)))
+    return select(WorkerCell.cell_id).where(WorkerCell.user_id == user_id, current_on(local_day(at)))
 
 
 def cells_served_today(user_id: int) -> list[Cell]:
@@ -74,7 +68,7 @@ def served_cells_of(user_ids: list[int]) -> dict[int, list[Cell]]:
     """The grid cells each of these users serves today, by code: one query for a whole list of accounts."""
     served: dict[int, list[Cell]] = {}
     rows = db.session.execute(select(WorkerCell.user_id, Cell).join(Cell, Cell.id == WorkerCell.cell_id)
-                              .where(WorkerCell.user_id.in_(user_ids), current_on(local_today()))
+                              .where(WorkerCell.user_id.in_(user_ids), current_on(local_day()))
                               .order_by(WorkerCell.user_id, Cell.code))
     for user_id, cell in rows:
         served.setdefault(user_id, []).append(cell)
@@ -117,7 +111,7 @@ def assignments_query(cell: Cell, on: date | None = None) -> Select:
 
 def assign(cell: Cell, *, user_id: int, duty: str = Duty.primary.value, valid_from: date | None = None,
            valid_to: date | None = None) -> WorkerCell:
-    valid_from = valid_from or local_today()
+    valid_from = valid_from or local_day()
     errors: dict[str, list[str]] = {}
     if cell.level != CellLevel.grid.value:
         errors["cell"] = [f"Workers serve grid-level cells; {cell.code} is a {cell.level}."]
@@ -155,7 +149,7 @@ def end_assignment(cell: Cell, assignment_id: int) -> WorkerCell | None:
         WorkerCell.id == assignment_id, WorkerCell.cell_id == cell.id)).first()
     if assignment is None:
         raise NotFound(f"Cell {cell.code} has no assignment {assignment_id}.", code="assignment_not_found")
-    today = local_today()
+    today = local_day()
     if assignment.valid_to is not None and assignment.valid_to < today:
         raise Conflict(f"Assignment {assignment_id} ended on {assignment.valid_to}; it is history.",
                        code="assignment_ended")
@@ -203,7 +197,7 @@ def workload(now: datetime, user_ids: Select | list[int]):
 def workers_query(actor: User, *, cell_id: int | None = None, on_duty: bool | None = None) -> Select:
     """Active workers in the actor's view: all of them for an admin, those serving the subtree today for a
     supervisor; optionally only those serving `cell_id` today, or only those on (off) duty."""
-    today = local_today()
+    today = local_day()
     stmt = select(User).where(User.role == Role.worker.value, User.active.is_(True))
     if actor.role == Role.supervisor.value:
         in_scope = (select(WorkerCell.user_id).join(Cell, Cell.id == WorkerCell.cell_id)
@@ -268,7 +262,7 @@ def describe(users: list[User], now: datetime | None = None) -> list[dict[str, A
     cells: dict[int, list[dict[str, Any]]] = {i: [] for i in ids}
     for assignment, cell in db.session.execute(
             select(WorkerCell, Cell).join(Cell, Cell.id == WorkerCell.cell_id)
-            .where(WorkerCell.user_id.in_(ids), current_on(local_today(now)))
+            .where(WorkerCell.user_id.in_(ids), current_on(local_day(now)))
             .order_by(Cell.code)):
         cells[assignment.user_id].append({"assignment_id": assignment.id, "duty": assignment.duty,
                                           "valid_from": assignment.valid_from, "valid_to": assignment.valid_to,

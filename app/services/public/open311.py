@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 from flask import current_app
 from sqlalchemy import and_, false, or_, select
 
-from app.errors import DomainError, NotFound
+from app.errors import NotFound, Open311BadRequest
 from app.extensions import db
 from app.models import FINAL_STATUSES, ApiKey, Category, Report, User
 from app.models.base import MAX_ID, TIME_RANGE_ERROR, within_time_range
@@ -54,12 +54,6 @@ STATUS_NOTES = {
     "cancelled": "Cancelled by the reporter.",
 }
 TRIAGE_NOTICE = "No grid cell covers this location; a supervisor will route the request by hand."
-
-
-class Open311BadRequest(DomainError):
-    status = 400
-    code = "open311_bad_request"
-    title = "Invalid Open311 request"
 
 
 # ---- services -------------------------------------------------------------------------------------------------

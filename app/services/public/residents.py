@@ -61,9 +61,7 @@ def rate(user: User, report: Report, if_match: Collection[int] | None, *, score:
         raise Conflict("You rated this case already.", code="already_rated")
     now = utcnow()
     report.rating, report.rating_comment, report.rated_at = score, comment, now
-    db.session.add(CaseEvent(report_id=report.id, actor_id=user.id, actor_role=user.role, action="rate",
-                             from_status=report.status, to_status=report.status, note=comment,
-                             data={"score": score}, created_at=now))
+    db.session.add(CaseEvent.of(report, user, "rate", report.status, now, note=comment, data={"score": score}))
     db.session.flush()
     return report
 
