@@ -32,12 +32,14 @@ def create_app(config: BaseConfig | str | None = None) -> Flask:
 
 
 def register_extensions(app: Flask) -> None:
+    from app.api import openapi
+
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = dialect.engine_options(app)
     db.init_app(app)
     migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"), render_as_batch=True)
     with app.app_context():
         dialect.install_engine_hooks(app, db.engine)
-    extensions.api.init_app(app)
+    openapi.api.init_app(app)
     extensions.limiter.init_app(app)
     if app.config["TRUSTED_PROXIES"] > 0:
         hops = app.config["TRUSTED_PROXIES"]
@@ -45,9 +47,10 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
+    from app.api import openapi
     from app.api import register_blueprints as register
 
-    register(app, extensions.api)
+    register(app, openapi.api)
 
 
 def register_cli(app: Flask) -> None:

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from app.models import CaseEvent, Category, Notification, Report, ReportFollower
 from app.models.base import utcnow
-from app.services.cases import lifecycle as cases
+from app.services.cases import lifecycle as cases, notifications
 from app.services.public import view as public_view
 from app.services.public import residents
 from tests.assertions import assert_problem
@@ -568,8 +568,8 @@ def test_a_workers_own_report_tells_only_its_followers(client, db, w):
 
 def test_the_case_ended_notice_is_written_once(db, w):
     report = case(w, "closed")
-    assert residents.notify_case_ended(w.supervisor, report) == 1
-    assert residents.notify_case_ended(w.supervisor, report) == 0
+    assert notifications.notify_case_ended(w.supervisor, report) == 1
+    assert notifications.notify_case_ended(w.supervisor, report) == 0
     assert len(_notes(db, report)) == 1
 
 

@@ -1,7 +1,13 @@
-"""What every blueprint's OpenAPI documentation shares: the prefix, the bearer scheme, the If-Match header."""
+"""The OpenAPI document: flask-smorest's Api with problem+json errors, and what every blueprint's docs share."""
 from __future__ import annotations
 
+import http
 from copy import deepcopy
+
+from flask_smorest import Api
+from flask_smorest.utils import prepare_response
+
+from app.schemas.common import PROBLEM_MIMETYPE, ProblemSchema
 
 API_PREFIX = "/api/v1"
 BEARER = [{"bearerAuth": []}]
@@ -20,3 +26,25 @@ def documents_if_match(required: bool):
         return view
 
     return mark
+
+
+class ProblemApi(Api):
+    """flask-smorest Api whose errors go through our one handler and are documented as problem+json."""
+
+    def _register_error_handlers(self):
+        # The request boundary registers ours instead (app/api/boundary.py).
+        pass
+
+    def _register_responses(self):
+        for status in http.HTTPStatus:
+            response = {"description": status.phrase}
+            if status >= 400:
+                response["schema"] = ProblemSchema
+            prepare_response(response, self.spec, PROBLEM_MIMETYPE)
+            self.spec.components.response(status.name, response, lazy=True)
+        response = {"description": "RFC 7807 problem", "schema": ProblemSchema}
+        prepare_response(response, self.spec, PROBLEM_MIMETYPE)
+        self.spec.components.response("DEFAULT_ERROR", response, lazy=True)
+
+
+api = ProblemApi()

@@ -17,6 +17,7 @@ from app.schemas.workers import (
     WorkerPage,
 )
 from app.services.pagination import Page, paginate
+from app.services.insight import workforce
 from app.services.people import workers as worker_service
 
 blp = Blueprint("workers", __name__, description="Grid workers, their cells and duty")
@@ -69,9 +70,9 @@ class Workers(MethodView):
     @blp.response(200, WorkerPage)
     def get(self, args):
         """Active workers (a supervisor: those serving the subtree today) with cells, duty, workload, position."""
-        stmt = worker_service.workers_query(current_user(), cell_id=args.get("cell"), on_duty=args.get("on_duty"))
+        stmt = workforce.workers_query(current_user(), cell_id=args.get("cell"), on_duty=args.get("on_duty"))
         page = paginate(stmt, args["page"], args["page_size"])
-        return Page(items=worker_service.describe(page.items), page=page.page, page_size=page.page_size,
+        return Page(items=workforce.describe(page.items), page=page.page, page_size=page.page_size,
                     total=page.total)
 
 

@@ -7,9 +7,10 @@ from datetime import datetime
 from sqlalchemy import Date, Integer, Select, and_, bindparam, case, func, select
 
 from app.extensions import db
-from app.models import CaseEvent, Duty, Report, ReportStatus, Role, User, WorkerCell
+from app.models import OPEN_STATUSES, CaseEvent, Duty, Report, ReportStatus, Role, User, WorkerCell
 from app.services.cases import notifications
-from app.services.people.workers import current_on, on_duty_expr, workload
+from app.services.cases.sla import overdue_filter
+from app.services.people.workers import current_on, on_duty_expr
 from app.services.calendar.worktime import local_day
 
 # Tiers in the order the rule tries them; the name is the reason recorded on the case event.
@@ -78,3 +79,14 @@ def auto_dispatch(report: Report, now: datetime) -> User | None:
                                 data={"automatic": True, "reason": reason, "assignee_id": worker.id}))
     db.session.flush()
     return worker
+
+
+def workload(now: datetime, user_ids: Select | list[int]):
+    """Per assignee among `user_ids`: open cases, overdue cases and the latest assignment time."""
+    return (select(Report.assignee_id.label("user_id"),
+                   func.sum(case((Report.status.in_(OPEN_STATUSES), 1), else_=0)).label("open_cases"),
+                   func.sum(case((overdue_filter(now), 1), else_=0)).label("overdue_cases"),
+                   func.max(Report.assigned_at).label("last_assigned_at"))
+            .where(Report.assignee_id.in_(user_ids))
+            .group_by(Report.assignee_id)
+            .subquery("workload"))

@@ -33,8 +33,6 @@ from app.models.base import utcnow
 from app.services.calendar import worktime
 from app.services.cases import notifications, reports, sla
 from app.services.people import workers
-from app.services.public import residents
-from app.services.public import view as public_view
 
 S = ReportStatus
 OPEN = tuple(OPEN_STATUSES)
@@ -76,7 +74,7 @@ def may(user: User, report: Report, action: str) -> bool:
     if user.role == Role.admin.value:
         return True
     if user.role == Role.supervisor.value:
-        return action in SUPERVISOR_ACTIONS and public_view.in_subtree(user, report)
+        return action in SUPERVISOR_ACTIONS and reports.in_subtree(user, report)
     if user.role == Role.worker.value:
         if action in ASSIGNEE_ACTIONS:
             return report.assignee_id == user.id
@@ -134,7 +132,7 @@ def reject(user: User, report: Report, if_match: Collection[int] | None, *, reas
     source = _begin(user, report, "reject", if_match)
     now = utcnow()
     report.status = S.rejected.value
-    residents.notify_case_ended(user, report, public_note=reason)
+    notifications.notify_case_ended(user, report, public_note=reason)
     return _record(user, report, "reject", source, now, note=reason)
 
 
@@ -183,7 +181,7 @@ def _close(user: User, report: Report, if_match: Collection[int] | None, action:
     now = utcnow()
     report.status = S.closed.value
     report.closed_at = now
-    residents.notify_case_ended(user, report, public_note=note)
+    notifications.notify_case_ended(user, report, public_note=note)
     return _record(user, report, action, source, now, note=note)
 
 
@@ -330,7 +328,7 @@ def mark_duplicate(user: User, report: Report, if_match: Collection[int] | None,
     now = utcnow()
     report.status = S.duplicate.value
     report.duplicate_of_id = original.id
-    residents.notify_case_ended(user, report)
+    notifications.notify_case_ended(user, report)
     return _record(user, report, "mark_duplicate", source, now, note=note,
                    data={"duplicate_of": original.id, "case_number": original.case_number})
 
@@ -351,5 +349,5 @@ def cancel(user: User, report: Report, if_match: Collection[int] | None, *, note
     source = _begin(user, report, "cancel", if_match)
     now = utcnow()
     report.status = S.cancelled.value
-    residents.notify_case_ended(user, report)
+    notifications.notify_case_ended(user, report)
     return _record(user, report, "cancel", source, now, note=note)

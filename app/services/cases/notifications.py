@@ -9,7 +9,7 @@ from sqlalchemy import Select, func, literal, select
 from app.dialect import queries
 from app.errors import NotFound
 from app.extensions import db
-from app.models import Cell, Notification, Report, Role, User
+from app.models import Cell, Notification, Report, ReportFollower, Role, User
 from app.models.base import utcnow
 
 # The columns, in order, of the select that notify_from_select takes.
@@ -69,3 +69,16 @@ def mark_read(user: User, notification_id: int) -> Notification:
         notification.read_at = utcnow()
         db.session.flush()
     return notification
+
+
+def notify_case_ended(actor: User, report: Report, public_note: str | None = None) -> int:
+    """Tell the reporter (a resident) and the followers that the case has ended, once each, never the actor.
+
+    `public_note` is the note of a PUBLIC_NOTE_ACTIONS step (the reason of a reject, the closing note)."""
+    resident_reporter = select(User.id).where(User.id == report.reporter_id, User.role == Role.resident.value)
+    followers = select(ReportFollower.user_id).where(ReportFollower.report_id == report.id)
+    recipients = sorted(set(db.session.scalars(resident_reporter.union(followers))) - {actor.id})
+    return notify(
+        recipients, kind=f"case_{report.status}", title=f"Case {report.case_number} is {report.status}",
+        report=report, body=public_note, data={"status": report.status},
+        dedupe_prefix=f"case_ended:{report.id}:{report.status}")

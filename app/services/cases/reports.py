@@ -12,6 +12,7 @@ from app.errors import Forbidden, NotFound, ValidationFailed
 from app.extensions import db
 from app.lib.coords import to_wgs84
 from app.models import (
+    code_in_subtree,
     CaseEvent,
     Cell,
     Report,
@@ -27,6 +28,15 @@ from app.services.calendar.worktime import local_day
 from app.services.cases.categories import find_active_by_code
 from app.services.grid.routing import route_wgs84
 from app.services.people.workers import served_cell_ids, serves
+
+
+def in_subtree(user: User, report: Report) -> bool:
+    """Whether a supervisor oversees the case: its cell lies under theirs (root: also the triage queue)."""
+    if user.cell is None:
+        return False
+    if report.cell is None:
+        return user.cell.parent_id is None
+    return code_in_subtree(report.cell.code, user.cell.code)
 
 
 def start_handling(report: Report, now: datetime) -> None:

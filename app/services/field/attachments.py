@@ -23,6 +23,7 @@ from app.extensions import db
 from app.models import FINAL_STATUSES, Attachment, AttachmentStage, Report, Role, User
 from app.models.base import utcnow
 from app.services.cases import lifecycle as cases
+from app.services.cases import reports as report_service
 from app.services.field.storage import blob_store
 from app.services.people import workers
 from app.services.public import view as public_view
@@ -115,7 +116,7 @@ def allowed_stages(user: User, report: Report) -> frozenset[str]:
     after); whoever may verify the case records the check (verify): supervisors of the subtree, admins, and a
     worker of the cell other than the assignee, as in cases.may."""
     S = AttachmentStage
-    if user.role == Role.admin.value or (user.role == Role.supervisor.value and public_view.in_subtree(user, report)):
+    if user.role == Role.admin.value or (user.role == Role.supervisor.value and report_service.in_subtree(user, report)):
         return frozenset(s.value for s in S)
     stages: set[str] = set()
     if report.reporter_id == user.id:

@@ -27,7 +27,6 @@ from app.models import (
     User,
 )
 from app.models.base import utcnow
-from app.services.cases import notifications
 from app.services.cases import reports as report_service
 from app.services.public import view as public_view
 
@@ -114,19 +113,6 @@ def unfollow(user: User, report_id: int, if_match: Collection[int] | None) -> di
                                                     ReportFollower.user_id == user.id))
     db.session.flush()
     return {"report_id": report.id, "following": False, "since": None}
-
-
-def notify_case_ended(actor: User, report: Report, public_note: str | None = None) -> int:
-    """Tell the reporter (a resident) and the followers that the case has ended, once each, never the actor.
-
-    `public_note` is the note of a PUBLIC_NOTE_ACTIONS step (the reason of a reject, the closing note)."""
-    resident_reporter = select(User.id).where(User.id == report.reporter_id, User.role == Role.resident.value)
-    followers = select(ReportFollower.user_id).where(ReportFollower.report_id == report.id)
-    recipients = sorted(set(db.session.scalars(resident_reporter.union(followers))) - {actor.id})
-    return notifications.notify(
-        recipients, kind=f"case_{report.status}", title=f"Case {report.case_number} is {report.status}",
-        report=report, body=public_note, data={"status": report.status},
-        dedupe_prefix=f"case_ended:{report.id}:{report.status}")
 
 
 def with_similar_cases(report: Report) -> Report:

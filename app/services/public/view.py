@@ -12,9 +12,9 @@ from sqlalchemy import ColumnElement, false, func, select
 
 from app.errors import ValidationFailed
 from app.extensions import db
-from app.models import Attachment, CaseEvent, Cell, Report, Role, User, code_in_subtree
+from app.models import Attachment, CaseEvent, Cell, Report, Role, User
 from app.models.base import utcnow
-from app.services.cases import sla
+from app.services.cases import reports as report_scope, sla
 from app.services.pagination import Page
 
 STAFF_ROLES = frozenset({Role.worker.value, Role.supervisor.value, Role.admin.value})
@@ -40,15 +40,6 @@ COORDINATE_DECIMALS = 7
 
 def is_staff(user: User | None) -> bool:
     return user is not None and user.role in STAFF_ROLES
-
-
-def in_subtree(user: User, report: Report) -> bool:
-    """Whether a supervisor oversees the case: its cell lies under theirs (root: also the triage queue)."""
-    if user.cell is None:
-        return False
-    if report.cell is None:
-        return user.cell.parent_id is None
-    return code_in_subtree(report.cell.code, user.cell.code)
 
 
 def sees_in_full(user: User | None, report: Report) -> bool:
@@ -83,7 +74,7 @@ def may_see_personal_data(user: User | None, report: Report) -> bool:
         return False
     if report.reporter_id == user.id or user.role == Role.admin.value:
         return True
-    return user.role == Role.supervisor.value and in_subtree(user, report)
+    return user.role == Role.supervisor.value and report_scope.in_subtree(user, report)
 
 
 def public_fields(report: Report) -> frozenset[str]:
