@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 export FLASK_APP := wsgi
 
-.PHONY: run test test-spatialite test-postgis fuzz fuzz-http bench bench-escalate bench-geo bench-field venv clean
+.PHONY: run test lint test-spatialite test-postgis fuzz fuzz-http bench bench-escalate bench-geo bench-field venv clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,9 +20,16 @@ run: $(STAMP)
 	scripts/run.sh
 
 test: $(STAMP)
+	$(MAKE) --no-print-directory lint
 	scripts/ensure-spatialite.sh
 	$(MAKE) --no-print-directory test-spatialite
 	$(MAKE) --no-print-directory test-postgis
+
+# ruff (lint and format) and import-linter's layer contracts, configured in pyproject.toml.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 test-spatialite: $(STAMP)
 	TEST_BACKEND=spatialite $(BIN)/pytest -q -p no:cacheprovider tests

@@ -1,4 +1,5 @@
 """gunicorn settings read by scripts/run.sh (and by any `gunicorn` started here): logs without credentials."""
+
 import os
 
 from gunicorn.glogging import Logger

@@ -1,4 +1,5 @@
 """Application factory: config, extensions, blueprints, request boundary, CLI."""
+
 from __future__ import annotations
 
 import logging
@@ -47,8 +48,7 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from app.api import openapi
-    from app.api import register_blueprints as register
+    from app.api import openapi, register_blueprints as register
 
     register(app, openapi.api)
 

@@ -1,13 +1,14 @@
-"""Flask CLI: seed-demo, users, grid and calendar import (one transaction each); escalate, idempotency purge (batches)."""
+"""Flask CLI: seed-demo, users, grid and calendar import (one transaction each); sweeps and purges in batches."""
+
 from __future__ import annotations
 
 import contextlib
 import json
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import click
 from flask import Flask, current_app
@@ -62,8 +63,9 @@ def create_user_command(username, password, role, cell_code, display_name, phone
     from app.services.people.users import create_user
 
     with one_transaction():
-        user = create_user(username=username, password=password, role=role, cell_code=cell_code,
-                           display_name=display_name, phone=phone)
+        user = create_user(
+            username=username, password=password, role=role, cell_code=cell_code, display_name=display_name, phone=phone
+        )
     click.echo(f"created {user.role} {user.username} (id {user.id})")
 
 
@@ -77,8 +79,11 @@ def import_grid_command(path: Path):
         data = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise click.ClickException(f"{path} is not valid UTF-8 JSON: {exc}") from exc
-    if not isinstance(data, dict) or data.get("type") != "FeatureCollection" or \
-            not isinstance(data.get("features"), list):
+    if (
+        not isinstance(data, dict)
+        or data.get("type") != "FeatureCollection"
+        or not isinstance(data.get("features"), list)
+    ):
         raise click.ClickException(f"{path} is not a GeoJSON FeatureCollection")
     with one_transaction():
         result = import_cells(data["features"], progress_bar)
@@ -95,9 +100,11 @@ def import_calendar_command(year: int):
 
     with one_transaction():
         result = import_year(year, progress_bar)
-    click.echo(f"calendar {year} from {LIBRARY}: {result.created} added, {result.updated} updated, "
-               f"{result.removed} removed, {result.kept_admin} admin overrides kept; "
-               f"{result.recomputed} open cases recomputed")
+    click.echo(
+        f"calendar {year} from {LIBRARY}: {result.created} added, {result.updated} updated, "
+        f"{result.removed} removed, {result.kept_admin} admin overrides kept; "
+        f"{result.recomputed} open cases recomputed"
+    )
 
 
 def seed_demo_command():
@@ -109,13 +116,17 @@ def seed_demo_command():
         raise click.ClickException("Set DEMO_PASSWORD to seed demo accounts outside development.")
     with one_transaction():
         result = seed_demo(password, progress_bar)
-    click.echo(f"demo data: {result.cells_created} cells, {result.categories_created} categories, "
-               f"{result.users_created} accounts added")
+    click.echo(
+        f"demo data: {result.cells_created} cells, {result.categories_created} categories, "
+        f"{result.users_created} accounts added"
+    )
     years = ", ".join(map(str, result.calendar_years)) or "no year"
     click.echo(f"work calendar: {result.calendar_days_created} days added ({years} from the holiday library)")
     for year in result.calendar_years_missing:
-        click.echo(f"work calendar: the holiday library has no {year} yet; run `flask calendar import {year}` "
-                   "after upgrading it, or set the days by hand")
+        click.echo(
+            f"work calendar: the holiday library has no {year} yet; run `flask calendar import {year}` "
+            "after upgrading it, or set the days by hand"
+        )
     click.echo(f"demo accounts (password: {password}):")
     for account in demo_accounts():
         where = f" cell {account.cell_code}" if account.cell_code else ""
@@ -126,7 +137,7 @@ def escalation_sweep(batch_size: int):
     """Run the sweep to the end with one clock reading, committing batch by batch."""
     from app.services.cases.escalation import SweepResult, escalate_batch
 
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     total = SweepResult()
     while True:
         with one_transaction():
@@ -137,10 +148,20 @@ def escalation_sweep(batch_size: int):
 
 
 @click.command("escalate")
-@click.option("--every", type=click.FloatRange(min=1), default=None, metavar="SECONDS",
-              help="Sweep again every SECONDS until interrupted (Ctrl-C).")
-@click.option("--batch-size", type=click.IntRange(1, 100_000), default=5000, show_default=True,
-              help="Cases claimed and committed per batch.")
+@click.option(
+    "--every",
+    type=click.FloatRange(min=1),
+    default=None,
+    metavar="SECONDS",
+    help="Sweep again every SECONDS until interrupted (Ctrl-C).",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1, 100_000),
+    default=5000,
+    show_default=True,
+    help="Cases claimed and committed per batch.",
+)
 @with_appcontext
 def escalate_command(every, batch_size):
     """Move overdue cases one level up the grid and remind assignees of yellow cases (idempotent)."""
@@ -150,9 +171,11 @@ def escalate_command(every, batch_size):
             # A long-running loop keeps one app context: read the calendar afresh for every sweep.
             worktime.forget_calendar()
             result = escalation_sweep(batch_size)
-            click.echo(f"{datetime.now(timezone.utc):%Y-%m-%dT%H:%M:%SZ} escalate: {result.escalated} escalated, "
-                       f"{result.critical} marked critical, {result.reminded} reminded, "
-                       f"{result.notifications} notifications ({time.monotonic() - started:.2f} s)")
+            click.echo(
+                f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ} escalate: {result.escalated} escalated, "
+                f"{result.critical} marked critical, {result.reminded} reminded, "
+                f"{result.notifications} notifications ({time.monotonic() - started:.2f} s)"
+            )
             if every is None:
                 return
             time.sleep(every)
@@ -163,8 +186,13 @@ def escalate_command(every, batch_size):
 
 
 @idempotency_cli.command("purge")
-@click.option("--batch-size", type=click.IntRange(1, 100_000), default=1000, show_default=True,
-              help="Expired keys deleted and committed per batch.")
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1, 100_000),
+    default=1000,
+    show_default=True,
+    help="Expired keys deleted and committed per batch.",
+)
 def purge_idempotency_command(batch_size):
     """Delete expired idempotency keys, one committed batch at a time (safe from cron on every host)."""
     from app.models.base import utcnow
@@ -180,10 +208,18 @@ def purge_idempotency_command(batch_size):
         # A short batch means the rest are gone or held by another host's purge, which deletes them.
         if deleted < batch_size:
             break
-    click.echo(f"{datetime.now(timezone.utc):%Y-%m-%dT%H:%M:%SZ} idempotency purge: {total} expired keys deleted")
+    click.echo(f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ} idempotency purge: {total} expired keys deleted")
+
+
 @attachments_cli.command("gc")
-@click.option("--min-age", "min_age_s", default=3600, show_default=True, type=click.IntRange(min=0),
-              help="Spare blobs younger than this many seconds (uploads still in flight).")
+@click.option(
+    "--min-age",
+    "min_age_s",
+    default=3600,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Spare blobs younger than this many seconds (uploads still in flight).",
+)
 @with_appcontext
 def attachments_gc_command(min_age_s):
     """Delete stored photo bytes that no attachment names (left by uploads whose transaction rolled back)."""
@@ -192,6 +228,8 @@ def attachments_gc_command(min_age_s):
     removed = collect_garbage(min_age_s)
     db.session.rollback()
     click.echo(f"removed {len(removed)} unreferenced blob(s)")
+
+
 api_keys_cli = AppGroup("api-keys", help="Manage the API keys of Open311 clients.")
 
 
@@ -217,8 +255,10 @@ def list_api_keys_command():
         return moment.strftime("%Y-%m-%dT%H:%M:%SZ") if moment else "-"
 
     for key in db.session.scalars(keys_query()):
-        click.echo(f"{key.id}\tg311_{key.prefix}…\t{key.name}\tcreated {stamp(key.created_at)}\t"
-                   f"last used {stamp(key.last_used_at)}\trevoked {stamp(key.revoked_at)}")
+        click.echo(
+            f"{key.id}\tg311_{key.prefix}…\t{key.name}\tcreated {stamp(key.created_at)}\t"
+            f"last used {stamp(key.last_used_at)}\trevoked {stamp(key.revoked_at)}"
+        )
 
 
 @api_keys_cli.command("revoke")
@@ -230,19 +270,22 @@ def revoke_api_key_command(key_id):
     with one_transaction():
         key = revoke_key(get_key(key_id))
     click.echo(f"revoked API key {key.id} ({key.name})")
+
+
 sync_cli = AppGroup("sync", help="Maintain the sync change log.")
 
 
 @sync_cli.command("prune")
-@click.option("--days", type=click.IntRange(min=1), required=True,
-              help="Keep every change row younger than this many days.")
+@click.option(
+    "--days", type=click.IntRange(min=1), required=True, help="Keep every change row younger than this many days."
+)
 def prune_sync_command(days):
     """Delete change rows older than DAYS that a later row of the same case or notification supersedes.
 
     Idempotent and safe to run from cron on several hosts; clients' cursors stay valid."""
     from app.services.field.sync import PRUNE_BATCH, prune_batch
 
-    before = datetime.now(timezone.utc) - timedelta(days=days)
+    before = datetime.now(UTC) - timedelta(days=days)
     total = 0
     while True:
         with one_transaction():

@@ -1,4 +1,5 @@
 """The DomainError family: each error a request may meet, as its status, stable code and title."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -11,8 +12,9 @@ class DomainError(Exception):
     # Most errors undo the request's work; a few (a detected token replay) must keep what they wrote.
     keeps_changes = False
 
-    def __init__(self, detail: str | None = None, *, code: str | None = None,
-                 status: int | None = None, **extra: Any) -> None:
+    def __init__(
+        self, detail: str | None = None, *, code: str | None = None, status: int | None = None, **extra: Any
+    ) -> None:
         super().__init__(detail or self.title)
         self.detail = detail or self.title
         if code:

@@ -1,4 +1,5 @@
 """Credentials and phone numbers kept out of logs: one redact() for the app's, werkzeug's and gunicorn's logs."""
+
 from __future__ import annotations
 
 import logging
@@ -18,12 +19,21 @@ BEARER = re.compile(r"\b(Bearer|Basic)\s+[^\s\"',;]+", re.IGNORECASE)
 JWT = re.compile(r"\beyJ[\w-]*\.[\w-]+\.[\w-]*")
 API_KEY = re.compile(r"\bg311_[\w-]+")
 JSON_SECRET = re.compile(
-    r"""(["'](?:api_?key|[\w-]*password|[\w-]*token|[\w-]*secret)["']\s*:\s*)(["'])(?:\\.|(?!\2).)*\2""",
-    re.IGNORECASE)
+    r"""(["'](?:api_?key|[\w-]*password|[\w-]*token|[\w-]*secret)["']\s*:\s*)(["'])(?:\\.|(?!\2).)*\2""", re.IGNORECASE
+)
 # Headers whose whole value is a credential, as gunicorn names them in its access-log atoms.
-SECRET_ATOMS = frozenset({"{authorization}i", "{proxy-authorization}i", "{cookie}i", "{x-api-key}i",
-                          "{http_authorization}e", "{http_proxy_authorization}e", "{http_cookie}e",
-                          "{http_x_api_key}e"})
+SECRET_ATOMS = frozenset(
+    {
+        "{authorization}i",
+        "{proxy-authorization}i",
+        "{cookie}i",
+        "{x-api-key}i",
+        "{http_authorization}e",
+        "{http_proxy_authorization}e",
+        "{http_cookie}e",
+        "{http_x_api_key}e",
+    }
+)
 
 
 def phone_pattern(pattern: str | None = None) -> re.Pattern[str]:

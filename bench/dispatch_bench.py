@@ -9,12 +9,13 @@ Both must pick the same worker for every sampled cell. Prints calls per second o
 
     .venv/bin/python -m bench.dispatch_bench --cells 500 --reports 200000 --seconds 5
 """
+
 from __future__ import annotations
 
 import random
 import secrets
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import click
 
@@ -52,34 +53,45 @@ def populate(conn, cells: int, duty_changes: int, reports: int) -> None:
                                 escalation_window_unit, auto_accept, auto_dispatch, self_handling, active,
                                 created_at, updated_at)
         VALUES ('bench', 'bench', 'bench', 4, 'hours', 1, 'working_days', false, true, false, true, now(), now())""")
-    conn.execute("""
+    conn.execute(
+        """
         INSERT INTO cells (code, name, level, geom, active, created_at, updated_at)
         SELECT '330106001001' || lpad(g::text, 3, '0'), 'cell ' || g, 'grid',
                ST_Multi(ST_MakeEnvelope(120 + g * 0.001, 30, 120.001 + g * 0.001, 30.001, 4326)), true, now(), now()
-        FROM generate_series(1, %(cells)s) g""", {"cells": cells})
-    conn.execute("""
+        FROM generate_series(1, %(cells)s) g""",
+        {"cells": cells},
+    )
+    conn.execute(
+        """
         INSERT INTO users (username, password_hash, role, active, created_at, updated_at)
         SELECT 'w' || g, 'x', 'worker', g %% 37 <> 0, now(), now() FROM generate_series(1, %(n)s) g""",
-                 {"n": cells * 4})
-    conn.execute("""
+        {"n": cells * 4},
+    )
+    conn.execute(
+        """
         INSERT INTO worker_cells (user_id, cell_id, duty, valid_from, valid_to, created_at)
         SELECT u.id, c.id, CASE WHEN (u.id - 1) / %(cells)s < 2 THEN 'primary' ELSE 'backup' END,
                date '2024-01-01', NULL, now()
         FROM users u JOIN cells c ON c.code = '330106001001' || lpad((((u.id - 1) %% %(cells)s) + 1)::text, 3, '0')
-        WHERE u.role = 'worker'""", {"cells": cells})
+        WHERE u.role = 'worker'""",
+        {"cells": cells},
+    )
     conn.execute("""
         INSERT INTO worker_cells (user_id, cell_id, duty, valid_from, valid_to, created_at)
         SELECT user_id, cell_id, duty, date '2023-01-01', date '2023-12-31', now() FROM worker_cells
         WHERE user_id % 10 = 0""")
-    conn.execute("""
+    conn.execute(
+        """
         INSERT INTO duty_log (user_id, on_duty, lon, lat, created_at)
         SELECT u.id, random() < 0.5, 120.0, 30.0, now() - (g || ' minutes')::interval
         FROM users u CROSS JOIN generate_series(1, %(d)s) g WHERE u.role = 'worker' ORDER BY g DESC, u.id""",
-                 {"d": duty_changes})
+        {"d": duty_changes},
+    )
     conn.execute("""
         INSERT INTO users (username, password_hash, role, active, created_at, updated_at)
         VALUES ('resident', 'x', 'resident', true, now(), now())""")
-    conn.execute("""
+    conn.execute(
+        """
         INSERT INTO reports (case_day, category_id, reporter_id, cell_id, status, description, location, input_crs,
                              input_lon, input_lat, needs_triage, deadline_at, created_at, updated_at, assignee_id,
                              assigned_at, handling_cell_id)
@@ -89,7 +101,8 @@ def populate(conn, cells: int, duty_changes: int, reports: int) -> None:
                now() + (random() * 48 - 24) * interval '1 hour', now(), now(),
                1 + floor(random() * %(workers)s)::int, now() - random() * 1000 * interval '1 hour', NULL
         FROM generate_series(1, %(n)s)""",
-                 {"statuses": STATUSES, "ns": len(STATUSES), "workers": cells * 4, "n": reports})
+        {"statuses": STATUSES, "ns": len(STATUSES), "workers": cells * 4, "n": reports},
+    )
     conn.execute("ANALYZE")
 
 
@@ -120,11 +133,11 @@ def main(cells: int, duty_changes: int, reports: int, seconds: float) -> None:
             populate(conn, cells, duty_changes, reports)
             cell_ids = [row[0] for row in conn.execute("SELECT id FROM cells ORDER BY id")]
         sample = [rng.choice(cell_ids) for _ in range(1000)]
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         app = make_app(env)
         from app.extensions import db
-        from app.services.cases.dispatch import pick_worker
         from app.services.calendar.worktime import local_day
+        from app.services.cases.dispatch import pick_worker
 
         with app.app_context(), psycopg.connect(pg_url(name), autocommit=True) as raw:
             day = local_day(now)

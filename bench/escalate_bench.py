@@ -4,6 +4,7 @@
 
 See bench/README.md ("Escalation sweep") for what it builds and how to read the figures.
 """
+
 from __future__ import annotations
 
 import json
@@ -14,7 +15,7 @@ import sys
 import time
 import uuid
 from contextlib import ExitStack
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import click
@@ -23,8 +24,14 @@ from bench.gen_grid import feature_collection, spec_for
 from bench.run_bench import OUT_DIR, PG_ADMIN_URL, app_env, flask_db_upgrade, load_grid, make_app, pg_url, say
 
 CHUNK = 50_000
-CATEGORY = {"code": "bench-escalate", "name": "暴露垃圾（基准）", "group": "市容环境", "time_limit_value": 24,
-            "window_value": 1, "window_unit": "working_days"}
+CATEGORY = {
+    "code": "bench-escalate",
+    "name": "暴露垃圾（基准）",
+    "group": "市容环境",
+    "time_limit_value": 24,
+    "window_value": 1,
+    "window_unit": "working_days",
+}
 # The levels overdue cases sit at, by (i / step) % 10: mostly still at the grid, some already escalated.
 LEVEL_SQL = "CASE WHEN (i / %(step)s) %% 10 < 7 THEN 0 WHEN (i / %(step)s) %% 10 < 9 THEN 1 ELSE 2 END"
 
@@ -88,7 +95,10 @@ SELECT id, 'system', 'escalate', status, status,
 FROM moved
 """
 # The "full" floor also writes the supervisors' notifications, as the sweep does.
-FLOOR_FULL_TAIL = """, events AS (""" + FLOOR_EVENTS + """ RETURNING 1
+FLOOR_FULL_TAIL = (
+    """, events AS ("""
+    + FLOOR_EVENTS
+    + """ RETURNING 1
 )
 INSERT INTO notifications (user_id, report_id, kind, title, data, dedupe_key, created_at)
 SELECT u.id, m.id, 'escalation', 'Case escalated', json_build_object('level', m.escalation_level, 'cell_code',
@@ -98,6 +108,7 @@ JOIN cells s ON substr(m.target_code, 1, length(s.code)) = s.code
 JOIN users u ON u.cell_id = s.id AND u.role = 'supervisor' AND u.active
 ON CONFLICT DO NOTHING
 """
+)
 
 CHECK_SQL = """
 SELECT (SELECT json_object_agg(level, n) FROM (SELECT escalation_level AS level, count(*) AS n FROM reports
@@ -119,22 +130,28 @@ def build_data(app, dbname: str, cases: int, overdue: int, yellow: int, now: dat
     """Category, accounts and the open cases, written by INSERT ... SELECT generate_series in chunks."""
     import psycopg
 
+    from app.auth.passwords import hash_password
     from app.extensions import db
     from app.models import Category, Cell, Role, User
-    from app.auth.passwords import hash_password
 
     with app.app_context():
         district = db.session.scalars(db.select(Cell).where(Cell.level == "district")).first()
-        category = Category(code=CATEGORY["code"], name=CATEGORY["name"], group=CATEGORY["group"],
-                            time_limit_value=CATEGORY["time_limit_value"], time_limit_unit="hours",
-                            escalation_window_value=CATEGORY["window_value"],
-                            escalation_window_unit=CATEGORY["window_unit"])
+        category = Category(
+            code=CATEGORY["code"],
+            name=CATEGORY["name"],
+            group=CATEGORY["group"],
+            time_limit_value=CATEGORY["time_limit_value"],
+            time_limit_unit="hours",
+            escalation_window_value=CATEGORY["window_value"],
+            escalation_window_unit=CATEGORY["window_unit"],
+        )
         password = hash_password(secrets.token_urlsafe(12))
         reporter = User(username="bench-resident", password_hash=password, role=Role.resident.value)
         worker = User(username="bench-worker", password_hash=password, role=Role.worker.value)
         # The district's supervision office: every escalation notifies it once.
-        supervisor = User(username="bench-supervisor", password_hash=password, role=Role.supervisor.value,
-                          cell_id=district.id)
+        supervisor = User(
+            username="bench-supervisor", password_hash=password, role=Role.supervisor.value, cell_id=district.id
+        )
         db.session.add_all([category, reporter, worker, supervisor])
         db.session.commit()
         ids = {"category": category.id, "reporter": reporter.id, "worker": worker.id}
@@ -147,11 +164,20 @@ def build_data(app, dbname: str, cases: int, overdue: int, yellow: int, now: dat
         leaves = conn.execute("SELECT count(*) FROM bench_leaf").fetchone()[0]
         conn.commit()
         chunks = range(0, cases, CHUNK)
-        with click.progressbar(chunks, label=f"Writing {cases:,} open cases", file=sys.stderr,
-                               show_pos=True) as bar:
+        with click.progressbar(chunks, label=f"Writing {cases:,} open cases", file=sys.stderr, show_pos=True) as bar:
             for lo in bar:
-                conn.execute(sql, {**ids, "now": now, "lo": lo, "hi": min(lo + CHUNK, cases), "step": step,
-                                   "yellow": yellow, "leaves": leaves})
+                conn.execute(
+                    sql,
+                    {
+                        **ids,
+                        "now": now,
+                        "lo": lo,
+                        "hi": min(lo + CHUNK, cases),
+                        "step": step,
+                        "yellow": yellow,
+                        "leaves": leaves,
+                    },
+                )
                 conn.commit()
     with psycopg.connect(pg_url(dbname), autocommit=True) as conn:
         # As autovacuum would have left a live table: visibility map and planner statistics.
@@ -201,12 +227,15 @@ def run_floor(app, dbname: str, full: bool) -> float:
 
     from app.services.calendar import worktime
 
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     window, unit = CATEGORY["window_value"], CATEGORY["window_unit"]
     # The same window against the same work calendar as ours: the only Python the floor needs.
     with app.app_context():
-        params = {"now": now, "deadline": worktime.deadline(now, window, unit),
-                  "warn": worktime.deadline(now, window * 0.8, unit)}
+        params = {
+            "now": now,
+            "deadline": worktime.deadline(now, window, unit),
+            "warn": worktime.deadline(now, window * 0.8, unit),
+        }
     release(app)
     sql = FLOOR_SQL.format(tail=FLOOR_FULL_TAIL if full else FLOOR_EVENTS)
     with psycopg.connect(pg_url(dbname)) as conn:
@@ -219,34 +248,50 @@ def run_floor(app, dbname: str, full: bool) -> float:
 @click.command()
 @click.option("--cases", default=1_000_000, show_default=True, help="Open cases written.")
 @click.option("--overdue", default=100_000, show_default=True, help="Of those, past their deadline.")
-@click.option("--yellow", default=0, show_default=True,
-              help="Of those, yellow with an assignee (reminders; the floor does none).")
+@click.option(
+    "--yellow", default=0, show_default=True, help="Of those, yellow with an assignee (reminders; the floor does none)."
+)
 @click.option("--cells", default=10_000, show_default=True, help="Grid cells (bench/gen_grid.py).")
-@click.option("--full-floor/--no-full-floor", default=True, show_default=True,
-              help="Also time a floor that writes the notifications too (one more copy of the data).")
+@click.option(
+    "--full-floor/--no-full-floor",
+    default=True,
+    show_default=True,
+    help="Also time a floor that writes the notifications too (one more copy of the data).",
+)
 def main(cases: int, overdue: int, yellow: int, cells: int, full_floor: bool) -> None:
     """Time `flask escalate` over CASES open cases on PostGIS against a one-statement SQL floor."""
     if not 0 < overdue <= cases or yellow > overdue or (yellow and cases // overdue < 2):
-        raise click.BadParameter("need 0 < overdue <= cases, and yellow <= overdue < cases / 2 "
-                                 "(each yellow case follows an overdue one)")
+        raise click.BadParameter(
+            "need 0 < overdue <= cases, and yellow <= overdue < cases / 2 (each yellow case follows an overdue one)"
+        )
     run_started = time.perf_counter()
     spec = spec_for(cells)
     features = feature_collection(spec)["features"]
-    say(f"machine: {os.cpu_count()} CPUs, Python {platform.python_version()}; "
-        f"{spec.grid_cells} grid cells, {cases:,} open cases, {overdue:,} overdue, {yellow:,} yellow")
+    say(
+        f"machine: {os.cpu_count()} CPUs, Python {platform.python_version()}; "
+        f"{spec.grid_cells} grid cells, {cases:,} open cases, {overdue:,} overdue, {yellow:,} yellow"
+    )
     source = f"grid_escalate_{uuid.uuid4().hex[:10]}"
     copies = {"floor": f"{source}_floor", "floor_full": f"{source}_full"}
     if not full_floor:
         del copies["floor_full"]
-    results: dict[str, Any] = {"started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                               "settings": {"cases": cases, "overdue": overdue, "yellow": yellow,
-                                            "cells": spec.grid_cells, "batch_size": 5000}}
+    results: dict[str, Any] = {
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "settings": {
+            "cases": cases,
+            "overdue": overdue,
+            "yellow": yellow,
+            "cells": spec.grid_cells,
+            "batch_size": 5000,
+        },
+    }
     with ExitStack() as cleanup:
         admin(f'CREATE DATABASE "{source}"')
         for name in (*copies.values(), source):
             cleanup.callback(say, f"dropped database {name}")
             cleanup.callback(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         import psycopg
+
         with psycopg.connect(pg_url(source), autocommit=True) as conn:
             conn.execute("CREATE EXTENSION IF NOT EXISTS postgis")
         env = app_env(pg_url(source, "postgresql+psycopg"), secrets.token_urlsafe(48))
@@ -255,7 +300,7 @@ def main(cases: int, overdue: int, yellow: int, cells: int, full_floor: bool) ->
         app = make_app(env)
         load_grid(app, features)
         release(app)
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         built = time.perf_counter()
         results["data"] = build_data(app, source, cases, overdue, yellow, now)
         results["data"]["seconds"] = round(time.perf_counter() - built, 1)
@@ -265,7 +310,7 @@ def main(cases: int, overdue: int, yellow: int, cells: int, full_floor: bool) ->
             admin(f'CREATE DATABASE "{name}" TEMPLATE "{source}" STRATEGY FILE_COPY')
             say(f"copied to {name} in {time.perf_counter() - copied:.1f} s")
 
-        sweep_from = datetime.now(timezone.utc)
+        sweep_from = datetime.now(UTC)
         warm(source)
         ours, output = run_ours(app)
         say(f"ours:  {output}")
@@ -284,22 +329,30 @@ def main(cases: int, overdue: int, yellow: int, cells: int, full_floor: bool) ->
     say()
     say(f"escalation sweep over {cases:,} open cases ({overdue:,} overdue) on PostGIS:")
     say(f"  ours: flask escalate (in-process, batches of 5000)    {ours:8.2f} s   {results['ours']['after']}")
-    say(f"  floor: one CTE, update + events                       {floors['floor']:8.2f} s   "
-        f"{results['floor']['after']}")
+    say(
+        f"  floor: one CTE, update + events                       {floors['floor']:8.2f} s   "
+        f"{results['floor']['after']}"
+    )
     if "floor_full" in floors:
-        say(f"  floor: one CTE, update + events + notifications       {floors['floor_full']:8.2f} s   "
-            f"{results['floor_full']['after']}")
+        say(
+            f"  floor: one CTE, update + events + notifications       {floors['floor_full']:8.2f} s   "
+            f"{results['floor_full']['after']}"
+        )
     ratio = ours / floors["floor"]
     results["ratio_vs_floor"] = round(ratio, 2)
     say(f"  ours / floor (update + events) = {ratio:.2f}  (target <= 4)")
     if "floor_full" in floors:
         results["ratio_vs_floor_full"] = round(ours / floors["floor_full"], 2)
         say(f"  ours / floor (update + events + notifications) = {results['ratio_vs_floor_full']:.2f}")
-    same = results["ours"]["after"]["levels"] == results["floor"]["after"]["levels"] and \
-        results["ours"]["after"]["escalate_events"] == results["floor"]["after"]["escalate_events"]
+    same = (
+        results["ours"]["after"]["levels"] == results["floor"]["after"]["levels"]
+        and results["ours"]["after"]["escalate_events"] == results["floor"]["after"]["escalate_events"]
+    )
     results["same_outcome"] = same
-    say(f"  same levels and events as the floor: {same}; second run of ours: {second:.2f} s, changed nothing: "
-        f"{results['ours']['second_run']['output'].split(': ', 1)[1].startswith('0 escalated, 0 marked')}")
+    say(
+        f"  same levels and events as the floor: {same}; second run of ours: {second:.2f} s, changed nothing: "
+        f"{results['ours']['second_run']['output'].split(': ', 1)[1].startswith('0 escalated, 0 marked')}"
+    )
     say(f"  whole run: {results['total_seconds']} s")
 
     OUT_DIR.mkdir(parents=True, exist_ok=True)

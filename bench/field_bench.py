@@ -13,15 +13,17 @@
 
 See bench/README.md ("Field clients") for how to read it.
 """
+
 from __future__ import annotations
 
 import json
 import random
 import statistics
 import time
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import click
 
@@ -59,10 +61,10 @@ RETURNING id, cell_id
 VISIBILITY = {
     "admin": "true",
     "supervisor": "(r.reporter_id = %(user)s OR r.cell_id IN (SELECT id FROM cells WHERE code >= %(low)s "
-                  "AND code < %(high)s))",
+    "AND code < %(high)s))",
     "worker": "(r.reporter_id = %(user)s OR r.assignee_id = %(user)s OR r.cell_id IN (SELECT cell_id FROM "
-              "worker_cells WHERE user_id = %(user)s AND valid_from <= %(today)s AND (valid_to IS NULL OR "
-              "valid_to >= %(today)s)))",
+    "worker_cells WHERE user_id = %(user)s AND valid_from <= %(today)s AND (valid_to IS NULL OR "
+    "valid_to >= %(today)s)))",
 }
 # app.services.sync._scoped_changes: cases and events through the visible reports (latest case row only), and
 # the caller's notifications, each branch index-ordered and cut, then merged in (xid, seq) order.
@@ -72,30 +74,42 @@ LATEST_CASE_ROW = """(s.kind = 'event' OR NOT EXISTS (
             SELECT 1 FROM sync_changes l WHERE l.report_id = s.report_id AND l.kind = 'case'
               AND l.entity_id = s.entity_id AND (l.xid, l.seq) > (s.xid, s.seq)))"""
 # The caller's notifications (latest row of each), and the merge of the two branches in (xid, seq) order.
-MERGED_WITH_NOTIFICATIONS = """SELECT kind, entity_id, xid, seq FROM (
+MERGED_WITH_NOTIFICATIONS = (
+    """SELECT kind, entity_id, xid, seq FROM (
     ({cases})
     UNION ALL
     (SELECT s.kind, s.entity_id, s.xid, s.seq FROM sync_changes s
-     WHERE s.user_id = %(user)s AND """ + READY + """
+     WHERE s.user_id = %(user)s AND """
+    + READY
+    + """
        AND NOT EXISTS (SELECT 1 FROM sync_changes l WHERE l.user_id = s.user_id AND l.entity_id = s.entity_id
                          AND (l.xid, l.seq) > (s.xid, s.seq))
      ORDER BY s.xid, s.seq LIMIT %(limit)s)
 ) both_branches ORDER BY xid, seq LIMIT %(limit)s"""
+)
 # app.services.sync._scoped_changes walking the log: cases and events through the visible reports, each branch
 # index-ordered and cut, then merged.
-RAW_CHANGES = MERGED_WITH_NOTIFICATIONS.replace("{cases}", f"""SELECT s.kind, s.entity_id, s.xid, s.seq
+RAW_CHANGES = MERGED_WITH_NOTIFICATIONS.replace(
+    "{cases}",
+    f"""SELECT s.kind, s.entity_id, s.xid, s.seq
      FROM sync_changes s JOIN reports r ON r.id = s.report_id
      WHERE {{vis}} AND {READY} AND {LATEST_CASE_ROW}
-     ORDER BY s.xid, s.seq LIMIT %(limit)s""")
+     ORDER BY s.xid, s.seq LIMIT %(limit)s""",
+)
 AFTER = "(s.xid, s.seq) > (%(xid)s, %(seq)s)"
 # The same rows, driven by the visible reports: each one's change rows through ix_sync_changes_report_position
 # (report_id, xid, seq), merged. For a small scope this avoids walking the whole log in (xid, seq) order.
-RAW_CHANGES_BY_REPORT = "WITH vis AS MATERIALIZED (SELECT r.id FROM reports r WHERE {vis})\n" + \
-    MERGED_WITH_NOTIFICATIONS.replace("{cases}", f"""SELECT s.kind, s.entity_id, s.xid, s.seq FROM vis CROSS JOIN LATERAL (
+RAW_CHANGES_BY_REPORT = (
+    "WITH vis AS MATERIALIZED (SELECT r.id FROM reports r WHERE {vis})\n"
+    + MERGED_WITH_NOTIFICATIONS.replace(
+        "{cases}",
+        f"""SELECT s.kind, s.entity_id, s.xid, s.seq FROM vis CROSS JOIN LATERAL (
         SELECT s.kind, s.entity_id, s.xid, s.seq FROM sync_changes s
         WHERE s.report_id = vis.id AND {READY} AND {LATEST_CASE_ROW}
         ORDER BY s.xid, s.seq LIMIT %(limit)s) s
-     ORDER BY s.xid, s.seq LIMIT %(limit)s""")
+     ORDER BY s.xid, s.seq LIMIT %(limit)s""",
+    )
+)
 # The rows of the page by id, with what a list shows (app.services.reports.listed_reports).
 RAW_REPORTS = """
 SELECT r.*, k.code, k.name, k.group_name, c.id, c.code, c.name, c.level, h.id, h.code, h.name, h.level,
@@ -120,12 +134,17 @@ EVENT_CHUNKS = 10
 
 def stats(times: list[float]) -> dict:
     times = sorted(times)
-    return {"n": len(times), "p50_ms": round(percentile(times, 50), 2), "p95_ms": round(percentile(times, 95), 2),
-            "mean_ms": round(statistics.fmean(times), 2)}
+    return {
+        "n": len(times),
+        "p50_ms": round(percentile(times, 50), 2),
+        "p95_ms": round(percentile(times, 95), 2),
+        "mean_ms": round(statistics.fmean(times), 2),
+    }
 
 
-def alternate(label: str, runs: list, ours: Callable[[Any], Any], floor: Callable[[Any], Any],
-              warm: int = 2) -> tuple[dict, dict]:
+def alternate(
+    label: str, runs: list, ours: Callable[[Any], Any], floor: Callable[[Any], Any], warm: int = 2
+) -> tuple[dict, dict]:
     """Milliseconds per call for ours and the floor, alternating on each run (neither gets the other's warm
     cache or quieter moment); `warm` unmeasured runs first, which are taken from the front of `runs`."""
     for run in runs[:warm]:
@@ -142,10 +161,15 @@ def alternate(label: str, runs: list, ours: Callable[[Any], Any], floor: Callabl
 
 def random_batch(rng: random.Random, bbox, now: datetime, moments: list[int], margin: float = 0.01) -> list[dict]:
     """Points inside the district at the given moments (ms before `now`: distinct, so no duplicates)."""
-    return [{"time": (now - timedelta(milliseconds=ms)).isoformat(),
-             "lon": rng.uniform(bbox[0] + margin, bbox[2] - margin),
-             "lat": rng.uniform(bbox[1] + margin, bbox[3] - margin),
-             "accuracy": round(rng.uniform(3, 30), 1)} for ms in moments]
+    return [
+        {
+            "time": (now - timedelta(milliseconds=ms)).isoformat(),
+            "lon": rng.uniform(bbox[0] + margin, bbox[2] - margin),
+            "lat": rng.uniform(bbox[1] + margin, bbox[3] - margin),
+            "accuracy": round(rng.uniform(3, 30), 1),
+        }
+        for ms in moments
+    ]
 
 
 @click.command()
@@ -162,30 +186,43 @@ def main(n_reports, cells, batches, runs, page_runs, seed):
     spec = spec_for(cells)
     bbox = extent(spec)
     features = feature_collection(spec)["features"]
-    results: dict = {"settings": {"reports": n_reports, "cells": cells, "batches": batches, "batch_points": BATCH,
-                                  "runs": runs, "page_runs": page_runs, "limit": LIMIT,
-                                  "api": "in-process Flask test client"},
-                     "rows": {}}
+    results: dict = {
+        "settings": {
+            "reports": n_reports,
+            "cells": cells,
+            "batches": batches,
+            "batch_points": BATCH,
+            "runs": runs,
+            "page_runs": page_runs,
+            "limit": LIMIT,
+            "api": "in-process Flask test client",
+        },
+        "rows": {},
+    }
     started = time.perf_counter()
     with bench_app(features) as (dbname, app):
         with app.app_context():
             from app.extensions import db
             from app.models import User, subtree_bounds
-            from app.services.people.users import create_user
             from app.services.calendar.worktime import local_day
+            from app.services.people.users import create_user
 
             grid = db.session.execute(db.text("SELECT code FROM cells WHERE level = 'grid' ORDER BY code")).all()
-            community = db.session.execute(db.text(
-                "SELECT code FROM cells WHERE level = 'community' ORDER BY code")).all()
+            community = db.session.execute(
+                db.text("SELECT code FROM cells WHERE level = 'community' ORDER BY code")
+            ).all()
             community = rng.choice(community).code
             users = {
                 "admin": db.session.execute(db.select(User).where(User.username == "bench-admin")).scalar_one(),
-                "supervisor": create_user(username="bench-supervisor", password=PASSWORD, role="supervisor",
-                                          cell_code=community),
-                "worker": create_user(username="bench-worker", password=PASSWORD, role="worker",
-                                      cell_code=rng.choice(grid).code),
-                "floor-worker": create_user(username="bench-floor-worker", password=PASSWORD, role="worker",
-                                            cell_code=rng.choice(grid).code),
+                "supervisor": create_user(
+                    username="bench-supervisor", password=PASSWORD, role="supervisor", cell_code=community
+                ),
+                "worker": create_user(
+                    username="bench-worker", password=PASSWORD, role="worker", cell_code=rng.choice(grid).code
+                ),
+                "floor-worker": create_user(
+                    username="bench-floor-worker", password=PASSWORD, role="worker", cell_code=rng.choice(grid).code
+                ),
             }
             db.session.commit()
             user_ids = {role: u.id for role, u in users.items()}
@@ -205,13 +242,16 @@ def main(n_reports, cells, batches, runs, page_runs, seed):
             t0 = time.perf_counter()
             load_sync_data(results, dbname, n_reports, cells)
             results["load_seconds"] = round(time.perf_counter() - t0, 1)
-            scopes = {role: {"user": user_ids[role], "low": low, "high": high, "today": today}
-                      for role in ("admin", "supervisor", "worker")}
+            scopes = {
+                role: {"user": user_ids[role], "low": low, "high": high, "today": today}
+                for role in ("admin", "supervisor", "worker")
+            }
             sync(results, runs, page_runs, client, headers, raw_conn, scopes)
         finally:
             raw_conn.close()
             with app.app_context():
                 from app.extensions import db
+
                 db.session.remove()
                 db.engine.dispose()
     results["total_seconds"] = round(time.perf_counter() - started, 1)
@@ -220,13 +260,15 @@ def main(n_reports, cells, batches, runs, page_runs, seed):
 
 # ---- patrols -------------------------------------------------------------------------------------------
 
-def patrols(results: dict, rng: random.Random, bbox, batches: int, client, headers: dict, raw_conn,
-            user_ids: dict) -> None:
+
+def patrols(
+    results: dict, rng: random.Random, bbox, batches: int, client, headers: dict, raw_conn, user_ids: dict
+) -> None:
     """Each run sends one batch through the API (as the worker) and the same points through the floor (as the
     other worker), so both store every point and route the same points; the cells they chose are compared."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     moments = rng.sample(range(3_600_000), BATCH * (batches + 2))  # random times in the last hour, all distinct
-    runs = [random_batch(rng, bbox, now, moments[i * BATCH:(i + 1) * BATCH]) for i in range(batches + 2)]
+    runs = [random_batch(rng, bbox, now, moments[i * BATCH : (i + 1) * BATCH]) for i in range(batches + 2)]
     outcome = {"stored_ours": 0, "stored_floor": 0, "unrouted_ours": 0, "unrouted_floor": 0}
 
     def ours(points: list[dict]) -> None:
@@ -237,8 +279,9 @@ def patrols(results: dict, rng: random.Random, bbox, batches: int, client, heade
         outcome["unrouted_ours"] += resp.json["unrouted"]
 
     def floor(points: list[dict]) -> None:
-        rows = raw_conn.execute(RAW_CHECKINS, {"points": json.dumps(points), "user": user_ids["floor-worker"]}
-                                ).fetchall()
+        rows = raw_conn.execute(
+            RAW_CHECKINS, {"points": json.dumps(points), "user": user_ids["floor-worker"]}
+        ).fetchall()
         outcome["stored_floor"] += len(rows)
         outcome["unrouted_floor"] += sum(1 for _, cell_id in rows if cell_id is None)
 
@@ -246,20 +289,29 @@ def patrols(results: dict, rng: random.Random, bbox, batches: int, client, heade
     differ = raw_conn.execute(
         """SELECT count(*), count(*) FILTER (WHERE a.cell_id IS DISTINCT FROM b.cell_id)
            FROM patrol_checkins a JOIN patrol_checkins b ON b.recorded_at = a.recorded_at AND b.user_id = %s
-           WHERE a.user_id = %s""", (user_ids["floor-worker"], user_ids["worker"])).fetchone()
+           WHERE a.user_id = %s""",
+        (user_ids["floor-worker"], user_ids["worker"]),
+    ).fetchone()
     outcome["points_compared"], outcome["cells_differ"] = differ
-    if (outcome["stored_ours"] != outcome["stored_floor"] or outcome["stored_ours"] != BATCH * len(runs)
-            or differ[1] or outcome["unrouted_floor"]):
+    if (
+        outcome["stored_ours"] != outcome["stored_floor"]
+        or outcome["stored_ours"] != BATCH * len(runs)
+        or differ[1]
+        or outcome["unrouted_floor"]
+    ):
         raise click.ClickException(f"check-ins disagree: {outcome}")
     results["patrols"] = outcome
     for side in (api, raw):
         side["points_per_s"] = round(BATCH / side["p50_ms"] * 1000)
     add_row(results, f"check-ins, batch of {BATCH:,}", api, raw)
-    say(f"  check-ins: ours p50 {api['p50_ms']} ms ({api['points_per_s']:,} points/s), "
-        f"floor p50 {raw['p50_ms']} ms ({raw['points_per_s']:,} points/s); {outcome}")
+    say(
+        f"  check-ins: ours p50 {api['p50_ms']} ms ({api['points_per_s']:,} points/s), "
+        f"floor p50 {raw['p50_ms']} ms ({raw['points_per_s']:,} points/s); {outcome}"
+    )
 
 
 # ---- sync ------------------------------------------------------------------------------------------------
+
 
 def load_sync_data(results: dict, dbname: str, n_reports: int, cells: int) -> None:
     """The reports (geo_bench's bulk load), one case_events row per report, and a check that the triggers
@@ -289,12 +341,12 @@ def sync(results: dict, runs: int, page_runs: int, client, headers: dict, raw_co
             if resp.status_code != 200:
                 raise click.ClickException(f"sync: {resp.status_code} {resp.get_data(as_text=True)[:500]}")
             return resp.json
+
         return call
 
     def floor(role: str, changes: str = RAW_CHANGES) -> Callable[[tuple[int, int] | None], dict]:
         vis = VISIBILITY[role]
-        sql = {after: changes.format(vis=vis, after=after, watermark=_PG_SYNC_WATERMARK)
-               for after in (AFTER, "true")}
+        sql = {after: changes.format(vis=vis, after=after, watermark=_PG_SYNC_WATERMARK) for after in (AFTER, "true")}
         reports_sql = RAW_REPORTS.format(vis=vis)
 
         def call(position: tuple[int, int] | None) -> dict:
@@ -311,10 +363,15 @@ def sync(results: dict, runs: int, page_runs: int, client, headers: dict, raw_co
             if ids["event"]:
                 found["event"] = {r[0] for r in raw_conn.execute(RAW_EVENTS, {"ids": ids["event"]})}
             if ids["notification"]:
-                found["notification"] = {r[0] for r in raw_conn.execute(RAW_NOTIFICATIONS,
-                                                                        {**params, "ids": ids["notification"]})}
-            return {"changes": [(k, i) for k, i, _, _ in rows if i in found[k]],
-                    "position": (rows[-1][2], rows[-1][3]) if rows else position, "has_more": has_more}
+                found["notification"] = {
+                    r[0] for r in raw_conn.execute(RAW_NOTIFICATIONS, {**params, "ids": ids["notification"]})
+                }
+            return {
+                "changes": [(k, i) for k, i, _, _ in rows if i in found[k]],
+                "position": (rows[-1][2], rows[-1][3]) if rows else position,
+                "has_more": has_more,
+            }
+
         return call
 
     results["sync"] = {}
@@ -324,17 +381,25 @@ def sync(results: dict, runs: int, page_runs: int, client, headers: dict, raw_co
         same = [(c["type"], c["id"]) for c in first_api["changes"]] == first_raw["changes"]
         latest = raw_conn.execute(LATEST_IN_SCOPE.format(vis=VISIBILITY[role]), scopes[role]).fetchone()
         poll_api, poll_raw = api(encode_cursor(*latest)), raw(tuple(latest))
-        info = {"first_page_items": len(first_api["changes"]), "first_page_same_ids": same,
-                "first_page_has_more": first_api["has_more"], "poll_items": len(poll_api["changes"]),
-                "poll_items_floor": len(poll_raw["changes"])}
+        info = {
+            "first_page_items": len(first_api["changes"]),
+            "first_page_same_ids": same,
+            "first_page_has_more": first_api["has_more"],
+            "poll_items": len(poll_api["changes"]),
+            "poll_items_floor": len(poll_raw["changes"]),
+        }
         results["sync"][role] = info
         say(f"  {role}: {info}")
         if not same or poll_api["changes"] or poll_raw["changes"]:
             raise click.ClickException(f"sync for {role}: ours and the floor disagree: {info}")
         a, r = alternate(f"Sync first page, {role}", [None] * (runs + 2), api, raw)
         add_row(results, f"sync first page, {role}", a, r)
-        a, r = alternate(f"Sync poll, {role}", [None] * (runs + 2), lambda _: api(encode_cursor(*latest)),
-                         lambda _: raw(tuple(latest)))
+        a, r = alternate(
+            f"Sync poll, {role}",
+            [None] * (runs + 2),
+            lambda _: api(encode_cursor(*latest)),
+            lambda _: raw(tuple(latest)),
+        )
         add_row(results, f"sync poll from its last change, {role}", a, r)
         # What a client really polls with: the last page's next_cursor, which the feed puts at its horizon.
         own = None
@@ -344,8 +409,9 @@ def sync(results: dict, runs: int, page_runs: int, client, headers: dict, raw_co
             if not page["has_more"]:
                 break
         horizon = decode_cursor(own)
-        a, r = alternate(f"Sync poll, own cursor, {role}", [None] * (runs + 2), lambda _: api(own),
-                         lambda _: raw(horizon))
+        a, r = alternate(
+            f"Sync poll, own cursor, {role}", [None] * (runs + 2), lambda _: api(own), lambda _: raw(horizon)
+        )
         add_row(results, f"sync poll from its own cursor, {role}", a, r)
         if role != "admin":
             by_report = floor(role, RAW_CHANGES_BY_REPORT)
@@ -392,16 +458,22 @@ def report(results: dict) -> None:
     say("")
     say(f"{'measure':58} {'ours p50':>9} {'ours p95':>9} {'floor p50':>9} {'floor p95':>9} {'ratio':>6}")
     for name, r in results["rows"].items():
-        say(f"{name:58} {r['ours']['p50_ms']:9.2f} {r['ours']['p95_ms']:9.2f} {r['floor']['p50_ms']:9.2f} "
-            f"{r['floor']['p95_ms']:9.2f} {r['ratio_p50']:6.2f}")
+        say(
+            f"{name:58} {r['ours']['p50_ms']:9.2f} {r['ours']['p95_ms']:9.2f} {r['floor']['p50_ms']:9.2f} "
+            f"{r['floor']['p95_ms']:9.2f} {r['ratio_p50']:6.2f}"
+        )
     check = next((r for n, r in results["rows"].items() if n.startswith("check-ins")), None)
     if check:
-        say(f"check-ins: ours {check['ours']['points_per_s']:,} points/s, floor {check['floor']['points_per_s']:,} "
-            f"points/s (at p50)")
-    say(f"(ms; ours = in-process Flask test client; ratio = ours p50 / floor p50; "
-        f"load {results.get('load_seconds')} s, total {results['total_seconds']} s)")
+        say(
+            f"check-ins: ours {check['ours']['points_per_s']:,} points/s, floor {check['floor']['points_per_s']:,} "
+            f"points/s (at p50)"
+        )
+    say(
+        f"(ms; ours = in-process Flask test client; ratio = ours p50 / floor p50; "
+        f"load {results.get('load_seconds')} s, total {results['total_seconds']} s)"
+    )
     OUT_DIR.mkdir(exist_ok=True)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     for path in (OUT_DIR / f"field-{stamp}.json", OUT_DIR / "field-latest.json"):
         Path(path).write_text(json.dumps(results, indent=2, ensure_ascii=False, default=str))
     say(f"wrote bench/out/field-{stamp}.json")

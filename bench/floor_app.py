@@ -15,6 +15,7 @@ Environment:
 
     gunicorn --workers 2 --bind 127.0.0.1:8001 bench.floor_app:app
 """
+
 from __future__ import annotations
 
 import os
@@ -32,7 +33,9 @@ cell AS (
     ORDER BY c.code LIMIT 1
 )"""
 
-REPORT_ONLY_SQL = _ROUTE + """
+REPORT_ONLY_SQL = (
+    _ROUTE
+    + """
 INSERT INTO reports (case_day, category_id, reporter_id, cell_id, status, description, address, location,
                      input_crs, input_lon, input_lat, routed_by, routing_distance_m, needs_triage,
                      deadline_at, created_at, updated_at)
@@ -44,8 +47,11 @@ SELECT (now() AT TIME ZONE %(tz)s)::date, cat.id, %(reporter_id)s, cell.id, 'sub
 FROM cat CROSS JOIN pt LEFT JOIN cell ON true
 RETURNING id, cell_id
 """
+)
 
-FULL_SQL = _ROUTE + """,
+FULL_SQL = (
+    _ROUTE
+    + """,
 new AS (SELECT now() AS ts),
 rep AS (
     INSERT INTO reports (case_day, category_id, reporter_id, cell_id, status, description, address,
@@ -69,6 +75,7 @@ ev AS (
 )
 SELECT id, cell_id FROM rep
 """
+)
 
 app = Flask(__name__)
 MODE = os.environ.get("FLOOR_MODE", "report")
@@ -93,11 +100,22 @@ def connection() -> psycopg.Connection:
 def create_report():
     body = request.get_json()
     location = body["location"]
-    row = connection().execute(SQL, {
-        "lon": float(location["lon"]), "lat": float(location["lat"]), "category_code": body["category_code"],
-        "reporter_id": REPORTER_ID, "description": body["description"], "address": body.get("address"),
-        "tz": TIMEZONE,
-    }).fetchone()
+    row = (
+        connection()
+        .execute(
+            SQL,
+            {
+                "lon": float(location["lon"]),
+                "lat": float(location["lat"]),
+                "category_code": body["category_code"],
+                "reporter_id": REPORTER_ID,
+                "description": body["description"],
+                "address": body.get("address"),
+                "tz": TIMEZONE,
+            },
+        )
+        .fetchone()
+    )
     if row is None:
         return jsonify(error="unknown category"), 422
     return jsonify(id=row[0], cell_id=row[1]), 201

@@ -11,6 +11,7 @@
    district at 200 m. Beside each, a raw psycopg 3 floor sends hand-written SQL for the same answer on the
    same data. Prints p50/p99 and the ratio API/raw.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,19 +20,29 @@ import random
 import secrets
 import statistics
 import time
-from datetime import datetime, timedelta, timezone
-from pathlib import Path
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import click
 
+from app.dialect.spatial import degree_box
 from app.lib.geofilter import COUNT_CAP
 from app.services.insight.geoqueries import RECENT_WINDOWS
-from app.dialect.spatial import degree_box
 from bench.gen_grid import extent, feature_collection, progress_bar, spec_for
-from bench.run_bench import (OUT_DIR, app_env, flask_db_upgrade, fresh_postgis_database, load_grid, make_app,
-                             percentile, pg_url, say)
+from bench.run_bench import (
+    OUT_DIR,
+    app_env,
+    flask_db_upgrade,
+    fresh_postgis_database,
+    load_grid,
+    make_app,
+    percentile,
+    pg_url,
+    say,
+)
 
 PASSWORD = "bench-" + secrets.token_urlsafe(12)
 CATEGORIES = ["B01", "B02", "B03", "B04", "B05"]
@@ -71,8 +82,10 @@ RAW_COLUMNS = """r.id, r.case_day, r.status, r.description, r.address, ST_AsBina
 # The same SQL the API sends for near (app.dialect.spatial.points_within_distance / local_distance_m), by hand.
 _MID = "radians((ST_Y(r.location) + %(lat)s) / 2)"
 _W = f"(1 - 0.00669437999014 * power(sin({_MID}), 2))"
-ESTIMATE = (f"sqrt(power(radians(ST_X(r.location) - %(lon)s) * 6378137.0 * cos({_MID}) / sqrt({_W}), 2)"
-            f" + power(radians(ST_Y(r.location) - %(lat)s) * 6335439.327083 / power({_W}, 1.5), 2))")
+ESTIMATE = (
+    f"sqrt(power(radians(ST_X(r.location) - %(lon)s) * 6378137.0 * cos({_MID}) / sqrt({_W}), 2)"
+    f" + power(radians(ST_Y(r.location) - %(lat)s) * 6335439.327083 / power({_W}, 1.5), 2))"
+)
 EXACT = "ST_Distance(r.location::geography, ST_SetSRID(ST_MakePoint(%(lon)s, %(lat)s), 4326)::geography)"
 NEAR_WHERE = f"""r.location && ST_MakeEnvelope(%(x0)s, %(y0)s, %(x1)s, %(y1)s, 4326)
   AND ({ESTIMATE} <= 499.995 OR ({ESTIMATE} <= 500.005 AND {EXACT} <= 500))"""
@@ -118,8 +131,9 @@ WHERE {SUBTREE} AND r.created_at >= %(t0)s AND r.created_at < %(t1)s
 GROUP BY i, j ORDER BY i, j"""
 
 
-def timed_pair(label: str, runs: list[dict], api_call: Callable[[dict], None],
-               raw_call: Callable[[dict], None]) -> tuple[dict, dict]:
+def timed_pair(
+    label: str, runs: list[dict], api_call: Callable[[dict], None], raw_call: Callable[[dict], None]
+) -> tuple[dict, dict]:
     """Milliseconds per call for the API and the floor, alternating on each run so that neither gets the
     other's warm cache or a quieter moment; two unmeasured warm-up runs first."""
     for run in runs[:2]:
@@ -136,8 +150,12 @@ def timed_pair(label: str, runs: list[dict], api_call: Callable[[dict], None],
 
 def _stats(times: list[float]) -> dict:
     times = sorted(times)
-    return {"n": len(times), "p50_ms": round(percentile(times, 50), 2), "p99_ms": round(percentile(times, 99), 2),
-            "mean_ms": round(statistics.fmean(times), 2)}
+    return {
+        "n": len(times),
+        "p50_ms": round(percentile(times, 50), 2),
+        "p99_ms": round(percentile(times, 99), 2),
+        "mean_ms": round(statistics.fmean(times), 2),
+    }
 
 
 def load_reports(dbname: str, n: int, cells: int, hot_cells: int = 500) -> int:
@@ -152,12 +170,21 @@ def load_reports(dbname: str, n: int, cells: int, hot_cells: int = 500) -> int:
     with psycopg.connect(pg_url(dbname), autocommit=True) as conn:
         categories = [r[0] for r in conn.execute("SELECT id FROM categories ORDER BY id")]
         reporters = [r[0] for r in conn.execute("SELECT id FROM users WHERE role = 'resident' ORDER BY id")]
-        conn.execute("CREATE TABLE bench_hot_cells AS SELECT id AS cell_id FROM cells WHERE level = 'grid' "
-                     "ORDER BY random() LIMIT %s", (hot_cells,))
+        conn.execute(
+            "CREATE TABLE bench_hot_cells AS SELECT id AS cell_id FROM cells WHERE level = 'grid' "
+            "ORDER BY random() LIMIT %s",
+            (hot_cells,),
+        )
         # Building the GiST index once after the load is far quicker than growing it row by row.
         conn.execute("DROP INDEX idx_reports_location")
-        params = {"categories": categories, "n_categories": len(categories), "reporters": reporters,
-                  "n_reporters": len(reporters), "base": base, "extra": extra}
+        params = {
+            "categories": categories,
+            "n_categories": len(categories),
+            "reporters": reporters,
+            "n_reporters": len(reporters),
+            "base": base,
+            "extra": extra,
+        }
         for chunk in progress_bar(range(CHUNKS), "Loading reports"):
             conn.execute(LOAD_SQL, {**params, "chunks": CHUNKS, "chunk": chunk})
         conn.execute("DROP TABLE bench_hot_cells")
@@ -198,8 +225,12 @@ def bench_app(features: list[dict]) -> Iterator[tuple[str, Any]]:
 @click.option("--cells", default=10_000, show_default=True)
 @click.option("--runs", default=200, show_default=True, help="Requests per list query (near, bbox).")
 @click.option("--analytics-runs", default=20, show_default=True, help="Requests per analytics query.")
-@click.option("--cluster/--no-cluster", default=True, show_default=True,
-              help="Also time near and bbox after CLUSTER on the spatial index.")
+@click.option(
+    "--cluster/--no-cluster",
+    default=True,
+    show_default=True,
+    help="Also time near and bbox after CLUSTER on the spatial index.",
+)
 @click.option("--seed", default=2026, show_default=True)
 def main(n_reports, cells, runs, analytics_runs, cluster, seed):
     import psycopg
@@ -208,8 +239,15 @@ def main(n_reports, cells, runs, analytics_runs, cluster, seed):
     spec = spec_for(cells)
     bbox = extent(spec)
     features = feature_collection(spec)["features"]
-    results: dict = {"settings": {"reports": n_reports, "cells": cells, "runs": runs,
-                                  "analytics_runs": analytics_runs, "api": "in-process Flask test client"}}
+    results: dict = {
+        "settings": {
+            "reports": n_reports,
+            "cells": cells,
+            "runs": runs,
+            "analytics_runs": analytics_runs,
+            "api": "in-process Flask test client",
+        }
+    }
     started = time.perf_counter()
     with bench_app(features) as (dbname, app):
         with app.app_context():
@@ -230,21 +268,26 @@ def main(n_reports, cells, runs, analytics_runs, cluster, seed):
 
         def api(path: str, query: dict) -> Callable[[dict], None]:
             def call(run: dict) -> None:
-                resp = client.get(path, query_string={k: (v(run) if callable(v) else v) for k, v in query.items()},
-                                  headers=headers)
+                resp = client.get(
+                    path, query_string={k: (v(run) if callable(v) else v) for k, v in query.items()}, headers=headers
+                )
                 if resp.status_code != 200:
                     raise click.ClickException(f"{path}: {resp.status_code} {resp.get_data(as_text=True)[:500]}")
+
             return call
 
         # The app's own connection settings (app.dialect.engine.engine_options): no JIT, no parallel workers.
-        raw_conn = psycopg.connect(pg_url(dbname), autocommit=True,
-                                   options="-c jit=off -c max_parallel_workers_per_gather=0 "
-                                           "-c plan_cache_mode=force_custom_plan")
+        raw_conn = psycopg.connect(
+            pg_url(dbname),
+            autocommit=True,
+            options="-c jit=off -c max_parallel_workers_per_gather=0 -c plan_cache_mode=force_custom_plan",
+        )
 
         def raw(*statements: str) -> Callable[[dict], None]:
             def call(run: dict) -> None:
                 for sql in statements:
                     raw_conn.execute(sql, run).fetchall()
+
             return call
 
         def raw_near(run: dict) -> None:
@@ -252,20 +295,22 @@ def main(n_reports, cells, runs, analytics_runs, cluster, seed):
             found, bound = raw_conn.execute(RAW_NEAR_BOUND, run).fetchone()
             if found < 50:
                 bound = 500.0
-            box = dict(zip(("bx0", "by0", "bx1", "by1"), degree_box(run["lon"], run["lat"], bound * 1.001)))
+            box = dict(
+                zip(("bx0", "by0", "bx1", "by1"), degree_box(run["lon"], run["lat"], bound * 1.001), strict=True)
+            )
             if len(raw_conn.execute(RAW_NEAR_PAGE, {**run, **box, "bound": bound}).fetchall()) == 50:
                 raw_conn.execute(RAW_NEAR_COUNT, run).fetchall()
 
         def raw_box(run: dict) -> None:
             # Newest first: the last week, then 8 weeks, then all time, until a window fills the page.
-            now = datetime.now(timezone.utc)
-            for since in [now - w for w in RECENT_WINDOWS] + [datetime(1970, 1, 1, tzinfo=timezone.utc)]:
+            now = datetime.now(UTC)
+            for since in [now - w for w in RECENT_WINDOWS] + [datetime(1970, 1, 1, tzinfo=UTC)]:
                 if len(raw_conn.execute(RAW_BOX_PAGE, {**run, "since": since}).fetchall()) == 50:
                     raw_conn.execute(RAW_BOX_COUNT, run).fetchall()
                     return
 
         margin = 0.01
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         t_from, t_to = now - timedelta(days=30), now
         near_runs, box_runs = [], []
         for _ in range(runs):
@@ -273,39 +318,61 @@ def main(n_reports, cells, runs, analytics_runs, cluster, seed):
             lat = rng.uniform(bbox[1] + margin, bbox[3] - margin)
             dlat = 500 / 110_574.0
             dlon = 500 / (111_320.0 * math.cos(math.radians(lat + dlat)))
-            near_runs.append({"lon": lon, "lat": lat, "x0": lon - dlon, "y0": lat - dlat, "x1": lon + dlon,
-                              "y1": lat + dlat})
+            near_runs.append(
+                {"lon": lon, "lat": lat, "x0": lon - dlon, "y0": lat - dlat, "x1": lon + dlon, "y1": lat + dlat}
+            )
             side_lat, side_lon = 1000 / 111_000.0, 1000 / (111_000.0 * math.cos(math.radians(lat)))
             box_runs.append({"x0": lon, "y0": lat, "x1": lon + side_lon, "y1": lat + side_lat})
-        street_runs = [{"cell": s.id, "code": s.code, "t0": t_from, "t1": t_to}
-                       for s in (rng.choice(streets) for _ in range(analytics_runs))]
-        from app.services.insight.analytics import _metres_per_degree
+        street_runs = [
+            {"cell": s.id, "code": s.code, "t0": t_from, "t1": t_to}
+            for s in (rng.choice(streets) for _ in range(analytics_runs))
+        ]
         from geoalchemy2.shape import to_shape
+
+        from app.services.insight.analytics import _metres_per_degree
+
         with app.app_context():
             from app.extensions import db
             from app.models import Cell
+
             x0, y0, x1, y1 = to_shape(db.session.get(Cell, district.id).geom).bounds
             db.session.remove()
         per_lon, per_lat = _metres_per_degree((y0 + y1) / 2)
-        heat_runs = [{"cell": district.id, "code": district.code, "t0": t_from, "t1": t_to, "x0": x0, "y0": y0,
-                      "kx": per_lon / 200, "ky": per_lat / 200}] * max(analytics_runs // 2, 5)
+        heat_runs = [
+            {
+                "cell": district.id,
+                "code": district.code,
+                "t0": t_from,
+                "t1": t_to,
+                "x0": x0,
+                "y0": y0,
+                "kx": per_lon / 200,
+                "ky": per_lat / 200,
+            }
+        ] * max(analytics_runs // 2, 5)
         iso = {"from": t_from.isoformat(), "to": t_to.isoformat()}
 
         targets = {
             "near r=500 m, page 50": (
-                near_runs, api("/api/v1/reports", {"near": lambda r: f"{r['lon']},{r['lat']}", "radius": 500,
-                                                   "page_size": 50}),
-                raw_near),
+                near_runs,
+                api("/api/v1/reports", {"near": lambda r: f"{r['lon']},{r['lat']}", "radius": 500, "page_size": 50}),
+                raw_near,
+            ),
             "bbox ~1 km², page 50": (
-                box_runs, api("/api/v1/reports", {"bbox": lambda r: f"{r['x0']},{r['y0']},{r['x1']},{r['y1']}",
-                                                  "page_size": 50}),
-                raw_box),
+                box_runs,
+                api("/api/v1/reports", {"bbox": lambda r: f"{r['x0']},{r['y0']},{r['x1']},{r['y1']}", "page_size": 50}),
+                raw_box,
+            ),
             "hotspots, one street, 30 days": (
-                street_runs, api("/api/v1/analytics/hotspots", {"cell": lambda r: r["cell"], **iso}),
-                raw(RAW_HOTSPOTS)),
+                street_runs,
+                api("/api/v1/analytics/hotspots", {"cell": lambda r: r["cell"], **iso}),
+                raw(RAW_HOTSPOTS),
+            ),
             "heat map, district, 200 m, 30 days": (
-                heat_runs, api("/api/v1/analytics/heatmap", {"cell": lambda r: r["cell"], "size_m": 200, **iso}),
-                raw(RAW_HEATMAP)),
+                heat_runs,
+                api("/api/v1/analytics/heatmap", {"cell": lambda r: r["cell"], "size_m": 200, **iso}),
+                raw(RAW_HEATMAP),
+            ),
         }
         results["queries"] = {}
 
@@ -313,8 +380,11 @@ def main(n_reports, cells, runs, analytics_runs, cluster, seed):
             for name in names:
                 run_list, api_call, raw_call = targets[name]
                 ours, floor = timed_pair(f"{name}{suffix}", run_list, api_call, raw_call)
-                results["queries"][name + suffix] = {"api": ours, "raw": floor,
-                                                     "ratio_p50": round(ours["p50_ms"] / floor["p50_ms"], 2)}
+                results["queries"][name + suffix] = {
+                    "api": ours,
+                    "raw": floor,
+                    "ratio_p50": round(ours["p50_ms"] / floor["p50_ms"], 2),
+                }
                 say(f"  {name}{suffix}: API p50 {ours['p50_ms']} ms, raw p50 {floor['p50_ms']} ms")
 
         measure("", targets)
@@ -327,25 +397,33 @@ def main(n_reports, cells, runs, analytics_runs, cluster, seed):
             raw_conn.execute("ANALYZE reports")
             results["cluster_seconds"] = round(time.perf_counter() - t0, 1)
             measure(" (clustered)", list(targets)[:2])
-        sample = client.get("/api/v1/reports", query_string={"near": f"{near_runs[0]['lon']},{near_runs[0]['lat']}",
-                                                             "radius": 500, "page_size": 50}, headers=headers).json
+        sample = client.get(
+            "/api/v1/reports",
+            query_string={"near": f"{near_runs[0]['lon']},{near_runs[0]['lat']}", "radius": 500, "page_size": 50},
+            headers=headers,
+        ).json
         results["near_total_sample"] = sample["total"]
         results["near_total_is_lower_bound"] = sample["total_is_lower_bound"]
         raw_conn.close()
         with app.app_context():
             from app.extensions import db
+
             db.engine.dispose()
     results["total_seconds"] = round(time.perf_counter() - started, 1)
 
     say("")
     say(f"{'query':50} {'API p50':>9} {'API p99':>9} {'raw p50':>9} {'raw p99':>9} {'ratio':>6}")
     for name, r in results["queries"].items():
-        say(f"{name:50} {r['api']['p50_ms']:9.2f} {r['api']['p99_ms']:9.2f} {r['raw']['p50_ms']:9.2f} "
-            f"{r['raw']['p99_ms']:9.2f} {r['ratio_p50']:6.2f}")
-    say(f"(ms; API = in-process Flask test client as admin; ratio = API p50 / raw p50; "
-        f"load {results['load_seconds']} s, total {results['total_seconds']} s)")
+        say(
+            f"{name:50} {r['api']['p50_ms']:9.2f} {r['api']['p99_ms']:9.2f} {r['raw']['p50_ms']:9.2f} "
+            f"{r['raw']['p99_ms']:9.2f} {r['ratio_p50']:6.2f}"
+        )
+    say(
+        f"(ms; API = in-process Flask test client as admin; ratio = API p50 / raw p50; "
+        f"load {results['load_seconds']} s, total {results['total_seconds']} s)"
+    )
     OUT_DIR.mkdir(exist_ok=True)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     for path in (OUT_DIR / f"geo-{stamp}.json", OUT_DIR / "geo-latest.json"):
         Path(path).write_text(json.dumps(results, indent=2, ensure_ascii=False))
 

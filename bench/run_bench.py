@@ -10,6 +10,7 @@
 
 Results are printed and written to bench/out/results-<time>.json (and bench/out/latest.json).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -30,10 +31,11 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import click
 
@@ -52,6 +54,7 @@ def say(message: str = "") -> None:
 
 
 # ---- database ----------------------------------------------------------------------------------
+
 
 def pg_url(name: str, driver: str = "postgresql") -> str:
     base = PG_ADMIN_URL.rsplit("/", 1)[0]
@@ -77,16 +80,24 @@ def fresh_postgis_database() -> Iterator[str]:
 
 def app_env(database_url: str, jwt_secret: str) -> dict[str, str]:
     env = dict(os.environ)
-    env.update(APP_ENV="production", DATABASE_URL=database_url, JWT_SECRET=jwt_secret, LOG_LEVEL="WARNING",
-               FLASK_APP="wsgi", PYTHONPATH=str(ROOT), PYTHONDONTWRITEBYTECODE="1",
-               # K logins from one address in a few seconds; the limiter stays on, as in production.
-               AUTH_RATE_LIMIT="100000 per minute")
+    env.update(
+        APP_ENV="production",
+        DATABASE_URL=database_url,
+        JWT_SECRET=jwt_secret,
+        LOG_LEVEL="WARNING",
+        FLASK_APP="wsgi",
+        PYTHONPATH=str(ROOT),
+        PYTHONDONTWRITEBYTECODE="1",
+        # K logins from one address in a few seconds; the limiter stays on, as in production.
+        AUTH_RATE_LIMIT="100000 per minute",
+    )
     return env
 
 
 def flask_db_upgrade(env: dict[str, str]) -> None:
-    done = subprocess.run([sys.executable, "-m", "flask", "db", "upgrade"], cwd=ROOT, env=env,
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "flask", "db", "upgrade"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
     if done.returncode:
         raise click.ClickException(f"flask db upgrade failed:\n{done.stdout}\n{done.stderr}")
 
@@ -140,14 +151,16 @@ def create_accounts(app, count: int, grid_codes: list[str], rng: random.Random) 
 
 # ---- servers -------------------------------------------------------------------------------------
 
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind((HOST, 0))
         return s.getsockname()[1]
 
 
-def http_json(port: int, method: str, path: str, body: Any = None, headers: dict | None = None,
-              timeout: float = 30) -> tuple[int, Any]:
+def http_json(
+    port: int, method: str, path: str, body: Any = None, headers: dict | None = None, timeout: float = 30
+) -> tuple[int, Any]:
     conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
     try:
         payload = None if body is None else json.dumps(body)
@@ -171,9 +184,25 @@ class Server:
         self.name, self.port = name, free_port()
         self.log = tempfile.NamedTemporaryFile(prefix=f"bench-{name}-", suffix=".log", delete=False)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--bind", f"{HOST}:{self.port}",
-             "--log-level", "warning", "--graceful-timeout", "5", wsgi],
-            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "--workers",
+                str(workers),
+                "--bind",
+                f"{HOST}:{self.port}",
+                "--log-level",
+                "warning",
+                "--graceful-timeout",
+                "5",
+                wsgi,
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
         deadline = time.monotonic() + 60
         while True:
             if self.proc.poll() is not None:
@@ -234,11 +263,12 @@ def machine_cpu_seconds() -> tuple[float, float]:
 
 # ---- load driver -----------------------------------------------------------------------------
 
+
 @dataclass
 class LoadSpec:
     port: int
     path: str
-    tokens: list[str | None]           # one per thread, across all client processes
+    tokens: list[str | None]  # one per thread, across all client processes
     bbox: tuple[float, float, float, float]
     category_code: str
     max_requests: int
@@ -273,12 +303,17 @@ def _client_process(index: int, spec: LoadSpec, counter, start_evt, out_q) -> No
                     break
                 counter.value += 1
             n += 1
-            body = json.dumps({
-                "category_code": spec.category_code,
-                "description": f"基准测试 report {index}-{slot}-{n}",
-                "location": {"lon": rng.uniform(min_lon, max_lon), "lat": rng.uniform(min_lat, max_lat),
-                             "crs": "wgs84"},
-            })
+            body = json.dumps(
+                {
+                    "category_code": spec.category_code,
+                    "description": f"基准测试 report {index}-{slot}-{n}",
+                    "location": {
+                        "lon": rng.uniform(min_lon, max_lon),
+                        "lat": rng.uniform(min_lat, max_lat),
+                        "crs": "wgs84",
+                    },
+                }
+            )
             began = time.perf_counter()
             try:
                 conn.request("POST", spec.path, body, headers)
@@ -309,13 +344,15 @@ def _client_process(index: int, spec: LoadSpec, counter, start_evt, out_q) -> No
     for w in workers:
         w.join()
     usage1 = resource.getrusage(resource.RUSAGE_SELF)
-    out_q.put({
-        "latencies": [x for lst in latencies for x in lst],
-        "statuses": statuses,
-        "errors": errors,
-        "wall": time.perf_counter() - t0,
-        "cpu": (usage1.ru_utime - usage0.ru_utime) + (usage1.ru_stime - usage0.ru_stime),
-    })
+    out_q.put(
+        {
+            "latencies": [x for lst in latencies for x in lst],
+            "statuses": statuses,
+            "errors": errors,
+            "wall": time.perf_counter() - t0,
+            "cpu": (usage1.ru_utime - usage0.ru_utime) + (usage1.ru_stime - usage0.ru_stime),
+        }
+    )
 
 
 @dataclass
@@ -351,8 +388,10 @@ def drive(name: str, server: Server, spec: LoadSpec, show: bool = True) -> LoadR
     counter = ctx.Value("l", 0)
     start_evt = ctx.Event()
     out_q = ctx.Queue()
-    procs = [ctx.Process(target=_client_process, args=(i, spec, counter, start_evt, out_q), daemon=True)
-             for i in range(spec.processes)]
+    procs = [
+        ctx.Process(target=_client_process, args=(i, spec, counter, start_evt, out_q), daemon=True)
+        for i in range(spec.processes)
+    ]
     for p in procs:
         p.start()
     time.sleep(0.5 + 0.2 * spec.processes)  # let the spawned clients import and reach the start line
@@ -360,8 +399,11 @@ def drive(name: str, server: Server, spec: LoadSpec, show: bool = True) -> LoadR
     started = time.perf_counter()
     start_evt.set()
     results = []
-    bar_ctx = click.progressbar(length=spec.max_requests, label=f"{name:<28}", file=sys.stderr, show_pos=True) \
-        if show else contextlib.nullcontext()
+    bar_ctx = (
+        click.progressbar(length=spec.max_requests, label=f"{name:<28}", file=sys.stderr, show_pos=True)
+        if show
+        else contextlib.nullcontext()
+    )
     with bar_ctx as bar:
         seen = 0
         while len(results) < len(procs):
@@ -393,14 +435,22 @@ def drive(name: str, server: Server, spec: LoadSpec, show: bool = True) -> LoadR
     busy, total = busy1 - busy0, total1 - total0
     ms = [x * 1000 for x in latencies]
     return LoadResult(
-        target=name, requests_ok=ok, requests_failed=failed, seconds=round(wall, 3),
+        target=name,
+        requests_ok=ok,
+        requests_failed=failed,
+        seconds=round(wall, 3),
         rps=round(ok / wall, 1) if wall else 0.0,
-        p50_ms=round(percentile(ms, 50), 2), p90_ms=round(percentile(ms, 90), 2),
-        p99_ms=round(percentile(ms, 99), 2), max_ms=round(ms[-1], 2) if ms else float("nan"),
+        p50_ms=round(percentile(ms, 50), 2),
+        p90_ms=round(percentile(ms, 90), 2),
+        p99_ms=round(percentile(ms, 99), 2),
+        max_ms=round(ms[-1], 2) if ms else float("nan"),
         mean_ms=round(statistics.fmean(ms), 2) if ms else float("nan"),
-        statuses=statuses, errors=[e for r in results for e in r["errors"]][:5],
-        cpu_client_s=round(client_cpu, 2), cpu_server_s=round(server_cpu, 2),
-        cpu_machine_busy_s=round(busy, 2), cpu_machine_total_s=round(total, 2),
+        statuses=statuses,
+        errors=[e for r in results for e in r["errors"]][:5],
+        cpu_client_s=round(client_cpu, 2),
+        cpu_server_s=round(server_cpu, 2),
+        cpu_machine_busy_s=round(busy, 2),
+        cpu_machine_total_s=round(total, 2),
         cpu_shares={
             "load clients": round(client_cpu / total, 3) if total else 0.0,
             "gunicorn workers": round(server_cpu / total, 3) if total else 0.0,
@@ -415,8 +465,9 @@ def warm_up(name: str, server: Server, spec: LoadSpec) -> None:
     warm = LoadSpec(**{**asdict(spec), "max_requests": max(200, 10 * len(spec.tokens)), "seconds": 5.0})
     result = drive(f"{name} (warm-up)", server, warm, show=False)
     if result.requests_ok == 0:
-        raise click.ClickException(f"{name}: every warm-up request failed: {result.statuses} {result.errors}\n"
-                                   f"{server.log_tail()}")
+        raise click.ClickException(
+            f"{name}: every warm-up request failed: {result.statuses} {result.errors}\n{server.log_tail()}"
+        )
 
 
 # ---- SpatiaLite locate -------------------------------------------------------------------------
@@ -461,13 +512,15 @@ def locate_benchmark(features: list[dict], bbox, seconds: float, jwt_secret: str
 
             event.listen(db.engine, "before_cursor_execute", capture)
             probe = route_wgs84(*points[0])
-            probe_result = {"point": points[0], "cell": probe.cell.code if probe.cell else None,
-                            "routed_by": probe.routed_by}
+            probe_result = {
+                "point": points[0],
+                "cell": probe.cell.code if probe.cell else None,
+                "routed_by": probe.routed_by,
+            }
             event.remove(db.engine, "before_cursor_execute", capture)
             statement, parameters = next((s, p) for s, p in captured if "cells" in s)
             raw_conn = db.session.connection().connection.dbapi_connection
-            app_plan = [row[-1] for row in
-                        raw_conn.execute("EXPLAIN QUERY PLAN " + statement, parameters).fetchall()]
+            app_plan = [row[-1] for row in raw_conn.execute("EXPLAIN QUERY PLAN " + statement, parameters).fetchall()]
 
             ours = run_for(seconds, points, lambda p: route_wgs84(*p), "locate: route_wgs84")
             checks = [(route_wgs84(*p).cell.id) for p in points[:500]]
@@ -482,20 +535,25 @@ def locate_benchmark(features: list[dict], bbox, seconds: float, jwt_secret: str
             lon, lat = p
             return conn.execute(RAW_LOCATE_SQL, (lon, lon, lat, lat, lon, lat)).fetchone()
 
-        raw_plan = [row[-1] for row in
-                    conn.execute("EXPLAIN QUERY PLAN " + RAW_LOCATE_SQL, (0, 0, 0, 0, 0, 0)).fetchall()]
+        raw_plan = [
+            row[-1] for row in conn.execute("EXPLAIN QUERY PLAN " + RAW_LOCATE_SQL, (0, 0, 0, 0, 0, 0)).fetchall()
+        ]
         floor = run_for(seconds, points, raw, "locate: raw pysqlite3 floor")
         raw_checks = [raw(p)[0] for p in points[:500]]
         conn.close()
-        agree = sum(a == b for a, b in zip(checks, raw_checks))
+        agree = sum(a == b for a, b in zip(checks, raw_checks, strict=True))
         return {
             "cells": sum(1 for f in features if f["properties"]["level"] == "grid"),
-            "route_wgs84": ours, "raw_floor": floor,
+            "route_wgs84": ours,
+            "raw_floor": floor,
             "ratio": round(ours["calls_per_s"] / floor["calls_per_s"], 3) if floor["calls_per_s"] else None,
             "same_cell_for_500_points": f"{agree}/{len(checks)}",
             "probe": probe_result,
-            "app_sql": " ".join(statement.split()), "app_plan": app_plan, "app_plan_uses_rtree": uses_rtree(app_plan),
-            "raw_plan": raw_plan, "raw_plan_uses_rtree": uses_rtree(raw_plan),
+            "app_sql": " ".join(statement.split()),
+            "app_plan": app_plan,
+            "app_plan_uses_rtree": uses_rtree(app_plan),
+            "raw_plan": raw_plan,
+            "raw_plan_uses_rtree": uses_rtree(raw_plan),
         }
     finally:
         for leftover in Path(tmp).glob("*"):
@@ -516,15 +574,22 @@ def run_for(seconds: float, points: list, call, label: str) -> dict:
                 n += 1
             bar.update(1)
     elapsed = time.perf_counter() - began
-    return {"calls": n, "seconds": round(elapsed, 3), "calls_per_s": round(n / elapsed, 1),
-            "mean_us": round(elapsed / n * 1e6, 1)}
+    return {
+        "calls": n,
+        "seconds": round(elapsed, 3),
+        "calls_per_s": round(n / elapsed, 1),
+        "mean_us": round(elapsed / n * 1e6, 1),
+    }
 
 
 # ---- the run ---------------------------------------------------------------------------------
 
+
 def print_load(r: LoadResult) -> None:
-    say(f"  {r.target:<34} {r.rps:>8.1f} req/s   p50 {r.p50_ms:>7.2f} ms   p99 {r.p99_ms:>7.2f} ms   "
-        f"ok {r.requests_ok}  failed {r.requests_failed}  ({r.seconds:.1f} s)")
+    say(
+        f"  {r.target:<34} {r.rps:>8.1f} req/s   p50 {r.p50_ms:>7.2f} ms   p99 {r.p99_ms:>7.2f} ms   "
+        f"ok {r.requests_ok}  failed {r.requests_failed}  ({r.seconds:.1f} s)"
+    )
     shares = "  ".join(f"{k} {v:.0%}" for k, v in r.cpu_shares.items())
     say(f"  {'':<34} CPU of the 2 cores: {shares}")
     if r.errors:
@@ -535,16 +600,29 @@ def print_load(r: LoadResult) -> None:
 @click.option("--cells", default=10_000, show_default=True, help="Grid cells to generate and import.")
 @click.option("--workers", default=2, show_default=True, help="gunicorn workers, for our app and the floor.")
 @click.option("--concurrency", default=16, show_default=True, help="Client connections in flight.")
-@click.option("--client-processes", default=2, show_default=True, help="Load-driver processes (threads split among them).")
-@click.option("--requests", "max_requests", default=20_000, show_default=True, help="At most this many requests per target.")
+@click.option(
+    "--client-processes", default=2, show_default=True, help="Load-driver processes (threads split among them)."
+)
+@click.option(
+    "--requests", "max_requests", default=20_000, show_default=True, help="At most this many requests per target."
+)
 @click.option("--seconds", default=15.0, show_default=True, help="At most this long per target.")
-@click.option("--accounts", default=16, show_default=True, help="Accounts to log in (residents and workers, one per connection).")
-@click.option("--floor-modes", default="report,full", show_default=True,
-              help="Floor variants to drive: report (one row) and/or full (the same rows we write).")
-@click.option("--locate-seconds", default=5.0, show_default=True, help="Seconds per locate loop on SpatiaLite (0 skips).")
+@click.option(
+    "--accounts", default=16, show_default=True, help="Accounts to log in (residents and workers, one per connection)."
+)
+@click.option(
+    "--floor-modes",
+    default="report,full",
+    show_default=True,
+    help="Floor variants to drive: report (one row) and/or full (the same rows we write).",
+)
+@click.option(
+    "--locate-seconds", default=5.0, show_default=True, help="Seconds per locate loop on SpatiaLite (0 skips)."
+)
 @click.option("--seed", default=2026, show_default=True)
-def main(cells, workers, concurrency, client_processes, max_requests, seconds, accounts, floor_modes,
-         locate_seconds, seed):
+def main(
+    cells, workers, concurrency, client_processes, max_requests, seconds, accounts, floor_modes, locate_seconds, seed
+):
     """Benchmark POST /api/v1/reports on PostGIS against the floor, and locate on SpatiaLite."""
     rng = random.Random(seed)
     jwt_secret = secrets.token_urlsafe(48)
@@ -554,18 +632,29 @@ def main(cells, workers, concurrency, client_processes, max_requests, seconds, a
     client_processes = max(1, min(client_processes, concurrency))
     spec = spec_for(cells)
     bbox = extent(spec)
-    say(f"machine: {os.cpu_count()} CPUs, Python {platform.python_version()}; "
+    say(
+        f"machine: {os.cpu_count()} CPUs, Python {platform.python_version()}; "
         f"grid {spec.streets} streets x {spec.communities_per_street} communities x "
-        f"{spec.grid_side}x{spec.grid_side} = {spec.grid_cells} cells of ~{spec.cell_size_m:.0f} m")
+        f"{spec.grid_side}x{spec.grid_side} = {spec.grid_cells} cells of ~{spec.cell_size_m:.0f} m"
+    )
     features = feature_collection(spec)["features"]
     grid_codes = [f["properties"]["code"] for f in features if f["properties"]["level"] == "grid"]
     report: dict[str, Any] = {
-        "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
-        "settings": {"cells": spec.grid_cells, "features": len(features), "workers": workers,
-                     "concurrency": concurrency, "client_processes": client_processes,
-                     "max_requests": max_requests, "max_seconds": seconds, "accounts": accounts,
-                     "floor_modes": modes, "bbox": bbox, "worker_class": "sync"},
+        "settings": {
+            "cells": spec.grid_cells,
+            "features": len(features),
+            "workers": workers,
+            "concurrency": concurrency,
+            "client_processes": client_processes,
+            "max_requests": max_requests,
+            "max_seconds": seconds,
+            "accounts": accounts,
+            "floor_modes": modes,
+            "bbox": bbox,
+            "worker_class": "sync",
+        },
         "http": {},
     }
 
@@ -578,8 +667,10 @@ def main(cells, workers, concurrency, client_processes, max_requests, seconds, a
         category_id, users = create_accounts(app, accounts, grid_codes, rng)
         with app.app_context():
             from app.extensions import db
+
             db.engine.dispose()
         import psycopg
+
         with psycopg.connect(pg_url(dbname), autocommit=True) as conn:
             # Planner statistics, as autovacuum would have them on a live server.
             conn.execute("ANALYZE")
@@ -589,21 +680,37 @@ def main(cells, workers, concurrency, client_processes, max_requests, seconds, a
         try:
             tokens = []
             for account in progress_bar(users, "Logging in"):
-                status, body = http_json(server.port, "POST", "/api/v1/auth/login",
-                                         {"username": account.username, "password": PASSWORD})
+                status, body = http_json(
+                    server.port, "POST", "/api/v1/auth/login", {"username": account.username, "password": PASSWORD}
+                )
                 if status != 200:
                     raise click.ClickException(f"login failed for {account.username}: {status} {body}")
                 tokens.append(body["access_token"])
-            status, body = http_json(server.port, "POST", "/api/v1/reports",
-                                     {"category_code": CATEGORY["code"], "description": "probe",
-                                      "location": {"lon": (bbox[0] + bbox[2]) / 2, "lat": (bbox[1] + bbox[3]) / 2}},
-                                     {"Authorization": f"Bearer {tokens[0]}"})
+            status, body = http_json(
+                server.port,
+                "POST",
+                "/api/v1/reports",
+                {
+                    "category_code": CATEGORY["code"],
+                    "description": "probe",
+                    "location": {"lon": (bbox[0] + bbox[2]) / 2, "lat": (bbox[1] + bbox[3]) / 2},
+                },
+                {"Authorization": f"Bearer {tokens[0]}"},
+            )
             if status != 201 or not (body.get("cell") or {}).get("code"):
                 raise click.ClickException(f"probe report failed: {status} {body}")
             say(f"probe report {body['case_number']} routed to {body['cell']['code']}")
             conn_tokens = [tokens[i % len(tokens)] for i in range(concurrency)]
-            load = LoadSpec(server.port, "/api/v1/reports", conn_tokens, bbox, CATEGORY["code"], max_requests,
-                            seconds, client_processes)
+            load = LoadSpec(
+                server.port,
+                "/api/v1/reports",
+                conn_tokens,
+                bbox,
+                CATEGORY["code"],
+                max_requests,
+                seconds,
+                client_processes,
+            )
             warm_up("our app", server, load)
             ours = drive("our app /api/v1/reports", server, load)
         finally:
@@ -612,12 +719,21 @@ def main(cells, workers, concurrency, client_processes, max_requests, seconds, a
 
         floors: dict[str, LoadResult] = {}
         for mode in modes:
-            floor_env = dict(env, FLOOR_DATABASE_URL=pg_url(dbname), FLOOR_MODE=mode,
-                             FLOOR_REPORTER_ID=str(users[0].user_id))
+            floor_env = dict(
+                env, FLOOR_DATABASE_URL=pg_url(dbname), FLOOR_MODE=mode, FLOOR_REPORTER_ID=str(users[0].user_id)
+            )
             server = Server(f"floor ({mode})", "bench.floor_app:app", workers, floor_env, "/healthz")
             try:
-                load = LoadSpec(server.port, "/reports", [None] * concurrency, bbox, CATEGORY["code"],
-                                max_requests, seconds, client_processes)
+                load = LoadSpec(
+                    server.port,
+                    "/reports",
+                    [None] * concurrency,
+                    bbox,
+                    CATEGORY["code"],
+                    max_requests,
+                    seconds,
+                    client_processes,
+                )
                 warm_up(f"floor {mode}", server, load)
                 floors[mode] = drive(f"floor ({mode}) /reports", server, load)
             finally:
@@ -627,12 +743,18 @@ def main(cells, workers, concurrency, client_processes, max_requests, seconds, a
         with psycopg.connect(pg_url(dbname)) as conn:
             rows = conn.execute("SELECT count(*), count(cell_id), count(case_day) FROM reports").fetchone()
             events = conn.execute("SELECT count(*) FROM case_events").fetchone()[0]
-        report["http"]["rows_written"] = {"reports": rows[0], "routed": rows[1], "with_case_day": rows[2],
-                                          "case_events": events}
+        report["http"]["rows_written"] = {
+            "reports": rows[0],
+            "routed": rows[1],
+            "with_case_day": rows[2],
+            "case_events": events,
+        }
 
     say()
-    say(f"POST reports on PostGIS, {spec.grid_cells} cells, {workers} sync gunicorn workers each, "
-        f"{concurrency} connections from {client_processes} client processes:")
+    say(
+        f"POST reports on PostGIS, {spec.grid_cells} cells, {workers} sync gunicorn workers each, "
+        f"{concurrency} connections from {client_processes} client processes:"
+    )
     print_load(ours)
     for mode, result in floors.items():
         print_load(result)
@@ -648,10 +770,14 @@ def main(cells, workers, concurrency, client_processes, max_requests, seconds, a
         locate = locate_benchmark(features, bbox, locate_seconds, jwt_secret, rng)
         report["locate_spatialite"] = locate
         say(f"locate on SpatiaLite, {locate['cells']} cells, in-process, one thread:")
-        say(f"  app.services.routing.route_wgs84   {locate['route_wgs84']['calls_per_s']:>9.1f} calls/s "
-            f"({locate['route_wgs84']['mean_us']} us/call; target >= 2000)")
-        say(f"  raw pysqlite3 R*Tree + ST_Covers   {locate['raw_floor']['calls_per_s']:>9.1f} calls/s "
-            f"({locate['raw_floor']['mean_us']} us/call)")
+        say(
+            f"  app.services.routing.route_wgs84   {locate['route_wgs84']['calls_per_s']:>9.1f} calls/s "
+            f"({locate['route_wgs84']['mean_us']} us/call; target >= 2000)"
+        )
+        say(
+            f"  raw pysqlite3 R*Tree + ST_Covers   {locate['raw_floor']['calls_per_s']:>9.1f} calls/s "
+            f"({locate['raw_floor']['mean_us']} us/call)"
+        )
         say(f"  ours / raw = {locate['ratio']:.2f}; same cell for {locate['same_cell_for_500_points']} points")
         say(f"  route_wgs84 plan (uses R*Tree: {locate['app_plan_uses_rtree']}):")
         for line in locate["app_plan"]:

@@ -1,4 +1,5 @@
 """Configuration classes, every value read from the environment with development-only defaults."""
+
 from __future__ import annotations
 
 import os
@@ -42,9 +43,9 @@ def _dev_jwt_secret() -> str:
 def normalise_database_url(url: str) -> str:
     # Operators paste libpq-style URLs; SQLAlchemy needs the driver named for psycopg 3.
     if url.startswith("postgres://"):
-        url = "postgresql://" + url[len("postgres://"):]
+        url = "postgresql://" + url[len("postgres://") :]
     if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
     return url
 
 
@@ -73,8 +74,11 @@ class BaseConfig:
         # Accounts' phone numbers must match this whole (mainland China mobile numbers by default).
         self.PHONE_PATTERN = os.environ.get("PHONE_PATTERN", r"1[3-9]\d{9}")
         self.PHONE_ERROR = os.environ.get(
-            "PHONE_ERROR", "Must be a mainland China mobile number (11 digits starting with 1)."
-            if "PHONE_PATTERN" not in os.environ else f"Must match {self.PHONE_PATTERN}.")
+            "PHONE_ERROR",
+            "Must be a mainland China mobile number (11 digits starting with 1)."
+            if "PHONE_PATTERN" not in os.environ
+            else f"Must match {self.PHONE_PATTERN}.",
+        )
         self.MAX_CONTENT_LENGTH = _int_env("MAX_BODY_BYTES", 1024 * 1024)
         self.GRID_IMPORT_MAX_BYTES = _int_env("GRID_IMPORT_MAX_BYTES", 64 * 1024 * 1024)
         self.SPATIALITE_LIBRARY_PATH = os.environ.get("SPATIALITE_LIBRARY_PATH", "mod_spatialite")
@@ -92,8 +96,9 @@ class BaseConfig:
         # Open311: reports one API key may file, and what discovery tells clients.
         self.OPEN311_RATE_LIMIT = os.environ.get("OPEN311_RATE_LIMIT", "60 per minute;1000 per day")
         self.OPEN311_CONTACT = os.environ.get("OPEN311_CONTACT", "12345 city service hotline")
-        self.OPEN311_KEY_SERVICE = os.environ.get("OPEN311_KEY_SERVICE",
-                                                  "Ask the city's administrators for an API key.")
+        self.OPEN311_KEY_SERVICE = os.environ.get(
+            "OPEN311_KEY_SERVICE", "Ask the city's administrators for an API key."
+        )
         # Hops of reverse proxies whose X-Forwarded-For may be trusted for the client address.
         self.TRUSTED_PROXIES = _int_env("TRUSTED_PROXIES", 0)
         self.LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
@@ -136,7 +141,9 @@ class BaseConfig:
         try:
             ZoneInfo(self.TIMEZONE)
         except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ConfigError(f"TIMEZONE must be an IANA time zone such as Asia/Shanghai, got {self.TIMEZONE!r}") from exc
+            raise ConfigError(
+                f"TIMEZONE must be an IANA time zone such as Asia/Shanghai, got {self.TIMEZONE!r}"
+            ) from exc
         try:
             re.compile(self.PHONE_PATTERN)
         except re.error as exc:

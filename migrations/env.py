@@ -1,4 +1,5 @@
 """Alembic environment: Flask-Migrate's engine, GeoAlchemy2's helpers for spatial columns and indexes."""
+
 import logging
 from logging.config import fileConfig
 
@@ -16,10 +17,23 @@ target_db = current_app.extensions["migrate"].db
 
 def include_object(obj, name, type_, reflected, compare_to):
     # SpatiaLite's own bookkeeping tables are not ours to manage.
-    if type_ == "table" and (name.startswith(("idx_", "spatial", "geometry_columns", "views_geometry",
-                                               "virts_geometry", "sql_statements", "ElementaryGeometries",
-                                               "KNN", "data_licenses", "SpatialIndex"))
-                             or name in {"spatial_ref_sys", "spatial_ref_sys_aux", "sqlite_sequence"}):
+    if type_ == "table" and (
+        name.startswith(
+            (
+                "idx_",
+                "spatial",
+                "geometry_columns",
+                "views_geometry",
+                "virts_geometry",
+                "sql_statements",
+                "ElementaryGeometries",
+                "KNN",
+                "data_licenses",
+                "SpatialIndex",
+            )
+        )
+        or name in {"spatial_ref_sys", "spatial_ref_sys_aux", "sqlite_sequence"}
+    ):
         return False
     return alembic_helpers.include_object(obj, name, type_, reflected, compare_to)
 

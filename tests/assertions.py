@@ -1,4 +1,5 @@
 """Shared assertions: the problem+json shape every error answers with, and table snapshots."""
+
 from __future__ import annotations
 
 from geoalchemy2.shape import to_shape
@@ -27,6 +28,9 @@ def assert_problem(resp, status: int, code: str) -> dict:
 
 def cells_snapshot() -> list[tuple]:
     """Every cell as stored, geometry included, read fresh from the database."""
-    rows = db.session.execute(select(Cell.id, Cell.code, Cell.name, Cell.level, Cell.parent_id, Cell.active,
-                                     Cell.updated_at, Cell.geom).order_by(Cell.id)).all()
+    rows = db.session.execute(
+        select(
+            Cell.id, Cell.code, Cell.name, Cell.level, Cell.parent_id, Cell.active, Cell.updated_at, Cell.geom
+        ).order_by(Cell.id)
+    ).all()
     return [(*row[:-1], to_shape(row[-1]).wkt) for row in rows]

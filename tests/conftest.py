@@ -1,4 +1,5 @@
 """Test set-up: one app and one migrated schema per session and backend; every test in a rolled-back transaction."""
+
 from __future__ import annotations
 
 import os
@@ -48,8 +49,10 @@ def database_url():
     try:
         url, drop = _fresh_postgis_database()
     except Exception as exc:  # noqa: BLE001 - any failure means PostGIS is not there
-        message = (f"PostGIS is not available on 127.0.0.1:5432 ({exc}). Install postgresql-15-postgis-3 "
-                   "and start PostgreSQL, or set TEST_DATABASE_URL.")
+        message = (
+            f"PostGIS is not available on 127.0.0.1:5432 ({exc}). Install postgresql-15-postgis-3 "
+            "and start PostgreSQL, or set TEST_DATABASE_URL."
+        )
         if os.environ.get("CI"):
             pytest.exit("FAILED: " + message, returncode=3)
         pytest.exit("SKIPPED THE WHOLE POSTGIS RUN: " + message, returncode=0)
@@ -85,7 +88,8 @@ def db(app):
         outer = connection.begin()
         original = _db.session
         _db.session = _db._make_scoped_session(  # noqa: SLF001 - the documented way to rebind the session
-            {"class_": _TestSession, "bind": connection, "join_transaction_mode": "create_savepoint"})
+            {"class_": _TestSession, "bind": connection, "join_transaction_mode": "create_savepoint"}
+        )
         try:
             yield _db
         finally:

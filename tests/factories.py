@@ -3,25 +3,26 @@
 Each factory commits: inside a test that only releases a savepoint of the test's outer transaction
 (rolled back after the test), and it keeps the data when a request rolls its own work back.
 """
+
 from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import Iterable
 from contextlib import contextmanager
 from datetime import date, datetime
-from typing import Iterable
 
 from geoalchemy2.shape import from_shape
-from sqlalchemy import text
 from shapely.geometry import MultiPolygon, box
+from sqlalchemy import text
 
-from app.extensions import db
+from app.auth.passwords import hash_password
 from app.dialect import spatial
+from app.extensions import db
 from app.models import Category, Cell, DutyLog, Report, Role, User, WorkerCell
 from app.models.base import utcnow
-from app.services.people import sessions as auth_service
 from app.services.cases import reports as report_service
-from app.auth.passwords import hash_password
+from app.services.people import sessions as auth_service
 
 PASSWORD = "correct-horse-9"
 # Assignments made by the factories run from long ago, so "today" never falls before them.
@@ -46,14 +47,30 @@ def square(min_lon, min_lat, max_lon, max_lat) -> MultiPolygon:
 
 
 def geojson_square(min_lon, min_lat, max_lon, max_lat) -> dict:
-    return {"type": "Polygon", "coordinates": [[[min_lon, min_lat], [max_lon, min_lat], [max_lon, max_lat],
-                                                 [min_lon, max_lat], [min_lon, min_lat]]]}
+    return {
+        "type": "Polygon",
+        "coordinates": [
+            [[min_lon, min_lat], [max_lon, min_lat], [max_lon, max_lat], [min_lon, max_lat], [min_lon, min_lat]]
+        ],
+    }
 
 
-def make_cell(code: str, level: str, bounds: Iterable[float], parent: Cell | None = None,
-              name: str | None = None, active: bool = True) -> Cell:
-    cell = Cell(code=code, level=level, name=name or f"cell {code}", parent_id=parent.id if parent else None,
-                geom=from_shape(square(*bounds), srid=4326), active=active)
+def make_cell(
+    code: str,
+    level: str,
+    bounds: Iterable[float],
+    parent: Cell | None = None,
+    name: str | None = None,
+    active: bool = True,
+) -> Cell:
+    cell = Cell(
+        code=code,
+        level=level,
+        name=name or f"cell {code}",
+        parent_id=parent.id if parent else None,
+        geom=from_shape(square(*bounds), srid=4326),
+        active=active,
+    )
     db.session.add(cell)
     db.session.commit()
     return cell
@@ -83,13 +100,27 @@ def make_two_district_grid() -> dict[str, Cell]:
     return cells
 
 
-def make_user(role: str | Role = Role.resident, *, username: str | None = None, cell: Cell | None = None,
-              served: Iterable[Cell] = (), password: str = PASSWORD, active: bool = True,
-              phone: str | None = None) -> User:
+def make_user(
+    role: str | Role = Role.resident,
+    *,
+    username: str | None = None,
+    cell: Cell | None = None,
+    served: Iterable[Cell] = (),
+    password: str = PASSWORD,
+    active: bool = True,
+    phone: str | None = None,
+) -> User:
     role = role.value if isinstance(role, Role) else role
     n = next(_seq)
-    user = User(username=username or f"{role}{n}", password_hash=hash_password(password), role=role,
-                display_name=f"{role} {n}", phone=phone, active=active, cell_id=cell.id if cell else None)
+    user = User(
+        username=username or f"{role}{n}",
+        password_hash=hash_password(password),
+        role=role,
+        display_name=f"{role} {n}",
+        phone=phone,
+        active=active,
+        cell_id=cell.id if cell else None,
+    )
     db.session.add(user)
     db.session.flush()
     for served_cell in served:
@@ -98,40 +129,64 @@ def make_user(role: str | Role = Role.resident, *, username: str | None = None, 
     return user
 
 
-def make_assignment(worker: User, cell: Cell, *, duty: str = "primary", valid_from: date | None = None,
-                    valid_to: date | None = None) -> WorkerCell:
-    assignment = WorkerCell(user_id=worker.id, cell_id=cell.id, duty=duty, valid_from=valid_from or SINCE,
-                            valid_to=valid_to)
+def make_assignment(
+    worker: User, cell: Cell, *, duty: str = "primary", valid_from: date | None = None, valid_to: date | None = None
+) -> WorkerCell:
+    assignment = WorkerCell(
+        user_id=worker.id, cell_id=cell.id, duty=duty, valid_from=valid_from or SINCE, valid_to=valid_to
+    )
     db.session.add(assignment)
     db.session.commit()
     return assignment
 
 
-def make_duty(worker: User, on: bool, lon: float = 116.405, lat: float = 39.905,
-              at: datetime | None = None) -> DutyLog:
+def make_duty(worker: User, on: bool, lon: float = 116.405, lat: float = 39.905, at: datetime | None = None) -> DutyLog:
     entry = DutyLog(user_id=worker.id, on_duty=on, lon=lon, lat=lat, **({"created_at": at} if at else {}))
     db.session.add(entry)
     db.session.commit()
     return entry
 
 
-def make_category(code: str | None = None, *, hours: int = 4, active: bool = True,
-                  name: str = "暴露垃圾", group: str = "市容环境", unit: str = "hours",
-                  auto_accept: bool = False, auto_dispatch: bool = True, self_handling: bool = False,
-                  window: int = 1, window_unit: str = "working_days", public: bool = False) -> Category:
-    category = Category(code=code or f"T{next(_seq):03d}", name=name, group=group, time_limit_value=hours,
-                        time_limit_unit=unit, active=active, auto_accept=auto_accept, auto_dispatch=auto_dispatch,
-                        self_handling=self_handling, escalation_window_value=window,
-                        escalation_window_unit=window_unit, public=public)
+def make_category(
+    code: str | None = None,
+    *,
+    hours: int = 4,
+    active: bool = True,
+    name: str = "暴露垃圾",
+    group: str = "市容环境",
+    unit: str = "hours",
+    auto_accept: bool = False,
+    auto_dispatch: bool = True,
+    self_handling: bool = False,
+    window: int = 1,
+    window_unit: str = "working_days",
+    public: bool = False,
+) -> Category:
+    category = Category(
+        code=code or f"T{next(_seq):03d}",
+        name=name,
+        group=group,
+        time_limit_value=hours,
+        time_limit_unit=unit,
+        active=active,
+        auto_accept=auto_accept,
+        auto_dispatch=auto_dispatch,
+        self_handling=self_handling,
+        escalation_window_value=window,
+        escalation_window_unit=window_unit,
+        public=public,
+    )
     db.session.add(category)
     db.session.commit()
     return category
 
 
-def make_report(user: User, category: Category, lon: float, lat: float, crs: str = "wgs84",
-                description: str = "test report"):
-    report = report_service.create_report(user, category_code=category.code, description=description,
-                                          location={"lon": lon, "lat": lat, "crs": crs})
+def make_report(
+    user: User, category: Category, lon: float, lat: float, crs: str = "wgs84", description: str = "test report"
+):
+    report = report_service.create_report(
+        user, category_code=category.code, description=description, location={"lon": lon, "lat": lat, "crs": crs}
+    )
     db.session.commit()
     return report
 
@@ -153,15 +208,34 @@ def set_case(report, **columns):
     return report
 
 
-def make_case(reporter: User, category: Category, cell: Cell | None, *, status: str = "accepted",
-              lon: float = 116.405, lat: float = 39.905, **fields) -> Report:
+def make_case(
+    reporter: User,
+    category: Category,
+    cell: Cell | None,
+    *,
+    status: str = "accepted",
+    lon: float = 116.405,
+    lat: float = 39.905,
+    **fields,
+) -> Report:
     """A case put straight into the state a test needs (no actions, no events); fields override columns."""
     now = utcnow()
-    values = {"case_day": now.date(), "category_id": category.id, "reporter_id": reporter.id,
-              "cell_id": cell.id if cell else None, "handling_cell_id": cell.id if cell else None,
-              "status": status, "description": "test case", "location": spatial.point(lon, lat),
-              "input_lon": lon, "input_lat": lat, "routed_by": "covers" if cell else None,
-              "needs_triage": cell is None, "created_at": now, "updated_at": now}
+    values = {
+        "case_day": now.date(),
+        "category_id": category.id,
+        "reporter_id": reporter.id,
+        "cell_id": cell.id if cell else None,
+        "handling_cell_id": cell.id if cell else None,
+        "status": status,
+        "description": "test case",
+        "location": spatial.point(lon, lat),
+        "input_lon": lon,
+        "input_lat": lat,
+        "routed_by": "covers" if cell else None,
+        "needs_triage": cell is None,
+        "created_at": now,
+        "updated_at": now,
+    }
     values.update(fields)
     report = Report(**values)
     db.session.add(report)
@@ -179,17 +253,28 @@ def auth_header(user: User, password: str = PASSWORD) -> dict[str, str]:
     return {"Authorization": f"Bearer {tokens_for(user, password).access_token}"}
 
 
-def make_checkin(worker: User, lon: float, lat: float, at: datetime, cell: Cell | None = None,
-                 accuracy: float | None = 5.0):
+def make_checkin(
+    worker: User, lon: float, lat: float, at: datetime, cell: Cell | None = None, accuracy: float | None = 5.0
+):
     """A stored patrol point (WGS-84), routed by the caller (`cell`), without going through the API."""
     from app.models import PatrolCheckin
 
-    checkin = PatrolCheckin(user_id=worker.id, cell_id=cell.id if cell else None, recorded_at=at,
-                            received_at=utcnow(), location=spatial.point(lon, lat), accuracy_m=accuracy,
-                            input_crs="wgs84", input_lon=lon, input_lat=lat)
+    checkin = PatrolCheckin(
+        user_id=worker.id,
+        cell_id=cell.id if cell else None,
+        recorded_at=at,
+        received_at=utcnow(),
+        location=spatial.point(lon, lat),
+        accuracy_m=accuracy,
+        input_crs="wgs84",
+        input_lon=lon,
+        input_lat=lat,
+    )
     db.session.add(checkin)
     db.session.commit()
     return checkin
+
+
 def make_api_key(name: str = "civic app", created_by: User | None = None):
     """An issued API key (IssuedKey: .key is the plain text, .api_key the row)."""
     from app.services.people.api_keys import create_key
@@ -200,9 +285,23 @@ def make_api_key(name: str = "civic app", created_by: User | None = None):
 
 
 # Every table a committed-data test may fill, children before parents; calendar days are shared and kept.
-COMMITTED_TABLES = ("sync_changes", "idempotency_keys", "attachments", "report_followers", "patrol_checkins",
-                    "notifications", "case_events", "reports", "api_keys", "refresh_tokens", "auth_sessions",
-                    "duty_log", "worker_cells", "users", "categories")
+COMMITTED_TABLES = (
+    "sync_changes",
+    "idempotency_keys",
+    "attachments",
+    "report_followers",
+    "patrol_checkins",
+    "notifications",
+    "case_events",
+    "reports",
+    "api_keys",
+    "refresh_tokens",
+    "auth_sessions",
+    "duty_log",
+    "worker_cells",
+    "users",
+    "categories",
+)
 
 
 @contextmanager
@@ -225,8 +324,12 @@ def wait_for_lock_waiter(timeout_s: float = 10.0) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         with db.engine.connect() as connection:
-            if connection.scalar(text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                                      "AND wait_event_type = 'Lock'")):
+            if connection.scalar(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock'"
+                )
+            ):
                 return True
         time.sleep(0.02)
     return False

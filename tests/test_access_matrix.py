@@ -4,28 +4,50 @@ A row per endpoint says what each relationship gets; an endpoint of the app with
 new endpoint is added here the day it is written. Each cell runs against a fresh object in its expected state,
 so one relationship's success cannot change what the next one meets.
 """
+
 from __future__ import annotations
 
 import io
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from types import SimpleNamespace
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
 from app.models import CaseEvent, Notification, ReportFollower
 from app.models.base import utcnow
-from tests.factories import (COMMUNITY, GRID_BOXES, OTHER_COMMUNITY, OTHER_GRID, auth_header, make_api_key,
-                             make_case, make_category, make_cell, make_two_district_grid, make_user)
+from tests.factories import (
+    COMMUNITY,
+    GRID_BOXES,
+    OTHER_COMMUNITY,
+    OTHER_GRID,
+    auth_header,
+    make_api_key,
+    make_case,
+    make_category,
+    make_cell,
+    make_two_district_grid,
+    make_user,
+)
 from tests.test_attachments import png
 
 SW, NE = "11010500100101", "11010500100104"
 API = "/api/v1"
 # Each relationship to the case (and, through it, to its cell, photos, notifications): who asks.
-RELATIONS = ("owner", "follower", "resident", "cell_worker", "other_worker", "supervisor", "other_supervisor",
-             "admin", "anonymous")
+RELATIONS = (
+    "owner",
+    "follower",
+    "resident",
+    "cell_worker",
+    "other_worker",
+    "supervisor",
+    "other_supervisor",
+    "admin",
+    "anonymous",
+)
 # Statuses of a row in RELATIONS order; "full" and "public" are 200 with that view of the case.
 CASE_READ = ("full", "public", 404, "full", 404, "full", 404, "full", 401)
 SUPERVISOR_ACTION = (403, 403, 404, 403, 404, 200, 404, 200, 401)
@@ -56,8 +78,14 @@ def case(w, status="accepted", **columns):
     """A case of the owner's in the SW cell, followed by the follower, in `status` with what that status has."""
     now = utcnow()
     if status not in ("submitted", "rejected", "cancelled"):
-        columns = {**CLOCK, "accepted_at": now, "deadline_at": now + timedelta(hours=4),
-                   "warn_at": now + timedelta(hours=3), "due_at": now + timedelta(hours=4), **columns}
+        columns = {
+            **CLOCK,
+            "accepted_at": now,
+            "deadline_at": now + timedelta(hours=4),
+            "warn_at": now + timedelta(hours=3),
+            "due_at": now + timedelta(hours=4),
+            **columns,
+        }
     if status in ("assigned", "in_progress", "on_hold", "resolved", "closed"):
         columns.setdefault("assignee_id", w.cell_worker.id)
     if status == "on_hold":
@@ -68,8 +96,11 @@ def case(w, status="accepted", **columns):
         columns.setdefault("closed_at", now)
     report = make_case(w.owner, w.category, w.cells[SW], status=status, lon=116.4021, lat=39.9081, **columns)
     w.db.session.add(ReportFollower(report_id=report.id, user_id=w.follower.id))
-    w.db.session.add(CaseEvent(report_id=report.id, actor_id=w.owner.id, actor_role="resident", action="create",
-                               to_status="submitted"))
+    w.db.session.add(
+        CaseEvent(
+            report_id=report.id, actor_id=w.owner.id, actor_role="resident", action="create", to_status="submitted"
+        )
+    )
     w.db.session.commit()
     return report
 
@@ -81,6 +112,7 @@ def report_id(status="accepted", **columns):
 def _photo(w):
     report = case(w, "in_progress")
     from app.services.field.attachments import add_attachment
+
     attachment = add_attachment(w.cell_worker, report, stage="after", data=png(), filename="after.png")
     w.db.session.commit()
     return {"report_id": report.id, "attachment_id": attachment.id}
@@ -107,6 +139,7 @@ def _fresh_cell(w):
 
 def _assignment(w):
     from app.services.people.workers import assign
+
     assignment = assign(w.cells[NE], user_id=make_user("worker").id, duty="backup")
     w.db.session.commit()
     return {"cell_id": w.cells[NE].id, "assignment_id": assignment.id}
@@ -114,28 +147,45 @@ def _assignment(w):
 
 def _calendar_day(w):
     from app.services.calendar.days import set_day
+
     set_day(w.day, kind="holiday", name="测试")
     w.db.session.commit()
     return {"day": w.day.isoformat()}
 
 
-ACTION_BODIES = {"reject": {"reason": "不属实"}, "assign": lambda w: {"assignee_id": w.cell_worker.id},
-                 "resolve": {"note": "已处理"}, "rework": {"note": "仍有"}, "return": {"reason": "非本网格"},
-                 "reroute": lambda w: {"cell_id": w.cells[NE].id}, "hold": {"reason": "等材料"},
-                 "request_extension": {"value": 2, "reason": "需要更多时间"}, "deny_extension": {"reason": "不同意"},
-                 "supervise": {"note": "请今日办结"}, "rate": {"score": 4}}
+ACTION_BODIES = {
+    "reject": {"reason": "不属实"},
+    "assign": lambda w: {"assignee_id": w.cell_worker.id},
+    "resolve": {"note": "已处理"},
+    "rework": {"note": "仍有"},
+    "return": {"reason": "非本网格"},
+    "reroute": lambda w: {"cell_id": w.cells[NE].id},
+    "hold": {"reason": "等材料"},
+    "request_extension": {"value": 2, "reason": "需要更多时间"},
+    "deny_extension": {"reason": "不同意"},
+    "supervise": {"note": "请今日办结"},
+    "rate": {"score": 4},
+}
 ACTIONS = {
     # action: (the case's status, who may take it)
-    "accept": ("submitted", SUPERVISOR_ACTION), "reject": ("submitted", SUPERVISOR_ACTION),
-    "assign": ("accepted", SUPERVISOR_ACTION), "start": ("assigned", ASSIGNEE_ACTION),
+    "accept": ("submitted", SUPERVISOR_ACTION),
+    "reject": ("submitted", SUPERVISOR_ACTION),
+    "assign": ("accepted", SUPERVISOR_ACTION),
+    "start": ("assigned", ASSIGNEE_ACTION),
     "resolve": ("in_progress", ASSIGNEE_ACTION),
     # The assignee never signs off their own work.
-    "verify": ("resolved", SUPERVISOR_ACTION), "close": ("resolved", SUPERVISOR_ACTION),
-    "rework": ("resolved", SUPERVISOR_ACTION), "return": ("assigned", ASSIGNEE_ACTION),
-    "reroute": ("submitted", SUPERVISOR_ACTION), "hold": ("in_progress", ASSIGNEE_ACTION),
-    "resume": ("on_hold", ASSIGNEE_ACTION), "request_extension": ("in_progress", ASSIGNEE_ACTION),
-    "approve_extension": ("in_progress", SUPERVISOR_ACTION), "deny_extension": ("in_progress", SUPERVISOR_ACTION),
-    "mark_duplicate": ("accepted", SUPERVISOR_ACTION), "supervise": ("assigned", SUPERVISOR_ACTION),
+    "verify": ("resolved", SUPERVISOR_ACTION),
+    "close": ("resolved", SUPERVISOR_ACTION),
+    "rework": ("resolved", SUPERVISOR_ACTION),
+    "return": ("assigned", ASSIGNEE_ACTION),
+    "reroute": ("submitted", SUPERVISOR_ACTION),
+    "hold": ("in_progress", ASSIGNEE_ACTION),
+    "resume": ("on_hold", ASSIGNEE_ACTION),
+    "request_extension": ("in_progress", ASSIGNEE_ACTION),
+    "approve_extension": ("in_progress", SUPERVISOR_ACTION),
+    "deny_extension": ("in_progress", SUPERVISOR_ACTION),
+    "mark_duplicate": ("accepted", SUPERVISOR_ACTION),
+    "supervise": ("assigned", SUPERVISOR_ACTION),
     # Residents cancel their own submitted case (admins may take every action).
     "cancel": ("submitted", (200, 403, 404, 403, 404, 403, 404, 200, 401)),
 }
@@ -144,63 +194,144 @@ ACTIONS = {
 def _action_rows() -> list[Row]:
     rows = []
     for action, (status, expected) in ACTIONS.items():
-        extension = {"extension_requested": 2} if action.endswith("_extension") and action != "request_extension" \
-            else {}
+        extension = (
+            {"extension_requested": 2} if action.endswith("_extension") and action != "request_extension" else {}
+        )
         make = _duplicate if action == "mark_duplicate" else report_id(status, **extension)
-        rows.append(Row("POST", f"{API}/reports/{{report_id}}/actions/{action}", expected, make,
-                        body=ACTION_BODIES.get(action, {}), if_match=True))
+        rows.append(
+            Row(
+                "POST",
+                f"{API}/reports/{{report_id}}/actions/{action}",
+                expected,
+                make,
+                body=ACTION_BODIES.get(action, {}),
+                if_match=True,
+            )
+        )
     return rows
 
 
 ROWS = [
     Row("GET", f"{API}/reports/{{report_id}}", CASE_READ, report_id()),
     # Internal notes never reach a resident: the reporter too reads the public history.
-    Row("GET", f"{API}/reports/{{report_id}}/events",
-        ("public", "public", 404, "full", 404, "full", 404, "full", 401), report_id()),
+    Row(
+        "GET",
+        f"{API}/reports/{{report_id}}/events",
+        ("public", "public", 404, "full", 404, "full", 404, "full", 401),
+        report_id(),
+    ),
     *_action_rows(),
     # Only the reporter rates; a follower sees the case, so 403 rather than 404.
-    Row("POST", f"{API}/reports/{{report_id}}/actions/rate", (200, 403, 404, 403, 404, 403, 404, 403, 401),
-        report_id("closed"), body={"score": 4}),
+    Row(
+        "POST",
+        f"{API}/reports/{{report_id}}/actions/rate",
+        (200, 403, 404, 403, 404, 403, 404, 403, 401),
+        report_id("closed"),
+        body={"score": 4},
+    ),
     # Residents follow; their own case is 409 own_case; staff are refused by role, before any look-up.
-    Row("POST", f"{API}/reports/{{report_id}}/actions/follow", (409, 200, 404, 403, 403, 403, 403, 403, 401),
-        report_id(), body={}),
-    Row("POST", f"{API}/reports/{{report_id}}/actions/unfollow", (200, 200, 404, 403, 403, 403, 403, 403, 401),
-        report_id(), body={}),
-    Row("GET", f"{API}/reports/{{report_id}}/attachments", (200, 200, 404, 200, 404, 200, 404, 200, 401),
-        report_id("in_progress")),
+    Row(
+        "POST",
+        f"{API}/reports/{{report_id}}/actions/follow",
+        (409, 200, 404, 403, 403, 403, 403, 403, 401),
+        report_id(),
+        body={},
+    ),
+    Row(
+        "POST",
+        f"{API}/reports/{{report_id}}/actions/unfollow",
+        (200, 200, 404, 403, 403, 403, 403, 403, 401),
+        report_id(),
+        body={},
+    ),
+    Row(
+        "GET",
+        f"{API}/reports/{{report_id}}/attachments",
+        (200, 200, 404, 200, 404, 200, 404, 200, 401),
+        report_id("in_progress"),
+    ),
     # A follower may see the case but add nothing to it.
-    Row("POST", f"{API}/reports/{{report_id}}/attachments", (201, 403, 404, 201, 404, 201, 404, 201, 401),
-        report_id("in_progress"), multipart=True),
+    Row(
+        "POST",
+        f"{API}/reports/{{report_id}}/attachments",
+        (201, 403, 404, 201, 404, 201, 404, 201, 401),
+        report_id("in_progress"),
+        multipart=True,
+    ),
     # An "after" photo of a private category is not in the public view: the follower does not see it.
-    Row("GET", f"{API}/reports/{{report_id}}/attachments/{{attachment_id}}",
-        (200, 404, 404, 200, 404, 200, 404, 200, 401), _photo),
-    Row("GET", f"{API}/reports/{{report_id}}/attachments/{{attachment_id}}/content",
-        (200, 404, 404, 200, 404, 200, 404, 200, 401), _photo),
+    Row(
+        "GET",
+        f"{API}/reports/{{report_id}}/attachments/{{attachment_id}}",
+        (200, 404, 404, 200, 404, 200, 404, 200, 401),
+        _photo,
+    ),
+    Row(
+        "GET",
+        f"{API}/reports/{{report_id}}/attachments/{{attachment_id}}/content",
+        (200, 404, 404, 200, 404, 200, 404, 200, 401),
+        _photo,
+    ),
     Row("GET", f"{API}/cells/{{cell_id}}/reports/summary", ANY_SIGNED_IN, lambda w: {"cell_id": w.cells[SW].id}),
     Row("GET", f"{API}/cells/{{cell_id}}", ANY_SIGNED_IN, lambda w: {"cell_id": w.cells[SW].id}),
     Row("GET", f"{API}/cells/{{cell_id}}/children", ANY_SIGNED_IN, lambda w: {"cell_id": w.cells[COMMUNITY].id}),
-    Row("PATCH", f"{API}/cells/{{cell_id}}", ADMIN_ONLY, lambda w: {"cell_id": w.cells[SW].id},
-        body={"name": "改名网格"}),
+    Row(
+        "PATCH",
+        f"{API}/cells/{{cell_id}}",
+        ADMIN_ONLY,
+        lambda w: {"cell_id": w.cells[SW].id},
+        body={"name": "改名网格"},
+    ),
     Row("DELETE", f"{API}/cells/{{cell_id}}", ADMIN_ONLY, _fresh_cell, status_when_allowed=204),
-    Row("PATCH", f"{API}/categories/{{category_id}}", ADMIN_ONLY, lambda w: {"category_id": w.category.id},
-        body={"name": "改名"}),
+    Row(
+        "PATCH",
+        f"{API}/categories/{{category_id}}",
+        ADMIN_ONLY,
+        lambda w: {"category_id": w.category.id},
+        body={"name": "改名"},
+    ),
     Row("GET", f"{API}/calendar/days/{{day}}", ADMIN_ONLY, _calendar_day),
     Row("PUT", f"{API}/calendar/days/{{day}}", ADMIN_ONLY, _calendar_day, body={"kind": "workday"}),
     Row("DELETE", f"{API}/calendar/days/{{day}}", ADMIN_ONLY, _calendar_day),
     Row("GET", f"{API}/users/{{user_id}}", ADMIN_ONLY, lambda w: {"user_id": w.cell_worker.id}),
-    Row("PATCH", f"{API}/users/{{user_id}}", ADMIN_ONLY, lambda w: {"user_id": w.cell_worker.id},
-        body={"display_name": "王师傅"}),
+    Row(
+        "PATCH",
+        f"{API}/users/{{user_id}}",
+        ADMIN_ONLY,
+        lambda w: {"user_id": w.cell_worker.id},
+        body={"display_name": "王师傅"},
+    ),
     # Supervisors manage the cells of their subtree (elsewhere 403 outside_subtree), admins every cell.
     Row("GET", f"{API}/cells/{{cell_id}}/workers", MANAGERS_OF_THE_CELL, lambda w: {"cell_id": w.cells[NE].id}),
-    Row("POST", f"{API}/cells/{{cell_id}}/workers", MANAGERS_OF_THE_CELL, lambda w: {"cell_id": w.cells[NE].id},
-        body=lambda w: {"user_id": make_user("worker").id, "duty": "backup"}, status_when_allowed=201),
-    Row("DELETE", f"{API}/cells/{{cell_id}}/workers/{{assignment_id}}", MANAGERS_OF_THE_CELL, _assignment,
-        status_when_allowed=204),
+    Row(
+        "POST",
+        f"{API}/cells/{{cell_id}}/workers",
+        MANAGERS_OF_THE_CELL,
+        lambda w: {"cell_id": w.cells[NE].id},
+        body=lambda w: {"user_id": make_user("worker").id, "duty": "backup"},
+        status_when_allowed=201,
+    ),
+    Row(
+        "DELETE",
+        f"{API}/cells/{{cell_id}}/workers/{{assignment_id}}",
+        MANAGERS_OF_THE_CELL,
+        _assignment,
+        status_when_allowed=204,
+    ),
     # One's own notification only; anyone else's is unseen.
-    Row("POST", f"{API}/notifications/{{notification_id}}/read", (200, 404, 404, 404, 404, 404, 404, 404, 401),
-        _notification, body={}),
-    Row("DELETE", f"{API}/api-keys/{{key_id}}", ADMIN_ONLY, lambda w: {"key_id": make_api_key("app").api_key.id},
-        status_when_allowed=204),
+    Row(
+        "POST",
+        f"{API}/notifications/{{notification_id}}/read",
+        (200, 404, 404, 404, 404, 404, 404, 404, 401),
+        _notification,
+        body={},
+    ),
+    Row(
+        "DELETE",
+        f"{API}/api-keys/{{key_id}}",
+        ADMIN_ONLY,
+        lambda w: {"key_id": make_api_key("app").api_key.id},
+        status_when_allowed=204,
+    ),
 ]
 # Routes with a path value that are not objects of anyone's.
 NOT_OBJECTS = {
@@ -241,10 +372,15 @@ def test_every_route_with_a_path_value_has_a_row(app):
 def w(db):
     cells = make_two_district_grid()
     return SimpleNamespace(
-        db=db, cells=cells, day=utcnow().date().replace(year=2030),
+        db=db,
+        cells=cells,
+        day=utcnow().date().replace(year=2030),
         category=make_category(hours=4, auto_dispatch=False),
-        owner=make_user("resident"), follower=make_user("resident"), resident=make_user("resident"),
-        cell_worker=make_user("worker", served=[cells[SW]]), other_worker=make_user("worker", served=[cells[OTHER_GRID]]),
+        owner=make_user("resident"),
+        follower=make_user("resident"),
+        resident=make_user("resident"),
+        cell_worker=make_user("worker", served=[cells[SW]]),
+        other_worker=make_user("worker", served=[cells[OTHER_GRID]]),
         supervisor=make_user("supervisor", cell=cells[COMMUNITY]),
         other_supervisor=make_user("supervisor", cell=cells[OTHER_COMMUNITY]),
         admin=make_user("admin"),
@@ -262,8 +398,12 @@ def _request(client, w, row: Row, who: str):
         current = client.get(f"{API}/reports/{values['report_id']}", headers=auth_header(w.admin))
         headers["If-Match"] = current.headers["ETag"]
     if row.multipart:
-        return client.post(path, headers=headers, content_type="multipart/form-data",
-                           data={"stage": "before", "file": (io.BytesIO(png()), "p.png", "image/png")})
+        return client.post(
+            path,
+            headers=headers,
+            content_type="multipart/form-data",
+            data={"stage": "before", "file": (io.BytesIO(png()), "p.png", "image/png")},
+        )
     return client.open(path, method=row.method, headers=headers, json=body)
 
 
@@ -280,7 +420,10 @@ def _outcome(resp, row: Row, expected):
 
 @pytest.mark.parametrize("row", ROWS, ids=lambda row: f"{row.method} {row.path.removeprefix(API)}")
 def test_the_matrix(client, w, row):
-    expected = {who: (row.status_when_allowed if want == 200 else want) for who, want in zip(RELATIONS, row.expected)}
+    expected = {
+        who: (row.status_when_allowed if want == 200 else want)
+        for who, want in zip(RELATIONS, row.expected, strict=True)
+    }
     got = {}
     for who in RELATIONS:
         resp = _request(client, w, row, who)
@@ -293,9 +436,16 @@ def test_the_matrix(client, w, row):
 def test_open311_readers(client, db, w, path):
     """The key that filed a request reads it in full, any other key or nobody its public view, a bad key 403."""
     filing, other = make_api_key("filing app"), make_api_key("other app")
-    resp = client.post("/open311/v2/requests.json", data={"api_key": filing.key, "service_code": w.category.code,
-                                                           "lat": "39.9081", "long": "116.4021",
-                                                           "description": "路边垃圾"})
+    resp = client.post(
+        "/open311/v2/requests.json",
+        data={
+            "api_key": filing.key,
+            "service_code": w.category.code,
+            "lat": "39.9081",
+            "long": "116.4021",
+            "description": "路边垃圾",
+        },
+    )
     assert resp.status_code == 200, resp.get_data(as_text=True)
     answer = resp.get_json()[0]
     url = "/open311/v2/" + path.format(number=answer["service_request_id"], token=answer["token"]) + ".json"

@@ -1,5 +1,6 @@
 """Analytics on both backends: DBSCAN hotspots with known answers (and PostGIS equal to the Python DBSCAN),
 heat-map counts that add up, filed/closed trends in local time, scoping and bad input."""
+
 from __future__ import annotations
 
 import math
@@ -13,11 +14,18 @@ from geographiclib.geodesic import Geodesic
 from sqlalchemy import func, select, update
 
 from app.dialect import clustering
-from app.models import Report
 from app.dialect.dbscan import dbscan
+from app.models import Report
 from tests.assertions import assert_problem
-from tests.factories import (COMMUNITY, OTHER_GRID, auth_header, make_category, make_report, make_two_district_grid,
-                             make_user)
+from tests.factories import (
+    COMMUNITY,
+    OTHER_GRID,
+    auth_header,
+    make_category,
+    make_report,
+    make_two_district_grid,
+    make_user,
+)
 
 API = "/api/v1/analytics"
 SW, NE = "11010500100101", "11010500100104"
@@ -33,10 +41,14 @@ def at(origin, distance_m: float, azimuth: float) -> tuple[float, float]:
 def world(db):
     cells = make_two_district_grid()
     return SimpleNamespace(
-        cells=cells, garbage=make_category("G01"), parking=make_category("P01"),
-        resident=make_user("resident"), worker=make_user("worker", served=[cells[SW]]),
+        cells=cells,
+        garbage=make_category("G01"),
+        parking=make_category("P01"),
+        resident=make_user("resident"),
+        worker=make_user("worker", served=[cells[SW]]),
         other_worker=make_user("worker", served=[cells[OTHER_GRID]]),
-        supervisor=make_user("supervisor", cell=cells[COMMUNITY]), admin=make_user("admin"),
+        supervisor=make_user("supervisor", cell=cells[COMMUNITY]),
+        admin=make_user("admin"),
     )
 
 
@@ -45,8 +57,9 @@ def file(world, lon_lat, category=None):
 
 
 def set_status(db, reports, status):
-    db.session.execute(update(Report).where(Report.id.in_([r.id for r in reports]))
-                       .values(status=status, version=Report.version + 1))
+    db.session.execute(
+        update(Report).where(Report.id.in_([r.id for r in reports])).values(status=status, version=Report.version + 1)
+    )
     db.session.commit()
 
 
@@ -55,6 +68,7 @@ def get(client, path, user, **query):
 
 
 # ---- hotspots ------------------------------------------------------------------------------------
+
 
 def test_hotspots_find_the_constructed_clusters(client, db, world):
     p1, p2, p3 = (116.405, 39.905), (116.415, 39.915), (116.405, 39.915)
@@ -80,8 +94,11 @@ def test_hotspots_find_the_constructed_clusters(client, db, world):
     assert features[1]["properties"]["open_count"] == 5
     assert resp.json["parameters"]["eps_m"] == 100 and resp.json["parameters"]["min_points"] == 5
     # Fewer points needed: the four-point group becomes a cluster too.
-    assert [f["properties"]["count"] for f in get(client, "hotspots", world.admin, min_points=4).json["features"]] \
-        == [8, 5, 4]
+    assert [f["properties"]["count"] for f in get(client, "hotspots", world.admin, min_points=4).json["features"]] == [
+        8,
+        5,
+        4,
+    ]
     # Filters: only parking reports, which are too few to cluster.
     assert get(client, "hotspots", world.admin, category="P01").json["features"] == []
 
@@ -92,8 +109,11 @@ def test_reports_at_the_poles_do_not_break_hotspots(client, db, world, crs):
     for k in range(5):
         file(world, at((116.405, 39.905), 4 * k, 72 * k))
     for lon, lat in [(0.0, 90.0), (0.0, -90.0), (-180.0, -90.0), (180.0, 89.99), (10.0, 85.1)] * 5:
-        resp = client.post("/api/v1/reports", headers=auth_header(world.resident), json={
-            "category_code": "G01", "description": "at a pole", "location": {"lon": lon, "lat": lat, "crs": crs}})
+        resp = client.post(
+            "/api/v1/reports",
+            headers=auth_header(world.resident),
+            json={"category_code": "G01", "description": "at a pole", "location": {"lon": lon, "lat": lat, "crs": crs}},
+        )
         assert resp.status_code == 201, resp.json
     for user in (world.admin, world.supervisor):
         resp = get(client, "hotspots", user)
@@ -131,7 +151,7 @@ def test_postgis_clusters_equal_the_python_dbscan(client, db, world):
             groups.setdefault(cid, set()).add(rid)
         return sorted(sorted(g) for g in groups.values())
 
-    expected = partition((r[0], c) for r, c in zip(rows, labels) if c is not None)
+    expected = partition((r[0], c) for r, c in zip(rows, labels, strict=True) if c is not None)
     assert partition((r["id"], r["cid"]) for r in got) == expected
     assert len(expected) >= 4
 
@@ -146,23 +166,28 @@ def test_python_dbscan_counts_the_point_itself():
 
 # ---- heat map ------------------------------------------------------------------------------------
 
+
 def test_heatmap_counts_add_up_to_the_filtered_total(client, db, world):
     rng = random.Random(3)
     for n in range(60):
-        file(world, (rng.uniform(116.40, 116.42), rng.uniform(39.90, 39.92)),
-             world.garbage if n % 3 else world.parking)
+        file(world, (rng.uniform(116.40, 116.42), rng.uniform(39.90, 39.92)), world.garbage if n % 3 else world.parking)
     file(world, (116.4001, 39.9001))
     file(world, (116.4002, 39.9002))
     file(world, (116.505, 39.905))
     community = world.cells[COMMUNITY].id
-    for query in ({"cell": community, "size_m": 100}, {"cell": community, "category": "G01", "size_m": 333},
-                  {"size_m": 2000}, {"size_m": 50}):
+    for query in (
+        {"cell": community, "size_m": 100},
+        {"cell": community, "category": "G01", "size_m": 333},
+        {"size_m": 2000},
+        {"size_m": 50},
+    ):
         resp = get(client, "heatmap", world.admin, **query)
         assert resp.status_code == 200, resp.json
         out = resp.json
         listed = {"cell_id": query.get("cell"), "category": query.get("category"), "page_size": 1}
-        total = client.get("/api/v1/reports", query_string={k: v for k, v in listed.items() if v},
-                           headers=auth_header(world.admin)).json["total"]
+        total = client.get(
+            "/api/v1/reports", query_string={k: v for k, v in listed.items() if v}, headers=auth_header(world.admin)
+        ).json["total"]
         assert sum(f["properties"]["count"] for f in out["features"]) == out["total"] == total
         assert all(f["properties"]["count"] > 0 for f in out["features"])
     squares = get(client, "heatmap", world.admin, cell=community, size_m=100).json["features"]
@@ -180,34 +205,67 @@ def test_heatmap_of_nothing_is_empty(client, db, world):
 
 # ---- trend ---------------------------------------------------------------------------------------
 
+
 def local(*args) -> datetime:
     return datetime(*args, tzinfo=TZ)
 
 
 def test_trend_counts_filed_and_closed_per_local_period(client, db, world):
-    times = [local(2026, 11, 16, 9), local(2026, 11, 16, 23, 59), local(2026, 11, 17, 0, 1),
-             local(2026, 11, 20, 12), local(2026, 11, 23, 8)]
+    times = [
+        local(2026, 11, 16, 9),
+        local(2026, 11, 16, 23, 59),
+        local(2026, 11, 17, 0, 1),
+        local(2026, 11, 20, 12),
+        local(2026, 11, 23, 8),
+    ]
     reports = [file(world, (116.405, 39.905)) for _ in times]
-    for report, moment in zip(reports, times):
-        db.session.execute(update(Report).where(Report.id == report.id).values(
-            created_at=moment, version=Report.version + 1))
-    db.session.execute(update(Report).where(Report.id == reports[0].id).values(
-        status="closed", closed_at=local(2026, 11, 17, 0, 30), version=Report.version + 1))
+    for report, moment in zip(reports, times, strict=True):
+        db.session.execute(
+            update(Report).where(Report.id == report.id).values(created_at=moment, version=Report.version + 1)
+        )
+    db.session.execute(
+        update(Report)
+        .where(Report.id == reports[0].id)
+        .values(status="closed", closed_at=local(2026, 11, 17, 0, 30), version=Report.version + 1)
+    )
     db.session.commit()
-    out = get(client, "trend", world.admin, interval="day", **{"from": "2026-11-16T00:00:00+08:00",
-                                                                "to": "2026-11-20T00:00:00+08:00"}).json
+    out = get(
+        client,
+        "trend",
+        world.admin,
+        interval="day",
+        **{"from": "2026-11-16T00:00:00+08:00", "to": "2026-11-20T00:00:00+08:00"},
+    ).json
     assert out["timezone"] == "Asia/Shanghai"
     assert [(i["start"], i["filed"], i["closed"]) for i in out["items"]] == [
-        ("2026-11-16T00:00:00+08:00", 2, 0), ("2026-11-17T00:00:00+08:00", 1, 1),
-        ("2026-11-18T00:00:00+08:00", 0, 0), ("2026-11-19T00:00:00+08:00", 0, 0)]
-    weeks = get(client, "trend", world.admin, interval="week", **{"from": "2026-11-16T00:00:00+08:00",
-                                                                   "to": "2026-11-30T00:00:00+08:00"}).json
+        ("2026-11-16T00:00:00+08:00", 2, 0),
+        ("2026-11-17T00:00:00+08:00", 1, 1),
+        ("2026-11-18T00:00:00+08:00", 0, 0),
+        ("2026-11-19T00:00:00+08:00", 0, 0),
+    ]
+    weeks = get(
+        client,
+        "trend",
+        world.admin,
+        interval="week",
+        **{"from": "2026-11-16T00:00:00+08:00", "to": "2026-11-30T00:00:00+08:00"},
+    ).json
     assert [(i["start"][:10], i["filed"], i["closed"]) for i in weeks["items"]] == [
-        ("2026-11-16", 4, 1), ("2026-11-23", 1, 0)]
-    months = get(client, "trend", world.admin, interval="month", **{"from": "2026-10-15T00:00:00+08:00",
-                                                                     "to": "2026-12-02T00:00:00+08:00"}).json
+        ("2026-11-16", 4, 1),
+        ("2026-11-23", 1, 0),
+    ]
+    months = get(
+        client,
+        "trend",
+        world.admin,
+        interval="month",
+        **{"from": "2026-10-15T00:00:00+08:00", "to": "2026-12-02T00:00:00+08:00"},
+    ).json
     assert [(i["start"][:10], i["filed"], i["closed"]) for i in months["items"]] == [
-        ("2026-10-01", 0, 0), ("2026-11-01", 5, 1), ("2026-12-01", 0, 0)]
+        ("2026-10-01", 0, 0),
+        ("2026-11-01", 5, 1),
+        ("2026-12-01", 0, 0),
+    ]
 
 
 def test_trend_defaults_to_the_last_30_days(client, db, world):
@@ -218,12 +276,17 @@ def test_trend_defaults_to_the_last_30_days(client, db, world):
 
 # ---- scope, roles and bad input ------------------------------------------------------------------
 
+
 def test_a_worker_never_sees_another_area(client, db, world):
     for k in range(6):
         file(world, at((116.505, 39.905), 3 * k, 60 * k))
     mine = [file(world, at((116.405, 39.905), 3 * k, 60 * k)) for k in range(6)]
-    for user, expected in ((world.worker, len(mine)), (world.other_worker, 6), (world.supervisor, 6),
-                           (world.admin, 12)):
+    for user, expected in (
+        (world.worker, len(mine)),
+        (world.other_worker, 6),
+        (world.supervisor, 6),
+        (world.admin, 12),
+    ):
         spots = get(client, "hotspots", user).json["features"]
         assert sum(f["properties"]["count"] for f in spots) == expected
         assert get(client, "heatmap", user).json["total"] == expected
@@ -240,21 +303,24 @@ def test_residents_and_anonymous_callers_are_refused(client, db, world, path):
     assert_problem(client.get(f"{API}/{path}"), 401, "missing_token")
 
 
-@pytest.mark.parametrize("path, query, field", [
-    ("hotspots", {"eps_m": 0}, "eps_m"),
-    ("hotspots", {"eps_m": 2001}, "eps_m"),
-    ("hotspots", {"min_points": 1}, "min_points"),
-    ("hotspots", {"min_points": "many"}, "min_points"),
-    ("heatmap", {"size_m": 49}, "size_m"),
-    ("heatmap", {"size_m": 2001}, "size_m"),
-    ("trend", {"interval": "year"}, "interval"),
-    ("trend", {"from": "2026-11-01T00:00:00"}, "from"),
-    ("trend", {"from": "2026-11-02T00:00:00+08:00", "to": "2026-11-01T00:00:00+08:00"}, "to"),
-    ("trend", {"from": "2020-01-01T00:00:00+08:00", "to": "2026-01-01T00:00:00+08:00"}, "from"),
-    ("hotspots", {"cell": 99999}, "cell"),
-    ("heatmap", {"cell": 0}, "cell"),
-    ("heatmap", {"category": ""}, "category"),
-])
+@pytest.mark.parametrize(
+    "path, query, field",
+    [
+        ("hotspots", {"eps_m": 0}, "eps_m"),
+        ("hotspots", {"eps_m": 2001}, "eps_m"),
+        ("hotspots", {"min_points": 1}, "min_points"),
+        ("hotspots", {"min_points": "many"}, "min_points"),
+        ("heatmap", {"size_m": 49}, "size_m"),
+        ("heatmap", {"size_m": 2001}, "size_m"),
+        ("trend", {"interval": "year"}, "interval"),
+        ("trend", {"from": "2026-11-01T00:00:00"}, "from"),
+        ("trend", {"from": "2026-11-02T00:00:00+08:00", "to": "2026-11-01T00:00:00+08:00"}, "to"),
+        ("trend", {"from": "2020-01-01T00:00:00+08:00", "to": "2026-01-01T00:00:00+08:00"}, "from"),
+        ("hotspots", {"cell": 99999}, "cell"),
+        ("heatmap", {"cell": 0}, "cell"),
+        ("heatmap", {"category": ""}, "category"),
+    ],
+)
 def test_bad_analytics_parameters(client, db, world, path, query, field):
     body = assert_problem(get(client, path, world.admin, **query), 422, "validation_failed")
     assert field in body["errors"], body

@@ -1,4 +1,5 @@
 """API keys: admins issue (shown once, only a hash stored), list and revoke them; the CLI does the same."""
+
 from __future__ import annotations
 
 import hashlib
@@ -24,17 +25,21 @@ def admin(db):
 
 
 def counts(db) -> tuple[int, int]:
-    return (db.session.scalar(select(func.count()).select_from(ApiKey)),
-            db.session.scalar(select(func.count()).select_from(User)))
+    return (
+        db.session.scalar(select(func.count()).select_from(ApiKey)),
+        db.session.scalar(select(func.count()).select_from(User)),
+    )
 
 
 def keys_snapshot(db) -> list[tuple]:
     db.session.expire_all()
-    return db.session.execute(select(ApiKey.id, ApiKey.name, ApiKey.key_hash, ApiKey.revoked_at,
-                                     ApiKey.last_used_at).order_by(ApiKey.id)).all()
+    return db.session.execute(
+        select(ApiKey.id, ApiKey.name, ApiKey.key_hash, ApiKey.revoked_at, ApiKey.last_used_at).order_by(ApiKey.id)
+    ).all()
 
 
 # ---- POST /api-keys ---------------------------------------------------------------------------------------------
+
 
 def test_admin_creates_a_key_shown_once_and_stored_as_a_hash(client, db, admin):
     resp = client.post(URL, json={"name": "市民通 app"}, headers=auth_header(admin))
@@ -70,10 +75,16 @@ def test_two_keys_differ(client, db, admin):
     assert first["key"] != second["key"] and first["prefix"] != second["prefix"]
 
 
-@pytest.mark.parametrize("body, field", [
-    ({}, "name"), ({"name": ""}, "name"), ({"name": "x" * 101}, "name"), ({"name": 5}, "name"),
-    ({"name": "ok", "scope": "all"}, "scope"),
-])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({}, "name"),
+        ({"name": ""}, "name"),
+        ({"name": "x" * 101}, "name"),
+        ({"name": 5}, "name"),
+        ({"name": "ok", "scope": "all"}, "scope"),
+    ],
+)
 def test_bad_bodies_are_422_and_create_nothing(client, db, admin, body, field):
     before = counts(db)
     body = assert_problem(client.post(URL, json=body, headers=auth_header(admin)), 422, "validation_failed")
@@ -112,6 +123,7 @@ def test_create_without_token_is_401(client, db):
 
 # ---- GET /api-keys ----------------------------------------------------------------------------------------------
 
+
 def test_list_shows_no_key_material(client, db, admin):
     issued = make_api_key("one")
     key_service.revoke_key(make_api_key("two").api_key)
@@ -134,8 +146,9 @@ def test_list_is_paginated(client, db, admin):
     resp = client.get(URL, query_string={"page": 2, "page_size": 2}, headers=auth_header(admin))
     assert resp.status_code == 200
     assert [i["name"] for i in resp.json["items"]] == ["k2"] and resp.json["total"] == 3
-    assert_problem(client.get(URL, query_string={"page_size": 101}, headers=auth_header(admin)), 422,
-                   "validation_failed")
+    assert_problem(
+        client.get(URL, query_string={"page_size": 101}, headers=auth_header(admin)), 422, "validation_failed"
+    )
 
 
 @pytest.mark.parametrize("role", ["resident", "worker", "supervisor"])
@@ -146,6 +159,7 @@ def test_only_admins_list_keys(client, db, role):
 
 
 # ---- DELETE /api-keys/{id} --------------------------------------------------------------------------------------
+
 
 def test_revoke_is_204_idempotent_and_the_key_stops_working(client, db, admin):
     issued = make_api_key("one")
@@ -172,18 +186,26 @@ def test_revoke_unknown_is_404(client, db, admin):
 def test_only_admins_revoke(client, db, role):
     issued = make_api_key("one")
     before = keys_snapshot(db)
-    assert_problem(client.delete(f"{URL}/{issued.api_key.id}", headers=auth_header(make_user(role))), 403,
-                   "forbidden")
+    assert_problem(client.delete(f"{URL}/{issued.api_key.id}", headers=auth_header(make_user(role))), 403, "forbidden")
     assert_problem(client.delete(f"{URL}/{issued.api_key.id}"), 401, "missing_token")
     assert keys_snapshot(db) == before
 
 
 # ---- authentication ---------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("mangle", [
-    lambda k: None, lambda k: "", lambda k: k[:-1], lambda k: k[:-1] + ("A" if k[-1] != "A" else "B"),
-    lambda k: k.replace("g311_", "g312_"), lambda k: "g311_" + "x" * 43, lambda k: k + "x",
-])
+
+@pytest.mark.parametrize(
+    "mangle",
+    [
+        lambda k: None,
+        lambda k: "",
+        lambda k: k[:-1],
+        lambda k: k[:-1] + ("A" if k[-1] != "A" else "B"),
+        lambda k: k.replace("g311_", "g312_"),
+        lambda k: "g311_" + "x" * 43,
+        lambda k: k + "x",
+    ],
+)
 def test_wrong_keys_are_refused(db, mangle):
     issued = make_api_key("one")
     with pytest.raises(Forbidden):
@@ -196,6 +218,7 @@ def test_authenticate_stamps_last_use(db):
 
 
 # ---- CLI --------------------------------------------------------------------------------------------------------
+
 
 def test_cli_creates_lists_and_revokes(app, db):
     runner = app.test_cli_runner()

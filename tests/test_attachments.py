@@ -1,4 +1,5 @@
 """Photos on reports: upload by bytes-sniffed type, who may add which stage, list, download, the after-photo rule."""
+
 from __future__ import annotations
 
 import hashlib
@@ -15,8 +16,17 @@ from sqlalchemy import func, select
 from app.models import Attachment, CaseEvent, Category, Report
 from app.services.field.storage import LocalBlobStore
 from tests.assertions import assert_problem
-from tests.factories import (COMMUNITY, OTHER_COMMUNITY, OTHER_GRID, auth_header, make_case, make_category,
-                             make_offered, make_two_district_grid, make_user)
+from tests.factories import (
+    COMMUNITY,
+    OTHER_COMMUNITY,
+    OTHER_GRID,
+    auth_header,
+    make_case,
+    make_category,
+    make_offered,
+    make_two_district_grid,
+    make_user,
+)
 
 API = "/api/v1"
 SW, NE = "11010500100101", "11010500100104"
@@ -24,28 +34,39 @@ SW, NE = "11010500100101", "11010500100104"
 
 # ---- tiny real images, built here so the tests need no imaging library --------------------------
 
+
 def png(width: int = 1, height: int = 1, rgb: tuple[int, int, int] = (200, 30, 30)) -> bytes:
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
     rows = b"".join(b"\x00" + bytes(rgb) * width for _ in range(height))
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
 
 
 def jpeg(comment: bytes = b"") -> bytes:
     """A baseline 8x8 grey JPEG: one block, DC difference 0 and end-of-block, one-code Huffman tables."""
+
     def segment(marker: int, body: bytes) -> bytes:
         return bytes([0xFF, marker]) + struct.pack(">H", len(body) + 2) + body
 
     one_code_table = bytes([1] + [0] * 15) + b"\x00"
-    return (b"\xff\xd8"
-            + segment(0xE0, b"JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00")
-            + (segment(0xFE, comment) if comment else b"")
-            + segment(0xDB, b"\x00" + bytes([1] * 64))
-            + segment(0xC0, b"\x08" + struct.pack(">HH", 8, 8) + b"\x01\x01\x11\x00")
-            + segment(0xC4, b"\x00" + one_code_table) + segment(0xC4, b"\x10" + one_code_table)
-            + segment(0xDA, b"\x01\x01\x00\x00\x3f\x00") + b"\x3f" + b"\xff\xd9")
+    return (
+        b"\xff\xd8"
+        + segment(0xE0, b"JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00")
+        + (segment(0xFE, comment) if comment else b"")
+        + segment(0xDB, b"\x00" + bytes([1] * 64))
+        + segment(0xC0, b"\x08" + struct.pack(">HH", 8, 8) + b"\x01\x01\x11\x00")
+        + segment(0xC4, b"\x00" + one_code_table)
+        + segment(0xC4, b"\x10" + one_code_table)
+        + segment(0xDA, b"\x01\x01\x00\x00\x3f\x00")
+        + b"\x3f"
+        + b"\xff\xd9"
+    )
 
 
 def webp() -> bytes:
@@ -60,6 +81,7 @@ PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>
 
 
 # ---- world --------------------------------------------------------------------------------------
+
 
 @pytest.fixture(autouse=True)
 def uploads(app, tmp_path, monkeypatch):
@@ -85,8 +107,7 @@ def w(db):
         other_supervisor=make_user("supervisor", cell=cells[OTHER_COMMUNITY]),
         admin=make_user("admin"),
     )
-    world.case = make_case(world.resident, world.category, cells[SW], status="in_progress",
-                           assignee_id=world.worker.id)
+    world.case = make_case(world.resident, world.category, cells[SW], status="in_progress", assignee_id=world.worker.id)
     return world
 
 
@@ -94,8 +115,17 @@ def url(report, suffix: str = "") -> str:
     return f"{API}/reports/{report.id if hasattr(report, 'id') else report}/attachments{suffix}"
 
 
-def upload(client, report, user, data: bytes | None = b"", *, stage: str | None = "before",
-           filename: str = "photo.jpg", part_type: str = "image/jpeg", extra: dict | None = None):
+def upload(
+    client,
+    report,
+    user,
+    data: bytes | None = b"",
+    *,
+    stage: str | None = "before",
+    filename: str = "photo.jpg",
+    part_type: str = "image/jpeg",
+    extra: dict | None = None,
+):
     form: dict = {}
     if stage is not None:
         form["stage"] = stage
@@ -113,10 +143,12 @@ def files_on_disk(root) -> list[str]:
 def stored(db, uploads) -> tuple:
     """What an upload can leave behind: rows, attach events, the case row itself, and files."""
     db.session.expire_all()
-    return (db.session.scalar(select(func.count()).select_from(Attachment)),
-            db.session.scalar(select(func.count()).select_from(CaseEvent).where(CaseEvent.action == "attach")),
-            db.session.execute(select(Report.status, Report.version, Report.updated_at)).all(),
-            files_on_disk(uploads))
+    return (
+        db.session.scalar(select(func.count()).select_from(Attachment)),
+        db.session.scalar(select(func.count()).select_from(CaseEvent).where(CaseEvent.action == "attach")),
+        db.session.execute(select(Report.status, Report.version, Report.updated_at)).all(),
+        files_on_disk(uploads),
+    )
 
 
 def version(db, report) -> int:
@@ -126,11 +158,16 @@ def version(db, report) -> int:
 
 # ---- upload: accepted types ---------------------------------------------------------------------
 
-@pytest.mark.parametrize("make, media_type, size, part_type", [
-    (jpeg, "image/jpeg", (8, 8), "image/jpeg"),
-    (png, "image/png", (1, 1), "application/octet-stream"),
-    (webp, "image/webp", (1, 1), "text/plain"),
-], ids=["jpeg", "png", "webp"])
+
+@pytest.mark.parametrize(
+    "make, media_type, size, part_type",
+    [
+        (jpeg, "image/jpeg", (8, 8), "image/jpeg"),
+        (png, "image/png", (1, 1), "application/octet-stream"),
+        (webp, "image/webp", (1, 1), "text/plain"),
+    ],
+    ids=["jpeg", "png", "webp"],
+)
 def test_each_image_type_is_accepted_by_its_bytes(client, db, w, uploads, make, media_type, size, part_type):
     data = make()
     before_version = version(db, w.case)
@@ -146,11 +183,16 @@ def test_each_image_type_is_accepted_by_its_bytes(client, db, w, uploads, make, 
     row = db.session.get(Attachment, body["id"])
     assert (row.sha256, row.media_type, row.stage) == (digest, media_type, "after")
     assert LocalBlobStore(uploads).path(digest).read_bytes() == data
-    event = db.session.scalars(select(CaseEvent).where(CaseEvent.report_id == w.case.id,
-                                                       CaseEvent.action == "attach")).one()
+    event = db.session.scalars(
+        select(CaseEvent).where(CaseEvent.report_id == w.case.id, CaseEvent.action == "attach")
+    ).one()
     assert event.data == {"attachment_id": body["id"], "stage": "after"}
-    assert (event.actor_id, event.note, event.from_status, event.to_status) == \
-        (w.worker.id, None, "in_progress", "in_progress")
+    assert (event.actor_id, event.note, event.from_status, event.to_status) == (
+        w.worker.id,
+        None,
+        "in_progress",
+        "in_progress",
+    )
     # A photo is no change of state: the case's ETag stays.
     assert version(db, w.case) == before_version
 
@@ -185,8 +227,11 @@ def test_the_original_name_is_cleaned(client, db, w):
 
 REFUSALS = {
     "pdf_named_jpg": (dict(data=PDF, filename="photo.jpg", part_type="image/jpeg"), 415, "unsupported_image_type"),
-    "text_file": (dict(data=b"just some text\n", filename="note.png", part_type="image/png"),
-                  415, "unsupported_image_type"),
+    "text_file": (
+        dict(data=b"just some text\n", filename="note.png", part_type="image/png"),
+        415,
+        "unsupported_image_type",
+    ),
     "truncated_magic": (dict(data=b"\xff\xd8"), 415, "unsupported_image_type"),
     "zero_bytes": (dict(data=b""), 422, "validation_failed"),
     "missing_file": (dict(data=None), 422, "validation_failed"),
@@ -195,15 +240,26 @@ REFUSALS = {
     "empty_stage": (dict(data=png(), stage=""), 422, "validation_failed"),
     "unknown_field": (dict(data=png(), extra={"caption": "hi"}), 422, "validation_failed"),
     "unknown_file_part": (dict(data=png(), extra={"thumb": (io.BytesIO(png()), "t.png")}), 422, "validation_failed"),
-    "two_files": (dict(data=None, extra={"file": [(io.BytesIO(png()), "a.png"), (io.BytesIO(jpeg()), "b.jpg")]}),
-                  422, "validation_failed"),
+    "two_files": (
+        dict(data=None, extra={"file": [(io.BytesIO(png()), "a.png"), (io.BytesIO(jpeg()), "b.jpg")]}),
+        422,
+        "validation_failed",
+    ),
     "file_as_text_field": (dict(data=None, extra={"file": "not a file part"}), 422, "validation_failed"),
 }
 
 
-FIELD_AT_FAULT = {"zero_bytes": "file", "missing_file": "file", "missing_stage": "stage", "bad_stage": "stage",
-                  "empty_stage": "stage", "unknown_field": "caption", "unknown_file_part": "thumb",
-                  "two_files": "file", "file_as_text_field": "file"}
+FIELD_AT_FAULT = {
+    "zero_bytes": "file",
+    "missing_file": "file",
+    "missing_stage": "stage",
+    "bad_stage": "stage",
+    "empty_stage": "stage",
+    "unknown_field": "caption",
+    "unknown_file_part": "thumb",
+    "two_files": "file",
+    "file_as_text_field": "file",
+}
 
 
 @pytest.mark.parametrize("name", list(REFUSALS))
@@ -262,8 +318,12 @@ def test_without_a_token_the_body_type_does_not_matter(client, db, w, uploads):
 
 def test_a_broken_multipart_body_is_refused(client, db, w, uploads):
     before = stored(db, uploads)
-    resp = client.post(url(w.case), data=b"--nope\r\nnot a part", headers=auth_header(w.worker),
-                       content_type="multipart/form-data; boundary=elsewhere")
+    resp = client.post(
+        url(w.case),
+        data=b"--nope\r\nnot a part",
+        headers=auth_header(w.worker),
+        content_type="multipart/form-data; boundary=elsewhere",
+    )
     # Nothing parses out of it, so the parts are missing.
     assert "stage" in assert_problem(resp, 422, "validation_failed")["errors"]
     assert stored(db, uploads) == before
@@ -272,11 +332,19 @@ def test_a_broken_multipart_body_is_refused(client, db, w, uploads):
 # ---- upload: who may add what -------------------------------------------------------------------
 
 STAGE_RULES = [
-    ("resident", "before", 201), ("resident", "after", 403), ("resident", "verify", 403),
-    ("worker", "before", 201), ("worker", "after", 201), ("worker", "verify", 403),
-    ("worker2", "before", 201), ("worker2", "after", 201), ("worker2", "verify", 201),
-    ("supervisor", "after", 201), ("supervisor", "verify", 201),
-    ("admin", "before", 201), ("admin", "verify", 201),
+    ("resident", "before", 201),
+    ("resident", "after", 403),
+    ("resident", "verify", 403),
+    ("worker", "before", 201),
+    ("worker", "after", 201),
+    ("worker", "verify", 403),
+    ("worker2", "before", 201),
+    ("worker2", "after", 201),
+    ("worker2", "verify", 201),
+    ("supervisor", "after", 201),
+    ("supervisor", "verify", 201),
+    ("admin", "before", 201),
+    ("admin", "verify", 201),
 ]
 
 
@@ -331,9 +399,12 @@ def test_a_final_case_takes_no_photos(client, db, w, uploads, status):
 
 # ---- list, metadata, content --------------------------------------------------------------------
 
+
 def test_the_list_shows_every_photo_oldest_first_to_whoever_sees_the_case(client, db, w):
-    ids = [upload(client, w.case, w.resident, png(1, 1)).json["id"],
-           upload(client, w.case, w.worker, jpeg(), stage="after").json["id"]]
+    ids = [
+        upload(client, w.case, w.resident, png(1, 1)).json["id"],
+        upload(client, w.case, w.worker, jpeg(), stage="after").json["id"],
+    ]
     other = make_case(w.resident, w.category, w.cells[SW], status="in_progress", assignee_id=w.worker.id)
     upload(client, other, w.resident, webp())
     for viewer in (w.resident, w.worker, w.worker2, w.supervisor, w.admin):
@@ -341,8 +412,7 @@ def test_the_list_shows_every_photo_oldest_first_to_whoever_sees_the_case(client
         assert resp.status_code == 200, resp.json
         assert [a["id"] for a in resp.json] == ids
         assert [a["stage"] for a in resp.json] == ["before", "after"]
-    assert client.get(url(make_case(w.resident, w.category, w.cells[SW])),
-                      headers=auth_header(w.resident)).json == []
+    assert client.get(url(make_case(w.resident, w.category, w.cells[SW])), headers=auth_header(w.resident)).json == []
 
 
 def _follower(client, w):
@@ -358,8 +428,10 @@ def test_a_follower_sees_only_the_photos_of_the_public_view(client, db, w, publi
     """None at all, or the "after" photos when the category is public; never who took them or their file name."""
     w.category.public = public
     db.session.commit()
-    uploaded = {stage: upload(client, w.case, user, png(), stage=stage, filename="王师傅.png").json
-                for stage, user in (("before", w.resident), ("after", w.worker), ("verify", w.supervisor))}
+    uploaded = {
+        stage: upload(client, w.case, user, png(), stage=stage, filename="王师傅.png").json
+        for stage, user in (("before", w.resident), ("after", w.worker), ("verify", w.supervisor))
+    }
     follower = _follower(client, w)
     listed = client.get(url(w.case), headers=auth_header(follower))
     assert listed.status_code == 200, listed.json
@@ -416,25 +488,31 @@ def test_the_content_is_the_uploaded_bytes_with_safe_headers(client, db, w):
     assert resp.headers["X-Content-Type-Options"] == "nosniff"
     # Named by the server: case number, stage, id and the extension of the sniffed type; the uploader's name
     # stays a label in the metadata.
-    assert resp.headers["Content-Disposition"] == \
-        f"attachment; filename={w.case.case_number}-before-{attachment['id']}.webp"
+    assert (
+        resp.headers["Content-Disposition"]
+        == f"attachment; filename={w.case.case_number}-before-{attachment['id']}.webp"
+    )
     assert attachment["original_name"] == "门口 照片.webp"
 
 
-@pytest.mark.parametrize("filename", [
-    "",
-    "invoice.pdf.exe",
-    'a.png"; filename="evil.html',
-    "x.png\tSet-Cookie: a=b\x07",
-    "../../etc/passwd",
-    "照片.gif",
-])
+@pytest.mark.parametrize(
+    "filename",
+    [
+        "",
+        "invoice.pdf.exe",
+        'a.png"; filename="evil.html',
+        "x.png\tSet-Cookie: a=b\x07",
+        "../../etc/passwd",
+        "照片.gif",
+    ],
+)
 def test_downloads_never_carry_the_uploaders_name(client, db, w, filename):
     attachment = upload(client, w.case, w.worker, png(), stage="after", filename=filename).json
     resp = client.get(url(w.case, f"/{attachment['id']}/content"), headers=auth_header(w.resident))
     assert resp.status_code == 200
-    assert resp.headers["Content-Disposition"] == \
-        f"attachment; filename={w.case.case_number}-after-{attachment['id']}.png"
+    assert (
+        resp.headers["Content-Disposition"] == f"attachment; filename={w.case.case_number}-after-{attachment['id']}.png"
+    )
     assert "Set-Cookie" not in resp.headers
 
 
@@ -456,6 +534,7 @@ def test_if_none_match_answers_304(client, db, w):
 
 # ---- categories.requires_after_photo ------------------------------------------------------------
 
+
 def category_flags(db) -> list[tuple]:
     db.session.expire_all()
     return db.session.execute(select(Category.code, Category.requires_after_photo).order_by(Category.code)).all()
@@ -463,12 +542,18 @@ def category_flags(db) -> list[tuple]:
 
 def test_categories_take_and_show_requires_after_photo(client, db, w):
     admin = auth_header(w.admin)
-    resp = client.post(f"{API}/categories", headers=admin, json={
-        "code": "0601", "name": "井盖缺失", "group": "部件", "time_limit_value": 6, "requires_after_photo": True})
+    resp = client.post(
+        f"{API}/categories",
+        headers=admin,
+        json={"code": "0601", "name": "井盖缺失", "group": "部件", "time_limit_value": 6, "requires_after_photo": True},
+    )
     assert resp.status_code == 201, resp.json
     assert resp.json["requires_after_photo"] is True
-    default = client.post(f"{API}/categories", headers=admin, json={
-        "code": "0602", "name": "路灯", "group": "部件", "time_limit_value": 6})
+    default = client.post(
+        f"{API}/categories",
+        headers=admin,
+        json={"code": "0602", "name": "路灯", "group": "部件", "time_limit_value": 6},
+    )
     assert default.json["requires_after_photo"] is False
     patched = client.patch(f"{API}/categories/{resp.json['id']}", headers=admin, json={"requires_after_photo": False})
     assert patched.status_code == 200, patched.json
@@ -481,29 +566,43 @@ def test_categories_take_and_show_requires_after_photo(client, db, w):
 def test_requires_after_photo_must_be_a_boolean(client, db, w, value):
     before = category_flags(db)
     admin = auth_header(w.admin)
-    problem = assert_problem(client.patch(f"{API}/categories/{w.category.id}", headers=admin,
-                                          json={"requires_after_photo": value}), 422, "validation_failed")
+    problem = assert_problem(
+        client.patch(f"{API}/categories/{w.category.id}", headers=admin, json={"requires_after_photo": value}),
+        422,
+        "validation_failed",
+    )
     assert "requires_after_photo" in problem["errors"]
-    problem = assert_problem(client.post(f"{API}/categories", headers=admin, json={
-        "code": "0603", "name": "x", "group": "y", "time_limit_value": 1, "requires_after_photo": value}),
-        422, "validation_failed")
+    problem = assert_problem(
+        client.post(
+            f"{API}/categories",
+            headers=admin,
+            json={"code": "0603", "name": "x", "group": "y", "time_limit_value": 1, "requires_after_photo": value},
+        ),
+        422,
+        "validation_failed",
+    )
     assert "requires_after_photo" in problem["errors"]
     assert category_flags(db) == before
 
 
 def test_category_writes_with_the_flag_need_an_admin(client, db, w):
     before = category_flags(db)
-    resp = client.patch(f"{API}/categories/{w.category.id}", headers=auth_header(w.supervisor),
-                        json={"requires_after_photo": True})
+    resp = client.patch(
+        f"{API}/categories/{w.category.id}", headers=auth_header(w.supervisor), json={"requires_after_photo": True}
+    )
     assert_problem(resp, 403, "forbidden")
     assert category_flags(db) == before
 
 
 # ---- resolving needs an after photo when the category says so -----------------------------------
 
+
 def resolve(client, db, report, user, etag: int):
-    return client.post(f"{API}/reports/{report.id}/actions/resolve", json={"note": "已处理"},
-                       headers={**auth_header(user), "If-Match": f'"{etag}"'})
+    return client.post(
+        f"{API}/reports/{report.id}/actions/resolve",
+        json={"note": "已处理"},
+        headers={**auth_header(user), "If-Match": f'"{etag}"'},
+    )
 
 
 def test_resolving_without_an_after_photo_is_409_then_succeeds_with_one(client, db, w, uploads):
@@ -540,6 +639,7 @@ def test_the_after_photo_rule_comes_after_permission_and_if_match(client, db, w)
 
 # ---- flask attachments gc -----------------------------------------------------------------------
 
+
 def test_gc_removes_old_unreferenced_blobs_only(client, db, w, app, uploads):
     kept = upload(client, w.case, w.resident, png()).json["sha256"]
     store = LocalBlobStore(uploads)
@@ -558,14 +658,16 @@ def test_gc_removes_old_unreferenced_blobs_only(client, db, w, app, uploads):
 
 # ---- Idempotency-Key ----------------------------------------------------------------------------
 
+
 def test_a_retried_upload_is_replayed_even_with_a_new_multipart_boundary(client, db, w, uploads):
     data = png(3, 3)
     headers = {**auth_header(w.worker), "Idempotency-Key": "photo-1"}
 
     def send(payload, boundary):
         form = {"stage": "after", "file": (io.BytesIO(payload), "a.png", "image/png")}
-        return client.post(url(w.case), data=form, headers=headers,
-                           content_type=f"multipart/form-data; boundary={boundary}")
+        return client.post(
+            url(w.case), data=form, headers=headers, content_type=f"multipart/form-data; boundary={boundary}"
+        )
 
     first = send(data, "first-boundary")
     assert first.status_code == 201, first.json

@@ -1,4 +1,5 @@
 """Accounts and tokens: the auth blueprint, app/services/auth.py and app/auth/tokens.py."""
+
 from __future__ import annotations
 
 import base64
@@ -15,16 +16,22 @@ from app.auth import tokens
 from app.models import AuthSession, Category, RefreshToken, Role, User
 from app.models.base import utcnow
 from app.services.people import sessions as auth_service
-from tests.factories import (COMMUNITY, PASSWORD, committed_world, make_test_grid, make_user, tokens_for,
-                             wait_for_lock_waiter)
 from tests.assertions import assert_problem
+from tests.factories import (
+    COMMUNITY,
+    PASSWORD,
+    committed_world,
+    make_test_grid,
+    make_user,
+    tokens_for,
+    wait_for_lock_waiter,
+)
 
 API = "/api/v1"
 PROBLEM_KEYS = {"type", "title", "status", "detail", "code"}
 
 
 # --- helpers -----------------------------------------------------------------------------------------
-
 
 
 def count(db, model) -> int:
@@ -82,6 +89,7 @@ def access_claims(resident):
 
 # --- register ----------------------------------------------------------------------------------------
 
+
 def register(client, **body):
     return client.post(f"{API}/auth/register", json=body)
 
@@ -116,20 +124,23 @@ def test_register_without_display_name(client, db):
     assert resp.json["display_name"] is None
 
 
-@pytest.mark.parametrize("body, field", [
-    ({"phone": "1391234567", "password": "long-enough-1"}, "phone"),        # 10 digits
-    ({"phone": "12912345678", "password": "long-enough-1"}, "phone"),       # second digit 2
-    ({"phone": "+8613912345678", "password": "long-enough-1"}, "phone"),
-    ({"phone": "1391234567a", "password": "long-enough-1"}, "phone"),
-    ({"phone": "13912345678", "password": "short7!"}, "password"),
-    ({"phone": "13912345678", "password": "x" * 129}, "password"),
-    ({"phone": "13912345678", "password": "long-enough-1", "role": "admin"}, "role"),  # unknown field
-    ({"phone": 13912345678, "password": "long-enough-1"}, "phone"),          # number, not string
-    ({"phone": "13912345678", "password": 12345678901}, "password"),
-    ({"phone": "13912345678", "password": "long-enough-1", "display_name": ["x"]}, "display_name"),
-    ({"password": "long-enough-1"}, "phone"),                                 # missing
-    ({"phone": "13912345678"}, "password"),
-])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"phone": "1391234567", "password": "long-enough-1"}, "phone"),  # 10 digits
+        ({"phone": "12912345678", "password": "long-enough-1"}, "phone"),  # second digit 2
+        ({"phone": "+8613912345678", "password": "long-enough-1"}, "phone"),
+        ({"phone": "1391234567a", "password": "long-enough-1"}, "phone"),
+        ({"phone": "13912345678", "password": "short7!"}, "password"),
+        ({"phone": "13912345678", "password": "x" * 129}, "password"),
+        ({"phone": "13912345678", "password": "long-enough-1", "role": "admin"}, "role"),  # unknown field
+        ({"phone": 13912345678, "password": "long-enough-1"}, "phone"),  # number, not string
+        ({"phone": "13912345678", "password": 12345678901}, "password"),
+        ({"phone": "13912345678", "password": "long-enough-1", "display_name": ["x"]}, "display_name"),
+        ({"password": "long-enough-1"}, "phone"),  # missing
+        ({"phone": "13912345678"}, "password"),
+    ],
+)
 def test_register_rejects_invalid_bodies(client, db, body, field):
     before = count(db, User)
     resp = client.post(f"{API}/auth/register", json=body)
@@ -140,8 +151,9 @@ def test_register_rejects_invalid_bodies(client, db, body, field):
 
 def test_register_rejects_malformed_json(client, db):
     before = count(db, User)
-    resp = client.post(f"{API}/auth/register", data='{"phone": "13912345678", "password": ',
-                       content_type="application/json")
+    resp = client.post(
+        f"{API}/auth/register", data='{"phone": "13912345678", "password": ', content_type="application/json"
+    )
     assert_problem(resp, 400, "malformed_json")
     assert count(db, User) == before
 
@@ -156,8 +168,11 @@ def test_register_rejects_a_json_array_body(client, db):
 @pytest.mark.parametrize("content_type", ["application/x-www-form-urlencoded", "text/plain"])
 def test_register_rejects_non_json_content_type(client, db, content_type):
     before = count(db, User)
-    data = ("phone=13912345678&password=long-enough-1" if "form" in content_type
-            else json.dumps({"phone": "13912345678", "password": "long-enough-1"}))
+    data = (
+        "phone=13912345678&password=long-enough-1"
+        if "form" in content_type
+        else json.dumps({"phone": "13912345678", "password": "long-enough-1"})
+    )
     resp = client.post(f"{API}/auth/register", data=data, content_type=content_type)
     assert_problem(resp, 415, "unsupported_media_type")
     assert count(db, User) == before
@@ -193,6 +208,7 @@ def test_register_phone_already_on_another_account_is_a_conflict(client, db):
 
 # --- login -------------------------------------------------------------------------------------------
 
+
 def test_login_returns_a_bearer_token_pair(client, app, resident):
     resp = login(client, resident.username)
     assert resp.status_code == 200, resp.json
@@ -203,10 +219,20 @@ def test_login_returns_a_bearer_token_pair(client, app, resident):
     assert body["access_token"] != body["refresh_token"]
 
     assert jwt.get_unverified_header(body["access_token"])["alg"] == "HS256"
-    access = jwt.decode(body["access_token"], app.config["JWT_SECRET"], algorithms=["HS256"],
-                        audience=app.config["JWT_AUDIENCE"], issuer=app.config["JWT_ISSUER"])
-    refresh_claims = jwt.decode(body["refresh_token"], app.config["JWT_SECRET"], algorithms=["HS256"],
-                                audience=app.config["JWT_AUDIENCE"], issuer=app.config["JWT_ISSUER"])
+    access = jwt.decode(
+        body["access_token"],
+        app.config["JWT_SECRET"],
+        algorithms=["HS256"],
+        audience=app.config["JWT_AUDIENCE"],
+        issuer=app.config["JWT_ISSUER"],
+    )
+    refresh_claims = jwt.decode(
+        body["refresh_token"],
+        app.config["JWT_SECRET"],
+        algorithms=["HS256"],
+        audience=app.config["JWT_AUDIENCE"],
+        issuer=app.config["JWT_ISSUER"],
+    )
     assert access["typ"] == "access" and refresh_claims["typ"] == "refresh"
     assert access["sub"] == refresh_claims["sub"] == str(resident.id)
     assert access["sid"] == refresh_claims["sid"]
@@ -256,13 +282,16 @@ def test_username_is_case_insensitive(client, db):
         assert me(client, resp.json["access_token"]).json["id"] == user.id
 
 
-@pytest.mark.parametrize("body, field", [
-    ({"username": "someone"}, "password"),
-    ({"password": PASSWORD}, "username"),
-    ({"username": "", "password": PASSWORD}, "username"),
-    ({"username": "someone", "password": PASSWORD, "remember": True}, "remember"),
-    ({"username": 13800138000, "password": PASSWORD}, "username"),
-])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"username": "someone"}, "password"),
+        ({"password": PASSWORD}, "username"),
+        ({"username": "", "password": PASSWORD}, "username"),
+        ({"username": "someone", "password": PASSWORD, "remember": True}, "remember"),
+        ({"username": 13800138000, "password": PASSWORD}, "username"),
+    ],
+)
 def test_login_rejects_invalid_bodies(client, db, resident, body, field):
     sessions = count(db, AuthSession)
     problem = assert_problem(client.post(f"{API}/auth/login", json=body), 422, "validation_failed")
@@ -276,6 +305,7 @@ def test_login_rejects_malformed_json(client, db):
 
 
 # --- access tokens -----------------------------------------------------------------------------------
+
 
 def test_forged_token_with_unchanged_claims_is_accepted(client, app, access_claims, resident):
     # The control for the forgeries below: re-signing a genuine token's claims yields a working token.
@@ -306,10 +336,13 @@ def test_token_with_another_hmac_algorithm_is_refused(client, app, access_claims
     assert_problem(me(client, sign(app, access_claims, algorithm="HS384")), 401, "invalid_token")
 
 
-@pytest.mark.parametrize("claim, value", [
-    ("aud", "some-other-api"),
-    ("iss", "some-other-issuer"),
-])
+@pytest.mark.parametrize(
+    "claim, value",
+    [
+        ("aud", "some-other-api"),
+        ("iss", "some-other-issuer"),
+    ],
+)
 def test_token_for_another_audience_or_issuer_is_refused(client, app, access_claims, claim, value):
     assert_problem(me(client, sign(app, {**access_claims, claim: value})), 401, "invalid_token")
 
@@ -333,13 +366,15 @@ def test_token_missing_a_required_claim_is_refused(client, app, access_claims, c
     assert_problem(me(client, sign(app, claims)), 401, "invalid_token")
 
 
-@pytest.mark.parametrize("claim, value", [
-    ("sub", "not-a-number"),
-    ("sid", 12345),
-    ("sid", "00000000-0000-0000-0000-000000000000"),  # a session that does not exist
-])
-def test_token_with_a_malformed_or_unknown_subject_or_session_is_refused(client, app, access_claims,
-                                                                          claim, value):
+@pytest.mark.parametrize(
+    "claim, value",
+    [
+        ("sub", "not-a-number"),
+        ("sid", 12345),
+        ("sid", "00000000-0000-0000-0000-000000000000"),  # a session that does not exist
+    ],
+)
+def test_token_with_a_malformed_or_unknown_subject_or_session_is_refused(client, app, access_claims, claim, value):
     assert_problem(me(client, sign(app, {**access_claims, claim: value})), 401, "invalid_token")
 
 
@@ -407,12 +442,12 @@ def test_right_token_with_wrong_role_is_forbidden(client, db, resident):
 
 
 def test_wrong_role_without_token_is_401_not_403(client, db):
-    resp = client.post(f"{API}/categories", json={"code": "T-AUTH-2", "name": "n", "group": "g",
-                                                  "time_limit_value": 4})
+    resp = client.post(f"{API}/categories", json={"code": "T-AUTH-2", "name": "n", "group": "g", "time_limit_value": 4})
     assert_problem(resp, 401, "missing_token")
 
 
 # --- refresh rotation --------------------------------------------------------------------------------
+
 
 def test_refresh_rotates_the_pair(client, db, resident):
     first = tokens_for(resident)
@@ -484,8 +519,11 @@ GRACE_S = 10  # REFRESH_REUSE_GRACE_S's default, which the tests run with
 
 def exchanged_ago(db, refresh_token: str, seconds: float) -> None:
     """Move a refresh token's exchange into the past: the grace window runs from its used_at."""
-    db.session.execute(update(RefreshToken).where(RefreshToken.jti == claims_of(refresh_token)["jti"])
-                       .values(used_at=utcnow() - timedelta(seconds=seconds)))
+    db.session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.jti == claims_of(refresh_token)["jti"])
+        .values(used_at=utcnow() - timedelta(seconds=seconds))
+    )
     db.session.commit()  # a savepoint of the test's transaction; survives the requests' rollbacks
 
 
@@ -650,8 +688,10 @@ def test_two_refreshes_with_one_token_at_once_both_get_the_pair(app, live_reside
         assert held == [True], "the second refresh never queued on the claimed row"
     real_db.session.expire_all()
     assert real_db.session.get(AuthSession, sid).revoked_at is None
-    assert real_db.session.scalar(select(func.count()).select_from(RefreshToken)
-                                  .where(RefreshToken.session_id == sid)) == 2
+    assert (
+        real_db.session.scalar(select(func.count()).select_from(RefreshToken).where(RefreshToken.session_id == sid))
+        == 2
+    )
     pair = results[0].get_json()
     client = app.test_client()
     assert me(client, pair["access_token"]).json["id"] == user_id
@@ -691,14 +731,15 @@ def test_refresh_after_the_login_expired_is_refused(client, db, resident):
 
 def test_refresh_rejects_invalid_bodies(client, db):
     assert_problem(client.post(f"{API}/auth/refresh", json={}), 422, "validation_failed")
-    problem = assert_problem(client.post(f"{API}/auth/refresh", json={"refresh_token": "x", "extra": 1}),
-                             422, "validation_failed")
+    problem = assert_problem(
+        client.post(f"{API}/auth/refresh", json={"refresh_token": "x", "extra": 1}), 422, "validation_failed"
+    )
     assert "extra" in problem["errors"]
-    assert_problem(client.post(f"{API}/auth/refresh", data="{", content_type="application/json"),
-                   400, "malformed_json")
+    assert_problem(client.post(f"{API}/auth/refresh", data="{", content_type="application/json"), 400, "malformed_json")
 
 
 # --- logout ------------------------------------------------------------------------------------------
+
 
 def test_logout_revokes_the_login(client, db, resident):
     pair = tokens_for(resident)
@@ -742,6 +783,7 @@ def test_logout_with_an_unknown_but_well_signed_token_is_refused(client, app, db
 
 # --- deactivation after login ------------------------------------------------------------------------
 
+
 def test_user_deactivated_after_login_is_refused(client, db, resident):
     pair = tokens_for(resident)
     assert me(client, pair.access_token).status_code == 200
@@ -758,6 +800,7 @@ def test_user_deactivated_after_login_is_refused(client, db, resident):
 
 
 # --- /me ---------------------------------------------------------------------------------------------
+
 
 def test_me_for_a_resident(client, resident):
     resp = me(client, tokens_for(resident).access_token)
@@ -783,8 +826,12 @@ def test_me_lists_a_workers_served_cells(client, db):
     assert body["cell"] is None
     assert [c["code"] for c in body["served_cells"]] == sorted(codes)
     first = body["served_cells"][0]
-    assert first == {"id": cells["11010500100101"].id, "code": "11010500100101",
-                     "name": cells["11010500100101"].name, "level": "grid"}
+    assert first == {
+        "id": cells["11010500100101"].id,
+        "code": "11010500100101",
+        "name": cells["11010500100101"].name,
+        "level": "grid",
+    }
 
 
 def test_me_shows_a_supervisors_cell(client, db):
@@ -792,6 +839,10 @@ def test_me_shows_a_supervisors_cell(client, db):
     supervisor = make_user(Role.supervisor, cell=cells[COMMUNITY])
     body = me(client, tokens_for(supervisor).access_token).json
     assert body["role"] == "supervisor"
-    assert body["cell"] == {"id": cells[COMMUNITY].id, "code": COMMUNITY,
-                            "name": cells[COMMUNITY].name, "level": "community"}
+    assert body["cell"] == {
+        "id": cells[COMMUNITY].id,
+        "code": COMMUNITY,
+        "name": cells[COMMUNITY].name,
+        "level": "community",
+    }
     assert body["served_cells"] == []

@@ -1,4 +1,5 @@
 """The request boundary: markers read from the view, @idempotent's place checked, error forms by path prefix."""
+
 from __future__ import annotations
 
 import re
@@ -9,9 +10,9 @@ from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
 from app.api import boundary, open311
+from app.api.access import auth_required
 from app.api.attachments import multipart_only
 from app.api.idempotency import idempotent
-from app.api.access import auth_required
 from tests.assertions import assert_problem
 from tests.test_open311 import assert_open311_error
 
@@ -24,6 +25,7 @@ class ProbeIn(Schema):
 
 def stack(*decorators):
     """A view under the decorators as they would be written above it, outermost first."""
+
     def view(*_args, **_kwargs):
         return "ok"
 
@@ -40,6 +42,7 @@ def view_stack(*markers_at, position: int):
 
 # ---- markers --------------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("position", range(5))
 def test_a_marker_is_seen_wherever_it_sits_among_the_decorators(position):
     view = view_stack(boundary.body_limit("GRID_IMPORT_MAX_BYTES"), boundary.accepts_multipart, position=position)
@@ -48,13 +51,17 @@ def test_a_marker_is_seen_wherever_it_sits_among_the_decorators(position):
     assert view.idempotent is True
 
 
-@pytest.mark.parametrize("url, method, limit", [
-    ("/api/v1/cells/import", "POST", lambda config: config["GRID_IMPORT_MAX_BYTES"]),
-    ("/api/v1/reports/1/attachments", "POST", lambda config: config["ATTACHMENT_MAX_BYTES"] + 64 * 1024),
-    ("/api/v1/reports/1/attachments", "GET", lambda config: config["MAX_CONTENT_LENGTH"]),
-    ("/api/v1/cells", "POST", lambda config: config["MAX_CONTENT_LENGTH"]),
-    ("/api/v1/no-such-thing", "POST", lambda config: config["MAX_CONTENT_LENGTH"]),
-], ids=["import", "upload", "photo-list", "unmarked", "no-route"])
+@pytest.mark.parametrize(
+    "url, method, limit",
+    [
+        ("/api/v1/cells/import", "POST", lambda config: config["GRID_IMPORT_MAX_BYTES"]),
+        ("/api/v1/reports/1/attachments", "POST", lambda config: config["ATTACHMENT_MAX_BYTES"] + 64 * 1024),
+        ("/api/v1/reports/1/attachments", "GET", lambda config: config["MAX_CONTENT_LENGTH"]),
+        ("/api/v1/cells", "POST", lambda config: config["MAX_CONTENT_LENGTH"]),
+        ("/api/v1/no-such-thing", "POST", lambda config: config["MAX_CONTENT_LENGTH"]),
+    ],
+    ids=["import", "upload", "photo-list", "unmarked", "no-route"],
+)
 def test_the_body_limit_is_the_one_the_view_is_marked_with(app, url, method, limit):
     with app.test_request_context(url, method=method):
         boundary.open_request()
@@ -75,9 +82,12 @@ def _openapi_path(rule: str) -> str:
 def test_the_boundary_finds_every_idempotent_view_the_document_shows(app, client):
     """The host hold of an Idempotency-Key reaches exactly the operations that document the header."""
     spec = client.get("/api/v1/openapi.json").json
-    documented = {(path, method) for path, item in spec["paths"].items() for method, operation in item.items()
-                  if isinstance(operation, dict)
-                  and any(p["name"] == "Idempotency-Key" for p in operation.get("parameters", []))}
+    documented = {
+        (path, method)
+        for path, item in spec["paths"].items()
+        for method, operation in item.items()
+        if isinstance(operation, dict) and any(p["name"] == "Idempotency-Key" for p in operation.get("parameters", []))
+    }
     marked = set()
     for rule in app.url_map.iter_rules():
         if not rule.rule.startswith("/api/v1/"):
@@ -92,23 +102,38 @@ def test_the_boundary_finds_every_idempotent_view_the_document_shows(app, client
 
 # ---- @idempotent's place --------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("decorators", [
-    (auth_required(), idempotent, PROBE.doc(security=[]), PROBE.arguments(ProbeIn), PROBE.response(200)),
-    (boundary.body_limit("X"), auth_required(), boundary.accepts_multipart, idempotent, multipart_only,
-     PROBE.response(200)),
-    (auth_required(), idempotent),
-], ids=["usual", "with-markers", "without-flask-smorest"])
+
+@pytest.mark.parametrize(
+    "decorators",
+    [
+        (auth_required(), idempotent, PROBE.doc(security=[]), PROBE.arguments(ProbeIn), PROBE.response(200)),
+        (
+            boundary.body_limit("X"),
+            auth_required(),
+            boundary.accepts_multipart,
+            idempotent,
+            multipart_only,
+            PROBE.response(200),
+        ),
+        (auth_required(), idempotent),
+    ],
+    ids=["usual", "with-markers", "without-flask-smorest"],
+)
 def test_idempotent_directly_under_authentication_and_above_flask_smorest_is_accepted(decorators):
     boundary.check_idempotent_position(stack(*decorators), "probe")
 
 
-@pytest.mark.parametrize("decorators, wrong", [
-    ((idempotent, auth_required(), PROBE.arguments(ProbeIn), PROBE.response(200)), "directly under"),
-    ((idempotent, PROBE.arguments(ProbeIn), PROBE.response(200)), "directly under"),
-    ((auth_required(), multipart_only, idempotent, PROBE.response(200)), "directly under"),
-    ((PROBE.response(200), auth_required(), idempotent, PROBE.arguments(ProbeIn)), "above flask-smorest"),
-    ((PROBE.arguments(ProbeIn), auth_required(), idempotent), "above flask-smorest"),
-], ids=["above-auth", "without-auth", "not-directly-under", "under-the-response", "under-the-arguments"])
+@pytest.mark.parametrize(
+    "decorators, wrong",
+    [
+        ((idempotent, auth_required(), PROBE.arguments(ProbeIn), PROBE.response(200)), "directly under"),
+        ((idempotent, PROBE.arguments(ProbeIn), PROBE.response(200)), "directly under"),
+        ((auth_required(), multipart_only, idempotent, PROBE.response(200)), "directly under"),
+        ((PROBE.response(200), auth_required(), idempotent, PROBE.arguments(ProbeIn)), "above flask-smorest"),
+        ((PROBE.arguments(ProbeIn), auth_required(), idempotent), "above flask-smorest"),
+    ],
+    ids=["above-auth", "without-auth", "not-directly-under", "under-the-response", "under-the-arguments"],
+)
 def test_idempotent_anywhere_else_stops_the_app(decorators, wrong):
     with pytest.raises(TypeError, match=wrong):
         boundary.check_idempotent_position(stack(*decorators), "probe")
@@ -124,6 +149,7 @@ def test_the_boundary_needs_its_app_class():
 
 
 # ---- error forms by path prefix ---------------------------------------------------------------------------------
+
 
 def test_open311_registered_its_error_form_once(app):
     assert app.extensions[boundary.ERROR_FORMS] == [("/open311/", open311.error_response)]
@@ -146,8 +172,9 @@ def test_a_registered_form_writes_every_error_under_its_prefix(app, client, monk
         seen.append((status, detail, headers))
         return Response(f"error {status}", status=status, mimetype="text/plain")
 
-    monkeypatch.setitem(app.extensions, boundary.ERROR_FORMS,
-                        [*app.extensions[boundary.ERROR_FORMS], ("/elsewhere/", render)])
+    monkeypatch.setitem(
+        app.extensions, boundary.ERROR_FORMS, [*app.extensions[boundary.ERROR_FORMS], ("/elsewhere/", render)]
+    )
     resp = client.get("/elsewhere/x")
     assert (resp.status_code, resp.mimetype, resp.get_data(as_text=True)) == (404, "text/plain", "error 404")
     assert [status for status, _, _ in seen] == [404]

@@ -1,19 +1,20 @@
 """Work calendar: the admin endpoints, deadline recompute on a change, and `flask calendar import`."""
+
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import func, select
 
+from app.lib.hours import DEFAULT_WORK_HOURS, parse_week
 from app.models import CalendarDay, Report
 from app.models.base import utcnow
-from app.services.cases import sla
 from app.services.calendar import worktime
-from app.lib.hours import DEFAULT_WORK_HOURS, parse_week
 from app.services.calendar.days import import_year, library_days, library_years, set_day
+from app.services.cases import sla
 from tests.assertions import assert_problem
 from tests.factories import auth_header, make_category, make_report, make_test_grid, make_user
 
@@ -38,12 +39,15 @@ def world(db):
 
 
 def rows(db) -> list[tuple]:
-    return db.session.execute(select(CalendarDay.day, CalendarDay.kind, CalendarDay.hours, CalendarDay.name,
-                                     CalendarDay.source).order_by(CalendarDay.day)).all()
+    return db.session.execute(
+        select(CalendarDay.day, CalendarDay.kind, CalendarDay.hours, CalendarDay.name, CalendarDay.source).order_by(
+            CalendarDay.day
+        )
+    ).all()
 
 
 def local(d: date, hh: int = 0, mm: int = 0) -> datetime:
-    return datetime.combine(d, time(hh, mm), tzinfo=SH).astimezone(timezone.utc)
+    return datetime.combine(d, time(hh, mm), tzinfo=SH).astimezone(UTC)
 
 
 def today() -> date:
@@ -51,6 +55,7 @@ def today() -> date:
 
 
 # ---- listing ----------------------------------------------------------------------------------------
+
 
 def test_list_shows_weekly_days_holidays_and_make_up_days(client, db, world):
     import_year(2026)
@@ -61,11 +66,24 @@ def test_list_shows_weekly_days_holidays_and_make_up_days(client, db, world):
     assert (out["from"], out["to"]) == ("2026-09-28", "2026-10-11")
     days = {d["date"]: d for d in out["items"]}
     assert [d["date"] for d in out["items"]] == [str(date(2026, 9, 28) + timedelta(days=i)) for i in range(14)]
-    assert days["2026-09-28"] == {"date": "2026-09-28", "weekday": 1, "kind": "workday",
-                                  "hours": ["09:00-12:00", "13:30-17:30"], "working_hours": 7.0, "name": None,
-                                  "source": "weekly"}
-    assert days[HOLIDAY] | {"hours": None} == {"date": HOLIDAY, "weekday": 4, "kind": "holiday", "hours": None,
-                                               "working_hours": 0.0, "name": "国庆节", "source": "library"}
+    assert days["2026-09-28"] == {
+        "date": "2026-09-28",
+        "weekday": 1,
+        "kind": "workday",
+        "hours": ["09:00-12:00", "13:30-17:30"],
+        "working_hours": 7.0,
+        "name": None,
+        "source": "weekly",
+    }
+    assert days[HOLIDAY] | {"hours": None} == {
+        "date": HOLIDAY,
+        "weekday": 4,
+        "kind": "holiday",
+        "hours": None,
+        "working_hours": 0.0,
+        "name": "国庆节",
+        "source": "library",
+    }
     assert days[HOLIDAY]["hours"] == []
     assert days[MAKE_UP]["kind"] == "workday" and days[MAKE_UP]["weekday"] == 6
     assert days[MAKE_UP]["name"] == "国庆节调休上班" and days[MAKE_UP]["working_hours"] == 7.0
@@ -78,18 +96,22 @@ def test_list_takes_up_to_366_days(client, db, world):
     assert len(resp.json["items"]) == 366
 
 
-@pytest.mark.parametrize("query, field", [
-    ({"to": "2026-10-01"}, "from"),
-    ({"from": "2026-10-01"}, "to"),
-    ({"from": "2026-10-02", "to": "2026-10-01"}, "to"),
-    ({"from": "2026-01-01", "to": "2027-01-02"}, "to"),
-    ({"from": "2026-13-01", "to": "2026-12-01"}, "from"),
-    ({"from": "yesterday", "to": "2026-12-01"}, "from"),
-    ({"from": "1999-12-31", "to": "2000-01-01"}, "from"),
-])
+@pytest.mark.parametrize(
+    "query, field",
+    [
+        ({"to": "2026-10-01"}, "from"),
+        ({"from": "2026-10-01"}, "to"),
+        ({"from": "2026-10-02", "to": "2026-10-01"}, "to"),
+        ({"from": "2026-01-01", "to": "2027-01-02"}, "to"),
+        ({"from": "2026-13-01", "to": "2026-12-01"}, "from"),
+        ({"from": "yesterday", "to": "2026-12-01"}, "from"),
+        ({"from": "1999-12-31", "to": "2000-01-01"}, "from"),
+    ],
+)
 def test_list_refuses_bad_ranges(client, db, world, query, field):
-    body = assert_problem(client.get(URL, query_string=query, headers=auth_header(world.admin)),
-                          422, "validation_failed")
+    body = assert_problem(
+        client.get(URL, query_string=query, headers=auth_header(world.admin)), 422, "validation_failed"
+    )
     assert field in body["errors"], body
 
 
@@ -102,11 +124,19 @@ def test_list_is_for_admins_only(client, db, world):
 
 # ---- one day --------------------------------------------------------------------------------------------
 
+
 def test_get_one_day(client, db, world):
     resp = client.get(f"{URL}/2026-11-28", headers=auth_header(world.admin))
     assert resp.status_code == 200, resp.json
-    assert resp.json == {"date": "2026-11-28", "weekday": 6, "kind": "rest", "hours": [], "working_hours": 0.0,
-                         "name": None, "source": "weekly"}
+    assert resp.json == {
+        "date": "2026-11-28",
+        "weekday": 6,
+        "kind": "rest",
+        "hours": [],
+        "working_hours": 0.0,
+        "name": None,
+        "source": "weekly",
+    }
 
 
 @pytest.mark.parametrize("day", ["2026-02-30", "tomorrow", "2026-1-1", "2026-10-01T08:00", "2100-01-01"])
@@ -114,18 +144,28 @@ def test_bad_dates_are_refused(client, db, world, day):
     headers = auth_header(world.admin)
     body = assert_problem(client.get(f"{URL}/{day}", headers=headers), 422, "validation_failed")
     assert "day" in body["errors"]
-    body = assert_problem(client.put(f"{URL}/{day}", json={"kind": "holiday"}, headers=headers),
-                          422, "validation_failed")
+    body = assert_problem(
+        client.put(f"{URL}/{day}", json={"kind": "holiday"}, headers=headers), 422, "validation_failed"
+    )
     assert "day" in body["errors"]
     assert rows(db) == []
 
 
 def test_admin_makes_a_day_a_holiday(client, db, world):
-    resp = client.put(f"{URL}/2026-12-01", json={"kind": "holiday", "name": "停水停电"},
-                      headers=auth_header(world.admin))
+    resp = client.put(
+        f"{URL}/2026-12-01", json={"kind": "holiday", "name": "停水停电"}, headers=auth_header(world.admin)
+    )
     assert resp.status_code == 200, resp.json
-    assert resp.json == {"date": "2026-12-01", "weekday": 2, "kind": "holiday", "hours": [], "working_hours": 0.0,
-                         "name": "停水停电", "source": "admin", "recomputed_cases": 0}
+    assert resp.json == {
+        "date": "2026-12-01",
+        "weekday": 2,
+        "kind": "holiday",
+        "hours": [],
+        "working_hours": 0.0,
+        "name": "停水停电",
+        "source": "admin",
+        "recomputed_cases": 0,
+    }
     assert rows(db) == [(date(2026, 12, 1), "holiday", None, "停水停电", "admin")]
     assert client.get(f"{URL}/2026-12-01", headers=auth_header(world.admin)).json["kind"] == "holiday"
     # Deadlines computed afterwards skip the day.
@@ -133,15 +173,19 @@ def test_admin_makes_a_day_a_holiday(client, db, world):
 
 
 def test_admin_sets_a_make_up_day_with_its_own_hours(client, db, world):
-    resp = client.put(f"{URL}/2026-11-29", json={"kind": "workday", "hours": ["13:30-17:30", "08:30-12:00"][::-1]},
-                      headers=auth_header(world.admin))
+    resp = client.put(
+        f"{URL}/2026-11-29",
+        json={"kind": "workday", "hours": ["13:30-17:30", "08:30-12:00"][::-1]},
+        headers=auth_header(world.admin),
+    )
     assert resp.status_code == 200, resp.json
     assert resp.json["kind"] == "workday" and resp.json["source"] == "admin"
     assert resp.json["hours"] == ["08:30-12:00", "13:30-17:30"] and resp.json["working_hours"] == 7.5
     assert resp.json["name"] is None
     # Without hours a workday works the standard day; a second PUT replaces the first.
-    resp = client.put(f"{URL}/2026-11-29", json={"kind": "workday", "name": "调休上班"},
-                      headers=auth_header(world.admin))
+    resp = client.put(
+        f"{URL}/2026-11-29", json={"kind": "workday", "name": "调休上班"}, headers=auth_header(world.admin)
+    )
     assert resp.status_code == 200, resp.json
     assert resp.json["hours"] == ["09:00-12:00", "13:30-17:30"]
     assert rows(db) == [(date(2026, 11, 29), "workday", None, "调休上班", "admin")]
@@ -157,22 +201,25 @@ def test_admin_clears_an_override(client, db, world):
     assert client.delete(f"{URL}/2026-12-01", headers=auth_header(world.admin)).json["recomputed_cases"] == 0
 
 
-@pytest.mark.parametrize("body, field", [
-    ({}, "kind"),
-    ({"kind": "weekend"}, "kind"),
-    ({"kind": 5}, "kind"),
-    ({"kind": "holiday", "name": 7}, "name"),
-    ({"kind": "holiday", "name": "x" * 101}, "name"),
-    ({"kind": "workday", "hours": "09:00-12:00"}, "hours"),
-    ({"kind": "workday", "hours": [9]}, "hours"),
-    ({"kind": "workday", "hours": []}, "hours"),
-    ({"kind": "workday", "hours": ["09:00-12:00"] * 9}, "hours"),
-    ({"kind": "workday", "hours": ["9-12"]}, "hours"),
-    ({"kind": "workday", "hours": ["12:00-09:00"]}, "hours"),
-    ({"kind": "workday", "hours": ["09:00-12:00", "11:00-14:00"]}, "hours"),
-    ({"kind": "holiday", "hours": ["09:00-12:00"]}, "hours"),
-    ({"kind": "holiday", "colour": "red"}, "colour"),
-])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({}, "kind"),
+        ({"kind": "weekend"}, "kind"),
+        ({"kind": 5}, "kind"),
+        ({"kind": "holiday", "name": 7}, "name"),
+        ({"kind": "holiday", "name": "x" * 101}, "name"),
+        ({"kind": "workday", "hours": "09:00-12:00"}, "hours"),
+        ({"kind": "workday", "hours": [9]}, "hours"),
+        ({"kind": "workday", "hours": []}, "hours"),
+        ({"kind": "workday", "hours": ["09:00-12:00"] * 9}, "hours"),
+        ({"kind": "workday", "hours": ["9-12"]}, "hours"),
+        ({"kind": "workday", "hours": ["12:00-09:00"]}, "hours"),
+        ({"kind": "workday", "hours": ["09:00-12:00", "11:00-14:00"]}, "hours"),
+        ({"kind": "holiday", "hours": ["09:00-12:00"]}, "hours"),
+        ({"kind": "holiday", "colour": "red"}, "colour"),
+    ],
+)
 def test_put_refuses_bad_bodies(client, db, world, body, field):
     resp = client.put(f"{URL}/2026-12-01", json=body, headers=auth_header(world.admin))
     problem = assert_problem(resp, 422, "validation_failed")
@@ -181,15 +228,17 @@ def test_put_refuses_bad_bodies(client, db, world, body, field):
 
 
 def test_put_refuses_malformed_json(client, db, world):
-    resp = client.put(f"{URL}/2026-12-01", data="{kind: holiday", content_type="application/json",
-                      headers=auth_header(world.admin))
+    resp = client.put(
+        f"{URL}/2026-12-01", data="{kind: holiday", content_type="application/json", headers=auth_header(world.admin)
+    )
     assert_problem(resp, 400, "malformed_json")
     assert rows(db) == []
 
 
 def test_put_refuses_an_oversized_body(client, db, world):
-    resp = client.put(f"{URL}/2026-12-01", json={"kind": "holiday", "name": "x" * (1024 * 1024)},
-                      headers=auth_header(world.admin))
+    resp = client.put(
+        f"{URL}/2026-12-01", json={"kind": "holiday", "name": "x" * (1024 * 1024)}, headers=auth_header(world.admin)
+    )
     assert_problem(resp, 413, "payload_too_large")
     assert rows(db) == []
 
@@ -211,6 +260,7 @@ def test_changes_are_for_admins_only(client, db, world):
 
 
 # ---- deadlines follow the calendar -----------------------------------------------------------------
+
 
 def accepted_case(world, db, accepted_at: datetime, value: int, unit: str, status: str = "assigned") -> Report:
     report = make_report(world.resident, world.category, *POINT)
@@ -265,8 +315,7 @@ def test_passed_deadlines_stay_where_they_were(client, db, world):
     assert passed.deadline_at == local(monday + timedelta(days=1), 17, 30)
     before = (passed.deadline_at, passed.warn_at, passed.due_at, passed.version)
 
-    resp = client.put(f"{URL}/{monday + timedelta(days=1)}", json={"kind": "holiday"},
-                      headers=auth_header(world.admin))
+    resp = client.put(f"{URL}/{monday + timedelta(days=1)}", json={"kind": "holiday"}, headers=auth_header(world.admin))
     assert resp.status_code == 200, resp.json
     assert resp.json["recomputed_cases"] == 0
     db.session.refresh(passed)
@@ -285,6 +334,7 @@ def test_recompute_leaves_cases_whose_deadline_is_before_the_changed_day(client,
 
 
 # ---- import from the holiday library ------------------------------------------------------------------
+
 
 def run(app, *args):
     return app.test_cli_runner().invoke(args=list(args))

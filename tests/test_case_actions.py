@@ -1,4 +1,5 @@
 """Case actions: every transition, its permissions, If-Match, bad input, the clock, duplicates, history, races."""
+
 from __future__ import annotations
 
 import threading
@@ -11,11 +12,21 @@ from sqlalchemy.exc import IntegrityError
 
 from app.models import CaseEvent, Notification, Report, ReportStatus
 from app.models.base import utcnow
-from app.services.cases import lifecycle as cases
-from app.services.cases import sla
+from app.services.cases import lifecycle as cases, sla
 from tests.assertions import assert_problem
-from tests.factories import (COMMUNITY, DISTRICT, OTHER_COMMUNITY, OTHER_GRID, auth_header, committed_world,
-                             make_category, make_report, make_two_district_grid, make_user, set_case)
+from tests.factories import (
+    COMMUNITY,
+    DISTRICT,
+    OTHER_COMMUNITY,
+    OTHER_GRID,
+    auth_header,
+    committed_world,
+    make_category,
+    make_report,
+    make_two_district_grid,
+    make_user,
+    set_case,
+)
 
 URL = "/api/v1/reports"
 SW, NE = "11010500100101", "11010500100104"
@@ -82,11 +93,27 @@ def act(client, db, report, action, user, body=None, *, if_match="current"):
     return client.post(f"{URL}/{report.id}/actions/{action}", json={} if body is None else body, headers=headers)
 
 
-SNAPSHOT_COLUMNS = (Report.status, Report.version, Report.assignee_id, Report.assigned_at, Report.cell_id,
-                    Report.handling_cell_id, Report.accepted_at, Report.deadline_at, Report.warn_at, Report.due_at,
-                    Report.extension_value, Report.extension_requested, Report.hold_started_at,
-                    Report.held_seconds, Report.duplicate_of_id, Report.resolved_at, Report.closed_at,
-                    Report.needs_triage, Report.updated_at)
+SNAPSHOT_COLUMNS = (
+    Report.status,
+    Report.version,
+    Report.assignee_id,
+    Report.assigned_at,
+    Report.cell_id,
+    Report.handling_cell_id,
+    Report.accepted_at,
+    Report.deadline_at,
+    Report.warn_at,
+    Report.due_at,
+    Report.extension_value,
+    Report.extension_requested,
+    Report.hold_started_at,
+    Report.held_seconds,
+    Report.duplicate_of_id,
+    Report.resolved_at,
+    Report.closed_at,
+    Report.needs_triage,
+    Report.updated_at,
+)
 
 
 def snapshot(db, report) -> tuple:
@@ -140,6 +167,7 @@ def setup_case(w, action, status):
 
 
 # ---- every action's success ---------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("as_admin", [False, True], ids=["role", "admin"])
 @pytest.mark.parametrize("action", list(SUCCESS))
@@ -199,8 +227,9 @@ def test_accept_with_auto_dispatch_and_nobody_serving_notifies_the_supervisors(c
     resp = act(client, db, report, "accept", w.supervisor)
     assert resp.status_code == 200, resp.json
     assert (resp.json["status"], resp.json["assignee"]) == ("accepted", None)
-    notified = db.session.scalars(select(Notification.user_id).where(
-        Notification.report_id == report.id, Notification.kind == "case_unassigned")).all()
+    notified = db.session.scalars(
+        select(Notification.user_id).where(Notification.report_id == report.id, Notification.kind == "case_unassigned")
+    ).all()
     assert sorted(notified) == sorted([w.supervisor.id, w.root_supervisor.id])
 
 
@@ -208,8 +237,11 @@ def test_assign_records_the_assignee(client, db, w):
     report = case(w, "accepted")
     resp = act(client, db, report, "assign", w.supervisor, {"assignee_id": w.worker2.id})
     assert resp.status_code == 200, resp.json
-    assert resp.json["assignee"] == {"id": w.worker2.id, "username": w.worker2.username,
-                                      "display_name": w.worker2.display_name}
+    assert resp.json["assignee"] == {
+        "id": w.worker2.id,
+        "username": w.worker2.username,
+        "display_name": w.worker2.display_name,
+    }
     assert resp.json["assigned_at"] is not None
     assert events_of(db, report)[-1].data == {"assignee_id": w.worker2.id, "previous_assignee_id": None}
 
@@ -269,8 +301,7 @@ def test_supervise_notifies_the_assignee(client, db, w):
 
 # ---- statuses an action may not leave from ------------------------------------------------------
 
-NOT_ALLOWED = [(action, status) for action in SUCCESS for status in ALL_STATUSES
-               if status not in cases.SOURCES[action]]
+NOT_ALLOWED = [(action, status) for action in SUCCESS for status in ALL_STATUSES if status not in cases.SOURCES[action]]
 
 
 @pytest.mark.parametrize("action, status", NOT_ALLOWED)
@@ -287,46 +318,69 @@ def test_extension_decisions_need_a_pending_request(client, db, w):
     report = case(w, "in_progress")
     before = snapshot(db, report)
     assert_problem(act(client, db, report, "approve_extension", w.supervisor), 409, "no_extension_request")
-    assert_problem(act(client, db, report, "deny_extension", w.supervisor, {"reason": "x"}),
-                   409, "no_extension_request")
+    assert_problem(
+        act(client, db, report, "deny_extension", w.supervisor, {"reason": "x"}), 409, "no_extension_request"
+    )
     assert snapshot(db, report) == before
 
 
 def test_a_second_extension_request_waits_for_the_first(client, db, w):
     report = case(w, "in_progress", extension_requested=1)
     before = snapshot(db, report)
-    assert_problem(act(client, db, report, "request_extension", w.worker, {"value": 2, "reason": "x"}),
-                   409, "extension_pending")
+    assert_problem(
+        act(client, db, report, "request_extension", w.worker, {"value": 2, "reason": "x"}), 409, "extension_pending"
+    )
     assert snapshot(db, report) == before
 
 
 # ---- who may act --------------------------------------------------------------------------------
 
 WRONG_USERS = [
-    ("accept", "submitted", "resident", 403), ("accept", "submitted", "resident2", 404),
-    ("accept", "submitted", "worker", 403), ("accept", "submitted", "other_worker", 404),
+    ("accept", "submitted", "resident", 403),
+    ("accept", "submitted", "resident2", 404),
+    ("accept", "submitted", "worker", 403),
+    ("accept", "submitted", "other_worker", 404),
     ("accept", "submitted", "other_supervisor", 404),
-    ("reject", "submitted", "worker", 403), ("reject", "submitted", "resident", 403),
-    ("assign", "accepted", "worker", 403), ("assign", "accepted", "resident", 403),
-    ("start", "assigned", "worker2", 403), ("start", "assigned", "supervisor", 403),
-    ("start", "assigned", "resident", 403), ("start", "assigned", "other_worker", 404),
-    ("resolve", "in_progress", "worker2", 403), ("resolve", "in_progress", "supervisor", 403),
-    ("verify", "resolved", "worker", 403), ("verify", "resolved", "resident", 403),
-    ("verify", "resolved", "worker_ne", 404), ("verify", "resolved", "other_supervisor", 404),
-    ("close", "resolved", "worker", 403), ("close", "resolved", "worker2", 403),
-    ("close", "resolved", "resident", 403), ("close", "resolved", "other_supervisor", 404),
-    ("rework", "resolved", "worker", 403), ("rework", "resolved", "worker2", 403),
-    ("return", "in_progress", "supervisor", 403), ("return", "assigned", "worker2", 403),
-    ("reroute", "submitted", "worker", 403), ("reroute", "submitted", "resident", 403),
-    ("hold", "in_progress", "worker2", 403), ("hold", "in_progress", "supervisor", 403),
-    ("resume", "on_hold", "supervisor", 403), ("resume", "on_hold", "worker2", 403),
-    ("request_extension", "in_progress", "supervisor", 403), ("request_extension", "in_progress", "worker2", 403),
-    ("approve_extension", "in_progress", "worker", 403), ("deny_extension", "in_progress", "worker", 403),
+    ("reject", "submitted", "worker", 403),
+    ("reject", "submitted", "resident", 403),
+    ("assign", "accepted", "worker", 403),
+    ("assign", "accepted", "resident", 403),
+    ("start", "assigned", "worker2", 403),
+    ("start", "assigned", "supervisor", 403),
+    ("start", "assigned", "resident", 403),
+    ("start", "assigned", "other_worker", 404),
+    ("resolve", "in_progress", "worker2", 403),
+    ("resolve", "in_progress", "supervisor", 403),
+    ("verify", "resolved", "worker", 403),
+    ("verify", "resolved", "resident", 403),
+    ("verify", "resolved", "worker_ne", 404),
+    ("verify", "resolved", "other_supervisor", 404),
+    ("close", "resolved", "worker", 403),
+    ("close", "resolved", "worker2", 403),
+    ("close", "resolved", "resident", 403),
+    ("close", "resolved", "other_supervisor", 404),
+    ("rework", "resolved", "worker", 403),
+    ("rework", "resolved", "worker2", 403),
+    ("return", "in_progress", "supervisor", 403),
+    ("return", "assigned", "worker2", 403),
+    ("reroute", "submitted", "worker", 403),
+    ("reroute", "submitted", "resident", 403),
+    ("hold", "in_progress", "worker2", 403),
+    ("hold", "in_progress", "supervisor", 403),
+    ("resume", "on_hold", "supervisor", 403),
+    ("resume", "on_hold", "worker2", 403),
+    ("request_extension", "in_progress", "supervisor", 403),
+    ("request_extension", "in_progress", "worker2", 403),
+    ("approve_extension", "in_progress", "worker", 403),
+    ("deny_extension", "in_progress", "worker", 403),
     ("approve_extension", "in_progress", "other_supervisor", 404),
-    ("mark_duplicate", "submitted", "worker", 403), ("mark_duplicate", "submitted", "resident", 403),
-    ("supervise", "in_progress", "worker", 403), ("supervise", "in_progress", "resident", 403),
+    ("mark_duplicate", "submitted", "worker", 403),
+    ("mark_duplicate", "submitted", "resident", 403),
+    ("supervise", "in_progress", "worker", 403),
+    ("supervise", "in_progress", "resident", 403),
     ("supervise", "in_progress", "other_supervisor", 404),
-    ("cancel", "submitted", "resident2", 404), ("cancel", "submitted", "supervisor", 403),
+    ("cancel", "submitted", "resident2", 404),
+    ("cancel", "submitted", "supervisor", 403),
     ("cancel", "submitted", "worker", 403),
 ]
 
@@ -363,6 +417,7 @@ def test_action_on_a_missing_case_is_404(client, db, w):
 
 # ---- If-Match -----------------------------------------------------------------------------------
 
+
 def test_get_returns_the_etag_the_actions_check(client, db, w):
     report = case(w)
     resp = client.get(f"{URL}/{report.id}", headers=auth_header(w.supervisor))
@@ -372,8 +427,7 @@ def test_get_returns_the_etag_the_actions_check(client, db, w):
     moved = act(client, db, report, "accept", w.supervisor, if_match=tag)
     assert moved.status_code == 200, moved.json
     assert moved.headers["ETag"] != tag
-    assert client.get(f"{URL}/{report.id}", headers=auth_header(w.supervisor)).headers["ETag"] == \
-        moved.headers["ETag"]
+    assert client.get(f"{URL}/{report.id}", headers=auth_header(w.supervisor)).headers["ETag"] == moved.headers["ETag"]
 
 
 @pytest.mark.parametrize("action", list(SUCCESS))
@@ -381,8 +435,9 @@ def test_action_without_if_match_is_428_and_changes_nothing(client, db, w, actio
     source, who, make_body, _ = SUCCESS[action]
     report = setup_case(w, action, source)
     before = snapshot(db, report)
-    assert_problem(act(client, db, report, action, getattr(w, who), make_body(w), if_match=None),
-                   428, "if_match_required")
+    assert_problem(
+        act(client, db, report, action, getattr(w, who), make_body(w), if_match=None), 428, "if_match_required"
+    )
     assert snapshot(db, report) == before
 
 
@@ -392,12 +447,13 @@ def test_action_with_a_stale_etag_is_412_and_changes_nothing(client, db, w, acti
     report = setup_case(w, action, source)
     stale = f'"{version(db, report) - 1}"'
     before = snapshot(db, report)
-    assert_problem(act(client, db, report, action, getattr(w, who), make_body(w), if_match=stale),
-                   412, "version_mismatch")
+    assert_problem(
+        act(client, db, report, action, getattr(w, who), make_body(w), if_match=stale), 412, "version_mismatch"
+    )
     assert snapshot(db, report) == before
 
 
-@pytest.mark.parametrize("header", ["*", "W/\"{v}\"", "{v}", "\"abc\"", ""])
+@pytest.mark.parametrize("header", ["*", 'W/"{v}"', "{v}", '"abc"', ""])
 def test_unusable_if_match_is_412(client, db, w, header):
     report = case(w)
     before = snapshot(db, report)
@@ -441,13 +497,15 @@ def test_a_write_that_loses_the_race_after_its_checks_is_412(client, db, w, monk
 
 # ---- bad input ----------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("action", list(SUCCESS))
 def test_unknown_field_is_422_and_changes_nothing(client, db, w, action):
     source, who, make_body, _ = SUCCESS[action]
     report = setup_case(w, action, source)
     before = snapshot(db, report)
-    problem = assert_problem(act(client, db, report, action, getattr(w, who), {**make_body(w), "status": "closed"}),
-                             422, "validation_failed")
+    problem = assert_problem(
+        act(client, db, report, action, getattr(w, who), {**make_body(w), "status": "closed"}), 422, "validation_failed"
+    )
     assert "status" in problem["errors"]
     assert snapshot(db, report) == before
 
@@ -481,7 +539,7 @@ BAD_BODIES = [
     ("request_extension", {"value": 2.5, "reason": "x"}, "value"),
     ("request_extension", {"value": 0, "reason": "x"}, "value"),
     ("request_extension", {"value": -1, "reason": "x"}, "value"),
-    ("request_extension", {"value": 10 ** 6, "reason": "x"}, "value"),
+    ("request_extension", {"value": 10**6, "reason": "x"}, "value"),
     ("approve_extension", {"value": 3}, "value"),
     ("deny_extension", {}, "reason"),
     ("mark_duplicate", {}, "duplicate_of"),
@@ -504,8 +562,12 @@ def test_bad_body_is_422_and_changes_nothing(client, db, w, action, body, field)
 def test_malformed_json_is_400_and_changes_nothing(client, db, w):
     report = case(w)
     before = snapshot(db, report)
-    resp = client.post(f"{URL}/{report.id}/actions/accept", data="{not json", content_type="application/json",
-                       headers={**auth_header(w.supervisor), "If-Match": f'"{version(db, report)}"'})
+    resp = client.post(
+        f"{URL}/{report.id}/actions/accept",
+        data="{not json",
+        content_type="application/json",
+        headers={**auth_header(w.supervisor), "If-Match": f'"{version(db, report)}"'},
+    )
     assert_problem(resp, 400, "malformed_json")
     assert snapshot(db, report) == before
 
@@ -520,18 +582,22 @@ def test_assignee_must_be_an_active_worker_of_the_cell(client, db, w, assignee):
     else:
         assignee_id = getattr(w, assignee).id
     before = snapshot(db, report)
-    problem = assert_problem(act(client, db, report, "assign", w.supervisor, {"assignee_id": assignee_id}),
-                             422, "validation_failed")
+    problem = assert_problem(
+        act(client, db, report, "assign", w.supervisor, {"assignee_id": assignee_id}), 422, "validation_failed"
+    )
     assert "assignee_id" in problem["errors"]
     assert snapshot(db, report) == before
 
 
-@pytest.mark.parametrize("target, who, status, code", [
-    ("missing", "supervisor", 422, "validation_failed"),
-    ("community", "supervisor", 422, "validation_failed"),
-    ("other", "supervisor", 403, "cell_out_of_scope"),
-    ("other", "root_supervisor", 403, "cell_out_of_scope"),
-])
+@pytest.mark.parametrize(
+    "target, who, status, code",
+    [
+        ("missing", "supervisor", 422, "validation_failed"),
+        ("community", "supervisor", 422, "validation_failed"),
+        ("other", "supervisor", 403, "cell_out_of_scope"),
+        ("other", "root_supervisor", 403, "cell_out_of_scope"),
+    ],
+)
 def test_reroute_needs_a_grid_cell_of_the_callers_subtree(client, db, w, target, who, status, code):
     report = case(w)
     cell_id = {"missing": 999999, "community": w.cells[COMMUNITY].id, "other": w.cells[OTHER_GRID].id}[target]
@@ -548,6 +614,7 @@ def test_admin_reroutes_anywhere(client, db, w):
 
 
 # ---- the clock: hold/resume and extensions ------------------------------------------------------
+
 
 def test_hold_and_resume_move_the_deadlines_by_the_time_held(client, db, w):
     report = case(w, "in_progress")
@@ -573,8 +640,9 @@ def test_hold_and_resume_move_the_deadlines_by_the_time_held(client, db, w):
 
 def test_a_held_case_is_judged_where_its_clock_stopped(client, db, w):
     # Five hours in on a four-hour limit, but on hold since minute ten: still green.
-    report = case(w, "on_hold", started=utcnow() - timedelta(hours=5),
-                  hold_started_at=utcnow() - timedelta(hours=4, minutes=50))
+    report = case(
+        w, "on_hold", started=utcnow() - timedelta(hours=5), hold_started_at=utcnow() - timedelta(hours=4, minutes=50)
+    )
     resp = client.get(f"{URL}/{report.id}", headers=auth_header(w.supervisor))
     assert resp.json["sla_state"] == "green"
 
@@ -607,6 +675,7 @@ def test_denied_extension_leaves_the_deadline(client, db, w):
 
 
 # ---- duplicates ---------------------------------------------------------------------------------
+
 
 def test_duplicate_links_to_an_open_case_of_the_same_community(client, db, w):
     original = case(w, "in_progress", point=NE_POINT)
@@ -641,17 +710,26 @@ def test_duplicate_rules(client, db, w, rule):
     else:
         target = 999999
     before = snapshot(db, report)
-    problem = assert_problem(act(client, db, report, "mark_duplicate", who, {"duplicate_of": target}),
-                             422, "validation_failed")
+    problem = assert_problem(
+        act(client, db, report, "mark_duplicate", who, {"duplicate_of": target}), 422, "validation_failed"
+    )
     assert "duplicate_of" in problem["errors"]
     assert snapshot(db, report) == before
 
 
 # ---- the whole loop and its history -------------------------------------------------------------
 
+
 def test_full_loop_round_trip_with_history(client, db, w):
-    filed = client.post(URL, headers=auth_header(w.resident), json={
-        "category_code": w.category.code, "description": "垃圾桶满溢", "location": {"lon": SW_POINT[0], "lat": SW_POINT[1]}})
+    filed = client.post(
+        URL,
+        headers=auth_header(w.resident),
+        json={
+            "category_code": w.category.code,
+            "description": "垃圾桶满溢",
+            "location": {"lon": SW_POINT[0], "lat": SW_POINT[1]},
+        },
+    )
     assert filed.status_code == 201, filed.json
     report = stored(db, SimpleNamespace(id=filed.json["id"]))
     steps = [
@@ -714,15 +792,17 @@ def test_postgis_refuses_update_and_delete_of_events(db, w, backend):
     if backend != "postgis":
         pytest.skip("the append-only trigger is PostgreSQL's")
     report = case(w)
-    for statement in ("UPDATE case_events SET note = 'edited' WHERE report_id = :id",
-                      "DELETE FROM case_events WHERE report_id = :id"):
-        with pytest.raises(IntegrityError, match="append-only"):
-            with db.session.begin_nested():
-                db.session.execute(text(statement), {"id": report.id})
+    for statement in (
+        "UPDATE case_events SET note = 'edited' WHERE report_id = :id",
+        "DELETE FROM case_events WHERE report_id = :id",
+    ):
+        with pytest.raises(IntegrityError, match="append-only"), db.session.begin_nested():
+            db.session.execute(text(statement), {"id": report.id})
     assert len(events_of(db, report)) == 1
 
 
 # ---- two connections at once --------------------------------------------------------------------
+
 
 @pytest.fixture()
 def live(app):
@@ -755,11 +835,12 @@ def test_two_concurrent_actions_on_one_case_have_one_winner(app, live, backend, 
     results = {}
 
     def run(action, body):
-        results[action] = app.test_client().post(f"{URL}/{report_id}/actions/{action}", json=body,
-                                                 headers=headers)
+        results[action] = app.test_client().post(f"{URL}/{report_id}/actions/{action}", json=body, headers=headers)
 
-    threads = [threading.Thread(target=run, args=("accept", {})),
-               threading.Thread(target=run, args=("reject", {"reason": "不属实"}))]
+    threads = [
+        threading.Thread(target=run, args=("accept", {})),
+        threading.Thread(target=run, args=("reject", {"reason": "不属实"})),
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -773,8 +854,9 @@ def test_two_concurrent_actions_on_one_case_have_one_winner(app, live, backend, 
     real_db.session.expire_all()
     stored_report = real_db.session.get(Report, report_id)
     assert stored_report.status == {"accept": "accepted", "reject": "rejected"}[winner]
-    actions = real_db.session.scalars(select(CaseEvent.action).where(CaseEvent.report_id == report_id)
-                                      .order_by(CaseEvent.id)).all()
+    actions = real_db.session.scalars(
+        select(CaseEvent.action).where(CaseEvent.report_id == report_id).order_by(CaseEvent.id)
+    ).all()
     assert actions == ["create", winner]
 
 
@@ -782,15 +864,22 @@ OVERSIZED = '{"note": "' + "x" * (1024 * 1024) + '"}'
 
 
 @pytest.mark.parametrize("action", list(SUCCESS))
-@pytest.mark.parametrize("raw, status, code", [("{not json", 400, "malformed_json"),
-                                               (OVERSIZED, 413, "payload_too_large")], ids=["malformed", "oversized"])
+@pytest.mark.parametrize(
+    "raw, status, code",
+    [("{not json", 400, "malformed_json"), (OVERSIZED, 413, "payload_too_large")],
+    ids=["malformed", "oversized"],
+)
 def test_every_action_refuses_an_unreadable_body_and_changes_nothing(client, db, w, action, raw, status, code):
     source, who, _, _ = SUCCESS[action]
     report = setup_case(w, action, source)
     before = snapshot(db, report)
     events_before = len(events_of(db, report))
-    resp = client.post(f"{URL}/{report.id}/actions/{action}", data=raw, content_type="application/json",
-                       headers={**auth_header(getattr(w, who)), "If-Match": f'"{version(db, report)}"'})
+    resp = client.post(
+        f"{URL}/{report.id}/actions/{action}",
+        data=raw,
+        content_type="application/json",
+        headers={**auth_header(getattr(w, who)), "If-Match": f'"{version(db, report)}"'},
+    )
     assert_problem(resp, status, code)
     assert snapshot(db, report) == before
     assert len(events_of(db, report)) == events_before

@@ -1,4 +1,5 @@
 """Categories: the public list of active ones, and admin create / edit."""
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta
@@ -8,20 +9,32 @@ import pytest
 from sqlalchemy import func, select
 
 from app.models import Category, Report
-from tests.factories import auth_header, make_category, make_test_grid, make_user
 from tests.assertions import assert_problem
+from tests.factories import auth_header, make_category, make_test_grid, make_user
 
 URL = "/api/v1/categories"
 PROBLEM = "application/problem+json"
 
 
-
-
 def category_rows(db) -> list[tuple]:
-    return [tuple(row) for row in db.session.execute(
-        select(Category.code, Category.name, Category.group, Category.time_limit_value, Category.time_limit_unit,
-               Category.escalation_window_value, Category.escalation_window_unit, Category.auto_accept,
-               Category.auto_dispatch, Category.self_handling, Category.active).order_by(Category.code))]
+    return [
+        tuple(row)
+        for row in db.session.execute(
+            select(
+                Category.code,
+                Category.name,
+                Category.group,
+                Category.time_limit_value,
+                Category.time_limit_unit,
+                Category.escalation_window_value,
+                Category.escalation_window_unit,
+                Category.auto_accept,
+                Category.auto_dispatch,
+                Category.self_handling,
+                Category.active,
+            ).order_by(Category.code)
+        )
+    ]
 
 
 @pytest.fixture()
@@ -36,13 +49,21 @@ def people(db):
 
 
 def new_category(**overrides) -> dict:
-    data = {"code": "0601", "name": "井盖缺失", "group": "部件", "time_limit_value": 6,
-            "time_limit_unit": "hours", "description": "窨井盖丢失或破损", "keywords": "井盖,窨井"}
+    data = {
+        "code": "0601",
+        "name": "井盖缺失",
+        "group": "部件",
+        "time_limit_value": 6,
+        "time_limit_unit": "hours",
+        "description": "窨井盖丢失或破损",
+        "keywords": "井盖,窨井",
+    }
     data.update(overrides)
     return data
 
 
 # ---- public list --------------------------------------------------------------------------------
+
 
 def test_list_needs_no_sign_in_and_shows_only_active_by_code(client, db):
     make_category("0302", name="施工占道")
@@ -80,6 +101,7 @@ def test_list_bad_paging_is_422(client, db, query):
 
 # ---- create -------------------------------------------------------------------------------------
 
+
 def test_admin_creates_a_category(client, db, people):
     resp = client.post(URL, json=new_category(), headers=auth_header(people.admin))
     assert resp.status_code == 201, resp.json
@@ -105,9 +127,15 @@ def test_create_defaults_unit_to_hours_and_active(client, db, people):
 
 
 def test_create_with_working_time_and_case_rules(client, db, people):
-    data = new_category(time_limit_value=3, time_limit_unit="working_days", escalation_window_value=4,
-                        escalation_window_unit="working_hours", auto_accept=True, auto_dispatch=False,
-                        self_handling=True)
+    data = new_category(
+        time_limit_value=3,
+        time_limit_unit="working_days",
+        escalation_window_value=4,
+        escalation_window_unit="working_hours",
+        auto_accept=True,
+        auto_dispatch=False,
+        self_handling=True,
+    )
     resp = client.post(URL, json=data, headers=auth_header(people.admin))
     assert resp.status_code == 201, resp.json
     out = resp.json
@@ -115,8 +143,11 @@ def test_create_with_working_time_and_case_rules(client, db, people):
     assert (out["escalation_window_value"], out["escalation_window_unit"]) == (4, "working_hours")
     assert (out["auto_accept"], out["auto_dispatch"], out["self_handling"]) == (True, False, True)
     stored = db.session.get(Category, out["id"])
-    assert (stored.time_limit_unit, stored.escalation_window_value, stored.escalation_window_unit) == \
-        ("working_days", 4, "working_hours")
+    assert (stored.time_limit_unit, stored.escalation_window_value, stored.escalation_window_unit) == (
+        "working_days",
+        4,
+        "working_hours",
+    )
     assert (stored.auto_accept, stored.auto_dispatch, stored.self_handling) == (True, False, True)
     listed = client.get(URL).json["items"][0]
     assert listed["self_handling"] is True and listed["escalation_window_unit"] == "working_hours"
@@ -134,25 +165,29 @@ def test_create_needs_a_token(client, db):
     assert category_rows(db) == []
 
 
-@pytest.mark.parametrize("overrides, field", [
-    ({"time_limit_value": 0}, "time_limit_value"),
-    ({"time_limit_value": -3}, "time_limit_value"),
-    ({"time_limit_value": "6"}, "time_limit_value"),
-    ({"time_limit_value": 6.5}, "time_limit_value"),
-    ({"time_limit_value": True}, "time_limit_value"),
-    ({"time_limit_unit": "fortnights"}, "time_limit_unit"),
-    ({"escalation_window_value": 0}, "escalation_window_value"),
-    ({"escalation_window_value": "2"}, "escalation_window_value"),
-    ({"escalation_window_unit": "days"}, "escalation_window_unit"),
-    ({"auto_accept": "true"}, "auto_accept"),
-    ({"auto_dispatch": 1}, "auto_dispatch"),
-    ({"self_handling": None}, "self_handling"),
-    ({"code": "has space"}, "code"),
-    ({"code": ""}, "code"),
-    ({"name": ""}, "name"),
-    ({"active": "yes"}, "active"),
-    ({"colour": "red"}, "colour"),
-], ids=lambda v: repr(v) if isinstance(v, dict) else v)
+@pytest.mark.parametrize(
+    "overrides, field",
+    [
+        ({"time_limit_value": 0}, "time_limit_value"),
+        ({"time_limit_value": -3}, "time_limit_value"),
+        ({"time_limit_value": "6"}, "time_limit_value"),
+        ({"time_limit_value": 6.5}, "time_limit_value"),
+        ({"time_limit_value": True}, "time_limit_value"),
+        ({"time_limit_unit": "fortnights"}, "time_limit_unit"),
+        ({"escalation_window_value": 0}, "escalation_window_value"),
+        ({"escalation_window_value": "2"}, "escalation_window_value"),
+        ({"escalation_window_unit": "days"}, "escalation_window_unit"),
+        ({"auto_accept": "true"}, "auto_accept"),
+        ({"auto_dispatch": 1}, "auto_dispatch"),
+        ({"self_handling": None}, "self_handling"),
+        ({"code": "has space"}, "code"),
+        ({"code": ""}, "code"),
+        ({"name": ""}, "name"),
+        ({"active": "yes"}, "active"),
+        ({"colour": "red"}, "colour"),
+    ],
+    ids=lambda v: repr(v) if isinstance(v, dict) else v,
+)
 def test_create_bad_input_is_422(client, db, people, overrides, field):
     make_category("0101")
     before = category_rows(db)
@@ -166,8 +201,7 @@ def test_create_bad_input_is_422(client, db, people, overrides, field):
 def test_create_missing_required_field_is_422(client, db, people, missing):
     data = new_category()
     del data[missing]
-    problem = assert_problem(client.post(URL, json=data, headers=auth_header(people.admin)),
-                             422, "validation_failed")
+    problem = assert_problem(client.post(URL, json=data, headers=auth_header(people.admin)), 422, "validation_failed")
     assert missing in problem["errors"]
     assert category_rows(db) == []
 
@@ -190,10 +224,14 @@ def test_duplicate_of_an_inactive_code_is_409_too(client, db, people):
 
 # ---- edit ---------------------------------------------------------------------------------------
 
+
 def test_admin_edits_a_category(client, db, people):
     category = make_category("0102", hours=4)
-    resp = client.patch(f"{URL}/{category.id}", json={"name": "暴露垃圾（新）", "time_limit_value": 6},
-                        headers=auth_header(people.admin))
+    resp = client.patch(
+        f"{URL}/{category.id}",
+        json={"name": "暴露垃圾（新）", "time_limit_value": 6},
+        headers=auth_header(people.admin),
+    )
     assert resp.status_code == 200, resp.json
     assert (resp.json["name"], resp.json["time_limit_value"], resp.json["code"]) == ("暴露垃圾（新）", 6, "0102")
     db.session.expire_all()
@@ -203,8 +241,14 @@ def test_admin_edits_a_category(client, db, people):
 
 def test_admin_edits_the_case_rules(client, db, people):
     category = make_category("0102", hours=4)
-    changes = {"time_limit_unit": "working_hours", "escalation_window_value": 2, "escalation_window_unit": "hours",
-               "auto_accept": True, "auto_dispatch": False, "self_handling": True}
+    changes = {
+        "time_limit_unit": "working_hours",
+        "escalation_window_value": 2,
+        "escalation_window_unit": "hours",
+        "auto_accept": True,
+        "auto_dispatch": False,
+        "self_handling": True,
+    }
     resp = client.patch(f"{URL}/{category.id}", json=changes, headers=auth_header(people.admin))
     assert resp.status_code == 200, resp.json
     assert {key: resp.json[key] for key in changes} == changes
@@ -218,8 +262,11 @@ def test_new_limit_applies_to_new_reports(client, db, people):
     resp = client.patch(f"{URL}/{category.id}", json={"time_limit_value": 10}, headers=auth_header(people.admin))
     assert resp.status_code == 200, resp.json
     # A worker's report in their own cell starts accepted (then auto-dispatched), so its clock runs from filing.
-    report = client.post("/api/v1/reports", headers=auth_header(people.worker), json={
-        "category_code": "0102", "description": "垃圾", "location": {"lon": 116.405, "lat": 39.905}})
+    report = client.post(
+        "/api/v1/reports",
+        headers=auth_header(people.worker),
+        json={"category_code": "0102", "description": "垃圾", "location": {"lon": 116.405, "lat": 39.905}},
+    )
     assert report.status_code == 201, report.json
     assert report.json["status"] == "assigned"
     created = datetime.fromisoformat(report.json["created_at"])
@@ -248,20 +295,24 @@ def test_deactivating_hides_it_from_the_list_and_from_new_reports(client, db, pe
     assert again.status_code == 201, again.json
 
 
-@pytest.mark.parametrize("patch, field", [
-    ({}, "_schema"),
-    ({"time_limit_value": 0}, "time_limit_value"),
-    ({"time_limit_value": "8"}, "time_limit_value"),
-    ({"time_limit_unit": "days"}, "time_limit_unit"),
-    ({"active": 0}, "active"),
-    ({"escalation_window_value": -1}, "escalation_window_value"),
-    ({"escalation_window_unit": "weeks"}, "escalation_window_unit"),
-    ({"auto_accept": "no"}, "auto_accept"),
-    ({"auto_dispatch": None}, "auto_dispatch"),
-    ({"self_handling": 0}, "self_handling"),
-    ({"code": "0999"}, "code"),
-    ({"colour": "red"}, "colour"),
-], ids=lambda v: repr(v) if isinstance(v, dict) else v)
+@pytest.mark.parametrize(
+    "patch, field",
+    [
+        ({}, "_schema"),
+        ({"time_limit_value": 0}, "time_limit_value"),
+        ({"time_limit_value": "8"}, "time_limit_value"),
+        ({"time_limit_unit": "days"}, "time_limit_unit"),
+        ({"active": 0}, "active"),
+        ({"escalation_window_value": -1}, "escalation_window_value"),
+        ({"escalation_window_unit": "weeks"}, "escalation_window_unit"),
+        ({"auto_accept": "no"}, "auto_accept"),
+        ({"auto_dispatch": None}, "auto_dispatch"),
+        ({"self_handling": 0}, "self_handling"),
+        ({"code": "0999"}, "code"),
+        ({"colour": "red"}, "colour"),
+    ],
+    ids=lambda v: repr(v) if isinstance(v, dict) else v,
+)
 def test_bad_patch_is_422_and_changes_nothing(client, db, people, patch, field):
     category = make_category("0102")
     before = category_rows(db)
@@ -293,6 +344,7 @@ def test_edit_needs_a_token(client, db):
 
 
 # ---- the demo's categories ----------------------------------------------------------------------
+
 
 def test_demo_categories_list_and_edit_after_seed_demo(app, client, db):
     """The first request a newcomer makes: the demo's definitions (string/number attributes carry no values)."""

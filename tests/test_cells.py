@@ -1,4 +1,5 @@
 """The cells blueprint (app/api/cells.py): browse, read, GeoJSON export, create, edit, delete."""
+
 from __future__ import annotations
 
 import pytest
@@ -8,23 +9,32 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import Cell
-from tests.factories import (COMMUNITY, DISTRICT, GRID_BOXES, STREET, auth_header, geojson_square, make_category,
-                             make_report, make_test_grid, make_user)
 from tests.assertions import assert_problem, cells_snapshot as snapshot
+from tests.factories import (
+    COMMUNITY,
+    DISTRICT,
+    GRID_BOXES,
+    STREET,
+    auth_header,
+    geojson_square,
+    make_category,
+    make_report,
+    make_test_grid,
+    make_user,
+)
 
 CELLS = "/api/v1/cells"
 SW, SE, NW, NE = sorted(GRID_BOXES)
 ALL_CODES = sorted([DISTRICT, STREET, COMMUNITY, *GRID_BOXES])
-BOW_TIE = {"type": "Polygon", "coordinates": [[[116.42, 39.90], [116.43, 39.91], [116.43, 39.90],
-                                                [116.42, 39.91], [116.42, 39.90]]]}
+BOW_TIE = {
+    "type": "Polygon",
+    "coordinates": [[[116.42, 39.90], [116.43, 39.91], [116.43, 39.90], [116.42, 39.91], [116.42, 39.90]]],
+}
 NEW_GRID = "11010500100105"
-NEW_GRID_BOUNDS = (116.42, 39.90, 116.43, 39.91)   # east of SE, touching it along an edge
+NEW_GRID_BOUNDS = (116.42, 39.90, 116.43, 39.91)  # east of SE, touching it along an edge
 
 
 # ---- helpers -----------------------------------------------------------------------------------
-
-
-
 
 
 def stored(code: str) -> Cell | None:
@@ -37,8 +47,13 @@ def codes(items) -> list[str]:
 
 
 def new_cell_body(**changes) -> dict:
-    body = {"code": NEW_GRID, "name": "东五网格", "level": "grid", "parent_code": COMMUNITY,
-            "geometry": geojson_square(*NEW_GRID_BOUNDS)}
+    body = {
+        "code": NEW_GRID,
+        "name": "东五网格",
+        "level": "grid",
+        "parent_code": COMMUNITY,
+        "geometry": geojson_square(*NEW_GRID_BOUNDS),
+    }
     body.update(changes)
     return body
 
@@ -69,6 +84,7 @@ def non_admins(db, grid):
 
 # ---- GET /cells ---------------------------------------------------------------------------------
 
+
 def test_list_is_ordered_by_code_and_paginated(client, grid, resident):
     resp = client.get(CELLS, headers=resident)
     assert resp.status_code == 200
@@ -78,8 +94,15 @@ def test_list_is_ordered_by_code_and_paginated(client, grid, resident):
     assert body["page_size"] == 20
     assert codes(body["items"]) == ALL_CODES
     first = body["items"][0]
-    assert first == {**first, "id": grid[DISTRICT].id, "code": DISTRICT, "level": "district",
-                     "parent_id": None, "active": True, "name": grid[DISTRICT].name}
+    assert first == {
+        **first,
+        "id": grid[DISTRICT].id,
+        "code": DISTRICT,
+        "level": "district",
+        "parent_id": None,
+        "active": True,
+        "name": grid[DISTRICT].name,
+    }
     assert first["created_at"].endswith("+08:00")
 
 
@@ -93,20 +116,23 @@ def test_pages_split_the_same_order(client, grid, resident):
     assert seen == ALL_CODES
 
 
-@pytest.mark.parametrize("query,expected", [
-    ({"level": "grid"}, sorted(GRID_BOXES)),
-    ({"level": "community"}, [COMMUNITY]),
-    ({"code": "110105001"}, [STREET, COMMUNITY, *sorted(GRID_BOXES)]),
-    ({"code": "1101050010010"}, sorted(GRID_BOXES)),
-    ({"code": "11010500100103"}, [NW]),
-    ({"code": "110106"}, []),
-    ({"bbox": "116.401,39.901,116.402,39.902", "level": "grid"}, [SW]),
-    ({"bbox": "116.405,39.905,116.415,39.906", "level": "grid"}, [SW, SE]),
-    ({"bbox": "116.405,39.905,116.415,39.915", "level": "grid"}, sorted(GRID_BOXES)),
-    ({"bbox": "116.405,39.905,116.406,39.906"}, [DISTRICT, STREET, COMMUNITY, SW]),
-    ({"bbox": "120,30,121,31"}, []),
-    ({"level": "grid", "code": "110105001001", "bbox": "116.411,39.911,116.419,39.919"}, [NE]),
-])
+@pytest.mark.parametrize(
+    "query,expected",
+    [
+        ({"level": "grid"}, sorted(GRID_BOXES)),
+        ({"level": "community"}, [COMMUNITY]),
+        ({"code": "110105001"}, [STREET, COMMUNITY, *sorted(GRID_BOXES)]),
+        ({"code": "1101050010010"}, sorted(GRID_BOXES)),
+        ({"code": "11010500100103"}, [NW]),
+        ({"code": "110106"}, []),
+        ({"bbox": "116.401,39.901,116.402,39.902", "level": "grid"}, [SW]),
+        ({"bbox": "116.405,39.905,116.415,39.906", "level": "grid"}, [SW, SE]),
+        ({"bbox": "116.405,39.905,116.415,39.915", "level": "grid"}, sorted(GRID_BOXES)),
+        ({"bbox": "116.405,39.905,116.406,39.906"}, [DISTRICT, STREET, COMMUNITY, SW]),
+        ({"bbox": "120,30,121,31"}, []),
+        ({"level": "grid", "code": "110105001001", "bbox": "116.411,39.911,116.419,39.919"}, [NE]),
+    ],
+)
 def test_filters(client, grid, resident, query, expected):
     body = client.get(CELLS, query_string=query, headers=resident).get_json()
     assert codes(body["items"]) == expected
@@ -121,25 +147,38 @@ def test_parent_filter(client, grid, resident):
     assert codes(body["items"]) == [STREET]
 
 
-@pytest.mark.parametrize("bbox", ["116.40,39.90,116.42", "116.40,39.90,116.42,39.92,1", "a,b,c,d",
-                                  "116.42,39.90,116.40,39.92", "116.40,39.92,116.42,39.90",
-                                  "-181,39.90,116.42,39.92", "116.40,-91,116.42,39.92", "116.40,39.90,200,39.92",
-                                  "nan,39.90,116.42,39.92", ""])
+@pytest.mark.parametrize(
+    "bbox",
+    [
+        "116.40,39.90,116.42",
+        "116.40,39.90,116.42,39.92,1",
+        "a,b,c,d",
+        "116.42,39.90,116.40,39.92",
+        "116.40,39.92,116.42,39.90",
+        "-181,39.90,116.42,39.92",
+        "116.40,-91,116.42,39.92",
+        "116.40,39.90,200,39.92",
+        "nan,39.90,116.42,39.92",
+        "",
+    ],
+)
 def test_bad_bbox_is_422(client, grid, resident, bbox):
-    body = assert_problem(client.get(CELLS, query_string={"bbox": bbox}, headers=resident), 422,
-                          "validation_failed")
+    body = assert_problem(client.get(CELLS, query_string={"bbox": bbox}, headers=resident), 422, "validation_failed")
     assert list(body["errors"]) == ["bbox"]
 
 
-@pytest.mark.parametrize("query,field", [
-    ({"page_size": 101}, "page_size"),
-    ({"page_size": 0}, "page_size"),
-    ({"page": 0}, "page"),
-    ({"page": "x"}, "page"),
-    ({"level": "city"}, "level"),
-    ({"parent_id": "abc"}, "parent_id"),
-    ({"code": "11a"}, "code"),
-])
+@pytest.mark.parametrize(
+    "query,field",
+    [
+        ({"page_size": 101}, "page_size"),
+        ({"page_size": 0}, "page_size"),
+        ({"page": 0}, "page"),
+        ({"page": "x"}, "page"),
+        ({"level": "city"}, "level"),
+        ({"parent_id": "abc"}, "parent_id"),
+        ({"code": "11a"}, "code"),
+    ],
+)
 def test_bad_list_arguments_are_422(client, grid, resident, query, field):
     body = assert_problem(client.get(CELLS, query_string=query, headers=resident), 422, "validation_failed")
     assert field in body["errors"]
@@ -157,16 +196,25 @@ def test_list_needs_a_token(client, grid):
 
 # ---- GET /cells/{id} and children ----------------------------------------------------------------
 
+
 def test_detail_has_geometry_and_ancestors_root_first(client, grid, resident):
     resp = client.get(f"{CELLS}/{grid[NE].id}", headers=resident)
     assert resp.status_code == 200, resp.get_json()
     body = resp.get_json()
-    assert (body["id"], body["code"], body["level"], body["parent_id"], body["active"]) == \
-        (grid[NE].id, NE, "grid", grid[COMMUNITY].id, True)
+    assert (body["id"], body["code"], body["level"], body["parent_id"], body["active"]) == (
+        grid[NE].id,
+        NE,
+        "grid",
+        grid[COMMUNITY].id,
+        True,
+    )
     assert body["geometry"]["type"] == "MultiPolygon"
     assert shape(body["geometry"]).equals(box(*GRID_BOXES[NE]))
-    assert [(a["code"], a["level"]) for a in body["ancestors"]] == \
-        [(DISTRICT, "district"), (STREET, "street"), (COMMUNITY, "community")]
+    assert [(a["code"], a["level"]) for a in body["ancestors"]] == [
+        (DISTRICT, "district"),
+        (STREET, "street"),
+        (COMMUNITY, "community"),
+    ]
     assert body["ancestors"][0]["id"] == grid[DISTRICT].id
     assert body["created_at"].endswith("+08:00") and body["updated_at"].endswith("+08:00")
 
@@ -206,6 +254,7 @@ def test_children_of_unknown_cell_is_404(client, grid, resident):
 
 # ---- GET /cells.geojson ---------------------------------------------------------------------------
 
+
 def test_geojson_export_is_a_feature_collection(client, grid, resident):
     resp = client.get(f"{CELLS}.geojson", headers=resident)
     assert resp.status_code == 200
@@ -219,32 +268,45 @@ def test_geojson_export_is_a_feature_collection(client, grid, resident):
         props = feature["properties"]
         assert set(props) >= {"id", "code", "name", "level", "parent_id", "active"}
         cell = grid[props["code"]]
-        assert (props["id"], props["name"], props["level"], props["parent_id"], props["active"]) == \
-            (cell.id, cell.name, cell.level, cell.parent_id, True)
+        assert (props["id"], props["name"], props["level"], props["parent_id"], props["active"]) == (
+            cell.id,
+            cell.name,
+            cell.level,
+            cell.parent_id,
+            True,
+        )
     ne = next(f for f in body["features"] if f["properties"]["code"] == NE)
     # RFC 7946: lon/lat order.
     assert shape(ne["geometry"]).equals(box(*GRID_BOXES[NE]))
 
 
 def test_geojson_export_filters(client, grid, resident):
-    body = client.get(f"{CELLS}.geojson", query_string={"level": "grid", "bbox": "116.401,39.911,116.402,39.912"},
-                      headers=resident).get_json()
+    body = client.get(
+        f"{CELLS}.geojson", query_string={"level": "grid", "bbox": "116.401,39.911,116.402,39.912"}, headers=resident
+    ).get_json()
     assert [f["properties"]["code"] for f in body["features"]] == [NW]
     body = client.get(f"{CELLS}.geojson", query_string={"code": "120"}, headers=resident).get_json()
     assert body == {"type": "FeatureCollection", "features": []}
-    assert_problem(client.get(f"{CELLS}.geojson", query_string={"bbox": "1,2,3"}, headers=resident), 422,
-                   "validation_failed")
+    assert_problem(
+        client.get(f"{CELLS}.geojson", query_string={"bbox": "1,2,3"}, headers=resident), 422, "validation_failed"
+    )
     assert_problem(client.get(f"{CELLS}.geojson"), 401, "missing_token")
 
 
 # ---- POST /cells ----------------------------------------------------------------------------------
 
+
 def test_admin_creates_a_cell(client, grid, admin):
     resp = client.post(CELLS, json=new_cell_body(), headers=admin)
     assert resp.status_code == 201, resp.get_json()
     body = resp.get_json()
-    assert (body["code"], body["name"], body["level"], body["parent_id"], body["active"]) == \
-        (NEW_GRID, "东五网格", "grid", grid[COMMUNITY].id, True)
+    assert (body["code"], body["name"], body["level"], body["parent_id"], body["active"]) == (
+        NEW_GRID,
+        "东五网格",
+        "grid",
+        grid[COMMUNITY].id,
+        True,
+    )
     assert shape(body["geometry"]).equals(box(*NEW_GRID_BOUNDS))
     assert codes(body["ancestors"]) == [DISTRICT, STREET, COMMUNITY]
     cell = stored(NEW_GRID)
@@ -257,13 +319,30 @@ def test_admin_creates_a_cell(client, grid, admin):
 
 
 def test_admin_creates_a_root_and_an_inactive_cell(client, db, admin):
-    resp = client.post(CELLS, json={"code": "110106", "name": "海淀区", "level": "district",
-                                    "geometry": geojson_square(116.2, 39.9, 116.3, 40.0)}, headers=admin)
+    resp = client.post(
+        CELLS,
+        json={
+            "code": "110106",
+            "name": "海淀区",
+            "level": "district",
+            "geometry": geojson_square(116.2, 39.9, 116.3, 40.0),
+        },
+        headers=admin,
+    )
     assert resp.status_code == 201, resp.get_json()
     assert resp.get_json()["ancestors"] == []
-    resp = client.post(CELLS, json={"code": "110106001", "name": "街道", "level": "street", "parent_code": "110106",
-                                    "geometry": geojson_square(116.2, 39.9, 116.25, 40.0), "active": False},
-                       headers=admin)
+    resp = client.post(
+        CELLS,
+        json={
+            "code": "110106001",
+            "name": "街道",
+            "level": "street",
+            "parent_code": "110106",
+            "geometry": geojson_square(116.2, 39.9, 116.25, 40.0),
+            "active": False,
+        },
+        headers=admin,
+    )
     assert resp.status_code == 201, resp.get_json()
     assert resp.get_json()["active"] is False
     assert stored("110106001").active is False
@@ -282,44 +361,48 @@ def test_unauthenticated_cannot_create(client, grid):
     assert snapshot() == before
 
 
-@pytest.mark.parametrize("geometry,reason", [
-    (BOW_TIE, "self-intersecting"),
-    ({"type": "Point", "coordinates": [116.425, 39.905]}, "non-polygon"),
-    ({"type": "LineString", "coordinates": [[116.42, 39.90], [116.43, 39.91]]}, "non-polygon"),
-    ({"type": "Polygon", "coordinates": []}, "empty"),
-    ({"type": "MultiPolygon", "coordinates": []}, "empty"),
-    (geojson_square(116.42, 39.90, 181.0, 39.91), "out of range"),
-    (geojson_square(116.42, 39.90, 116.43, 91.0), "out of range"),
-    ({"type": "Polygon", "coordinates": [[[116.42, 39.90], [116.43, 39.90], [116.43, 39.91]]]}, "ring"),
-    (geojson_square(116.415, 39.90, 116.43, 39.91), "overlaps sibling"),
-])
+@pytest.mark.parametrize(
+    "geometry,reason",
+    [
+        (BOW_TIE, "self-intersecting"),
+        ({"type": "Point", "coordinates": [116.425, 39.905]}, "non-polygon"),
+        ({"type": "LineString", "coordinates": [[116.42, 39.90], [116.43, 39.91]]}, "non-polygon"),
+        ({"type": "Polygon", "coordinates": []}, "empty"),
+        ({"type": "MultiPolygon", "coordinates": []}, "empty"),
+        (geojson_square(116.42, 39.90, 181.0, 39.91), "out of range"),
+        (geojson_square(116.42, 39.90, 116.43, 91.0), "out of range"),
+        ({"type": "Polygon", "coordinates": [[[116.42, 39.90], [116.43, 39.90], [116.43, 39.91]]]}, "ring"),
+        (geojson_square(116.415, 39.90, 116.43, 39.91), "overlaps sibling"),
+    ],
+)
 def test_bad_geometry_is_422_and_writes_nothing(client, grid, admin, geometry, reason):
     before = snapshot()
-    body = assert_problem(client.post(CELLS, json=new_cell_body(geometry=geometry), headers=admin), 422,
-                          "invalid_cell")
+    body = assert_problem(client.post(CELLS, json=new_cell_body(geometry=geometry), headers=admin), 422, "invalid_cell")
     assert reason in body["detail"]
     assert any(reason in r for r in body["errors"]["cell"])
     assert snapshot() == before
 
 
-@pytest.mark.parametrize("changes,field", [
-    ({"colour": "red"}, "colour"),
-    ({"id": 5}, "id"),
-    ({"parent_id": 3}, "parent_id"),
-    ({"code": 11010500100105}, "code"),
-    ({"code": "1101-05"}, "code"),
-    ({"name": 5}, "name"),
-    ({"name": ""}, "name"),
-    ({"level": "city"}, "level"),
-    ({"active": "yes"}, "active"),
-    ({"active": 1}, "active"),
-    ({"geometry": "POLYGON((0 0, 1 0, 1 1, 0 0))"}, "geometry"),
-    ({"parent_code": 110105001001}, "parent_code"),
-])
+@pytest.mark.parametrize(
+    "changes,field",
+    [
+        ({"colour": "red"}, "colour"),
+        ({"id": 5}, "id"),
+        ({"parent_id": 3}, "parent_id"),
+        ({"code": 11010500100105}, "code"),
+        ({"code": "1101-05"}, "code"),
+        ({"name": 5}, "name"),
+        ({"name": ""}, "name"),
+        ({"level": "city"}, "level"),
+        ({"active": "yes"}, "active"),
+        ({"active": 1}, "active"),
+        ({"geometry": "POLYGON((0 0, 1 0, 1 1, 0 0))"}, "geometry"),
+        ({"parent_code": 110105001001}, "parent_code"),
+    ],
+)
 def test_bad_fields_are_422_naming_them(client, grid, admin, changes, field):
     before = snapshot()
-    body = assert_problem(client.post(CELLS, json=new_cell_body(**changes), headers=admin), 422,
-                          "validation_failed")
+    body = assert_problem(client.post(CELLS, json=new_cell_body(**changes), headers=admin), 422, "validation_failed")
     assert field in body["errors"], body
     assert snapshot() == before
 
@@ -336,19 +419,25 @@ def test_missing_required_field_is_422(client, grid, admin, missing):
 
 def test_duplicate_code_is_409(client, grid, admin):
     before = snapshot()
-    body = assert_problem(client.post(CELLS, json=new_cell_body(code=SE, geometry=geojson_square(*GRID_BOXES[SE])),
-                                      headers=admin), 409, "cell_code_taken")
+    body = assert_problem(
+        client.post(CELLS, json=new_cell_body(code=SE, geometry=geojson_square(*GRID_BOXES[SE])), headers=admin),
+        409,
+        "cell_code_taken",
+    )
     assert SE in body["detail"]
     assert snapshot() == before
 
 
-@pytest.mark.parametrize("changes,reason", [
-    ({"parent_code": "110105001009"}, "unknown parent"),
-    ({"parent_code": STREET, "code": "11010500100105"}, "level not one below"),
-    ({"code": "11010500200105"}, "does not extend"),
-    ({"level": "community", "code": "110105001005"}, "level not one below"),
-    ({"parent_code": None}, "parent_code is required"),
-])
+@pytest.mark.parametrize(
+    "changes,reason",
+    [
+        ({"parent_code": "110105001009"}, "unknown parent"),
+        ({"parent_code": STREET, "code": "11010500100105"}, "level not one below"),
+        ({"code": "11010500200105"}, "does not extend"),
+        ({"level": "community", "code": "110105001005"}, "level not one below"),
+        ({"parent_code": None}, "parent_code is required"),
+    ],
+)
 def test_bad_hierarchy_is_422(client, grid, admin, changes, reason):
     before = snapshot()
     body = assert_problem(client.post(CELLS, json=new_cell_body(**changes), headers=admin), 422, "invalid_cell")
@@ -366,6 +455,7 @@ def test_malformed_json_and_wrong_content_type(client, grid, admin):
 
 
 # ---- PATCH /cells/{id} ----------------------------------------------------------------------------
+
 
 def test_admin_renames_a_cell(client, grid, admin):
     before = snapshot()
@@ -394,8 +484,9 @@ def test_admin_deactivates_and_reactivates_a_cell(client, grid, admin):
 
 def test_admin_redraws_a_cell(client, grid, admin):
     smaller = (116.40, 39.90, 116.405, 39.905)
-    resp = client.patch(f"{CELLS}/{grid[SW].id}", json={"geometry": geojson_square(*smaller), "name": "小网格"},
-                        headers=admin)
+    resp = client.patch(
+        f"{CELLS}/{grid[SW].id}", json={"geometry": geojson_square(*smaller), "name": "小网格"}, headers=admin
+    )
     assert resp.status_code == 200, resp.get_json()
     body = resp.get_json()
     assert shape(body["geometry"]).equals(box(*smaller))
@@ -408,36 +499,44 @@ def test_admin_redraws_a_cell(client, grid, admin):
     assert resp.status_code == 200, resp.get_json()
 
 
-@pytest.mark.parametrize("geometry,reason", [
-    (BOW_TIE, "self-intersecting"),
-    ({"type": "Point", "coordinates": [116.405, 39.905]}, "non-polygon"),
-    ({"type": "Polygon", "coordinates": []}, "empty"),
-    (geojson_square(116.40, 39.90, 116.40, 95.0), "out of range"),
-    (geojson_square(116.40, 39.90, 116.415, 39.91), "overlaps sibling"),
-])
+@pytest.mark.parametrize(
+    "geometry,reason",
+    [
+        (BOW_TIE, "self-intersecting"),
+        ({"type": "Point", "coordinates": [116.405, 39.905]}, "non-polygon"),
+        ({"type": "Polygon", "coordinates": []}, "empty"),
+        (geojson_square(116.40, 39.90, 116.40, 95.0), "out of range"),
+        (geojson_square(116.40, 39.90, 116.415, 39.91), "overlaps sibling"),
+    ],
+)
 def test_invalid_new_geometry_is_422_and_changes_nothing(client, grid, admin, geometry, reason):
     before = snapshot()
-    body = assert_problem(client.patch(f"{CELLS}/{grid[SW].id}", json={"geometry": geometry, "name": "x"},
-                                       headers=admin), 422, "invalid_cell")
+    body = assert_problem(
+        client.patch(f"{CELLS}/{grid[SW].id}", json={"geometry": geometry, "name": "x"}, headers=admin),
+        422,
+        "invalid_cell",
+    )
     assert any(reason in r for r in body["errors"]["geometry"]), body
     assert snapshot() == before
 
 
-@pytest.mark.parametrize("payload,field", [
-    ({"code": "11010500100109"}, "code"),
-    ({"level": "community"}, "level"),
-    ({"parent_id": 1}, "parent_id"),
-    ({"name": "ok", "colour": "red"}, "colour"),
-    ({"active": "no"}, "active"),
-    ({"name": ""}, "name"),
-    ({"name": None}, "name"),
-    ({"geometry": [1, 2]}, "geometry"),
-    ({}, "_schema"),
-])
+@pytest.mark.parametrize(
+    "payload,field",
+    [
+        ({"code": "11010500100109"}, "code"),
+        ({"level": "community"}, "level"),
+        ({"parent_id": 1}, "parent_id"),
+        ({"name": "ok", "colour": "red"}, "colour"),
+        ({"active": "no"}, "active"),
+        ({"name": ""}, "name"),
+        ({"name": None}, "name"),
+        ({"geometry": [1, 2]}, "geometry"),
+        ({}, "_schema"),
+    ],
+)
 def test_bad_patch_is_422_and_changes_nothing(client, grid, admin, payload, field):
     before = snapshot()
-    body = assert_problem(client.patch(f"{CELLS}/{grid[SW].id}", json=payload, headers=admin), 422,
-                          "validation_failed")
+    body = assert_problem(client.patch(f"{CELLS}/{grid[SW].id}", json=payload, headers=admin), 422, "validation_failed")
     assert field in body["errors"], body
     if field in ("code", "level", "parent_id", "colour"):
         assert body["errors"][field] == ["Unknown field."]
@@ -447,8 +546,9 @@ def test_bad_patch_is_422_and_changes_nothing(client, grid, admin, payload, fiel
 @pytest.mark.parametrize("role", ["resident", "worker", "supervisor"])
 def test_non_admin_cannot_patch(client, grid, non_admins, role):
     before = snapshot()
-    assert_problem(client.patch(f"{CELLS}/{grid[SW].id}", json={"name": "x"}, headers=non_admins[role]), 403,
-                   "forbidden")
+    assert_problem(
+        client.patch(f"{CELLS}/{grid[SW].id}", json={"name": "x"}, headers=non_admins[role]), 403, "forbidden"
+    )
     assert snapshot() == before
 
 
@@ -463,6 +563,7 @@ def test_unauthenticated_cannot_patch(client, grid):
 
 
 # ---- DELETE /cells/{id} ---------------------------------------------------------------------------
+
 
 def test_admin_deletes_a_leaf(client, grid, admin):
     resp = client.delete(f"{CELLS}/{grid[NE].id}", headers=admin)

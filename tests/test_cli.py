@@ -1,4 +1,5 @@
 """CLI: `flask seed-demo` and `flask users create`, run through Flask's test runner inside the test's transaction."""
+
 from __future__ import annotations
 
 import itertools
@@ -9,8 +10,8 @@ from geoalchemy2.shape import to_shape
 from sqlalchemy import func, select
 
 from app.models import Category, Cell, Role, User, WorkerCell
-from app.services.people.workers import cells_served_today
 from app.services.people import sessions as auth_service
+from app.services.people.workers import cells_served_today
 from tests.factories import COMMUNITY, DISTRICT, STREET, make_category, make_report, make_test_grid, make_user
 
 GRID_CELL = "11010500100101"
@@ -28,16 +29,20 @@ def count(db, model) -> int:
 def snapshot(db) -> dict:
     return {
         "cells": db.session.execute(select(Cell.id, Cell.code, Cell.level, Cell.parent_id).order_by(Cell.id)).all(),
-        "categories": db.session.execute(select(Category.id, Category.code, Category.name,
-                                                Category.time_limit_value, Category.active)
-                                         .order_by(Category.id)).all(),
+        "categories": db.session.execute(
+            select(Category.id, Category.code, Category.name, Category.time_limit_value, Category.active).order_by(
+                Category.id
+            )
+        ).all(),
         "users": db.session.execute(select(User.id, User.username, User.role, User.cell_id).order_by(User.id)).all(),
-        "worker_cells": db.session.execute(select(WorkerCell.user_id, WorkerCell.cell_id)
-                                           .order_by(WorkerCell.user_id, WorkerCell.cell_id)).all(),
+        "worker_cells": db.session.execute(
+            select(WorkerCell.user_id, WorkerCell.cell_id).order_by(WorkerCell.user_id, WorkerCell.cell_id)
+        ).all(),
     }
 
 
 # ---- seed-demo ----------------------------------------------------------------------------------
+
 
 @pytest.fixture()
 def seeded(app, db):
@@ -112,8 +117,12 @@ def test_seed_demo_cells_tile_their_parents(app, db, seeded):
             continue
         parent = by_id[cell.parent_id]
         assert cell.code.startswith(parent.code), (cell.code, parent.code)
-        assert ["district", "street", "community", "grid"].index(cell.level) == \
-            ["district", "street", "community", "grid"].index(parent.level) + 1
+        assert ["district", "street", "community", "grid"].index(cell.level) == [
+            "district",
+            "street",
+            "community",
+            "grid",
+        ].index(parent.level) + 1
         children[parent.code].append(cell.code)
 
     parents = [c for c in cells if c.level != "grid"]
@@ -142,18 +151,22 @@ def test_seed_demo_grid_cells_are_irregular_polygons(app, db, seeded):
 
 # ---- users create -------------------------------------------------------------------------------
 
+
 @pytest.fixture()
 def grid(db):
     return make_test_grid()
 
 
-@pytest.mark.parametrize("role, cell", [
-    ("resident", None),
-    ("admin", None),
-    ("worker", GRID_CELL),
-    ("supervisor", COMMUNITY),
-    ("supervisor", DISTRICT),
-])
+@pytest.mark.parametrize(
+    "role, cell",
+    [
+        ("resident", None),
+        ("admin", None),
+        ("worker", GRID_CELL),
+        ("supervisor", COMMUNITY),
+        ("supervisor", DISTRICT),
+    ],
+)
 def test_users_create_each_role(app, db, grid, role, cell):
     args = ["users", "create", "--username", f"new_{role}", "--password", "long-enough-1", "--role", role]
     if cell:
@@ -174,18 +187,22 @@ def test_users_create_each_role(app, db, grid, role, cell):
     assert auth_service.login(f"new_{role}", "long-enough-1").access_token
 
 
-@pytest.mark.parametrize("args, exit_code, message", [
-    (["--role", "mayor"], 2, "mayor"),
-    (["--role", "worker", "--cell", "999999999999"], 1, "999999999999"),
-    (["--role", "worker", "--cell", COMMUNITY], 1, "grid"),
-    (["--role", "worker", "--cell", STREET], 1, "grid"),
-    (["--role", "supervisor", "--cell", "110199"], 1, "110199"),
-    (["--role", "supervisor"], 1, "cell"),
-    (["--role", "resident", "--cell", GRID_CELL], 1, "cell"),
-    (["--role", "admin", "--password", "short"], 1, "password"),
-    (["--role", "admin", "--username", "x"], 1, "username"),
-    (["--role", "admin", "--username", "taken_name"], 1, "taken"),
-], ids=lambda v: " ".join(v) if isinstance(v, list) else str(v))
+@pytest.mark.parametrize(
+    "args, exit_code, message",
+    [
+        (["--role", "mayor"], 2, "mayor"),
+        (["--role", "worker", "--cell", "999999999999"], 1, "999999999999"),
+        (["--role", "worker", "--cell", COMMUNITY], 1, "grid"),
+        (["--role", "worker", "--cell", STREET], 1, "grid"),
+        (["--role", "supervisor", "--cell", "110199"], 1, "110199"),
+        (["--role", "supervisor"], 1, "cell"),
+        (["--role", "resident", "--cell", GRID_CELL], 1, "cell"),
+        (["--role", "admin", "--password", "short"], 1, "password"),
+        (["--role", "admin", "--username", "x"], 1, "username"),
+        (["--role", "admin", "--username", "taken_name"], 1, "taken"),
+    ],
+    ids=lambda v: " ".join(v) if isinstance(v, list) else str(v),
+)
 def test_users_create_rejects_bad_input_and_writes_nothing(app, db, grid, args, exit_code, message):
     make_user("admin", username="taken_name")
     before = snapshot(db)

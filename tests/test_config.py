@@ -1,4 +1,5 @@
 """Configuration from the environment: production refuses to start without its secrets."""
+
 from __future__ import annotations
 
 import stat
@@ -11,8 +12,17 @@ from config import ConfigError, load_config
 GOOD_SECRET = "s" * 32
 PG_URL = "postgresql+psycopg://grid@db.internal:5432/grid"
 
-ENV_VARS = ["APP_ENV", "JWT_SECRET", "DATABASE_URL", "ROUTING_MAX_DISTANCE_M", "TIMEZONE", "MAX_BODY_BYTES",
-            "TEST_DATABASE_URL", "DEMO_PASSWORD", "REFRESH_REUSE_GRACE_S"]
+ENV_VARS = [
+    "APP_ENV",
+    "JWT_SECRET",
+    "DATABASE_URL",
+    "ROUTING_MAX_DISTANCE_M",
+    "TIMEZONE",
+    "MAX_BODY_BYTES",
+    "TEST_DATABASE_URL",
+    "DEMO_PASSWORD",
+    "REFRESH_REUSE_GRACE_S",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -69,16 +79,19 @@ def test_create_app_refuses_production_without_secret(monkeypatch):
         create_app("production")
 
 
-@pytest.mark.parametrize("given, expected", [
-    ("postgres://u@h/db", "postgresql+psycopg://u@h/db"),
-    ("postgresql://u@h/db", "postgresql+psycopg://u@h/db"),
-    ("postgresql+psycopg://u@h/db", "postgresql+psycopg://u@h/db"),
-    ("sqlite:////tmp/x.sqlite", "sqlite:////tmp/x.sqlite"),
-])
+@pytest.mark.parametrize(
+    "given, expected",
+    [
+        ("postgres://u@h/db", "postgresql+psycopg://u@h/db"),
+        ("postgresql://u@h/db", "postgresql+psycopg://u@h/db"),
+        ("postgresql+psycopg://u@h/db", "postgresql+psycopg://u@h/db"),
+        ("sqlite:////tmp/x.sqlite", "sqlite:////tmp/x.sqlite"),
+    ],
+)
 def test_libpq_style_database_urls_get_the_psycopg_driver(monkeypatch, given, expected):
     monkeypatch.setenv("JWT_SECRET", GOOD_SECRET)
     monkeypatch.setenv("DATABASE_URL", given)
-    assert load_config("production").SQLALCHEMY_DATABASE_URI == expected
+    assert expected == load_config("production").SQLALCHEMY_DATABASE_URI
 
 
 def test_settings_are_read_from_the_environment(monkeypatch):
@@ -101,11 +114,10 @@ def test_refresh_reuse_grace_defaults_to_ten_seconds_and_comes_from_the_environm
     assert load_config("testing").REFRESH_REUSE_GRACE_S == 10
     for value in ("0", "60"):
         monkeypatch.setenv("REFRESH_REUSE_GRACE_S", value)
-        assert load_config("testing").REFRESH_REUSE_GRACE_S == int(value)
+        assert int(value) == load_config("testing").REFRESH_REUSE_GRACE_S
 
 
-@pytest.mark.parametrize("value, message", [("ten", "integer"), ("-1", r"0 \(off\) to 60"),
-                                            ("61", r"0 \(off\) to 60")])
+@pytest.mark.parametrize("value, message", [("ten", "integer"), ("-1", r"0 \(off\) to 60"), ("61", r"0 \(off\) to 60")])
 def test_bad_refresh_reuse_grace_is_refused(monkeypatch, value, message):
     monkeypatch.setenv("REFRESH_REUSE_GRACE_S", value)
     with pytest.raises(ConfigError, match=f"REFRESH_REUSE_GRACE_S.*{message}"):

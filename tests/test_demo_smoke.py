@@ -1,5 +1,6 @@
 """Demo smoke: after `flask seed-demo`, every GET of the OpenAPI document as every demo account, and the README's curl
 walk-through run by bash with curl answered by the test client, answer without a 5xx."""
+
 from __future__ import annotations
 
 import io
@@ -16,6 +17,7 @@ from urllib.parse import urlencode, urlsplit
 from zoneinfo import ZoneInfo
 
 import pytest
+
 from app.models import Report
 from app.models.base import utcnow
 from app.services.demo import DEMO_GRID, demo_accounts
@@ -60,19 +62,26 @@ def demo(app, client, db, tmp_path, monkeypatch) -> Demo:
 
 # ---- every GET of the OpenAPI document, as every demo account ----------------------------------------------------
 
+
 def _act(client, demo: Demo, username: str, report_id: int, action: str, body: dict) -> dict:
     headers = demo.headers(username)
     etag = client.get(f"{API}/reports/{report_id}", headers=headers).headers["ETag"]
-    resp = client.post(f"{API}/reports/{report_id}/actions/{action}", json=body,
-                       headers={**headers, "If-Match": etag})
+    resp = client.post(f"{API}/reports/{report_id}/actions/{action}", json=body, headers={**headers, "If-Match": etag})
     assert resp.status_code == 200, (action, resp.json)
     return resp.json
 
 
 def _file(client, demo: Demo, username: str, category: str, description: str) -> dict:
-    resp = client.post(f"{API}/reports", headers=demo.headers(username), json={
-        "category_code": category, "description": description, "address": "演示路 1 号",
-        "location": {"lon": LON, "lat": LAT, "crs": "wgs84"}})
+    resp = client.post(
+        f"{API}/reports",
+        headers=demo.headers(username),
+        json={
+            "category_code": category,
+            "description": description,
+            "address": "演示路 1 号",
+            "location": {"lon": LON, "lat": LAT, "crs": "wgs84"},
+        },
+    )
     assert resp.status_code == 201, resp.json
     return resp.json
 
@@ -84,21 +93,29 @@ def demo_ids(client, db, demo) -> dict:
     resident, worker, supervisor = "13800138000", "worker1", "street_supervisor"
     case = _file(client, demo, resident, "0102", "楼下垃圾堆了三天")
     _act(client, demo, supervisor, case["id"], "accept", {})
-    photo = client.post(f"{API}/reports/{case['id']}/attachments", headers=demo.headers(resident),
-                        data={"stage": "before", "file": (io.BytesIO(jpeg()), "现场.jpg")},
-                        content_type="multipart/form-data")
+    photo = client.post(
+        f"{API}/reports/{case['id']}/attachments",
+        headers=demo.headers(resident),
+        data={"stage": "before", "file": (io.BytesIO(jpeg()), "现场.jpg")},
+        content_type="multipart/form-data",
+    )
     assert photo.status_code == 201, photo.json
     rejected = _file(client, demo, resident, "0101", "不是违建")
     _act(client, demo, supervisor, rejected["id"], "reject", {"reason": "经核实为合法建筑"})
     own = _file(client, demo, worker, "0104", "路面油污")
     _act(client, demo, worker, own["id"], "start", {})
-    checkin = client.post(f"{API}/patrols/checkins", headers=demo.headers(worker), json={"points": [
-        {"time": utcnow().isoformat(), "lon": LON, "lat": LAT, "accuracy": 5}]})
+    checkin = client.post(
+        f"{API}/patrols/checkins",
+        headers=demo.headers(worker),
+        json={"points": [{"time": utcnow().isoformat(), "lon": LON, "lat": LAT, "accuracy": 5}]},
+    )
     assert checkin.status_code == 201, checkin.json
     key = client.post(f"{API}/api-keys", headers=demo.headers("admin"), json={"name": "civic app"})
     assert key.status_code == 201, key.json
-    filed = client.post("/open311/v2/requests.json", data={
-        "api_key": key.json["key"], "service_code": "0101", "lat": LAT, "long": LON, "description": "违建"})
+    filed = client.post(
+        "/open311/v2/requests.json",
+        data={"api_key": key.json["key"], "service_code": "0101", "lat": LAT, "long": LON, "description": "违建"},
+    )
     assert filed.status_code == 200, filed.get_data(as_text=True)
     # Past its deadline, the accepted case climbs one level in the sweep.
     report = db.session.get(Report, case["id"])
@@ -111,14 +128,23 @@ def demo_ids(client, db, demo) -> dict:
     today = datetime.now(tz).date()
     now = datetime.now(tz).replace(microsecond=0)
     return {
-        "cell_id": report.cell_id, "report_id": case["id"], "attachment_id": photo.json["id"],
-        "user_id": me["id"], "day": today.isoformat(), "lon": LON, "lat": LAT,
-        ("cell", "string"): DEMO_GRID.district_code, ("cell", "integer"): report.cell_id,
-        ("from", "date"): (today - timedelta(days=30)).isoformat(), ("to", "date"): today.isoformat(),
+        "cell_id": report.cell_id,
+        "report_id": case["id"],
+        "attachment_id": photo.json["id"],
+        "user_id": me["id"],
+        "day": today.isoformat(),
+        "lon": LON,
+        "lat": LAT,
+        ("cell", "string"): DEMO_GRID.district_code,
+        ("cell", "integer"): report.cell_id,
+        ("from", "date"): (today - timedelta(days=30)).isoformat(),
+        ("to", "date"): today.isoformat(),
         ("from", "date-time"): (now - timedelta(days=30)).isoformat(),
         ("to", "date-time"): (now + timedelta(days=1)).isoformat(),
-        "open311_code": "0102", "open311_request": filed.json[0]["service_request_id"],
-        "open311_token": filed.json[0].get("token") or "none", "api_key": key.json["key"],
+        "open311_code": "0102",
+        "open311_request": filed.json[0]["service_request_id"],
+        "open311_token": filed.json[0].get("token") or "none",
+        "api_key": key.json["key"],
     }
 
 
@@ -164,8 +190,14 @@ def test_every_documented_get_answers_every_demo_account(client, demo, demo_ids)
 
 def test_open311_gets_answer_anonymous_and_key_callers(client, demo, demo_ids):
     ids = demo_ids
-    paths = ["discovery", "services", f"services/{ids['open311_code']}", "requests",
-             f"requests/{ids['open311_request']}", f"tokens/{ids['open311_token']}"]
+    paths = [
+        "discovery",
+        "services",
+        f"services/{ids['open311_code']}",
+        "requests",
+        f"requests/{ids['open311_request']}",
+        f"tokens/{ids['open311_token']}",
+    ]
     for query in ("", f"?api_key={ids['api_key']}"):
         for path in paths:
             for fmt in ("json", "xml"):
@@ -200,8 +232,14 @@ def readme_walkthrough(password: str) -> str:
 def _curl_request(args: list[str]) -> dict:
     """curl's command line as the README uses it; an option this does not know fails loudly."""
     request = {"method": None, "headers": {}, "data": [], "form": [], "dump": None, "output": None, "url": None}
-    options = {"-X": "method", "--request": "method", "-D": "dump", "--dump-header": "dump",
-               "-o": "output", "--output": "output"}
+    options = {
+        "-X": "method",
+        "--request": "method",
+        "-D": "dump",
+        "--dump-header": "dump",
+        "-o": "output",
+        "--output": "output",
+    }
     it = iter(args)
     for arg in it:
         if arg in ("-s", "--silent", "-S", "--show-error", "-sS", "-L"):
@@ -265,8 +303,14 @@ def replay(client, script: str, cwd: Path, timeout_s: float = 120) -> tuple[list
     prologue = CURL_SHIM.format(req=req_w, resp=resp_r, python=sys.executable)
     (cwd / "walkthrough.sh").write_text(prologue + script)
     with open(cwd / "stdout", "wb") as stdout:
-        proc = subprocess.Popen(["bash", "walkthrough.sh"], cwd=cwd, stdin=subprocess.DEVNULL, stdout=stdout,
-                                stderr=subprocess.STDOUT, pass_fds=(req_w, resp_r))
+        proc = subprocess.Popen(
+            ["bash", "walkthrough.sh"],
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=subprocess.STDOUT,
+            pass_fds=(req_w, resp_r),
+        )
     os.close(req_w)
     os.close(resp_r)
     log: list[Exchange] = []
@@ -285,13 +329,13 @@ def replay(client, script: str, cwd: Path, timeout_s: float = 120) -> tuple[list
                 if len(fields) < 3 or len(fields) - 1 < 2 + int(fields[1]):
                     break
                 argc = int(fields[1])
-                cwd_field, args = fields[0].decode(), [f.decode() for f in fields[2:2 + argc]]
-                pending = b"\0".join(fields[2 + argc:])
+                cwd_field, args = fields[0].decode(), [f.decode() for f in fields[2 : 2 + argc]]
+                pending = b"\0".join(fields[2 + argc :])
                 out = _answer(client, args, cwd_field, log)
                 os.write(resp_w, f"{len(out)}\n".encode())
                 view = memoryview(out)
                 while view:
-                    view = view[os.write(resp_w, view):]
+                    view = view[os.write(resp_w, view) :]
         code = proc.wait(timeout=timeout_s)
     finally:
         if proc.poll() is None:
@@ -318,18 +362,23 @@ def test_the_readme_walkthrough_runs_against_the_demo(client, db, demo, tmp_path
 
 
 def test_the_replay_hands_the_shell_what_curl_would(client, db, demo, tmp_path):
-    script = """
+    script = (
+        """
 TOKEN=$(curl -s -X POST http://127.0.0.1:8000/api/v1/auth/login -H 'Content-Type: application/json' \\
   -d '{"username": "admin", "password": "%s"}' \\
   | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
 curl -s -D - -o /dev/null "http://127.0.0.1:8000/api/v1/me" -H "Authorization: Bearer $TOKEN" | tr -d '\\r' \\
   | sed -n 's/^HTTP[^ ]* //p'
 curl -s "http://127.0.0.1:8000/api/v1/me" -H "Authorization: Bearer ${TOKEN}x"
-""" % demo.password
+"""
+        % demo.password
+    )
     log, code, output = replay(client, script, tmp_path)
     assert code == 0, output
     assert [(e.method, e.path, e.status) for e in log] == [
-        ("POST", "/api/v1/auth/login", 200), ("GET", "/api/v1/me", 200), ("GET", "/api/v1/me", 401)]
+        ("POST", "/api/v1/auth/login", 200),
+        ("GET", "/api/v1/me", 200),
+        ("GET", "/api/v1/me", 401),
+    ]
     assert output.startswith("200 OK\n"), output
     assert '"code":"invalid_token"' in output.replace(" ", ""), output
-

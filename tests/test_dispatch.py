@@ -1,4 +1,5 @@
 """Auto-dispatch: the order the rule picks a worker in, each fallback, the event and the notice when nobody serves."""
+
 from __future__ import annotations
 
 from datetime import date, timedelta
@@ -11,8 +12,17 @@ from app.extensions import db as _db
 from app.models import CaseEvent, Notification, Report, User
 from app.models.base import utcnow
 from app.services.cases.dispatch import auto_dispatch
-from tests.factories import (COMMUNITY, DISTRICT, make_assignment, make_category, make_cell, make_duty,
-                             make_report, make_test_grid, make_user)
+from tests.factories import (
+    COMMUNITY,
+    DISTRICT,
+    make_assignment,
+    make_category,
+    make_cell,
+    make_duty,
+    make_report,
+    make_test_grid,
+    make_user,
+)
 
 SW = "11010500100101"
 NE = "11010500100104"
@@ -23,10 +33,14 @@ SW_POINT = (116.405, 39.905)
 def world(db):
     cells = make_test_grid()
     other = make_cell("110106", "district", (116.50, 39.90, 116.51, 39.91))
-    return SimpleNamespace(cells=cells, category=make_category(hours=4), resident=make_user("resident"),
-                           supervisor=make_user("supervisor", cell=cells[COMMUNITY]),
-                           root=make_user("supervisor", cell=cells[DISTRICT]),
-                           outsider=make_user("supervisor", cell=other))
+    return SimpleNamespace(
+        cells=cells,
+        category=make_category(hours=4),
+        resident=make_user("resident"),
+        supervisor=make_user("supervisor", cell=cells[COMMUNITY]),
+        root=make_user("supervisor", cell=cells[DISTRICT]),
+        outsider=make_user("supervisor", cell=other),
+    )
 
 
 def accepted_case(world, category=None):
@@ -41,9 +55,11 @@ def accepted_case(world, category=None):
 def workload(world, worker, *, open_=0, overdue=0, closed=0, assigned_at=None):
     """Give a worker cases: open ones, overdue ones (clock running, deadline passed) and closed ones."""
     now = utcnow()
-    for status, count, deadline in (("in_progress", open_, now + timedelta(hours=2)),
-                                    ("assigned", overdue, now - timedelta(hours=1)),
-                                    ("closed", closed, now - timedelta(hours=1))):
+    for status, count, deadline in (
+        ("in_progress", open_, now + timedelta(hours=2)),
+        ("assigned", overdue, now - timedelta(hours=1)),
+        ("closed", closed, now - timedelta(hours=1)),
+    ):
         for _ in range(count):
             report = make_report(world.resident, world.category, 116.415, 39.915)
             report.status, report.assignee_id, report.deadline_at = status, worker.id, deadline
@@ -64,8 +80,9 @@ def backup(world, code=SW, **kw):
 
 
 def dispatched_event(report) -> CaseEvent:
-    events = _db.session.scalars(select(CaseEvent).where(CaseEvent.report_id == report.id,
-                                                         CaseEvent.action == "assign")).all()
+    events = _db.session.scalars(
+        select(CaseEvent).where(CaseEvent.report_id == report.id, CaseEvent.action == "assign")
+    ).all()
     assert len(events) == 1
     return events[0]
 
@@ -85,8 +102,12 @@ def test_primary_on_duty_with_fewest_open_cases_wins(db, world):
     assert auto_dispatch(report, now) == light
     assert (report.assignee_id, report.assigned_at, report.status) == (light.id, now, "assigned")
     event = dispatched_event(report)
-    assert (event.actor_id, event.actor_role, event.from_status, event.to_status) == (None, "system", "accepted",
-                                                                                      "assigned")
+    assert (event.actor_id, event.actor_role, event.from_status, event.to_status) == (
+        None,
+        "system",
+        "accepted",
+        "assigned",
+    )
     assert event.data == {"automatic": True, "reason": "primary_on_duty", "assignee_id": light.id}
     _db.session.commit()
     stored = _db.session.get(Report, report.id)
@@ -172,8 +193,9 @@ def test_nobody_serving_leaves_the_case_and_notifies_the_cells_supervisors(db, w
     notified = _db.session.scalars(select(Notification).where(Notification.report_id == report.id)).all()
     assert sorted(n.user_id for n in notified) == sorted([world.supervisor.id, world.root.id])
     assert {n.kind for n in notified} == {"case_unassigned"}
-    assert not _db.session.scalars(select(CaseEvent).where(CaseEvent.report_id == report.id,
-                                                           CaseEvent.action == "assign")).all()
+    assert not _db.session.scalars(
+        select(CaseEvent).where(CaseEvent.report_id == report.id, CaseEvent.action == "assign")
+    ).all()
     # A second call for the same case does not notify twice.
     auto_dispatch(report, utcnow())
     assert len(_db.session.scalars(select(Notification).where(Notification.report_id == report.id)).all()) == 2

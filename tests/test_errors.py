@@ -1,4 +1,5 @@
 """Cross-cutting HTTP behaviour: problem+json for 404, 405 and unhandled errors; the OpenAPI document and docs."""
+
 from __future__ import annotations
 
 import json
@@ -13,18 +14,18 @@ from app.api.inputs import TEXT_ERROR
 from app.models import CaseEvent, Report
 from app.schemas.common import MAX_ID
 from app.services.cases import categories as category_service
-from tests.factories import auth_header, make_case, make_category, make_test_grid, make_user
 from tests.assertions import assert_problem
+from tests.factories import auth_header, make_case, make_category, make_test_grid, make_user
 
 PROBLEM = "application/problem+json"
 
 
-
-
 # ---- 404 and 405 --------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("path", ["/api/v1/no-such-thing", "/nowhere", "/api/v1/reports/not-a-number",
-                                  "/api/v2/reports"])
+
+@pytest.mark.parametrize(
+    "path", ["/api/v1/no-such-thing", "/nowhere", "/api/v1/reports/not-a-number", "/api/v2/reports"]
+)
 def test_unknown_url_is_404_problem(client, path):
     problem = assert_problem(client.get(path), 404, "not_found")
     assert problem["instance"] == path
@@ -34,13 +35,16 @@ def test_unknown_url_with_a_body_is_still_404(client):
     assert_problem(client.post("/api/v1/no-such-thing", json={"a": 1}), 404, "not_found")
 
 
-@pytest.mark.parametrize("method, path, allowed", [
-    ("delete", "/api/v1/reports", {"GET", "POST"}),
-    ("put", "/api/v1/categories", {"GET", "POST"}),
-    ("get", "/api/v1/auth/login", {"POST"}),
-    ("post", "/api/v1/reports/1", {"GET"}),
-    ("get", "/api/v1/categories/1", {"PATCH"}),
-])
+@pytest.mark.parametrize(
+    "method, path, allowed",
+    [
+        ("delete", "/api/v1/reports", {"GET", "POST"}),
+        ("put", "/api/v1/categories", {"GET", "POST"}),
+        ("get", "/api/v1/auth/login", {"POST"}),
+        ("post", "/api/v1/reports/1", {"GET"}),
+        ("get", "/api/v1/categories/1", {"PATCH"}),
+    ],
+)
 def test_wrong_method_is_405_with_allow(client, method, path, allowed):
     resp = getattr(client, method)(path)
     assert_problem(resp, 405, "method_not_allowed")
@@ -61,35 +65,60 @@ def admin_headers(db):
 
 
 @pytest.mark.parametrize("value", [0, MAX_ID, *TOO_LARGE])
-@pytest.mark.parametrize("path", ["/api/v1/reports/{}", "/api/v1/reports/{}/events", "/api/v1/reports/{}/attachments",
-                                  "/api/v1/reports/1/attachments/{}", "/api/v1/cells/{}", "/api/v1/users/{}",
-                                  "/api/v1/cells/{}/reports/summary"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/reports/{}",
+        "/api/v1/reports/{}/events",
+        "/api/v1/reports/{}/attachments",
+        "/api/v1/reports/1/attachments/{}",
+        "/api/v1/cells/{}",
+        "/api/v1/users/{}",
+        "/api/v1/cells/{}/reports/summary",
+    ],
+)
 def test_a_path_id_outside_the_id_range_names_nothing(client, admin_headers, path, value):
     resp = client.get(path.format(value), headers=admin_headers)
     assert resp.status_code == 404 and resp.mimetype == PROBLEM, resp.get_data(as_text=True)
 
 
 @pytest.mark.parametrize("value", TOO_LARGE)
-@pytest.mark.parametrize("url, name", [
-    ("/api/v1/reports?cell_id={}", "cell_id"), ("/api/v1/reports?assignee_id={}", "assignee_id"),
-    ("/api/v1/reports?within={}", "within"), ("/api/v1/cells?parent_id={}", "parent_id"),
-    ("/api/v1/users?cell_id={}", "cell_id"), ("/api/v1/workers?cell={}", "cell"),
-    ("/api/v1/patrols/coverage?cell={}", "cell"), ("/api/v1/analytics/hotspots?cell={}", "cell"),
-])
+@pytest.mark.parametrize(
+    "url, name",
+    [
+        ("/api/v1/reports?cell_id={}", "cell_id"),
+        ("/api/v1/reports?assignee_id={}", "assignee_id"),
+        ("/api/v1/reports?within={}", "within"),
+        ("/api/v1/cells?parent_id={}", "parent_id"),
+        ("/api/v1/users?cell_id={}", "cell_id"),
+        ("/api/v1/workers?cell={}", "cell"),
+        ("/api/v1/patrols/coverage?cell={}", "cell"),
+        ("/api/v1/analytics/hotspots?cell={}", "cell"),
+    ],
+)
 def test_a_query_id_outside_the_id_range_is_422(client, admin_headers, url, name, value):
     problem = assert_problem(client.get(url.format(value), headers=admin_headers), 422, "validation_failed")
     assert name in problem["errors"]
 
 
-@pytest.mark.parametrize("action, body", [("assign", {"assignee_id": 2**63}), ("reroute", {"cell_id": 2**63}),
-                                          ("mark_duplicate", {"duplicate_of": MAX_ID + 1})])
+@pytest.mark.parametrize(
+    "action, body",
+    [
+        ("assign", {"assignee_id": 2**63}),
+        ("reroute", {"cell_id": 2**63}),
+        ("mark_duplicate", {"duplicate_of": MAX_ID + 1}),
+    ],
+)
 def test_a_body_id_outside_the_id_range_is_422_and_changes_nothing(client, db, action, body):
     cells = make_test_grid()
     admin = make_user("admin")
     report = make_case(make_user("resident"), make_category(), cells["11010500100101"])
     before = (report.status, report.version)
-    resp = client.post(f"/api/v1/reports/{report.id}/actions/{action}", json=body,
-                       headers={**auth_header(admin), "If-Match": f'"{report.version}"'})
+    resp = client.post(
+        f"/api/v1/reports/{report.id}/actions/{action}",
+        json=body,
+        headers={**auth_header(admin), "If-Match": f'"{report.version}"'},
+    )
     problem = assert_problem(resp, 422, "validation_failed")
     assert set(problem["errors"]) == set(body)
     db.session.expire_all()
@@ -101,19 +130,23 @@ def test_a_body_id_outside_the_id_range_is_422_and_changes_nothing(client, db, a
 # Python's datetimes hold years 1 to 9999: a time whose conversion to UTC or to TIMEZONE (or a window derived
 # from it) would leave them is refused by the one datetime rule, wherever a time or a date is taken.
 
-EDGE_TIMES = ["0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00", "0001-01-01T00:00:00Z",
-              "9999-12-31T23:59:59Z"]
+EDGE_TIMES = ["0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00", "0001-01-01T00:00:00Z", "9999-12-31T23:59:59Z"]
 
 
 @pytest.mark.parametrize("value", EDGE_TIMES)
-@pytest.mark.parametrize("query, name", [
-    ("/api/v1/reports?created_from={}", "created_from"), ("/api/v1/reports?created_to={}", "created_to"),
-    ("/api/v1/reports.geojson?created_from={}", "created_from"),
-    ("/api/v1/analytics/hotspots?from={}", "from"), ("/api/v1/analytics/heatmap?to={}", "to"),
-    ("/api/v1/analytics/trend?to={}", "to"),
-    ("/api/v1/stats/summary?cell=110105&from={}&to=2026-01-01T00:00:00Z", "from"),
-    ("/api/v1/stats/summary?cell=110105&from=2026-01-01T00:00:00Z&to={}", "to"),
-])
+@pytest.mark.parametrize(
+    "query, name",
+    [
+        ("/api/v1/reports?created_from={}", "created_from"),
+        ("/api/v1/reports?created_to={}", "created_to"),
+        ("/api/v1/reports.geojson?created_from={}", "created_from"),
+        ("/api/v1/analytics/hotspots?from={}", "from"),
+        ("/api/v1/analytics/heatmap?to={}", "to"),
+        ("/api/v1/analytics/trend?to={}", "to"),
+        ("/api/v1/stats/summary?cell=110105&from={}&to=2026-01-01T00:00:00Z", "from"),
+        ("/api/v1/stats/summary?cell=110105&from=2026-01-01T00:00:00Z&to={}", "to"),
+    ],
+)
 def test_a_time_at_the_ends_of_the_calendar_is_422(client, admin_headers, query, name, value):
     resp = client.get(query.format(quote(value)), headers=admin_headers)
     assert name in assert_problem(resp, 422, "validation_failed")["errors"]
@@ -125,8 +158,9 @@ def test_a_date_at_the_ends_of_the_calendar_is_422_and_assigns_nothing(client, d
     worker = make_user("worker")
     url = f"/api/v1/cells/{cells['11010500100101'].id}/workers"
     headers = auth_header(make_user("admin"))
-    problem = assert_problem(client.post(url, headers=headers, json={"user_id": worker.id, **body}), 422,
-                             "validation_failed")
+    problem = assert_problem(
+        client.post(url, headers=headers, json={"user_id": worker.id, **body}), 422, "validation_failed"
+    )
     assert set(problem["errors"]) == set(body)
     assert client.get(url, headers=headers).json["total"] == 0
     assert_problem(client.get(f"{url}?on=0001-01-01", headers=headers), 422, "validation_failed")
@@ -135,6 +169,7 @@ def test_a_date_at_the_ends_of_the_calendar_is_422_and_assigns_nothing(client, d
 # ---- text and JSON the database or the parser cannot take -----------------------------------------
 # One rule at the boundary: no NUL (PostgreSQL text cannot hold it) and no lone surrogate (no UTF-8 for it) in
 # any key or string of the body, the query, a form or the path; JSON nested deeper than 64 levels is malformed.
+
 
 def _post_report(client, headers, body: str):
     return client.post("/api/v1/reports", data=body, headers={**headers, "Content-Type": "application/json"})
@@ -152,17 +187,23 @@ def filing(db):
 
 
 def _stored(db) -> tuple[int, int]:
-    return (db.session.scalar(select(func.count()).select_from(Report)),
-            db.session.scalar(select(func.count()).select_from(CaseEvent)))
+    return (
+        db.session.scalar(select(func.count()).select_from(Report)),
+        db.session.scalar(select(func.count()).select_from(CaseEvent)),
+    )
 
 
-@pytest.mark.parametrize("body, field", [
-    (_report_body(description="a\x00b"), "description"),
-    (_report_body(description="\ud800"), "description"),
-    (_report_body(address="ok \udfff"), "address"),
-    (_report_body(location={"lon": 116.405, "lat": 39.905, "crs": "wgs\x0084"}), "location.crs"),
-    ({**_report_body(), "n\x00te": 1}, "n\ufffdte"),
-], ids=["nul", "lone-high-surrogate", "lone-low-surrogate", "nested", "key"])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        (_report_body(description="a\x00b"), "description"),
+        (_report_body(description="\ud800"), "description"),
+        (_report_body(address="ok \udfff"), "address"),
+        (_report_body(location={"lon": 116.405, "lat": 39.905, "crs": "wgs\x0084"}), "location.crs"),
+        ({**_report_body(), "n\x00te": 1}, "n\ufffdte"),
+    ],
+    ids=["nul", "lone-high-surrogate", "lone-low-surrogate", "nested", "key"],
+)
 def test_nul_or_a_lone_surrogate_in_a_json_body_is_422_and_changes_nothing(client, db, filing, body, field):
     # json.dumps escapes both (\u0000, \ud800), as any client's JSON encoder may.
     problem = assert_problem(_post_report(client, filing, json.dumps(body)), 422, "validation_failed")
@@ -170,17 +211,28 @@ def test_nul_or_a_lone_surrogate_in_a_json_body_is_422_and_changes_nothing(clien
     assert _stored(db) == (0, 0)
 
 
-@pytest.mark.parametrize("url, name", [("/api/v1/users?q=a%00b", "q"), ("/api/v1/reports?category=%00", "category"),
-                                       ("/api/v1/reports?x%00=1", "x\ufffd")])
+@pytest.mark.parametrize(
+    "url, name",
+    [
+        ("/api/v1/users?q=a%00b", "q"),
+        ("/api/v1/reports?category=%00", "category"),
+        ("/api/v1/reports?x%00=1", "x\ufffd"),
+    ],
+)
 def test_nul_in_the_query_string_is_422(client, admin_headers, url, name):
     problem = assert_problem(client.get(url, headers=admin_headers), 422, "validation_failed")
     assert problem["errors"] == {name: [TEXT_ERROR]}
 
 
-@pytest.mark.parametrize("body", ["[" * 100_000 + "]" * 100_000,
-                                  json.dumps(_report_body(location=[[[[[[[[]]]]]]]])).replace("[]", "[" * 60 + "]" * 60),
-                                  '{"description": "\xff\xfe"}'.encode("latin-1")],
-                         ids=["past-the-recursion-limit", "past-64-levels", "not-utf-8"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        "[" * 100_000 + "]" * 100_000,
+        json.dumps(_report_body(location=[[[[[[[[]]]]]]]])).replace("[]", "[" * 60 + "]" * 60),
+        '{"description": "\xff\xfe"}'.encode("latin-1"),
+    ],
+    ids=["past-the-recursion-limit", "past-64-levels", "not-utf-8"],
+)
 def test_a_json_body_too_deep_or_not_utf8_is_400_malformed_json_and_changes_nothing(client, db, filing, body):
     assert_problem(_post_report(client, filing, body), 400, "malformed_json")
     assert _stored(db) == (0, 0)
@@ -204,9 +256,11 @@ def test_a_form_part_without_a_usable_name_is_400_and_stores_nothing(client, db,
     cells = make_test_grid()
     report = make_case(make_user("resident"), make_category(), cells["11010500100101"])
     boundary = "b25f"
-    body = (f'--{boundary}\r\nContent-Disposition: form-data; name="0"\r\n\r\n{{}}\r\n'
-            f'--{boundary}\r\nContent-Disposition: form-data; name="h\\"\r\n\r\nx\r\n'
-            f'--{boundary}\r\nContent-Disposition: form-data; name="stage"\r\n\r\nafter\r\n--{boundary}--\r\n')
+    body = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="0"\r\n\r\n{{}}\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="h\\"\r\n\r\nx\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="stage"\r\n\r\nafter\r\n--{boundary}--\r\n'
+    )
     headers = {**auth_header(make_user("admin")), "Content-Type": f"multipart/form-data; boundary={boundary}"}
     if idempotency_key:
         headers["Idempotency-Key"] = idempotency_key
@@ -228,6 +282,7 @@ def test_a_problem_whose_errors_mix_key_types_is_still_written(app):
 
 
 # ---- repeated and array-valued query parameters ---------------------------------------------------
+
 
 def test_repeated_or_array_valued_query_parameters_get_a_clean_answer(client, db):
     """Every documented query parameter of every GET, sent twice with clashing values or as `name[]`."""
@@ -253,6 +308,7 @@ def test_repeated_or_array_valued_query_parameters_get_a_clean_answer(client, db
 
 # ---- answers without content ---------------------------------------------------------------------
 
+
 def test_a_204_answer_carries_no_content_type(client, db):
     """The document declares no content for a 204, so the answer must not claim a media type either."""
     from tests.factories import make_api_key, make_assignment, tokens_for
@@ -276,6 +332,7 @@ def test_a_204_answer_carries_no_content_type(client, db):
 # ---- unhandled errors ---------------------------------------------------------------------------
 # The session's app has served requests, so Flask no longer lets a test add a route to it; a service
 # function that raises stands in for a bug.
+
 
 def _boom(*_args, **_kwargs):
     raise RuntimeError("secret internals: password=hunter2")
@@ -302,8 +359,11 @@ def test_unhandled_exception_after_a_flush_writes_nothing(client, db, monkeypatc
         raise RuntimeError("failed after the flush")
 
     monkeypatch.setattr(db.session, "flush", flush_then_fail)
-    resp = client.post("/api/v1/reports", headers=headers, json={
-        "category_code": category.code, "description": "x", "location": {"lon": 116.405, "lat": 39.905}})
+    resp = client.post(
+        "/api/v1/reports",
+        headers=headers,
+        json={"category_code": category.code, "description": "x", "location": {"lon": 116.405, "lat": 39.905}},
+    )
     monkeypatch.undo()
     assert_problem(resp, 500, "internal_error")
     assert db.session.scalar(select(func.count()).select_from(Report)) == 0
@@ -328,12 +388,16 @@ def test_integrity_race_is_409(client, db, monkeypatch):
         raise IntegrityError("INSERT", {}, Exception("duplicate key"))
 
     monkeypatch.setattr(category_service, "create_category", race)
-    resp = client.post("/api/v1/categories", headers=auth_header(admin),
-                       json={"code": "0999", "name": "n", "group": "g", "time_limit_value": 1})
+    resp = client.post(
+        "/api/v1/categories",
+        headers=auth_header(admin),
+        json={"code": "0999", "name": "n", "group": "g", "time_limit_value": 1},
+    )
     assert_problem(resp, 409, "conflict")
 
 
 # ---- OpenAPI and docs ---------------------------------------------------------------------------
+
 
 def _openapi_path(rule: str) -> str:
     return re.sub(r"<(?:[a-z]+:)?([a-z_]+)>", r"{\1}", rule)
@@ -341,8 +405,11 @@ def _openapi_path(rule: str) -> str:
 
 def _api_rules(app):
     # The document itself and the docs page with its script and Swagger UI's files are no API operations.
-    return [r for r in app.url_map.iter_rules() if r.rule.startswith("/api/v1/")
-            and r.rule != "/api/v1/openapi.json" and not r.rule.startswith("/api/v1/docs")]
+    return [
+        r
+        for r in app.url_map.iter_rules()
+        if r.rule.startswith("/api/v1/") and r.rule != "/api/v1/openapi.json" and not r.rule.startswith("/api/v1/docs")
+    ]
 
 
 def test_openapi_documents_every_endpoint_and_method(app, client):
@@ -401,11 +468,17 @@ def test_every_member_an_error_carries_is_in_the_published_problem_schema(client
     report = make_case(make_user("resident"), make_category(), cells["11010500100101"], status="closed")
     headers = auth_header(admin)
     problems = [
-        client.post(f"/api/v1/reports/{report.id}/actions/accept", json={},
-                    headers={**headers, "If-Match": f'"{report.version}"'}),  # 409: action, case_status
+        client.post(
+            f"/api/v1/reports/{report.id}/actions/accept",
+            json={},
+            headers={**headers, "If-Match": f'"{report.version}"'},
+        ),  # 409: action, case_status
         client.post("/api/v1/categories", json={"code": "x"}, headers=headers),  # 422: errors
-        client.post("/api/v1/cells/import", headers=headers,  # 422 with a list of bad features
-                    json={"type": "FeatureCollection", "features": [{"type": "Feature"}]}),
+        client.post(
+            "/api/v1/cells/import",
+            headers=headers,  # 422 with a list of bad features
+            json={"type": "FeatureCollection", "features": [{"type": "Feature"}]},
+        ),
         client.get("/api/v1/reports"),  # 401
         client.delete("/api/v1/reports"),  # 405
     ]

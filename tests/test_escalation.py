@@ -1,9 +1,10 @@
 """Escalation sweep: one level per sweep up the grid, critical at the top, reminders, idempotency, concurrency."""
+
 from __future__ import annotations
 
 import threading
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 import pytest
@@ -11,12 +12,21 @@ from sqlalchemy import func, select
 
 from app.models import CaseEvent, Notification, Report
 from app.services.cases.escalation import SweepResult, escalate_batch
-from tests.factories import (COMMUNITY, DISTRICT, STREET, delete_committed, make_case, make_category, make_cell,
-                             make_test_grid, make_user)
+from tests.factories import (
+    COMMUNITY,
+    DISTRICT,
+    STREET,
+    delete_committed,
+    make_case,
+    make_category,
+    make_cell,
+    make_test_grid,
+    make_user,
+)
 
 SW = "11010500100101"
 NE = "11010500100104"
-NOW = datetime(2026, 11, 26, 8, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
 HOUR = timedelta(hours=1)
 
 
@@ -35,7 +45,8 @@ def build_world():
     category = make_category(hours=4)
     category.escalation_window_value, category.escalation_window_unit = 2, "hours"
     return SimpleNamespace(
-        cells=cells, category=category,
+        cells=cells,
+        category=category,
         resident=make_user("resident"),
         worker=make_user("worker", served=[cells[SW]]),
         community_sup=make_user("supervisor", cell=cells[COMMUNITY]),
@@ -53,15 +64,23 @@ def world(db):
 
 
 def overdue_case(world, **fields):
-    values = {"status": "assigned", "assignee_id": world.worker.id, "accepted_at": NOW - 5 * HOUR,
-              "due_at": NOW - HOUR, "deadline_at": NOW - HOUR, "warn_at": NOW - 2 * HOUR}
+    values = {
+        "status": "assigned",
+        "assignee_id": world.worker.id,
+        "accepted_at": NOW - 5 * HOUR,
+        "due_at": NOW - HOUR,
+        "deadline_at": NOW - HOUR,
+        "warn_at": NOW - 2 * HOUR,
+    }
     values.update(fields)
     return make_case(world.resident, world.category, world.cells[SW], **values)
 
 
 def counts(db) -> tuple[int, int]:
-    return (db.session.scalar(select(func.count()).select_from(CaseEvent)),
-            db.session.scalar(select(func.count()).select_from(Notification)))
+    return (
+        db.session.scalar(select(func.count()).select_from(CaseEvent)),
+        db.session.scalar(select(func.count()).select_from(Notification)),
+    )
 
 
 def fresh(db, report) -> Report:
@@ -70,16 +89,21 @@ def fresh(db, report) -> Report:
 
 
 def notified(db, report, kind) -> set[int]:
-    return set(db.session.scalars(select(Notification.user_id).where(
-        Notification.report_id == report.id, Notification.kind == kind)))
+    return set(
+        db.session.scalars(
+            select(Notification.user_id).where(Notification.report_id == report.id, Notification.kind == kind)
+        )
+    )
 
 
 def test_one_level_per_sweep_up_the_chain_then_critical(db, world):
     case = overdue_case(world)
     version = case.version
-    chain = [(1, COMMUNITY, {world.community_sup.id, world.street_sup.id, world.district_sup.id}),
-             (2, STREET, {world.street_sup.id, world.district_sup.id}),
-             (3, DISTRICT, {world.district_sup.id})]
+    chain = [
+        (1, COMMUNITY, {world.community_sup.id, world.street_sup.id, world.district_sup.id}),
+        (2, STREET, {world.street_sup.id, world.district_sup.id}),
+        (3, DISTRICT, {world.district_sup.id}),
+    ]
     now = NOW
     for level, code, supervisors in chain:
         result = sweep(now)
@@ -93,16 +117,30 @@ def test_one_level_per_sweep_up_the_chain_then_critical(db, world):
         assert report.due_at == NOW - HOUR  # escalation never moves the case's own due time
         assert report.version == version + level
         assert report.critical is False
-        events = list(db.session.scalars(select(CaseEvent).where(
-            CaseEvent.report_id == case.id, CaseEvent.action == "escalate").order_by(CaseEvent.id)))
+        events = list(
+            db.session.scalars(
+                select(CaseEvent)
+                .where(CaseEvent.report_id == case.id, CaseEvent.action == "escalate")
+                .order_by(CaseEvent.id)
+            )
+        )
         assert len(events) == level
         last = events[-1]
-        assert (last.actor_id, last.actor_role, last.from_status, last.to_status) == (None, "system", "assigned",
-                                                                                     "assigned")
+        assert (last.actor_id, last.actor_role, last.from_status, last.to_status) == (
+            None,
+            "system",
+            "assigned",
+            "assigned",
+        )
         assert last.data == {"from_level": level - 1, "to_level": level, "cell_code": code}
         assert last.created_at == now
-        notes = list(db.session.scalars(select(Notification).where(
-            Notification.report_id == case.id, Notification.data["level"].as_integer() == level)))
+        notes = list(
+            db.session.scalars(
+                select(Notification).where(
+                    Notification.report_id == case.id, Notification.data["level"].as_integer() == level
+                )
+            )
+        )
         assert {n.user_id for n in notes} == supervisors
         assert all(n.kind == "escalation" and n.read_at is None for n in notes)
         now += 3 * HOUR  # past the new level's 2-hour window
@@ -124,8 +162,9 @@ def test_one_level_per_sweep_up_the_chain_then_critical(db, world):
 
 
 def test_a_second_run_changes_nothing(db, world):
-    cases = [overdue_case(world) for _ in range(3)] + [overdue_case(world, escalation_level=3, critical=False,
-                                                                    handling_cell_id=world.cells[DISTRICT].id)]
+    cases = [overdue_case(world) for _ in range(3)] + [
+        overdue_case(world, escalation_level=3, critical=False, handling_cell_id=world.cells[DISTRICT].id)
+    ]
     first = sweep(NOW)
     assert (first.escalated, first.critical) == (3, 1)
     before = counts(db)
@@ -140,19 +179,21 @@ def test_small_batches_reach_every_case(db, world):
     result = sweep(NOW, limit=2)
     assert result.escalated == 5
     assert {fresh(db, c).escalation_level for c in cases} == {1}
-    assert db.session.scalar(select(func.count()).select_from(CaseEvent)
-                             .where(CaseEvent.action == "escalate")) == 5
+    assert db.session.scalar(select(func.count()).select_from(CaseEvent).where(CaseEvent.action == "escalate")) == 5
 
 
-@pytest.mark.parametrize("fields", [
-    {"status": "on_hold", "hold_started_at": NOW - 2 * HOUR},
-    {"status": "resolved", "resolved_at": NOW - 2 * HOUR},
-    {"status": "closed", "closed_at": NOW - 2 * HOUR},
-    {"status": "submitted"},
-    {"status": "duplicate"},
-    {"deadline_at": NOW + HOUR, "warn_at": NOW + 30 * 60 * timedelta(seconds=1)},  # not yet due: green
-    {"deadline_at": None, "warn_at": None},  # no clock
-])
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"status": "on_hold", "hold_started_at": NOW - 2 * HOUR},
+        {"status": "resolved", "resolved_at": NOW - 2 * HOUR},
+        {"status": "closed", "closed_at": NOW - 2 * HOUR},
+        {"status": "submitted"},
+        {"status": "duplicate"},
+        {"deadline_at": NOW + HOUR, "warn_at": NOW + 30 * 60 * timedelta(seconds=1)},  # not yet due: green
+        {"deadline_at": None, "warn_at": None},  # no clock
+    ],
+)
 def test_cases_whose_clock_does_not_run_out_are_untouched(db, world, fields):
     case = overdue_case(world, **fields)
     version = case.version
@@ -165,8 +206,7 @@ def test_cases_whose_clock_does_not_run_out_are_untouched(db, world, fields):
 
 def test_yellow_cases_remind_their_assignee_once_per_level(db, world):
     case = overdue_case(world, deadline_at=NOW + HOUR, warn_at=NOW - HOUR)
-    unassigned = overdue_case(world, assignee_id=None, status="accepted", deadline_at=NOW + HOUR,
-                              warn_at=NOW - HOUR)
+    unassigned = overdue_case(world, assignee_id=None, status="accepted", deadline_at=NOW + HOUR, warn_at=NOW - HOUR)
     version = case.version
     result = sweep(NOW)
     assert (result.reminded, result.escalated) == (1, 0)
@@ -187,22 +227,28 @@ def test_yellow_cases_remind_their_assignee_once_per_level(db, world):
     assert (result.reminded, result.escalated) == (1, 0)
     assert fresh(db, case).reminded_level == 1
     assert sweep(later).claimed == 0
-    levels = sorted(n.data["level"] for n in db.session.scalars(
-        select(Notification).where(Notification.kind == "reminder", Notification.report_id == case.id)))
+    levels = sorted(
+        n.data["level"]
+        for n in db.session.scalars(
+            select(Notification).where(Notification.kind == "reminder", Notification.report_id == case.id)
+        )
+    )
     assert levels == [0, 1]
 
 
 def test_a_case_without_a_cell_is_not_escalated(db, world):
-    case = make_case(world.resident, world.category, None, status="accepted", deadline_at=NOW - HOUR,
-                     warn_at=NOW - 2 * HOUR)
+    case = make_case(
+        world.resident, world.category, None, status="accepted", deadline_at=NOW - HOUR, warn_at=NOW - 2 * HOUR
+    )
     assert sweep(NOW).claimed == 0
     assert fresh(db, case).escalation_level == 0
 
 
 # ---- the command ------------------------------------------------------------------------------------
 
+
 def test_flask_escalate_command(app, db, world):
-    case = overdue_case(world, deadline_at=datetime.now(timezone.utc) - HOUR)
+    case = overdue_case(world, deadline_at=datetime.now(UTC) - HOUR)
     result = app.test_cli_runner().invoke(args=["escalate", "--batch-size", "10"])
     assert result.exit_code == 0, result.output
     assert "1 escalated, 0 marked critical, 0 reminded, 3 notifications" in result.output
@@ -212,7 +258,7 @@ def test_flask_escalate_command(app, db, world):
 
 
 def test_flask_escalate_every_loops_until_interrupted(app, db, world, monkeypatch):
-    overdue_case(world, deadline_at=datetime.now(timezone.utc) - HOUR)
+    overdue_case(world, deadline_at=datetime.now(UTC) - HOUR)
     sleeps = []
 
     def fake_sleep(seconds):
@@ -235,6 +281,7 @@ def test_flask_escalate_rejects_bad_options(app, db, args):
 
 
 # ---- concurrency -----------------------------------------------------------------------------
+
 
 def test_four_concurrent_sweeps_escalate_each_case_once_per_level(app, backend):
     """Four sweeps in their own threads, sessions and connections over committed data.
@@ -274,14 +321,19 @@ def test_four_concurrent_sweeps_escalate_each_case_once_per_level(app, backend):
                     t.join()
             assert errors == []
             db.session.expire_all()
-            events = db.session.execute(select(CaseEvent.report_id, CaseEvent.data).where(
-                CaseEvent.report_id.in_(ids), CaseEvent.action == "escalate")).all()
+            events = db.session.execute(
+                select(CaseEvent.report_id, CaseEvent.data).where(
+                    CaseEvent.report_id.in_(ids), CaseEvent.action == "escalate"
+                )
+            ).all()
             per_level = Counter((report_id, data["to_level"]) for report_id, data in events)
             assert per_level == {(i, level): 1 for i in ids for level in (1, 2)}
             assert set(db.session.scalars(select(Report.escalation_level).where(Report.id.in_(ids)))) == {2}
             # Community sweep: 3 supervisors; street sweep: 2.
-            assert db.session.scalar(select(func.count()).select_from(Notification)
-                                     .where(Notification.report_id.in_(ids))) == 60 * 5
+            assert (
+                db.session.scalar(select(func.count()).select_from(Notification).where(Notification.report_id.in_(ids)))
+                == 60 * 5
+            )
         finally:
             db.session.rollback()
             _delete_everything(db)

@@ -1,4 +1,5 @@
 """GET /api/v1/escalations: escalated open cases in the caller's subtree, most overdue first, with their context."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -9,8 +10,18 @@ import pytest
 from app.models import CaseEvent
 from app.models.base import utcnow
 from tests.assertions import assert_problem
-from tests.factories import (COMMUNITY, DISTRICT, OTHER_DISTRICT, OTHER_GRID, STREET, auth_header, make_case,
-                             make_category, make_two_district_grid, make_user)
+from tests.factories import (
+    COMMUNITY,
+    DISTRICT,
+    OTHER_DISTRICT,
+    OTHER_GRID,
+    STREET,
+    auth_header,
+    make_case,
+    make_category,
+    make_two_district_grid,
+    make_user,
+)
 
 URL = "/api/v1/escalations"
 SW = "11010500100101"
@@ -26,9 +37,18 @@ def world(db):
     now = utcnow()
 
     def case(grid, handling, level, overdue_hours, **fields):
-        return make_case(resident, category, cells[grid], status=fields.pop("status", "assigned"),
-                         assignee_id=worker.id, escalation_level=level, handling_cell_id=cells[handling].id,
-                         escalated_at=now - 3 * HOUR, deadline_at=now - overdue_hours * HOUR, **fields)
+        return make_case(
+            resident,
+            category,
+            cells[grid],
+            status=fields.pop("status", "assigned"),
+            assignee_id=worker.id,
+            escalation_level=level,
+            handling_cell_id=cells[handling].id,
+            escalated_at=now - 3 * HOUR,
+            deadline_at=now - overdue_hours * HOUR,
+            **fields,
+        )
 
     at_community = case(SW, COMMUNITY, 1, 2)
     at_street = case(SW, STREET, 2, 5, critical=False)
@@ -36,12 +56,19 @@ def world(db):
     closed = case(SW, COMMUNITY, 1, 9, status="closed")
     elsewhere = case(OTHER_GRID, "110106001001", 1, 1)
     for i, action in enumerate(["create", "accept", "assign", "escalate"]):
-        db.session.add(CaseEvent(report_id=at_community.id, actor_role="system", action=action,
-                                 created_at=now - (10 - i) * HOUR))
+        db.session.add(
+            CaseEvent(report_id=at_community.id, actor_role="system", action=action, created_at=now - (10 - i) * HOUR)
+        )
     db.session.commit()
     return SimpleNamespace(
-        cells=cells, worker=worker, resident=resident, at_community=at_community, at_street=at_street,
-        not_escalated=not_escalated, closed=closed, elsewhere=elsewhere,
+        cells=cells,
+        worker=worker,
+        resident=resident,
+        at_community=at_community,
+        at_street=at_street,
+        not_escalated=not_escalated,
+        closed=closed,
+        elsewhere=elsewhere,
         community_sup=make_user("supervisor", cell=cells[COMMUNITY]),
         street_sup=make_user("supervisor", cell=cells[STREET]),
         district_sup=make_user("supervisor", cell=cells[DISTRICT]),
@@ -58,16 +85,17 @@ def ids(resp) -> list[int]:
 
 
 def test_supervisors_see_cases_escalated_into_their_subtree_most_overdue_first(client, world):
-    assert ids(client.get(URL, headers=auth_header(world.district_sup))) == [world.at_street.id,
-                                                                            world.at_community.id]
-    assert ids(client.get(URL, headers=auth_header(world.street_sup))) == [world.at_street.id,
-                                                                          world.at_community.id]
+    assert ids(client.get(URL, headers=auth_header(world.district_sup))) == [world.at_street.id, world.at_community.id]
+    assert ids(client.get(URL, headers=auth_header(world.street_sup))) == [world.at_street.id, world.at_community.id]
     assert ids(client.get(URL, headers=auth_header(world.community_sup))) == [world.at_community.id]
     assert ids(client.get(URL, headers=auth_header(world.other_sup))) == [world.elsewhere.id]
     assert ids(client.get(URL, headers=auth_header(world.grid_sup))) == []
     assert ids(client.get(URL, headers=auth_header(world.no_cell_sup))) == []
-    assert ids(client.get(URL, headers=auth_header(world.admin))) == [world.at_street.id, world.at_community.id,
-                                                                     world.elsewhere.id]
+    assert ids(client.get(URL, headers=auth_header(world.admin))) == [
+        world.at_street.id,
+        world.at_community.id,
+        world.elsewhere.id,
+    ]
 
 
 def test_each_case_carries_chain_assignee_overdue_time_and_last_events(client, world):
@@ -78,7 +106,11 @@ def test_each_case_carries_chain_assignee_overdue_time_and_last_events(client, w
     assert (item["level"], item["escalation_level"], item["status"]) == ("community", 1, "assigned")
     assert item["handling_cell"]["code"] == COMMUNITY
     assert [(c["code"], c["level"]) for c in item["chain"]] == [
-        (SW, "grid"), (COMMUNITY, "community"), (STREET, "street"), (DISTRICT, "district")]
+        (SW, "grid"),
+        (COMMUNITY, "community"),
+        (STREET, "street"),
+        (DISTRICT, "district"),
+    ]
     assert item["assignee"]["id"] == world.worker.id
     assert 2 * 3600 <= item["overdue_seconds"] < 2 * 3600 + 600
     assert [e["action"] for e in item["last_events"]] == ["escalate", "assign", "accept"]
@@ -94,13 +126,20 @@ def test_filters_by_cell_and_level_and_pages(client, world):
     assert resp.get_json()["total"] == 2
 
 
-@pytest.mark.parametrize("query, field", [
-    ({"level": "grid"}, "level"), ({"level": "city"}, "level"), ({"page": 0}, "page"),
-    ({"page_size": 1000}, "page_size"), ({"cell": "12"}, "cell"),
-])
+@pytest.mark.parametrize(
+    "query, field",
+    [
+        ({"level": "grid"}, "level"),
+        ({"level": "city"}, "level"),
+        ({"page": 0}, "page"),
+        ({"page_size": 1000}, "page_size"),
+        ({"cell": "12"}, "cell"),
+    ],
+)
 def test_bad_arguments_are_422(client, world, query, field):
-    body = assert_problem(client.get(URL, query_string=query, headers=auth_header(world.district_sup)), 422,
-                          "validation_failed")
+    body = assert_problem(
+        client.get(URL, query_string=query, headers=auth_header(world.district_sup)), 422, "validation_failed"
+    )
     assert field in body["errors"]
 
 

@@ -1,4 +1,5 @@
 """Schemathesis on the app's OpenAPI document, in-process on the demo district, as every role (README: Fuzzing)."""
+
 from __future__ import annotations
 
 import os
@@ -19,15 +20,27 @@ ROLES = {"admin": "admin", "supervisor": "district_supervisor", "worker": "worke
 # Examples per operation in the fuzzing phase; the coverage phase adds its own boundary cases (most of the run).
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "5"))
 SEED = int(os.environ.get("FUZZ_SEED", "20261127"))
-CHECKS = ("not_a_server_error", "status_code_conformance", "response_schema_conformance",
-          "content_type_conformance")
+CHECKS = ("not_a_server_error", "status_code_conformance", "response_schema_conformance", "content_type_conformance")
 # Path parameter -> the table whose ids it names.
-ID_TABLES = {"report_id": "reports", "cell_id": "cells", "user_id": "users", "category_id": "categories",
-             "notification_id": "notifications", "attachment_id": "attachments", "assignment_id": "worker_cells",
-             "key_id": "api_keys"}
+ID_TABLES = {
+    "report_id": "reports",
+    "cell_id": "cells",
+    "user_id": "users",
+    "category_id": "categories",
+    "notification_id": "notifications",
+    "attachment_id": "attachments",
+    "assignment_id": "worker_cells",
+    "key_id": "api_keys",
+}
 # The steps each seeded case takes round the loop (_walk_cases says who takes them).
-WALKS = [(), ("accept",), ("accept", "start"), ("accept", "start", "resolve"),
-         ("accept", "start", "resolve", "close"), ("reject",)]
+WALKS = [
+    (),
+    ("accept",),
+    ("accept", "start"),
+    ("accept", "start", "resolve"),
+    ("accept", "start", "resolve", "close"),
+    ("reject",),
+]
 
 
 class _FuzzSession(orm.Session):
@@ -56,31 +69,39 @@ class RoleRun:
     seconds: float
 
     def summary(self) -> str:
-        return (f"fuzz {BACKEND} {self.role}: {self.operations}/{self.documented} operations, {self.cases} cases, "
-                f"{len(self.failures)} failures, {len(self.errors)} errors, {self.seconds:.0f} s")
+        return (
+            f"fuzz {BACKEND} {self.role}: {self.operations}/{self.documented} operations, {self.cases} cases, "
+            f"{len(self.failures)} failures, {len(self.errors)} errors, {self.seconds:.0f} s"
+        )
 
     def row(self) -> str:
-        return (f"{BACKEND:<11}{self.role:<12}{self.operations:>10}{self.cases:>9}{len(self.failures):>10}"
-                f"{len(self.errors):>8}{self.seconds:>8.0f}")
+        return (
+            f"{BACKEND:<11}{self.role:<12}{self.operations:>10}{self.cases:>9}{len(self.failures):>10}"
+            f"{len(self.errors):>8}{self.seconds:>8.0f}"
+        )
 
 
 def _walk_cases() -> None:
     """Cases in each status the loop reaches early, filed and moved by the real services."""
     from app.extensions import db
     from app.models import User
-    from app.services.cases import lifecycle as cases
-    from app.services.cases import reports as report_service
+    from app.services.cases import lifecycle as cases, reports as report_service
     from app.services.people.api_keys import create_key
 
     users = {u.username: u for u in db.session.scalars(select(User))}
     resident, worker, supervisor = users["13800138000"], users["worker1"], users["district_supervisor"]
     location = {"lon": 120.1012, "lat": 30.2411, "crs": "wgs84"}  # in worker1's grid cell
-    steps = {"accept": (supervisor, cases.accept, {}), "reject": (supervisor, cases.reject, {"reason": "not ours"}),
-             "start": (worker, cases.start, {}), "resolve": (worker, cases.resolve, {"note": "cleared"}),
-             "close": (supervisor, cases.close, {})}
+    steps = {
+        "accept": (supervisor, cases.accept, {}),
+        "reject": (supervisor, cases.reject, {"reason": "not ours"}),
+        "start": (worker, cases.start, {}),
+        "resolve": (worker, cases.resolve, {"note": "cleared"}),
+        "close": (supervisor, cases.close, {}),
+    }
     for walk in WALKS:
-        report = report_service.create_report(resident, category_code="0102", description=f"demo {walk}",
-                                              location=location, address="演示路 1 号")
+        report = report_service.create_report(
+            resident, category_code="0102", description=f"demo {walk}", location=location, address="演示路 1 号"
+        )
         db.session.flush()
         for step in walk:
             if step == "start" and report.status == "accepted":  # no auto-dispatch: hand it over first
@@ -111,15 +132,17 @@ def world(app, tmp_path_factory):
     outer = connection.begin()
     original, upload_dir = db.session, app.config["UPLOAD_DIR"]
     db.session = db._make_scoped_session(  # noqa: SLF001 - the documented way to rebind the session
-        {"class_": _FuzzSession, "bind": connection, "join_transaction_mode": "create_savepoint"})
+        {"class_": _FuzzSession, "bind": connection, "join_transaction_mode": "create_savepoint"}
+    )
     app.config["UPLOAD_DIR"] = str(tmp_path_factory.mktemp("fuzz-uploads"))
     try:
         with app.app_context():
             seed_demo(app.config["DEMO_PASSWORD"])
             db.session.commit()
             _walk_cases()
-            ids = dict(db.session.execute(select(User.username, User.id)
-                                          .where(User.username.in_(ROLES.values()))).all())
+            ids = dict(
+                db.session.execute(select(User.username, User.id).where(User.username.in_(ROLES.values()))).all()
+            )
             db.session.remove()
         yield World(app, connection, app.config["DEMO_PASSWORD"], ids)
     finally:
@@ -132,8 +155,10 @@ def world(app, tmp_path_factory):
 def _existing_ids(connection) -> dict[str, list[int]]:
     from sqlalchemy import text
 
-    return {name: [row[0] for row in connection.execute(text(f"SELECT id FROM {table} ORDER BY id LIMIT 50"))]
-            for name, table in ID_TABLES.items()}
+    return {
+        name: [row[0] for row in connection.execute(text(f"SELECT id FROM {table} ORDER BY id LIMIT 50"))]
+        for name, table in ID_TABLES.items()
+    }
 
 
 def build_schema(world: World, role: str, examples: int):
@@ -142,14 +167,16 @@ def build_schema(world: World, role: str, examples: int):
     schemathesis's own engine (what `schemathesis run` drives) runs on it: the lazy pytest loader
     (`schemathesis.pytest.from_fixture`) does not run on pytest 9 (it sets `Function._nodeid`), and
     `schema.parametrize()` needs the schema while tests are collected, before the test database exists."""
-    config = schemathesis.Config.from_dict({
-        "seed": SEED,
-        "generation": {"max-examples": examples, "deterministic": True, "database": "none"},
-        "phases": {"coverage": {"generate-duplicate-query-parameters": True}, "stateful": {"enabled": False}},
-        "checks": {"enabled": False, **{name: {"enabled": True} for name in CHECKS}},
-        "continue-on-failure": True,
-        "cache": {"enabled": False},
-    })
+    config = schemathesis.Config.from_dict(
+        {
+            "seed": SEED,
+            "generation": {"max-examples": examples, "deterministic": True, "database": "none"},
+            "phases": {"coverage": {"generate-duplicate-query-parameters": True}, "stateful": {"enabled": False}},
+            "checks": {"enabled": False, **{name: {"enabled": True} for name in CHECKS}},
+            "continue-on-failure": True,
+            "cache": {"enabled": False},
+        }
+    )
     schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", world.app, config=config)
     client = world.app.test_client()
     username = ROLES[role]
@@ -183,8 +210,12 @@ def build_schema(world: World, role: str, examples: int):
         known = {name: ids for name, ids in existing.items() if name in (path_parameters or {}) and ids}
         if not known:
             return st.just(path_parameters)
-        aimed = st.fixed_dictionaries({**{k: st.just(v) for k, v in path_parameters.items()},
-                                       **{k: st.sampled_from(ids) for k, ids in known.items()}})
+        aimed = st.fixed_dictionaries(
+            {
+                **{k: st.just(v) for k, v in path_parameters.items()},
+                **{k: st.sampled_from(ids) for k, ids in known.items()},
+            }
+        )
         return st.one_of(st.just(path_parameters), aimed)
 
     return schema
@@ -209,11 +240,21 @@ def fuzz_role(world: World, role: str, examples: int = EXAMPLES) -> RoleRun:
             for group in grouped.values():
                 status = group.response.status_code if group.response is not None else "-"
                 for failure in group.failures:
-                    failures.append(f"{label} [{status}] {failure.title}: {failure.message[:500]}\n"
-                                    f"    {group.code_sample or ''}"[:2000])
+                    failures.append(
+                        f"{label} [{status}] {failure.title}: {failure.message[:500]}\n    {group.code_sample or ''}"[
+                            :2000
+                        ]
+                    )
         documented = sum(1 for _ in schema.get_all_operations())
-        return RoleRun(role, documented, len(stat.tested_operations), stat.total_cases, failures, errors,
-                       time.monotonic() - started)
+        return RoleRun(
+            role,
+            documented,
+            len(stat.tested_operations),
+            stat.total_cases,
+            failures,
+            errors,
+            time.monotonic() - started,
+        )
     finally:
         savepoint.rollback()
 

@@ -1,4 +1,5 @@
 """The grid import: POST /api/v1/cells/import, app.services.grid validate_import/apply_import, `flask grid import`."""
+
 from __future__ import annotations
 
 import copy
@@ -15,8 +16,8 @@ from app.extensions import db
 from app.models import Cell
 from app.services.grid import cells as grid_service
 from app.services.grid.gridgen import GridSpec, generate
-from tests.factories import COMMUNITY, GRID_BOXES, auth_header, geojson_square, make_test_grid, make_user
 from tests.assertions import assert_problem, cells_snapshot as snapshot
+from tests.factories import COMMUNITY, GRID_BOXES, auth_header, geojson_square, make_test_grid, make_user
 
 IMPORT = "/api/v1/cells/import"
 ONE_MIB = 1024 * 1024
@@ -32,16 +33,26 @@ SQUARES = {
     G3: (116.30, 39.96, 116.31, 39.97),
     G4: (116.31, 39.96, 116.32, 39.97),
 }
-BOW_TIE = {"type": "Polygon", "coordinates": [[[116.30, 39.95], [116.31, 39.96], [116.31, 39.95],
-                                                [116.30, 39.96], [116.30, 39.95]]]}
+BOW_TIE = {
+    "type": "Polygon",
+    "coordinates": [[[116.30, 39.95], [116.31, 39.96], [116.31, 39.95], [116.30, 39.96], [116.30, 39.95]]],
+}
 
 
 def feature(code, level, parent_code, geometry, name=None, **extra_props) -> dict:
     if isinstance(geometry, tuple):
         geometry = geojson_square(*geometry)
-    return {"type": "Feature", "geometry": geometry,
-            "properties": {"code": code, "name": name or f"导入 {code}", "level": level,
-                           "parent_code": parent_code, **extra_props}}
+    return {
+        "type": "Feature",
+        "geometry": geometry,
+        "properties": {
+            "code": code,
+            "name": name or f"导入 {code}",
+            "level": level,
+            "parent_code": parent_code,
+            **extra_props,
+        },
+    }
 
 
 def good_features() -> list[dict]:
@@ -61,12 +72,10 @@ def collection(features: list[dict]) -> dict:
 def metres_per_degree(lat: float) -> tuple[float, float]:
     phi = math.radians(lat)
     w = math.sqrt(1 - 6.69437999014e-3 * math.sin(phi) ** 2)
-    return (math.pi / 180 * 6_378_137.0 / w * math.cos(phi),
-            math.pi / 180 * 6_378_137.0 * (1 - 6.69437999014e-3) / w ** 3)
-
-
-
-
+    return (
+        math.pi / 180 * 6_378_137.0 / w * math.cos(phi),
+        math.pi / 180 * 6_378_137.0 * (1 - 6.69437999014e-3) / w**3,
+    )
 
 
 def cells_by_code() -> dict[str, Cell]:
@@ -92,6 +101,7 @@ def post(client, headers, features):
 
 
 # ---- success and update in place ------------------------------------------------------------------
+
 
 def test_a_valid_hierarchy_imports(client, admin):
     resp = post(client, admin, good_features())
@@ -179,6 +189,7 @@ def test_qgis_members_and_numeric_codes_are_accepted(client, admin):
 
 # ---- all or nothing --------------------------------------------------------------------------------
 
+
 def test_one_bad_feature_rejects_the_whole_file(client, admin):
     features = good_features()
     features[5]["geometry"] = BOW_TIE
@@ -193,10 +204,10 @@ def test_one_bad_feature_rejects_the_whole_file(client, admin):
 
 def test_every_bad_feature_is_listed_by_index(client, admin):
     features = good_features()
-    features[1]["properties"]["parent_code"] = "110199"                       # unknown parent
+    features[1]["properties"]["parent_code"] = "110199"  # unknown parent
     features[3]["geometry"] = {"type": "Point", "coordinates": [116.305, 39.955]}  # non-polygon
-    features[6]["properties"]["code"] = "11010800200104"                       # does not extend C
-    features.append(feature(G2, "grid", C, (116.40, 39.95, 116.41, 39.96)))    # duplicate code, index 7
+    features[6]["properties"]["code"] = "11010800200104"  # does not extend C
+    features.append(feature(G2, "grid", C, (116.40, 39.95, 116.41, 39.96)))  # duplicate code, index 7
     before = snapshot()
     body = assert_problem(post(client, admin, features), 422, "invalid_grid_import")
     assert bad_indexes(body) == [1, 3, 6, 7]
@@ -253,60 +264,92 @@ def test_an_update_with_a_bad_feature_changes_nothing(client, admin):
 
 # ---- one test per kind of bad feature ---------------------------------------------------------------
 
+
 def _set_geometry(index, geometry):
     def change(features):
         features[index]["geometry"] = geometry
+
     return change
 
 
 def _set_props(index, **props):
     def change(features):
         features[index]["properties"].update(props)
+
     return change
 
 
 def _append(f):
     def change(features):
         features.append(f)
+
     return change
 
 
 BAD_KINDS = {
     "self-intersecting bow-tie": (_set_geometry(3, BOW_TIE), [3], "self-intersecting"),
-    "self-touching ring": (_set_geometry(4, {"type": "Polygon", "coordinates": [[
-        [116.31, 39.95], [116.32, 39.95], [116.315, 39.955], [116.32, 39.96], [116.31, 39.96],
-        [116.315, 39.955], [116.31, 39.95]]]}), [4], "self-intersecting"),
+    "self-touching ring": (
+        _set_geometry(
+            4,
+            {
+                "type": "Polygon",
+                "coordinates": [
+                    [
+                        [116.31, 39.95],
+                        [116.32, 39.95],
+                        [116.315, 39.955],
+                        [116.32, 39.96],
+                        [116.31, 39.96],
+                        [116.315, 39.955],
+                        [116.31, 39.95],
+                    ]
+                ],
+            },
+        ),
+        [4],
+        "self-intersecting",
+    ),
     "empty polygon": (_set_geometry(4, {"type": "Polygon", "coordinates": []}), [4], "empty geometry"),
     "empty multipolygon": (_set_geometry(4, {"type": "MultiPolygon", "coordinates": []}), [4], "empty geometry"),
     "empty ring list": (_set_geometry(4, {"type": "Polygon", "coordinates": [[]]}), [4], "ring"),
     "null geometry": (_set_geometry(4, None), [4], "geometry is missing"),
     "point": (_set_geometry(5, {"type": "Point", "coordinates": [116.305, 39.965]}), [5], "non-polygon"),
-    "linestring": (_set_geometry(5, {"type": "LineString", "coordinates": [[116.30, 39.96], [116.31, 39.97]]}),
-                   [5], "non-polygon"),
-    "geometry collection": (_set_geometry(5, {"type": "GeometryCollection", "geometries": []}), [5],
-                            "non-polygon"),
+    "linestring": (
+        _set_geometry(5, {"type": "LineString", "coordinates": [[116.30, 39.96], [116.31, 39.97]]}),
+        [5],
+        "non-polygon",
+    ),
+    "geometry collection": (_set_geometry(5, {"type": "GeometryCollection", "geometries": []}), [5], "non-polygon"),
     "longitude over 180": (_set_geometry(3, geojson_square(116.30, 39.95, 180.5, 39.96)), [3], "out of range"),
     "longitude under -180": (_set_geometry(3, geojson_square(-180.5, 39.95, 116.31, 39.96)), [3], "out of range"),
     "latitude over 90": (_set_geometry(5, geojson_square(116.30, 39.96, 116.31, 90.5)), [5], "out of range"),
     "latitude under -90": (_set_geometry(6, geojson_square(116.31, -90.5, 116.32, 39.97)), [6], "out of range"),
     "unknown parent": (_set_props(2, parent_code="110108009"), [2], "unknown parent 110108009"),
-    "grid under a street": (_append(feature("11010800100105", "grid", S, (116.32, 39.95, 116.33, 39.96))), [7],
-                            "level not one below"),
-    "community under a district": (_append(feature("110108002001", "community", D, OUTLINE)), [7],
-                                   "level not one below"),
+    "grid under a street": (
+        _append(feature("11010800100105", "grid", S, (116.32, 39.95, 116.33, 39.96))),
+        [7],
+        "level not one below",
+    ),
+    "community under a district": (
+        _append(feature("110108002001", "community", D, OUTLINE)),
+        [7],
+        "level not one below",
+    ),
     "district with a parent": (_set_props(0, parent_code="110107"), [0], "level not one below"),
     "street without parent": (_set_props(1, parent_code=None), [1], "parent_code is required"),
     "code not extending parent": (_set_props(6, code="11010800200104"), [6], "does not extend"),
-    "duplicate code in file": (_append(feature(G1, "grid", C, (116.40, 39.95, 116.41, 39.96))), [7],
-                               "duplicate code"),
+    "duplicate code in file": (_append(feature(G1, "grid", C, (116.40, 39.95, 116.41, 39.96))), [7], "duplicate code"),
     "code with letters": (_set_props(6, code="1101080010010A"), [6], "digits only"),
     "code of the wrong length": (_set_props(6, code="1101080010010"), [6], "digits"),
     "unknown level": (_set_props(6, level="township"), [6], "level must be one of"),
     "missing name": (_set_props(6, name=None), [6], "name is required"),
     "active not boolean": (_set_props(6, active="yes"), [6], "active must be true or false"),
     "not a feature": (_append({"type": "Polygon", "coordinates": []}), [7], "not a GeoJSON Feature"),
-    "no properties": (_append({"type": "Feature", "geometry": geojson_square(*SQUARES[G1])}), [7],
-                      "properties are missing"),
+    "no properties": (
+        _append({"type": "Feature", "geometry": geojson_square(*SQUARES[G1])}),
+        [7],
+        "properties are missing",
+    ),
 }
 
 
@@ -344,7 +387,7 @@ def test_grid_siblings_overlapping_by_more_than_a_square_metre_are_rejected(clie
 
 def test_grid_siblings_overlapping_heavily_are_rejected(client, admin):
     features = good_features()
-    features[6]["geometry"] = geojson_square(116.305, 39.955, 116.32, 39.97)   # G4 over half of three others
+    features[6]["geometry"] = geojson_square(116.305, 39.955, 116.32, 39.97)  # G4 over half of three others
     body = assert_problem(post(client, admin, features), 422, "invalid_grid_import")
     assert bad_indexes(body) == [3, 4, 5, 6]
     assert len([r for r in reasons_at(body, 6) if "overlaps" in r]) == 3
@@ -367,8 +410,10 @@ def test_touching_siblings_are_accepted(client, admin):
 
 def test_overlapping_cells_of_different_parents_or_levels_are_not_siblings(client, admin):
     features = good_features()
-    features += [feature("110108001002", "community", S, OUTLINE),
-                 feature("11010800100201", "grid", "110108001002", SQUARES[G1])]
+    features += [
+        feature("110108001002", "community", S, OUTLINE),
+        feature("11010800100201", "grid", "110108001002", SQUARES[G1]),
+    ]
     resp = post(client, admin, features)
     assert resp.status_code == 200, resp.get_json()
     assert resp.get_json()["created"] == 9
@@ -408,15 +453,25 @@ def test_a_cell_cannot_change_level_on_reimport(client, admin):
 
 # ---- the file itself, access, size ---------------------------------------------------------------
 
-@pytest.mark.parametrize("payload,field", [
-    ({"type": "Feature", "features": []}, "type"),
-    ({"type": "FeatureCollection"}, "features"),
-    ({"type": "FeatureCollection", "features": []}, "features"),
-    ({"type": "FeatureCollection", "features": "x"}, "features"),
-    ({"type": "FeatureCollection", "features": [], "extra": 1}, "extra"),
-    ({"type": "FeatureCollection", "features": [{}], "crs": {"type": "name",
-                                                             "properties": {"name": "EPSG:3857"}}}, "crs"),
-])
+
+@pytest.mark.parametrize(
+    "payload,field",
+    [
+        ({"type": "Feature", "features": []}, "type"),
+        ({"type": "FeatureCollection"}, "features"),
+        ({"type": "FeatureCollection", "features": []}, "features"),
+        ({"type": "FeatureCollection", "features": "x"}, "features"),
+        ({"type": "FeatureCollection", "features": [], "extra": 1}, "extra"),
+        (
+            {
+                "type": "FeatureCollection",
+                "features": [{}],
+                "crs": {"type": "name", "properties": {"name": "EPSG:3857"}},
+            },
+            "crs",
+        ),
+    ],
+)
 def test_bad_file_shape_is_422(client, admin, payload, field):
     before = snapshot()
     body = assert_problem(client.post(IMPORT, json=payload, headers=admin), 422, "validation_failed")
@@ -465,12 +520,18 @@ def test_import_accepts_bodies_over_the_generic_1_mib_limit(app, client, admin):
     assert resp.get_json() == {"created": len(features), "updated": 0}
     assert db.session.scalar(select(func.count()).select_from(Cell).where(Cell.level == "grid")) == 4 * 4 * 14 * 14
     # Other endpoints keep the generic limit.
-    big_name = {"code": "110109", "name": "x", "level": "district", "geometry": geojson_square(1, 1, 2, 2),
-                "padding": "x" * (ONE_MIB + 10)}
+    big_name = {
+        "code": "110109",
+        "name": "x",
+        "level": "district",
+        "geometry": geojson_square(1, 1, 2, 2),
+        "padding": "x" * (ONE_MIB + 10),
+    }
     assert_problem(client.post("/api/v1/cells", json=big_name, headers=admin), 413, "payload_too_large")
 
 
 # ---- the service functions ---------------------------------------------------------------------------
+
 
 def test_validate_then_apply(db):
     valid = grid_service.validate_import(good_features())
@@ -496,6 +557,7 @@ def test_validate_import_raises_listing_every_bad_feature(db):
 
 
 # ---- flask grid import ---------------------------------------------------------------------------------
+
 
 def test_cli_imports_a_file_and_prints_a_summary(app, db, tmp_path):
     path = tmp_path / "grid.geojson"

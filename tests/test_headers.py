@@ -1,4 +1,5 @@
 """Headers on every answer: no-store for credentialed and changing requests, nosniff, a CSP, strict on the docs."""
+
 from __future__ import annotations
 
 import io
@@ -36,19 +37,23 @@ def assert_common(resp) -> None:
 
 # ---- nosniff and a CSP everywhere -------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("path, status", [
-    ("/healthz", 200),
-    ("/readyz", 200),
-    (f"{API}/openapi.json", 200),
-    (f"{API}/categories", 200),
-    (f"{API}/docs/assets/swagger-ui.css", 200),
-    (f"{API}/docs/swagger-init.js", 200),
-    (f"{API}/nope", 404),
-    (f"{API}/me", 401),
-    ("/open311/v2/services.xml", 200),
-    ("/open311/v2/services.yaml", 404),
-    ("/open311/v2/requests/nope.xml", 404),
-])
+
+@pytest.mark.parametrize(
+    "path, status",
+    [
+        ("/healthz", 200),
+        ("/readyz", 200),
+        (f"{API}/openapi.json", 200),
+        (f"{API}/categories", 200),
+        (f"{API}/docs/assets/swagger-ui.css", 200),
+        (f"{API}/docs/swagger-init.js", 200),
+        (f"{API}/nope", 404),
+        (f"{API}/me", 401),
+        ("/open311/v2/services.xml", 200),
+        ("/open311/v2/services.yaml", 404),
+        ("/open311/v2/requests/nope.xml", 404),
+    ],
+)
 def test_every_answer_is_nosniff_and_unframeable(client, path, status):
     resp = client.get(path)
     assert resp.status_code == status, resp.get_data(as_text=True)
@@ -57,15 +62,18 @@ def test_every_answer_is_nosniff_and_unframeable(client, path, status):
 
 
 def test_errors_before_the_view_and_405_carry_them_too(client):
-    for resp in (client.post(f"{API}/auth/login", data="x", content_type="text/plain"),  # 415 before the view
-                 client.put(f"{API}/categories"),  # 405
-                 client.post(f"{API}/auth/login", data="{", content_type="application/json")):  # 400
+    for resp in (
+        client.post(f"{API}/auth/login", data="x", content_type="text/plain"),  # 415 before the view
+        client.put(f"{API}/categories"),  # 405
+        client.post(f"{API}/auth/login", data="{", content_type="application/json"),
+    ):  # 400
         assert resp.status_code in (400, 405, 415)
         assert_common(resp)
         assert resp.headers["Cache-Control"] == "no-store"
 
 
 # ---- Cache-Control: no-store ----------------------------------------------------------------------------------
+
 
 def test_answers_to_a_bearer_token_are_no_store(client, world):
     resident, _, case = world
@@ -97,8 +105,9 @@ def test_open311_api_key_answers_are_no_store(client, db):
     resp = client.get(f"/open311/v2/requests.json?api_key={key}")
     assert resp.status_code == 200
     assert resp.headers["Cache-Control"] == "no-store"
-    resp = client.post("/open311/v2/requests.json", data={"api_key": key, "service_code": "0101",
-                                                          "lat": 39.905, "long": 116.405})
+    resp = client.post(
+        "/open311/v2/requests.json", data={"api_key": key, "service_code": "0101", "lat": 39.905, "long": 116.405}
+    )
     assert resp.status_code == 200, resp.get_data(as_text=True)
     assert resp.headers["Cache-Control"] == "no-store"
     resp = client.post("/open311/v2/requests.xml", data={"api_key": "wrong", "service_code": "0101"})
@@ -118,9 +127,12 @@ def test_photo_downloads_are_no_store_and_still_revalidate(client, world, app, t
     monkeypatch.setitem(app.config, "UPLOAD_DIR", str(tmp_path))
     resident, worker, case = world
     data = png()
-    resp = client.post(f"{API}/reports/{case.id}/attachments", headers=auth_header(worker),
-                       data={"stage": "after", "file": (io.BytesIO(data), "x.png", "image/png")},
-                       content_type="multipart/form-data")
+    resp = client.post(
+        f"{API}/reports/{case.id}/attachments",
+        headers=auth_header(worker),
+        data={"stage": "after", "file": (io.BytesIO(data), "x.png", "image/png")},
+        content_type="multipart/form-data",
+    )
     assert resp.status_code == 201, resp.json
     path = f"{API}/reports/{case.id}/attachments/{resp.json['id']}/content"
     got = client.get(path, headers=auth_header(resident))
@@ -133,6 +145,7 @@ def test_photo_downloads_are_no_store_and_still_revalidate(client, world, app, t
 
 
 # ---- the docs page ----------------------------------------------------------------------------------------------
+
 
 def test_the_docs_page_has_a_strict_csp_and_no_inline_code(client):
     resp = client.get(f"{API}/docs")
@@ -170,12 +183,30 @@ def live_server(app):
 # Under CI (.ci/run installs it) a missing Chromium fails the test instead of skipping it.
 @pytest.mark.skipif(CHROMIUM is None and not os.environ.get("CI"), reason="needs Chromium (Debian's chromium package)")
 def test_swagger_ui_renders_under_its_csp_in_chromium(live_server, client, tmp_path):
-    operations = sum(1 for item in client.get(f"{API}/openapi.json").json["paths"].values()
-                     for method in item if method in {"get", "post", "put", "patch", "delete"})
-    run = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                          f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0",
-                          "--virtual-time-budget=10000", "--dump-dom", f"{live_server}{API}/docs"],
-                         capture_output=True, text=True, timeout=180)
+    operations = sum(
+        1
+        for item in client.get(f"{API}/openapi.json").json["paths"].values()
+        for method in item
+        if method in {"get", "post", "put", "patch", "delete"}
+    )
+    run = subprocess.run(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--virtual-time-budget=10000",
+            "--dump-dom",
+            f"{live_server}{API}/docs",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     console = [line for line in run.stderr.splitlines() if ":CONSOLE" in line]
     assert not [line for line in console if "Content Security Policy" in line or "Refused" in line], console
     # Every operation of the spec is drawn: the bundle ran, started by the script file, and fetched the spec.

@@ -1,9 +1,10 @@
 """Idempotency-Key: replays, reuse, per-user scope, expiry, bad keys, what is stored, purge, and a real race."""
+
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 from datetime import timedelta
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -14,8 +15,17 @@ from app.models.base import utcnow
 from app.services import idempotency
 from app.services.cases import reports as report_service
 from tests.assertions import assert_problem
-from tests.factories import (COMMUNITY, auth_header, committed_world, make_case, make_category, make_offered,
-                             make_report, make_two_district_grid, make_user)
+from tests.factories import (
+    COMMUNITY,
+    auth_header,
+    committed_world,
+    make_case,
+    make_category,
+    make_offered,
+    make_report,
+    make_two_district_grid,
+    make_user,
+)
 
 URL = "/api/v1/reports"
 SW = "11010500100101"
@@ -43,8 +53,12 @@ def w(db):
 
 
 def report_body(w, description="垃圾桶满溢"):
-    return {"category_code": w.category.code, "description": description,
-            "location": {"lon": SW_POINT[0], "lat": SW_POINT[1]}, "address": "东四北大街 1 号"}
+    return {
+        "category_code": w.category.code,
+        "description": description,
+        "location": {"lon": SW_POINT[0], "lat": SW_POINT[1]},
+        "address": "东四北大街 1 号",
+    }
 
 
 def keyed(user, key=KEY, **extra):
@@ -56,8 +70,9 @@ def count(db, model) -> int:
 
 
 def stored_keys(db) -> list[tuple]:
-    return db.session.execute(select(IdempotencyKey.user_id, IdempotencyKey.key, IdempotencyKey.status_code)
-                              .order_by(IdempotencyKey.id)).all()
+    return db.session.execute(
+        select(IdempotencyKey.user_id, IdempotencyKey.key, IdempotencyKey.status_code).order_by(IdempotencyKey.id)
+    ).all()
 
 
 def world_state(db) -> tuple:
@@ -76,6 +91,7 @@ def act(client, user, report_id, action, body, key=KEY, if_match=None):
 
 
 # ---- replays ------------------------------------------------------------------------------------
+
 
 def test_a_retried_report_gets_the_stored_response_and_files_one_report(client, db, w):
     reports, events = count(db, Report), count(db, CaseEvent)
@@ -110,8 +126,11 @@ def test_a_retried_action_gets_the_same_etag_and_writes_one_event(client, db, w)
     assert again.headers["Idempotent-Replayed"] == "true"
     assert again.headers["ETag"] == first.headers["ETag"] != if_match
     assert again.get_data() == first.get_data()
-    accepts = db.session.scalar(select(func.count()).select_from(CaseEvent).where(
-        CaseEvent.report_id == report.id, CaseEvent.action == "accept"))
+    accepts = db.session.scalar(
+        select(func.count())
+        .select_from(CaseEvent)
+        .where(CaseEvent.report_id == report.id, CaseEvent.action == "accept")
+    )
     assert accepts == 1
 
 
@@ -134,12 +153,18 @@ def test_a_replay_answers_from_the_stored_response_after_the_case_moved_on(clien
 
 
 OTHER_POSTS = {
-    "category": ("admin", "/api/v1/categories", {"code": "Z901", "name": "占道经营", "group": "街面秩序",
-                                                 "time_limit_value": 2}),
+    "category": (
+        "admin",
+        "/api/v1/categories",
+        {"code": "Z901", "name": "占道经营", "group": "街面秩序", "time_limit_value": 2},
+    ),
     "user": ("admin", "/api/v1/users", {"username": "new-worker", "password": "long-enough-1", "role": "worker"}),
     "duty": ("worker", "/api/v1/me/duty", {"duty": "on", "position": {"lon": 116.405, "lat": 39.905}}),
-    "checkins": ("worker", "/api/v1/patrols/checkins",
-                 {"points": [{"time": "2026-11-20T09:00:00+08:00", "lon": 116.405, "lat": 39.905, "accuracy": 5}]}),
+    "checkins": (
+        "worker",
+        "/api/v1/patrols/checkins",
+        {"points": [{"time": "2026-11-20T09:00:00+08:00", "lon": 116.405, "lat": 39.905, "accuracy": 5}]},
+    ),
 }
 
 
@@ -158,8 +183,14 @@ def test_other_changing_posts_replay_too(client, db, w, what):
 # POSTs that take no key, and why: /auth/* has no user to scope a key to yet (and login, refresh and logout
 # carry their own single-use credentials); search only reads; a new API key is shown once and only its hash is
 # kept, so its answer must never be stored for a replay.
-UNKEYED_POSTS = {"/api/v1/auth/register", "/api/v1/auth/login", "/api/v1/auth/refresh", "/api/v1/auth/logout",
-                 "/api/v1/reports/search", "/api/v1/api-keys"}
+UNKEYED_POSTS = {
+    "/api/v1/auth/register",
+    "/api/v1/auth/login",
+    "/api/v1/auth/refresh",
+    "/api/v1/auth/logout",
+    "/api/v1/reports/search",
+    "/api/v1/api-keys",
+}
 
 
 def _header_names(operation) -> list[str]:
@@ -178,6 +209,7 @@ def test_every_changing_post_takes_the_key_and_documents_it(client):
 
 # ---- reuse, scope, expiry -----------------------------------------------------------------------
 
+
 def test_the_same_key_with_another_body_is_422_and_changes_nothing(client, db, w):
     assert client.post(URL, json=report_body(w), headers=keyed(w.resident)).status_code == 201
     before = world_state(db)
@@ -192,8 +224,11 @@ def test_the_same_key_on_another_path_or_query_is_422_and_changes_nothing(client
     assert act(client, w.supervisor, report.id, "accept", {}).status_code == 200
     before = world_state(db)
     assert_problem(act(client, w.supervisor, other.id, "accept", {}), 422, "idempotency_key_reused")
-    resp = client.post(f"{URL}/{report.id}/actions/accept?x=1", json={},
-                       headers=keyed(w.supervisor, **{"If-Match": etag_of(client, w.supervisor, report.id)}))
+    resp = client.post(
+        f"{URL}/{report.id}/actions/accept?x=1",
+        json={},
+        headers=keyed(w.supervisor, **{"If-Match": etag_of(client, w.supervisor, report.id)}),
+    )
     assert_problem(resp, 422, "idempotency_key_reused")
     assert world_state(db) == before
     db.session.expire_all()
@@ -234,8 +269,10 @@ def test_the_key_is_kept_for_the_configured_time(app, client, db, w, monkeypatch
 
 # ---- bad keys -----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("key", ["", "k" * 256, "caf\xe9", "tab\there", "bell\x07"],
-                         ids=["empty", "too-long", "non-ascii", "tab", "control"])
+
+@pytest.mark.parametrize(
+    "key", ["", "k" * 256, "caf\xe9", "tab\there", "bell\x07"], ids=["empty", "too-long", "non-ascii", "tab", "control"]
+)
 def test_an_invalid_key_is_400_and_changes_nothing(client, db, w, key):
     before = world_state(db)
     resp = client.post(URL, json=report_body(w), headers=keyed(w.resident, key))
@@ -250,6 +287,7 @@ def test_every_printable_key_up_to_255_characters_is_accepted(client, db, w, key
 
 
 # ---- what is not stored -------------------------------------------------------------------------
+
 
 def test_a_refused_action_is_not_stored_and_the_key_stays_usable(client, db, w):
     report = make_report(w.resident, w.category, *SW_POINT)
@@ -267,10 +305,15 @@ def test_a_refused_action_is_not_stored_and_the_key_stays_usable(client, db, w):
     assert stored_keys(db) == [(w.supervisor.id, KEY, 200)]
 
 
-@pytest.mark.parametrize("raw, status, code", [("{not json", 400, "malformed_json"),
-                                               ('{"x": "' + "x" * (1024 * 1024) + '"}', 413, "payload_too_large"),
-                                               ('{"unknown": 1}', 422, "validation_failed")],
-                         ids=["malformed", "oversized", "unknown-field"])
+@pytest.mark.parametrize(
+    "raw, status, code",
+    [
+        ("{not json", 400, "malformed_json"),
+        ('{"x": "' + "x" * (1024 * 1024) + '"}', 413, "payload_too_large"),
+        ('{"unknown": 1}', 422, "validation_failed"),
+    ],
+    ids=["malformed", "oversized", "unknown-field"],
+)
 def test_an_unreadable_body_is_not_stored(client, db, w, raw, status, code):
     before = world_state(db)
     resp = client.post(URL, data=raw, content_type="application/json", headers=keyed(w.resident))
@@ -303,8 +346,10 @@ def test_a_server_error_stores_nothing_and_undoes_the_work(client, db, w, monkey
 
 def test_a_read_only_post_ignores_the_key(client, db, w):
     make_report(w.resident, w.category, *SW_POINT)
-    polygon = {"type": "Polygon", "coordinates": [[[116.4, 39.9], [116.41, 39.9], [116.41, 39.91], [116.4, 39.91],
-                                                   [116.4, 39.9]]]}
+    polygon = {
+        "type": "Polygon",
+        "coordinates": [[[116.4, 39.9], [116.41, 39.9], [116.41, 39.91], [116.4, 39.91], [116.4, 39.9]]],
+    }
     for _ in range(2):
         resp = client.post(f"{URL}/search", json={"within_geojson": polygon}, headers=keyed(w.supervisor))
         assert "Idempotent-Replayed" not in resp.headers
@@ -315,13 +360,30 @@ def test_a_read_only_post_ignores_the_key(client, db, w):
 
 # ---- purge --------------------------------------------------------------------------------------
 
+
 def test_purge_removes_only_expired_keys(app, db, w):
     now = utcnow()
-    for n, expires in enumerate([now - timedelta(days=2), now - timedelta(seconds=1), now - timedelta(hours=1),
-                                 now + timedelta(hours=1), now + timedelta(days=1)]):
-        db.session.add(IdempotencyKey(user_id=w.resident.id, key=f"k{n}", fingerprint="0" * 64, status_code=201,
-                                      headers={}, body=b"{}", created_at=now - timedelta(days=3),
-                                      expires_at=expires))
+    for n, expires in enumerate(
+        [
+            now - timedelta(days=2),
+            now - timedelta(seconds=1),
+            now - timedelta(hours=1),
+            now + timedelta(hours=1),
+            now + timedelta(days=1),
+        ]
+    ):
+        db.session.add(
+            IdempotencyKey(
+                user_id=w.resident.id,
+                key=f"k{n}",
+                fingerprint="0" * 64,
+                status_code=201,
+                headers={},
+                body=b"{}",
+                created_at=now - timedelta(days=3),
+                expires_at=expires,
+            )
+        )
     db.session.commit()
     result = app.test_cli_runner().invoke(args=["idempotency", "purge", "--batch-size", "2"])
     assert result.exit_code == 0, result.output
@@ -334,6 +396,7 @@ def test_purge_removes_only_expired_keys(app, db, w):
 
 
 # ---- two requests at once -----------------------------------------------------------------------
+
 
 @pytest.fixture()
 def live(app):
@@ -391,8 +454,11 @@ def test_a_retry_while_the_first_runs_never_files_twice(app, live, backend, monk
 
 # ---- the residents' actions ---------------------------------------------------------------------
 
-@pytest.mark.parametrize("action, body, status", [("rate", {"score": 4, "comment": "很快"}, "closed"),
-                                                  ("follow", {}, "accepted"), ("unfollow", {}, "accepted")])
+
+@pytest.mark.parametrize(
+    "action, body, status",
+    [("rate", {"score": 4, "comment": "很快"}, "closed"), ("follow", {}, "accepted"), ("unfollow", {}, "accepted")],
+)
 def test_residents_actions_replay(client, db, w, action, body, status):
     # The resident rates their own case and follows someone else's.
     reporter = w.resident if action == "rate" else w.resident2

@@ -1,4 +1,5 @@
 """No Open311 api_key, token, password or phone number in any log: the app's, werkzeug's and gunicorn's."""
+
 from __future__ import annotations
 
 import logging
@@ -34,19 +35,23 @@ JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl"
 
 # ---- redact() ---------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("line, secret, kept", [
-    ('"GET /open311/v2/requests.json?api_key=g311_abc123&status=open HTTP/1.1" 200', "g311_abc123", "status=open"),
-    ("GET /x?api%5Fkey=plainsecret&page=2 HTTP/1.1", "plainsecret", "page=2"),
-    ("POST /x?API_KEY=plainsecret;a=1", "plainsecret", "a=1"),
-    ("GET /x?password=hunter2&refresh_token=r3fresh HTTP/1.1", "hunter2", "GET /x?password="),
-    ("GET /x?password=hunter2&refresh_token=r3fresh HTTP/1.1", "r3fresh", "HTTP/1.1"),
-    ("Authorization: Bearer abc.def.ghi", "abc.def.ghi", "Authorization: Bearer"),
-    (f"token {JWT} expired", JWT, "expired"),
-    ("key g311_Zm9vYmFy-x_y given", "g311_Zm9vYmFy-x_y", "given"),
-    ('body {"username": "u", "password": "hunter\\"2", "x": 1}', 'hunter\\"2', '"x": 1'),
-    (f"Key (phone)=({PHONE}) already exists", PHONE, "already exists"),
-    (f"/api/v1/users?q={PHONE}", PHONE, "/api/v1/users?q="),
-])
+
+@pytest.mark.parametrize(
+    "line, secret, kept",
+    [
+        ('"GET /open311/v2/requests.json?api_key=g311_abc123&status=open HTTP/1.1" 200', "g311_abc123", "status=open"),
+        ("GET /x?api%5Fkey=plainsecret&page=2 HTTP/1.1", "plainsecret", "page=2"),
+        ("POST /x?API_KEY=plainsecret;a=1", "plainsecret", "a=1"),
+        ("GET /x?password=hunter2&refresh_token=r3fresh HTTP/1.1", "hunter2", "GET /x?password="),
+        ("GET /x?password=hunter2&refresh_token=r3fresh HTTP/1.1", "r3fresh", "HTTP/1.1"),
+        ("Authorization: Bearer abc.def.ghi", "abc.def.ghi", "Authorization: Bearer"),
+        (f"token {JWT} expired", JWT, "expired"),
+        ("key g311_Zm9vYmFy-x_y given", "g311_Zm9vYmFy-x_y", "given"),
+        ('body {"username": "u", "password": "hunter\\"2", "x": 1}', 'hunter\\"2', '"x": 1'),
+        (f"Key (phone)=({PHONE}) already exists", PHONE, "already exists"),
+        (f"/api/v1/users?q={PHONE}", PHONE, "/api/v1/users?q="),
+    ],
+)
 def test_redact_masks_credentials_and_phones(line, secret, kept):
     clean = redact(line)
     assert secret not in clean
@@ -70,8 +75,7 @@ def test_the_filter_redacts_the_traceback_too():
     try:
         raise RuntimeError(f"boom api_key={JWT} phone {PHONE}")
     except RuntimeError:
-        record = logging.LogRecord("x", logging.ERROR, __file__, 1, "failed on %s", ("/x?api_key=k1",),
-                                   sys.exc_info())
+        record = logging.LogRecord("x", logging.ERROR, __file__, 1, "failed on %s", ("/x?api_key=k1",), sys.exc_info())
     RedactingFilter().filter(record)
     formatted = logging.Formatter().format(record)
     assert "Traceback" in formatted and "RuntimeError" in formatted
@@ -80,6 +84,7 @@ def test_the_filter_redacts_the_traceback_too():
 
 
 # ---- the app's own loggers --------------------------------------------------------------------------------------
+
 
 @pytest.fixture()
 def world(db):
@@ -93,13 +98,19 @@ def _bad_sql_with(phone):
     # A database error raised with a phone number among the statement's parameters.
     def query(*_args, **_kwargs):
         _db.session.execute(text("SELECT no_such_column FROM users WHERE phone = :phone"), {"phone": phone})
+
     return query
 
 
 def _duplicate_phone(*_args, **_kwargs):
     # What PostgreSQL says when a unique race loses: the DETAIL line repeats the value.
-    raise IntegrityError("INSERT INTO users ...", {"phone": PHONE}, Exception(
-        f'duplicate key value violates unique constraint "uq_users_phone"\nDETAIL:  Key (phone)=({PHONE}) exists.'))
+    raise IntegrityError(
+        "INSERT INTO users ...",
+        {"phone": PHONE},
+        Exception(
+            f'duplicate key value violates unique constraint "uq_users_phone"\nDETAIL:  Key (phone)=({PHONE}) exists.'
+        ),
+    )
 
 
 @contextmanager
@@ -128,8 +139,13 @@ def _drive_requests_with_credentials(client, world, caplog, monkeypatch):
     bearer = {"Authorization": f"Bearer {w.tokens.access_token}"}
     secrets = [w.key, w.tokens.access_token, w.tokens.refresh_token, PASSWORD, PHONE]
 
-    assert client.post(f"/open311/v2/requests.json?api_key={w.key}", data={
-        "service_code": "0101", "lat": 39.905, "long": 116.405, "phone": PHONE}).status_code == 200
+    assert (
+        client.post(
+            f"/open311/v2/requests.json?api_key={w.key}",
+            data={"service_code": "0101", "lat": 39.905, "long": 116.405, "phone": PHONE},
+        ).status_code
+        == 200
+    )
     assert client.post("/open311/v2/requests.xml", data={"api_key": w.key, "service_code": "nope"}).status_code == 400
     assert client.get(f"/open311/v2/requests.json?api_key={w.key}&service_request_id=x").status_code == 200
     assert client.post("/api/v1/auth/login", json={"username": PHONE, "password": PASSWORD}).status_code == 200
@@ -139,10 +155,14 @@ def _drive_requests_with_credentials(client, world, caplog, monkeypatch):
     # Error paths that log: an unexpected exception, a database error with parameters, a unique race.
     monkeypatch.setattr(category_service, "active_categories_query", _bad_sql_with(PHONE))
     assert client.get(f"/api/v1/categories?api_key={w.key}&password={PASSWORD}", headers=bearer).status_code in (
-        500, 503)
+        500,
+        503,
+    )
     monkeypatch.setattr(user_service, "register_resident", _duplicate_phone)
-    assert client.post(f"/api/v1/auth/register?api_key={w.key}", json={
-        "phone": PHONE, "password": PASSWORD}).status_code == 409
+    assert (
+        client.post(f"/api/v1/auth/register?api_key={w.key}", json={"phone": PHONE, "password": PASSWORD}).status_code
+        == 409
+    )
 
     logged = caplog.text + "".join(r.getMessage() for r in caplog.records)
     assert "unhandled error" in logged or "database unavailable" in logged
@@ -156,6 +176,7 @@ def test_database_errors_hide_their_parameters(db):
 
 
 # ---- werkzeug's development server ------------------------------------------------------------------------------
+
 
 def test_the_development_servers_request_log_is_redacted(app, caplog):
     caplog.set_level(logging.INFO, logger="werkzeug")
@@ -179,18 +200,32 @@ def test_the_development_servers_request_log_is_redacted(app, caplog):
 # ---- gunicorn ---------------------------------------------------------------------------------------------------
 
 ENVIRON = {
-    "REQUEST_METHOD": "POST", "RAW_URI": f"/open311/v2/requests.json?api_key=g311_gkey&phone={PHONE}",
-    "PATH_INFO": "/open311/v2/requests.json", "QUERY_STRING": f"api_key=g311_gkey&phone={PHONE}",
-    "SERVER_PROTOCOL": "HTTP/1.1", "REMOTE_ADDR": "127.0.0.1", "HTTP_USER_AGENT": "civic-app/1.0",
-    "HTTP_REFERER": "https://civic.example/form?token=t0ken&x=1", "HTTP_AUTHORIZATION": f"Bearer {JWT}",
+    "REQUEST_METHOD": "POST",
+    "RAW_URI": f"/open311/v2/requests.json?api_key=g311_gkey&phone={PHONE}",
+    "PATH_INFO": "/open311/v2/requests.json",
+    "QUERY_STRING": f"api_key=g311_gkey&phone={PHONE}",
+    "SERVER_PROTOCOL": "HTTP/1.1",
+    "REMOTE_ADDR": "127.0.0.1",
+    "HTTP_USER_AGENT": "civic-app/1.0",
+    "HTTP_REFERER": "https://civic.example/form?token=t0ken&x=1",
+    "HTTP_AUTHORIZATION": f"Bearer {JWT}",
 }
 GUNICORN_SECRETS = ("g311_gkey", PHONE, "t0ken", JWT)
 
 
 def test_redact_atoms_masks_every_atom_a_format_may_pick():
-    atoms = {"r": f"POST {ENVIRON['RAW_URI']} HTTP/1.1", "q": ENVIRON["QUERY_STRING"], "U": ENVIRON["PATH_INFO"],
-             "f": ENVIRON["HTTP_REFERER"], "{authorization}i": f"Bearer {JWT}", "{cookie}i": "session=s3ss",
-             "{query_string}e": ENVIRON["QUERY_STRING"], "{raw_uri}e": ENVIRON["RAW_URI"], "B": 12, "s": "200"}
+    atoms = {
+        "r": f"POST {ENVIRON['RAW_URI']} HTTP/1.1",
+        "q": ENVIRON["QUERY_STRING"],
+        "U": ENVIRON["PATH_INFO"],
+        "f": ENVIRON["HTTP_REFERER"],
+        "{authorization}i": f"Bearer {JWT}",
+        "{cookie}i": "session=s3ss",
+        "{query_string}e": ENVIRON["QUERY_STRING"],
+        "{raw_uri}e": ENVIRON["RAW_URI"],
+        "B": 12,
+        "s": "200",
+    }
     clean = redact_atoms(atoms)
     assert clean["q"] == f"api_key={MASK}&phone={MASK}"
     assert clean["r"] == f"POST /open311/v2/requests.json?api_key={MASK}&phone={MASK} HTTP/1.1"
@@ -208,8 +243,7 @@ def test_gunicorn_conf_logs_access_and_errors_without_credentials(tmp_path):
     cfg.set("accesslog", str(tmp_path / "access.log"))
     cfg.set("errorlog", str(tmp_path / "error.log"))
     # Everything a careless format could pick: request line, query, referer, the Authorization header.
-    cfg.set("access_log_format", '%(h)s "%(r)s" %(s)s q=%(q)s ref=%(f)s auth=%({authorization}i)s '
-                                 'raw=%({raw_uri}e)s')
+    cfg.set("access_log_format", '%(h)s "%(r)s" %(s)s q=%(q)s ref=%(f)s auth=%({authorization}i)s raw=%({raw_uri}e)s')
     logger = logger_class(cfg)
     try:
         resp = SimpleNamespace(status="200 OK", sent=42, headers=[("Content-Type", "application/json")])
@@ -240,16 +274,32 @@ def test_gunicorn_started_like_run_sh_keeps_the_key_out_of_its_access_log(app, t
     port = _free_port()
     env = {**os.environ, "APP_ENV": "testing", "INSTANCE_PATH": str(tmp_path)}
     proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "gunicorn"), "--config", "gunicorn.conf.py", "--workers", "1",
-         "--bind", f"127.0.0.1:{port}", "--access-logfile", "-", "wsgi:app"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        [
+            str(Path(sys.executable).parent / "gunicorn"),
+            "--config",
+            "gunicorn.conf.py",
+            "--workers",
+            "1",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--access-logfile",
+            "-",
+            "wsgi:app",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         url = f"http://127.0.0.1:{port}/healthz?api_key=g311_live&password=hunter2"
         deadline = time.monotonic() + 60
         while True:
             try:
-                with urllib.request.urlopen(urllib.request.Request(
-                        url, headers={"Authorization": f"Bearer {JWT}"}), timeout=5) as resp:
+                with urllib.request.urlopen(
+                    urllib.request.Request(url, headers={"Authorization": f"Bearer {JWT}"}), timeout=5
+                ) as resp:
                     assert resp.status == 200
                     break
             except OSError:

@@ -1,4 +1,5 @@
 """My worker's day: my open cases (/me/tasks) and my cells with their polygons (/me/cells)."""
+
 from __future__ import annotations
 
 from datetime import date, timedelta
@@ -12,8 +13,17 @@ from app.models import CaseEvent
 from app.models.base import utcnow
 from app.services.calendar.worktime import local_day
 from tests.assertions import assert_problem
-from tests.factories import (COMMUNITY, GRID_BOXES, auth_header, make_assignment, make_case, make_category,
-                             make_test_grid, make_user, square)
+from tests.factories import (
+    COMMUNITY,
+    GRID_BOXES,
+    auth_header,
+    make_assignment,
+    make_case,
+    make_category,
+    make_test_grid,
+    make_user,
+    square,
+)
 
 API = "/api/v1"
 TASKS = f"{API}/me/tasks"
@@ -36,23 +46,41 @@ def world(db):
 
 
 def event(report, actor, action, note=None, minutes_ago=0):
-    _db.session.add(CaseEvent(report_id=report.id, actor_id=actor.id if actor else None,
-                              actor_role=actor.role if actor else "system", action=action, note=note,
-                              created_at=utcnow() - timedelta(minutes=minutes_ago)))
+    _db.session.add(
+        CaseEvent(
+            report_id=report.id,
+            actor_id=actor.id if actor else None,
+            actor_role=actor.role if actor else "system",
+            action=action,
+            note=note,
+            created_at=utcnow() - timedelta(minutes=minutes_ago),
+        )
+    )
     _db.session.commit()
 
 
 def case(world, status="assigned", hours=None, assignee="worker", **fields):
     now = utcnow()
     deadline = None if hours is None else now + timedelta(hours=hours)
-    clock = {"deadline_at": deadline, "warn_at": None if hours is None else deadline - timedelta(hours=2),
-             "due_at": deadline, **fields}
-    return make_case(world.resident, world.category, world.cells[SW], status=status,
-                     assignee_id=getattr(world, assignee).id if assignee else None,
-                     accepted_at=now - timedelta(hours=1), **clock)
+    clock = {
+        "deadline_at": deadline,
+        "warn_at": None if hours is None else deadline - timedelta(hours=2),
+        "due_at": deadline,
+        **fields,
+    }
+    return make_case(
+        world.resident,
+        world.category,
+        world.cells[SW],
+        status=status,
+        assignee_id=getattr(world, assignee).id if assignee else None,
+        accepted_at=now - timedelta(hours=1),
+        **clock,
+    )
 
 
 # ---- GET /me/tasks ------------------------------------------------------------------------------
+
 
 def test_my_tasks_soonest_deadline_first_without_a_deadline_last(client, db, world):
     later = case(world, "in_progress", hours=5)
@@ -72,13 +100,24 @@ def test_my_tasks_soonest_deadline_first_without_a_deadline_last(client, db, wor
     resp = client.get(TASKS, headers=auth_header(world.worker))
     assert resp.status_code == 200, resp.json
     body = resp.json
-    assert [t["id"] for t in body["items"]] == [overdue.id, soon.id, tie_a.id, tie_b.id, later.id,
-                                                 first_no_deadline.id, second_no_deadline.id]
+    assert [t["id"] for t in body["items"]] == [
+        overdue.id,
+        soon.id,
+        tie_a.id,
+        tie_b.id,
+        later.id,
+        first_no_deadline.id,
+        second_no_deadline.id,
+    ]
     assert tie_a.id < tie_b.id and first_no_deadline.id < second_no_deadline.id
     assert body["total"] == 7
     states = {t["id"]: t["sla_state"] for t in body["items"]}
     assert (states[overdue.id], states[soon.id], states[later.id], states[no_deadline.id]) == (
-        "red", "yellow", "green", None)
+        "red",
+        "yellow",
+        "green",
+        None,
+    )
 
 
 def test_a_task_carries_its_location_cell_and_latest_event(client, db, world):
@@ -113,7 +152,11 @@ def test_my_tasks_by_status_and_in_pages(client, db, world):
     headers = auth_header(world.worker)
     assert [t["id"] for t in client.get(f"{TASKS}?status=resolved", headers=headers).json["items"]] == [resolved.id]
     assert client.get(f"{TASKS}?status=in_progress", headers=headers).json == {
-        "items": [], "page": 1, "page_size": 20, "total": 0}
+        "items": [],
+        "page": 1,
+        "page_size": 20,
+        "total": 0,
+    }
     page = client.get(f"{TASKS}?page=2&page_size=2", headers=headers).json
     assert ([t["id"] for t in page["items"]], page["total"]) == ([ids[0]], 3)
 
@@ -130,6 +173,7 @@ def test_my_tasks_for_callers_without_cases_and_bad_queries(client, db, world):
 
 
 # ---- GET /me/cells ------------------------------------------------------------------------------
+
 
 def test_a_worker_gets_the_cells_served_today_with_duty_dates_and_polygons(client, db, world):
     today = local_day()

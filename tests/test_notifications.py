@@ -1,8 +1,9 @@
 """Notifications API: my list (newest first, unread filter, pages) and marking one read; others' stay hidden."""
+
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 import pytest
@@ -14,12 +15,18 @@ from tests.assertions import assert_problem
 from tests.factories import auth_header, make_user
 
 URL = "/api/v1/notifications"
-T0 = datetime(2026, 11, 20, 8, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
 
 
 def add(db, user, title, minutes, read=False):
-    note = Notification(user_id=user.id, kind="escalation", title=title, data={"level": 1},
-                        created_at=T0 + timedelta(minutes=minutes), read_at=T0 + timedelta(hours=5) if read else None)
+    note = Notification(
+        user_id=user.id,
+        kind="escalation",
+        title=title,
+        data={"level": 1},
+        created_at=T0 + timedelta(minutes=minutes),
+        read_at=T0 + timedelta(hours=5) if read else None,
+    )
     db.session.add(note)
     db.session.commit()
     return note
@@ -61,10 +68,15 @@ def test_pages(client, world):
     assert ([n["title"] for n in data["items"]], data["total"], data["page"]) == (["first"], 3, 2)
 
 
-@pytest.mark.parametrize("query, field", [
-    ({"unread": "maybe"}, "unread"), ({"page": 0}, "page"), ({"page_size": 101}, "page_size"),
-    ({"page_size": "x"}, "page_size"),
-])
+@pytest.mark.parametrize(
+    "query, field",
+    [
+        ({"unread": "maybe"}, "unread"),
+        ({"page": 0}, "page"),
+        ({"page_size": 101}, "page_size"),
+        ({"page_size": "x"}, "page_size"),
+    ],
+)
 def test_bad_list_arguments_are_422(client, world, query, field):
     resp = client.get(URL, query_string=query, headers=auth_header(world.alice))
     body = assert_problem(resp, 422, "validation_failed")
@@ -96,21 +108,32 @@ def test_someone_elses_notification_is_404_and_stays_unread(client, db, world):
     before = read_state(db)
     resp = client.post(f"{URL}/{world.theirs.id}/read", headers=auth_header(world.alice))
     assert_problem(resp, 404, "notification_not_found")
-    assert_problem(client.post(f"{URL}/999999/read", headers=auth_header(world.alice)), 404,
-                   "notification_not_found")
+    assert_problem(client.post(f"{URL}/999999/read", headers=auth_header(world.alice)), 404, "notification_not_found")
     assert read_state(db) == before
 
 
 def test_mark_read_bad_input(client, db, world):
     before = read_state(db)
     url = f"{URL}/{world.notes[0].id}/read"
-    assert_problem(client.post(url, data='{"x": ', content_type="application/json",
-                               headers=auth_header(world.alice)), 400, "malformed_json")
-    body = assert_problem(client.post(url, json={"read": True}, headers=auth_header(world.alice)), 422,
-                          "validation_failed")
+    assert_problem(
+        client.post(url, data='{"x": ', content_type="application/json", headers=auth_header(world.alice)),
+        400,
+        "malformed_json",
+    )
+    body = assert_problem(
+        client.post(url, json={"read": True}, headers=auth_header(world.alice)), 422, "validation_failed"
+    )
     assert "read" in body["errors"]
-    assert_problem(client.post(url, data=json.dumps({"x": "y" * (1024 * 1024)}), content_type="application/json",
-                               headers=auth_header(world.alice)), 413, "payload_too_large")
+    assert_problem(
+        client.post(
+            url,
+            data=json.dumps({"x": "y" * (1024 * 1024)}),
+            content_type="application/json",
+            headers=auth_header(world.alice),
+        ),
+        413,
+        "payload_too_large",
+    )
     assert_problem(client.post(url), 401, "missing_token")
     assert client.post(f"{URL}/abc/read", headers=auth_header(world.alice)).status_code == 404
     assert read_state(db) == before

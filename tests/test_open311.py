@@ -1,4 +1,5 @@
 """Open311 GeoReport v2 at /open311/v2: every endpoint in JSON and XML, rejected inputs, filters, the case loop."""
+
 from __future__ import annotations
 
 import json
@@ -15,12 +16,21 @@ from app.extensions import db as _db
 from app.models import ApiKey, CaseEvent, Category, Notification, Report
 from app.models.base import utcnow
 from app.schemas.categories import AttributeSchema
+from app.services.demo import ATTRIBUTES
 from app.services.people import api_keys as key_service
 from app.services.public import open311 as open311_service
-from app.services.demo import ATTRIBUTES
 from tests.assertions import assert_problem
-from tests.factories import (COMMUNITY, DISTRICT, auth_header, make_api_key, make_category, make_report,
-                             make_two_district_grid, make_user, set_case)
+from tests.factories import (
+    COMMUNITY,
+    DISTRICT,
+    auth_header,
+    make_api_key,
+    make_category,
+    make_report,
+    make_two_district_grid,
+    make_user,
+    set_case,
+)
 
 BASE = "/open311/v2"
 SW = "11010500100101"
@@ -31,13 +41,29 @@ CONTENT_TYPES = {"json": "application/json; charset=utf-8", "xml": "text/xml; ch
 TZ = ZoneInfo("Asia/Shanghai")
 
 POTHOLE_ATTRIBUTES = [
-    {"code": "size", "datatype": "singlevaluelist", "required": True, "order": 2, "description": "How big?",
-     "values": [{"key": "s", "name": "Small"}, {"key": "l", "name": "Large"}]},
+    {
+        "code": "size",
+        "datatype": "singlevaluelist",
+        "required": True,
+        "order": 2,
+        "description": "How big?",
+        "values": [{"key": "s", "name": "Small"}, {"key": "l", "name": "Large"}],
+    },
     {"code": "notice", "variable": False, "datatype": "string", "order": 1, "description": "Call 120 if hurt."},
-    {"code": "kinds", "datatype": "multivaluelist", "order": 3, "description": "What is damaged?",
-     "values": [{"key": "road", "name": "Road"}, {"key": "kerb", "name": "Kerb"}]},
-    {"code": "depth", "datatype": "number", "order": 4, "description": "Depth in cm",
-     "datatype_description": "a number"},
+    {
+        "code": "kinds",
+        "datatype": "multivaluelist",
+        "order": 3,
+        "description": "What is damaged?",
+        "values": [{"key": "road", "name": "Road"}, {"key": "kerb", "name": "Kerb"}],
+    },
+    {
+        "code": "depth",
+        "datatype": "number",
+        "order": 4,
+        "description": "Depth in cm",
+        "datatype_description": "a number",
+    },
     {"code": "seen_at", "datatype": "datetime", "order": 5, "description": "When did you see it?"},
     {"code": "remark", "datatype": "text", "order": 6, "description": "Anything else"},
 ]
@@ -52,7 +78,11 @@ def w(db):
     make_category("OLD", name="retired", active=False)
     issued = make_api_key("civic app")
     return SimpleNamespace(
-        cells=cells, pothole=pothole, litter=litter, key=issued.key, api_key=issued.api_key,
+        cells=cells,
+        pothole=pothole,
+        litter=litter,
+        key=issued.key,
+        api_key=issued.api_key,
         worker=make_user("worker", served=[cells[SW]]),
         supervisor=make_user("supervisor", cell=cells[COMMUNITY]),
         root=make_user("supervisor", cell=cells[DISTRICT]),
@@ -62,6 +92,7 @@ def w(db):
 
 
 # ---- helpers ----------------------------------------------------------------------------------------------------
+
 
 def parse(resp, fmt):
     """The body as data: JSON as is; XML as the same shape (lists of dicts of text) for flat elements."""
@@ -101,15 +132,23 @@ def assert_open311_error(resp, status, fmt="json") -> str:
 
 def snapshot(db) -> tuple:
     db.session.expire_all()
-    return (db.session.scalar(select(func.count()).select_from(Report)),
-            db.session.scalar(select(func.count()).select_from(CaseEvent)),
-            db.session.scalar(select(func.count()).select_from(Notification)),
-            tuple(db.session.execute(select(ApiKey.id, ApiKey.last_used_at).order_by(ApiKey.id)).all()))
+    return (
+        db.session.scalar(select(func.count()).select_from(Report)),
+        db.session.scalar(select(func.count()).select_from(CaseEvent)),
+        db.session.scalar(select(func.count()).select_from(Notification)),
+        tuple(db.session.execute(select(ApiKey.id, ApiKey.last_used_at).order_by(ApiKey.id)).all()),
+    )
 
 
 def form(w, **overrides):
-    data = {"api_key": w.key, "service_code": "LT1", "lat": str(SW_POINT[1]), "long": str(SW_POINT[0]),
-            "description": "垃圾 <堆> & 异味", "jurisdiction_id": ""}
+    data = {
+        "api_key": w.key,
+        "service_code": "LT1",
+        "lat": str(SW_POINT[1]),
+        "long": str(SW_POINT[0]),
+        "description": "垃圾 <堆> & 异味",
+        "jurisdiction_id": "",
+    }
     data.update(overrides)
     return {k: v for k, v in data.items() if v is not None}
 
@@ -135,6 +174,7 @@ def created(db, number) -> Report:
 
 # ---- discovery --------------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_discovery(client, db, fmt):
     resp = client.get(f"{BASE}/discovery.{fmt}")
@@ -143,9 +183,15 @@ def test_discovery(client, db, fmt):
     url = "http://localhost/open311/v2"
     if fmt == "json":
         assert body["contact"] and body["key_service"] and body["changeset"]
-        assert body["endpoints"] == [{"specification": "http://wiki.open311.org/GeoReport_v2", "url": url,
-                                      "changeset": body["changeset"], "type": "production",
-                                      "formats": ["text/xml", "application/json"]}]
+        assert body["endpoints"] == [
+            {
+                "specification": "http://wiki.open311.org/GeoReport_v2",
+                "url": url,
+                "changeset": body["changeset"],
+                "type": "production",
+                "formats": ["text/xml", "application/json"],
+            }
+        ]
     else:
         assert body.tag == "discovery"
         assert body.findtext("contact") and body.findtext("key_service")
@@ -159,23 +205,39 @@ def test_discovery(client, db, fmt):
 
 # ---- services ---------------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_services_lists_active_categories(client, db, w, fmt):
     resp = client.get(f"{BASE}/services.{fmt}", query_string={"jurisdiction_id": ""})
     assert resp.status_code == 200
     body = parse(resp, fmt)
     expected = [
-        {"service_code": "LT1", "service_name": "暴露垃圾", "description": None, "metadata": False,
-         "type": "realtime", "keywords": None, "group": "市容环境"},
-        {"service_code": "PH1", "service_name": "路面坑洞", "description": "Holes in the road", "metadata": True,
-         "type": "realtime", "keywords": "坑洞,路面", "group": "道路"},
+        {
+            "service_code": "LT1",
+            "service_name": "暴露垃圾",
+            "description": None,
+            "metadata": False,
+            "type": "realtime",
+            "keywords": None,
+            "group": "市容环境",
+        },
+        {
+            "service_code": "PH1",
+            "service_name": "路面坑洞",
+            "description": "Holes in the road",
+            "metadata": True,
+            "type": "realtime",
+            "keywords": "坑洞,路面",
+            "group": "道路",
+        },
     ]
     if fmt == "json":
         assert body == expected
     else:
         items = xml_list(body, "services", "service")
-        assert items == [{k: ("true" if v is True else "false" if v is False else v) for k, v in e.items()}
-                         for e in expected]
+        assert items == [
+            {k: ("true" if v is True else "false" if v is False else v) for k, v in e.items()} for e in expected
+        ]
 
 
 def test_service_with_only_informational_attributes_has_no_metadata(client, db, w):
@@ -195,9 +257,16 @@ def test_service_definition(client, db, w, fmt, path):
         assert body["service_code"] == "PH1"
         attrs = body["attributes"]
         assert [a["code"] for a in attrs] == ["notice", "size", "kinds", "depth", "seen_at", "remark"]
-        assert attrs[1] == {"variable": True, "code": "size", "datatype": "singlevaluelist", "required": True,
-                            "datatype_description": None, "order": 2, "description": "How big?",
-                            "values": [{"key": "s", "name": "Small"}, {"key": "l", "name": "Large"}]}
+        assert attrs[1] == {
+            "variable": True,
+            "code": "size",
+            "datatype": "singlevaluelist",
+            "required": True,
+            "datatype_description": None,
+            "order": 2,
+            "description": "How big?",
+            "values": [{"key": "s", "name": "Small"}, {"key": "l", "name": "Large"}],
+        }
         assert attrs[0]["variable"] is False and attrs[0]["values"] == []
         assert attrs[3]["datatype_description"] == "a number" and attrs[3]["required"] is False
     else:
@@ -206,12 +275,18 @@ def test_service_definition(client, db, w, fmt, path):
         attrs = body.findall("attributes/attribute")
         assert [a.findtext("code") for a in attrs] == ["notice", "size", "kinds", "depth", "seen_at", "remark"]
         size = attrs[1]
-        assert {k: size.findtext(k) for k in ("variable", "datatype", "required", "order", "description")} == \
-            {"variable": "true", "datatype": "singlevaluelist", "required": "true", "order": "2",
-             "description": "How big?"}
+        assert {k: size.findtext(k) for k in ("variable", "datatype", "required", "order", "description")} == {
+            "variable": "true",
+            "datatype": "singlevaluelist",
+            "required": "true",
+            "order": "2",
+            "description": "How big?",
+        }
         assert size.find("datatype_description").text is None
-        assert [(v.findtext("key"), v.findtext("name")) for v in size.findall("values/value")] == \
-            [("s", "Small"), ("l", "Large")]
+        assert [(v.findtext("key"), v.findtext("name")) for v in size.findall("values/value")] == [
+            ("s", "Small"),
+            ("l", "Large"),
+        ]
         assert attrs[0].findtext("variable") == "false"
 
 
@@ -231,8 +306,20 @@ def test_nul_in_the_path_is_400_in_the_open311_form(client, db, w, fmt, path):
     assert "NUL" in assert_open311_error(client.get(f"{BASE}/{path}.{fmt}"), 400, fmt)
 
 
-@pytest.mark.parametrize("path", ["services.html", "services/PH1.csv", "services/PH1", "services", "discovery",
-                                  "requests.yaml", "requests/1.txt", "tokens/abc", "nothing.json"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "services.html",
+        "services/PH1.csv",
+        "services/PH1",
+        "services",
+        "discovery",
+        "requests.yaml",
+        "requests/1.txt",
+        "tokens/abc",
+        "nothing.json",
+    ],
+)
 def test_unknown_format_or_route_is_404_in_the_open311_json_form(client, db, w, path):
     assert_open311_error(client.get(f"{BASE}/{path}"), 404, "json")
 
@@ -252,15 +339,34 @@ def test_405_and_unexpected_errors_use_the_open311_form_and_api_keeps_problem_js
 
 # ---- POST requests ----------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_create_request_files_a_report_as_the_keys_account(client, db, w, fmt):
     before = snapshot(db)
-    resp = post(client, w, fmt, **pothole_form(
-        w, **{"attribute[kinds][]": ["road", "kerb"], "attribute[depth]": "12", "attribute[seen_at]":
-              "2026-11-26T09:30:00+08:00", "attribute[remark]": "", "address_string": "演示路 1 号",
-              "address_id": "A-17", "zipcode": "100000", "email": "li@example.com", "phone": "13800138000",
-              "first_name": "丽", "last_name": "李", "device_id": "dev-1", "account_id": "acc-9",
-              "media_url": "https://img.example.com/p/1.jpg?x=1&y=2"}))
+    resp = post(
+        client,
+        w,
+        fmt,
+        **pothole_form(
+            w,
+            **{
+                "attribute[kinds][]": ["road", "kerb"],
+                "attribute[depth]": "12",
+                "attribute[seen_at]": "2026-11-26T09:30:00+08:00",
+                "attribute[remark]": "",
+                "address_string": "演示路 1 号",
+                "address_id": "A-17",
+                "zipcode": "100000",
+                "email": "li@example.com",
+                "phone": "13800138000",
+                "first_name": "丽",
+                "last_name": "李",
+                "device_id": "dev-1",
+                "account_id": "acc-9",
+                "media_url": "https://img.example.com/p/1.jpg?x=1&y=2",
+            },
+        ),
+    )
     assert resp.status_code == 200, resp.get_data(as_text=True)
     body = parse(resp, fmt)
     if fmt == "json":
@@ -282,12 +388,20 @@ def test_create_request_files_a_report_as_the_keys_account(client, db, w, fmt):
     assert (report.input_lon, report.input_lat, report.input_crs) == (*SW_POINT, "wgs84")
     assert report.description == "垃圾 <堆> & 异味"
     assert (report.address, report.address_id, report.zipcode) == ("演示路 1 号", "A-17", "100000")
-    assert (report.contact_email, report.contact_phone, report.contact_first_name, report.contact_last_name) == \
-        ("li@example.com", "13800138000", "丽", "李")
+    assert (report.contact_email, report.contact_phone, report.contact_first_name, report.contact_last_name) == (
+        "li@example.com",
+        "13800138000",
+        "丽",
+        "李",
+    )
     assert (report.device_id, report.account_id) == ("dev-1", "acc-9")
     assert report.media_url == "https://img.example.com/p/1.jpg?x=1&y=2"
-    assert report.attributes == {"size": "l", "kinds": ["road", "kerb"], "depth": 12,
-                                 "seen_at": "2026-11-26T09:30:00+08:00"}
+    assert report.attributes == {
+        "size": "l",
+        "kinds": ["road", "kerb"],
+        "depth": 12,
+        "seen_at": "2026-11-26T09:30:00+08:00",
+    }
     assert report.open311_token
     events = db.session.scalars(select(CaseEvent).where(CaseEvent.report_id == report.id)).all()
     assert [(e.action, e.to_status, e.actor_id) for e in events] == [("create", "submitted", w.api_key.user_id)]
@@ -296,16 +410,30 @@ def test_create_request_files_a_report_as_the_keys_account(client, db, w, fmt):
 
 
 def test_api_key_in_the_query_string(client, db, w):
-    resp = client.post(f"{BASE}/requests.json", query_string={"api_key": w.key},
-                       data={"service_code": "LT1", "lat": "39.905", "long": "116.405"})
+    resp = client.post(
+        f"{BASE}/requests.json",
+        query_string={"api_key": w.key},
+        data={"service_code": "LT1", "lat": "39.905", "long": "116.405"},
+    )
     assert resp.status_code == 200
     report = created(db, resp.json[0]["service_request_id"])
     assert report.description == "" and report.attributes is None and report.media_url is None
 
 
 def test_empty_parameters_are_absent(client, db, w):
-    resp = post(client, w, email="", phone="", first_name="", media_url="", address_string="", address_id="",
-                device_id="", account_id="", **{"attribute[x]": ""})
+    resp = post(
+        client,
+        w,
+        email="",
+        phone="",
+        first_name="",
+        media_url="",
+        address_string="",
+        address_id="",
+        device_id="",
+        account_id="",
+        **{"attribute[x]": ""},
+    )
     assert resp.status_code == 200, resp.json
     assert resp.json[0]["account_id"] is None
     report = created(db, resp.json[0]["service_request_id"])
@@ -437,9 +565,25 @@ def test_posts_are_throttled_per_api_key(app, client, db, w, monkeypatch):
 
 # ---- GET requests -----------------------------------------------------------------------------------------------
 
-REQUEST_FIELDS = ["service_request_id", "status", "status_notes", "service_name", "service_code", "description",
-                  "agency_responsible", "service_notice", "requested_datetime", "updated_datetime",
-                  "expected_datetime", "address", "address_id", "zipcode", "lat", "long", "media_url"]
+REQUEST_FIELDS = [
+    "service_request_id",
+    "status",
+    "status_notes",
+    "service_name",
+    "service_code",
+    "description",
+    "agency_responsible",
+    "service_notice",
+    "requested_datetime",
+    "updated_datetime",
+    "expected_datetime",
+    "address",
+    "address_id",
+    "zipcode",
+    "lat",
+    "long",
+    "media_url",
+]
 
 
 def filed(client, w, **overrides) -> Report:
@@ -449,8 +593,18 @@ def filed(client, w, **overrides) -> Report:
 
 
 # What the public view carries of a request (app.services.public_view), in GeoReport's order.
-PUBLIC_REQUEST_FIELDS = ["service_request_id", "status", "status_notes", "service_name", "service_code",
-                         "agency_responsible", "service_notice", "requested_datetime", "lat", "long"]
+PUBLIC_REQUEST_FIELDS = [
+    "service_request_id",
+    "status",
+    "status_notes",
+    "service_name",
+    "service_code",
+    "agency_responsible",
+    "service_notice",
+    "requested_datetime",
+    "lat",
+    "long",
+]
 
 
 def cell_point(cell) -> tuple[float, float]:
@@ -462,15 +616,23 @@ def cell_point(cell) -> tuple[float, float]:
 def expected_request(report: Report, *, status="open", notes="Received; waiting for review.", full=True) -> dict:
     """A request as the key that filed it sees it (full), or as anyone else does (its public view)."""
     out = {
-        "service_request_id": report.case_number, "status": status, "status_notes": notes,
-        "service_name": report.category.name, "service_code": report.category.code,
+        "service_request_id": report.case_number,
+        "status": status,
+        "status_notes": notes,
+        "service_name": report.category.name,
+        "service_code": report.category.code,
         "description": report.description,
         "agency_responsible": report.handling_cell.name if report.handling_cell else None,
-        "service_notice": None, "requested_datetime": local(report.created_at),
+        "service_notice": None,
+        "requested_datetime": local(report.created_at),
         "updated_datetime": local(report.updated_at),
         "expected_datetime": local(report.deadline_at) if report.deadline_at else None,
-        "address": report.address, "address_id": report.address_id, "zipcode": report.zipcode,
-        "lat": report.input_lat, "long": report.input_lon, "media_url": report.media_url,
+        "address": report.address,
+        "address_id": report.address_id,
+        "zipcode": report.zipcode,
+        "lat": report.input_lat,
+        "long": report.input_lon,
+        "media_url": report.media_url,
     }
     if full:
         return out
@@ -492,12 +654,25 @@ def readers(w) -> dict[str, dict]:
 def test_get_one_request_field_by_field_without_personal_data(client, db, w, fmt, reader):
     """The key that filed a request reads it in full; anyone else its public view (no description, address,
     media or exact point); nobody ever its contact."""
-    report = filed(client, w, address_string="演示路 <1> 号", address_id="A-1", zipcode="100000",
-                   media_url="https://example.com/a.jpg", email="li@example.com", phone="13900000001",
-                   first_name="丽", last_name="李", device_id="dev-7", account_id="acc-7",
-                   lat="39.9081", long="116.4013")
-    resp = client.get(f"{BASE}/requests/{report.case_number}.{fmt}",
-                      query_string={"jurisdiction_id": "", **readers(w)[reader]})
+    report = filed(
+        client,
+        w,
+        address_string="演示路 <1> 号",
+        address_id="A-1",
+        zipcode="100000",
+        media_url="https://example.com/a.jpg",
+        email="li@example.com",
+        phone="13900000001",
+        first_name="丽",
+        last_name="李",
+        device_id="dev-7",
+        account_id="acc-7",
+        lat="39.9081",
+        long="116.4013",
+    )
+    resp = client.get(
+        f"{BASE}/requests/{report.case_number}.{fmt}", query_string={"jurisdiction_id": "", **readers(w)[reader]}
+    )
     assert resp.status_code == 200
     body = parse(resp, fmt)
     full = reader == "owner"
@@ -525,16 +700,28 @@ def test_a_public_category_shows_its_description_and_point_to_every_reader(clien
     db.session.commit()
     report = filed(client, w, lat="39.9081", long="116.4013", address_string="演示路 1 号")
     body = client.get(f"{BASE}/requests/{report.case_number}.json").json[0]
-    assert list(body) == ["service_request_id", "status", "status_notes", "service_name", "service_code",
-                          "description", "agency_responsible", "service_notice", "requested_datetime", "lat", "long"]
+    assert list(body) == [
+        "service_request_id",
+        "status",
+        "status_notes",
+        "service_name",
+        "service_code",
+        "description",
+        "agency_responsible",
+        "service_notice",
+        "requested_datetime",
+        "lat",
+        "long",
+    ]
     assert (body["description"], body["lat"], body["long"]) == (report.description, 39.9081, 116.4013)
 
 
 def test_a_wrong_api_key_on_a_read_is_403(client, db, w):
     report = filed(client, w)
     for fmt in FORMATS:
-        assert_open311_error(client.get(f"{BASE}/requests/{report.case_number}.{fmt}",
-                                        query_string={"api_key": "g311_nope"}), 403, fmt)
+        assert_open311_error(
+            client.get(f"{BASE}/requests/{report.case_number}.{fmt}", query_string={"api_key": "g311_nope"}), 403, fmt
+        )
         assert_open311_error(client.get(f"{BASE}/requests.{fmt}", query_string={"api_key": "g311_nope"}), 403, fmt)
 
 
@@ -543,8 +730,10 @@ def test_characters_xml_cannot_carry_are_replaced_in_xml_only(client, db, w):
     owner = {"api_key": w.key}
     xml = parse(client.get(f"{BASE}/requests/{report.case_number}.xml", query_string=owner), "xml")
     assert xml.find("request/description").text == "bell\ufffd tab\t <b> & \ufffd end"
-    assert client.get(f"{BASE}/requests/{report.case_number}.json", query_string=owner).json[0]["description"] == \
-        "bell\x07 tab\t <b> & \x0b end"
+    assert (
+        client.get(f"{BASE}/requests/{report.case_number}.json", query_string=owner).json[0]["description"]
+        == "bell\x07 tab\t <b> & \x0b end"
+    )
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -567,14 +756,18 @@ def test_list_requests_newest_first_in_the_last_90_days(client, db, w, fmt, read
     # Not the key's: every reader gets its public view.
     resident = make_report(w.resident, w.litter, 116.4012, 39.9013)
     set_case(resident, created_at=utcnow() - timedelta(days=88))
-    resp = client.get(f"{BASE}/requests.{fmt}", query_string={"jurisdiction_id": "", "status": "",
-                                                                **readers(w)[reader]})
+    resp = client.get(
+        f"{BASE}/requests.{fmt}", query_string={"jurisdiction_id": "", "status": "", **readers(w)[reader]}
+    )
     assert resp.status_code == 200
     body = parse(resp, fmt)
     db.session.expire_all()
     full = reader == "owner"
-    expected = [expected_request(second, full=full), expected_request(resident, full=False),
-                expected_request(first, full=full)]
+    expected = [
+        expected_request(second, full=full),
+        expected_request(resident, full=False),
+        expected_request(first, full=full),
+    ]
     if fmt == "json":
         assert body == expected
     else:
@@ -590,8 +783,10 @@ def test_service_request_id_list_overrides_every_other_filter(client, db, w):
     old, a, b = filed(client, w), filed(client, w), filed(client, w)
     set_case(old, created_at=utcnow() - timedelta(days=400))
     numbers = f"{old.case_number}, {b.case_number},999999999999999"
-    resp = client.get(f"{BASE}/requests.json", query_string={
-        "service_request_id": numbers, "status": "closed", "service_code": "PH1", "start_date": "bad"})
+    resp = client.get(
+        f"{BASE}/requests.json",
+        query_string={"service_request_id": numbers, "status": "closed", "service_code": "PH1", "start_date": "bad"},
+    )
     assert ids(resp) == [b.case_number, old.case_number]
     assert a.case_number not in ids(resp)
 
@@ -620,35 +815,47 @@ def test_date_filters(client, db, w):
     set_case(b, created_at=now - timedelta(days=50))
     q = lambda **p: ids(client.get(f"{BASE}/requests.json", query_string=p))  # noqa: E731
     w3c = lambda moment: local(moment)  # noqa: E731
-    assert q(start_date=w3c(now - timedelta(days=120)), end_date=w3c(now - timedelta(days=40))) == \
-        [b.case_number, a.case_number]
+    assert q(start_date=w3c(now - timedelta(days=120)), end_date=w3c(now - timedelta(days=40))) == [
+        b.case_number,
+        a.case_number,
+    ]
     # Only a start: the 90 days after it; only an end: the 90 days before it.
     assert q(start_date=w3c(now - timedelta(days=101))) == [b.case_number, a.case_number]
     assert q(end_date=w3c(now - timedelta(days=95))) == [a.case_number]
     # UTC "Z", an unencoded "+" that arrived as a space, and a bare local date are all W3C.
     assert q(start_date=(now - timedelta(days=60)).strftime("%Y-%m-%dT%H:%M:%SZ")) == [c.case_number, b.case_number]
     assert q(start_date=w3c(now - timedelta(days=60)).replace("+", " ")) == [c.case_number, b.case_number]
-    assert q(start_date=(now - timedelta(days=60)).astimezone(TZ).date().isoformat()) == \
-        [c.case_number, b.case_number]
+    assert q(start_date=(now - timedelta(days=60)).astimezone(TZ).date().isoformat()) == [c.case_number, b.case_number]
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
-@pytest.mark.parametrize("params", [
-    {"start_date": "2026-01-01T00:00:00+08:00", "end_date": "2026-04-02T00:00:00+08:00"},
-    {"start_date": "2026-04-01T00:00:00+08:00", "end_date": "2026-03-01T00:00:00+08:00"},
-    {"start_date": "yesterday"}, {"end_date": "2026-13-01"}, {"start_date": "2026-01-01T25:00:00+08:00"},
-    {"status": "pending"}, {"status": "open,maybe"}, {"status": ","},
-    # Their conversion to UTC, or the 90 days added to them, would leave the years datetimes can hold.
-    {"start_date": "0001-01-01T00:00:00+05:00"}, {"start_date": "9999-12-31T23:59:59Z"},
-    {"end_date": "0001-01-01T00:00:00Z"}, {"end_date": "9999-12-31T23:59:59-05:00"},
-])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"start_date": "2026-01-01T00:00:00+08:00", "end_date": "2026-04-02T00:00:00+08:00"},
+        {"start_date": "2026-04-01T00:00:00+08:00", "end_date": "2026-03-01T00:00:00+08:00"},
+        {"start_date": "yesterday"},
+        {"end_date": "2026-13-01"},
+        {"start_date": "2026-01-01T25:00:00+08:00"},
+        {"status": "pending"},
+        {"status": "open,maybe"},
+        {"status": ","},
+        # Their conversion to UTC, or the 90 days added to them, would leave the years datetimes can hold.
+        {"start_date": "0001-01-01T00:00:00+05:00"},
+        {"start_date": "9999-12-31T23:59:59Z"},
+        {"end_date": "0001-01-01T00:00:00Z"},
+        {"end_date": "9999-12-31T23:59:59-05:00"},
+    ],
+)
 def test_bad_filters_are_400(client, db, w, fmt, params):
     assert_open311_error(client.get(f"{BASE}/requests.{fmt}", query_string=params), 400, fmt)
 
 
 def test_90_days_exactly_is_accepted(client, db, w):
-    resp = client.get(f"{BASE}/requests.json", query_string={"start_date": "2026-01-01T00:00:00+08:00",
-                                                              "end_date": "2026-04-01T00:00:00+08:00"})
+    resp = client.get(
+        f"{BASE}/requests.json",
+        query_string={"start_date": "2026-01-01T00:00:00+08:00", "end_date": "2026-04-01T00:00:00+08:00"},
+    )
     assert resp.status_code == 200
 
 
@@ -661,6 +868,7 @@ def test_list_is_capped(client, db, w, monkeypatch):
 
 
 # ---- tokens -----------------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_token_resolves_to_the_request(client, db, w, fmt):
@@ -687,11 +895,15 @@ def test_a_peer_client_goes_from_the_post_answer_through_its_token_to_the_reques
 
 # ---- the case loop ----------------------------------------------------------------------------------------------
 
+
 def act(client, db, report, action, user, body=None):
     db.session.expire_all()
     version = db.session.scalar(select(Report.version).where(Report.id == report.id))
-    resp = client.post(f"/api/v1/reports/{report.id}/actions/{action}", json=body or {},
-                       headers={**auth_header(user), "If-Match": f'"{version}"'})
+    resp = client.post(
+        f"/api/v1/reports/{report.id}/actions/{action}",
+        json=body or {},
+        headers={**auth_header(user), "If-Match": f'"{version}"'},
+    )
     assert resp.status_code == 200, resp.json
     return resp
 
@@ -725,11 +937,25 @@ def test_open311_request_follows_the_loop_and_shows_closed(client, db, w):
 
 
 def test_the_contact_sent_with_a_request_is_personal_data(client, db, w):
-    number = post(client, w, email="li@example.com", phone="13800138000", first_name="小明", last_name="李",
-                  device_id="dev-1", account_id="acc-9").json[0]["service_request_id"]
+    number = post(
+        client,
+        w,
+        email="li@example.com",
+        phone="13800138000",
+        first_name="小明",
+        last_name="李",
+        device_id="dev-1",
+        account_id="acc-9",
+    ).json[0]["service_request_id"]
     report = created(db, number)
-    contact = {"email": "li@example.com", "phone": "13800138000", "first_name": "小明", "last_name": "李",
-               "device_id": "dev-1", "account_id": "acc-9"}
+    contact = {
+        "email": "li@example.com",
+        "phone": "13800138000",
+        "first_name": "小明",
+        "last_name": "李",
+        "device_id": "dev-1",
+        "account_id": "acc-9",
+    }
     for user, shown in ((w.supervisor, True), (w.root, True), (w.worker, False)):
         item = client.get(f"/api/v1/reports/{report.id}", headers=auth_header(user)).json
         assert item["contact"] == (contact if shown else None), user
@@ -754,39 +980,63 @@ def test_reports_filed_through_the_api_say_so(client, db, w):
 
 # ---- categories' attribute definitions --------------------------------------------------------------------------
 
+
 def test_admin_sets_and_reads_attribute_definitions(client, db, w):
-    attrs = [{"code": "size", "datatype": "singlevaluelist", "required": True, "order": 1, "description": "Size",
-              "values": [{"key": "s", "name": "Small"}]},
-             {"code": "note", "datatype": "text", "order": 2, "description": "Note"}]
-    resp = client.post("/api/v1/categories", headers=auth_header(w.admin), json={
-        "code": "NEW1", "name": "n", "group": "g", "time_limit_value": 2, "attributes": attrs})
+    attrs = [
+        {
+            "code": "size",
+            "datatype": "singlevaluelist",
+            "required": True,
+            "order": 1,
+            "description": "Size",
+            "values": [{"key": "s", "name": "Small"}],
+        },
+        {"code": "note", "datatype": "text", "order": 2, "description": "Note"},
+    ]
+    resp = client.post(
+        "/api/v1/categories",
+        headers=auth_header(w.admin),
+        json={"code": "NEW1", "name": "n", "group": "g", "time_limit_value": 2, "attributes": attrs},
+    )
     assert resp.status_code == 201, resp.json
     stored = resp.json["attributes"]
     assert stored[0] == {**attrs[0], "variable": True, "datatype_description": None}
-    assert stored[1] == {**attrs[1], "variable": True, "required": False, "datatype_description": None,
-                         "values": []}
-    resp = client.patch(f"/api/v1/categories/{resp.json['id']}", headers=auth_header(w.admin),
-                        json={"attributes": None})
+    assert stored[1] == {**attrs[1], "variable": True, "required": False, "datatype_description": None, "values": []}
+    resp = client.patch(
+        f"/api/v1/categories/{resp.json['id']}", headers=auth_header(w.admin), json={"attributes": None}
+    )
     assert resp.status_code == 200 and resp.json["attributes"] is None
     defs = client.get(f"{BASE}/services/NEW1.json").json
     assert defs["attributes"] == []
 
 
-@pytest.mark.parametrize("attrs", [
-    [{"code": "a", "datatype": "colour", "order": 1, "description": "x"}],
-    [{"code": "a", "datatype": "singlevaluelist", "order": 1, "description": "x"}],
-    [{"code": "a", "datatype": "string", "order": 1, "description": "x", "values": [{"key": "k", "name": "n"}]}],
-    [{"code": "a", "datatype": "singlevaluelist", "order": 1, "description": "x",
-      "values": [{"key": "k", "name": "n"}, {"key": "k", "name": "m"}]}],
-    [{"code": "a", "datatype": "string", "order": 1, "description": "x"},
-     {"code": "a", "datatype": "text", "order": 2, "description": "y"}],
-    [{"code": "bad code", "datatype": "string", "order": 1, "description": "x"}],
-    [{"code": "a", "datatype": "string", "order": "1", "description": "x"}],
-    [{"code": "a", "datatype": "string", "order": 1, "description": "x", "required": "yes"}],
-    [{"code": "a", "datatype": "string", "order": 1}],
-    [{"code": "a", "datatype": "string", "order": 1, "description": "x", "colour": "red"}],
-    {"code": "a"},
-])
+@pytest.mark.parametrize(
+    "attrs",
+    [
+        [{"code": "a", "datatype": "colour", "order": 1, "description": "x"}],
+        [{"code": "a", "datatype": "singlevaluelist", "order": 1, "description": "x"}],
+        [{"code": "a", "datatype": "string", "order": 1, "description": "x", "values": [{"key": "k", "name": "n"}]}],
+        [
+            {
+                "code": "a",
+                "datatype": "singlevaluelist",
+                "order": 1,
+                "description": "x",
+                "values": [{"key": "k", "name": "n"}, {"key": "k", "name": "m"}],
+            }
+        ],
+        [
+            {"code": "a", "datatype": "string", "order": 1, "description": "x"},
+            {"code": "a", "datatype": "text", "order": 2, "description": "y"},
+        ],
+        [{"code": "bad code", "datatype": "string", "order": 1, "description": "x"}],
+        [{"code": "a", "datatype": "string", "order": "1", "description": "x"}],
+        [{"code": "a", "datatype": "string", "order": 1, "description": "x", "required": "yes"}],
+        [{"code": "a", "datatype": "string", "order": 1}],
+        [{"code": "a", "datatype": "string", "order": 1, "description": "x", "colour": "red"}],
+        {"code": "a"},
+    ],
+)
 def test_bad_attribute_definitions_are_422_and_change_nothing(client, db, w, attrs):
     before = db.session.scalar(select(Category.attributes).where(Category.id == w.litter.id))
     resp = client.patch(f"/api/v1/categories/{w.litter.id}", headers=auth_header(w.admin), json={"attributes": attrs})
@@ -802,6 +1052,7 @@ def test_demo_attributes_are_valid_definitions():
 
 
 # ---- Idempotency-Key ---------------------------------------------------------------------------------------------
+
 
 def test_a_retried_request_with_an_idempotency_key_files_one_report(client, db, w):
     headers = {"Idempotency-Key": "civic-app-42"}

@@ -1,4 +1,5 @@
 """Password hashing (app/auth/passwords.py): salted Argon2id, never the plain password."""
+
 from __future__ import annotations
 
 import pytest

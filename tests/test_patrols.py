@@ -1,6 +1,8 @@
 """Patrols: check-in batches (/patrols/checkins), coverage (/patrols/coverage) and the last known position."""
+
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from datetime import date, datetime, timedelta, timezone
@@ -15,8 +17,17 @@ from app.models.base import utcnow
 from app.services.grid.routing import route_many_wgs84, route_wgs84
 from config import ConfigError, load_config
 from tests.assertions import assert_problem
-from tests.factories import (COMMUNITY, DISTRICT, OTHER_DISTRICT, OTHER_GRID, auth_header, make_checkin, make_duty,
-                             make_two_district_grid, make_user)
+from tests.factories import (
+    COMMUNITY,
+    DISTRICT,
+    OTHER_DISTRICT,
+    OTHER_GRID,
+    auth_header,
+    make_checkin,
+    make_duty,
+    make_two_district_grid,
+    make_user,
+)
 
 API = "/api/v1"
 CHECKINS = f"{API}/patrols/checkins"
@@ -41,9 +52,15 @@ def world(db):
 
 
 def checkin_rows(db) -> list[tuple]:
-    return db.session.execute(select(PatrolCheckin.id, PatrolCheckin.user_id, PatrolCheckin.cell_id,
-                                     PatrolCheckin.recorded_at, func.ST_AsText(PatrolCheckin.location))
-                              .order_by(PatrolCheckin.id)).all()
+    return db.session.execute(
+        select(
+            PatrolCheckin.id,
+            PatrolCheckin.user_id,
+            PatrolCheckin.cell_id,
+            PatrolCheckin.recorded_at,
+            func.ST_AsText(PatrolCheckin.location),
+        ).order_by(PatrolCheckin.id)
+    ).all()
 
 
 def stamp(moment: datetime) -> str:
@@ -67,15 +84,16 @@ def haversine_m(a, b) -> float:
 
 # ---- POST /patrols/checkins: success, routing, duplicates ---------------------------------------
 
+
 def test_a_batch_is_routed_point_by_point_and_stored(client, db, world):
     now = utcnow()
     gcj = wgs84_to_gcj02(116.415, 39.915)
     batch = [
-        point(116.405, 39.905, now - timedelta(minutes=30), accuracy=4.5),   # inside SW
-        point(*gcj, now - timedelta(minutes=20), crs="gcj02"),              # NE, sent in GCJ-02
-        point(116.41, 39.91, now - timedelta(minutes=10), accuracy=0),      # the corner of four cells: lowest code
-        point(116.4215, 39.915, now - timedelta(minutes=5)),                # ~128 m east of NE: nearest cell
-        point(117.5, 39.0, now - timedelta(minutes=1), accuracy=None),      # far from any cell
+        point(116.405, 39.905, now - timedelta(minutes=30), accuracy=4.5),  # inside SW
+        point(*gcj, now - timedelta(minutes=20), crs="gcj02"),  # NE, sent in GCJ-02
+        point(116.41, 39.91, now - timedelta(minutes=10), accuracy=0),  # the corner of four cells: lowest code
+        point(116.4215, 39.915, now - timedelta(minutes=5)),  # ~128 m east of NE: nearest cell
+        point(117.5, 39.0, now - timedelta(minutes=1), accuracy=None),  # far from any cell
     ]
     resp = client.post(CHECKINS, headers=auth_header(world.worker), json={"points": batch})
     assert resp.status_code == 201, resp.json
@@ -88,8 +106,11 @@ def test_a_batch_is_routed_point_by_point_and_stored(client, db, world):
     assert (rows[1].input_crs, rows[1].input_lon, rows[1].input_lat) == ("gcj02", *gcj)
     assert [r.recorded_at for r in rows] == [datetime.fromisoformat(p["time"]) for p in batch]
     assert all(now - timedelta(seconds=5) <= r.received_at <= utcnow() for r in rows)
-    stored = db.session.execute(select(func.ST_X(PatrolCheckin.location), func.ST_Y(PatrolCheckin.location))
-                                .where(PatrolCheckin.id == rows[1].id)).one()
+    stored = db.session.execute(
+        select(func.ST_X(PatrolCheckin.location), func.ST_Y(PatrolCheckin.location)).where(
+            PatrolCheckin.id == rows[1].id
+        )
+    ).one()
     assert stored == pytest.approx((116.415, 39.915), abs=1e-6)
 
 
@@ -119,24 +140,33 @@ def test_a_resent_batch_stores_nothing_twice(client, db, world):
 
 def test_the_same_instant_twice_in_one_batch_keeps_the_first(client, db, world):
     at = utcnow() - timedelta(minutes=1)
-    resp = client.post(CHECKINS, headers=auth_header(world.worker),
-                       json={"points": [point(116.405, 39.905, at), point(116.415, 39.915, at)]})
+    resp = client.post(
+        CHECKINS,
+        headers=auth_header(world.worker),
+        json={"points": [point(116.405, 39.905, at), point(116.415, 39.915, at)]},
+    )
     assert (resp.json["accepted"], resp.json["stored"], resp.json["duplicates"]) == (2, 1, 1)
     assert [row[2] for row in checkin_rows(db)] == [world.cells[SW].id]
 
 
 def test_a_full_batch_of_one_thousand_points_is_one_request(client, db, world):
     start = utcnow() - timedelta(hours=3)
-    batch = [point(116.4001 + 0.000008 * i, 39.9001 + 0.000008 * i, start + timedelta(seconds=10 * i))
-             for i in range(1000)]
+    batch = [
+        point(116.4001 + 0.000008 * i, 39.9001 + 0.000008 * i, start + timedelta(seconds=10 * i)) for i in range(1000)
+    ]
     resp = client.post(CHECKINS, headers=auth_header(world.worker), json={"points": batch})
     assert resp.status_code == 201, resp.json
     assert (resp.json["stored"], resp.json["rejected"]) == (1000, [])
-    assert db.session.scalar(select(func.count()).select_from(PatrolCheckin)
-                             .where(PatrolCheckin.cell_id == world.cells[SW].id)) == 1000
+    assert (
+        db.session.scalar(
+            select(func.count()).select_from(PatrolCheckin).where(PatrolCheckin.cell_id == world.cells[SW].id)
+        )
+        == 1000
+    )
 
 
 # ---- per-point rejection ------------------------------------------------------------------------
+
 
 def test_impossible_points_are_refused_one_by_one_and_the_rest_kept(client, db, world):
     now = utcnow()
@@ -151,13 +181,15 @@ def test_impossible_points_are_refused_one_by_one_and_the_rest_kept(client, db, 
         (point(116.405, 39.905, now - timedelta(seconds=7), crs="mars"), {("crs", "unknown_crs")}),
         (point(116.405, 39.905, now - timedelta(seconds=8), heading=90), {("heading", "unknown_field")}),
         ({"lon": 116.405, "lat": 39.905}, {("time", "required")}),
-        (point(116.405, 39.905, now)| {"time": "2026-11-27T08:00:00"}, {("time", "missing_offset")}),
-        (point(116.405, 39.905, now)| {"time": "yesterday"}, {("time", "invalid_datetime")}),
-        (point(116.405, 39.905, now)| {"time": 1764201600}, {("time", "invalid_type")}),
+        (point(116.405, 39.905, now) | {"time": "2026-11-27T08:00:00"}, {("time", "missing_offset")}),
+        (point(116.405, 39.905, now) | {"time": "yesterday"}, {("time", "invalid_datetime")}),
+        (point(116.405, 39.905, now) | {"time": 1764201600}, {("time", "invalid_type")}),
         ({"time": stamp(now), "lat": 39.905}, {("lon", "required")}),
         ([116.405, 39.905], {("point", "invalid_type")}),
-        (point(-181, 91, now + timedelta(hours=1), accuracy=-3),
-         {("lon", "out_of_range"), ("lat", "out_of_range"), ("accuracy", "out_of_range")}),
+        (
+            point(-181, 91, now + timedelta(hours=1), accuracy=-3),
+            {("lon", "out_of_range"), ("lat", "out_of_range"), ("accuracy", "out_of_range")},
+        ),
     ]
     batch = [good, *[p for p, _ in bad], point(116.406, 39.906, now + timedelta(minutes=4))]
     resp = client.post(CHECKINS, headers=auth_header(world.worker), json={"points": batch})
@@ -165,7 +197,7 @@ def test_impossible_points_are_refused_one_by_one_and_the_rest_kept(client, db, 
     body = resp.json
     assert (body["accepted"], body["stored"]) == (2, 2)
     assert [r["index"] for r in body["rejected"]] == list(range(1, len(bad) + 1))
-    for rejected, (_, expected) in zip(body["rejected"], bad):
+    for rejected, (_, expected) in zip(body["rejected"], bad, strict=True):
         assert {(r["field"], r["code"]) for r in rejected["reasons"]} == expected, rejected
         assert all(r["message"] for r in rejected["reasons"])
     stored = db.session.scalars(select(PatrolCheckin.recorded_at).order_by(PatrolCheckin.recorded_at)).all()
@@ -174,23 +206,36 @@ def test_impossible_points_are_refused_one_by_one_and_the_rest_kept(client, db, 
 
 def test_non_finite_numbers_are_refused_per_point(client, db, world):
     at = stamp(utcnow() - timedelta(minutes=1))
-    body = ('{"points": [{"time": "%s", "lon": NaN, "lat": 39.9}, {"time": "%s", "lon": 116.4, "lat": Infinity},'
-            ' {"time": "%s", "lon": 116.4, "lat": 39.9, "accuracy": 1e999},'
-            ' {"time": "%s", "lon": 116.4, "lat": 39.9, "accuracy": 1%s},'
-            ' {"time": "%s", "lon": 116.41, "lat": 39.91}]}' % (at, at, at, at, "0" * 400, stamp(utcnow())))
+    body = (
+        '{"points": [{"time": "%s", "lon": NaN, "lat": 39.9}, {"time": "%s", "lon": 116.4, "lat": Infinity},'
+        ' {"time": "%s", "lon": 116.4, "lat": 39.9, "accuracy": 1e999},'
+        ' {"time": "%s", "lon": 116.4, "lat": 39.9, "accuracy": 1%s},'
+        ' {"time": "%s", "lon": 116.41, "lat": 39.91}]}' % (at, at, at, at, "0" * 400, stamp(utcnow()))
+    )
     resp = client.post(CHECKINS, headers=bearer_json(world.worker), data=body)
     assert resp.status_code == 201, resp.json
     assert [(r["index"], r["reasons"][0]["field"], r["reasons"][0]["code"]) for r in resp.json["rejected"]] == [
-        (0, "lon", "not_finite"), (1, "lat", "not_finite"), (2, "accuracy", "not_finite"),
-        (3, "accuracy", "not_finite")]
+        (0, "lon", "not_finite"),
+        (1, "lat", "not_finite"),
+        (2, "accuracy", "not_finite"),
+        (3, "accuracy", "not_finite"),
+    ]
     assert len(checkin_rows(db)) == 1
 
 
 def test_the_clock_skew_is_configurable(client, db, world, app, monkeypatch):
     monkeypatch.setitem(app.config, "PATROL_MAX_CLOCK_SKEW_S", 0)
     now = utcnow()
-    resp = client.post(CHECKINS, headers=auth_header(world.worker), json={"points": [
-        point(116.405, 39.905, now - timedelta(seconds=30)), point(116.405, 39.905, now + timedelta(seconds=60))]})
+    resp = client.post(
+        CHECKINS,
+        headers=auth_header(world.worker),
+        json={
+            "points": [
+                point(116.405, 39.905, now - timedelta(seconds=30)),
+                point(116.405, 39.905, now + timedelta(seconds=60)),
+            ]
+        },
+    )
     assert resp.status_code == 201, resp.json
     assert [(r["index"], r["reasons"][0]["code"]) for r in resp.json["rejected"]] == [(1, "in_the_future")]
 
@@ -205,19 +250,27 @@ def test_a_bad_clock_skew_setting_is_refused(monkeypatch, value, message):
 
 def test_a_batch_of_only_impossible_points_is_422_and_stores_nothing(client, db, world):
     now = utcnow()
-    resp = client.post(CHECKINS, headers=auth_header(world.worker), json={"points": [
-        point(116.405, 39.905, now + timedelta(hours=1)), point(116.405, 39.905, now, accuracy=-1)]})
+    resp = client.post(
+        CHECKINS,
+        headers=auth_header(world.worker),
+        json={"points": [point(116.405, 39.905, now + timedelta(hours=1)), point(116.405, 39.905, now, accuracy=-1)]},
+    )
     body = assert_problem(resp, 422, "no_valid_points")
     assert [(r["index"], r["reasons"][0]["code"]) for r in body["errors"]["points"]] == [
-        (0, "in_the_future"), (1, "out_of_range")]
+        (0, "in_the_future"),
+        (1, "out_of_range"),
+    ]
     assert checkin_rows(db) == []
 
 
 @pytest.mark.parametrize("moment", ["0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00", "0001-01-01T00:00:00Z"])
 def test_a_time_at_the_ends_of_the_calendar_is_refused_per_point(client, db, world, moment):
     """Its conversion to UTC (or TIMEZONE) would leave the years datetimes can hold."""
-    resp = client.post(CHECKINS, headers=auth_header(world.worker), json={"points": [
-        {"time": moment, "lon": 116.405, "lat": 39.905}, point(116.405, 39.905, utcnow())]})
+    resp = client.post(
+        CHECKINS,
+        headers=auth_header(world.worker),
+        json={"points": [{"time": moment, "lon": 116.405, "lat": 39.905}, point(116.405, 39.905, utcnow())]},
+    )
     assert resp.status_code == 201, resp.json
     assert [(r["index"], r["reasons"][0]["code"]) for r in resp.json["rejected"]] == [(0, "out_of_range")]
     assert len(checkin_rows(db)) == 1
@@ -231,25 +284,29 @@ def test_coverage_of_a_day_at_the_ends_of_the_calendar_is_422(client, db, world,
 
 # ---- whole-request refusals ---------------------------------------------------------------------
 
+
 def _points(n):
     start = utcnow() - timedelta(hours=5)
     return [point(116.405, 39.905, start + timedelta(seconds=i)) for i in range(n)]
 
 
-@pytest.mark.parametrize("body, field", [
-    ({"points": _points(1001)}, "points"),
-    ({"points": {"time": "2026-11-27T08:00:00+08:00", "lon": 116.405, "lat": 39.905}}, "points"),
-    ({"points": "116.405,39.905"}, "points"),
-    ({"points": None}, "points"),
-    ({"points": []}, "points"),
-    ({}, "points"),
-    ({"points": _points(2), "worker_id": 7}, "worker_id"),
-    ([{"time": "2026-11-27T08:00:00+08:00", "lon": 116.405, "lat": 39.905}], "_schema"),
-], ids=["1001-points", "object", "string", "null", "empty", "missing", "unknown-field", "bare-list"])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"points": _points(1001)}, "points"),
+        ({"points": {"time": "2026-11-27T08:00:00+08:00", "lon": 116.405, "lat": 39.905}}, "points"),
+        ({"points": "116.405,39.905"}, "points"),
+        ({"points": None}, "points"),
+        ({"points": []}, "points"),
+        ({}, "points"),
+        ({"points": _points(2), "worker_id": 7}, "worker_id"),
+        ([{"time": "2026-11-27T08:00:00+08:00", "lon": 116.405, "lat": 39.905}], "_schema"),
+    ],
+    ids=["1001-points", "object", "string", "null", "empty", "missing", "unknown-field", "bare-list"],
+)
 def test_a_wrongly_shaped_batch_is_refused_whole(client, db, world, body, field):
     before = checkin_rows(db)
-    resp = assert_problem(client.post(CHECKINS, headers=auth_header(world.worker), json=body), 422,
-                          "validation_failed")
+    resp = assert_problem(client.post(CHECKINS, headers=auth_header(world.worker), json=body), 422, "validation_failed")
     assert field in resp["errors"], resp
     assert checkin_rows(db) == before
 
@@ -267,8 +324,7 @@ def test_malformed_and_oversized_bodies(client, db, world):
 def test_checkins_wrong_callers(client, db, world):
     body = {"points": _points(1)}
     assert_problem(client.post(CHECKINS, json=body), 401, "missing_token")
-    assert_problem(client.post(CHECKINS, json=body, headers={"Authorization": "Bearer nonsense"}), 401,
-                   "invalid_token")
+    assert_problem(client.post(CHECKINS, json=body, headers={"Authorization": "Bearer nonsense"}), 401, "invalid_token")
     for user in (world.resident, world.supervisor, world.admin):
         assert_problem(client.post(CHECKINS, json=body, headers=auth_header(user)), 403, "forbidden")
     assert checkin_rows(db) == []
@@ -285,8 +341,9 @@ def local(hour, minute=0, second=0, day=DAY) -> datetime:
 
 def walk(client, worker, steps):
     """Check in along (lon, lat, local time) steps through the API."""
-    resp = client.post(CHECKINS, headers=auth_header(worker),
-                       json={"points": [point(lon, lat, at) for lon, lat, at in steps]})
+    resp = client.post(
+        CHECKINS, headers=auth_header(worker), json={"points": [point(lon, lat, at) for lon, lat, at in steps]}
+    )
     assert resp.status_code == 201, resp.json
     assert resp.json["rejected"] == []
 
@@ -297,13 +354,23 @@ def coverage(client, user, cell, day=DAY, **query):
 
 
 def test_coverage_counts_points_times_and_metres_walked_per_worker_and_cell(client, db, world):
-    wang_sw = [(116.401, 39.901, local(0, 0, 30)), (116.403, 39.901, local(9)), (116.403, 39.904, local(9, 30)),
-               (116.408, 39.908, local(10))]
+    wang_sw = [
+        (116.401, 39.901, local(0, 0, 30)),
+        (116.403, 39.901, local(9)),
+        (116.403, 39.904, local(9, 30)),
+        (116.408, 39.908, local(10)),
+    ]
     # Sent out of time order: the distance follows the times, not the order of arrival.
     walk(client, world.worker, [wang_sw[2], wang_sw[0], wang_sw[3], wang_sw[1]])
     # Outside the local day: 23:59:59 the day before and 00:00 the day after (Asia/Shanghai, UTC+8).
-    walk(client, world.worker, [(116.402, 39.902, local(23, 59, 59, DAY - timedelta(days=1))),
-                                (116.402, 39.902, local(0, 0, 0, DAY + timedelta(days=1)))])
+    walk(
+        client,
+        world.worker,
+        [
+            (116.402, 39.902, local(23, 59, 59, DAY - timedelta(days=1))),
+            (116.402, 39.902, local(0, 0, 0, DAY + timedelta(days=1))),
+        ],
+    )
     li_sw = [(116.409, 39.909, local(14)), (116.401, 39.909, local(15))]
     li_ne = [(116.415, 39.915, local(14, 30)), (116.419, 39.919, local(14, 40)), (116.411, 39.911, local(14, 50))]
     walk(client, world.mate, li_sw + li_ne)
@@ -319,10 +386,13 @@ def test_coverage_counts_points_times_and_metres_walked_per_worker_and_cell(clie
     li, wang = sw["workers"]
 
     def expected(steps):
-        return sum(haversine_m(a[:2], b[:2]) for a, b in zip(steps, steps[1:]))
+        return sum(haversine_m(a[:2], b[:2]) for a, b in itertools.pairwise(steps))
 
     assert (wang["points"], wang["first_at"], wang["last_at"]) == (
-        4, "2026-11-20T00:00:30+08:00", "2026-11-20T10:00:00+08:00")
+        4,
+        "2026-11-20T00:00:30+08:00",
+        "2026-11-20T10:00:00+08:00",
+    )
     assert wang["distance_m"] == pytest.approx(expected(wang_sw), rel=5e-3)
     assert wang["distance_m"] > 1000
     assert (li["points"], li["distance_m"]) == (2, pytest.approx(expected(li_sw), rel=5e-3))
@@ -334,7 +404,8 @@ def test_coverage_counts_points_times_and_metres_walked_per_worker_and_cell(clie
     before = coverage(client, world.admin, world.cells[SW], DAY - timedelta(days=1)).json
     assert before["total"] == 1
     assert [(w["user"]["username"], w["points"], w["distance_m"]) for w in before["items"][0]["workers"]] == [
-        ("wang", 1, 0.0)]
+        ("wang", 1, 0.0)
+    ]
 
 
 def test_coverage_pages_through_the_grid_cells(client, db, world):
@@ -365,8 +436,14 @@ def test_coverage_wrong_callers_and_bad_queries(client, db, world):
     assert_problem(coverage(client, world.supervisor, world.cells[OTHER_GRID]), 403, "outside_subtree")
     assert_problem(coverage(client, world.admin, SimpleNamespace(id=999999)), 404, "cell_not_found")
     headers = auth_header(world.admin)
-    for query in ("", "cell=abc", "cell=0", f"cell={cell.id}&date=2026-13-01", f"cell={cell.id}&date=today",
-                  f"cell={cell.id}&page_size=500"):
+    for query in (
+        "",
+        "cell=abc",
+        "cell=0",
+        f"cell={cell.id}&date=2026-13-01",
+        f"cell={cell.id}&date=today",
+        f"cell={cell.id}&page_size=500",
+    ):
         assert_problem(client.get(f"{COVERAGE}?{query}", headers=headers), 422, "validation_failed")
 
 
@@ -379,6 +456,7 @@ def test_coverage_defaults_to_today(client, db, world):
 
 
 # ---- last known position -------------------------------------------------------------------------
+
 
 def test_the_latest_check_in_is_the_last_known_position(client, db, world):
     now = utcnow()

@@ -1,4 +1,5 @@
 """Throttling of the sign-in, sign-up and refresh endpoints."""
+
 import pytest
 from sqlalchemy import func, select
 
@@ -27,8 +28,9 @@ def test_login_is_throttled_per_client_after_the_limit(client, db, tight_limit):
     assert "3 per 1 minute" in body["detail"]
     assert int(resp.headers["Retry-After"]) > 0
     # Another client address has its own budget.
-    other = client.post(LOGIN, json={"username": user.username, "password": PASSWORD},
-                        environ_base={"REMOTE_ADDR": "10.0.0.9"})
+    other = client.post(
+        LOGIN, json={"username": user.username, "password": PASSWORD}, environ_base={"REMOTE_ADDR": "10.0.0.9"}
+    )
     assert other.status_code == 200
 
 
@@ -37,8 +39,11 @@ def test_register_and_refresh_share_the_auth_budget(client, db, tight_limit):
     for n in range(3):
         resp = client.post("/api/v1/auth/register", json={"phone": f"1390000000{n}", "password": "long-enough-1"})
         assert resp.status_code == 201
-    assert_problem(client.post("/api/v1/auth/register", json={"phone": "13900000009", "password": "long-enough-1"}),
-                   429, "too_many_requests")
+    assert_problem(
+        client.post("/api/v1/auth/register", json={"phone": "13900000009", "password": "long-enough-1"}),
+        429,
+        "too_many_requests",
+    )
     assert_problem(client.post("/api/v1/auth/refresh", json={"refresh_token": "x"}), 429, "too_many_requests")
     # The throttled sign-up created nobody.
     assert db.session.scalar(select(func.count()).select_from(User)) == before + 3

@@ -1,8 +1,9 @@
 """Reports: filing (routing, status, deadline, history), bad input, and who may read which report."""
+
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 import pytest
@@ -13,9 +14,19 @@ from app.lib.coords import gcj02_to_bd09, wgs84_to_gcj02
 from app.models import CaseEvent, Report
 from app.models.base import utcnow
 from app.services.cases import sla
-from tests.factories import (COMMUNITY, DISTRICT, OTHER_COMMUNITY, OTHER_GRID, auth_header, make_category,
-                             make_report, make_two_district_grid, make_user, set_case)
 from tests.assertions import assert_problem
+from tests.factories import (
+    COMMUNITY,
+    DISTRICT,
+    OTHER_COMMUNITY,
+    OTHER_GRID,
+    auth_header,
+    make_category,
+    make_report,
+    make_two_district_grid,
+    make_user,
+    set_case,
+)
 
 URL = "/api/v1/reports"
 PROBLEM = "application/problem+json"
@@ -48,8 +59,12 @@ def world(db):
 
 
 def body(world, lon_lat=SW_POINT, **overrides):
-    data = {"category_code": world.category.code, "description": "垃圾桶满溢",
-            "location": {"lon": lon_lat[0], "lat": lon_lat[1]}, "address": "东四北大街 1 号"}
+    data = {
+        "category_code": world.category.code,
+        "description": "垃圾桶满溢",
+        "location": {"lon": lon_lat[0], "lat": lon_lat[1]},
+        "address": "东四北大街 1 号",
+    }
     data.update(overrides)
     return data
 
@@ -69,9 +84,8 @@ def parse_local(value: str) -> datetime:
     return parsed
 
 
-
-
 # ---- filing -------------------------------------------------------------------------------------
+
 
 def test_resident_files_a_report_routed_to_its_cell(client, db, world):
     resp = client.post(URL, json=body(world), headers=auth_header(world.resident))
@@ -129,8 +143,7 @@ def test_auto_accept_category_starts_residents_reports_accepted_with_a_clock(cli
     out = resp.json
     assert out["status"] == "assigned"
     assert parse_local(out["deadline_at"]) - parse_local(out["accepted_at"]) == timedelta(hours=6)
-    event = db.session.scalars(select(CaseEvent).where(CaseEvent.report_id == out["id"])
-                               .order_by(CaseEvent.id)).first()
+    event = db.session.scalars(select(CaseEvent).where(CaseEvent.report_id == out["id"]).order_by(CaseEvent.id)).first()
     assert (event.action, event.to_status) == ("create", "accepted")
 
 
@@ -147,8 +160,9 @@ def test_worker_report_in_own_cell_starts_accepted(client, db, world):
     assert (resp.json["status"], resp.json["assignee"]["id"]) == ("assigned", world.worker.id)
     assert resp.json["cell"]["code"] == SW
     # Auto-dispatch may add its own assign event after this one.
-    event = db.session.scalars(select(CaseEvent).where(CaseEvent.report_id == resp.json["id"],
-                                                       CaseEvent.action == "create")).one()
+    event = db.session.scalars(
+        select(CaseEvent).where(CaseEvent.report_id == resp.json["id"], CaseEvent.action == "create")
+    ).one()
     assert (event.action, event.to_status, event.actor_role) == ("create", "accepted", "worker")
 
 
@@ -223,8 +237,7 @@ BAD_BODIES = {
     "inactive category": (lambda w, db: body(w, category_code=_inactive(w, db)), "category_code"),
     "empty description": (lambda w, db: body(w, description=""), "description"),
     "description too long": (lambda w, db: body(w, description="x" * 4001), "description"),
-    "missing description": (lambda w, db: {k: v for k, v in body(w).items() if k != "description"},
-                            "description"),
+    "missing description": (lambda w, db: {k: v for k, v in body(w).items() if k != "description"}, "description"),
     "lat 91": (lambda w, db: body(w, location={"lon": 116.405, "lat": 91}), "location.lat"),
     "lon -181": (lambda w, db: body(w, location={"lon": -181, "lat": 39.905}), "location.lon"),
     "lon as string": (lambda w, db: body(w, location={"lon": "120.1", "lat": 39.905}), "location.lon"),
@@ -232,10 +245,11 @@ BAD_BODIES = {
     "missing location": (lambda w, db: {k: v for k, v in body(w).items() if k != "location"}, "location"),
     "location not an object": (lambda w, db: body(w, location=[116.405, 39.905]), "location"),
     "unknown top-level field": (lambda w, db: body(w, priority="high"), "priority"),
-    "unknown location field": (lambda w, db: body(w, location={"lon": 116.405, "lat": 39.905, "alt": 3}),
-                               "location.alt"),
-    "bad crs": (lambda w, db: body(w, location={"lon": 116.405, "lat": 39.905, "crs": "epsg3857"}),
-                "location.crs"),
+    "unknown location field": (
+        lambda w, db: body(w, location={"lon": 116.405, "lat": 39.905, "alt": 3}),
+        "location.alt",
+    ),
+    "bad crs": (lambda w, db: body(w, location={"lon": 116.405, "lat": 39.905, "crs": "epsg3857"}), "location.crs"),
 }
 
 
@@ -254,15 +268,20 @@ def test_bad_report_bodies_are_422_and_write_nothing(client, db, world, case):
 
 
 def test_malformed_json_is_400(client, db, world):
-    resp = client.post(URL, data='{"category_code": ', content_type="application/json",
-                       headers=auth_header(world.resident))
+    resp = client.post(
+        URL, data='{"category_code": ', content_type="application/json", headers=auth_header(world.resident)
+    )
     assert_problem(resp, 400, "malformed_json")
     assert report_count(db) == 0
 
 
 def test_non_json_content_type_is_415(client, db, world):
-    resp = client.post(URL, data=f"category_code={world.category.code}&description=x",
-                       content_type="application/x-www-form-urlencoded", headers=auth_header(world.resident))
+    resp = client.post(
+        URL,
+        data=f"category_code={world.category.code}&description=x",
+        content_type="application/x-www-form-urlencoded",
+        headers=auth_header(world.resident),
+    )
     assert_problem(resp, 415, "unsupported_media_type")
     assert report_count(db) == 0
 
@@ -288,6 +307,7 @@ def test_garbage_token_is_401(client, db, world):
 
 
 # ---- reading one report -------------------------------------------------------------------------
+
 
 @pytest.fixture()
 def filed(world):
@@ -315,20 +335,22 @@ def test_resident_reads_own_report(client, db, world, filed):
 
 def test_someone_elses_report_is_404_not_403(client, db, world, filed):
     other = assert_problem(_get(client, world.resident2, filed.sw), 404, "report_not_found")
-    missing = assert_problem(client.get(f"{URL}/999999", headers=auth_header(world.resident2)),
-                             404, "report_not_found")
+    missing = assert_problem(client.get(f"{URL}/999999", headers=auth_header(world.resident2)), 404, "report_not_found")
     # A report that exists but is hidden answers exactly like one that does not exist.
     assert other["title"] == missing["title"]
 
 
-@pytest.mark.parametrize("who, visible, hidden", [
-    ("worker", ["sw"], ["ne", "other", "triage"]),
-    ("other_worker", ["other"], ["sw", "ne", "triage"]),
-    ("supervisor", ["sw", "ne"], ["other", "triage"]),
-    ("other_supervisor", ["other"], ["sw", "ne", "triage"]),
-    ("root_supervisor", ["sw", "ne", "triage"], ["other"]),
-    ("admin", ["sw", "ne", "other", "triage"], []),
-])
+@pytest.mark.parametrize(
+    "who, visible, hidden",
+    [
+        ("worker", ["sw"], ["ne", "other", "triage"]),
+        ("other_worker", ["other"], ["sw", "ne", "triage"]),
+        ("supervisor", ["sw", "ne"], ["other", "triage"]),
+        ("other_supervisor", ["other"], ["sw", "ne", "triage"]),
+        ("root_supervisor", ["sw", "ne", "triage"], ["other"]),
+        ("admin", ["sw", "ne", "other", "triage"], []),
+    ],
+)
 def test_report_detail_scope_per_role(client, db, world, filed, who, visible, hidden):
     user = getattr(world, who)
     for name in visible:
@@ -352,6 +374,7 @@ def test_report_detail_needs_a_token(client, db, world, filed):
 
 # ---- history ------------------------------------------------------------------------------------
 
+
 def test_report_events_list_the_create_event(client, db, world, filed):
     # Staff read the full history; residents get the public one (tests/test_residents.py).
     resp = client.get(f"{URL}/{filed.sw.id}/events", headers=auth_header(world.supervisor))
@@ -369,16 +392,19 @@ def test_report_events_list_the_create_event(client, db, world, filed):
 
 
 def test_report_events_are_scoped_like_the_report(client, db, world, filed):
-    assert_problem(client.get(f"{URL}/{filed.sw.id}/events", headers=auth_header(world.resident2)),
-                   404, "report_not_found")
-    assert_problem(client.get(f"{URL}/{filed.sw.id}/events", headers=auth_header(world.other_worker)),
-                   404, "report_not_found")
+    assert_problem(
+        client.get(f"{URL}/{filed.sw.id}/events", headers=auth_header(world.resident2)), 404, "report_not_found"
+    )
+    assert_problem(
+        client.get(f"{URL}/{filed.sw.id}/events", headers=auth_header(world.other_worker)), 404, "report_not_found"
+    )
     resp = client.get(f"{URL}/{filed.sw.id}/events", headers=auth_header(world.supervisor))
     assert resp.status_code == 200 and [e["action"] for e in resp.json] == ["create"]
     assert_problem(client.get(f"{URL}/{filed.sw.id}/events"), 401, "missing_token")
 
 
 # ---- lists --------------------------------------------------------------------------------------
+
 
 def _list(client, user, **query):
     resp = client.get(URL, headers=auth_header(user), query_string=query)
@@ -391,16 +417,19 @@ def _ids(page) -> list[int]:
     return [item["id"] for item in page["items"]]
 
 
-@pytest.mark.parametrize("who, visible", [
-    ("resident", ["triage", "sw"]),
-    ("resident2", ["other", "ne"]),
-    ("worker", ["sw"]),
-    ("other_worker", ["other"]),
-    ("supervisor", ["ne", "sw"]),
-    ("other_supervisor", ["other"]),
-    ("root_supervisor", ["triage", "ne", "sw"]),
-    ("admin", ["triage", "other", "ne", "sw"]),
-])
+@pytest.mark.parametrize(
+    "who, visible",
+    [
+        ("resident", ["triage", "sw"]),
+        ("resident2", ["other", "ne"]),
+        ("worker", ["sw"]),
+        ("other_worker", ["other"]),
+        ("supervisor", ["ne", "sw"]),
+        ("other_supervisor", ["other"]),
+        ("root_supervisor", ["triage", "ne", "sw"]),
+        ("admin", ["triage", "other", "ne", "sw"]),
+    ],
+)
 def test_list_scope_per_role_newest_first(client, db, world, filed, who, visible):
     page = _list(client, getattr(world, who))
     expected = [getattr(filed, name).id for name in visible]
@@ -426,24 +455,27 @@ def test_list_pagination(client, db, world):
     assert beyond["items"] == [] and beyond["total"] == 5
 
 
-@pytest.mark.parametrize("query, field", [
-    ({"page": 0}, "page"),
-    ({"page_size": 0}, "page_size"),
-    ({"page_size": 101}, "page_size"),
-    ({"page": "x"}, "page"),
-    ({"status": "done"}, "status"),
-    ({"cell_id": 0}, "cell_id"),
-    ({"triage": "maybe"}, "triage"),
-    ({"created_from": "2026-01-01T00:00:00"}, "created_from"),
-    ({"created_to": "2026-01-01"}, "created_to"),
-    ({"sla_state": "blue"}, "sla_state"),
-    ({"escalation_level": 4}, "escalation_level"),
-    ({"escalation_level": -1}, "escalation_level"),
-    ({"escalation_level": "top"}, "escalation_level"),
-    ({"assignee_id": 0}, "assignee_id"),
-    ({"assignee_id": "me"}, "assignee_id"),
-    ({"overdue": "perhaps"}, "overdue"),
-])
+@pytest.mark.parametrize(
+    "query, field",
+    [
+        ({"page": 0}, "page"),
+        ({"page_size": 0}, "page_size"),
+        ({"page_size": 101}, "page_size"),
+        ({"page": "x"}, "page"),
+        ({"status": "done"}, "status"),
+        ({"cell_id": 0}, "cell_id"),
+        ({"triage": "maybe"}, "triage"),
+        ({"created_from": "2026-01-01T00:00:00"}, "created_from"),
+        ({"created_to": "2026-01-01"}, "created_to"),
+        ({"sla_state": "blue"}, "sla_state"),
+        ({"escalation_level": 4}, "escalation_level"),
+        ({"escalation_level": -1}, "escalation_level"),
+        ({"escalation_level": "top"}, "escalation_level"),
+        ({"assignee_id": 0}, "assignee_id"),
+        ({"assignee_id": "me"}, "assignee_id"),
+        ({"overdue": "perhaps"}, "overdue"),
+    ],
+)
 def test_list_bad_query_is_422(client, db, world, filed, query, field):
     resp = client.get(URL, headers=auth_header(world.admin), query_string=query)
     problem = assert_problem(resp, 422, "validation_failed")
@@ -493,7 +525,7 @@ def test_list_filter_by_triage(client, db, world, filed):
 
 
 def test_list_filter_by_created_range_with_offsets(client, db, world, filed):
-    utc = timezone.utc
+    utc = UTC
     filed.sw.created_at = datetime(2026, 1, 1, 0, 0, tzinfo=utc)
     filed.ne.created_at = datetime(2026, 1, 2, 0, 0, tzinfo=utc)
     filed.other.created_at = datetime(2026, 1, 3, 0, 0, tzinfo=utc)
@@ -507,11 +539,9 @@ def test_list_filter_by_created_range_with_offsets(client, db, world, filed):
     page = _list(client, world.admin, created_to="2026-01-03T00:00:00Z")
     assert _ids(page) == [filed.ne.id, filed.sw.id]
     # Offsets are honoured: 07:59 at +08:00 is one minute before ne.
-    page = _list(client, world.admin, created_from="2026-01-01T00:00:01+00:00",
-                 created_to="2026-01-02T07:59:00+08:00")
+    page = _list(client, world.admin, created_from="2026-01-01T00:00:01+00:00", created_to="2026-01-02T07:59:00+08:00")
     assert _ids(page) == []
-    page = _list(client, world.admin, created_from="2026-01-01T20:00:00-04:00",
-                 created_to="2026-01-03T00:00:01+00:00")
+    page = _list(client, world.admin, created_from="2026-01-01T20:00:00-04:00", created_to="2026-01-03T00:00:01+00:00")
     assert _ids(page) == [filed.other.id, filed.ne.id]
     # Newest first follows created_at, not the id.
     filed.sw.created_at = datetime(2026, 1, 5, tzinfo=utc)
@@ -520,6 +550,7 @@ def test_list_filter_by_created_range_with_offsets(client, db, world, filed):
 
 
 # ---- case-loop filters and status fields --------------------------------------------------------
+
 
 @pytest.fixture()
 def clocked(world):
@@ -540,16 +571,19 @@ def clocked(world):
     )
 
 
-@pytest.mark.parametrize("query, expected", [
-    ({"sla_state": "green"}, ["green"]),
-    ({"sla_state": "yellow"}, ["yellow"]),
-    ({"sla_state": "red"}, ["held_red", "red"]),
-    ({"overdue": "true"}, ["red"]),
-    ({"overdue": "false"}, ["waiting", "held_red", "yellow", "green"]),
-    ({"escalation_level": 1}, ["red"]),
-    ({"escalation_level": 0}, ["waiting", "held_red", "yellow", "green"]),
-    ({"sla_state": "red", "overdue": "false"}, ["held_red"]),
-])
+@pytest.mark.parametrize(
+    "query, expected",
+    [
+        ({"sla_state": "green"}, ["green"]),
+        ({"sla_state": "yellow"}, ["yellow"]),
+        ({"sla_state": "red"}, ["held_red", "red"]),
+        ({"overdue": "true"}, ["red"]),
+        ({"overdue": "false"}, ["waiting", "held_red", "yellow", "green"]),
+        ({"escalation_level": 1}, ["red"]),
+        ({"escalation_level": 0}, ["waiting", "held_red", "yellow", "green"]),
+        ({"sla_state": "red", "overdue": "false"}, ["held_red"]),
+    ],
+)
 def test_list_filters_by_clock_and_escalation(client, db, world, clocked, query, expected):
     page = _list(client, world.supervisor, **query)
     assert _ids(page) == [getattr(clocked, name).id for name in expected]
@@ -566,8 +600,11 @@ def test_list_filter_by_assignee(client, db, world, clocked):
 def test_report_shows_its_status_fields(client, db, world, clocked):
     out = _get(client, world.supervisor, clocked.yellow).json
     assert out["sla_state"] == "yellow"
-    assert out["assignee"] == {"id": world.worker.id, "username": world.worker.username,
-                                "display_name": world.worker.display_name}
+    assert out["assignee"] == {
+        "id": world.worker.id,
+        "username": world.worker.username,
+        "display_name": world.worker.display_name,
+    }
     assert parse_local(out["deadline_at"]) - parse_local(out["accepted_at"]) == timedelta(hours=4)
     assert parse_local(out["warn_at"]) - parse_local(out["accepted_at"]) == timedelta(hours=3.2)
     assert out["due_at"] == out["deadline_at"]

@@ -1,4 +1,5 @@
 """Residents: own reports, public history, rating, following, similar open cases, who sees a reporter's data."""
+
 from __future__ import annotations
 
 import json
@@ -11,11 +12,21 @@ from sqlalchemy import func, select
 from app.models import CaseEvent, Category, Notification, Report, ReportFollower
 from app.models.base import utcnow
 from app.services.cases import lifecycle as cases, notifications
-from app.services.public import view as public_view
-from app.services.public import residents
+from app.services.public import residents, view as public_view
 from tests.assertions import assert_problem
-from tests.factories import (COMMUNITY, DISTRICT, OTHER_COMMUNITY, OTHER_GRID, auth_header, make_category,
-                             make_offered, make_report, make_two_district_grid, make_user, set_case)
+from tests.factories import (
+    COMMUNITY,
+    DISTRICT,
+    OTHER_COMMUNITY,
+    OTHER_GRID,
+    auth_header,
+    make_category,
+    make_offered,
+    make_report,
+    make_two_district_grid,
+    make_user,
+    set_case,
+)
 
 URL = "/api/v1/reports"
 SW, NE = "11010500100101", "11010500100104"
@@ -43,8 +54,7 @@ def w(db):
     )
 
 
-def case(w, status="submitted", *, point=SW_POINT, reporter=None, category=None, description="test report",
-         **columns):
+def case(w, status="submitted", *, point=SW_POINT, reporter=None, category=None, description="test report", **columns):
     report = make_report(reporter or w.resident, category or w.category, *point, description=description)
     if status in {"assigned", "in_progress", "resolved", "closed"}:
         columns.setdefault("assignee_id", w.worker.id)
@@ -64,8 +74,17 @@ def count(db, model, *where) -> int:
 
 def snapshot(db, report) -> tuple:
     r = stored(db, report)
-    return (r.status, r.version, r.rating, r.rating_comment, r.rated_at, r.updated_at,
-            count(db, CaseEvent, CaseEvent.report_id == r.id), count(db, Notification), count(db, ReportFollower))
+    return (
+        r.status,
+        r.version,
+        r.rating,
+        r.rating_comment,
+        r.rated_at,
+        r.updated_at,
+        count(db, CaseEvent, CaseEvent.report_id == r.id),
+        count(db, Notification),
+        count(db, ReportFollower),
+    )
 
 
 def step(db, report, action, user, **kwargs):
@@ -101,6 +120,7 @@ def follow(client, report, resident):
 
 # ---- GET /me/reports ------------------------------------------------------------------------------
 
+
 def test_my_reports_lists_only_mine_newest_first(client, db, w):
     mine = [case(w), case(w, "closed"), case(w, "accepted", point=NE_POINT)]
     theirs = case(w, reporter=w.resident2)
@@ -119,8 +139,7 @@ def test_my_reports_paginate_and_filter_by_status(client, db, w):
     assert [i["id"] for i in page2["items"]] == [mine[1].id, mine[0].id] and page2["total"] == 4
     closed = get(client, "/api/v1/me/reports", w.resident, status="closed").json
     assert [i["id"] for i in closed["items"]] == [mine[3].id] and closed["total"] == 1
-    assert get(client, "/api/v1/me/reports", w.resident2).json == {"items": [], "page": 1, "page_size": 20,
-                                                                     "total": 0}
+    assert get(client, "/api/v1/me/reports", w.resident2).json == {"items": [], "page": 1, "page_size": 20, "total": 0}
 
 
 def test_a_worker_sees_the_reports_they_filed(client, db, w):
@@ -139,6 +158,7 @@ def test_my_reports_needs_a_token(client, db, w):
 
 
 # ---- public history ---------------------------------------------------------------------------------
+
 
 def _walk_full_loop(db, w):
     report = case(w)
@@ -196,8 +216,7 @@ def test_a_follower_reads_the_same_public_history_with_the_reporter_as_a_role(cl
     db.session.commit()
     step(db, report, "reject", w.supervisor, reason="不属于受理范围")
     resp = get(client, f"{URL}/{report.id}/events", w.resident2)
-    assert _public(resp) == [("create", None, "submitted", None),
-                             ("reject", "submitted", "rejected", "不属于受理范围")]
+    assert _public(resp) == [("create", None, "submitted", None), ("reject", "submitted", "rejected", "不属于受理范围")]
     assert [e["actor"] for e in resp.json] == ["reporter", "staff"]
 
 
@@ -217,7 +236,11 @@ def test_a_cancel_note_is_the_reporters_own(client, db, w):
     report = case(w)
     step(db, report, "cancel", w.resident, note="已自行解决")
     assert _public(get(client, f"{URL}/{report.id}/events", w.resident))[-1] == (
-        "cancel", "submitted", "cancelled", "已自行解决")
+        "cancel",
+        "submitted",
+        "cancelled",
+        "已自行解决",
+    )
 
 
 @pytest.mark.parametrize("who", ["worker", "supervisor", "root_supervisor", "admin"])
@@ -237,10 +260,11 @@ def test_history_of_a_case_you_cannot_see_is_404(client, db, w, who):
 
 
 def test_public_note_actions_are_one_documented_set():
-    assert public_view.PUBLIC_NOTE_ACTIONS == {"reject", "resolve", "verify", "close"}
+    assert {"reject", "resolve", "verify", "close"} == public_view.PUBLIC_NOTE_ACTIONS
 
 
 # ---- rating -----------------------------------------------------------------------------------------
+
 
 def test_the_reporter_rates_a_closed_case_once(client, db, w):
     report = case(w, "closed")
@@ -252,10 +276,17 @@ def test_the_reporter_rates_a_closed_case_once(client, db, w):
     assert resp.headers["ETag"] == f'"{before + 1}"'
     after = stored(db, report)
     assert (after.rating, after.rating_comment, after.version, after.status) == (4, "处理及时", before + 1, "closed")
-    event = db.session.scalars(select(CaseEvent).where(CaseEvent.report_id == report.id)
-                               .order_by(CaseEvent.id.desc())).first()
+    event = db.session.scalars(
+        select(CaseEvent).where(CaseEvent.report_id == report.id).order_by(CaseEvent.id.desc())
+    ).first()
     assert (event.action, event.actor_id, event.from_status, event.to_status, event.note, event.data) == (
-        "rate", w.resident.id, "closed", "closed", "处理及时", {"score": 4})
+        "rate",
+        w.resident.id,
+        "closed",
+        "closed",
+        "处理及时",
+        {"score": 4},
+    )
     assert event.created_at == after.rated_at
 
     again = snapshot(db, report)
@@ -287,8 +318,10 @@ def test_if_match_is_optional_but_checked_when_sent(client, db, w):
     assert post(client, report, "rate", w.resident, {"score": 4}, if_match=current).status_code == 200
 
 
-@pytest.mark.parametrize("status", ["submitted", "accepted", "assigned", "in_progress", "on_hold", "resolved",
-                                    "rejected", "duplicate", "cancelled"])
+@pytest.mark.parametrize(
+    "status",
+    ["submitted", "accepted", "assigned", "in_progress", "on_hold", "resolved", "rejected", "duplicate", "cancelled"],
+)
 def test_only_a_closed_case_is_rated(client, db, w, status):
     report = case(w, status)
     before = snapshot(db, report)
@@ -297,15 +330,18 @@ def test_only_a_closed_case_is_rated(client, db, w, status):
     assert snapshot(db, report) == before
 
 
-@pytest.mark.parametrize("who, status, code", [
-    ("resident2", 404, "report_not_found"),
-    ("other_worker", 404, "report_not_found"),
-    ("other_supervisor", 404, "report_not_found"),
-    ("worker", 403, "action_forbidden"),
-    ("supervisor", 403, "action_forbidden"),
-    ("admin", 403, "action_forbidden"),
-    ("follower", 403, "action_forbidden"),
-])
+@pytest.mark.parametrize(
+    "who, status, code",
+    [
+        ("resident2", 404, "report_not_found"),
+        ("other_worker", 404, "report_not_found"),
+        ("other_supervisor", 404, "report_not_found"),
+        ("worker", 403, "action_forbidden"),
+        ("supervisor", 403, "action_forbidden"),
+        ("admin", 403, "action_forbidden"),
+        ("follower", 403, "action_forbidden"),
+    ],
+)
 def test_nobody_but_the_reporter_rates(client, db, w, who, status, code):
     report = case(w, "closed")
     if who == "follower":
@@ -319,13 +355,25 @@ def test_nobody_but_the_reporter_rates(client, db, w, who, status, code):
     assert snapshot(db, report) == before
 
 
-@pytest.mark.parametrize("body, field", [
-    ({"score": 0}, "score"), ({"score": 6}, "score"), ({"score": -1}, "score"), ({"score": "5"}, "score"),
-    ({"score": 4.5}, "score"), ({"score": 4.0}, "score"), ({"score": True}, "score"), ({"score": None}, "score"),
-    ({}, "score"), ({"comment": "好"}, "score"), ({"score": 4, "comment": "x" * 1001}, "comment"),
-    ({"score": 4, "comment": ""}, "comment"), ({"score": 4, "comment": 5}, "comment"),
-    ({"score": 4, "stars": 5}, "stars"),
-])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"score": 0}, "score"),
+        ({"score": 6}, "score"),
+        ({"score": -1}, "score"),
+        ({"score": "5"}, "score"),
+        ({"score": 4.5}, "score"),
+        ({"score": 4.0}, "score"),
+        ({"score": True}, "score"),
+        ({"score": None}, "score"),
+        ({}, "score"),
+        ({"comment": "好"}, "score"),
+        ({"score": 4, "comment": "x" * 1001}, "comment"),
+        ({"score": 4, "comment": ""}, "comment"),
+        ({"score": 4, "comment": 5}, "comment"),
+        ({"score": 4, "stars": 5}, "stars"),
+    ],
+)
 def test_bad_ratings_are_422_and_change_nothing(client, db, w, body, field):
     report = case(w, "closed")
     before = snapshot(db, report)
@@ -334,9 +382,11 @@ def test_bad_ratings_are_422_and_change_nothing(client, db, w, body, field):
     assert snapshot(db, report) == before
 
 
-@pytest.mark.parametrize("raw, status, code", [("{not json", 400, "malformed_json"), ("[4]", 422, "validation_failed"),
-                                               (OVERSIZED, 413, "payload_too_large")],
-                         ids=["malformed", "not-an-object", "oversized"])
+@pytest.mark.parametrize(
+    "raw, status, code",
+    [("{not json", 400, "malformed_json"), ("[4]", 422, "validation_failed"), (OVERSIZED, 413, "payload_too_large")],
+    ids=["malformed", "not-an-object", "oversized"],
+)
 def test_unreadable_rating_bodies_change_nothing(client, db, w, raw, status, code):
     report = case(w, "closed")
     before = snapshot(db, report)
@@ -352,14 +402,26 @@ def test_rating_needs_a_token(client, db, w):
 
 
 def test_rating_an_unknown_case_is_404(client, db, w):
-    assert_problem(client.post(f"{URL}/999999/actions/rate", json={"score": 4}, headers=auth_header(w.resident)),
-                   404, "report_not_found")
+    assert_problem(
+        client.post(f"{URL}/999999/actions/rate", json={"score": 4}, headers=auth_header(w.resident)),
+        404,
+        "report_not_found",
+    )
 
 
 # ---- following --------------------------------------------------------------------------------------
 
-PUBLIC_KEYS = {"id", "case_number", "category", "status", "handling_cell", "created_at", "closed_at", "location",
-               "view"}
+PUBLIC_KEYS = {
+    "id",
+    "case_number",
+    "category",
+    "status",
+    "handling_cell",
+    "created_at",
+    "closed_at",
+    "location",
+    "view",
+}
 
 
 def test_a_resident_follows_an_open_case_and_then_sees_its_public_view(client, db, w):
@@ -381,8 +443,12 @@ def test_a_resident_follows_an_open_case_and_then_sees_its_public_view(client, d
     assert set(out) == PUBLIC_KEYS and out["view"] == "public"
     assert (out["status"], out["category"]["code"], out["handling_cell"]["code"]) == ("assigned", w.category.code, NE)
     # A point inside the handling cell, not the report's own.
-    assert out["location"] == {"lon": pytest.approx(116.415), "lat": pytest.approx(39.915), "crs": "wgs84",
-                               "precision": "cell"}
+    assert out["location"] == {
+        "lon": pytest.approx(116.415),
+        "lat": pytest.approx(39.915),
+        "crs": "wgs84",
+        "precision": "cell",
+    }
     text = view.get_data(as_text=True)
     assert PHONE not in text and "test report" not in text
     listed = {i["id"]: i for i in get(client, URL, w.resident2).json["items"]}
@@ -419,8 +485,10 @@ def test_only_a_case_offered_to_the_resident_may_be_followed(client, db, w):
     """Offered: the same category, within its duplicate radius of a report the resident filed."""
     far_east = (SW_POINT[0] + 400 / M_PER_DEG_LON, SW_POINT[1])
     report = case(w, "in_progress", point=OTHER_POINT, assignee_id=w.other_worker.id)
-    for mine in (case(w, reporter=w.resident3, point=OTHER_POINT, category=make_category()),  # another category
-                 case(w, reporter=w.resident3, point=far_east)):  # the category, but 400 m from the case
+    for mine in (
+        case(w, reporter=w.resident3, point=OTHER_POINT, category=make_category()),  # another category
+        case(w, reporter=w.resident3, point=far_east),
+    ):  # the category, but 400 m from the case
         assert_problem(post(client, report, "follow", w.resident3), 404, "report_not_found")
     nearby = (OTHER_POINT[0] + 100 / M_PER_DEG_LON, OTHER_POINT[1])
     case(w, reporter=w.resident3, point=nearby, status="closed")  # even a report of theirs that has ended
@@ -453,8 +521,9 @@ def test_a_case_of_an_inactive_category_cannot_be_followed(client, db, w):
 
 
 def test_an_unknown_case_cannot_be_followed(client, db, w):
-    assert_problem(client.post(f"{URL}/999999/actions/follow", json={}, headers=auth_header(w.resident2)),
-                   404, "report_not_found")
+    assert_problem(
+        client.post(f"{URL}/999999/actions/follow", json={}, headers=auth_header(w.resident2)), 404, "report_not_found"
+    )
 
 
 def test_your_own_case_is_409(client, db, w):
@@ -486,10 +555,15 @@ def test_follow_checks_a_sent_if_match(client, db, w, action):
 
 
 @pytest.mark.parametrize("action", ["follow", "unfollow"])
-@pytest.mark.parametrize("raw, status, code", [("{not json", 400, "malformed_json"),
-                                               ('{"notify": true}', 422, "validation_failed"),
-                                               (OVERSIZED, 413, "payload_too_large")],
-                         ids=["malformed", "unknown-field", "oversized"])
+@pytest.mark.parametrize(
+    "raw, status, code",
+    [
+        ("{not json", 400, "malformed_json"),
+        ('{"notify": true}', 422, "validation_failed"),
+        (OVERSIZED, 413, "payload_too_large"),
+    ],
+    ids=["malformed", "unknown-field", "oversized"],
+)
 def test_bad_follow_bodies_change_nothing(client, db, w, action, raw, status, code):
     report = case(w)
     make_offered(w.resident2, report)
@@ -511,18 +585,26 @@ def test_a_follower_cannot_act_on_the_case(client, db, w):
     report = case(w)
     follow(client, report, w.resident2)
     before = snapshot(db, report)
-    resp = client.post(f"{URL}/{report.id}/actions/cancel", json={},
-                       headers={**auth_header(w.resident2), "If-Match": f'"{stored(db, report).version}"'})
+    resp = client.post(
+        f"{URL}/{report.id}/actions/cancel",
+        json={},
+        headers={**auth_header(w.resident2), "If-Match": f'"{stored(db, report).version}"'},
+    )
     assert_problem(resp, 403, "action_forbidden")
     assert snapshot(db, report) == before
 
 
 # ---- notifications when a case ends -----------------------------------------------------------------
 
+
 def _notes(db, report):
     db.session.expire_all()
-    return sorted((n.user_id, n.kind, n.body) for n in db.session.scalars(
-        select(Notification).where(Notification.report_id == report.id, Notification.kind.like("case_%"))))
+    return sorted(
+        (n.user_id, n.kind, n.body)
+        for n in db.session.scalars(
+            select(Notification).where(Notification.report_id == report.id, Notification.kind.like("case_%"))
+        )
+    )
 
 
 @pytest.mark.parametrize("action", ["verify", "close"])
@@ -532,8 +614,9 @@ def test_the_reporter_and_followers_hear_when_the_case_closes(client, db, w, act
     follow(client, report, w.resident3)
     post(client, report, "unfollow", w.resident3)
     step(db, report, action, w.supervisor, note="已办结")
-    assert _notes(db, report) == sorted([(w.resident.id, "case_closed", "已办结"),
-                                         (w.resident2.id, "case_closed", "已办结")])
+    assert _notes(db, report) == sorted(
+        [(w.resident.id, "case_closed", "已办结"), (w.resident2.id, "case_closed", "已办结")]
+    )
 
 
 def test_the_reporter_hears_of_a_rejection_with_its_reason(client, db, w):
@@ -547,8 +630,9 @@ def test_a_duplicate_tells_its_reporter_and_followers_without_the_internal_note(
     report = case(w, "accepted")
     follow(client, report, w.resident2)
     step(db, report, "mark_duplicate", w.supervisor, duplicate_of=original.id, note="内部: 重复")
-    assert _notes(db, report) == sorted([(w.resident.id, "case_duplicate", None),
-                                         (w.resident2.id, "case_duplicate", None)])
+    assert _notes(db, report) == sorted(
+        [(w.resident.id, "case_duplicate", None), (w.resident2.id, "case_duplicate", None)]
+    )
     assert _notes(db, original) == []
 
 
@@ -580,8 +664,11 @@ SIMILAR_KEYS = PUBLIC_KEYS
 
 
 def file(client, w, user=None, point=SW_POINT, category=None):
-    body = {"category_code": (category or w.category).code, "description": "垃圾满溢",
-            "location": {"lon": point[0], "lat": point[1]}}
+    body = {
+        "category_code": (category or w.category).code,
+        "description": "垃圾满溢",
+        "location": {"lon": point[0], "lat": point[1]},
+    }
     resp = client.post(URL, json=body, headers=auth_header(user or w.resident2))
     assert resp.status_code == 201, resp.json
     return resp.json
@@ -593,8 +680,10 @@ def east(metres):
 
 def test_filing_offers_the_five_nearest_open_cases_of_the_category(client, db, w):
     statuses = ["submitted", "accepted", "assigned", "in_progress", "on_hold", "resolved"]
-    open_cases = [case(w, status, point=east(10 * (i + 1)), reporter=w.resident3 if i % 2 else w.resident)
-                  for i, status in enumerate(statuses)]
+    open_cases = [
+        case(w, status, point=east(10 * (i + 1)), reporter=w.resident3 if i % 2 else w.resident)
+        for i, status in enumerate(statuses)
+    ]
     case(w, "closed", point=east(5))
     case(w, "rejected", point=east(6))
     case(w, point=east(5), category=make_category())
@@ -621,16 +710,21 @@ def test_a_public_category_offers_description_exact_point_and_distance(client, d
     assert set(similar[0]) == SIMILAR_KEYS | {"description", "distance_m"}
     assert similar[0]["description"] == "路" * 200
     assert similar[0]["distance_m"] == pytest.approx(20, rel=2e-3)
-    assert similar[0]["location"] == {"lon": pytest.approx(east(20)[0]), "lat": pytest.approx(east(20)[1]),
-                                      "crs": "wgs84", "precision": "exact"}
+    assert similar[0]["location"] == {
+        "lon": pytest.approx(east(20)[0]),
+        "lat": pytest.approx(east(20)[1]),
+        "crs": "wgs84",
+        "precision": "exact",
+    }
 
 
 def test_the_radius_is_set_per_category(client, db, w):
     far = case(w, point=east(400))
     first = file(client, w, point=east(800))
     assert first["similar_open_cases"] == []
-    resp = client.patch(f"/api/v1/categories/{w.category.id}", json={"duplicate_radius_m": 500},
-                        headers=auth_header(w.admin))
+    resp = client.patch(
+        f"/api/v1/categories/{w.category.id}", json={"duplicate_radius_m": 500}, headers=auth_header(w.admin)
+    )
     assert resp.status_code == 200 and resp.json["duplicate_radius_m"] == 500
     # From 0 m: the one at 400 m now, not the one at 800 m.
     assert [s["id"] for s in file(client, w)["similar_open_cases"]] == [far.id]
@@ -661,6 +755,7 @@ def test_only_the_filing_answer_carries_similar_cases(client, db, w):
 
 # ---- categories: duplicate_radius_m -----------------------------------------------------------------
 
+
 def _category_body(**overrides):
     return {"code": "DUP1", "name": "占道", "group": "街面秩序", "time_limit_value": 4, **overrides}
 
@@ -669,8 +764,9 @@ def test_a_category_has_a_duplicate_radius(client, db, w):
     resp = client.post("/api/v1/categories", json=_category_body(), headers=auth_header(w.admin))
     assert resp.status_code == 201, resp.json
     assert resp.json["duplicate_radius_m"] == 250
-    resp = client.post("/api/v1/categories", json=_category_body(code="DUP2", duplicate_radius_m=5000),
-                       headers=auth_header(w.admin))
+    resp = client.post(
+        "/api/v1/categories", json=_category_body(code="DUP2", duplicate_radius_m=5000), headers=auth_header(w.admin)
+    )
     assert resp.json["duplicate_radius_m"] == 5000
     assert db.session.get(Category, resp.json["id"]).duplicate_radius_m == 5000
     listed = client.get("/api/v1/categories", query_string={"page_size": 100}).json["items"]
@@ -680,26 +776,30 @@ def test_a_category_has_a_duplicate_radius(client, db, w):
 @pytest.mark.parametrize("value", [-1, 5001, "100", 100.5, True, None])
 def test_a_bad_duplicate_radius_is_422_and_changes_nothing(client, db, w, value):
     categories = count(db, Category)
-    resp = client.post("/api/v1/categories", json=_category_body(duplicate_radius_m=value),
-                       headers=auth_header(w.admin))
+    resp = client.post(
+        "/api/v1/categories", json=_category_body(duplicate_radius_m=value), headers=auth_header(w.admin)
+    )
     assert "duplicate_radius_m" in assert_problem(resp, 422, "validation_failed")["errors"]
     assert count(db, Category) == categories
-    resp = client.patch(f"/api/v1/categories/{w.category.id}", json={"duplicate_radius_m": value},
-                        headers=auth_header(w.admin))
+    resp = client.patch(
+        f"/api/v1/categories/{w.category.id}", json={"duplicate_radius_m": value}, headers=auth_header(w.admin)
+    )
     assert "duplicate_radius_m" in assert_problem(resp, 422, "validation_failed")["errors"]
     db.session.expire_all()
     assert db.session.get(Category, w.category.id).duplicate_radius_m == 250
 
 
 def test_only_admins_set_the_radius(client, db, w):
-    resp = client.patch(f"/api/v1/categories/{w.category.id}", json={"duplicate_radius_m": 10},
-                        headers=auth_header(w.supervisor))
+    resp = client.patch(
+        f"/api/v1/categories/{w.category.id}", json={"duplicate_radius_m": 10}, headers=auth_header(w.supervisor)
+    )
     assert_problem(resp, 403, "forbidden")
     db.session.expire_all()
     assert db.session.get(Category, w.category.id).duplicate_radius_m == 250
 
 
 # ---- the reporter's personal data -------------------------------------------------------------------
+
 
 def _reporter_of(client, user, report):
     resp = get(client, f"{URL}/{report.id}", user)
@@ -731,9 +831,18 @@ def test_lists_and_searches_decide_per_viewer(client, db, w):
         assert items, user
         for item in items:
             assert (item["reporter"] is not None) == shown, (user, item)
-        search = client.post(f"{URL}/search", json={"within_geojson": {
-            "type": "Polygon", "coordinates": [[[116.40, 39.90], [116.42, 39.90], [116.42, 39.92], [116.40, 39.92],
-                                                [116.40, 39.90]]]}}, headers=auth_header(user))
+        search = client.post(
+            f"{URL}/search",
+            json={
+                "within_geojson": {
+                    "type": "Polygon",
+                    "coordinates": [
+                        [[116.40, 39.90], [116.42, 39.90], [116.42, 39.92], [116.40, 39.92], [116.40, 39.90]]
+                    ],
+                }
+            },
+            headers=auth_header(user),
+        )
         assert search.status_code == 200, search.json
         assert all((item["reporter"] is not None) == shown for item in search.json["items"])
     mine = get(client, URL, w.resident2).json["items"]
@@ -743,11 +852,15 @@ def test_lists_and_searches_decide_per_viewer(client, db, w):
 def test_action_answers_follow_the_same_rule(client, db, w):
     report = case(w, "assigned")
     version = stored(db, report).version
-    started = client.post(f"{URL}/{report.id}/actions/start", json={},
-                          headers={**auth_header(w.worker), "If-Match": f'"{version}"'})
+    started = client.post(
+        f"{URL}/{report.id}/actions/start", json={}, headers={**auth_header(w.worker), "If-Match": f'"{version}"'}
+    )
     assert started.status_code == 200 and started.json["reporter"] is None
-    held = client.post(f"{URL}/{report.id}/actions/supervise", json={"note": "快"},
-                       headers={**auth_header(w.supervisor), "If-Match": started.headers["ETag"]})
+    held = client.post(
+        f"{URL}/{report.id}/actions/supervise",
+        json={"note": "快"},
+        headers={**auth_header(w.supervisor), "If-Match": started.headers["ETag"]},
+    )
     assert held.status_code == 200 and held.json["reporter"]["phone"] == PHONE
 
 
@@ -779,33 +892,59 @@ def test_maps_histories_and_notices_carry_no_reporter_data(client, db, w):
 
 def test_may_see_personal_data_per_role(db, w):
     report = stored(db, case(w, "assigned"))
-    allowed = {"resident": True, "resident2": False, "worker": False, "other_worker": False, "supervisor": True,
-               "root_supervisor": True, "other_supervisor": False, "admin": True}
+    allowed = {
+        "resident": True,
+        "resident2": False,
+        "worker": False,
+        "other_worker": False,
+        "supervisor": True,
+        "root_supervisor": True,
+        "other_supervisor": False,
+        "admin": True,
+    }
     assert {who: public_view.may_see_personal_data(getattr(w, who), report) for who in allowed} == allowed
     assert public_view.may_see_personal_data(None, report) is False
 
 
 # ---- the public view in lists, maps and counts ------------------------------------------------------
 
-PRIVATE_FILTERS = [{"cell_id": "CELL"}, {"triage": "false"}, {"sla_state": "green"}, {"escalation_level": 0},
-                   {"overdue": "false"}, {"near": "116.405,39.905", "radius": 500},
-                   {"bbox": "116.40,39.90,116.42,39.92"}, {"within": "CELL"}]
+PRIVATE_FILTERS = [
+    {"cell_id": "CELL"},
+    {"triage": "false"},
+    {"sla_state": "green"},
+    {"escalation_level": 0},
+    {"overdue": "false"},
+    {"near": "116.405,39.905", "radius": 500},
+    {"bbox": "116.40,39.90,116.42,39.92"},
+    {"within": "CELL"},
+]
 
 
 @pytest.fixture()
 def followed(client, db, w):
     """resident2 follows resident's accepted case; their own report (what offered it) is at the same point."""
     now = utcnow()
-    theirs = case(w, "accepted", point=(116.4021, 39.9081), accepted_at=now, deadline_at=now + timedelta(hours=4),
-                  warn_at=now + timedelta(hours=3), due_at=now + timedelta(hours=4))
+    theirs = case(
+        w,
+        "accepted",
+        point=(116.4021, 39.9081),
+        accepted_at=now,
+        deadline_at=now + timedelta(hours=4),
+        warn_at=now + timedelta(hours=3),
+        due_at=now + timedelta(hours=4),
+    )
     follow(client, theirs, w.resident2)
     mine = db.session.scalars(select(Report).where(Report.reporter_id == w.resident2.id)).one()
     return SimpleNamespace(theirs=theirs, mine=mine)
 
 
 def test_public_filters_match_followed_cases_too(client, db, w, followed):
-    for query in ({}, {"status": "accepted"}, {"category": w.category.code},
-                  {"created_from": "2020-01-01T00:00:00+08:00"}):
+    for query in (
+        {},
+        {"status": "accepted"},
+        {"category": w.category.code},
+        {"created_from": "2020-01-01T00:00:00+08:00"},
+    ):
         ids = {i["id"] for i in get(client, URL, w.resident2, **query).json["items"]}
         assert followed.theirs.id in ids, query
 
@@ -827,8 +966,9 @@ def test_residents_cannot_filter_by_assignee(client, db, w, followed):
     for user in (w.resident2, w.resident):
         problem = assert_problem(get(client, URL, user, assignee_id=w.worker.id), 422, "validation_failed")
         assert "assignee_id" in problem["errors"]
-    assert [i["id"] for i in get(client, URL, w.supervisor, assignee_id=w.worker.id).json["items"]] == \
-        [followed.theirs.id]
+    assert [i["id"] for i in get(client, URL, w.supervisor, assignee_id=w.worker.id).json["items"]] == [
+        followed.theirs.id
+    ]
 
 
 def test_the_map_shows_a_followed_case_inside_its_cell_without_its_clock(client, db, w, followed):
@@ -874,10 +1014,12 @@ def test_categories_take_and_show_the_public_flag(client, db, w):
     resp = client.patch(f"/api/v1/categories/{resp.json['id']}", json={"public": True}, headers=auth_header(w.admin))
     assert resp.status_code == 200 and resp.json["public"] is True
     for value in ("true", 1, None):
-        resp = client.patch(f"/api/v1/categories/{w.category.id}", json={"public": value},
-                            headers=auth_header(w.admin))
+        resp = client.patch(f"/api/v1/categories/{w.category.id}", json={"public": value}, headers=auth_header(w.admin))
         assert "public" in assert_problem(resp, 422, "validation_failed")["errors"]
-    assert_problem(client.patch(f"/api/v1/categories/{w.category.id}", json={"public": True},
-                                headers=auth_header(w.supervisor)), 403, "forbidden")
+    assert_problem(
+        client.patch(f"/api/v1/categories/{w.category.id}", json={"public": True}, headers=auth_header(w.supervisor)),
+        403,
+        "forbidden",
+    )
     db.session.expire_all()
     assert db.session.get(Category, w.category.id).public is False

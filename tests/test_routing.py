@@ -1,4 +1,5 @@
 """Routing a point to its grid cell (app/services/routing.py, app/coords.py, GET /api/v1/cells/locate)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -9,13 +10,12 @@ import pytest
 from sqlalchemy import event, select
 
 from app.dialect import spatial
-from app.lib import coords
 from app.extensions import db
+from app.lib import coords
 from app.models import Cell
 from app.services.grid.routing import route, route_wgs84
-from tests.factories import (COMMUNITY, DISTRICT, GRID_BOXES, STREET, auth_header, make_cell, make_test_grid,
-                             make_user)
 from tests.assertions import assert_problem
+from tests.factories import COMMUNITY, DISTRICT, GRID_BOXES, STREET, auth_header, make_cell, make_test_grid, make_user
 
 LOCATE = "/api/v1/cells/locate"
 SW, SE, NW, NE = sorted(GRID_BOXES)  # 11010500100101 .. 04
@@ -31,8 +31,8 @@ def metres_per_degree(lat: float) -> tuple[float, float]:
     """(metres per degree of longitude, metres per degree of latitude) at this latitude."""
     phi = math.radians(lat)
     w = math.sqrt(1 - _E2 * math.sin(phi) ** 2)
-    n = _A / w                      # prime vertical radius of curvature
-    m = _A * (1 - _E2) / w ** 3     # meridian radius of curvature
+    n = _A / w  # prime vertical radius of curvature
+    m = _A * (1 - _E2) / w**3  # meridian radius of curvature
     return math.pi / 180 * n * math.cos(phi), math.pi / 180 * m
 
 
@@ -67,9 +67,8 @@ def locate(client, headers, lon, lat, crs=None):
     return client.get(LOCATE, query_string=query, headers=headers)
 
 
-
-
 # ---- inside a cell, shared edges and vertices --------------------------------------------------
+
 
 def test_point_inside_a_cell_routes_to_it_with_its_ancestors(client, grid, headers):
     resp = locate(client, headers, 116.405, 39.905)
@@ -83,24 +82,30 @@ def test_point_inside_a_cell_routes_to_it_with_its_ancestors(client, grid, heade
     assert body["location"] == {"lon": 116.405, "lat": 39.905, "crs": "wgs84"}
 
 
-@pytest.mark.parametrize("lon,lat,expected", [
-    (116.415, 39.915, NE),
-    (116.405, 39.915, NW),
-    (116.415, 39.905, SE),
-])
+@pytest.mark.parametrize(
+    "lon,lat,expected",
+    [
+        (116.415, 39.915, NE),
+        (116.405, 39.915, NW),
+        (116.415, 39.905, SE),
+    ],
+)
 def test_each_quadrant_routes_to_its_own_cell(client, grid, headers, lon, lat, expected):
     body = locate(client, headers, lon, lat).get_json()
     assert body["cell"]["code"] == expected
     assert body["routed_by"] == "covers"
 
 
-@pytest.mark.parametrize("lon,lat,expected", [
-    (116.41, 39.905, SW),    # edge SW | SE
-    (116.41, 39.915, NW),    # edge NW | NE
-    (116.405, 39.91, SW),    # edge SW / NW
-    (116.415, 39.91, SE),    # edge SE / NE
-    (116.41, 39.91, SW),     # the vertex all four share
-])
+@pytest.mark.parametrize(
+    "lon,lat,expected",
+    [
+        (116.41, 39.905, SW),  # edge SW | SE
+        (116.41, 39.915, NW),  # edge NW | NE
+        (116.405, 39.91, SW),  # edge SW / NW
+        (116.415, 39.91, SE),  # edge SE / NE
+        (116.41, 39.91, SW),  # the vertex all four share
+    ],
+)
 def test_shared_edge_or_vertex_goes_to_the_lowest_code_every_time(client, grid, headers, lon, lat, expected):
     seen = {locate(client, headers, lon, lat).get_json()["cell"]["code"] for _ in range(5)}
     assert seen == {expected}
@@ -120,6 +125,7 @@ def test_shared_vertex_ignores_insertion_order(client, db, headers):
 
 
 # ---- nearest fallback, measured in metres ------------------------------------------------------
+
 
 def test_point_150_m_east_goes_to_the_nearest_cell(client, grid, headers):
     lon, lat = east_of_grid(150)
@@ -188,6 +194,7 @@ def test_without_any_cells_everything_is_unrouted(client, headers):
 
 # ---- which cells may be chosen -----------------------------------------------------------------
 
+
 def test_inactive_cells_are_not_routed_to(client, grid, headers):
     grid[SW].active = False
     db.session.commit()
@@ -227,6 +234,7 @@ def test_non_grid_cells_are_never_chosen(client, grid, headers):
 
 # ---- coordinate systems ------------------------------------------------------------------------
 
+
 def test_gcj02_input_routes_like_the_wgs84_point(client, grid, headers):
     wgs = (116.405, 39.905)
     gcj = coords.wgs84_to_gcj02(*wgs)
@@ -260,8 +268,10 @@ def test_explicit_wgs84_is_the_default(client, grid, headers):
 
 def test_service_route_converts_before_routing(grid):
     wgs = (116.415, 39.905)
-    for crs, converted in (("gcj02", coords.wgs84_to_gcj02(*wgs)),
-                           ("bd09", coords.gcj02_to_bd09(*coords.wgs84_to_gcj02(*wgs)))):
+    for crs, converted in (
+        ("gcj02", coords.wgs84_to_gcj02(*wgs)),
+        ("bd09", coords.gcj02_to_bd09(*coords.wgs84_to_gcj02(*wgs))),
+    ):
         result = route(*converted, crs=crs)
         assert result.cell.code == SE
         assert ground_distance_m(result.lon, result.lat, *wgs) < 1.0
@@ -294,8 +304,10 @@ def test_bd09_round_trip_is_better_than_a_metre():
     assert worst < 1.0
 
 
-@pytest.mark.parametrize("lon,lat", [(2.3522, 48.8566), (-74.006, 40.7128), (151.2093, -33.8688),
-                                     (139.6917, 35.6895), (0.0, 0.0), (116.4, -39.9)])
+@pytest.mark.parametrize(
+    "lon,lat",
+    [(2.3522, 48.8566), (-74.006, 40.7128), (151.2093, -33.8688), (139.6917, 35.6895), (0.0, 0.0), (116.4, -39.9)],
+)
 def test_gcj02_leaves_points_outside_china_unchanged(lon, lat):
     assert coords.wgs84_to_gcj02(lon, lat) == (lon, lat)
     assert coords.gcj02_to_wgs84(lon, lat) == (lon, lat)
@@ -325,23 +337,27 @@ def test_wgs84_is_passed_through_and_unknown_crs_refused():
 
 # ---- bad input ---------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("crs", ["WGS84x", "epsg:4326", "gcj-02", "", "BD09 "])
 def test_bad_crs_is_422(client, grid, headers, crs):
     body = assert_problem(locate(client, headers, 116.405, 39.905, crs=crs), 422, "validation_failed")
     assert list(body["errors"]) == ["crs"]
 
 
-@pytest.mark.parametrize("query,field", [
-    ({"lon": "116.405", "lat": "91"}, "lat"),
-    ({"lon": "116.405", "lat": "-90.5"}, "lat"),
-    ({"lon": "181", "lat": "39.9"}, "lon"),
-    ({"lon": "-180.01", "lat": "39.9"}, "lon"),
-    ({"lon": "east", "lat": "39.9"}, "lon"),
-    ({"lon": "116.4", "lat": "north"}, "lat"),
-    ({"lon": "nan", "lat": "39.9"}, "lon"),
-    ({"lat": "39.9"}, "lon"),
-    ({"lon": "116.4"}, "lat"),
-])
+@pytest.mark.parametrize(
+    "query,field",
+    [
+        ({"lon": "116.405", "lat": "91"}, "lat"),
+        ({"lon": "116.405", "lat": "-90.5"}, "lat"),
+        ({"lon": "181", "lat": "39.9"}, "lon"),
+        ({"lon": "-180.01", "lat": "39.9"}, "lon"),
+        ({"lon": "east", "lat": "39.9"}, "lon"),
+        ({"lon": "116.4", "lat": "north"}, "lat"),
+        ({"lon": "nan", "lat": "39.9"}, "lon"),
+        ({"lat": "39.9"}, "lon"),
+        ({"lon": "116.4"}, "lat"),
+    ],
+)
 def test_bad_coordinates_are_422_naming_the_field(client, grid, headers, query, field):
     resp = client.get(LOCATE, query_string=query, headers=headers)
     body = assert_problem(resp, 422, "validation_failed")
@@ -360,12 +376,14 @@ def test_unauthenticated_is_401(client, grid):
 
 
 def test_garbage_token_is_401(client, grid):
-    resp = client.get(LOCATE, query_string={"lon": "116.405", "lat": "39.905"},
-                      headers={"Authorization": "Bearer not-a-token"})
+    resp = client.get(
+        LOCATE, query_string={"lon": "116.405", "lat": "39.905"}, headers={"Authorization": "Bearer not-a-token"}
+    )
     assert_problem(resp, 401, "invalid_token")
 
 
 # ---- the spatial index is used -----------------------------------------------------------------
+
 
 @contextlib.contextmanager
 def captured_sql():

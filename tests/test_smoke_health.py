@@ -1,5 +1,6 @@
 """Health and readiness probes."""
-from tests.factories import make_test_grid, make_user, auth_header
+
+from tests.factories import auth_header, make_test_grid, make_user
 
 
 def test_healthz_answers(client):

@@ -1,21 +1,31 @@
 """GET /api/v1/stats/summary: figures per child cell over a period, on constructed data with known answers."""
+
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 import pytest
 
 from app.models import CaseEvent
 from tests.assertions import assert_problem
-from tests.factories import COMMUNITY, DISTRICT, STREET, auth_header, make_case, make_category, make_cell, \
-    make_test_grid, make_user
+from tests.factories import (
+    COMMUNITY,
+    DISTRICT,
+    STREET,
+    auth_header,
+    make_case,
+    make_category,
+    make_cell,
+    make_test_grid,
+    make_user,
+)
 
 URL = "/api/v1/stats/summary"
 SW = "11010500100101"
 STREET2, COMMUNITY2, GRID2 = "110105002", "110105002001", "11010500200101"
-P0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
-P1 = datetime(2026, 11, 15, tzinfo=timezone.utc)
+P0 = datetime(2026, 11, 1, tzinfo=UTC)
+P1 = datetime(2026, 11, 15, tzinfo=UTC)
 DAY = timedelta(days=1)
 PERIOD = {"from": P0.isoformat(), "to": P1.isoformat()}
 
@@ -47,19 +57,41 @@ def world(db):
     case(GRID2, P0 + 2 * DAY, status="submitted")
     db.session.commit()
     return SimpleNamespace(
-        cells=cells, resident=resident, worker=make_user("worker", served=[cells[SW]]),
+        cells=cells,
+        resident=resident,
+        worker=make_user("worker", served=[cells[SW]]),
         district_sup=make_user("supervisor", cell=cells[DISTRICT]),
         street_sup=make_user("supervisor", cell=cells[STREET]),
-        no_cell_sup=make_user("supervisor"), admin=make_user("admin"),
+        no_cell_sup=make_user("supervisor"),
+        admin=make_user("admin"),
     )
 
 
-STREET1_FIGURES = {"filed": 4, "closed": 3, "closed_on_time": 2, "due": 4, "due_on_hold": 1,
-                   "due_closed_on_time": 1, "overdue_backlog": 1, "avg_close_seconds": 2 * 86400.0,
-                   "escalations": 2}
-EMPTY = {"filed": 0, "closed": 0, "closed_on_time": 0, "due": 0, "due_on_hold": 0, "due_closed_on_time": 0,
-         "on_time_rate": None, "overdue_backlog": 0, "avg_close_seconds": None, "escalations": 0,
-         "satisfaction_avg": None, "satisfaction_count": 0}
+STREET1_FIGURES = {
+    "filed": 4,
+    "closed": 3,
+    "closed_on_time": 2,
+    "due": 4,
+    "due_on_hold": 1,
+    "due_closed_on_time": 1,
+    "overdue_backlog": 1,
+    "avg_close_seconds": 2 * 86400.0,
+    "escalations": 2,
+}
+EMPTY = {
+    "filed": 0,
+    "closed": 0,
+    "closed_on_time": 0,
+    "due": 0,
+    "due_on_hold": 0,
+    "due_closed_on_time": 0,
+    "on_time_rate": None,
+    "overdue_backlog": 0,
+    "avg_close_seconds": None,
+    "escalations": 0,
+    "satisfaction_avg": None,
+    "satisfaction_count": 0,
+}
 
 
 def get(client, user, **query):
@@ -96,20 +128,26 @@ def test_community_summary_lists_every_grid_even_empty(client, world):
 
 
 def test_a_period_with_nothing_due_has_no_rate(client, world):
-    resp = client.get(URL, query_string={"cell": DISTRICT, "from": "2020-01-01T00:00:00+00:00",
-                                         "to": "2020-02-01T00:00:00+00:00"}, headers=auth_header(world.admin))
+    resp = client.get(
+        URL,
+        query_string={"cell": DISTRICT, "from": "2020-01-01T00:00:00+00:00", "to": "2020-02-01T00:00:00+00:00"},
+        headers=auth_header(world.admin),
+    )
     rows = resp.get_json()["children"]
     assert [row["on_time_rate"] for row in rows] == [None, None]
     assert rows[0]["overdue_backlog"] == 1  # the backlog is today's, whatever the period
 
 
-@pytest.mark.parametrize("query, field", [
-    ({"from": P1.isoformat(), "to": P0.isoformat()}, "to"),
-    ({"from": P0.isoformat(), "to": P0.isoformat()}, "to"),
-    ({"from": "yesterday"}, "from"),
-    ({"from": "2026-11-01T00:00:00"}, "from"),  # no offset: ambiguous
-    ({"cell": "1"}, "cell"),
-])
+@pytest.mark.parametrize(
+    "query, field",
+    [
+        ({"from": P1.isoformat(), "to": P0.isoformat()}, "to"),
+        ({"from": P0.isoformat(), "to": P0.isoformat()}, "to"),
+        ({"from": "yesterday"}, "from"),
+        ({"from": "2026-11-01T00:00:00"}, "from"),  # no offset: ambiguous
+        ({"cell": "1"}, "cell"),
+    ],
+)
 def test_bad_arguments_are_422(client, world, query, field):
     body = assert_problem(get(client, world.admin, **{"cell": DISTRICT, **query}), 422, "validation_failed")
     assert field in body["errors"]
@@ -147,9 +185,19 @@ def test_no_token_is_401(client, world):
 
 # ---- satisfaction (issue 4) -----------------------------------------------------------------------
 
+
 def _rated(world, grid, rating, rated_at, **fields):
-    return make_case(world.resident, make_category(), world.cells[grid], status="closed", created_at=P0 - 9 * DAY,
-                     closed_at=rated_at - DAY, rating=rating, rated_at=rated_at, **fields)
+    return make_case(
+        world.resident,
+        make_category(),
+        world.cells[grid],
+        status="closed",
+        created_at=P0 - 9 * DAY,
+        closed_at=rated_at - DAY,
+        rating=rating,
+        rated_at=rated_at,
+        **fields,
+    )
 
 
 def test_satisfaction_is_the_mean_rating_of_the_cases_rated_in_the_period(client, db, world):
@@ -174,7 +222,8 @@ def test_satisfaction_follows_the_supervisors_scope(client, db, world):
     _rated(world, GRID2, 1, P0 + DAY)
     data = get(client, world.street_sup, cell=STREET).get_json()
     assert [(r["cell"]["code"], r["satisfaction_avg"], r["satisfaction_count"]) for r in data["children"]] == [
-        (COMMUNITY, 5.0, 1)]
+        (COMMUNITY, 5.0, 1)
+    ]
     assert (data["satisfaction_avg"], data["satisfaction_count"]) == (5.0, 1)
 
 
@@ -187,9 +236,11 @@ def test_no_rating_in_the_period_is_null_not_zero(client, db, world):
 
 def test_a_rating_given_through_the_api_counts(client, db, world):
     from app.models.base import utcnow
+
     report = make_case(world.resident, make_category(), world.cells[SW], status="closed", closed_at=utcnow())
-    resp = client.post(f"/api/v1/reports/{report.id}/actions/rate", json={"score": 4},
-                       headers=auth_header(world.resident))
+    resp = client.post(
+        f"/api/v1/reports/{report.id}/actions/rate", json={"score": 4}, headers=auth_header(world.resident)
+    )
     assert resp.status_code == 200, resp.get_json()
     now = utcnow()
     query = {"cell": DISTRICT, "from": (now - DAY).isoformat(), "to": (now + DAY).isoformat()}

@@ -1,4 +1,5 @@
 """The blob store: content-addressed, deduplicated, atomic writes, keys that cannot leave the root."""
+
 from __future__ import annotations
 
 import hashlib

@@ -1,9 +1,10 @@
 """GET /sync: the caller's changes since a cursor, on committed data, with concurrent writers."""
+
 from __future__ import annotations
 
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 import pytest
@@ -14,8 +15,17 @@ from app.services.cases.escalation import escalate_batch
 from app.services.field import sync
 from app.services.field.sync import encode_cursor
 from tests.assertions import assert_problem
-from tests.factories import (COMMUNITY, OTHER_COMMUNITY, auth_header, delete_committed, make_case, make_category,
-                             make_test_grid, make_two_district_grid, make_user)
+from tests.factories import (
+    COMMUNITY,
+    OTHER_COMMUNITY,
+    auth_header,
+    delete_committed,
+    make_case,
+    make_category,
+    make_test_grid,
+    make_two_district_grid,
+    make_user,
+)
 
 URL = "/api/v1/sync"
 SW, NE = "11010500100101", "11010500100104"
@@ -43,16 +53,21 @@ def world(app, backend, request, monkeypatch):
         _clear(real_db, backend)
         try:
             cells = make_two_district_grid()
-            users = {"resident": make_user("resident"), "resident2": make_user("resident"),
-                     "worker": make_user("worker", served=[cells[SW]]),
-                     "worker_ne": make_user("worker", served=[cells[NE]]),
-                     "supervisor": make_user("supervisor", cell=cells[COMMUNITY]),
-                     "other_supervisor": make_user("supervisor", cell=cells[OTHER_COMMUNITY]),
-                     "admin": make_user("admin")}
+            users = {
+                "resident": make_user("resident"),
+                "resident2": make_user("resident"),
+                "worker": make_user("worker", served=[cells[SW]]),
+                "worker_ne": make_user("worker", served=[cells[NE]]),
+                "supervisor": make_user("supervisor", cell=cells[COMMUNITY]),
+                "other_supervisor": make_user("supervisor", cell=cells[OTHER_COMMUNITY]),
+                "admin": make_user("admin"),
+            }
             category = make_category(hours=4, auto_dispatch=False)
-            w = SimpleNamespace(category=category.code,
-                                headers={name: auth_header(user) for name, user in users.items()},
-                                **{f"{name}_id": user.id for name, user in users.items()})
+            w = SimpleNamespace(
+                category=category.code,
+                headers={name: auth_header(user) for name, user in users.items()},
+                **{f"{name}_id": user.id for name, user in users.items()},
+            )
             real_db.session.close()
             yield w
         finally:
@@ -74,16 +89,20 @@ def committed(fn):
 
 
 def file_report(client, w, who="resident", point=SW_POINT) -> dict:
-    resp = client.post("/api/v1/reports", headers=w.headers[who], json={
-        "category_code": w.category, "description": "垃圾桶满溢", "location": {"lon": point[0], "lat": point[1]}})
+    resp = client.post(
+        "/api/v1/reports",
+        headers=w.headers[who],
+        json={"category_code": w.category, "description": "垃圾桶满溢", "location": {"lon": point[0], "lat": point[1]}},
+    )
     assert resp.status_code == 201, resp.get_json()
     return resp.get_json()
 
 
 def act(client, w, report_id, action, body=None, who="supervisor"):
     etag = client.get(f"/api/v1/reports/{report_id}", headers=w.headers[who]).headers["ETag"]
-    resp = client.post(f"/api/v1/reports/{report_id}/actions/{action}", json=body or {},
-                       headers={**w.headers[who], "If-Match": etag})
+    resp = client.post(
+        f"/api/v1/reports/{report_id}/actions/{action}", json=body or {}, headers={**w.headers[who], "If-Match": etag}
+    )
     assert resp.status_code == 200, resp.get_json()
     return resp
 
@@ -94,6 +113,7 @@ def notify(user_id, report_id=None, title="通知") -> int:
         session.add(note)
         session.flush()
         return note.id
+
     return committed(write)
 
 
@@ -119,11 +139,12 @@ def keys(changes) -> set[tuple[str, int]]:
 
 def in_db(report_ids, user_id) -> set[tuple[str, int]]:
     """What a full sync must hold: the cases, all their events, and the user's notifications."""
+
     def read(session):
         events = session.scalars(select(CaseEvent.id).where(CaseEvent.report_id.in_(report_ids))).all()
         notes = session.scalars(select(Notification.id).where(Notification.user_id == user_id)).all()
-        return ({("case", i) for i in report_ids} | {("event", i) for i in events}
-                | {("notification", i) for i in notes})
+        return {("case", i) for i in report_ids} | {("event", i) for i in events} | {("notification", i) for i in notes}
+
     return committed(read)
 
 
@@ -139,11 +160,15 @@ def test_initial_sync_returns_the_callers_scope_only(app, world):
     notify(w.supervisor_id, ne)
     notify(w.resident_id, sw)
 
-    expected = {"worker": in_db([sw], w.worker_id), "worker_ne": in_db([ne], w.worker_ne_id),
-                "supervisor": in_db([sw, ne], w.supervisor_id),
-                "other_supervisor": in_db([other], w.other_supervisor_id),
-                "resident": in_db([sw], w.resident_id), "resident2": in_db([ne, other], w.resident2_id),
-                "admin": in_db([sw, ne, other], w.admin_id)}
+    expected = {
+        "worker": in_db([sw], w.worker_id),
+        "worker_ne": in_db([ne], w.worker_ne_id),
+        "supervisor": in_db([sw, ne], w.supervisor_id),
+        "other_supervisor": in_db([other], w.other_supervisor_id),
+        "resident": in_db([sw], w.resident_id),
+        "resident2": in_db([ne, other], w.resident2_id),
+        "admin": in_db([sw, ne, other], w.admin_id),
+    }
     for who, wanted in expected.items():
         changes, _ = drain(client, w.headers[who])
         assert keys(changes) == wanted, who
@@ -255,9 +280,20 @@ def _count_changes():
     return committed(lambda session: session.scalar(select(func.count()).select_from(SyncChange)))
 
 
-@pytest.mark.parametrize("cursor", [
-    "garbage", "v2." + encode_cursor(1, 1)[3:], "v1.", "v1.!!!!", "v1." + "A" * 10, encode_cursor(1, 1) + "A",
-    encode_cursor(1, 1)[:-1] + "B", "v1.__________________8", "v1." + "A" * 2000])
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        "garbage",
+        "v2." + encode_cursor(1, 1)[3:],
+        "v1.",
+        "v1.!!!!",
+        "v1." + "A" * 10,
+        encode_cursor(1, 1) + "A",
+        encode_cursor(1, 1)[:-1] + "B",
+        "v1.__________________8",
+        "v1." + "A" * 2000,
+    ],
+)
 def test_a_malformed_cursor_is_400(app, world, cursor):
     before = _count_changes()
     resp = app.test_client().get(URL, headers=world.headers["supervisor"], query_string={"cursor": cursor})
@@ -292,25 +328,41 @@ def test_no_token_is_401(app, world):
 
 # ---- the log itself -----------------------------------------------------------------------------
 
+
 def test_escalation_sweeps_write_change_rows(db):
     """The set-based sweep (UPDATE ... / INSERT ... SELECT) is logged by the triggers like any other write."""
     cells = make_test_grid()
     category = make_category(hours=4, window=2, window_unit="hours")
     resident, worker = make_user("resident"), make_user("worker", served=[cells[SW]])
     supervisor = make_user("supervisor", cell=cells[COMMUNITY])
-    now = datetime(2026, 11, 26, 8, 0, tzinfo=timezone.utc)
+    now = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
     hour = timedelta(hours=1)
-    reports = [make_case(resident, category, cells[SW], status="assigned", assignee_id=worker.id,
-                         accepted_at=now - 5 * hour, due_at=now - hour, deadline_at=now - hour,
-                         warn_at=now - 2 * hour) for _ in range(3)]
+    reports = [
+        make_case(
+            resident,
+            category,
+            cells[SW],
+            status="assigned",
+            assignee_id=worker.id,
+            accepted_at=now - 5 * hour,
+            due_at=now - hour,
+            deadline_at=now - hour,
+            warn_at=now - 2 * hour,
+        )
+        for _ in range(3)
+    ]
     start = db.session.scalar(select(func.coalesce(func.max(SyncChange.seq), 0)))
 
     assert escalate_batch(now).escalated == 3
-    rows = db.session.execute(select(SyncChange.kind, SyncChange.entity_id, SyncChange.report_id,
-                                     SyncChange.user_id).where(SyncChange.seq > start)).all()
+    rows = db.session.execute(
+        select(SyncChange.kind, SyncChange.entity_id, SyncChange.report_id, SyncChange.user_id).where(
+            SyncChange.seq > start
+        )
+    ).all()
     ids = {r.id for r in reports}
-    events = set(db.session.scalars(select(CaseEvent.id).where(CaseEvent.report_id.in_(ids),
-                                                               CaseEvent.action == "escalate")))
+    events = set(
+        db.session.scalars(select(CaseEvent.id).where(CaseEvent.report_id.in_(ids), CaseEvent.action == "escalate"))
+    )
     notes = set(db.session.scalars(select(Notification.id).where(Notification.report_id.in_(ids))))
     assert len(events) == 3 and len(notes) == 3
     assert sorted((k, e, r) for k, e, r, _ in rows if k == "case") == sorted(("case", i, i) for i in ids)
@@ -337,8 +389,11 @@ def test_prune_keeps_every_latest_row(app, world, backend):
     assert young.exit_code == 0 and "0 superseded" in young.output
     assert dict(committed(rows)) == logged
 
-    committed(lambda session: session.execute(text("UPDATE sync_changes SET changed_at = :old"),
-                                              {"old": datetime(2020, 1, 1)}))
+    committed(
+        lambda session: session.execute(
+            text("UPDATE sync_changes SET changed_at = :old"), {"old": datetime(2020, 1, 1)}
+        )
+    )
     result = app.test_cli_runner().invoke(args=["sync", "prune", "--days", "30"])
     assert result.exit_code == 0, result.output
     assert f"{logged['case'] - 1 + 1} superseded" in result.output
@@ -348,6 +403,7 @@ def test_prune_keeps_every_latest_row(app, world, backend):
 
 
 # ---- concurrent writers -------------------------------------------------------------------------
+
 
 def test_a_reader_paging_during_concurrent_writes_misses_nothing(app, world, backend):
     """Writers commit while a reader pages; on PostgreSQL one writer takes its position in the log, then a
@@ -370,6 +426,7 @@ def test_a_reader_paging_during_concurrent_writes_misses_nothing(app, world, bac
                     fn()
             except BaseException as exc:  # noqa: BLE001 - reported by the main thread
                 errors.append(exc)
+
         return run
 
     def record(changes):
@@ -390,25 +447,31 @@ def test_a_reader_paging_during_concurrent_writes_misses_nothing(app, world, bac
 
     def slow_writer():
         """Open a transaction, write (the triggers take their seqs), hold it open, commit last."""
-        with real_db.engine.connect() as conn:
-            with conn.begin():
-                conn.execute(text("UPDATE reports SET description = 'slow', version = version + 1 WHERE id = :id"),
-                             {"id": seeded[0]})
-                conn.execute(text("INSERT INTO notifications (user_id, kind, title, created_at) "
-                                  "VALUES (:user, 'reminder', 'slow', CURRENT_TIMESTAMP)"), {"user": w.supervisor_id})
-                if backend == "postgis":
-                    late["slow_seq"] = conn.scalar(text(
-                        "SELECT max(seq) FROM sync_changes WHERE xid = pg_current_xact_id()::text::bigint"))
-                    slow_holds_seq.set()
-                    assert fast_committed.wait(30)
-                    # A poll that began after the fast commit has finished, and saw it not (xmin holds it back).
-                    with polled:
-                        target = polls["count"] + 2
-                        assert polled.wait_for(lambda: polls["count"] >= target, 30)
-                    late["polls_before_commit"] = polls["count"]
-                else:
-                    # SQLite: this transaction holds the write lock; every other writer and the reader wait.
-                    time.sleep(0.3)
+        with real_db.engine.connect() as conn, conn.begin():
+            conn.execute(
+                text("UPDATE reports SET description = 'slow', version = version + 1 WHERE id = :id"), {"id": seeded[0]}
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO notifications (user_id, kind, title, created_at) "
+                    "VALUES (:user, 'reminder', 'slow', CURRENT_TIMESTAMP)"
+                ),
+                {"user": w.supervisor_id},
+            )
+            if backend == "postgis":
+                late["slow_seq"] = conn.scalar(
+                    text("SELECT max(seq) FROM sync_changes WHERE xid = pg_current_xact_id()::text::bigint")
+                )
+                slow_holds_seq.set()
+                assert fast_committed.wait(30)
+                # A poll that began after the fast commit has finished, and saw it not (xmin holds it back).
+                with polled:
+                    target = polls["count"] + 2
+                    assert polled.wait_for(lambda: polls["count"] >= target, 30)
+                late["polls_before_commit"] = polls["count"]
+            else:
+                # SQLite: this transaction holds the write lock; every other writer and the reader wait.
+                time.sleep(0.3)
 
     def fast_writer(point, assignee, first):
         client = app.test_client()
@@ -416,8 +479,11 @@ def test_a_reader_paging_during_concurrent_writes_misses_nothing(app, world, bac
             assert slow_holds_seq.wait(30)
         report_id = file_report(client, w, point=point)["id"]
         if first and backend == "postgis":
-            late["fast_seq"] = committed(lambda session: session.scalar(
-                select(func.min(SyncChange.seq)).where(SyncChange.report_id == report_id)))
+            late["fast_seq"] = committed(
+                lambda session: session.scalar(
+                    select(func.min(SyncChange.seq)).where(SyncChange.report_id == report_id)
+                )
+            )
             fast_committed.set()
         act(client, w, report_id, "accept")
         act(client, w, report_id, "assign", {"assignee_id": assignee})
@@ -425,17 +491,17 @@ def test_a_reader_paging_during_concurrent_writes_misses_nothing(app, world, bac
 
     def second_slow_writer():
         # Another late commit, racing the others freely.
-        with real_db.engine.connect() as conn:
-            with conn.begin():
-                conn.execute(text("UPDATE reports SET version = version + 1 WHERE id = :id"), {"id": seeded[1]})
-                time.sleep(0.2)
+        with real_db.engine.connect() as conn, conn.begin():
+            conn.execute(text("UPDATE reports SET version = version + 1 WHERE id = :id"), {"id": seeded[1]})
+            time.sleep(0.2)
 
     read = threading.Thread(target=guarded(reader))
     read.start()
     writers = [threading.Thread(target=guarded(slow_writer)), threading.Thread(target=guarded(second_slow_writer))]
-    writers += [threading.Thread(target=guarded(lambda p=p, a=a, first=(i == 0): fast_writer(p, a, first)))
-                for i, (p, a) in enumerate(((SW_POINT, w.worker_id), (NE_POINT, w.worker_ne_id),
-                                            (SW_POINT, w.worker_id)))]
+    writers += [
+        threading.Thread(target=guarded(lambda p=p, a=a, first=(i == 0): fast_writer(p, a, first)))
+        for i, (p, a) in enumerate(((SW_POINT, w.worker_id), (NE_POINT, w.worker_ne_id), (SW_POINT, w.worker_id)))
+    ]
     for thread in writers:
         thread.start()
     for thread in writers:
@@ -452,6 +518,7 @@ def test_a_reader_paging_during_concurrent_writes_misses_nothing(app, world, bac
             events = session.scalars(select(CaseEvent.id)).all()
             notes = session.scalars(select(Notification.id).where(Notification.user_id == w.supervisor_id)).all()
             return versions, events, notes
+
         versions, events, notes = committed(final)
 
     assert {k: v for k, v in seen.items() if k[0] == "case"} == {("case", i): v for i, v in versions.items()}

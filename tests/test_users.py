@@ -1,4 +1,5 @@
 """People management: /users (admin) and PATCH /me; deactivation cuts off a signed-in user's tokens."""
+
 from __future__ import annotations
 
 import threading
@@ -14,8 +15,17 @@ from app.errors import Conflict
 from app.models import AuthSession, User, WorkerCell
 from app.services.people import users as user_service
 from tests.assertions import assert_problem
-from tests.factories import (COMMUNITY, PASSWORD, auth_header, committed_world, make_assignment, make_test_grid,
-                             make_user, tokens_for, wait_for_lock_waiter)
+from tests.factories import (
+    COMMUNITY,
+    PASSWORD,
+    auth_header,
+    committed_world,
+    make_assignment,
+    make_test_grid,
+    make_user,
+    tokens_for,
+    wait_for_lock_waiter,
+)
 
 API = "/api/v1"
 SW = "11010500100101"
@@ -34,8 +44,18 @@ def world(db):
 
 
 def users_snapshot(db) -> list[tuple]:
-    return db.session.execute(select(User.id, User.username, User.role, User.display_name, User.phone,
-                                     User.active, User.cell_id, User.password_hash).order_by(User.id)).all()
+    return db.session.execute(
+        select(
+            User.id,
+            User.username,
+            User.role,
+            User.display_name,
+            User.phone,
+            User.active,
+            User.cell_id,
+            User.password_hash,
+        ).order_by(User.id)
+    ).all()
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -43,6 +63,7 @@ def bearer(token: str) -> dict[str, str]:
 
 
 # ---- GET /users ---------------------------------------------------------------------------------
+
 
 def test_admin_lists_users_by_username(client, world):
     resp = client.get(f"{API}/users", headers=auth_header(world.admin))
@@ -55,14 +76,17 @@ def test_admin_lists_users_by_username(client, world):
     assert "password_hash" not in worker
 
 
-@pytest.mark.parametrize("query, expected", [
-    ("role=worker", ["gone", "li.worker"]),
-    ("role=supervisor", ["sup.wang"]),
-    ("active=false", ["gone"]),
-    ("q=WANG", ["sup.wang"]),
-    ("q=139000", ["li.worker"]),
-    ("q=%25", []),  # a literal %, not a wildcard
-])
+@pytest.mark.parametrize(
+    "query, expected",
+    [
+        ("role=worker", ["gone", "li.worker"]),
+        ("role=supervisor", ["sup.wang"]),
+        ("active=false", ["gone"]),
+        ("q=WANG", ["sup.wang"]),
+        ("q=139000", ["li.worker"]),
+        ("q=%25", []),  # a literal %, not a wildcard
+    ],
+)
 def test_user_list_filters(client, world, query, expected):
     make_user("worker", username="gone", active=False)
     resp = client.get(f"{API}/users?{query}", headers=auth_header(world.admin))
@@ -93,14 +117,28 @@ def test_user_list_is_admin_only(client, world):
 
 # ---- POST /users --------------------------------------------------------------------------------
 
+
 def test_admin_creates_a_worker_with_a_first_cell(client, db, world):
-    resp = client.post(f"{API}/users", headers=auth_header(world.admin), json={
-        "username": "zhao.liu", "password": "long-enough-1", "role": "worker", "display_name": "赵六",
-        "phone": "13700000000", "cell_code": SW})
+    resp = client.post(
+        f"{API}/users",
+        headers=auth_header(world.admin),
+        json={
+            "username": "zhao.liu",
+            "password": "long-enough-1",
+            "role": "worker",
+            "display_name": "赵六",
+            "phone": "13700000000",
+            "cell_code": SW,
+        },
+    )
     assert resp.status_code == 201, resp.json
     body = resp.json
-    assert (body["username"], body["role"], body["phone"], body["active"]) == ("zhao.liu", "worker",
-                                                                                "13700000000", True)
+    assert (body["username"], body["role"], body["phone"], body["active"]) == (
+        "zhao.liu",
+        "worker",
+        "13700000000",
+        True,
+    )
     assert [c["code"] for c in body["served_cells"]] == [SW]
     assignment = db.session.scalars(select(WorkerCell).where(WorkerCell.user_id == body["id"])).one()
     assert assignment.duty == "primary" and assignment.valid_to is None
@@ -108,8 +146,11 @@ def test_admin_creates_a_worker_with_a_first_cell(client, db, world):
 
 
 def test_admin_creates_a_supervisor(client, world):
-    resp = client.post(f"{API}/users", headers=auth_header(world.admin), json={
-        "username": "chen", "password": "long-enough-1", "role": "supervisor", "cell_code": COMMUNITY})
+    resp = client.post(
+        f"{API}/users",
+        headers=auth_header(world.admin),
+        json={"username": "chen", "password": "long-enough-1", "role": "supervisor", "cell_code": COMMUNITY},
+    )
     assert resp.status_code == 201, resp.json
     assert resp.json["cell"]["code"] == COMMUNITY
 
@@ -118,21 +159,24 @@ def login_ok(client, username, password) -> bool:
     return client.post(f"{API}/auth/login", json={"username": username, "password": password}).status_code == 200
 
 
-@pytest.mark.parametrize("changes, status, code, field", [
-    ({"role": "boss"}, 422, "validation_failed", "role"),
-    ({"phone": "12345"}, 422, "validation_failed", "phone"),
-    ({"phone": "13900000001"}, 409, "phone_taken", None),
-    ({"username": "LI.WORKER"}, 409, "username_taken", None),
-    ({"username": "a b"}, 422, "validation_failed", "username"),
-    ({"password": "short"}, 422, "validation_failed", "password"),
-    ({"role": "supervisor"}, 422, "validation_failed", "cell"),
-    ({"cell_code": "11010500100199"}, 422, "validation_failed", "cell"),
-    ({"cell_code": COMMUNITY}, 422, "validation_failed", "cell"),  # a worker serves grid cells only
-    ({"role": "resident", "cell_code": SW}, 422, "validation_failed", "cell"),
-    ({"nickname": "x"}, 422, "validation_failed", "nickname"),
-    ({"active": False}, 422, "validation_failed", "active"),
-    ({"username": 12345}, 422, "validation_failed", "username"),
-])
+@pytest.mark.parametrize(
+    "changes, status, code, field",
+    [
+        ({"role": "boss"}, 422, "validation_failed", "role"),
+        ({"phone": "12345"}, 422, "validation_failed", "phone"),
+        ({"phone": "13900000001"}, 409, "phone_taken", None),
+        ({"username": "LI.WORKER"}, 409, "username_taken", None),
+        ({"username": "a b"}, 422, "validation_failed", "username"),
+        ({"password": "short"}, 422, "validation_failed", "password"),
+        ({"role": "supervisor"}, 422, "validation_failed", "cell"),
+        ({"cell_code": "11010500100199"}, 422, "validation_failed", "cell"),
+        ({"cell_code": COMMUNITY}, 422, "validation_failed", "cell"),  # a worker serves grid cells only
+        ({"role": "resident", "cell_code": SW}, 422, "validation_failed", "cell"),
+        ({"nickname": "x"}, 422, "validation_failed", "nickname"),
+        ({"active": False}, 422, "validation_failed", "active"),
+        ({"username": 12345}, 422, "validation_failed", "username"),
+    ],
+)
 def test_create_user_rejects_bad_input_and_changes_nothing(client, db, world, changes, status, code, field):
     body = {"username": "new.one", "password": "long-enough-1", "role": "worker", **changes}
     before = users_snapshot(db)
@@ -144,8 +188,9 @@ def test_create_user_rejects_bad_input_and_changes_nothing(client, db, world, ch
 
 def test_create_user_rejects_malformed_json(client, db, world):
     before = users_snapshot(db)
-    resp = client.post(f"{API}/users", headers={**auth_header(world.admin), "Content-Type": "application/json"},
-                       data="{not json")
+    resp = client.post(
+        f"{API}/users", headers={**auth_header(world.admin), "Content-Type": "application/json"}, data="{not json"
+    )
     assert_problem(resp, 400, "malformed_json")
     assert users_snapshot(db) == before
 
@@ -160,9 +205,13 @@ def test_create_user_is_admin_only(client, db, world):
 
 # ---- PATCH /users/{id} --------------------------------------------------------------------------
 
+
 def test_admin_edits_a_user(client, db, world):
-    resp = client.patch(f"{API}/users/{world.worker.id}", headers=auth_header(world.admin),
-                        json={"display_name": "李四", "phone": "13600000000"})
+    resp = client.patch(
+        f"{API}/users/{world.worker.id}",
+        headers=auth_header(world.admin),
+        json={"display_name": "李四", "phone": "13600000000"},
+    )
     assert resp.status_code == 200, resp.json
     assert (resp.json["display_name"], resp.json["phone"]) == ("李四", "13600000000")
     db.session.expire_all()
@@ -188,14 +237,18 @@ def test_deactivation_cuts_off_a_signed_in_user_and_keeps_history(client, db, wo
     assert resp.json["active"] is False
 
     assert_problem(client.get(f"{API}/me", headers=bearer(pair.access_token)), 401, "token_revoked")
-    assert_problem(client.post(f"{API}/auth/refresh", json={"refresh_token": pair.refresh_token}), 401,
-                   "token_revoked")
-    assert_problem(client.post(f"{API}/auth/login", json={"username": world.worker.username, "password": PASSWORD}),
-                   401, "invalid_credentials")
+    assert_problem(client.post(f"{API}/auth/refresh", json={"refresh_token": pair.refresh_token}), 401, "token_revoked")
+    assert_problem(
+        client.post(f"{API}/auth/login", json={"username": world.worker.username, "password": PASSWORD}),
+        401,
+        "invalid_credentials",
+    )
     db.session.expire_all()
     assert db.session.get(User, world.worker.id) is not None
-    assert db.session.scalar(select(func.count()).select_from(WorkerCell)
-                             .where(WorkerCell.user_id == world.worker.id)) == 1
+    assert (
+        db.session.scalar(select(func.count()).select_from(WorkerCell).where(WorkerCell.user_id == world.worker.id))
+        == 1
+    )
     reasons = db.session.scalars(select(AuthSession.revoked_reason).where(AuthSession.user_id == world.worker.id))
     assert set(reasons) == {"deactivated"}
 
@@ -207,29 +260,34 @@ def test_deactivation_cuts_off_a_signed_in_user_and_keeps_history(client, db, wo
 
 def test_password_reset_ends_the_users_logins(client, db, world):
     pair = tokens_for(world.resident)
-    resp = client.patch(f"{API}/users/{world.resident.id}", headers=auth_header(world.admin),
-                        json={"password": "brand-new-pass"})
+    resp = client.patch(
+        f"{API}/users/{world.resident.id}", headers=auth_header(world.admin), json={"password": "brand-new-pass"}
+    )
     assert resp.status_code == 200, resp.json
     assert_problem(client.get(f"{API}/me", headers=bearer(pair.access_token)), 401, "token_revoked")
     assert login_ok(client, world.resident.username, "brand-new-pass")
     assert not login_ok(client, world.resident.username, PASSWORD)
 
 
-@pytest.mark.parametrize("changes, status, code, field", [
-    ({"role": "boss"}, 422, "validation_failed", "role"),
-    ({"phone": "02088888888"}, 422, "validation_failed", "phone"),
-    ({"phone": "13800138000"}, 409, "phone_taken", None),
-    ({"role": "supervisor"}, 422, "validation_failed", "cell_code"),
-    ({"role": "supervisor", "cell_code": "999"}, 422, "validation_failed", "cell_code"),
-    ({"cell_code": COMMUNITY}, 422, "validation_failed", "cell_code"),
-    ({"active": "no"}, 422, "validation_failed", "active"),
-    ({"password": "short"}, 422, "validation_failed", "password"),
-    ({"username": "renamed"}, 422, "validation_failed", "username"),
-])
+@pytest.mark.parametrize(
+    "changes, status, code, field",
+    [
+        ({"role": "boss"}, 422, "validation_failed", "role"),
+        ({"phone": "02088888888"}, 422, "validation_failed", "phone"),
+        ({"phone": "13800138000"}, 409, "phone_taken", None),
+        ({"role": "supervisor"}, 422, "validation_failed", "cell_code"),
+        ({"role": "supervisor", "cell_code": "999"}, 422, "validation_failed", "cell_code"),
+        ({"cell_code": COMMUNITY}, 422, "validation_failed", "cell_code"),
+        ({"active": "no"}, 422, "validation_failed", "active"),
+        ({"password": "short"}, 422, "validation_failed", "password"),
+        ({"username": "renamed"}, 422, "validation_failed", "username"),
+    ],
+)
 def test_edit_user_rejects_bad_input_and_changes_nothing(client, db, world, changes, status, code, field):
     before = users_snapshot(db)
-    resp = assert_problem(client.patch(f"{API}/users/{world.worker.id}", headers=auth_header(world.admin),
-                                       json=changes), status, code)
+    resp = assert_problem(
+        client.patch(f"{API}/users/{world.worker.id}", headers=auth_header(world.admin), json=changes), status, code
+    )
     if field:
         assert field in resp["errors"], resp
     assert users_snapshot(db) == before
@@ -238,8 +296,11 @@ def test_edit_user_rejects_bad_input_and_changes_nothing(client, db, world, chan
 def test_admin_cannot_lock_themselves_out(client, db, world):
     before = users_snapshot(db)
     for changes in ({"active": False}, {"role": "resident"}):
-        assert_problem(client.patch(f"{API}/users/{world.admin.id}", headers=auth_header(world.admin),
-                                    json=changes), 409, "self_lockout")
+        assert_problem(
+            client.patch(f"{API}/users/{world.admin.id}", headers=auth_header(world.admin), json=changes),
+            409,
+            "self_lockout",
+        )
     assert users_snapshot(db) == before
 
 
@@ -247,25 +308,33 @@ def test_edit_user_wrong_callers_and_unknown_user(client, db, world):
     url = f"{API}/users/{world.worker.id}"
     before = users_snapshot(db)
     assert_problem(client.patch(url, json={"active": False}), 401, "missing_token")
-    assert_problem(client.patch(url, json={"active": False}, headers=auth_header(world.supervisor)), 403,
-                   "forbidden")
+    assert_problem(client.patch(url, json={"active": False}, headers=auth_header(world.supervisor)), 403, "forbidden")
     assert_problem(client.patch(url, json={"active": False}, headers=auth_header(world.worker)), 403, "forbidden")
-    assert_problem(client.patch(f"{API}/users/999999", json={"active": False}, headers=auth_header(world.admin)),
-                   404, "user_not_found")
+    assert_problem(
+        client.patch(f"{API}/users/999999", json={"active": False}, headers=auth_header(world.admin)),
+        404,
+        "user_not_found",
+    )
     assert_problem(client.get(f"{API}/users/999999", headers=auth_header(world.admin)), 404, "user_not_found")
     assert users_snapshot(db) == before
 
 
 # ---- the last active admin ----------------------------------------------------------------------
 
-LOCKOUTS = [{"active": False}, {"role": "resident"}, {"role": "supervisor", "cell_code": COMMUNITY},
-            {"role": "admin", "active": False}, {"display_name": "x", "active": False}]
+LOCKOUTS = [
+    {"active": False},
+    {"role": "resident"},
+    {"role": "supervisor", "cell_code": COMMUNITY},
+    {"role": "admin", "active": False},
+    {"display_name": "x", "active": False},
+]
 
 
 def active_admins(db) -> list[int]:
     db.session.expire_all()
-    return db.session.scalars(select(User.id).where(User.role == "admin", User.active.is_(True))
-                              .order_by(User.id)).all()
+    return db.session.scalars(
+        select(User.id).where(User.role == "admin", User.active.is_(True)).order_by(User.id)
+    ).all()
 
 
 @pytest.mark.parametrize("changes", LOCKOUTS)
@@ -289,9 +358,15 @@ def test_an_admin_may_go_while_another_stays_active(client, db, world, changes):
     assert active_admins(db) == [world.admin.id]
 
 
-@pytest.mark.parametrize("target, changes", [("inactive_admin", {"role": "resident"}),
-                                             ("inactive_admin", {"active": True}),
-                                             ("worker", {"active": False}), ("supervisor", {"role": "resident"})])
+@pytest.mark.parametrize(
+    "target, changes",
+    [
+        ("inactive_admin", {"role": "resident"}),
+        ("inactive_admin", {"active": True}),
+        ("worker", {"active": False}),
+        ("supervisor", {"role": "resident"}),
+    ],
+)
 def test_changes_that_keep_the_active_admin_need_no_other(client, db, world, target, changes):
     world.inactive_admin = make_user("admin", username="former.admin", active=False)
     user = getattr(world, target)
@@ -367,8 +442,10 @@ def test_two_admins_demoting_each_other_at_once_leave_one_active_admin(app, two_
     def demote(actor, headers, target):
         results[actor] = app.test_client().patch(f"{API}/users/{target}", headers=headers, json={"role": "resident"})
 
-    threads = [threading.Thread(target=demote, args=(a, a_headers, b)),
-               threading.Thread(target=demote, args=(b, b_headers, a))]
+    threads = [
+        threading.Thread(target=demote, args=(a, a_headers, b)),
+        threading.Thread(target=demote, args=(b, b_headers, a)),
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -389,16 +466,19 @@ def test_two_admins_demoting_each_other_at_once_leave_one_active_admin(app, two_
 
 # ---- PATCH /me ----------------------------------------------------------------------------------
 
+
 def test_user_edits_own_profile(client, db, world):
-    resp = client.patch(f"{API}/me", headers=auth_header(world.resident),
-                        json={"display_name": "张三丰", "phone": "13500000000"})
+    resp = client.patch(
+        f"{API}/me", headers=auth_header(world.resident), json={"display_name": "张三丰", "phone": "13500000000"}
+    )
     assert resp.status_code == 200, resp.json
     assert (resp.json["display_name"], resp.json["phone"], resp.json["role"]) == ("张三丰", "13500000000", "resident")
 
 
 def test_user_changes_own_password_with_the_old_one(client, db, world):
-    resp = client.patch(f"{API}/me", headers=auth_header(world.worker),
-                        json={"old_password": PASSWORD, "password": "another-secret-2"})
+    resp = client.patch(
+        f"{API}/me", headers=auth_header(world.worker), json={"old_password": PASSWORD, "password": "another-secret-2"}
+    )
     assert resp.status_code == 200, resp.json
     db.session.expire_all()
     assert verify_password(db.session.get(User, world.worker.id).password_hash, "another-secret-2")
@@ -419,8 +499,11 @@ def test_changing_your_password_ends_your_other_logins_but_not_this_one(client, 
     laptop = tokens_for(world.worker)
     someone_else = tokens_for(world.resident)
 
-    resp = client.patch(f"{API}/me", headers=bearer(laptop.access_token),
-                        json={"old_password": PASSWORD, "password": "another-secret-2"})
+    resp = client.patch(
+        f"{API}/me",
+        headers=bearer(laptop.access_token),
+        json={"old_password": PASSWORD, "password": "another-secret-2"},
+    )
     assert resp.status_code == 200, resp.json
 
     # The other logins are refused from the next request on, every token of them.
@@ -434,17 +517,28 @@ def test_changing_your_password_ends_your_other_logins_but_not_this_one(client, 
     assert rotated.status_code == 200, rotated.json
     assert client.get(f"{API}/me", headers=bearer(rotated.json["access_token"])).json["id"] == world.worker.id
     db.session.expire_all()
-    reasons = dict(db.session.execute(select(AuthSession.id, AuthSession.revoked_reason)
-                                      .where(AuthSession.user_id == world.worker.id)).all())
-    assert reasons == {sid_of(phone.access_token): "password_changed", sid_of(tablet.access_token): "password_changed",
-                       sid_of(laptop.access_token): None}
+    reasons = dict(
+        db.session.execute(
+            select(AuthSession.id, AuthSession.revoked_reason).where(AuthSession.user_id == world.worker.id)
+        ).all()
+    )
+    assert reasons == {
+        sid_of(phone.access_token): "password_changed",
+        sid_of(tablet.access_token): "password_changed",
+        sid_of(laptop.access_token): None,
+    }
     # Nobody else's login is touched.
     assert client.get(f"{API}/me", headers=bearer(someone_else.access_token)).status_code == 200
 
 
-@pytest.mark.parametrize("changes, status", [({"display_name": "新名字", "phone": "13500000000"}, 200),
-                                             ({"old_password": "wrong-password", "password": "another-secret-2"}, 422),
-                                             ({"old_password": PASSWORD, "password": "short"}, 422)])
+@pytest.mark.parametrize(
+    "changes, status",
+    [
+        ({"display_name": "新名字", "phone": "13500000000"}, 200),
+        ({"old_password": "wrong-password", "password": "another-secret-2"}, 422),
+        ({"old_password": PASSWORD, "password": "short"}, 422),
+    ],
+)
 def test_a_profile_edit_or_a_refused_password_change_ends_no_login(client, db, world, changes, status):
     phone = tokens_for(world.worker)
     laptop = tokens_for(world.worker)
@@ -453,21 +547,26 @@ def test_a_profile_edit_or_a_refused_password_change_ends_no_login(client, db, w
     assert client.get(f"{API}/me", headers=bearer(phone.access_token)).status_code == 200
     assert refresh(client, phone.refresh_token).status_code == 200
     db.session.expire_all()
-    assert db.session.scalars(select(AuthSession.revoked_at).where(AuthSession.user_id == world.worker.id)).all() \
-        == [None, None]
+    assert db.session.scalars(select(AuthSession.revoked_at).where(AuthSession.user_id == world.worker.id)).all() == [
+        None,
+        None,
+    ]
 
 
-@pytest.mark.parametrize("changes, status, code, field", [
-    ({"old_password": "wrong-password", "password": "another-secret-2"}, 422, "validation_failed", "old_password"),
-    ({"password": "another-secret-2"}, 422, "validation_failed", "old_password"),
-    ({"old_password": PASSWORD}, 422, "validation_failed", "old_password"),
-    ({"old_password": PASSWORD, "password": "short"}, 422, "validation_failed", "password"),
-    ({"phone": "1380013800"}, 422, "validation_failed", "phone"),
-    ({"phone": "13900000001"}, 409, "phone_taken", None),
-    ({"role": "admin"}, 422, "validation_failed", "role"),
-    ({"active": False}, 422, "validation_failed", "active"),
-    ({"display_name": ""}, 422, "validation_failed", "display_name"),
-])
+@pytest.mark.parametrize(
+    "changes, status, code, field",
+    [
+        ({"old_password": "wrong-password", "password": "another-secret-2"}, 422, "validation_failed", "old_password"),
+        ({"password": "another-secret-2"}, 422, "validation_failed", "old_password"),
+        ({"old_password": PASSWORD}, 422, "validation_failed", "old_password"),
+        ({"old_password": PASSWORD, "password": "short"}, 422, "validation_failed", "password"),
+        ({"phone": "1380013800"}, 422, "validation_failed", "phone"),
+        ({"phone": "13900000001"}, 409, "phone_taken", None),
+        ({"role": "admin"}, 422, "validation_failed", "role"),
+        ({"active": False}, 422, "validation_failed", "active"),
+        ({"display_name": ""}, 422, "validation_failed", "display_name"),
+    ],
+)
 def test_me_edit_rejects_bad_input_and_changes_nothing(client, db, world, changes, status, code, field):
     before = users_snapshot(db)
     resp = assert_problem(client.patch(f"{API}/me", headers=auth_header(world.resident), json=changes), status, code)
@@ -509,8 +608,10 @@ def bearer_json_of(user) -> dict:
     return {**auth_header(user), "Content-Type": "application/json"}
 
 
-@pytest.mark.parametrize("method, path, caller", [("post", "/users", "admin"), ("patch", "/users/{worker}", "admin"),
-                                                  ("patch", "/me", "worker")])
+@pytest.mark.parametrize(
+    "method, path, caller",
+    [("post", "/users", "admin"), ("patch", "/users/{worker}", "admin"), ("patch", "/me", "worker")],
+)
 def test_user_writes_refuse_an_oversized_body_and_change_nothing(client, db, world, method, path, caller):
     before = users_snapshot(db)
     url = API + path.format(worker=world.worker.id)

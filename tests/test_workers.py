@@ -1,4 +1,5 @@
 """Workers: cell assignments (/cells/{id}/workers), the overview (/workers) and duty (/me/duty)."""
+
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta, timezone
@@ -7,15 +8,26 @@ from types import SimpleNamespace
 import pytest
 from sqlalchemy import select
 
-from app.lib.coords import wgs84_to_gcj02
 from app.extensions import db as _db
+from app.lib.coords import wgs84_to_gcj02
 from app.models import DutyLog, WorkerCell
 from app.models.base import utcnow
 from app.services.calendar.worktime import local_day
 from app.services.people.workers import serves
 from tests.assertions import assert_problem
-from tests.factories import (COMMUNITY, DISTRICT, OTHER_DISTRICT, OTHER_GRID, auth_header, make_assignment,
-                             make_category, make_duty, make_report, make_two_district_grid, make_user)
+from tests.factories import (
+    COMMUNITY,
+    DISTRICT,
+    OTHER_DISTRICT,
+    OTHER_GRID,
+    auth_header,
+    make_assignment,
+    make_category,
+    make_duty,
+    make_report,
+    make_two_district_grid,
+    make_user,
+)
 
 API = "/api/v1"
 SW = "11010500100101"
@@ -39,8 +51,16 @@ def world(db):
 
 
 def assignments_snapshot(db) -> list[tuple]:
-    return db.session.execute(select(WorkerCell.id, WorkerCell.user_id, WorkerCell.cell_id, WorkerCell.duty,
-                                     WorkerCell.valid_from, WorkerCell.valid_to).order_by(WorkerCell.id)).all()
+    return db.session.execute(
+        select(
+            WorkerCell.id,
+            WorkerCell.user_id,
+            WorkerCell.cell_id,
+            WorkerCell.duty,
+            WorkerCell.valid_from,
+            WorkerCell.valid_to,
+        ).order_by(WorkerCell.id)
+    ).all()
 
 
 def cell_url(world, code=SW) -> str:
@@ -52,6 +72,7 @@ def bearer_json(user) -> dict:
 
 
 # ---- POST /cells/{id}/workers -------------------------------------------------------------------
+
 
 def test_admin_assigns_a_primary_worker_from_today(client, db, world):
     resp = client.post(cell_url(world, NE), headers=auth_header(world.admin), json={"user_id": world.newcomer.id})
@@ -65,9 +86,16 @@ def test_admin_assigns_a_primary_worker_from_today(client, db, world):
 
 def test_supervisor_assigns_a_dated_backup_in_their_subtree(client, db, world):
     start = local_day() + timedelta(days=1)
-    resp = client.post(cell_url(world), headers=auth_header(world.supervisor), json={
-        "user_id": world.newcomer.id, "duty": "backup", "valid_from": start.isoformat(),
-        "valid_to": (start + timedelta(days=6)).isoformat()})
+    resp = client.post(
+        cell_url(world),
+        headers=auth_header(world.supervisor),
+        json={
+            "user_id": world.newcomer.id,
+            "duty": "backup",
+            "valid_from": start.isoformat(),
+            "valid_to": (start + timedelta(days=6)).isoformat(),
+        },
+    )
     assert resp.status_code == 201, resp.json
     assert resp.json["duty"] == "backup"
     cell_id = world.cells[SW].id
@@ -79,33 +107,48 @@ def test_supervisor_assigns_a_dated_backup_in_their_subtree(client, db, world):
 
 def test_back_to_back_assignments_do_not_overlap(client, db, world):
     make_assignment(world.newcomer, world.cells[SW], valid_from=date(2025, 1, 1), valid_to=date(2025, 1, 31))
-    resp = client.post(cell_url(world), headers=auth_header(world.admin), json={
-        "user_id": world.newcomer.id, "valid_from": "2025-02-01"})
+    resp = client.post(
+        cell_url(world),
+        headers=auth_header(world.admin),
+        json={"user_id": world.newcomer.id, "valid_from": "2025-02-01"},
+    )
     assert resp.status_code == 201, resp.json
 
 
-@pytest.mark.parametrize("body, field", [
-    ({"user_id": "WORKER", "valid_from": "2030-01-01"}, "valid_from"),  # overlaps the open-ended one
-    ({"user_id": "WORKER", "valid_from": "2019-01-01", "valid_to": "2020-01-01"}, "valid_from"),  # touches its start
-    ({"user_id": "NEWCOMER", "valid_from": "2025-01-10", "valid_to": "2025-01-05"}, "valid_to"),
-    ({"user_id": "RESIDENT"}, "user_id"),
-    ({"user_id": "SUPERVISOR"}, "user_id"),
-    ({"user_id": 999999}, "user_id"),
-    ({"user_id": "GONE"}, "user_id"),
-    ({"user_id": "NEWCOMER", "duty": "chief"}, "duty"),
-    ({"user_id": "7"}, "user_id"),
-    ({"user_id": True}, "user_id"),
-    ({"user_id": "NEWCOMER", "valid_from": "yesterday"}, "valid_from"),
-    ({"user_id": "NEWCOMER", "shift": "night"}, "shift"),
-    ({}, "user_id"),
-])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"user_id": "WORKER", "valid_from": "2030-01-01"}, "valid_from"),  # overlaps the open-ended one
+        (
+            {"user_id": "WORKER", "valid_from": "2019-01-01", "valid_to": "2020-01-01"},
+            "valid_from",
+        ),  # touches its start
+        ({"user_id": "NEWCOMER", "valid_from": "2025-01-10", "valid_to": "2025-01-05"}, "valid_to"),
+        ({"user_id": "RESIDENT"}, "user_id"),
+        ({"user_id": "SUPERVISOR"}, "user_id"),
+        ({"user_id": 999999}, "user_id"),
+        ({"user_id": "GONE"}, "user_id"),
+        ({"user_id": "NEWCOMER", "duty": "chief"}, "duty"),
+        ({"user_id": "7"}, "user_id"),
+        ({"user_id": True}, "user_id"),
+        ({"user_id": "NEWCOMER", "valid_from": "yesterday"}, "valid_from"),
+        ({"user_id": "NEWCOMER", "shift": "night"}, "shift"),
+        ({}, "user_id"),
+    ],
+)
 def test_assignment_rejects_bad_input_and_changes_nothing(client, db, world, body, field):
-    people = {"WORKER": world.worker, "NEWCOMER": world.newcomer, "RESIDENT": world.resident,
-              "SUPERVISOR": world.supervisor, "GONE": make_user("worker", active=False)}
+    people = {
+        "WORKER": world.worker,
+        "NEWCOMER": world.newcomer,
+        "RESIDENT": world.resident,
+        "SUPERVISOR": world.supervisor,
+        "GONE": make_user("worker", active=False),
+    }
     body = {k: people[v].id if isinstance(v, str) and v in people else v for k, v in body.items()}
     before = assignments_snapshot(db)
-    resp = assert_problem(client.post(cell_url(world), headers=auth_header(world.admin), json=body),
-                          422, "validation_failed")
+    resp = assert_problem(
+        client.post(cell_url(world), headers=auth_header(world.admin), json=body), 422, "validation_failed"
+    )
     assert field in resp["errors"], resp
     assert assignments_snapshot(db) == before
 
@@ -113,8 +156,11 @@ def test_assignment_rejects_bad_input_and_changes_nothing(client, db, world, bod
 @pytest.mark.parametrize("code", [COMMUNITY, DISTRICT])
 def test_a_worker_serves_only_grid_cells(client, db, world, code):
     before = assignments_snapshot(db)
-    resp = assert_problem(client.post(cell_url(world, code), headers=auth_header(world.admin),
-                                      json={"user_id": world.newcomer.id}), 422, "validation_failed")
+    resp = assert_problem(
+        client.post(cell_url(world, code), headers=auth_header(world.admin), json={"user_id": world.newcomer.id}),
+        422,
+        "validation_failed",
+    )
     assert "cell" in resp["errors"]
     assert assignments_snapshot(db) == before
 
@@ -131,18 +177,20 @@ def test_assignment_wrong_callers(client, db, world):
     assert_problem(client.post(cell_url(world), json=body), 401, "missing_token")
     assert_problem(client.post(cell_url(world), json=body, headers=auth_header(world.worker)), 403, "forbidden")
     assert_problem(client.post(cell_url(world), json=body, headers=auth_header(world.resident)), 403, "forbidden")
-    assert_problem(client.post(cell_url(world), json=body, headers=auth_header(world.outsider)), 403,
-                   "outside_subtree")
-    assert_problem(client.post(f"{API}/cells/999999/workers", json=body, headers=auth_header(world.admin)), 404,
-                   "cell_not_found")
+    assert_problem(client.post(cell_url(world), json=body, headers=auth_header(world.outsider)), 403, "outside_subtree")
+    assert_problem(
+        client.post(f"{API}/cells/999999/workers", json=body, headers=auth_header(world.admin)), 404, "cell_not_found"
+    )
     assert assignments_snapshot(db) == before
 
 
 # ---- GET /cells/{id}/workers --------------------------------------------------------------------
 
+
 def test_cell_assignments_latest_first_with_a_day_filter(client, db, world):
-    old = make_assignment(world.newcomer, world.cells[SW], duty="backup", valid_from=date(2024, 1, 1),
-                          valid_to=date(2024, 12, 31))
+    old = make_assignment(
+        world.newcomer, world.cells[SW], duty="backup", valid_from=date(2024, 1, 1), valid_to=date(2024, 12, 31)
+    )
     resp = client.get(cell_url(world), headers=auth_header(world.supervisor))
     assert resp.status_code == 200, resp.json
     assert resp.json["total"] == 2
@@ -160,11 +208,11 @@ def test_cell_assignments_wrong_callers_and_bad_query(client, db, world):
     assert_problem(client.get(cell_url(world)), 401, "missing_token")
     assert_problem(client.get(cell_url(world), headers=auth_header(world.worker)), 403, "forbidden")
     assert_problem(client.get(cell_url(world), headers=auth_header(world.outsider)), 403, "outside_subtree")
-    assert_problem(client.get(f"{cell_url(world)}?on=soon", headers=auth_header(world.admin)), 422,
-                   "validation_failed")
+    assert_problem(client.get(f"{cell_url(world)}?on=soon", headers=auth_header(world.admin)), 422, "validation_failed")
 
 
 # ---- DELETE /cells/{id}/workers/{assignment} ----------------------------------------------------
+
 
 def test_ending_a_running_assignment_keeps_it_as_history(client, db, world):
     assignment = db.session.scalars(select(WorkerCell).where(WorkerCell.user_id == world.worker.id)).one()
@@ -174,8 +222,9 @@ def test_ending_a_running_assignment_keeps_it_as_history(client, db, world):
     assert db.session.get(WorkerCell, assignment.id).valid_to == local_day() - timedelta(days=1)
     assert not serves(world.worker.id, world.cells[SW].id)
     # Already ended: nothing left to end.
-    assert_problem(client.delete(f"{cell_url(world)}/{assignment.id}", headers=auth_header(world.admin)), 409,
-                   "assignment_ended")
+    assert_problem(
+        client.delete(f"{cell_url(world)}/{assignment.id}", headers=auth_header(world.admin)), 409, "assignment_ended"
+    )
 
 
 def test_ending_an_assignment_not_yet_begun_removes_it(client, db, world):
@@ -194,12 +243,16 @@ def test_ending_an_assignment_wrong_callers(client, db, world):
     assert_problem(client.delete(url, headers=auth_header(world.worker)), 403, "forbidden")
     assert_problem(client.delete(url, headers=auth_header(world.outsider)), 403, "outside_subtree")
     # The assignment belongs to another cell than the URL says.
-    assert_problem(client.delete(f"{cell_url(world, NE)}/{assignment.id}", headers=auth_header(world.admin)), 404,
-                   "assignment_not_found")
+    assert_problem(
+        client.delete(f"{cell_url(world, NE)}/{assignment.id}", headers=auth_header(world.admin)),
+        404,
+        "assignment_not_found",
+    )
     assert assignments_snapshot(db) == before
 
 
 # ---- what a worker sees follows the assignment's dates -------------------------------------------
+
 
 def test_worker_sees_reports_of_cells_served_today_and_cases_assigned_to_them(client, db, world):
     category = make_category()
@@ -211,43 +264,53 @@ def test_worker_sees_reports_of_cells_served_today_and_cases_assigned_to_them(cl
     assignment = db.session.scalars(select(WorkerCell).where(WorkerCell.user_id == world.worker.id)).one()
     assignment.valid_to = local_day() - timedelta(days=1)
     db.session.commit()
-    assert_problem(client.get(f"{API}/reports/{report.id}", headers=auth_header(world.worker)), 404,
-                   "report_not_found")
+    assert_problem(client.get(f"{API}/reports/{report.id}", headers=auth_header(world.worker)), 404, "report_not_found")
     assert client.get(f"{API}/reports/{handed.id}", headers=auth_header(world.worker)).status_code == 200
     assert client.get(f"{API}/me", headers=auth_header(world.worker)).json["served_cells"] == []
 
 
 # ---- POST /me/duty ------------------------------------------------------------------------------
 
+
 def test_worker_goes_on_and_off_duty_and_the_log_is_kept(client, db, world):
     lon, lat = wgs84_to_gcj02(*SW_POINT)
-    resp = client.post(f"{API}/me/duty", headers=auth_header(world.worker),
-                       json={"duty": "on", "position": {"lon": lon, "lat": lat, "crs": "gcj02"}})
+    resp = client.post(
+        f"{API}/me/duty",
+        headers=auth_header(world.worker),
+        json={"duty": "on", "position": {"lon": lon, "lat": lat, "crs": "gcj02"}},
+    )
     assert resp.status_code == 201, resp.json
     assert resp.json["duty"] == "on"
     assert resp.json["position"]["crs"] == "wgs84"
     assert resp.json["position"]["lon"] == pytest.approx(SW_POINT[0], abs=1e-5)
     assert resp.json["at"].endswith("+08:00")
-    resp = client.post(f"{API}/me/duty", headers=auth_header(world.worker),
-                       json={"duty": "off", "position": {"lon": 116.406, "lat": 39.906}})
+    resp = client.post(
+        f"{API}/me/duty",
+        headers=auth_header(world.worker),
+        json={"duty": "off", "position": {"lon": 116.406, "lat": 39.906}},
+    )
     assert resp.status_code == 201, resp.json
     log = db.session.scalars(select(DutyLog).where(DutyLog.user_id == world.worker.id).order_by(DutyLog.id)).all()
     assert [entry.on_duty for entry in log] == [True, False]
 
 
-@pytest.mark.parametrize("body, field", [
-    ({"duty": "maybe", "position": {"lon": 116.4, "lat": 39.9}}, "duty"),
-    ({"duty": "on"}, "position"),
-    ({"position": {"lon": 116.4, "lat": 39.9}}, "duty"),
-    ({"duty": "on", "position": {"lon": 116.4, "lat": 91}}, "position"),
-    ({"duty": "on", "position": {"lon": "116.4", "lat": 39.9}}, "position"),
-    ({"duty": "on", "position": {"lon": 116.4, "lat": 39.9, "crs": "mars"}}, "position"),
-    ({"duty": "on", "position": {"lon": 116.4, "lat": 39.9}, "shift": 1}, "shift"),
-    ({"duty": True, "position": {"lon": 116.4, "lat": 39.9}}, "duty"),
-])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"duty": "maybe", "position": {"lon": 116.4, "lat": 39.9}}, "duty"),
+        ({"duty": "on"}, "position"),
+        ({"position": {"lon": 116.4, "lat": 39.9}}, "duty"),
+        ({"duty": "on", "position": {"lon": 116.4, "lat": 91}}, "position"),
+        ({"duty": "on", "position": {"lon": "116.4", "lat": 39.9}}, "position"),
+        ({"duty": "on", "position": {"lon": 116.4, "lat": 39.9, "crs": "mars"}}, "position"),
+        ({"duty": "on", "position": {"lon": 116.4, "lat": 39.9}, "shift": 1}, "shift"),
+        ({"duty": True, "position": {"lon": 116.4, "lat": 39.9}}, "duty"),
+    ],
+)
 def test_duty_rejects_bad_input_and_logs_nothing(client, db, world, body, field):
-    resp = assert_problem(client.post(f"{API}/me/duty", headers=auth_header(world.worker), json=body), 422,
-                          "validation_failed")
+    resp = assert_problem(
+        client.post(f"{API}/me/duty", headers=auth_header(world.worker), json=body), 422, "validation_failed"
+    )
     assert field in resp["errors"], resp
     assert db.session.scalars(select(DutyLog)).all() == []
 
@@ -263,11 +326,14 @@ def test_duty_wrong_callers(client, db, world):
 
 # ---- GET /workers -------------------------------------------------------------------------------
 
+
 def give_cases(world, worker, *, open_=0, overdue=0):
     category = make_category()
     now = utcnow()
-    for status, count, deadline in (("in_progress", open_, now + timedelta(hours=2)),
-                                    ("assigned", overdue, now - timedelta(hours=1))):
+    for status, count, deadline in (
+        ("in_progress", open_, now + timedelta(hours=2)),
+        ("assigned", overdue, now - timedelta(hours=1)),
+    ):
         for _ in range(count):
             report = make_report(world.resident, category, *SW_POINT)
             report.status, report.assignee_id, report.deadline_at = status, worker.id, deadline
@@ -320,8 +386,11 @@ def test_workers_wrong_callers_and_bad_query(client, db, world):
     assert_problem(client.get(f"{API}/workers"), 401, "missing_token")
     for user in (world.worker, world.resident):
         assert_problem(client.get(f"{API}/workers", headers=auth_header(user)), 403, "forbidden")
-    assert_problem(client.get(f"{API}/workers?cell={world.cells[SW].id}", headers=auth_header(world.outsider)),
-                   403, "outside_subtree")
+    assert_problem(
+        client.get(f"{API}/workers?cell={world.cells[SW].id}", headers=auth_header(world.outsider)),
+        403,
+        "outside_subtree",
+    )
     headers = auth_header(world.admin)
     for query in ("cell=abc", "on_duty=perhaps", "page_size=500", "cell=999999"):
         assert_problem(client.get(f"{API}/workers?{query}", headers=headers), 422, "validation_failed")
@@ -332,9 +401,11 @@ OVERSIZED = '{"user_id": 1, "pad": "' + "x" * (1024 * 1024) + '"}'
 
 def test_worker_writes_refuse_an_oversized_body_and_change_nothing(client, db, world):
     before = assignments_snapshot(db)
-    assert_problem(client.post(cell_url(world), headers=bearer_json(world.admin), data=OVERSIZED), 413,
-                   "payload_too_large")
-    assert_problem(client.post(f"{API}/me/duty", headers=bearer_json(world.worker), data=OVERSIZED), 413,
-                   "payload_too_large")
+    assert_problem(
+        client.post(cell_url(world), headers=bearer_json(world.admin), data=OVERSIZED), 413, "payload_too_large"
+    )
+    assert_problem(
+        client.post(f"{API}/me/duty", headers=bearer_json(world.worker), data=OVERSIZED), 413, "payload_too_large"
+    )
     assert assignments_snapshot(db) == before
     assert db.session.scalars(select(DutyLog)).all() == []

@@ -1,4 +1,5 @@
 """HTTP blueprints under /api/v1: thin MethodViews that parse, check access and call services."""
+
 from __future__ import annotations
 
 from flask import Flask
@@ -7,6 +8,7 @@ from werkzeug.routing import IntegerConverter
 
 from app.api.openapi import API_PREFIX
 from app.models.base import MAX_ID
+
 
 class IdConverter(IntegerConverter):
     """<int:...> in our URLs is always a row id: 1..MAX_ID, anything else names nothing and is 404.
@@ -44,10 +46,26 @@ def register_blueprints(app: Flask, api: Api) -> None:
         workers,
     )
 
-    api.spec.components.security_scheme(
-        "bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
-    for module in (auth, cells, categories, reports, calendar, users, workers, notifications, escalations, stats,
-                   analytics, residents, tasks, patrols, attachments, sync, api_keys):
+    api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
+    for module in (
+        auth,
+        cells,
+        categories,
+        reports,
+        calendar,
+        users,
+        workers,
+        notifications,
+        escalations,
+        stats,
+        analytics,
+        residents,
+        tasks,
+        patrols,
+        attachments,
+        sync,
+        api_keys,
+    ):
         api.register_blueprint(module.blp, url_prefix=API_PREFIX)
     app.register_blueprint(open311.bp)
     app.register_blueprint(health.bp)

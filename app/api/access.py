@@ -1,8 +1,9 @@
 """Who is calling: the bearer token resolved to a user, and the role checks every view declares."""
+
 from __future__ import annotations
 
 import functools
-from typing import Callable
+from collections.abc import Callable
 
 from flask import g, request
 
@@ -48,4 +49,3 @@ def auth_required(*roles: Role | str) -> Callable:
         return wrapper
 
     return decorator
-

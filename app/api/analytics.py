@@ -1,10 +1,11 @@
 """Analytics for supervisors, admins and grid workers: hotspots, heat maps and trends, scoped like /reports."""
+
 from flask import jsonify
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from app.api.openapi import BEARER
 from app.api.access import auth_required, current_user
+from app.api.openapi import BEARER
 from app.models import Role
 from app.schemas.analytics import HeatmapArgs, HotspotArgs, TrendArgs, TrendOut
 from app.services.insight import analytics

@@ -1,16 +1,18 @@
 """Photos on reports: upload (multipart), list, metadata and content."""
+
 import functools
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from flask import Response, current_app, request, send_file
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import RAISE
 
-from app.api.openapi import BEARER
+from app.api.access import auth_required, current_user
 from app.api.boundary import accepts_multipart, body_limit
 from app.api.idempotency import idempotent
-from app.api.access import auth_required, current_user
+from app.api.openapi import BEARER
 from app.errors import UnsupportedMediaType
 from app.models import AttachmentStage
 from app.schemas.attachments import AttachmentFileIn, AttachmentFormIn, AttachmentOut
@@ -31,6 +33,7 @@ def upload_body_limit(config: Mapping[str, Any]) -> int:
 
 def multipart_only(view: Callable) -> Callable:
     """Refuse any body but multipart/form-data; inside auth_required, so a caller without a token hears 401."""
+
     @functools.wraps(view)
     def wrapper(*args, **kwargs):
         if request.mimetype != "multipart/form-data":
@@ -48,10 +51,24 @@ class Attachments(MethodView):
     @idempotent
     @multipart_only
     # Parsed as two locations (form field and file part), documented as the one multipart body it is.
-    @blp.doc(security=BEARER, requestBody={"required": True, "content": {"multipart/form-data": {"schema": {
-        "type": "object", "required": ["file", "stage"], "properties": {
-            "file": {"type": "string", "format": "binary", "description": "A JPEG, PNG or WebP photo"},
-            "stage": {"type": "string", "enum": [s.value for s in AttachmentStage]}}}}}})
+    @blp.doc(
+        security=BEARER,
+        requestBody={
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["file", "stage"],
+                        "properties": {
+                            "file": {"type": "string", "format": "binary", "description": "A JPEG, PNG or WebP photo"},
+                            "stage": {"type": "string", "enum": [s.value for s in AttachmentStage]},
+                        },
+                    }
+                }
+            },
+        },
+    )
     @blp.arguments(AttachmentFormIn, location="form")
     @blp.arguments(AttachmentFileIn, location="files", unknown=RAISE)
     @blp.response(201, AttachmentOut)
@@ -70,8 +87,9 @@ class Attachments(MethodView):
         upload = files["file"]
         # One byte past the limit is enough to know the file is too large.
         data = upload.stream.read(current_app.config["ATTACHMENT_MAX_BYTES"] + 1)
-        attachment = attachment_service.add_attachment(user, report, stage=form["stage"], data=data,
-                                                       filename=upload.filename)
+        attachment = attachment_service.add_attachment(
+            user, report, stage=form["stage"], data=data, filename=upload.filename
+        )
         return public_view.present_photos(user, [attachment])[0]
 
     @auth_required()
@@ -105,21 +123,33 @@ class AttachmentItem(MethodView):
 @blp.route("/reports/<int:report_id>/attachments/<int:attachment_id>/content")
 class AttachmentContent(MethodView):
     @auth_required()
-    @blp.doc(security=BEARER, responses={
-        "200": {"description": "The photo's bytes, with its stored media type; ETag is its SHA-256.",
-                "content": {t: {"schema": {"type": "string", "format": "binary"}}
-                            for t in attachment_service.EXTENSIONS}},
-        "304": {"description": "If-None-Match named the photo's ETag."}})
+    @blp.doc(
+        security=BEARER,
+        responses={
+            "200": {
+                "description": "The photo's bytes, with its stored media type; ETag is its SHA-256.",
+                "content": {
+                    t: {"schema": {"type": "string", "format": "binary"}} for t in attachment_service.EXTENSIONS
+                },
+            },
+            "304": {"description": "If-None-Match named the photo's ETag."},
+        },
+    )
     def get(self, report_id, attachment_id):
         """Download the photo, named <case number>-<stage>-<id>.<ext>; If-None-Match with its ETag answers 304."""
         report, attachment = _attachment(report_id, attachment_id)
         if request.if_none_match.contains_weak(attachment.sha256):
             resp = Response(status=304)
         else:
-            resp = send_file(attachment_service.open_content(attachment), mimetype=attachment.media_type,
-                             as_attachment=True,
-                             download_name=attachment_service.download_name(report, attachment),
-                             conditional=False, etag=False, max_age=None)
+            resp = send_file(
+                attachment_service.open_content(attachment),
+                mimetype=attachment.media_type,
+                as_attachment=True,
+                download_name=attachment_service.download_name(report, attachment),
+                conditional=False,
+                etag=False,
+                max_age=None,
+            )
             resp.content_length = attachment.size_bytes
         # The bytes never change: a client that keeps its own copy revalidates by their hash. HTTP caches keep
         # none (Cache-Control: no-store, app/api/headers.py): a photo of a case is personal data.

@@ -1,15 +1,15 @@
 """Sign-up, sign-in, token rotation, sign-out and the caller's own profile."""
+
 from flask import current_app
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from app.api.openapi import BEARER
 from app.api.access import auth_required, current_session_id, current_user
+from app.api.openapi import BEARER
 from app.extensions import limiter
 from app.schemas.auth import LoginIn, RefreshIn, RegisterIn, TokensOut, UserOut
 from app.schemas.users import MeUpdateIn
-from app.services.people import sessions as auth_service
-from app.services.people import users as user_service
+from app.services.people import sessions as auth_service, users as user_service
 
 blp = Blueprint("auth", __name__, description="Accounts and tokens")
 
@@ -29,8 +29,9 @@ class Register(MethodView):
     @blp.response(201, UserOut)
     def post(self, data):
         """Register a resident; the phone number becomes the username."""
-        return user_service.account(user_service.register_resident(data["phone"], data["password"],
-                                                                    data.get("display_name")))
+        return user_service.account(
+            user_service.register_resident(data["phone"], data["password"], data.get("display_name"))
+        )
 
 
 @blp.route("/auth/login")

@@ -1,8 +1,10 @@
 """The request's life, top to bottom: open, authenticate, parse, run, commit or roll back, answer any error."""
+
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from flask import Flask, Response, current_app, json, request
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -51,6 +53,7 @@ def install(app: Flask) -> None:
 # ---- Markers: what a view needs from the boundary, carried by the view itself --------------------------------------
 # A marker may sit anywhere among the view's decorators: functools.wraps copies it out to the function Flask calls.
 
+
 def body_limit(limit: str | Callable[[Mapping[str, Any]], int]) -> Callable[[Callable], Callable]:
     """The view's body may be larger than MAX_CONTENT_LENGTH: a config value's name, or a function of the config."""
 
@@ -83,6 +86,7 @@ def view_handler() -> Callable | None:
 
 # ---- 1. Open: before the view, before anything reads the body ------------------------------------------------------
 
+
 def open_request() -> None:
     """before_request: the body's size and type, one set of input rules, and the SpatiaLite Idempotency-Key hold."""
     handler = view_handler()
@@ -100,8 +104,12 @@ def open_request() -> None:
 
 
 def _has_a_body_not_json() -> bool:
-    return (request.method in JSON_BODY_METHODS and request.path.startswith("/api/")
-            and bool(request.content_length or request.headers.get("Transfer-Encoding")) and not request.is_json)
+    return (
+        request.method in JSON_BODY_METHODS
+        and request.path.startswith("/api/")
+        and bool(request.content_length or request.headers.get("Transfer-Encoding"))
+        and not request.is_json
+    )
 
 
 # ---- 2.-4. Authenticate, parse, run: the view's decorators, outermost first ----------------------------------------
@@ -109,6 +117,7 @@ def _has_a_body_not_json() -> bool:
 #   @idempotent           a stored answer replays here; the view's 2xx answer is stored in the request's transaction
 #   @blp.arguments(...)   parse and validate with marshmallow: 422
 #   @blp.response(...)    run the view and dump its answer
+
 
 def check_view_decorators(app: Flask) -> None:
     """At start: every @idempotent view in the order above, or the app does not start."""
@@ -147,6 +156,7 @@ def _defined_in(layer: Callable) -> str:
 
 
 # ---- 5. Commit, or roll back ---------------------------------------------------------------------------------------
+
 
 class GridApp(Flask):
     """Flask with one transaction per request, committed where the view's errors are still handled."""
@@ -187,15 +197,19 @@ HTTP_CODES = {
 }
 
 
-def register_error_form(app: Flask, prefix: str,
-                        render: Callable[[int, str, dict[str, str] | None], Response]) -> None:
+def register_error_form(app: Flask, prefix: str, render: Callable[[int, str, dict[str, str] | None], Response]) -> None:
     """Every error under the path prefix is written by render(status, detail, headers) instead of as problem+json."""
     app.extensions.setdefault(ERROR_FORMS, []).append((prefix, render))
 
 
-def problem_response(status: int, code: str, title: str, detail: str,
-                     extra: dict[str, Any] | None = None,
-                     headers: dict[str, str] | None = None) -> Response:
+def problem_response(
+    status: int,
+    code: str,
+    title: str,
+    detail: str,
+    extra: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
     if request:
         for prefix, render in current_app.extensions.get(ERROR_FORMS, ()):
             if request.path.startswith(prefix):
@@ -230,7 +244,7 @@ def _with_text_keys(value: Any) -> Any:
 def _flatten_webargs_messages(messages: Any) -> Any:
     # webargs nests errors by location ({"json": {...}}); clients only care about the fields.
     if isinstance(messages, dict) and len(messages) == 1:
-        (location, inner), = messages.items()
+        ((location, inner),) = messages.items()
         if location in {"json", "query", "path", "form", "files", "headers", "view_args", "json_or_form"}:
             return inner
     return messages
@@ -274,24 +288,36 @@ def handle_integrity_error(err: IntegrityError) -> Response:
     _rollback()
     # Only the first line: PostgreSQL's DETAIL line repeats the conflicting values (a phone number, say).
     log.info("integrity error turned into 409: %s", str(err.orig).split("\n", 1)[0])
-    return problem_response(409, "conflict", "Conflict",
-                            "The change conflicts with existing data (a concurrent request may have made it first).")
+    return problem_response(
+        409,
+        "conflict",
+        "Conflict",
+        "The change conflicts with existing data (a concurrent request may have made it first).",
+    )
 
 
 def handle_stale_data(err: StaleDataError) -> Response:
     # The version-checked UPDATE found the row already moved on: a concurrent request won the race.
     _rollback()
     log.info("stale version turned into 412: %s", err)
-    return problem_response(412, VersionMismatch.code, VersionMismatch.title,
-                            "Another change to the case was saved first; read it again and retry.")
+    return problem_response(
+        412,
+        VersionMismatch.code,
+        VersionMismatch.title,
+        "Another change to the case was saved first; read it again and retry.",
+    )
 
 
 def handle_operational_error(err: OperationalError) -> Response:
     _rollback()
     log.exception("database unavailable")
-    return problem_response(503, "database_unavailable", "Service unavailable",
-                            "The database did not answer; try again shortly.",
-                            headers={"Retry-After": "5"})
+    return problem_response(
+        503,
+        "database_unavailable",
+        "Service unavailable",
+        "The database did not answer; try again shortly.",
+        headers={"Retry-After": "5"},
+    )
 
 
 def handle_unexpected(err: Exception) -> Response:
@@ -299,8 +325,9 @@ def handle_unexpected(err: Exception) -> Response:
         return handle_http_exception(err)
     _rollback()
     log.exception("unhandled error on %s %s", request.method, request.path)
-    return problem_response(500, "internal_error", "Internal server error",
-                            "An unexpected error occurred; it has been logged.")
+    return problem_response(
+        500, "internal_error", "Internal server error", "An unexpected error occurred; it has been logged."
+    )
 
 
 # Flask picks the handler of the error's nearest class, so Exception catches only what nothing else does.
@@ -316,6 +343,7 @@ ERROR_HANDLERS: tuple[tuple[type[Exception], Callable[[Any], Response]], ...] = 
 
 # ---- 7. Close: every answer, errors and static files included ------------------------------------------------------
 
+
 def close_response(response: Response) -> Response:
     """after_request: nothing left open, the security headers (app/api/headers.py), no type for no content."""
     # A read-only request or a refused write leaves its transaction open; it must not reach the next request.
@@ -328,6 +356,7 @@ def close_response(response: Response) -> Response:
 
 
 # ---- 8. Teardown: the answer is out, whatever happened -------------------------------------------------------------
+
 
 def close_request(_exc: BaseException | None = None) -> None:
     """teardown_request: the next request with this Idempotency-Key may run (the SpatiaLite host hold)."""

@@ -1,11 +1,12 @@
 """The work calendar: admins list days and override single dates."""
+
 from dataclasses import asdict
 
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from app.api.openapi import BEARER
 from app.api.access import auth_required
+from app.api.openapi import BEARER
 from app.models import Role
 from app.schemas.calendar import (
     DayChangeOut,

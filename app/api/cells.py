@@ -1,12 +1,13 @@
 """The grid: browse, locate, edit and import cells."""
+
 from flask import current_app, jsonify
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from app.api.openapi import BEARER
+from app.api.access import auth_required
 from app.api.boundary import body_limit
 from app.api.idempotency import idempotent
-from app.api.access import auth_required
+from app.api.openapi import BEARER
 from app.errors import Unrouted
 from app.lib.geometry import to_geojson
 from app.models import Role
@@ -35,8 +36,11 @@ ADMIN_ONLY = (Role.admin,)
 
 def _detail(cell):
     # Raw values: the response schema (CellDetailOut) does the one and only dump.
-    return {**{name: getattr(cell, name) for name in CellOut().fields}, "geometry": to_geojson(cell.geom),
-            "ancestors": grid_service.ancestors(cell)}
+    return {
+        **{name: getattr(cell, name) for name in CellOut().fields},
+        "geometry": to_geojson(cell.geom),
+        "ancestors": grid_service.ancestors(cell),
+    }
 
 
 @blp.route("/cells")
@@ -82,11 +86,17 @@ class Locate(MethodView):
         """Route a point to its grid cell; 404 when no cell is within the fallback distance."""
         result = route(args["lon"], args["lat"], args["crs"])
         if result.cell is None:
-            raise Unrouted(f"({args['lon']}, {args['lat']}) in {args['crs']} lies in no grid cell and none is "
-                           f"within {current_app.config['ROUTING_MAX_DISTANCE_M']} m.")
-        return {"cell": result.cell, "ancestors": grid_service.ancestors(result.cell),
-                "routed_by": result.routed_by, "distance_m": result.distance_m,
-                "location": {"lon": result.lon, "lat": result.lat, "crs": "wgs84"}}
+            raise Unrouted(
+                f"({args['lon']}, {args['lat']}) in {args['crs']} lies in no grid cell and none is "
+                f"within {current_app.config['ROUTING_MAX_DISTANCE_M']} m."
+            )
+        return {
+            "cell": result.cell,
+            "ancestors": grid_service.ancestors(result.cell),
+            "routed_by": result.routed_by,
+            "distance_m": result.distance_m,
+            "location": {"lon": result.lon, "lat": result.lat, "crs": "wgs84"},
+        }
 
 
 @blp.route("/cells/import")

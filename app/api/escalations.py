@@ -1,9 +1,10 @@
 """Supervisor review of escalated cases (超时督办)."""
+
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from app.api.openapi import BEARER
 from app.api.access import auth_required, current_user
+from app.api.openapi import BEARER
 from app.models import Role
 from app.models.base import utcnow
 from app.schemas.escalations import EscalatedCasePage, EscalationListArgs
@@ -21,5 +22,6 @@ class Escalations(MethodView):
     def get(self, args):
         """Open cases escalated to a cell in my subtree, most overdue first, with chain, assignee and last events."""
         page, size = args.pop("page"), args.pop("page_size")
-        return escalation_service.escalated_cases(current_user(), utcnow(), page, size,
-                                                  cell_code=args.get("cell"), level=args.get("level"))
+        return escalation_service.escalated_cases(
+            current_user(), utcnow(), page, size, cell_code=args.get("cell"), level=args.get("level")
+        )

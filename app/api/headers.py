@@ -1,4 +1,5 @@
 """Headers every answer carries: no-store where credentials or personal data are involved, nosniff, a CSP."""
+
 from __future__ import annotations
 
 from urllib.parse import urlsplit
@@ -25,18 +26,21 @@ def docs_csp(swagger_ui_url: str) -> str:
     """The docs page runs only scripts and styles from files (no inline code), from here or SWAGGER_UI_URL's host."""
     parts = urlsplit(swagger_ui_url)
     origin = f" {parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else ""
-    return ("default-src 'none'; "
-            f"script-src 'self'{origin}; style-src 'self'{origin}; "
-            # Swagger UI's icons are data: URIs in its stylesheet; it fetches the spec and "Try it out" here.
-            "img-src 'self' data:; connect-src 'self'; "
-            "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+    return (
+        "default-src 'none'; "
+        f"script-src 'self'{origin}; style-src 'self'{origin}; "
+        # Swagger UI's icons are data: URIs in its stylesheet; it fetches the spec and "Try it out" here.
+        "img-src 'self' data:; connect-src 'self'; "
+        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    )
 
 
 def set_security_headers(response: Response) -> Response:
     headers = response.headers
     headers["X-Content-Type-Options"] = "nosniff"
-    headers["Content-Security-Policy"] = (docs_csp(current_app.config["SWAGGER_UI_URL"])
-                                          if request.endpoint == DOCS_PAGE_ENDPOINT else DATA_CSP)
+    headers["Content-Security-Policy"] = (
+        docs_csp(current_app.config["SWAGGER_UI_URL"]) if request.endpoint == DOCS_PAGE_ENDPOINT else DATA_CSP
+    )
     # Overrides whatever a view chose: an answer to a credentialed request is that caller's alone, and a
     # shared machine's browser or an intermediary must not keep it (photos included, see the README).
     if request.method not in SAFE_METHODS or carries_credentials():

@@ -1,4 +1,5 @@
 """Liveness and readiness probes for load balancers and orchestrators."""
+
 from flask import Blueprint, current_app, jsonify
 
 from app.api.boundary import problem_response
@@ -16,6 +17,5 @@ def healthz():
 def readyz():
     state = database_state(current_app)
     if not state.ready:
-        return problem_response(503, "not_ready", "Service unavailable", state.detail,
-                                {"database": state.as_dict()})
+        return problem_response(503, "not_ready", "Service unavailable", state.detail, {"database": state.as_dict()})
     return jsonify(status="ready", database=state.as_dict())

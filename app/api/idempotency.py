@@ -21,16 +21,17 @@ with the same key, method, path, query and body gets it back (status, body, ETag
 statement, `hold_before_auth`, since that statement would wait for the single writer). Error responses are not
 stored: every error rolls its work back, so the key stays free and a corrected request may use it again.
 """
+
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from copy import deepcopy
-from typing import Callable
 
 from flask import Response, current_app, g, request
 
-from app.auth import tokens
 from app.api.access import current_user
+from app.auth import tokens
 from app.errors import InvalidToken
 from app.services import idempotency
 from app.services.people.api_keys import hash_key
@@ -40,12 +41,14 @@ REPLAYED_HEADER = "Idempotent-Replayed"
 FORM_MIMETYPES = {"multipart/form-data", "application/x-www-form-urlencoded"}
 
 _PARAMETER_DOC = {
-    "in": "header", "name": HEADER, "required": False,
+    "in": "header",
+    "name": HEADER,
+    "required": False,
     "schema": {"type": "string", "minLength": 1, "maxLength": 255},
     "description": "Optional, unique per request (a UUID): a retry with the same key and body gets the first "
-                   f"2xx response again with `{REPLAYED_HEADER}: true`, and changes nothing. 400 "
-                   "invalid_idempotency_key; 422 idempotency_key_reused (another request used the key); 409 "
-                   "idempotency_request_in_progress (the first has not finished). Kept IDEMPOTENCY_TTL_S (24 hours).",
+    f"2xx response again with `{REPLAYED_HEADER}: true`, and changes nothing. 400 "
+    "invalid_idempotency_key; 422 idempotency_key_reused (another request used the key); 409 "
+    "idempotency_request_in_progress (the first has not finished). Kept IDEMPOTENCY_TTL_S (24 hours).",
 }
 
 
@@ -110,8 +113,7 @@ def idempotent(view: Callable) -> Callable:
             return replay
         response = current_app.make_response(view(*args, **kwargs))
         if 200 <= response.status_code < 300:
-            idempotency.store(user_id, key, fingerprint, response.status_code, response.headers,
-                              response.get_data())
+            idempotency.store(user_id, key, fingerprint, response.status_code, response.headers, response.get_data())
         return response
 
     wrapper.idempotent = True

@@ -1,9 +1,11 @@
 """Input checks run once per request, before any view: readable JSON and forms; no NUL or lone surrogate in any text."""
+
 from __future__ import annotations
 
 import json
 import re
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from flask import request
 

@@ -1,10 +1,11 @@
 """The caller's own notifications (the outbox the case loop writes)."""
+
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from app.api.openapi import BEARER
-from app.api.idempotency import idempotent
 from app.api.access import auth_required, current_user
+from app.api.idempotency import idempotent
+from app.api.openapi import BEARER
 from app.schemas.notifications import (
     MarkReadIn,
     NotificationListArgs,
@@ -25,8 +26,11 @@ class Notifications(MethodView):
     @blp.response(200, NotificationPage)
     def get(self, args):
         """My notifications, newest first; `unread=true` for the unread ones."""
-        return paginate(notification_service.notifications_query(current_user(), unread=args.get("unread")),
-                        args["page"], args["page_size"])
+        return paginate(
+            notification_service.notifications_query(current_user(), unread=args.get("unread")),
+            args["page"],
+            args["page_size"],
+        )
 
 
 @blp.route("/notifications/<int:notification_id>/read")

@@ -1,10 +1,12 @@
 """Open311 GeoReport v2 at /open311/v2: format by URL suffix (.json or .xml), errors in the Open311 form."""
+
 from __future__ import annotations
 
 import functools
 import json
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 from xml.etree import ElementTree as ET
 
 from flask import Blueprint, Response, current_app, g, request
@@ -20,8 +22,15 @@ from app.services.public import open311
 PREFIX = "/open311/v2"
 CONTENT_TYPES = {"json": "application/json; charset=utf-8", "xml": "text/xml; charset=utf-8"}
 # The element each list's items are written as in XML; the JSON form is the same data.
-ITEM_TAGS = {"services": "service", "service_requests": "request", "attributes": "attribute",
-             "values": "value", "endpoints": "endpoint", "formats": "format", "errors": "error"}
+ITEM_TAGS = {
+    "services": "service",
+    "service_requests": "request",
+    "attributes": "attribute",
+    "values": "value",
+    "endpoints": "endpoint",
+    "formats": "format",
+    "errors": "error",
+}
 
 # Characters XML 1.0 cannot carry even escaped; a stored description may hold them.
 XML_INVALID = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
@@ -46,7 +55,7 @@ def _element(parent: ET.Element, tag: str, value: Any) -> None:
 def render(data: Any, fmt: str, root: str, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     if fmt == "xml":
         el = ET.Element(root)
-        for key, item in (data.items() if isinstance(data, dict) else ((ITEM_TAGS[root], i) for i in data)):
+        for key, item in data.items() if isinstance(data, dict) else ((ITEM_TAGS[root], i) for i in data):
             _element(el, key, item)
         body = '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(el, encoding="unicode")
     else:
@@ -113,6 +122,7 @@ def service_definition(name):
 
 def api_key_required(view: Callable) -> Callable:
     """Authenticate the api_key; its resident account is the caller, so Idempotency-Key is scoped to the key."""
+
     @functools.wraps(view)
     def wrapper(*args, **kwargs):
         g.api_key = open311.authenticate(request.values)
@@ -137,8 +147,7 @@ def create_request(fmt):
 @bp.get("/requests.<fmt>")
 def list_requests(fmt):
     fmt = _format(fmt)
-    return render(open311.list_requests(open311.reader(request.args), request.args, utcnow()), fmt,
-                  "service_requests")
+    return render(open311.list_requests(open311.reader(request.args), request.args, utcnow()), fmt, "service_requests")
 
 
 @bp.get("/requests/<name>")

@@ -1,4 +1,5 @@
 """The OpenAPI document: flask-smorest's Api with problem+json errors, and what every blueprint's docs share."""
+
 from __future__ import annotations
 
 import http
@@ -15,9 +16,13 @@ BEARER = [{"bearerAuth": []}]
 
 def documents_if_match(required: bool):
     """Declare the If-Match header of a case action, so clients and the fuzz know to send the case's ETag."""
-    parameter = {"in": "header", "name": "If-Match", "required": required, "schema": {"type": "string"},
-                 "description": "The case's ETag from GET /reports/{id}, e.g. \"3\"" + ("." if required else
-                                                                                     "; optional here.")}
+    parameter = {
+        "in": "header",
+        "name": "If-Match",
+        "required": required,
+        "schema": {"type": "string"},
+        "description": 'The case\'s ETag from GET /reports/{id}, e.g. "3"' + ("." if required else "; optional here."),
+    }
 
     def mark(view):
         # Beside the parameters @idempotent and the arguments add: a manual doc's list would replace theirs.

@@ -1,10 +1,11 @@
 """Patrols: workers' GPS check-ins and the coverage of grid cells on a day."""
+
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from app.api.openapi import BEARER
-from app.api.idempotency import idempotent
 from app.api.access import auth_required, current_user
+from app.api.idempotency import idempotent
+from app.api.openapi import BEARER
 from app.models import Role
 from app.schemas.patrols import (
     CheckinBatchIn,
@@ -12,10 +13,10 @@ from app.schemas.patrols import (
     CoverageArgs,
     CoveragePage,
 )
+from app.services.calendar.worktime import local_day
 from app.services.field import patrols as patrol_service
 from app.services.pagination import paginate
 from app.services.people import workers as worker_service
-from app.services.calendar.worktime import local_day
 
 blp = Blueprint("patrols", __name__, description="Patrol check-ins and coverage")
 
@@ -51,5 +52,10 @@ class Coverage(MethodView):
         cells = patrol_service.coverage_cells(current_user(), worker_service.get_cell(args["cell"]))
         page = paginate(cells, args["page"], args["page_size"])
         day = args["date"] or local_day()
-        return {"items": patrol_service.coverage(page.items, day), "page": page.page, "page_size": page.page_size,
-                "total": page.total, "date": day}
+        return {
+            "items": patrol_service.coverage(page.items, day),
+            "page": page.page,
+            "page_size": page.page_size,
+            "total": page.total,
+            "date": day,
+        }

@@ -1,13 +1,14 @@
 """Filing, finding and reading reports, and the actions that move a case round the loop."""
+
 import re
 
 from flask import jsonify, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from app.api.openapi import BEARER, documents_if_match
-from app.api.idempotency import idempotent
 from app.api.access import auth_required, current_user
+from app.api.idempotency import idempotent
+from app.api.openapi import BEARER, documents_if_match
 from app.models import Role
 from app.schemas.reports import (
     AssignIn,
@@ -27,12 +28,10 @@ from app.schemas.reports import (
     RerouteIn,
 )
 from app.schemas.residents import ReportCreatedOut
-from app.services.cases import lifecycle as cases
-from app.services.cases import reports as report_service
+from app.services.cases import lifecycle as cases, reports as report_service
 from app.services.grid import cells as grid_service
 from app.services.insight import geoqueries
-from app.services.public import residents
-from app.services.public import view as public_view
+from app.services.public import residents, view as public_view
 
 blp = Blueprint("reports", __name__, description="Reports (cases)")
 
@@ -59,8 +58,9 @@ class Reports(MethodView):
     def get(self, args):
         """Reports the caller may see, newest first (nearest first with near)."""
         page, size = args.pop("page"), args.pop("page_size")
-        return public_view.present_page(current_user(), geoqueries.paginate_reports(_query(args), args.get("geo"),
-                                                                                     page, size))
+        return public_view.present_page(
+            current_user(), geoqueries.paginate_reports(_query(args), args.get("geo"), page, size)
+        )
 
 
 @blp.route("/reports/<int:report_id>")
@@ -107,34 +107,66 @@ def _if_match() -> set[int] | None:
 
 # (action, service function, request schema, what it does and who may do it)
 ACTIONS = (
-    ("accept", cases.accept, NoteIn,
-     "Accept a submitted case; its clock starts. Supervisor of its subtree; a worker of its cell when the "
-     "category allows self-handling."),
+    (
+        "accept",
+        cases.accept,
+        NoteIn,
+        "Accept a submitted case; its clock starts. Supervisor of its subtree; a worker of its cell when the "
+        "category allows self-handling.",
+    ),
     ("reject", cases.reject, ReasonIn, "Reject a submitted case, with a reason. Supervisor."),
-    ("assign", cases.assign, AssignIn,
-     "Assign (or re-assign) an accepted case to a worker who serves its cell. Supervisor; a worker of the "
-     "cell when self-handling."),
+    (
+        "assign",
+        cases.assign,
+        AssignIn,
+        "Assign (or re-assign) an accepted case to a worker who serves its cell. Supervisor; a worker of the "
+        "cell when self-handling.",
+    ),
     ("start", cases.start, NoteIn, "Start work on an assigned case. Its assignee."),
     ("resolve", cases.resolve, NoteRequiredIn, "Report the case resolved, with a note. Its assignee."),
-    ("verify", cases.verify, NoteIn,
-     "Verify a resolved case and close it. Supervisor; a worker of the cell other than the one who resolved it."),
+    (
+        "verify",
+        cases.verify,
+        NoteIn,
+        "Verify a resolved case and close it. Supervisor; a worker of the cell other than the one who resolved it.",
+    ),
     ("close", cases.close, NoteIn, "Close a resolved case on your own sign-off (结案). Supervisor."),
     ("rework", cases.rework, NoteRequiredIn, "Send a resolved case back to its assignee, with a note. Supervisor."),
-    ("return", cases.return_case, ReasonIn,
-     "Return an assigned or in-progress case as the wrong cell or function, with a reason: it goes back to "
-     "submitted without an assignee or a clock. Its assignee."),
+    (
+        "return",
+        cases.return_case,
+        ReasonIn,
+        "Return an assigned or in-progress case as the wrong cell or function, with a reason: it goes back to "
+        "submitted without an assignee or a clock. Its assignee.",
+    ),
     ("reroute", cases.reroute, RerouteIn, "Route a submitted case to another grid cell of your subtree. Supervisor."),
     ("hold", cases.hold, ReasonIn, "Put an in-progress case on hold, with a reason; its clock stops. Its assignee."),
     ("resume", cases.resume, NoteIn, "Resume a held case; its deadlines move by the time held. Its assignee."),
-    ("request_extension", cases.request_extension, ExtensionRequestIn,
-     "Ask for more time, in the unit of the case's limit, with a reason. Its assignee."),
-    ("approve_extension", cases.approve_extension, NoteIn,
-     "Grant the pending extension request; the deadlines move. Supervisor."),
+    (
+        "request_extension",
+        cases.request_extension,
+        ExtensionRequestIn,
+        "Ask for more time, in the unit of the case's limit, with a reason. Its assignee.",
+    ),
+    (
+        "approve_extension",
+        cases.approve_extension,
+        NoteIn,
+        "Grant the pending extension request; the deadlines move. Supervisor.",
+    ),
     ("deny_extension", cases.deny_extension, ReasonIn, "Refuse the pending extension request. Supervisor."),
-    ("mark_duplicate", cases.mark_duplicate, DuplicateIn,
-     "Close an open case as a duplicate of an open case of the same community. Supervisor."),
-    ("supervise", cases.supervise, NoteRequiredIn,
-     "Add a supervision note (督办) to an open case; its assignee is notified. Supervisor."),
+    (
+        "mark_duplicate",
+        cases.mark_duplicate,
+        DuplicateIn,
+        "Close an open case as a duplicate of an open case of the same community. Supervisor.",
+    ),
+    (
+        "supervise",
+        cases.supervise,
+        NoteRequiredIn,
+        "Add a supervision note (督办) to an open case; its assignee is notified. Supervisor.",
+    ),
     ("cancel", cases.cancel, NoteIn, "Withdraw your own case while it is still submitted. Resident."),
 )
 
@@ -145,8 +177,9 @@ def _action_view(name, perform, schema, summary):
     @blp.doc(security=BEARER)
     @documents_if_match(required=True)
     @blp.arguments(schema)
-    @blp.response(200, ReportOut, headers={"ETag": {"description": "The case's new version.",
-                                                     "schema": {"type": "string"}}})
+    @blp.response(
+        200, ReportOut, headers={"ETag": {"description": "The case's new version.", "schema": {"type": "string"}}}
+    )
     @blp.alt_response(409, response="CONFLICT")
     @blp.alt_response(412, response="PRECONDITION_FAILED")
     @blp.alt_response(428, response="PRECONDITION_REQUIRED")
@@ -156,14 +189,18 @@ def _action_view(name, perform, schema, summary):
         return public_view.present(user, report), 200, {"ETag": cases.etag(report)}
 
     title, _, who = summary.partition(". ")
-    post.__doc__ = (f"{title}.\n\n{who} Needs If-Match with the case's ETag: 428 without it, 412 when stale; "
-                    "409 when its status does not allow this. Admins may take every action.")
+    post.__doc__ = (
+        f"{title}.\n\n{who} Needs If-Match with the case's ETag: 428 without it, 412 when stale; "
+        "409 when its status does not allow this. Admins may take every action."
+    )
     view = type("".join(part.title() for part in name.split("_")) + "Action", (MethodView,), {"post": post})
     blp.route(f"/reports/<int:report_id>/actions/{name}")(view)
 
 
 for _action in ACTIONS:
     _action_view(*_action)
+
+
 def _query(args):
     return geoqueries.reports_query(current_user(), category_code=args.pop("category", None), **args)
 
@@ -177,8 +214,9 @@ class ReportSearch(MethodView):
     def post(self, data):
         """Reports inside a GeoJSON Polygon (within_geojson), with every filter of GET /reports in the body."""
         page, size = data.pop("page"), data.pop("page_size")
-        return public_view.present_page(current_user(), geoqueries.paginate_reports(_query(data), data.get("geo"),
-                                                                                     page, size))
+        return public_view.present_page(
+            current_user(), geoqueries.paginate_reports(_query(data), data.get("geo"), page, size)
+        )
 
 
 @blp.route("/reports.geojson")

@@ -1,23 +1,24 @@
 """Residents: their own reports, rating a closed case, following someone else's open case."""
+
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from app.api.openapi import BEARER, documents_if_match
-from app.api.idempotency import idempotent
-from app.api.reports import _if_match
 from app.api.access import auth_required, current_user
+from app.api.idempotency import idempotent
+from app.api.openapi import BEARER, documents_if_match
+from app.api.reports import _if_match
 from app.schemas.reports import ReportOut, ReportPage
 from app.schemas.residents import FollowIn, FollowOut, MyReportsArgs, RateIn
-from app.services.cases import lifecycle as cases
-from app.services.cases import reports as report_service
+from app.services.cases import lifecycle as cases, reports as report_service
 from app.services.pagination import paginate
-from app.services.public import residents
-from app.services.public import view as public_view
+from app.services.public import residents, view as public_view
 
 blp = Blueprint("residents", __name__, description="Residents: own reports, rating, following")
 
-IF_MATCH_OPTIONAL = ("If-Match is optional here (a resident's app may not keep ETags); when sent it must match "
-                     "the case's ETag, else 412.")
+IF_MATCH_OPTIONAL = (
+    "If-Match is optional here (a resident's app may not keep ETags); when sent it must match "
+    "the case's ETag, else 412."
+)
 
 
 @blp.route("/me/reports")
@@ -40,8 +41,9 @@ class RateAction(MethodView):
     @blp.doc(security=BEARER)
     @documents_if_match(required=False)
     @blp.arguments(RateIn)
-    @blp.response(200, ReportOut, headers={"ETag": {"description": "The case's new version.",
-                                                     "schema": {"type": "string"}}})
+    @blp.response(
+        200, ReportOut, headers={"ETag": {"description": "The case's new version.", "schema": {"type": "string"}}}
+    )
     @blp.alt_response(409, response="CONFLICT")
     @blp.alt_response(412, response="PRECONDITION_FAILED")
     def post(self, data, report_id):
@@ -72,9 +74,15 @@ def _follow_view(name, perform, summary):
     blp.route(f"/reports/<int:report_id>/actions/{name}")(view)
 
 
-_follow_view("follow", residents.follow,
-             "Follow an open case (one offered as similar, say) instead of filing it again.\n\nResidents only. You "
-             "then see its public view and history and hear when it ends. Any open case of an active category "
-             "may be followed; following again changes nothing; your own case is 409 own_case.")
-_follow_view("unfollow", residents.unfollow,
-             "Stop following a case.\n\nResidents only; when you do not follow it, nothing changes.")
+_follow_view(
+    "follow",
+    residents.follow,
+    "Follow an open case (one offered as similar, say) instead of filing it again.\n\nResidents only. You "
+    "then see its public view and history and hear when it ends. Any open case of an active category "
+    "may be followed; following again changes nothing; your own case is 409 own_case.",
+)
+_follow_view(
+    "unfollow",
+    residents.unfollow,
+    "Stop following a case.\n\nResidents only; when you do not follow it, nothing changes.",
+)

@@ -1,9 +1,10 @@
 """The offline clients' change feed."""
+
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from app.api.openapi import BEARER
 from app.api.access import auth_required, current_user
+from app.api.openapi import BEARER
 from app.schemas.sync import SyncArgs, SyncPageOut
 from app.services.field import sync as sync_service
 

@@ -1,11 +1,12 @@
 """The worker's day: my open cases and my cells."""
+
 from dataclasses import replace
 
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from app.api.openapi import BEARER
 from app.api.access import auth_required, current_user
+from app.api.openapi import BEARER
 from app.models import Role
 from app.schemas.tasks import MyCellOut, TaskListArgs, TaskPage
 from app.services.field import tasks as task_service

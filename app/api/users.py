@@ -1,12 +1,13 @@
 """People management (admin): list, create and edit accounts; deactivation instead of deletion."""
+
 from dataclasses import replace
 
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from app.api.openapi import BEARER
-from app.api.idempotency import idempotent
 from app.api.access import auth_required, current_user
+from app.api.idempotency import idempotent
+from app.api.openapi import BEARER
 from app.models import Role
 from app.schemas.auth import UserOut
 from app.schemas.users import UserCreateIn, UserListArgs, UserPage, UserUpdateIn

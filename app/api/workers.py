@@ -1,10 +1,11 @@
 """Grid workers: cell assignments, the workers' overview, and going on and off duty."""
+
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from app.api.openapi import BEARER
-from app.api.idempotency import idempotent
 from app.api.access import auth_required, current_user
+from app.api.idempotency import idempotent
+from app.api.openapi import BEARER
 from app.models import Role
 from app.schemas.workers import (
     AssignmentIn,
@@ -16,8 +17,8 @@ from app.schemas.workers import (
     WorkerListArgs,
     WorkerPage,
 )
-from app.services.pagination import Page, paginate
 from app.services.insight import workforce
+from app.services.pagination import Page, paginate
 from app.services.people import workers as worker_service
 
 blp = Blueprint("workers", __name__, description="Grid workers, their cells and duty")
@@ -72,8 +73,7 @@ class Workers(MethodView):
         """Active workers (a supervisor: those serving the subtree today) with cells, duty, workload, position."""
         stmt = workforce.workers_query(current_user(), cell_id=args.get("cell"), on_duty=args.get("on_duty"))
         page = paginate(stmt, args["page"], args["page_size"])
-        return Page(items=workforce.describe(page.items), page=page.page, page_size=page.page_size,
-                    total=page.total)
+        return Page(items=workforce.describe(page.items), page=page.page, page_size=page.page_size, total=page.total)
 
 
 @blp.route("/me/duty")
@@ -86,5 +86,6 @@ class MyDuty(MethodView):
     def post(self, data):
         """Go on or off duty, with the position at that moment; every change is kept in the duty log."""
         position = data["position"]
-        return worker_service.set_duty(current_user(), data["duty"] == "on", position["lon"], position["lat"],
-                                       position["crs"])
+        return worker_service.set_duty(
+            current_user(), data["duty"] == "on", position["lon"], position["lat"], position["crs"]
+        )

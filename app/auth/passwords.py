@@ -1,6 +1,8 @@
 """Argon2id password hashing with cost from configuration."""
+
 from __future__ import annotations
 
+import contextlib
 from functools import lru_cache
 
 from argon2 import PasswordHasher
@@ -27,10 +29,8 @@ def verify_password(password_hash: str | None, password: str) -> bool:
     hasher = _current_hasher()
     if password_hash is None:
         password_hash = _dummy_hash(hasher.time_cost, hasher.memory_cost)
-        try:
+        with contextlib.suppress(VerificationError):
             hasher.verify(password_hash, password + "\x00never")
-        except VerificationError:
-            pass
         return False
     try:
         return hasher.verify(password_hash, password)

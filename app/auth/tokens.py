@@ -1,4 +1,5 @@
 """JWT access and refresh tokens: HS256 pinned, every registered claim required."""
+
 from __future__ import annotations
 
 import uuid
@@ -29,8 +30,9 @@ def access_jti(refresh_jti: str) -> str:
     return str(uuid.uuid5(ACCESS_JTI_NAMESPACE, refresh_jti))
 
 
-def encode(typ: str, user_id: int, session_id: str, issued_at: datetime, ttl_s: int,
-           jti: str | None = None) -> tuple[str, str, datetime]:
+def encode(
+    typ: str, user_id: int, session_id: str, issued_at: datetime, ttl_s: int, jti: str | None = None
+) -> tuple[str, str, datetime]:
     cfg = current_app.config
     expires_at = issued_at + timedelta(seconds=ttl_s)
     jti = jti or new_jti()

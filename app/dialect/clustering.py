@@ -1,4 +1,5 @@
 """DBSCAN hotspots: ST_ClusterDBSCAN on PostGIS, the same algorithm in Python on SpatiaLite."""
+
 from __future__ import annotations
 
 import json
@@ -51,9 +52,15 @@ def clustered_points(points: Select, eps_m: float, min_points: int) -> list[dict
     others = [c for c in sub.c if c.name != "location"]
     lon, lat = func.ST_X(sub.c.location).label("lon"), func.ST_Y(sub.c.location).label("lat")
     if is_postgis():
-        cid = func.ST_ClusterDBSCAN(func.ST_Transform(sub.c.location, 3857),
-                                    literal(float(eps_m)) / _mercator_scale_sql(sub),
-                                    int(min_points)).over().label("cid")
+        cid = (
+            func.ST_ClusterDBSCAN(
+                func.ST_Transform(sub.c.location, 3857),
+                literal(float(eps_m)) / _mercator_scale_sql(sub),
+                int(min_points),
+            )
+            .over()
+            .label("cid")
+        )
         labelled = select(*others, lon, lat, cid).subquery()
         rows = db.session.execute(select(labelled).where(labelled.c.cid.is_not(None))).mappings()
         return [dict(r) for r in rows]
@@ -62,7 +69,7 @@ def clustered_points(points: Select, eps_m: float, min_points: int) -> list[dict
         return []
     scale = math.cos(math.radians(sum(r["lat"] for r in rows) / len(rows)))
     labels = dbscan([mercator_xy(r["lon"], r["lat"], scale) for r in rows], eps_m, min_points)
-    return [{**r, "cid": c} for r, c in zip(rows, labels) if c is not None]
+    return [{**r, "cid": c} for r, c in zip(rows, labels, strict=True) if c is not None]
 
 
 def cluster_summaries(points: Select, eps_m: float, min_points: int) -> list[dict[str, Any]]:
@@ -79,21 +86,32 @@ def cluster_summaries(points: Select, eps_m: float, min_points: int) -> list[dic
         return [_summary(rows) for rows in groups.values()]
     # A CTE, so the filtered points are read once for both their mean latitude and the clustering.
     sub = _projectable(points).cte("points")
-    cid = func.ST_ClusterDBSCAN(func.ST_Transform(sub.c.location, 3857),
-                                literal(float(eps_m)) / _mercator_scale_sql(sub), int(min_points)).over()
+    cid = func.ST_ClusterDBSCAN(
+        func.ST_Transform(sub.c.location, 3857), literal(float(eps_m)) / _mercator_scale_sql(sub), int(min_points)
+    ).over()
     clustered = select(sub, cid.label("cid")).cte("clustered")
     clustered = select(clustered).where(clustered.c.cid.is_not(None)).cte("in_clusters")
-    per_category = (select(clustered.c.cid, clustered.c.category, func.count().label("n"))
-                    .group_by(clustered.c.cid, clustered.c.category).cte("per_category"))
-    categories = (select(func.json_object_agg(per_category.c.category, per_category.c.n))
-                  .where(per_category.c.cid == clustered.c.cid).scalar_subquery())
+    per_category = (
+        select(clustered.c.cid, clustered.c.category, func.count().label("n"))
+        .group_by(clustered.c.cid, clustered.c.category)
+        .cte("per_category")
+    )
+    categories = (
+        select(func.json_object_agg(per_category.c.category, per_category.c.n))
+        .where(per_category.c.cid == clustered.c.cid)
+        .scalar_subquery()
+    )
     collected = func.ST_Collect(clustered.c.location)
     stmt = select(
-        func.count().label("count"), func.count().filter(clustered.c.open).label("open_count"),
-        func.min(clustered.c.created_at).label("first_at"), func.max(clustered.c.created_at).label("last_at"),
+        func.count().label("count"),
+        func.count().filter(clustered.c.open).label("open_count"),
+        func.min(clustered.c.created_at).label("first_at"),
+        func.max(clustered.c.created_at).label("last_at"),
         func.min(clustered.c.id).label("first_id"),
-        func.ST_X(func.ST_Centroid(collected)).label("lon"), func.ST_Y(func.ST_Centroid(collected)).label("lat"),
-        func.ST_AsGeoJSON(func.ST_ConvexHull(collected)).label("hull"), categories.label("categories"),
+        func.ST_X(func.ST_Centroid(collected)).label("lon"),
+        func.ST_Y(func.ST_Centroid(collected)).label("lat"),
+        func.ST_AsGeoJSON(func.ST_ConvexHull(collected)).label("hull"),
+        categories.label("categories"),
     ).group_by(clustered.c.cid)
     return [{**r, "hull": json.loads(r["hull"])} for r in db.session.execute(stmt).mappings()]
 
@@ -105,6 +123,14 @@ def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     for r in rows:
         categories[r["category"]] = categories.get(r["category"], 0) + 1
     times = [r["created_at"] for r in rows]
-    return {"count": len(rows), "open_count": sum(1 for r in rows if r["open"]), "first_at": min(times),
-            "last_at": max(times), "first_id": min(r["id"] for r in rows), "lon": centroid.x, "lat": centroid.y,
-            "hull": mapping(cloud.convex_hull), "categories": categories}
+    return {
+        "count": len(rows),
+        "open_count": sum(1 for r in rows if r["open"]),
+        "first_at": min(times),
+        "last_at": max(times),
+        "first_id": min(r["id"] for r in rows),
+        "lon": centroid.x,
+        "lat": centroid.y,
+        "hull": mapping(cloud.convex_hull),
+        "categories": categories,
+    }

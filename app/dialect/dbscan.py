@@ -1,4 +1,5 @@
 """DBSCAN in plain Python with a grid-bucket neighbour search, matching PostGIS ST_ClusterDBSCAN."""
+
 from __future__ import annotations
 
 import math

@@ -1,4 +1,5 @@
 """Which database this is, and the engine set-up each needs (SpatiaLite loading, PostgreSQL planner settings)."""
+
 from __future__ import annotations
 
 import os
@@ -25,8 +26,9 @@ def engine_options(app: Flask) -> dict[str, Any]:
 
         options["module"] = pysqlite3
         options.setdefault("connect_args", {})
-        options["connect_args"].update({"check_same_thread": False,
-                                        "timeout": app.config["SQLITE_BUSY_TIMEOUT_MS"] / 1000})
+        options["connect_args"].update(
+            {"check_same_thread": False, "timeout": app.config["SQLITE_BUSY_TIMEOUT_MS"] / 1000}
+        )
     else:
         options.setdefault("pool_size", 10)
         options.setdefault("max_overflow", 10)
@@ -37,7 +39,8 @@ def engine_options(app: Flask) -> dict[str, Any]:
         # parameters: how many rows a box or a time window holds is then unknown, and a spatial page falls
         # back to reading every candidate (measured: 30 ms instead of 5). Plan each execution for its values.
         options.setdefault("connect_args", {}).setdefault(
-            "options", "-c jit=off -c max_parallel_workers_per_gather=0 -c plan_cache_mode=force_custom_plan")
+            "options", "-c jit=off -c max_parallel_workers_per_gather=0 -c plan_cache_mode=force_custom_plan"
+        )
     return options
 
 

@@ -1,10 +1,11 @@
 """Row claims, row locks and named locks: PostgreSQL's locks, SQLite's single writer."""
+
 from __future__ import annotations
 
 import contextlib
 import fcntl
 import os
-from typing import Callable
+from collections.abc import Callable
 
 from sqlalchemy import Select, func, select
 

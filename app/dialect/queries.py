@@ -1,4 +1,5 @@
 """SQL that each dialect spells its own way: JSON rows and objects, insert-or-skip, intervals, local periods."""
+
 from __future__ import annotations
 
 import json
@@ -31,13 +32,16 @@ def rows_table(name: str, columns: dict[str, Any], rows: list[tuple]):
     A VALUES list would need a bind parameter per value and SQLite caps compound SELECTs at 500, so a batch of
     points travels as one JSON array: PostgreSQL reads it with json_to_recordset, SQLite with json_each."""
     if is_postgis():
-        payload = json.dumps([dict(zip(columns, row)) for row in rows])
-        return (func.json_to_recordset(cast(literal(payload), postgresql.JSON))
-                .table_valued(*(column(n, t) for n, t in columns.items()))
-                .render_derived(name=name, with_types=True))
+        payload = json.dumps([dict(zip(columns, row, strict=True)) for row in rows])
+        return (
+            func.json_to_recordset(cast(literal(payload), postgresql.JSON))
+            .table_valued(*(column(n, t) for n, t in columns.items()))
+            .render_derived(name=name, with_types=True)
+        )
     each = func.json_each(literal(json.dumps([list(row) for row in rows]))).table_valued("value")
-    return select(*(cast(func.json_extract(each.c.value, f"$[{i}]"), t).label(n)
-                    for i, (n, t) in enumerate(columns.items()))).subquery(name)
+    return select(
+        *(cast(func.json_extract(each.c.value, f"$[{i}]"), t).label(n) for i, (n, t) in enumerate(columns.items()))
+    ).subquery(name)
 
 
 def materialized(cte):

@@ -1,4 +1,5 @@
 """Index-backed spatial filters and metric distances, on PostGIS and on SpatiaLite alike."""
+
 from __future__ import annotations
 
 import math
@@ -43,8 +44,14 @@ def degree_box(lon: float, lat: float, metres: float) -> tuple[float, float, flo
 def _rtree(table_name: str, geom_column: str):
     # SpatiaLite keeps the R*Tree as a virtual table idx_<table>_<column>; querying it directly
     # is the documented way to use the index (SpatiaLite's planner never does on its own).
-    return table(f"idx_{table_name}_{geom_column}", column("pkid"), column("xmin"),
-                 column("xmax"), column("ymin"), column("ymax"))
+    return table(
+        f"idx_{table_name}_{geom_column}",
+        column("pkid"),
+        column("xmin"),
+        column("xmax"),
+        column("ymin"),
+        column("ymax"),
+    )
 
 
 def _number(value):
@@ -83,8 +90,9 @@ def join_boxes(points, geom_col, pk_col, bbox):
     from the other table and ran the index query once per row of it (minutes for 1,000 points on 10,000 cells)."""
     min_lon, min_lat, max_lon, max_lat = bbox
     if is_postgis():
-        return points.join(geom_col.table, geom_col.intersects(func.ST_MakeEnvelope(min_lon, min_lat, max_lon,
-                                                                                     max_lat, SRID)))
+        return points.join(
+            geom_col.table, geom_col.intersects(func.ST_MakeEnvelope(min_lon, min_lat, max_lon, max_lat, SRID))
+        )
     idx = _rtree(geom_col.table.name, geom_col.name)
     in_box = (idx.c.xmin <= max_lon) & (idx.c.xmax >= min_lon) & (idx.c.ymin <= max_lat) & (idx.c.ymax >= min_lat)
     return _DrivingJoin(_DrivingJoin(points, idx, in_box), geom_col.table, pk_col == idx.c.pkid)
@@ -99,8 +107,10 @@ class _DrivingJoin(Join):
 
 @compiles(_DrivingJoin, "sqlite")
 def _compile_driving_join(element, compiler, **kw):
-    return (f"{compiler.process(element.left, **kw)} CROSS JOIN {compiler.process(element.right, **kw)} "
-            f"ON {compiler.process(element.onclause, **kw)}")
+    return (
+        f"{compiler.process(element.left, **kw)} CROSS JOIN {compiler.process(element.right, **kw)} "
+        f"ON {compiler.process(element.onclause, **kw)}"
+    )
 
 
 def covers(geom, other) -> ColumnElement[bool]:
@@ -124,8 +134,7 @@ def distance_m(geom_col, lon: float, lat: float) -> ColumnElement[float]:
     """Geodesic distance in metres from the geometry to the point."""
     pt = point(lon, lat)
     if is_postgis():
-        return func.ST_Distance(cast(geom_col, Geography(srid=SRID)), cast(pt, Geography(srid=SRID)),
-                                type_=Float)
+        return func.ST_Distance(cast(geom_col, Geography(srid=SRID)), cast(pt, Geography(srid=SRID)), type_=Float)
     return func.ST_Distance(geom_col, pt, literal(1), type_=Float)
 
 
@@ -186,8 +195,9 @@ def points_within_distance(geom_col, pk_col, lon: float, lat: float, metres: flo
     few within LOCAL_DISTANCE_BAND of the radius, so the answer stays exact."""
     estimate = local_distance_m(geom_col, lon, lat)
     edge = (estimate <= metres * (1 + LOCAL_DISTANCE_BAND)) & (distance_m(geom_col, lon, lat) <= metres)
-    return (bbox_filter(geom_col, pk_col, degree_box(lon, lat, metres))
-            & ((estimate <= metres * (1 - LOCAL_DISTANCE_BAND)) | edge))
+    return bbox_filter(geom_col, pk_col, degree_box(lon, lat, metres)) & (
+        (estimate <= metres * (1 - LOCAL_DISTANCE_BAND)) | edge
+    )
 
 
 def nearest_bound(stmt: Select, geom_col, lon: float, lat: float, n: int) -> float | None:
@@ -200,8 +210,13 @@ def nearest_bound(stmt: Select, geom_col, lon: float, lat: float, n: int) -> flo
     if not is_postgis():
         return None
     estimate = local_distance_m(geom_col, lon, lat)
-    knn = (stmt.with_only_columns(estimate.label("estimate")).order_by(None)
-           .order_by(geom_col.distance_centroid(point(lon, lat))).limit(n).subquery())
+    knn = (
+        stmt.with_only_columns(estimate.label("estimate"))
+        .order_by(None)
+        .order_by(geom_col.distance_centroid(point(lon, lat)))
+        .limit(n)
+        .subquery()
+    )
     found, furthest = db.session.execute(select(func.count(), func.max(knn.c.estimate))).one()
     return furthest if found >= n else None
 
@@ -209,8 +224,9 @@ def nearest_bound(stmt: Select, geom_col, lon: float, lat: float, n: int) -> flo
 def points_within_estimate(geom_col, pk_col, lon: float, lat: float, metres: float) -> ColumnElement[bool]:
     """Points whose local distance estimate is at most `metres`, through the spatial index."""
     # The box's metres per degree are about the ellipsoid's smallest; 0.1 % more keeps every such point in it.
-    return (bbox_filter(geom_col, pk_col, degree_box(lon, lat, metres * 1.001))
-            & (local_distance_m(geom_col, lon, lat) <= metres))
+    return bbox_filter(geom_col, pk_col, degree_box(lon, lat, metres * 1.001)) & (
+        local_distance_m(geom_col, lon, lat) <= metres
+    )
 
 
 def envelope(bbox):

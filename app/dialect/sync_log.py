@@ -1,4 +1,5 @@
 """The sync change log's ordering: transaction ids on PostgreSQL, the single writer's sequence on SQLite."""
+
 from __future__ import annotations
 
 from sqlalchemy import func, literal_column, select

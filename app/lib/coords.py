@@ -1,4 +1,5 @@
 """Conversions from the Chinese map datums (GCJ-02, BD-09) to WGS-84, exact to well under a metre."""
+
 from __future__ import annotations
 
 import math

@@ -1,4 +1,5 @@
 """The spatial part of a report list query as a client sends it, and the limits every such list keeps."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

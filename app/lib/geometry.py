@@ -1,4 +1,5 @@
 """GeoJSON polygon validation and metric measures done in Python with shapely."""
+
 from __future__ import annotations
 
 import math
@@ -58,14 +59,19 @@ def parse_polygonal(geometry: Any) -> MultiPolygon:
     count = 0
     for pos in _walk_positions(polygons, 3):
         count += 1
-        if (not isinstance(pos, (list, tuple)) or len(pos) < 2
-                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in pos)):
+        if (
+            not isinstance(pos, (list, tuple))
+            or len(pos) < 2
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in pos)
+        ):
             raise GeometryProblem("a position is not an array of numbers [lon, lat]")
         lon, lat = pos[0], pos[1]
         if not (math.isfinite(lon) and math.isfinite(lat)):
             raise GeometryProblem("a coordinate is not a finite number")
         if not (-180 <= lon <= 180) or not (-90 <= lat <= 90):
-            raise GeometryProblem(f"coordinates out of range: ({lon}, {lat}); lon must be in [-180, 180], lat in [-90, 90]")
+            raise GeometryProblem(
+                f"coordinates out of range: ({lon}, {lat}); lon must be in [-180, 180], lat in [-90, 90]"
+            )
     if count > MAX_VERTICES:
         raise GeometryProblem(f"too many vertices ({count} > {MAX_VERTICES})")
     _check_rings(polygons)

@@ -1,4 +1,5 @@
 """Working hours as text: a day's hours ('09:00-12:00,13:30-17:30') and a week of them, parsed and measured."""
+
 from __future__ import annotations
 
 from datetime import date, datetime, time
@@ -59,5 +60,4 @@ def parse_week(text: str) -> tuple[DayHours, ...]:
 
 def hours_seconds(hours: DayHours) -> float:
     """The length of a day's working hours in seconds."""
-    return float(sum((datetime.combine(date.min, e) - datetime.combine(date.min, s)).total_seconds()
-                     for s, e in hours))
+    return float(sum((datetime.combine(date.min, e) - datetime.combine(date.min, s)).total_seconds() for s, e in hours))

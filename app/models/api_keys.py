@@ -1,4 +1,5 @@
 """API keys for machine clients (Open311): only a hash of each key is stored."""
+
 from __future__ import annotations
 
 from datetime import datetime

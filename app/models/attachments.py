@@ -1,4 +1,5 @@
 """Photos attached to reports: metadata rows; the bytes live in the blob store under their SHA-256."""
+
 from __future__ import annotations
 
 import enum

@@ -1,4 +1,5 @@
 """The work calendar's per-date overrides of the weekly working hours: public holidays and make-up working days."""
+
 from __future__ import annotations
 
 import enum

@@ -1,4 +1,5 @@
 """Report categories (Open311 service codes) and their time limits."""
+
 from __future__ import annotations
 
 import enum
@@ -41,11 +42,10 @@ class Category(TimestampMixin, db.Model):
     time_limit_value: Mapped[int] = mapped_column(Integer, nullable=False)
     time_limit_unit: Mapped[str] = mapped_column(String(16), nullable=False, default=LimitUnit.hours.value)
     # The time each higher level gets once a case is escalated to it.
-    escalation_window_value: Mapped[int] = mapped_column(Integer, nullable=False, default=1,
-                                                         server_default="1")
-    escalation_window_unit: Mapped[str] = mapped_column(String(16), nullable=False,
-                                                        default=LimitUnit.working_days.value,
-                                                        server_default=LimitUnit.working_days.value)
+    escalation_window_value: Mapped[int] = mapped_column(Integer, nullable=False, default=1, server_default="1")
+    escalation_window_unit: Mapped[str] = mapped_column(
+        String(16), nullable=False, default=LimitUnit.working_days.value, server_default=LimitUnit.working_days.value
+    )
     # Residents' reports are accepted without a supervisor's review.
     auto_accept: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default="0")
     # Accepted cases go to a worker of the cell at once (issue 5's rule); off: they wait for a supervisor.
@@ -55,8 +55,12 @@ class Category(TimestampMixin, db.Model):
     active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
     # New reports are offered the open cases of this category within this many metres (0: none).
     duplicate_radius_m: Mapped[int] = mapped_column(
-        Integer, CheckConstraint("duplicate_radius_m BETWEEN 0 AND 5000", name="duplicate_radius_m"),
-        nullable=False, default=250, server_default="250")
+        Integer,
+        CheckConstraint("duplicate_radius_m BETWEEN 0 AND 5000", name="duplicate_radius_m"),
+        nullable=False,
+        default=250,
+        server_default="250",
+    )
     # Resolving a case of this category needs an "after" photo on it (处理反馈 with a photo).
     requires_after_photo: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default="0")
     # Its cases show everyone their description, exact point and after photos (app.services.public_view).

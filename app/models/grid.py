@@ -1,4 +1,5 @@
 """The grid: district > street > community > grid cells with their polygons."""
+
 from __future__ import annotations
 
 import enum
@@ -32,7 +33,7 @@ class CellLevel(str, enum.Enum):
         return LEVEL_ORDER.index(self)
 
     @property
-    def child(self) -> "CellLevel | None":
+    def child(self) -> CellLevel | None:
         return LEVEL_ORDER[self.rank + 1] if self.rank + 1 < len(LEVEL_ORDER) else None
 
 
@@ -73,20 +74,17 @@ def subtree_cell_ids(root_code: str) -> Select:
 
 class Cell(TimestampMixin, db.Model):
     __tablename__ = "cells"
-    __table_args__ = (
-        CheckConstraint("level IN ('district', 'street', 'community', 'grid')", name="level"),
-    )
+    __table_args__ = (CheckConstraint("level IN ('district', 'street', 'community', 'grid')", name="level"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     code: Mapped[str] = mapped_column(String(20), unique=True, nullable=False)
     name: Mapped[str] = mapped_column(String(200), nullable=False)
     level: Mapped[str] = mapped_column(String(16), nullable=False, index=True)
-    parent_id: Mapped[int | None] = mapped_column(ForeignKey("cells.id", ondelete="RESTRICT"),
-                                                  index=True)
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("cells.id", ondelete="RESTRICT"), index=True)
     geom = mapped_column(Geometry("MULTIPOLYGON", srid=4326, spatial_index=True), nullable=False)
     active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
 
-    parent: Mapped["Cell | None"] = relationship(remote_side=[id])
+    parent: Mapped[Cell | None] = relationship(remote_side=[id])
 
     def __repr__(self) -> str:
         return f"<Cell {self.code} {self.level}>"

@@ -1,4 +1,5 @@
 """Responses stored under a client's Idempotency-Key, so that a retried POST is answered without being redone."""
+
 from __future__ import annotations
 
 from datetime import datetime

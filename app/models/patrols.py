@@ -1,4 +1,5 @@
 """Patrol check-ins: the GPS points a grid worker's phone records on patrol, routed to the cell they fall in."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

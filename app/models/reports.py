@@ -1,4 +1,5 @@
 """Reports (cases) and their append-only history."""
+
 from __future__ import annotations
 
 import enum
@@ -81,8 +82,9 @@ class Report(TimestampMixin, db.Model):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     # The local day of filing, fixed at insert; with the id it makes the human case number.
     case_day: Mapped[date] = mapped_column(Date, nullable=False)
-    category_id: Mapped[int] = mapped_column(ForeignKey("categories.id", ondelete="RESTRICT"),
-                                             nullable=False, index=True)
+    category_id: Mapped[int] = mapped_column(
+        ForeignKey("categories.id", ondelete="RESTRICT"), nullable=False, index=True
+    )
     reporter_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"), nullable=False)
     cell_id: Mapped[int | None] = mapped_column(ForeignKey("cells.id", ondelete="RESTRICT"))
     status: Mapped[str] = mapped_column(String(20), nullable=False, index=True)
@@ -122,8 +124,7 @@ class Report(TimestampMixin, db.Model):
 
     # Escalation: the level and cell now answerable for the case (0 = grid, see ESCALATION_LEVELS).
     escalation_level: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
-    handling_cell_id: Mapped[int | None] = mapped_column(ForeignKey("cells.id", ondelete="RESTRICT"),
-                                                         index=True)
+    handling_cell_id: Mapped[int | None] = mapped_column(ForeignKey("cells.id", ondelete="RESTRICT"), index=True)
     escalated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     critical: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default="0")
     # The escalation level at which the assignee was last reminded of a yellow case (once per level).
@@ -174,8 +175,7 @@ class CaseEvent(db.Model):
     __tablename__ = "case_events"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    report_id: Mapped[int] = mapped_column(ForeignKey("reports.id", ondelete="RESTRICT"), nullable=False,
-                                           index=True)
+    report_id: Mapped[int] = mapped_column(ForeignKey("reports.id", ondelete="RESTRICT"), nullable=False, index=True)
     actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
     actor_role: Mapped[str | None] = mapped_column(String(16))
     action: Mapped[str] = mapped_column(String(32), nullable=False)
@@ -188,13 +188,30 @@ class CaseEvent(db.Model):
     report: Mapped[Report] = relationship()
 
     @classmethod
-    def of(cls, report: Report, actor: Any, action: str, from_status: str | None, at: datetime, *,
-           note: str | None = None, data: dict | None = None) -> CaseEvent:
+    def of(
+        cls,
+        report: Report,
+        actor: Any,
+        action: str,
+        from_status: str | None,
+        at: datetime,
+        *,
+        note: str | None = None,
+        data: dict | None = None,
+    ) -> CaseEvent:
         """The event of `action` on the case, leaving it in its current status: by `actor` (a user), or by the
         system when there is none. The escalation sweep writes the same columns set-based, by INSERT ... SELECT."""
-        return cls(report=report, actor_id=actor.id if actor else None, actor_role=actor.role if actor else "system",
-                   action=action, from_status=from_status, to_status=report.status, note=note, data=data,
-                   created_at=at)
+        return cls(
+            report=report,
+            actor_id=actor.id if actor else None,
+            actor_role=actor.role if actor else "system",
+            action=action,
+            from_status=from_status,
+            to_status=report.status,
+            note=note,
+            data=data,
+            created_at=at,
+        )
 
 
 class Notification(db.Model):

@@ -1,4 +1,5 @@
 """The change log the sync feed reads: one row per write to a case, a case event or a notification."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -20,10 +21,22 @@ class SyncChange(db.Model):
     __table_args__ = (
         Index("ix_sync_changes_position", "xid", "seq"),
         # Cases and events are found through the reader's visible reports, notifications through the reader.
-        Index("ix_sync_changes_report_position", "report_id", "xid", "seq",
-              postgresql_where=text("report_id IS NOT NULL"), sqlite_where=text("report_id IS NOT NULL")),
-        Index("ix_sync_changes_user_position", "user_id", "xid", "seq",
-              postgresql_where=text("user_id IS NOT NULL"), sqlite_where=text("user_id IS NOT NULL")),
+        Index(
+            "ix_sync_changes_report_position",
+            "report_id",
+            "xid",
+            "seq",
+            postgresql_where=text("report_id IS NOT NULL"),
+            sqlite_where=text("report_id IS NOT NULL"),
+        ),
+        Index(
+            "ix_sync_changes_user_position",
+            "user_id",
+            "xid",
+            "seq",
+            postgresql_where=text("user_id IS NOT NULL"),
+            sqlite_where=text("user_id IS NOT NULL"),
+        ),
         {"sqlite_autoincrement": True},
     )
 
@@ -37,6 +50,6 @@ class SyncChange(db.Model):
     report_id: Mapped[int | None] = mapped_column(Integer)
     # Set for notifications (their recipient), NULL otherwise.
     user_id: Mapped[int | None] = mapped_column(Integer)
-    changed_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False,
-                                                 server_default=text("CURRENT_TIMESTAMP"))
-
+    changed_at: Mapped[datetime] = mapped_column(
+        UTCDateTime(), nullable=False, server_default=text("CURRENT_TIMESTAMP")
+    )

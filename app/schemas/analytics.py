@@ -1,27 +1,36 @@
 """Analytics query strings and the trend response."""
+
 from marshmallow import Schema, fields, validate
 
 from app.schemas.common import AwareDateTime, Id
 
 
 class AnalyticsArgs(Schema):
-    created_from = AwareDateTime(data_key="from", metadata={"description": "Filed at or after; default 30 days "
-                                                                           "before `to`."})
+    created_from = AwareDateTime(
+        data_key="from", metadata={"description": "Filed at or after; default 30 days before `to`."}
+    )
     created_to = AwareDateTime(data_key="to", metadata={"description": "Filed before; default now."})
     category = fields.String(validate=validate.Length(min=1, max=32))
     cell = Id(from_query=True, metadata={"description": "Reports routed to that cell's subtree."})
 
 
 class HotspotArgs(AnalyticsArgs):
-    eps_m = fields.Float(load_default=100.0, validate=validate.Range(1, 2000),
-                         metadata={"description": "DBSCAN neighbourhood radius in metres."})
-    min_points = fields.Integer(load_default=5, validate=validate.Range(2, 1000),
-                                metadata={"description": "Reports within eps_m (itself included) that make a core."})
+    eps_m = fields.Float(
+        load_default=100.0,
+        validate=validate.Range(1, 2000),
+        metadata={"description": "DBSCAN neighbourhood radius in metres."},
+    )
+    min_points = fields.Integer(
+        load_default=5,
+        validate=validate.Range(2, 1000),
+        metadata={"description": "Reports within eps_m (itself included) that make a core."},
+    )
 
 
 class HeatmapArgs(AnalyticsArgs):
-    size_m = fields.Integer(load_default=200, validate=validate.Range(50, 2000),
-                            metadata={"description": "Side of a square in metres."})
+    size_m = fields.Integer(
+        load_default=200, validate=validate.Range(50, 2000), metadata={"description": "Side of a square in metres."}
+    )
 
 
 class TrendArgs(AnalyticsArgs):

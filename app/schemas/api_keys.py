@@ -1,4 +1,5 @@
 """API keys in and out: the key itself appears only in the answer that creates it."""
+
 from marshmallow import Schema, fields, validate
 
 from app.schemas.common import LocalDateTime, page_of
@@ -12,8 +13,9 @@ class ApiKeyOut(Schema):
     id = fields.Integer()
     name = fields.String()
     prefix = fields.String(metadata={"description": "The key's first characters after g311_, to tell keys apart."})
-    username = fields.Function(lambda k: k.user.username,
-                               metadata={"description": "The account its Open311 requests are filed as."})
+    username = fields.Function(
+        lambda k: k.user.username, metadata={"description": "The account its Open311 requests are filed as."}
+    )
     created_by = fields.Function(lambda k: k.created_by.username if k.created_by else None)
     created_at = LocalDateTime()
     last_used_at = LocalDateTime(allow_none=True)

@@ -1,4 +1,5 @@
 """Photos on reports: the multipart upload in, metadata out."""
+
 from flask_smorest.fields import Upload
 from marshmallow import Schema, ValidationError, fields, validate
 from werkzeug.datastructures import FileStorage
@@ -22,8 +23,11 @@ class SingleUpload(Upload):
 
 
 class AttachmentFormIn(Schema):
-    stage = fields.String(required=True, validate=validate.OneOf([s.value for s in AttachmentStage]),
-                          metadata={"description": "before (the problem), after (the result), verify (the check)"})
+    stage = fields.String(
+        required=True,
+        validate=validate.OneOf([s.value for s in AttachmentStage]),
+        metadata={"description": "before (the problem), after (the result), verify (the check)"},
+    )
 
 
 class AttachmentFileIn(Schema):
@@ -33,15 +37,17 @@ class AttachmentFileIn(Schema):
 class AttachmentOut(Schema):
     id = fields.Integer()
     report_id = fields.Integer()
-    uploader_id = fields.Integer(allow_none=True, metadata={
-        "description": "Null for residents, unless they uploaded it."})
+    uploader_id = fields.Integer(
+        allow_none=True, metadata={"description": "Null for residents, unless they uploaded it."}
+    )
     stage = fields.String()
     media_type = fields.String()
     size_bytes = fields.Integer()
     sha256 = fields.String()
-    original_name = fields.String(allow_none=True, metadata={
-        "description": "The uploader's file name, as a label for staff and the uploader (null for others)."})
+    original_name = fields.String(
+        allow_none=True,
+        metadata={"description": "The uploader's file name, as a label for staff and the uploader (null for others)."},
+    )
     width = fields.Integer(allow_none=True)
     height = fields.Integer(allow_none=True)
     created_at = LocalDateTime()
-

@@ -1,4 +1,5 @@
 """Login, tokens, registration and the caller's profile."""
+
 from marshmallow import Schema, fields, validate
 
 from app.schemas.common import LocalDateTime

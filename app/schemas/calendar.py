@@ -1,4 +1,5 @@
 """Work calendar days in and out."""
+
 from datetime import date
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
@@ -30,10 +31,15 @@ class DayRangeArgs(Schema):
 class DayPutIn(Schema):
     kind = fields.String(required=True, validate=validate.OneOf([k.value for k in DayKind]))
     name = fields.String(allow_none=True, validate=validate.Length(max=100))
-    hours = fields.List(fields.String(validate=validate.Length(max=11)), allow_none=True,
-                        validate=validate.Length(min=1, max=8),
-                        metadata={"description": "Working hours of this date, e.g. [\"09:00-12:00\"]; "
-                                                 "workdays only; omitted: the standard day's hours"})
+    hours = fields.List(
+        fields.String(validate=validate.Length(max=11)),
+        allow_none=True,
+        validate=validate.Length(min=1, max=8),
+        metadata={
+            "description": 'Working hours of this date, e.g. ["09:00-12:00"]; '
+            "workdays only; omitted: the standard day's hours"
+        },
+    )
 
     @validates_schema
     def hours_fit_kind(self, data, **kwargs):

@@ -1,4 +1,5 @@
 """Categories in and out."""
+
 from collections.abc import Mapping
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
@@ -9,9 +10,11 @@ from app.schemas.common import LocalDateTime, StrictBoolean, StrictInteger, page
 UNIT = validate.OneOf([u.value for u in LimitUnit])
 DATATYPES = ("string", "number", "datetime", "text", "singlevaluelist", "multivaluelist")
 LIST_DATATYPES = ("singlevaluelist", "multivaluelist")
-PUBLIC_DESCRIPTION = ("Everyone who may see a case's public view also sees its description, exact location and "
-                      "\"after\" photos (default false: case number, category, status, handling cell, times, "
-                      "public history and the location rounded to the handling cell only).")
+PUBLIC_DESCRIPTION = (
+    "Everyone who may see a case's public view also sees its description, exact location and "
+    '"after" photos (default false: case number, category, status, handling cell, times, '
+    "public history and the location rounded to the handling cell only)."
+)
 
 
 class AttributeValueSchema(Schema):
@@ -30,8 +33,9 @@ class AttributeSchema(Schema):
     datatype_description = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=500))
     order = StrictInteger(required=True, validate=validate.Range(min=1, max=1000))
     description = fields.String(required=True, validate=validate.Length(min=1, max=1000))
-    values = fields.List(fields.Nested(AttributeValueSchema), load_default=list, dump_default=list,
-                         validate=validate.Length(max=100))
+    values = fields.List(
+        fields.Nested(AttributeValueSchema), load_default=list, dump_default=list, validate=validate.Length(max=100)
+    )
 
     @validates_schema
     def values_match_datatype(self, data, **kwargs):
@@ -59,9 +63,12 @@ def _unique_attribute_codes(attributes):
 
 
 def Attributes():  # noqa: N802 - reads as a field type
-    return fields.List(fields.Nested(AttributeSchema), allow_none=True,
-                       validate=[validate.Length(max=50), _unique_attribute_codes],
-                       metadata={"description": "Open311 attribute definitions asked on filing."})
+    return fields.List(
+        fields.Nested(AttributeSchema),
+        allow_none=True,
+        validate=[validate.Length(max=50), _unique_attribute_codes],
+        metadata={"description": "Open311 attribute definitions asked on filing."},
+    )
 
 
 class CategoryOut(Schema):
@@ -98,21 +105,30 @@ class CategoryCreateIn(Schema):
     keywords = fields.String(allow_none=True, validate=validate.Length(max=500))
     time_limit_value = StrictInteger(required=True, validate=validate.Range(min=1, max=24 * 365))
     time_limit_unit = fields.String(load_default=LimitUnit.hours.value, validate=UNIT)
-    escalation_window_value = StrictInteger(load_default=1, validate=validate.Range(min=1, max=24 * 365),
-                                            metadata={"description": "Time each higher level gets after an "
-                                                                     "escalation."})
+    escalation_window_value = StrictInteger(
+        load_default=1,
+        validate=validate.Range(min=1, max=24 * 365),
+        metadata={"description": "Time each higher level gets after an escalation."},
+    )
     escalation_window_unit = fields.String(load_default=LimitUnit.working_days.value, validate=UNIT)
     auto_accept = StrictBoolean(load_default=False, metadata={"description": "Residents' reports start accepted."})
-    auto_dispatch = StrictBoolean(load_default=True,
-                                  metadata={"description": "Accepted cases go to a worker of the cell at once."})
-    self_handling = StrictBoolean(load_default=False,
-                                  metadata={"description": "Workers may accept and assign in their own cells."})
+    auto_dispatch = StrictBoolean(
+        load_default=True, metadata={"description": "Accepted cases go to a worker of the cell at once."}
+    )
+    self_handling = StrictBoolean(
+        load_default=False, metadata={"description": "Workers may accept and assign in their own cells."}
+    )
     active = StrictBoolean(load_default=True)
-    duplicate_radius_m = StrictInteger(load_default=250, validate=validate.Range(min=0, max=5000), metadata={
-        "description": "New reports are offered the open cases of this category within this many metres "
-                       "(0: none)."})
+    duplicate_radius_m = StrictInteger(
+        load_default=250,
+        validate=validate.Range(min=0, max=5000),
+        metadata={
+            "description": "New reports are offered the open cases of this category within this many metres (0: none)."
+        },
+    )
     requires_after_photo = StrictBoolean(
-        load_default=False, metadata={"description": "Resolving a case needs an \"after\" photo on it."})
+        load_default=False, metadata={"description": 'Resolving a case needs an "after" photo on it.'}
+    )
     public = StrictBoolean(load_default=False, metadata={"description": PUBLIC_DESCRIPTION})
     attributes = Attributes()
 

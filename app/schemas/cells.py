@@ -1,4 +1,5 @@
 """Cells in and out, the import file and routing results."""
+
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from app.models import CellLevel
@@ -104,6 +105,8 @@ class LocateArgs(Schema):
 class LocateOut(Schema):
     cell = fields.Nested(CellRef)
     ancestors = fields.List(fields.Nested(CellRef))
-    routed_by = fields.String(metadata={"description": "covers: inside the cell; nearest: within the fallback distance"})
+    routed_by = fields.String(
+        metadata={"description": "covers: inside the cell; nearest: within the fallback distance"}
+    )
     distance_m = fields.Float()
     location = fields.Dict(metadata={"description": "The WGS-84 point that was routed."})

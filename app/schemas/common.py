@@ -1,4 +1,5 @@
 """Shared fields and schemas: strict JSON types, local timestamps, pagination, problems."""
+
 from __future__ import annotations
 
 import math
@@ -159,8 +160,13 @@ class ProblemSchema(Schema):
     detail = fields.String()
     code = fields.String(metadata={"description": "Stable machine-readable code"})
     instance = fields.String(metadata={"description": "The request path"})
-    errors = fields.Raw(metadata={"description": "validation_failed and the like: the fields in error, each with "
-                                                 "its messages; a grid import: its bad features"})
+    errors = fields.Raw(
+        metadata={
+            "description": "validation_failed and the like: the fields in error, each with "
+            "its messages; a grid import: its bad features"
+        }
+    )
     action = fields.String(metadata={"description": "transition_not_allowed: the action refused"})
-    case_status = fields.String(metadata={"description": "transition_not_allowed: the case's status, which the "
-                                                         "action may not leave from"})
+    case_status = fields.String(
+        metadata={"description": "transition_not_allowed: the case's status, which the action may not leave from"}
+    )

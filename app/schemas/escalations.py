@@ -1,4 +1,5 @@
 """Escalated cases for supervisor review."""
+
 from marshmallow import Schema, fields, validate
 
 from app.models import ESCALATION_LEVELS
@@ -23,8 +24,10 @@ class EscalatedCaseOut(Schema):
     level = fields.String(metadata={"description": "The handling level's name: community, street or district."})
     critical = fields.Boolean(attribute="report.critical")
     handling_cell = fields.Nested(CellRef, attribute="report.handling_cell", allow_none=True)
-    chain = fields.List(fields.Nested(CellRef), metadata={"description": "The case's cell and its ancestors, "
-                                                                         "grid first, district last."})
+    chain = fields.List(
+        fields.Nested(CellRef),
+        metadata={"description": "The case's cell and its ancestors, grid first, district last."},
+    )
     assignee = fields.Nested(AssigneeRef, attribute="report.assignee", allow_none=True)
     escalated_at = LocalDateTime(attribute="report.escalated_at", allow_none=True)
     deadline_at = LocalDateTime(attribute="report.deadline_at", allow_none=True)
@@ -37,6 +40,8 @@ EscalatedCasePage = page_of(EscalatedCaseOut, "EscalatedCasePage")
 
 
 class EscalationListArgs(PageArgs):
-    cell = fields.String(validate=validate.Length(min=6, max=20),
-                         metadata={"description": "Only cases handled in this cell's subtree (a cell code)."})
+    cell = fields.String(
+        validate=validate.Length(min=6, max=20),
+        metadata={"description": "Only cases handled in this cell's subtree (a cell code)."},
+    )
     level = fields.String(validate=validate.OneOf(ESCALATION_LEVELS[1:]))

@@ -1,4 +1,5 @@
 """Notifications out, and the list's filter."""
+
 from marshmallow import Schema, fields
 
 from app.schemas.common import LocalDateTime, PageArgs, page_of

@@ -1,4 +1,5 @@
 """Patrol check-in batches in, their outcome and the coverage of cells out."""
+
 from __future__ import annotations
 
 import math
@@ -17,8 +18,15 @@ MAX_POINTS = 1000
 POINT_FIELDS = ("time", "lon", "lat", "crs", "accuracy")
 
 
-def _number(raw: dict[str, Any], name: str, low: float | None, high: float | None,
-            reasons: list[dict[str, str]], *, required: bool = True) -> float | None:
+def _number(
+    raw: dict[str, Any],
+    name: str,
+    low: float | None,
+    high: float | None,
+    reasons: list[dict[str, str]],
+    *,
+    required: bool = True,
+) -> float | None:
     if name not in raw or (raw[name] is None and not required):
         if required:
             reasons.append(reason(name, "required", "Missing data for required field."))
@@ -108,9 +116,16 @@ POINT_DOC = {
 
 
 class CheckinBatchIn(Schema):
-    points = PointList(required=True, metadata={
-        "type": "array", "minItems": 1, "maxItems": MAX_POINTS, "items": POINT_DOC,
-        "description": "Impossible points are refused one by one (see `rejected`); the others are stored."})
+    points = PointList(
+        required=True,
+        metadata={
+            "type": "array",
+            "minItems": 1,
+            "maxItems": MAX_POINTS,
+            "items": POINT_DOC,
+            "description": "Impossible points are refused one by one (see `rejected`); the others are stored.",
+        },
+    )
 
     @post_load
     def _judge_points(self, data, **kwargs):
@@ -126,8 +141,12 @@ class CheckinBatchIn(Schema):
 
 class ReasonOut(Schema):
     field = fields.String()
-    code = fields.String(metadata={"description": "required, invalid_type, not_finite, out_of_range, unknown_crs, "
-                                                  "invalid_datetime, missing_offset, unknown_field, in_the_future"})
+    code = fields.String(
+        metadata={
+            "description": "required, invalid_type, not_finite, out_of_range, unknown_crs, "
+            "invalid_datetime, missing_offset, unknown_field, in_the_future"
+        }
+    )
     message = fields.String()
 
 
@@ -145,8 +164,11 @@ class CheckinResultOut(Schema):
 
 
 class CoverageArgs(PageArgs):
-    cell = Id(from_query=True, required=True,
-              metadata={"description": "A cell id: itself if a grid cell, else its subtree's grid cells."})
+    cell = Id(
+        from_query=True,
+        required=True,
+        metadata={"description": "A cell id: itself if a grid cell, else its subtree's grid cells."},
+    )
     date = Day(load_default=None, metadata={"description": "Local day (TIMEZONE); default today."})
 
 
@@ -155,14 +177,19 @@ class CoverageWorkerOut(Schema):
     points = fields.Integer()
     first_at = LocalDateTime()
     last_at = LocalDateTime()
-    distance_m = fields.Float(metadata={"description": "Geodesic metres between the worker's consecutive points "
-                                                       "in this cell that day, in time order."})
+    distance_m = fields.Float(
+        metadata={
+            "description": "Geodesic metres between the worker's consecutive points "
+            "in this cell that day, in time order."
+        }
+    )
 
 
 class CoverageCellOut(Schema):
     cell = fields.Nested(CellRef)
-    workers = fields.List(fields.Nested(CoverageWorkerOut), metadata={"description": "By username; none: "
-                                                                                     "nobody patrolled it."})
+    workers = fields.List(
+        fields.Nested(CoverageWorkerOut), metadata={"description": "By username; none: nobody patrolled it."}
+    )
 
 
 class CoveragePage(page_of(CoverageCellOut, "CoveragePageBase")):

@@ -1,4 +1,5 @@
 """Reports in and out."""
+
 from marshmallow import (
     Schema,
     ValidationError,
@@ -70,29 +71,40 @@ class ReportOut(Schema):
     for its reporter and the staff in scope; for anyone else (a follower, say) only the fields of the public
     view."""
 
-    view = fields.String(metadata={"description": "full | public. The public view carries only id, case_number, "
-                                                  "category, status, handling_cell, created_at, closed_at and a "
-                                                  "location rounded to the handling cell (precision: cell), plus "
-                                                  "description and the exact point (precision: exact) when the "
-                                                  "category is public."})
+    view = fields.String(
+        metadata={
+            "description": "full | public. The public view carries only id, case_number, "
+            "category, status, handling_cell, created_at, closed_at and a "
+            "location rounded to the handling cell (precision: cell), plus "
+            "description and the exact point (precision: exact) when the "
+            "category is public."
+        }
+    )
     id = fields.Integer()
     case_number = fields.String()
     status = fields.String()
     category = fields.Nested(CategoryRef)
     description = fields.String()
     address = fields.String(allow_none=True)
-    location = fields.Function(lambda case: case.location, allow_none=True, metadata={
-        "description": "WGS-84, whatever crs was sent. In the public view: `precision` cell (a point inside the "
-                       "handling cell; null while in triage) or exact."})
+    location = fields.Function(
+        lambda case: case.location,
+        allow_none=True,
+        metadata={
+            "description": "WGS-84, whatever crs was sent. In the public view: `precision` cell (a point inside the "
+            "handling cell; null while in triage) or exact."
+        },
+    )
     cell = fields.Nested(CellRef, allow_none=True)
     routed_by = fields.String(allow_none=True)
     routing_distance_m = fields.Float(allow_none=True)
     distance_m = fields.Float(allow_none=True, metadata={"description": "Metres to `near`; null otherwise."})
     needs_triage = fields.Boolean()
     reporter_id = fields.Integer()
-    sla_state = fields.Function(lambda case: case.sla_state, allow_none=True,
-                                metadata={"description": "green | yellow (80 % used) | red (overdue); null "
-                                                         "before acceptance."})
+    sla_state = fields.Function(
+        lambda case: case.sla_state,
+        allow_none=True,
+        metadata={"description": "green | yellow (80 % used) | red (overdue); null before acceptance."},
+    )
     assignee = fields.Nested(UserRef, allow_none=True)
     accepted_at = LocalDateTime(allow_none=True)
     assigned_at = LocalDateTime(allow_none=True)
@@ -100,8 +112,10 @@ class ReportOut(Schema):
     closed_at = LocalDateTime(allow_none=True)
     deadline_at = LocalDateTime(allow_none=True, metadata={"description": "The handling level's deadline."})
     warn_at = LocalDateTime(allow_none=True)
-    due_at = LocalDateTime(allow_none=True, metadata={"description": "The case's own due time (limit, holds, "
-                                                                     "extensions); escalation leaves it."})
+    due_at = LocalDateTime(
+        allow_none=True,
+        metadata={"description": "The case's own due time (limit, holds, extensions); escalation leaves it."},
+    )
     time_limit_value = fields.Integer(allow_none=True)
     time_limit_unit = fields.String(allow_none=True)
     extension_value = fields.Integer()
@@ -113,12 +127,24 @@ class ReportOut(Schema):
     created_at = LocalDateTime()
     updated_at = LocalDateTime()
     # Filled per viewer by the presenter (never loaded from the relationship for those who may not see it).
-    reporter = fields.Nested(ReporterOut, attribute="personal_data_of_reporter", allow_none=True, metadata={
-        "description": "The reporter's name and phone: for the reporter, supervisors of the case's subtree and "
-                       "admins; null for everyone else."})
-    contact = fields.Nested(ContactOut, attribute="personal_data_of_contact", allow_none=True, metadata={
-        "description": "The contact an Open311 client sent with the request (null when none): under the same "
-                       "rule as `reporter`."})
+    reporter = fields.Nested(
+        ReporterOut,
+        attribute="personal_data_of_reporter",
+        allow_none=True,
+        metadata={
+            "description": "The reporter's name and phone: for the reporter, supervisors of the case's subtree and "
+            "admins; null for everyone else."
+        },
+    )
+    contact = fields.Nested(
+        ContactOut,
+        attribute="personal_data_of_contact",
+        allow_none=True,
+        metadata={
+            "description": "The contact an Open311 client sent with the request (null when none): under the same "
+            "rule as `reporter`."
+        },
+    )
     rating = fields.Integer(allow_none=True, metadata={"description": "The reporter's 1-5 rating, once closed."})
     rating_comment = fields.String(allow_none=True)
     rated_at = LocalDateTime(allow_none=True)
@@ -142,11 +168,14 @@ class ReportOut(Schema):
 
 
 class ReportPage(page_of(ReportOut, "ReportPageBase")):
-    total_is_lower_bound = fields.Boolean(metadata={
-        "description": "True when the list has spatial filters (near, bbox, within, within_geojson) and more "
-                       f"than {COUNT_CAP:,} matches: counting stops there, so `total` is {COUNT_CAP:,} (or the end "
-                       "of this page) and means more than that. False when `total` is exact. Absent without spatial "
-                       "filters (their total is always exact)."})
+    total_is_lower_bound = fields.Boolean(
+        metadata={
+            "description": "True when the list has spatial filters (near, bbox, within, within_geojson) and more "
+            f"than {COUNT_CAP:,} matches: counting stops there, so `total` is {COUNT_CAP:,} (or the end "
+            "of this page) and means more than that. False when `total` is exact. Absent without spatial "
+            "filters (their total is always exact)."
+        }
+    )
 
     @post_dump
     def _flag_only_with_spatial_filters(self, data, **kwargs):
@@ -174,13 +203,16 @@ class ReportListArgs(PageArgs):
     sla_state = fields.String(validate=validate.OneOf(SLA_STATES))
     escalation_level = fields.Integer(validate=validate.Range(min=0, max=len(ESCALATION_LEVELS) - 1))
     assignee_id = Id(from_query=True)
-    overdue = fields.Boolean(metadata={"description": "Only cases past their deadline with the clock running "
-                                                      "(or only the others)."})
+    overdue = fields.Boolean(
+        metadata={"description": "Only cases past their deadline with the clock running (or only the others)."}
+    )
     near = LonLat(metadata={"description": "lon,lat in `crs`: reports within `radius`, nearest first."})
     radius = fields.Float(validate=validate.Range(1, 5000), metadata={"description": "Metres, with near."})
     crs = CrsField()
-    bbox = BBox(validate=_small_box, metadata={"description": "min_lon,min_lat,max_lon,max_lat (WGS-84), "
-                                                             "at most 0.5 degree a side."})
+    bbox = BBox(
+        validate=_small_box,
+        metadata={"description": "min_lon,min_lat,max_lon,max_lat (WGS-84), at most 0.5 degree a side."},
+    )
     within = Id(from_query=True, metadata={"description": "Inside that cell's polygon, wherever routed."})
 
     @validates_schema
@@ -212,15 +244,21 @@ class PolygonField(fields.Field):
 
 
 class ReportSearchIn(ReportListArgs):
-    polygon = PolygonField(required=True, data_key="within_geojson",
-                           metadata={"description": "GeoJSON Polygon (WGS-84), at most 1,000 vertices."})
+    polygon = PolygonField(
+        required=True,
+        data_key="within_geojson",
+        metadata={"description": "GeoJSON Polygon (WGS-84), at most 1,000 vertices."},
+    )
 
 
 class CountsOut(Schema):
     total = fields.Integer()
     by_status = fields.Dict(keys=fields.String(), values=fields.Integer())
-    by_sla_state = fields.Dict(keys=fields.String(), values=fields.Integer(),
-                               metadata={"description": "green, yellow, red; none: no clock running."})
+    by_sla_state = fields.Dict(
+        keys=fields.String(),
+        values=fields.Integer(),
+        metadata={"description": "green, yellow, red; none: no clock running."},
+    )
 
 
 class ChildCountsOut(CountsOut):
@@ -240,8 +278,12 @@ class EventOut(Schema):
     actor_role = fields.String(allow_none=True)
     note = fields.String(allow_none=True)
     data = fields.Dict(allow_none=True)
-    actor = fields.String(metadata={"description": "Residents' public history only, instead of actor_id, actor_role "
-                                                   "and data: you | reporter | staff | system."})
+    actor = fields.String(
+        metadata={
+            "description": "Residents' public history only, instead of actor_id, actor_role "
+            "and data: you | reporter | staff | system."
+        }
+    )
     created_at = LocalDateTime()
 
 
@@ -273,8 +315,11 @@ class RerouteIn(Schema):
 
 
 class ExtensionRequestIn(Schema):
-    value = StrictInteger(required=True, validate=validate.Range(min=1, max=24 * 365),
-                          metadata={"description": "Extra time in the unit of the case's limit."})
+    value = StrictInteger(
+        required=True,
+        validate=validate.Range(min=1, max=24 * 365),
+        metadata={"description": "Extra time in the unit of the case's limit."},
+    )
     reason = _note(required=True)
 
 

@@ -1,4 +1,5 @@
 """Residents' requests and answers: own reports, rating, following, similar open cases."""
+
 from marshmallow import Schema, fields, validate
 
 from app.models import ReportStatus
@@ -13,8 +14,11 @@ class MyReportsArgs(PageArgs):
 
 
 class RateIn(Schema):
-    score = StrictInteger(required=True, validate=validate.Range(min=1, max=5),
-                          metadata={"description": "1 (very unsatisfied) to 5 (very satisfied)."})
+    score = StrictInteger(
+        required=True,
+        validate=validate.Range(min=1, max=5),
+        metadata={"description": "1 (very unsatisfied) to 5 (very satisfied)."},
+    )
     comment = fields.String(validate=validate.Length(min=1, max=MAX_COMMENT))
 
 
@@ -33,7 +37,11 @@ class SimilarCaseOut(ReportOut):
 
 
 class ReportCreatedOut(ReportOut):
-    similar_open_cases = fields.List(fields.Nested(SimilarCaseOut), metadata={
-        "description": "Up to 5 open cases of the same category within its duplicate_radius_m, nearest first, in "
-                       "their public view: follow one (POST /reports/{id}/actions/follow) rather than file it "
-                       "twice."})
+    similar_open_cases = fields.List(
+        fields.Nested(SimilarCaseOut),
+        metadata={
+            "description": "Up to 5 open cases of the same category within its duplicate_radius_m, nearest first, in "
+            "their public view: follow one (POST /reports/{id}/actions/follow) rather than file it "
+            "twice."
+        },
+    )

@@ -1,4 +1,5 @@
 """Statistics in and out."""
+
 from marshmallow import Schema, fields, validate
 
 from app.schemas.auth import CellRef
@@ -6,8 +7,11 @@ from app.schemas.common import AwareDateTime, LocalDateTime
 
 
 class SummaryArgs(Schema):
-    cell = fields.String(required=True, validate=validate.Length(min=6, max=20),
-                         metadata={"description": "Code of the cell whose children are compared."})
+    cell = fields.String(
+        required=True,
+        validate=validate.Length(min=6, max=20),
+        metadata={"description": "Code of the cell whose children are compared."},
+    )
     start = AwareDateTime(required=True, data_key="from", metadata={"description": "Period start (inclusive)."})
     end = AwareDateTime(required=True, data_key="to", metadata={"description": "Period end (exclusive)."})
 
@@ -20,14 +24,19 @@ class CellFiguresOut(Schema):
     due = fields.Integer(metadata={"description": "Cases whose due time falls in the period."})
     due_on_hold = fields.Integer(metadata={"description": "Of those, on hold now (left out of the rate)."})
     due_closed_on_time = fields.Integer(metadata={"description": "Of those due, closed by their due time."})
-    on_time_rate = fields.Float(allow_none=True, metadata={
-        "description": "按期结案率 = due_closed_on_time / (due - due_on_hold); null when that is 0."})
+    on_time_rate = fields.Float(
+        allow_none=True,
+        metadata={"description": "按期结案率 = due_closed_on_time / (due - due_on_hold); null when that is 0."},
+    )
     overdue_backlog = fields.Integer(metadata={"description": "Open cases past their due time now."})
-    avg_close_seconds = fields.Float(allow_none=True, metadata={
-        "description": "Mean time from filing to closing of the cases closed in the period."})
+    avg_close_seconds = fields.Float(
+        allow_none=True, metadata={"description": "Mean time from filing to closing of the cases closed in the period."}
+    )
     escalations = fields.Integer(metadata={"description": "Escalation steps taken in the period."})
-    satisfaction_avg = fields.Float(allow_none=True, metadata={
-        "description": "Mean rating (1-5) of the cases rated in the period; null when none was."})
+    satisfaction_avg = fields.Float(
+        allow_none=True,
+        metadata={"description": "Mean rating (1-5) of the cases rated in the period; null when none was."},
+    )
     satisfaction_count = fields.Integer(metadata={"description": "Cases rated in the period."})
 
 

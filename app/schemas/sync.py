@@ -1,4 +1,5 @@
 """The sync feed's query and page."""
+
 from marshmallow import Schema, fields, validate
 
 from app.schemas.notifications import NotificationOut
@@ -31,8 +32,13 @@ class SyncArgs(Schema):
 class ChangeOut(Schema):
     type = fields.String(metadata={"description": "case | event | notification"})
     id = fields.Integer()
-    data = fields.Method("_data", metadata={"description": "By type: a ReportOut with its version, an EventOut "
-                                                            "with its report_id, or a NotificationOut."})
+    data = fields.Method(
+        "_data",
+        metadata={
+            "description": "By type: a ReportOut with its version, an EventOut "
+            "with its report_id, or a NotificationOut."
+        },
+    )
 
     def _data(self, change):
         return _DATA_SCHEMAS[change.type].dump(change.data)

@@ -1,4 +1,5 @@
 """A worker's tasks and cells out."""
+
 from marshmallow import Schema, fields, validate
 
 from app.models import LISTABLE_TASK_STATUSES, TASK_STATUSES
@@ -8,8 +9,12 @@ from app.schemas.reports import ReportOut
 
 
 class TaskListArgs(PageArgs):
-    status = fields.String(validate=validate.OneOf(LISTABLE_TASK_STATUSES), metadata={
-        "description": f"Only this status; default {', '.join(TASK_STATUSES)} (resolved cases wait on a check)."})
+    status = fields.String(
+        validate=validate.OneOf(LISTABLE_TASK_STATUSES),
+        metadata={
+            "description": f"Only this status; default {', '.join(TASK_STATUSES)} (resolved cases wait on a check)."
+        },
+    )
 
 
 class LastEventOut(Schema):

@@ -1,4 +1,5 @@
 """People management in and out: listing filters, an admin's create and edit, a user's own edit."""
+
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from app.models import Role
@@ -12,8 +13,10 @@ class UserListArgs(PageArgs):
     role = fields.String(validate=validate.OneOf(ROLES))
     active = fields.Boolean()
     cell_id = Id(from_query=True, metadata={"description": "Supervisors of this cell and workers serving it today."})
-    q = fields.String(validate=validate.Length(min=1, max=64),
-                      metadata={"description": "Part of the username, display name or phone number."})
+    q = fields.String(
+        validate=validate.Length(min=1, max=64),
+        metadata={"description": "Part of the username, display name or phone number."},
+    )
 
 
 UserPage = page_of(UserOut, "UserPage")
@@ -25,20 +28,28 @@ class UserCreateIn(Schema):
     role = fields.String(required=True, validate=validate.OneOf(ROLES))
     display_name = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=100))
     phone = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=20))
-    cell_code = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=20),
-                              metadata={"description": "A supervisor's subtree root, or a worker's first "
-                                                       "(primary, from today) grid cell."})
+    cell_code = fields.String(
+        load_default=None,
+        allow_none=True,
+        validate=validate.Length(min=1, max=20),
+        metadata={"description": "A supervisor's subtree root, or a worker's first (primary, from today) grid cell."},
+    )
 
 
 class UserUpdateIn(Schema):
     display_name = fields.String(allow_none=True, validate=validate.Length(min=1, max=100))
     phone = fields.String(allow_none=True, validate=validate.Length(max=20))
     role = fields.String(validate=validate.OneOf(ROLES))
-    cell_code = fields.String(allow_none=True, validate=validate.Length(min=1, max=20),
-                              metadata={"description": "A supervisor's subtree root."})
+    cell_code = fields.String(
+        allow_none=True,
+        validate=validate.Length(min=1, max=20),
+        metadata={"description": "A supervisor's subtree root."},
+    )
     active = StrictBoolean(metadata={"description": "false deactivates: no login, every token refused."})
-    password = fields.String(validate=validate.Length(min=8, max=128),
-                             metadata={"description": "A password reset; ends every login of the user."})
+    password = fields.String(
+        validate=validate.Length(min=8, max=128),
+        metadata={"description": "A password reset; ends every login of the user."},
+    )
 
 
 class MeUpdateIn(Schema):

@@ -1,4 +1,5 @@
 """Worker assignments, duty changes and the workers' overview."""
+
 from marshmallow import Schema, fields, validate
 
 from app.models import Duty
@@ -11,9 +12,11 @@ class AssignmentIn(Schema):
     user_id = Id(required=True)
     duty = fields.String(load_default=Duty.primary.value, validate=validate.OneOf([d.value for d in Duty]))
     valid_from = Day(load_default=None, metadata={"description": "Local day; default today."})
-    valid_to = Day(load_default=None, allow_none=True,
-                           metadata={"description": "Last local day served (inclusive); none: open-ended."})
-
+    valid_to = Day(
+        load_default=None,
+        allow_none=True,
+        metadata={"description": "Last local day served (inclusive); none: open-ended."},
+    )
 
 
 class AssignmentOut(Schema):

@@ -1,9 +1,10 @@
 """The demo district: grid, categories, work calendar and one account of every role."""
+
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Callable, Iterable
 from zoneinfo import ZoneInfo
 
 from flask import current_app
@@ -19,8 +20,16 @@ from app.services.people.sessions import find_user_by_username
 from app.services.people.users import create_user
 from app.services.people.workers import assign
 
-DEMO_GRID = GridSpec(district_code="330106", district_name="演示区", origin_lon=120.10, origin_lat=30.24,
-                     streets=3, communities_per_street=3, grid_side=4, cell_size_m=250.0)
+DEMO_GRID = GridSpec(
+    district_code="330106",
+    district_name="演示区",
+    origin_lon=120.10,
+    origin_lat=30.24,
+    streets=3,
+    communities_per_street=3,
+    grid_side=4,
+    cell_size_m=250.0,
+)
 
 # (code, group, name, limit, unit, keywords) after digital city-management tables (see shared/reference): working
 # time for routine classes, calendar hours for emergencies and night-time nuisances.
@@ -56,22 +65,55 @@ PUBLIC = {"0502", "0503"}
 # Open311 attributes (service definitions) for a few classes, asked when a request is filed.
 ATTRIBUTES = {
     "0102": [
-        {"code": "volume", "datatype": "singlevaluelist", "required": True, "order": 1,
-         "description": "大约多少垃圾？", "values": [{"key": "small", "name": "一袋以内"},
-                                                   {"key": "medium", "name": "一车以内"},
-                                                   {"key": "large", "name": "一车以上"}]},
-        {"code": "kinds", "datatype": "multivaluelist", "required": False, "order": 2,
-         "description": "垃圾种类", "values": [{"key": "household", "name": "生活垃圾"},
-                                             {"key": "construction", "name": "建筑垃圾"},
-                                             {"key": "hazardous", "name": "有害垃圾"}]},
+        {
+            "code": "volume",
+            "datatype": "singlevaluelist",
+            "required": True,
+            "order": 1,
+            "description": "大约多少垃圾？",
+            "values": [
+                {"key": "small", "name": "一袋以内"},
+                {"key": "medium", "name": "一车以内"},
+                {"key": "large", "name": "一车以上"},
+            ],
+        },
+        {
+            "code": "kinds",
+            "datatype": "multivaluelist",
+            "required": False,
+            "order": 2,
+            "description": "垃圾种类",
+            "values": [
+                {"key": "household", "name": "生活垃圾"},
+                {"key": "construction", "name": "建筑垃圾"},
+                {"key": "hazardous", "name": "有害垃圾"},
+            ],
+        },
     ],
     "0502": [
-        {"code": "notice", "variable": False, "datatype": "string", "order": 1,
-         "description": "有人员受伤请直接拨打 120。"},
-        {"code": "diameter_m", "datatype": "number", "required": True, "order": 2,
-         "description": "坑洞直径（米）", "datatype_description": "约数即可，如 1.5"},
-        {"code": "blocks_traffic", "datatype": "singlevaluelist", "required": False, "order": 3,
-         "description": "是否阻断交通", "values": [{"key": "yes", "name": "是"}, {"key": "no", "name": "否"}]},
+        {
+            "code": "notice",
+            "variable": False,
+            "datatype": "string",
+            "order": 1,
+            "description": "有人员受伤请直接拨打 120。",
+        },
+        {
+            "code": "diameter_m",
+            "datatype": "number",
+            "required": True,
+            "order": 2,
+            "description": "坑洞直径（米）",
+            "datatype_description": "约数即可，如 1.5",
+        },
+        {
+            "code": "blocks_traffic",
+            "datatype": "singlevaluelist",
+            "required": False,
+            "order": 3,
+            "description": "是否阻断交通",
+            "values": [{"key": "yes", "name": "是"}, {"key": "no", "name": "否"}],
+        },
     ],
 }
 
@@ -120,12 +162,21 @@ def seed_demo(password: str, progress: Callable[[Iterable, str], Iterable] = lam
     if db.session.scalars(select(Cell).where(Cell.code == DEMO_GRID.district_code)).first() is None:
         result.cells_created = import_cells(generate(DEMO_GRID), progress).created
     for code, group, name, limit, unit, keywords in CATEGORIES:
-        _, created = upsert_category({"code": code, "group": group, "name": name, "time_limit_value": limit,
-                                      "time_limit_unit": unit, "keywords": keywords,
-                                      "description": f"{group} / {name}",
-                                      # Small jobs a grid worker fixes on the spot (撕小广告, 清扫).
-                                      "self_handling": code in SELF_HANDLED, "public": code in PUBLIC,
-                                      "attributes": ATTRIBUTES.get(code)})
+        _, created = upsert_category(
+            {
+                "code": code,
+                "group": group,
+                "name": name,
+                "time_limit_value": limit,
+                "time_limit_unit": unit,
+                "keywords": keywords,
+                "description": f"{group} / {name}",
+                # Small jobs a grid worker fixes on the spot (撕小广告, 清扫).
+                "self_handling": code in SELF_HANDLED,
+                "public": code in PUBLIC,
+                "attributes": ATTRIBUTES.get(code),
+            }
+        )
         result.categories_created += int(created)
     this_year = datetime.now(ZoneInfo(current_app.config["TIMEZONE"])).year
     for year in (this_year, this_year + 1):
@@ -136,15 +187,25 @@ def seed_demo(password: str, progress: Callable[[Iterable, str], Iterable] = lam
             result.calendar_years_missing.append(year)
     for account in demo_accounts():
         if find_user_by_username(account.username) is None:
-            create_user(username=account.username, password=password, role=account.role,
-                        cell_code=account.cell_code, display_name=account.display_name,
-                        phone=account.username if account.role == Role.resident.value else None)
+            create_user(
+                username=account.username,
+                password=password,
+                role=account.role,
+                cell_code=account.cell_code,
+                display_name=account.display_name,
+                phone=account.username if account.role == Role.resident.value else None,
+            )
             result.users_created += 1
     for username, cell_code in demo_backups():
         worker = find_user_by_username(username)
         cell = db.session.scalars(select(Cell).where(Cell.code == cell_code)).one()
-        if worker is not None and db.session.scalar(select(WorkerCell.id).where(
-                WorkerCell.user_id == worker.id, WorkerCell.cell_id == cell.id).limit(1)) is None:
+        if (
+            worker is not None
+            and db.session.scalar(
+                select(WorkerCell.id).where(WorkerCell.user_id == worker.id, WorkerCell.cell_id == cell.id).limit(1)
+            )
+            is None
+        ):
             assign(cell, user_id=worker.id, duty=Duty.backup.value)
     db.session.flush()
     return result

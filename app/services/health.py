@@ -1,4 +1,5 @@
 """Whether the database answers and carries the latest migration."""
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -40,6 +41,11 @@ def database_state(app: Flask) -> DatabaseState:
         db.session.rollback()
         return DatabaseState(False, f"The database did not answer: {type(exc).__name__}.", head=head)
     if revision != head:
-        return DatabaseState(False, f"The schema is at {revision}, not at the latest migration {head}; "
-                                    "run 'flask db upgrade'.", backend, revision, head)
+        return DatabaseState(
+            False,
+            f"The schema is at {revision}, not at the latest migration {head}; run 'flask db upgrade'.",
+            backend,
+            revision,
+            head,
+        )
     return DatabaseState(True, "ready", backend, revision, head)

@@ -1,12 +1,14 @@
 """Idempotency keys: claim one for the running transaction, find or store its response, purge expired ones."""
+
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import re
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Callable
 
 from flask import current_app
 from sqlalchemy import delete, select
@@ -47,7 +49,8 @@ def canonical_form(form, files) -> bytes:
     parts = [["field", name, value] for name, value in form.items(multi=True)]
     for name, upload in files.items(multi=True):
         digest = hashlib.sha256()
-        for chunk in iter(lambda: upload.stream.read(1 << 16), b""):
+        read = functools.partial(upload.stream.read, 1 << 16)
+        for chunk in iter(read, b""):
             digest.update(chunk)
         upload.stream.seek(0)
         parts.append(["file", name, upload.filename or "", digest.hexdigest()])
@@ -68,7 +71,8 @@ def hold_on_host(scope: str, key: str) -> Callable[[], None]:
     release = locks.try_host_lock(os.path.join(current_app.instance_path, "locks"), _lock_id(scope, key))
     if release is None:
         raise IdempotencyRequestInProgress(
-            "The first request with this Idempotency-Key has not finished; retry when it has.")
+            "The first request with this Idempotency-Key has not finished; retry when it has."
+        )
     return release
 
 
@@ -79,34 +83,51 @@ def claim(user_id: int, key: str, request_fingerprint: str) -> IdempotencyKey | 
     stored response answered another request. An expired response is deleted: the key is fresh again."""
     if not locks.try_transaction_lock(_lock_id(f"user:{user_id}", key)):
         raise IdempotencyRequestInProgress(
-            "The first request with this Idempotency-Key has not finished; retry when it has.")
-    stored = db.session.scalars(select(IdempotencyKey).where(IdempotencyKey.user_id == user_id,
-                                                             IdempotencyKey.key == key)).one_or_none()
+            "The first request with this Idempotency-Key has not finished; retry when it has."
+        )
+    stored = db.session.scalars(
+        select(IdempotencyKey).where(IdempotencyKey.user_id == user_id, IdempotencyKey.key == key)
+    ).one_or_none()
     if stored is None:
         return None
     if stored.expires_at <= utcnow():
         db.session.execute(delete(IdempotencyKey).where(IdempotencyKey.id == stored.id))
         return None
     if stored.fingerprint != request_fingerprint:
-        raise IdempotencyKeyReused("This key answered a request with another method, path or body; "
-                                   "use a new key for a new request.")
+        raise IdempotencyKeyReused(
+            "This key answered a request with another method, path or body; use a new key for a new request."
+        )
     return stored
 
 
 def store(user_id: int, key: str, request_fingerprint: str, status_code: int, headers, body: bytes) -> None:
     """Keep the response in the transaction of the work it reports, so both are committed or neither is."""
     now = utcnow()
-    db.session.add(IdempotencyKey(
-        user_id=user_id, key=key, fingerprint=request_fingerprint, status_code=status_code,
-        headers={name: headers[name] for name in STORED_HEADERS if name in headers}, body=body,
-        created_at=now, expires_at=now + timedelta(seconds=current_app.config["IDEMPOTENCY_TTL_S"])))
+    db.session.add(
+        IdempotencyKey(
+            user_id=user_id,
+            key=key,
+            fingerprint=request_fingerprint,
+            status_code=status_code,
+            headers={name: headers[name] for name in STORED_HEADERS if name in headers},
+            body=body,
+            created_at=now,
+            expires_at=now + timedelta(seconds=current_app.config["IDEMPOTENCY_TTL_S"]),
+        )
+    )
     db.session.flush()
 
 
 def purge_expired(now: datetime, limit: int) -> int:
     """Delete up to `limit` keys expired at `now`; rows another purge holds are passed over."""
-    batch = locks.claim(select(IdempotencyKey.id).where(IdempotencyKey.expires_at <= now)
-                          .order_by(IdempotencyKey.expires_at).limit(limit))
-    result = db.session.execute(delete(IdempotencyKey).where(IdempotencyKey.id.in_(batch.scalar_subquery())),
-                                execution_options={"synchronize_session": False})
+    batch = locks.claim(
+        select(IdempotencyKey.id)
+        .where(IdempotencyKey.expires_at <= now)
+        .order_by(IdempotencyKey.expires_at)
+        .limit(limit)
+    )
+    result = db.session.execute(
+        delete(IdempotencyKey).where(IdempotencyKey.id.in_(batch.scalar_subquery())),
+        execution_options={"synchronize_session": False},
+    )
     return result.rowcount

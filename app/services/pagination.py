@@ -1,8 +1,10 @@
 """Page-number pagination over a deterministic select()."""
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from sqlalchemy import Select, func, select
 
@@ -19,8 +21,14 @@ class Page:
     total_is_lower_bound: bool | None = None
 
 
-def paginate(stmt: Select, page: int, page_size: int, *, count_cap: int | None = None,
-             fetch: Callable[[int], list[Any]] | None = None) -> Page:
+def paginate(
+    stmt: Select,
+    page: int,
+    page_size: int,
+    *,
+    count_cap: int | None = None,
+    fetch: Callable[[int], list[Any]] | None = None,
+) -> Page:
     """The page, then the total. A short page tells the total itself, so only a full (or empty, past the
     end) page costs a count. With count_cap the count stops after count_cap + 1 matches.
 
@@ -33,13 +41,17 @@ def paginate(stmt: Select, page: int, page_size: int, *, count_cap: int | None =
         items = list(db.session.scalars(stmt.limit(page_size).offset(offset)).unique())
     capped = None if count_cap is None else False
     if len(items) < page_size and (items or offset == 0):
-        return Page(items=items, page=page, page_size=page_size, total=offset + len(items),
-                    total_is_lower_bound=capped)
+        return Page(items=items, page=page, page_size=page_size, total=offset + len(items), total_is_lower_bound=capped)
     counted = stmt.order_by(None)
     if count_cap is not None:
         counted = counted.limit(count_cap + 1)
     total = db.session.scalar(select(func.count()).select_from(counted.subquery()))
     if count_cap is not None and total > count_cap:
-        return Page(items=items, page=page, page_size=page_size, total=max(count_cap, offset + len(items)),
-                    total_is_lower_bound=True)
+        return Page(
+            items=items,
+            page=page,
+            page_size=page_size,
+            total=max(count_cap, offset + len(items)),
+            total_is_lower_bound=True,
+        )
     return Page(items=items, page=page, page_size=page_size, total=total, total_is_lower_bound=capped)

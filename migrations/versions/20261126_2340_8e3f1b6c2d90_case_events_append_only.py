@@ -4,10 +4,11 @@ Revision ID: 8e3f1b6c2d90
 Revises: 9e4b2c7a1f03
 Create Date: 2026-11-26 23:30:00
 """
+
 from alembic import op
 
-revision = '8e3f1b6c2d90'
-down_revision = '9e4b2c7a1f03'
+revision = "8e3f1b6c2d90"
+down_revision = "9e4b2c7a1f03"
 branch_labels = None
 depends_on = None
 

@@ -4,17 +4,18 @@ Revision ID: a7c3e1f09b42
 Revises: 83e4f299cf63
 Create Date: 2026-11-26 23:50:00
 """
+
 from alembic import op
 
-revision = 'a7c3e1f09b42'
-down_revision = '83e4f299cf63'
+revision = "a7c3e1f09b42"
+down_revision = "83e4f299cf63"
 branch_labels = None
 depends_on = None
 
 
 def upgrade():
-    op.create_index('ix_reports_created_id', 'reports', ['created_at', 'id'])
+    op.create_index("ix_reports_created_id", "reports", ["created_at", "id"])
 
 
 def downgrade():
-    op.drop_index('ix_reports_created_id', table_name='reports')
+    op.drop_index("ix_reports_created_id", table_name="reports")

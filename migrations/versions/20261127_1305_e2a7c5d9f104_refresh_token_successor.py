@@ -4,11 +4,12 @@ Revision ID: e2a7c5d9f104
 Revises: e1a2b3c4d5f6
 Create Date: 2026-11-27 13:05:00
 """
-from alembic import op
-import sqlalchemy as sa
 
-revision = 'e2a7c5d9f104'
-down_revision = 'e1a2b3c4d5f6'
+import sqlalchemy as sa
+from alembic import op
+
+revision = "e2a7c5d9f104"
+down_revision = "e1a2b3c4d5f6"
 branch_labels = None
 depends_on = None
 
@@ -16,7 +17,7 @@ depends_on = None
 def upgrade():
     # A nullable column without a default: a plain ADD COLUMN on both backends (no batch rebuild). Tokens
     # exchanged before it have none, so a repeat of them stays a replay.
-    op.add_column('refresh_tokens', sa.Column('replaced_by', sa.String(36), nullable=True))
+    op.add_column("refresh_tokens", sa.Column("replaced_by", sa.String(36), nullable=True))
 
 
 def downgrade():

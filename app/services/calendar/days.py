@@ -1,9 +1,10 @@
 """The work calendar's days: effective view, admin overrides, imports from the holiday library, deadline recompute."""
+
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
-from typing import Callable, Iterable
+from datetime import UTC, date, datetime, time, timedelta
 
 import chinese_calendar
 from chinese_calendar import constants as holiday_data
@@ -52,17 +53,24 @@ def _view(day: date, row: CalendarDay | None, calendar: worktime.Calendar) -> Da
         kind, name, source = row.kind, row.name, row.source
     else:
         kind, name, source = (DayKind.workday.value if hours else "rest"), None, "weekly"
-    return DayView(date=day, kind=kind, hours=format_hours(hours),
-                   working_hours=round(hours_seconds(hours) / 3600, 4), name=name, source=source)
+    return DayView(
+        date=day,
+        kind=kind,
+        hours=format_hours(hours),
+        working_hours=round(hours_seconds(hours) / 3600, 4),
+        name=name,
+        source=source,
+    )
 
 
 def days_between(first: date, last: date) -> list[DayView]:
     """Every date from first to last inclusive, oldest first (the API caps the range)."""
-    rows = {row.day: row for row in db.session.scalars(
-        select(CalendarDay).where(CalendarDay.day.between(first, last)))}
+    rows = {row.day: row for row in db.session.scalars(select(CalendarDay).where(CalendarDay.day.between(first, last)))}
     calendar = worktime.current_calendar()
-    return [_view(first + timedelta(days=i), rows.get(first + timedelta(days=i)), calendar)
-            for i in range((last - first).days + 1)]
+    return [
+        _view(first + timedelta(days=i), rows.get(first + timedelta(days=i)), calendar)
+        for i in range((last - first).days + 1)
+    ]
 
 
 def get_day(day: date) -> DayView:
@@ -103,12 +111,21 @@ def library_days(year: int) -> dict[date, tuple[str, str]]:
     if year not in library_years():
         raise CalendarYearUnavailable(
             f"{LIBRARY} has no holidays for {year}; it covers {min(library_years())}-{max(library_years())}. "
-            "Set that year's days by hand (PUT /api/v1/calendar/days/{date}) or upgrade the library.")
+            "Set that year's days by hand (PUT /api/v1/calendar/days/{date}) or upgrade the library."
+        )
     chinese = {holiday.value: holiday.chinese for holiday in holiday_data.Holiday}
-    days = {day: (DayKind.holiday.value, chinese.get(value, value))
-            for day, value in holiday_data.holidays.items() if day.year == year}
-    days.update({day: (DayKind.workday.value, f"{chinese.get(value, value)}调休上班")
-                 for day, value in holiday_data.workdays.items() if day.year == year})
+    days = {
+        day: (DayKind.holiday.value, chinese.get(value, value))
+        for day, value in holiday_data.holidays.items()
+        if day.year == year
+    }
+    days.update(
+        {
+            day: (DayKind.workday.value, f"{chinese.get(value, value)}调休上班")
+            for day, value in holiday_data.workdays.items()
+            if day.year == year
+        }
+    )
     return days
 
 
@@ -117,8 +134,12 @@ def import_year(year: int, progress: Callable[[Iterable, str], Iterable] = lambd
     leave admins' overrides alone. Idempotent."""
     wanted = library_days(year)
     result = ImportResult()
-    stored = {row.day: row for row in db.session.scalars(
-        select(CalendarDay).where(CalendarDay.day.between(date(year, 1, 1), date(year, 12, 31))))}
+    stored = {
+        row.day: row
+        for row in db.session.scalars(
+            select(CalendarDay).where(CalendarDay.day.between(date(year, 1, 1), date(year, 12, 31)))
+        )
+    }
     for day, (kind, name) in progress(sorted(wanted.items()), f"calendar {year}"):
         row = stored.get(day)
         if row is None:
@@ -148,7 +169,7 @@ def recompute_open_cases(since: date, now: datetime | None = None) -> int:
     """
     now = now or utcnow()
     tz = worktime.current_calendar().tz
-    day_start = datetime.combine(since, time.min, tzinfo=tz).astimezone(timezone.utc)
+    day_start = datetime.combine(since, time.min, tzinfo=tz).astimezone(UTC)
     working = sorted(WORKING_UNITS)
     criteria = (
         Report.status.in_(OPEN_STATUSES),
@@ -159,8 +180,9 @@ def recompute_open_cases(since: date, now: datetime | None = None) -> int:
     )
     count, last_id = 0, 0
     while True:
-        batch = db.session.scalars(select(Report).where(*criteria, Report.id > last_id)
-                                   .order_by(Report.id).limit(RECOMPUTE_BATCH)).all()
+        batch = db.session.scalars(
+            select(Report).where(*criteria, Report.id > last_id).order_by(Report.id).limit(RECOMPUTE_BATCH)
+        ).all()
         if not batch:
             return count
         for report in batch:

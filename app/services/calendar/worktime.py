@@ -17,11 +17,12 @@ The work calendar is the weekly schedule (``WORK_HOURS``, in ``TIMEZONE``) overr
 are turned into UTC per date with zoneinfo, so a DST zone keeps its 09:00 on both sides of a switch.
 Every computation walks the days spanned, one interval sum per day.
 """
+
 from __future__ import annotations
 
 from collections import Counter
-from datetime import date, datetime, timedelta, timezone
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from flask import current_app, g
@@ -29,8 +30,8 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.lib.hours import DayHours, hours_seconds, parse_hours, parse_week
-from app.models.base import utcnow
 from app.models import CalendarDay, DayKind, LimitUnit
+from app.models.base import utcnow
 
 LIMIT_UNITS = frozenset(unit.value for unit in LimitUnit)
 
@@ -53,8 +54,12 @@ class NoWorkingTime(ValueError):
 class Calendar:
     """A loaded work calendar: weekly hours, per-date overrides fetched a year at a time, UTC intervals cached."""
 
-    def __init__(self, tz: str | ZoneInfo, week: tuple[DayHours, ...],
-                 overrides: Overrides | Callable[[int], Overrides] | None = None) -> None:
+    def __init__(
+        self,
+        tz: str | ZoneInfo,
+        week: tuple[DayHours, ...],
+        overrides: Overrides | Callable[[int], Overrides] | None = None,
+    ) -> None:
         self.tz = tz if isinstance(tz, ZoneInfo) else ZoneInfo(tz)
         self.week = week
         fixed = overrides or {}
@@ -82,8 +87,8 @@ class Calendar:
             cached = []
             for start, end in self.hours_of(day):
                 # fold=0 maps a wall time inside a spring-forward gap past it, so the interval just shrinks.
-                a = datetime.combine(day, start, tzinfo=self.tz).astimezone(timezone.utc)
-                b = datetime.combine(day, end, tzinfo=self.tz).astimezone(timezone.utc)
+                a = datetime.combine(day, start, tzinfo=self.tz).astimezone(UTC)
+                b = datetime.combine(day, end, tzinfo=self.tz).astimezone(UTC)
                 if b > a:
                     cached.append((a, b))
             self._intervals[day] = cached
@@ -123,7 +128,9 @@ class Calendar:
                 remaining -= b - a
             idle = 0 if worked else idle + 1
             if idle > MAX_IDLE_DAYS:
-                raise NoWorkingTime(f"no working time in the {MAX_IDLE_DAYS} days after {day - timedelta(MAX_IDLE_DAYS)}")
+                raise NoWorkingTime(
+                    f"no working time in the {MAX_IDLE_DAYS} days after {day - timedelta(MAX_IDLE_DAYS)}"
+                )
             day += timedelta(days=1)
 
     def unit_seconds(self, unit: str) -> float:
@@ -158,10 +165,15 @@ def _check_unit(unit: str) -> None:
 
 
 def _stored_overrides(year: int) -> dict[date, DayHours | None]:
-    rows = db.session.execute(select(CalendarDay.day, CalendarDay.kind, CalendarDay.hours)
-                              .where(CalendarDay.day.between(date(year, 1, 1), date(year, 12, 31))))
-    return {day: (() if kind == DayKind.holiday.value else parse_hours(hours) if hours else None)
-            for day, kind, hours in rows}
+    rows = db.session.execute(
+        select(CalendarDay.day, CalendarDay.kind, CalendarDay.hours).where(
+            CalendarDay.day.between(date(year, 1, 1), date(year, 12, 31))
+        )
+    )
+    return {
+        day: (() if kind == DayKind.holiday.value else parse_hours(hours) if hours else None)
+        for day, kind, hours in rows
+    }
 
 
 def load_calendar() -> Calendar:

@@ -1,4 +1,5 @@
 """Report categories and their time limits."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -22,9 +23,7 @@ def get_category(category_id: int) -> Category:
 
 
 def find_active_by_code(code: str) -> Category | None:
-    return db.session.scalars(
-        select(Category).where(Category.code == code, Category.active.is_(True))
-    ).first()
+    return db.session.scalars(select(Category).where(Category.code == code, Category.active.is_(True))).first()
 
 
 def create_category(data: dict[str, Any]) -> Category:

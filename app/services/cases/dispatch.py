@@ -1,4 +1,5 @@
 """Auto-dispatch: hand a freshly accepted case to one of its cell's workers, or tell the supervisors."""
+
 from __future__ import annotations
 
 import functools
@@ -8,10 +9,10 @@ from sqlalchemy import Date, Integer, Select, and_, bindparam, case, func, selec
 
 from app.extensions import db
 from app.models import OPEN_STATUSES, CaseEvent, Duty, Report, ReportStatus, Role, User, WorkerCell
+from app.services.calendar.worktime import local_day
 from app.services.cases import notifications
 from app.services.cases.sla import overdue_filter
 from app.services.people.workers import current_on, on_duty_expr
-from app.services.calendar.worktime import local_day
 
 # Tiers in the order the rule tries them; the name is the reason recorded on the case event.
 REASONS = ("primary_on_duty", "primary_off_duty", "backup_on_duty", "backup_off_duty")
@@ -29,14 +30,21 @@ def _pick_statement() -> Select:
     primary = WorkerCell.duty == Duty.primary.value
     tier = case((and_(primary, on_duty), 0), (primary, 1), (on_duty, 2), else_=3).label("tier")
     last = load.c.last_assigned_at
-    return (select(User, tier)
-            .join(WorkerCell, WorkerCell.user_id == User.id)
-            .outerjoin(load, load.c.user_id == User.id)
-            .where(WorkerCell.cell_id == cell_id, current_on(day),
-                   User.role == Role.worker.value, User.active.is_(True))
-            .order_by(tier, func.coalesce(load.c.open_cases, 0), func.coalesce(load.c.overdue_cases, 0),
-                      case((last.is_(None), 0), else_=1), last, User.id)
-            .limit(1))
+    return (
+        select(User, tier)
+        .join(WorkerCell, WorkerCell.user_id == User.id)
+        .outerjoin(load, load.c.user_id == User.id)
+        .where(WorkerCell.cell_id == cell_id, current_on(day), User.role == Role.worker.value, User.active.is_(True))
+        .order_by(
+            tier,
+            func.coalesce(load.c.open_cases, 0),
+            func.coalesce(load.c.overdue_cases, 0),
+            case((last.is_(None), 0), else_=1),
+            last,
+            User.id,
+        )
+        .limit(1)
+    )
 
 
 def pick_worker(cell_id: int, now: datetime) -> tuple[User, str] | None:
@@ -46,8 +54,7 @@ def pick_worker(cell_id: int, now: datetime) -> tuple[User, str] | None:
     tier the fewest open cases, then the fewest overdue, then the longest since their last assignment
     (never assigned first), then the lowest id so the choice is deterministic.
     """
-    row = db.session.execute(_pick_statement(),
-                             {"cell_id": cell_id, "day": local_day(now), "now": now}).first()
+    row = db.session.execute(_pick_statement(), {"cell_id": cell_id, "day": local_day(now), "now": now}).first()
     if row is None:
         return None
     return row[0], REASONS[row[1]]
@@ -65,28 +72,44 @@ def auto_dispatch(report: Report, now: datetime) -> User | None:
     if picked is None:
         cell = report.cell
         notifications.notify(
-            db.session.scalars(notifications.supervisors_over(cell)), kind="case_unassigned",
+            db.session.scalars(notifications.supervisors_over(cell)),
+            kind="case_unassigned",
             title=f"Case {report.case_number} waits for a worker",
             body=f"No worker serves {cell.name} ({cell.code}) today; assign the case by hand.",
-            report=report, data={"cell_code": cell.code}, dedupe_prefix=f"case_unassigned:{report.id}")
+            report=report,
+            data={"cell_code": cell.code},
+            dedupe_prefix=f"case_unassigned:{report.id}",
+        )
         return None
     worker, reason = picked
     from_status = report.status
     report.assignee_id = worker.id
     report.assigned_at = now
     report.status = ReportStatus.assigned.value
-    db.session.add(CaseEvent.of(report, None, "assign", from_status, now,
-                                data={"automatic": True, "reason": reason, "assignee_id": worker.id}))
+    db.session.add(
+        CaseEvent.of(
+            report,
+            None,
+            "assign",
+            from_status,
+            now,
+            data={"automatic": True, "reason": reason, "assignee_id": worker.id},
+        )
+    )
     db.session.flush()
     return worker
 
 
 def workload(now: datetime, user_ids: Select | list[int]):
     """Per assignee among `user_ids`: open cases, overdue cases and the latest assignment time."""
-    return (select(Report.assignee_id.label("user_id"),
-                   func.sum(case((Report.status.in_(OPEN_STATUSES), 1), else_=0)).label("open_cases"),
-                   func.sum(case((overdue_filter(now), 1), else_=0)).label("overdue_cases"),
-                   func.max(Report.assigned_at).label("last_assigned_at"))
-            .where(Report.assignee_id.in_(user_ids))
-            .group_by(Report.assignee_id)
-            .subquery("workload"))
+    return (
+        select(
+            Report.assignee_id.label("user_id"),
+            func.sum(case((Report.status.in_(OPEN_STATUSES), 1), else_=0)).label("open_cases"),
+            func.sum(case((overdue_filter(now), 1), else_=0)).label("overdue_cases"),
+            func.max(Report.assigned_at).label("last_assigned_at"),
+        )
+        .where(Report.assignee_id.in_(user_ids))
+        .group_by(Report.assignee_id)
+        .subquery("workload")
+    )

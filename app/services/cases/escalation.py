@@ -1,4 +1,5 @@
 """The escalation sweep: overdue cases move one level up the grid; yellow cases remind their assignee once per level."""
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -68,7 +69,7 @@ class SweepResult:
     def claimed(self) -> int:
         return self.escalated + self.critical + self.reminded
 
-    def __iadd__(self, other: "SweepResult") -> "SweepResult":
+    def __iadd__(self, other: SweepResult) -> SweepResult:
         for f in fields(self):
             setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
         return self
@@ -115,53 +116,76 @@ def _moment(now: datetime) -> ColumnElement:
     return literal(now, UTCDateTime())
 
 
-def _supervisor_notices(ids: list[int], now: datetime, *, kind: str,
-                        title: Callable[[ColumnElement[int]], ColumnElement[str]]) -> int:
+def _supervisor_notices(
+    ids: list[int], now: datetime, *, kind: str, title: Callable[[ColumnElement[int]], ColumnElement[str]]
+) -> int:
     """One notification per (case, active supervisor whose subtree holds the case's handling cell)."""
     handling, supervised = aliased(Cell), aliased(Cell)
     # The batch first, materialised: PostgreSQL's estimate of the ancestor join below is far too low, and it
     # would otherwise start from every cell under a supervisor and probe the batch once per cell.
     batch = queries.materialized(
         select(Report.id.label("report_id"), Report.escalation_level.label("level"), handling.code.label("code"))
-        .join(handling, handling.id == Report.handling_cell_id).where(Report.id.in_(ids))
-        .cte("batch"))
+        .join(handling, handling.id == Report.handling_cell_id)
+        .where(Report.id.in_(ids))
+        .cte("batch")
+    )
     # The supervised cell is the handling cell or an ancestor: one of its code prefixes, each an index probe.
     prefixes = [func.substr(batch.c.code, 1, n) for n in sorted(set(_CODE_LENGTH.values()))]
-    rows = (select(User.id, batch.c.report_id, _text(kind), title(batch.c.level),
-                   queries.json_object(level=batch.c.level, cell_code=batch.c.code),
-                   _key(f"{kind}:", batch.c.report_id, ":", batch.c.level, ":", User.id), _moment(now))
-            .select_from(batch)
-            .join(supervised, supervised.code.in_([*prefixes, batch.c.code]))
-            .join(User, User.cell_id == supervised.id)
-            # A WHERE clause keeps SQLite from reading the upsert's ON CONFLICT as part of the last join.
-            .where(User.role == Role.supervisor.value, User.active.is_(True)))
+    rows = (
+        select(
+            User.id,
+            batch.c.report_id,
+            _text(kind),
+            title(batch.c.level),
+            queries.json_object(level=batch.c.level, cell_code=batch.c.code),
+            _key(f"{kind}:", batch.c.report_id, ":", batch.c.level, ":", User.id),
+            _moment(now),
+        )
+        .select_from(batch)
+        .join(supervised, supervised.code.in_([*prefixes, batch.c.code]))
+        .join(User, User.cell_id == supervised.id)
+        # A WHERE clause keeps SQLite from reading the upsert's ON CONFLICT as part of the last join.
+        .where(User.role == Role.supervisor.value, User.active.is_(True))
+    )
     return notify_from_select(rows)
 
 
 def _write_events(ids: list[int], now: datetime, action: str, data: ColumnElement, handling) -> None:
-    rows = (select(Report.id, _text(SYSTEM_ROLE), _text(action), Report.status, Report.status, data, _moment(now))
-            .select_from(Report).outerjoin(handling, handling.id == Report.handling_cell_id)
-            .where(Report.id.in_(ids)))
+    rows = (
+        select(Report.id, _text(SYSTEM_ROLE), _text(action), Report.status, Report.status, data, _moment(now))
+        .select_from(Report)
+        .outerjoin(handling, handling.id == Report.handling_cell_id)
+        .where(Report.id.in_(ids))
+    )
     db.session.execute(CaseEvent.__table__.insert().from_select(list(EVENT_COLUMNS), rows))
 
 
 def _windows(category_ids: set[int], now: datetime) -> tuple[ColumnElement, ColumnElement]:
     """The new deadline_at and warn_at as SQL CASEs over category: they depend only on the category and now."""
     categories = db.session.execute(
-        select(Category.id, Category.escalation_window_value, Category.escalation_window_unit)
-        .where(Category.id.in_(category_ids))).all()
-    deadline = {c.id: _moment(worktime.deadline(now, c.escalation_window_value, c.escalation_window_unit))
-                for c in categories}
-    warn = {c.id: _moment(worktime.deadline(now, c.escalation_window_value * WARN_SHARE, c.escalation_window_unit))
-            for c in categories}
+        select(Category.id, Category.escalation_window_value, Category.escalation_window_unit).where(
+            Category.id.in_(category_ids)
+        )
+    ).all()
+    deadline = {
+        c.id: _moment(worktime.deadline(now, c.escalation_window_value, c.escalation_window_unit)) for c in categories
+    }
+    warn = {
+        c.id: _moment(worktime.deadline(now, c.escalation_window_value * WARN_SHARE, c.escalation_window_unit))
+        for c in categories
+    }
     return case(deadline, value=Report.category_id), case(warn, value=Report.category_id)
 
 
 def _escalate(now: datetime, limit: int) -> SweepResult:
     grid, target, on_target = _target_cell(Report.escalation_level + 1)
-    claimed = _claim(select(Report.id, Report.category_id).join(grid, grid.id == Report.cell_id)
-                     .join(target, on_target)
-                     .where(overdue_filter(now), Report.escalation_level < TOP_LEVEL).limit(limit))
+    claimed = _claim(
+        select(Report.id, Report.category_id)
+        .join(grid, grid.id == Report.cell_id)
+        .join(target, on_target)
+        .where(overdue_filter(now), Report.escalation_level < TOP_LEVEL)
+        .limit(limit)
+    )
     if not claimed:
         return SweepResult()
     ids = [row.id for row in claimed]
@@ -169,54 +193,103 @@ def _escalate(now: datetime, limit: int) -> SweepResult:
     grid, target, on_target = _target_cell(Report.escalation_level + 1)
     new_cell = select(target.id).where(grid.id == Report.cell_id, on_target).scalar_subquery()
     db.session.execute(
-        update(Report).where(Report.id.in_(ids))
-        .values(escalation_level=Report.escalation_level + 1, handling_cell_id=new_cell, escalated_at=now,
-                deadline_at=deadline_at, warn_at=warn_at, version=Report.version + 1, updated_at=now)
-        .execution_options(synchronize_session=False))
+        update(Report)
+        .where(Report.id.in_(ids))
+        .values(
+            escalation_level=Report.escalation_level + 1,
+            handling_cell_id=new_cell,
+            escalated_at=now,
+            deadline_at=deadline_at,
+            warn_at=warn_at,
+            version=Report.version + 1,
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
     handling = aliased(Cell)
-    _write_events(ids, now, "escalate", queries.json_object(
-        from_level=Report.escalation_level - 1, to_level=Report.escalation_level, cell_code=handling.code), handling)
-    sent = _supervisor_notices(ids, now, kind="escalation", title=lambda level: _text("Case escalated to the ")
-                               .concat(_level_name(level)).concat(_text(" level")))
+    _write_events(
+        ids,
+        now,
+        "escalate",
+        queries.json_object(
+            from_level=Report.escalation_level - 1, to_level=Report.escalation_level, cell_code=handling.code
+        ),
+        handling,
+    )
+    sent = _supervisor_notices(
+        ids,
+        now,
+        kind="escalation",
+        title=lambda level: _text("Case escalated to the ").concat(_level_name(level)).concat(_text(" level")),
+    )
     return SweepResult(escalated=len(ids), notifications=sent)
 
 
 def _mark_critical(now: datetime, limit: int) -> SweepResult:
     """Past the top level's deadline there is nowhere higher to go: the case stays and is flagged, once."""
-    ids = [row.id for row in _claim(select(Report.id).where(
-        overdue_filter(now), Report.escalation_level >= TOP_LEVEL, Report.critical.is_(False)).limit(limit))]
+    ids = [
+        row.id
+        for row in _claim(
+            select(Report.id)
+            .where(overdue_filter(now), Report.escalation_level >= TOP_LEVEL, Report.critical.is_(False))
+            .limit(limit)
+        )
+    ]
     if not ids:
         return SweepResult()
     db.session.execute(
-        update(Report).where(Report.id.in_(ids))
+        update(Report)
+        .where(Report.id.in_(ids))
         .values(critical=True, version=Report.version + 1, updated_at=now)
-        .execution_options(synchronize_session=False))
+        .execution_options(synchronize_session=False)
+    )
     handling = aliased(Cell)
-    _write_events(ids, now, "critical", queries.json_object(level=Report.escalation_level, cell_code=handling.code),
-                  handling)
+    _write_events(
+        ids, now, "critical", queries.json_object(level=Report.escalation_level, cell_code=handling.code), handling
+    )
     sent = _supervisor_notices(ids, now, kind="critical", title=lambda _level: _text("Case overdue at the top level"))
     return SweepResult(critical=len(ids), notifications=sent)
 
 
 def _remind(now: datetime, limit: int) -> SweepResult:
     # warn_at <= now <= deadline_at is what makes a running clock yellow; spelt out so the index serves it.
-    ids = [row.id for row in _claim(select(Report.id).where(
-        Report.status.in_(CLOCK_RUNNING_STATUSES), Report.assignee_id.is_not(None),
-        Report.warn_at <= now, Report.deadline_at >= now, sla_state_expr(now) == "yellow",
-        Report.reminded_level.is_distinct_from(Report.escalation_level)).limit(limit))]
+    ids = [
+        row.id
+        for row in _claim(
+            select(Report.id)
+            .where(
+                Report.status.in_(CLOCK_RUNNING_STATUSES),
+                Report.assignee_id.is_not(None),
+                Report.warn_at <= now,
+                Report.deadline_at >= now,
+                sla_state_expr(now) == "yellow",
+                Report.reminded_level.is_distinct_from(Report.escalation_level),
+            )
+            .limit(limit)
+        )
+    ]
     if not ids:
         return SweepResult()
-    title = _text("Case nearing its deadline at the ").concat(_level_name(Report.escalation_level)) \
-        .concat(_text(" level"))
-    rows = (select(Report.assignee_id, Report.id, _text("reminder"), title,
-                   queries.json_object(level=Report.escalation_level),
-                   _key("reminder:", Report.id, ":", Report.escalation_level), _moment(now))
-            .where(Report.id.in_(ids)))
+    title = (
+        _text("Case nearing its deadline at the ").concat(_level_name(Report.escalation_level)).concat(_text(" level"))
+    )
+    rows = select(
+        Report.assignee_id,
+        Report.id,
+        _text("reminder"),
+        title,
+        queries.json_object(level=Report.escalation_level),
+        _key("reminder:", Report.id, ":", Report.escalation_level),
+        _moment(now),
+    ).where(Report.id.in_(ids))
     sent = notify_from_select(rows)
     # Bookkeeping no client reads, so the ETag (version) stays: a reminder must not make an open form stale.
     db.session.execute(
-        update(Report).where(Report.id.in_(ids)).values(reminded_level=Report.escalation_level)
-        .execution_options(synchronize_session=False))
+        update(Report)
+        .where(Report.id.in_(ids))
+        .values(reminded_level=Report.escalation_level)
+        .execution_options(synchronize_session=False)
+    )
     return SweepResult(reminded=len(ids), notifications=sent)
 
 
@@ -261,8 +334,11 @@ def escalated_query(user: User, *, cell_code: str | None = None, level: str | No
     """Open escalated cases whose handling cell lies in the caller's subtree, most overdue first.
 
     A `cell_code` narrows to that subtree; a cell the caller cannot see is 404 like a missing one."""
-    stmt = select(Report).where(Report.status.in_(OPEN_STATUSES), Report.escalation_level > 0,
-                                Report.handling_cell_id.in_(select(Cell.id).where(_reviewable(user))))
+    stmt = select(Report).where(
+        Report.status.in_(OPEN_STATUSES),
+        Report.escalation_level > 0,
+        Report.handling_cell_id.in_(select(Cell.id).where(_reviewable(user))),
+    )
     if cell_code is not None:
         cell = get_cell_by_code(cell_code)
         if cell is None or db.session.scalar(select(Cell.id).where(Cell.id == cell.id, _reviewable(user))) is None:
@@ -286,8 +362,12 @@ def _last_events(report_ids: list[int]) -> dict[int, list[CaseEvent]]:
     rank = func.row_number().over(partition_by=CaseEvent.report_id, order_by=CaseEvent.id.desc()).label("rank")
     ranked = select(CaseEvent.id, rank).where(CaseEvent.report_id.in_(report_ids)).subquery()
     events: dict[int, list[CaseEvent]] = defaultdict(list)
-    for event in db.session.scalars(select(CaseEvent).join(ranked, ranked.c.id == CaseEvent.id)
-                                    .where(ranked.c.rank <= LAST_EVENTS).order_by(CaseEvent.id.desc())):
+    for event in db.session.scalars(
+        select(CaseEvent)
+        .join(ranked, ranked.c.id == CaseEvent.id)
+        .where(ranked.c.rank <= LAST_EVENTS)
+        .order_by(CaseEvent.id.desc())
+    ):
         events[event.report_id].append(event)
     return events
 
@@ -302,7 +382,13 @@ def escalated_cases(user: User, now: datetime, page: int, page_size: int, **filt
         # A case on hold is measured where its clock stopped.
         at = report.hold_started_at or now
         overdue = max((at - report.deadline_at).total_seconds(), 0.0) if report.deadline_at else 0.0
-        items.append(EscalatedCase(report=report, level=ESCALATION_LEVELS[report.escalation_level],
-                                   chain=chains.get(report.id, []), overdue_seconds=overdue,
-                                   last_events=events.get(report.id, [])))
+        items.append(
+            EscalatedCase(
+                report=report,
+                level=ESCALATION_LEVELS[report.escalation_level],
+                chain=chains.get(report.id, []),
+                overdue_seconds=overdue,
+                last_events=events.get(report.id, []),
+            )
+        )
     return Page(items=items, page=result.page, page_size=result.page_size, total=result.total)

@@ -1,4 +1,5 @@
 """The case loop: each transition of a report, who may make it, and the one history event it writes."""
+
 from __future__ import annotations
 
 from collections.abc import Collection
@@ -60,8 +61,21 @@ SOURCES: dict[str, tuple[str, ...]] = {
     "cancel": (S.submitted,),
 }
 # Supervisors act within their subtree; a worker's own steps need the case assigned to them.
-SUPERVISOR_ACTIONS = frozenset({"accept", "reject", "assign", "reroute", "approve_extension", "deny_extension",
-                                "mark_duplicate", "verify", "close", "rework", "supervise"})
+SUPERVISOR_ACTIONS = frozenset(
+    {
+        "accept",
+        "reject",
+        "assign",
+        "reroute",
+        "approve_extension",
+        "deny_extension",
+        "mark_duplicate",
+        "verify",
+        "close",
+        "rework",
+        "supervise",
+    }
+)
 ASSIGNEE_ACTIONS = frozenset({"start", "resolve", "hold", "resume", "request_extension", "return"})
 
 
@@ -99,20 +113,32 @@ def _begin(user: User, report: Report, action: str, if_match: Collection[int] | 
     if report.version not in if_match:
         raise VersionMismatch(f"The case is now at ETag {etag(report)}; read it again and retry.")
     if report.status not in SOURCES[action]:
-        raise TransitionNotAllowed(f"Cannot {action.replace('_', ' ')} a case that is {report.status}.",
-                                   action=action, case_status=report.status)
+        raise TransitionNotAllowed(
+            f"Cannot {action.replace('_', ' ')} a case that is {report.status}.",
+            action=action,
+            case_status=report.status,
+        )
     return report.status
 
 
-def _record(user: User, report: Report, action: str, from_status: str, now: datetime, *,
-            note: str | None = None, data: dict[str, Any] | None = None) -> Report:
+def _record(
+    user: User,
+    report: Report,
+    action: str,
+    from_status: str,
+    now: datetime,
+    *,
+    note: str | None = None,
+    data: dict[str, Any] | None = None,
+) -> Report:
     db.session.add(CaseEvent.of(report, user, action, from_status, now, note=note, data=data))
     db.session.flush()
     return report
 
 
-def record_side_event(user: User, report: Report, action: str, now: datetime, *,
-                      data: dict[str, Any] | None = None) -> Report:
+def record_side_event(
+    user: User, report: Report, action: str, now: datetime, *, data: dict[str, Any] | None = None
+) -> Report:
     """An event beside the loop (a photo attached): the status stays, and so does the version."""
     return _record(user, report, action, report.status, now, data=data)
 
@@ -136,8 +162,9 @@ def reject(user: User, report: Report, if_match: Collection[int] | None, *, reas
     return _record(user, report, "reject", source, now, note=reason)
 
 
-def assign(user: User, report: Report, if_match: Collection[int] | None, *, assignee_id: int,
-           note: str | None = None) -> Report:
+def assign(
+    user: User, report: Report, if_match: Collection[int] | None, *, assignee_id: int, note: str | None = None
+) -> Report:
     source = _begin(user, report, "assign", if_match)
     assignee = db.session.get(User, assignee_id)
     if assignee is None or assignee.role != Role.worker.value or not assignee.active:
@@ -149,8 +176,15 @@ def assign(user: User, report: Report, if_match: Collection[int] | None, *, assi
     report.status = S.assigned.value
     report.assignee_id = assignee.id
     report.assigned_at = now
-    return _record(user, report, "assign", source, now, note=note,
-                   data={"assignee_id": assignee.id, "previous_assignee_id": previous})
+    return _record(
+        user,
+        report,
+        "assign",
+        source,
+        now,
+        note=note,
+        data={"assignee_id": assignee.id, "previous_assignee_id": previous},
+    )
 
 
 def start(user: User, report: Report, if_match: Collection[int] | None, *, note: str | None = None) -> Report:
@@ -163,8 +197,10 @@ def start(user: User, report: Report, if_match: Collection[int] | None, *, note:
 def resolve(user: User, report: Report, if_match: Collection[int] | None, *, note: str) -> Report:
     source = _begin(user, report, "resolve", if_match)
     if report.category.requires_after_photo and not _has_after_photo(report):
-        raise Conflict("This category needs an \"after\" photo of the result before the case is resolved.",
-                       code="after_photo_required")
+        raise Conflict(
+            'This category needs an "after" photo of the result before the case is resolved.',
+            code="after_photo_required",
+        )
     now = utcnow()
     report.status = S.resolved.value
     report.resolved_at = now
@@ -172,8 +208,14 @@ def resolve(user: User, report: Report, if_match: Collection[int] | None, *, not
 
 
 def _has_after_photo(report: Report) -> bool:
-    return db.session.scalar(select(Attachment.id).where(
-        Attachment.report_id == report.id, Attachment.stage == AttachmentStage.after.value).limit(1)) is not None
+    return (
+        db.session.scalar(
+            select(Attachment.id)
+            .where(Attachment.report_id == report.id, Attachment.stage == AttachmentStage.after.value)
+            .limit(1)
+        )
+        is not None
+    )
 
 
 def _close(user: User, report: Report, if_match: Collection[int] | None, action: str, note: str | None) -> Report:
@@ -225,22 +267,21 @@ def _back_to_grid_level(report: Report) -> None:
     report.escalation_level, report.escalated_at, report.critical, report.reminded_level = 0, None, False, None
 
 
-def reroute(user: User, report: Report, if_match: Collection[int] | None, *, cell_id: int,
-            note: str | None = None) -> Report:
+def reroute(
+    user: User, report: Report, if_match: Collection[int] | None, *, cell_id: int, note: str | None = None
+) -> Report:
     source = _begin(user, report, "reroute", if_match)
     cell = db.session.get(Cell, cell_id)
     if cell is None or not cell.active or cell.level != CellLevel.grid.value:
         raise ValidationFailed(errors={"cell_id": [f"No active grid-level cell with id {cell_id}."]})
-    if user.role == Role.supervisor.value:
-        if not code_in_subtree(cell.code, user.cell.code):
-            raise Forbidden("That cell lies outside your subtree.", code="cell_out_of_scope")
+    if user.role == Role.supervisor.value and not code_in_subtree(cell.code, user.cell.code):
+        raise Forbidden("That cell lies outside your subtree.", code="cell_out_of_scope")
     now = utcnow()
     previous = report.cell.code if report.cell is not None else None
     report.cell = cell
     report.needs_triage = False
     _back_to_grid_level(report)
-    return _record(user, report, "reroute", source, now, note=note,
-                   data={"from_cell": previous, "to_cell": cell.code})
+    return _record(user, report, "reroute", source, now, note=note, data={"from_cell": previous, "to_cell": cell.code})
 
 
 def hold(user: User, report: Report, if_match: Collection[int] | None, *, reason: str) -> Report:
@@ -254,8 +295,11 @@ def hold(user: User, report: Report, if_match: Collection[int] | None, *, reason
 def resume(user: User, report: Report, if_match: Collection[int] | None, *, note: str | None = None) -> Report:
     source = _begin(user, report, "resume", if_match)
     now = utcnow()
-    held = worktime.seconds_between(report.hold_started_at, now, report.time_limit_unit) \
-        if report.hold_started_at is not None and report.time_limit_unit else 0.0
+    held = (
+        worktime.seconds_between(report.hold_started_at, now, report.time_limit_unit)
+        if report.hold_started_at is not None and report.time_limit_unit
+        else 0.0
+    )
     report.status = S.in_progress.value
     report.held_seconds = (report.held_seconds or 0.0) + held
     report.hold_started_at = None
@@ -263,15 +307,23 @@ def resume(user: User, report: Report, if_match: Collection[int] | None, *, note
     return _record(user, report, "resume", source, now, note=note, data={"held_seconds": held})
 
 
-def request_extension(user: User, report: Report, if_match: Collection[int] | None, *, value: int,
-                      reason: str) -> Report:
+def request_extension(
+    user: User, report: Report, if_match: Collection[int] | None, *, value: int, reason: str
+) -> Report:
     source = _begin(user, report, "request_extension", if_match)
     if report.extension_requested is not None:
         raise Conflict("An extension request is already waiting for a decision.", code="extension_pending")
     now = utcnow()
     report.extension_requested = value
-    return _record(user, report, "request_extension", source, now, note=reason,
-                   data={"value": value, "unit": report.time_limit_unit})
+    return _record(
+        user,
+        report,
+        "request_extension",
+        source,
+        now,
+        note=reason,
+        data={"value": value, "unit": report.time_limit_unit},
+    )
 
 
 def _pending_extension(report: Report) -> int:
@@ -280,8 +332,9 @@ def _pending_extension(report: Report) -> int:
     return report.extension_requested
 
 
-def approve_extension(user: User, report: Report, if_match: Collection[int] | None, *,
-                      note: str | None = None) -> Report:
+def approve_extension(
+    user: User, report: Report, if_match: Collection[int] | None, *, note: str | None = None
+) -> Report:
     source = _begin(user, report, "approve_extension", if_match)
     value = _pending_extension(report)
     now = utcnow()
@@ -289,10 +342,20 @@ def approve_extension(user: User, report: Report, if_match: Collection[int] | No
     report.extension_value = (report.extension_value or 0) + value
     report.extension_requested = None
     sla.recompute_clock(report)
-    return _record(user, report, "approve_extension", source, now, note=note,
-                   data={"value": value, "unit": report.time_limit_unit,
-                         "due_before": before.isoformat() if before else None,
-                         "due_after": report.due_at.isoformat() if report.due_at else None})
+    return _record(
+        user,
+        report,
+        "approve_extension",
+        source,
+        now,
+        note=note,
+        data={
+            "value": value,
+            "unit": report.time_limit_unit,
+            "due_before": before.isoformat() if before else None,
+            "due_after": report.due_at.isoformat() if report.due_at else None,
+        },
+    )
 
 
 def deny_extension(user: User, report: Report, if_match: Collection[int] | None, *, reason: str) -> Report:
@@ -308,12 +371,12 @@ def _community_code(report: Report) -> str | None:
     return report.cell.code[:12] if report.cell is not None else None
 
 
-def mark_duplicate(user: User, report: Report, if_match: Collection[int] | None, *, duplicate_of: int,
-                   note: str | None = None) -> Report:
+def mark_duplicate(
+    user: User, report: Report, if_match: Collection[int] | None, *, duplicate_of: int, note: str | None = None
+) -> Report:
     """Rule: the original is open, visible to the caller, and in the case's community (triage cases: any)."""
     source = _begin(user, report, "mark_duplicate", if_match)
-    original = db.session.scalars(
-        select(Report).where(Report.id == duplicate_of, reports.visibility(user))).first()
+    original = db.session.scalars(select(Report).where(Report.id == duplicate_of, reports.visibility(user))).first()
     problem = None
     if original is None:
         problem = f"No report with id {duplicate_of} that you may see."
@@ -329,8 +392,15 @@ def mark_duplicate(user: User, report: Report, if_match: Collection[int] | None,
     report.status = S.duplicate.value
     report.duplicate_of_id = original.id
     notifications.notify_case_ended(user, report)
-    return _record(user, report, "mark_duplicate", source, now, note=note,
-                   data={"duplicate_of": original.id, "case_number": original.case_number})
+    return _record(
+        user,
+        report,
+        "mark_duplicate",
+        source,
+        now,
+        note=note,
+        data={"duplicate_of": original.id, "case_number": original.case_number},
+    )
 
 
 def supervise(user: User, report: Report, if_match: Collection[int] | None, *, note: str) -> Report:
@@ -338,8 +408,9 @@ def supervise(user: User, report: Report, if_match: Collection[int] | None, *, n
     source = _begin(user, report, "supervise", if_match)
     now = utcnow()
     if report.assignee_id is not None:
-        notifications.notify([report.assignee_id], kind="supervision", title=f"督办: case {report.case_number}",
-                             report=report, body=note)
+        notifications.notify(
+            [report.assignee_id], kind="supervision", title=f"督办: case {report.case_number}", report=report, body=note
+        )
     # The event alone would leave the row as it was; the version still moves so every ETag names one history.
     report.updated_at = now
     return _record(user, report, "supervise", source, now, note=note)

@@ -1,4 +1,5 @@
 """Notifications: written in the same transaction as the change that causes them (an outbox)."""
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -19,24 +20,55 @@ BULK_COLUMNS = ("user_id", "report_id", "kind", "title", "data", "dedupe_key", "
 def supervisors_over(cell: Cell) -> Select:
     """Ids of active supervisors whose subtree holds `cell` (their cell is the cell or one of its ancestors)."""
     own = Cell.__table__.alias("supervised")
-    return (select(User.id)
-            .join(own, own.c.id == User.cell_id)
-            .where(User.role == Role.supervisor.value, User.active.is_(True),
-                   func.substr(literal(cell.code), 1, func.length(own.c.code)) == own.c.code)
-            .order_by(User.id))
+    return (
+        select(User.id)
+        .join(own, own.c.id == User.cell_id)
+        .where(
+            User.role == Role.supervisor.value,
+            User.active.is_(True),
+            func.substr(literal(cell.code), 1, func.length(own.c.code)) == own.c.code,
+        )
+        .order_by(User.id)
+    )
 
 
-def notify(user_ids: Iterable[int], *, kind: str, title: str, report: Report | None = None,
-           body: str | None = None, data: dict[str, Any] | None = None, dedupe_prefix: str | None = None) -> int:
+def notify(
+    user_ids: Iterable[int],
+    *,
+    kind: str,
+    title: str,
+    report: Report | None = None,
+    body: str | None = None,
+    data: dict[str, Any] | None = None,
+    dedupe_prefix: str | None = None,
+) -> int:
     """Queue one notification per user; with a dedupe prefix a repeat for the same user is skipped."""
     keys = {user_id: f"{dedupe_prefix}:{user_id}" if dedupe_prefix else None for user_id in user_ids}
     # One look-up for every key instead of one per user.
-    sent = set(db.session.scalars(select(Notification.dedupe_key).where(
-        Notification.dedupe_key.in_([k for k in keys.values() if k is not None])))) if dedupe_prefix else set()
+    sent = (
+        set(
+            db.session.scalars(
+                select(Notification.dedupe_key).where(
+                    Notification.dedupe_key.in_([k for k in keys.values() if k is not None])
+                )
+            )
+        )
+        if dedupe_prefix
+        else set()
+    )
     fresh = [(user_id, key) for user_id, key in keys.items() if key is None or key not in sent]
-    db.session.add_all(Notification(user_id=user_id, kind=kind, title=title, body=body, data=data,
-                                    report_id=report.id if report is not None else None, dedupe_key=key)
-                       for user_id, key in fresh)
+    db.session.add_all(
+        Notification(
+            user_id=user_id,
+            kind=kind,
+            title=title,
+            body=body,
+            data=data,
+            report_id=report.id if report is not None else None,
+            dedupe_key=key,
+        )
+        for user_id, key in fresh
+    )
     db.session.flush()
     return len(fresh)
 
@@ -61,8 +93,9 @@ def notifications_query(user: User, *, unread: bool | None = None) -> Select:
 
 def mark_read(user: User, notification_id: int) -> Notification:
     """Mark one of the user's notifications read (again: keeps the first time); anyone else's is 404."""
-    notification = db.session.scalars(select(Notification).where(
-        Notification.id == notification_id, Notification.user_id == user.id)).first()
+    notification = db.session.scalars(
+        select(Notification).where(Notification.id == notification_id, Notification.user_id == user.id)
+    ).first()
     if notification is None:
         raise NotFound(f"No notification with id {notification_id}.", code="notification_not_found")
     if notification.read_at is None:
@@ -79,6 +112,11 @@ def notify_case_ended(actor: User, report: Report, public_note: str | None = Non
     followers = select(ReportFollower.user_id).where(ReportFollower.report_id == report.id)
     recipients = sorted(set(db.session.scalars(resident_reporter.union(followers))) - {actor.id})
     return notify(
-        recipients, kind=f"case_{report.status}", title=f"Case {report.case_number} is {report.status}",
-        report=report, body=public_note, data={"status": report.status},
-        dedupe_prefix=f"case_ended:{report.id}:{report.status}")
+        recipients,
+        kind=f"case_{report.status}",
+        title=f"Case {report.case_number} is {report.status}",
+        report=report,
+        body=public_note,
+        data={"status": report.status},
+        dedupe_prefix=f"case_ended:{report.id}:{report.status}",
+    )

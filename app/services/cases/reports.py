@@ -1,4 +1,5 @@
 """Filing reports and reading them within each role's scope."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -12,7 +13,6 @@ from app.errors import Forbidden, NotFound, ValidationFailed
 from app.extensions import db
 from app.lib.coords import to_wgs84
 from app.models import (
-    code_in_subtree,
     CaseEvent,
     Cell,
     Report,
@@ -20,11 +20,12 @@ from app.models import (
     ReportStatus,
     Role,
     User,
+    code_in_subtree,
     subtree_cell_ids,
 )
 from app.models.base import utcnow
-from app.services.cases import dispatch, sla
 from app.services.calendar.worktime import local_day
+from app.services.cases import dispatch, sla
 from app.services.cases.categories import find_active_by_code
 from app.services.grid.routing import route_wgs84
 from app.services.people.workers import served_cell_ids, serves
@@ -68,8 +69,15 @@ def visibility(user: User) -> ColumnElement[bool]:
     return false()
 
 
-def create_report(user: User, *, category_code: str, description: str, location: dict[str, Any],
-                  address: str | None = None, extra: dict[str, Any] | None = None) -> Report:
+def create_report(
+    user: User,
+    *,
+    category_code: str,
+    description: str,
+    location: dict[str, Any],
+    address: str | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Report:
     """File a report; `extra` sets further columns (Open311's fields) in the same insert."""
     if user.role not in (Role.resident.value, Role.worker.value):
         raise Forbidden("Only residents and grid workers file reports.")
@@ -90,18 +98,42 @@ def create_report(user: User, *, category_code: str, description: str, location:
 
     now = utcnow()
     report = Report(
-        case_day=local_day(now), category=category, reporter_id=user.id, cell=routing.cell,
-        handling_cell=routing.cell, status=status,
-        description=description, address=address, location=spatial.point(lon, lat),
-        input_crs=crs, input_lon=location["lon"], input_lat=location["lat"],
-        routed_by=routing.routed_by, routing_distance_m=routing.distance_m,
-        needs_triage=routing.cell is None, created_at=now, updated_at=now, **(extra or {}),
+        case_day=local_day(now),
+        category=category,
+        reporter_id=user.id,
+        cell=routing.cell,
+        handling_cell=routing.cell,
+        status=status,
+        description=description,
+        address=address,
+        location=spatial.point(lon, lat),
+        input_crs=crs,
+        input_lon=location["lon"],
+        input_lat=location["lat"],
+        routed_by=routing.routed_by,
+        routing_distance_m=routing.distance_m,
+        needs_triage=routing.cell is None,
+        created_at=now,
+        updated_at=now,
+        **(extra or {}),
     )
     db.session.add(report)
     # One flush writes the report and its first event together.
-    db.session.add(CaseEvent.of(report, user, "create", None, now, data={
-        "cell_code": routing.cell.code if routing.cell else None, "routed_by": routing.routed_by,
-        "routing_distance_m": routing.distance_m, "crs": crs}))
+    db.session.add(
+        CaseEvent.of(
+            report,
+            user,
+            "create",
+            None,
+            now,
+            data={
+                "cell_code": routing.cell.code if routing.cell else None,
+                "routed_by": routing.routed_by,
+                "routing_distance_m": routing.distance_m,
+                "crs": crs,
+            },
+        )
+    )
     db.session.flush()
     if status == ReportStatus.accepted.value:
         start_handling(report, now)
@@ -126,9 +158,9 @@ _LIST_OPTIONS = (
     joinedload(Report.handling_cell).load_only(Cell.id, Cell.code, Cell.name, Cell.level),
     joinedload(Report.assignee).load_only(User.id, User.username, User.display_name),
     # Shown to supervisors and admins (app.services.public.view.may_see_personal_data).
-    joinedload(Report.reporter).load_only(User.id, User.display_name, User.phone))
+    joinedload(Report.reporter).load_only(User.id, User.display_name, User.phone),
+)
 
 
 def history(report: Report) -> list[CaseEvent]:
-    return list(db.session.scalars(
-        select(CaseEvent).where(CaseEvent.report_id == report.id).order_by(CaseEvent.id)))
+    return list(db.session.scalars(select(CaseEvent).where(CaseEvent.report_id == report.id).order_by(CaseEvent.id)))

@@ -1,4 +1,5 @@
 """The traffic light of a case's time limit: green, yellow (80 % used) and red (past the deadline)."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -72,7 +73,8 @@ def recompute_clock(report: Report) -> None:
     if report.escalation_level == 0 or report.escalated_at is None:
         report.deadline_at = report.due_at
         report.warn_at = worktime.add_seconds(
-            worktime.deadline(report.accepted_at, allowed * WARN_SHARE, unit), held, unit)
+            worktime.deadline(report.accepted_at, allowed * WARN_SHARE, unit), held, unit
+        )
     else:
         window, window_unit = report.category.escalation_window_value, report.category.escalation_window_unit
         report.deadline_at = worktime.deadline(report.escalated_at, window, window_unit)

@@ -1,4 +1,5 @@
 """Photos on reports: who may add which stage, what counts as a photo, and where its bytes go."""
+
 from __future__ import annotations
 
 import os
@@ -22,8 +23,7 @@ from app.errors import (
 from app.extensions import db
 from app.models import FINAL_STATUSES, Attachment, AttachmentStage, Report, Role, User
 from app.models.base import utcnow
-from app.services.cases import lifecycle as cases
-from app.services.cases import reports as report_service
+from app.services.cases import lifecycle as cases, reports as report_service
 from app.services.field.storage import blob_store
 from app.services.people import workers
 from app.services.public import view as public_view
@@ -91,9 +91,9 @@ def _jpeg_size(data: bytes) -> tuple[int, int] | None:
             pos += 2
             continue
         if marker in _JPEG_SOF:
-            height, width = struct.unpack(">HH", data[pos + 5:pos + 9])
+            height, width = struct.unpack(">HH", data[pos + 5 : pos + 9])
             return width, height
-        pos += 2 + struct.unpack(">H", data[pos + 2:pos + 4])[0]
+        pos += 2 + struct.unpack(">H", data[pos + 2 : pos + 4])[0]
     return None
 
 
@@ -105,7 +105,7 @@ def clean_name(name: str | None) -> str | None:
     name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C").strip()
     if len(name) > NAME_MAX:
         root, ext = os.path.splitext(name)
-        name = root[:NAME_MAX - len(ext)] + ext if len(ext) <= 16 else name[:NAME_MAX]
+        name = root[: NAME_MAX - len(ext)] + ext if len(ext) <= 16 else name[:NAME_MAX]
     return name or None
 
 
@@ -115,18 +115,19 @@ def allowed_stages(user: User, report: Report) -> frozenset[str]:
     The reporter shows the problem (before); the assignee and the cell's workers document the work (before,
     after); whoever may verify the case records the check (verify): supervisors of the subtree, admins, and a
     worker of the cell other than the assignee, as in cases.may."""
-    S = AttachmentStage
-    if user.role == Role.admin.value or (user.role == Role.supervisor.value and report_service.in_subtree(user, report)):
-        return frozenset(s.value for s in S)
+    if user.role == Role.admin.value or (
+        user.role == Role.supervisor.value and report_service.in_subtree(user, report)
+    ):
+        return frozenset(s.value for s in AttachmentStage)
     stages: set[str] = set()
     if report.reporter_id == user.id:
-        stages.add(S.before.value)
+        stages.add(AttachmentStage.before.value)
     if user.role == Role.worker.value:
         serves_cell = report.cell_id is not None and workers.serves(user.id, report.cell_id)
         if serves_cell or report.assignee_id == user.id:
-            stages.update((S.before.value, S.after.value))
+            stages.update((AttachmentStage.before.value, AttachmentStage.after.value))
         if serves_cell and report.assignee_id != user.id:
-            stages.add(S.verify.value)
+            stages.add(AttachmentStage.verify.value)
     return frozenset(stages)
 
 
@@ -139,12 +140,16 @@ def add_attachment(user: User, report: Report, *, stage: str, data: bytes, filen
     resolve with the ETag read before taking the "after" photo must not fail with 412."""
     stages = allowed_stages(user, report)
     if stage not in stages:
-        detail = (f"Your account may add {', '.join(sorted(stages))} photos to this case, not {stage}."
-                  if stages else "Your account may not add photos to this case.")
+        detail = (
+            f"Your account may add {', '.join(sorted(stages))} photos to this case, not {stage}."
+            if stages
+            else "Your account may not add photos to this case."
+        )
         raise Forbidden(detail, code="attachment_forbidden")
     if report.status in FINAL_STATUSES:
-        raise Conflict(f"The case is {report.status}; it takes no more photos.", code="case_final",
-                       case_status=report.status)
+        raise Conflict(
+            f"The case is {report.status}; it takes no more photos.", code="case_final", case_status=report.status
+        )
     limit = current_app.config["ATTACHMENT_MAX_BYTES"]
     if not data:
         raise ValidationFailed(errors={"file": ["The file is empty."]})
@@ -155,14 +160,23 @@ def add_attachment(user: User, report: Report, *, stage: str, data: bytes, filen
         raise UnsupportedImage("Send a JPEG, PNG or WebP photo; the file's content is none of these.")
     size = dimensions(data, media_type)
     key = blob_store().put(data)
-    attachment = Attachment(report_id=report.id, uploader_id=user.id, stage=stage, sha256=key,
-                            size_bytes=len(data), media_type=media_type, original_name=clean_name(filename),
-                            width=size[0] if size else None, height=size[1] if size else None,
-                            created_at=utcnow())
+    attachment = Attachment(
+        report_id=report.id,
+        uploader_id=user.id,
+        stage=stage,
+        sha256=key,
+        size_bytes=len(data),
+        media_type=media_type,
+        original_name=clean_name(filename),
+        width=size[0] if size else None,
+        height=size[1] if size else None,
+        created_at=utcnow(),
+    )
     db.session.add(attachment)
     db.session.flush()
-    cases.record_side_event(user, report, "attach", attachment.created_at,
-                            data={"attachment_id": attachment.id, "stage": stage})
+    cases.record_side_event(
+        user, report, "attach", attachment.created_at, data={"attachment_id": attachment.id, "stage": stage}
+    )
     return attachment
 
 

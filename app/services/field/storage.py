@@ -1,4 +1,5 @@
 """Blob storage for uploaded files: content-addressed by SHA-256, behind an interface an object store can implement."""
+
 from __future__ import annotations
 
 import hashlib

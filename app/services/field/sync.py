@@ -1,4 +1,5 @@
 """The sync feed: what changed in the caller's scope since a cursor, read from the trigger-written change log."""
+
 from __future__ import annotations
 
 import base64
@@ -64,7 +65,7 @@ def decode_cursor(cursor: str) -> tuple[int, int]:
     """The (xid, seq) position of a cursor from encode_cursor; anything else is InvalidCursor."""
     if not cursor.startswith(CURSOR_PREFIX):
         raise InvalidCursor("Unknown cursor version; start again without a cursor.")
-    body = cursor[len(CURSOR_PREFIX):]
+    body = cursor[len(CURSOR_PREFIX) :]
     try:
         raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
     except (binascii.Error, ValueError) as exc:
@@ -87,8 +88,11 @@ def _superseded(same_entity: Callable[[Any], ColumnElement[bool]]) -> ColumnElem
     Skipping such a row loses nothing: the later row lies after it, so after any cursor before it, and it
     is handed out now or, while an older transaction is still open, at a later poll."""
     later = aliased(SyncChange)
-    return exists().where(same_entity(later), later.entity_id == SyncChange.entity_id,
-                          _position_after(later, (SyncChange.xid, SyncChange.seq)))
+    return exists().where(
+        same_entity(later),
+        later.entity_id == SyncChange.entity_id,
+        _position_after(later, (SyncChange.xid, SyncChange.seq)),
+    )
 
 
 # Matching on report_id or user_id as well lets the look-ups use the partial indexes.
@@ -112,8 +116,7 @@ def _few_rows_between(after: ColumnElement[bool], ready: ColumnElement[bool]) ->
     return db.session.scalar(select(func.count()).select_from(window)) < WALK_ROWS
 
 
-def _scoped_changes(user: User, position: tuple[int, int] | None, horizon: tuple[int, int],
-                    limit: int) -> Select:
+def _scoped_changes(user: User, position: tuple[int, int] | None, horizon: tuple[int, int], limit: int) -> Select:
     """The next `limit` change rows of the caller's scope after `position` and up to `horizon`, oldest first,
     latest rows only.
 
@@ -129,15 +132,26 @@ def _scoped_changes(user: User, position: tuple[int, int] | None, horizon: tuple
     latest = or_(SyncChange.kind == EVENT, ~_case_superseded())
     report_ids = None if _few_rows_between(after, ready) else _small_scope(user)
     if report_ids is not None:
-        cases = (select(SyncChange).where(SyncChange.report_id.in_(report_ids), after, ready, latest)
-                 .order_by(*order).limit(limit))
+        cases = (
+            select(SyncChange)
+            .where(SyncChange.report_id.in_(report_ids), after, ready, latest)
+            .order_by(*order)
+            .limit(limit)
+        )
     else:
-        cases = (select(SyncChange).join(Report, Report.id == SyncChange.report_id)
-                 .where(visibility(user), after, ready, latest).order_by(*order).limit(limit))
-    notifications = (select(SyncChange)
-                     .where(SyncChange.user_id == user.id, after, ready,
-                            ~_notification_superseded())
-                     .order_by(*order).limit(limit))
+        cases = (
+            select(SyncChange)
+            .join(Report, Report.id == SyncChange.report_id)
+            .where(visibility(user), after, ready, latest)
+            .order_by(*order)
+            .limit(limit)
+        )
+    notifications = (
+        select(SyncChange)
+        .where(SyncChange.user_id == user.id, after, ready, ~_notification_superseded())
+        .order_by(*order)
+        .limit(limit)
+    )
     # Each branch as a subquery: SQLite allows no ORDER BY or LIMIT on a bare member of a UNION.
     both = union_all(select(cases.subquery()), select(notifications.subquery())).subquery()
     row = aliased(SyncChange, both)
@@ -169,12 +183,17 @@ def changes_since(user: User, cursor: str | None, limit: int) -> SyncPage:
     # Read now: a case shows its current state, which may be newer than the row (its newer row comes later).
     events = public_view.events_for(user, _load(CaseEvent, ids[EVENT]).values())
     cases = public_view.present_all(user, _load(Report, ids[CASE], visibility(user)).values())
-    items = {CASE: {case.id: case for case in cases},
-             # Residents get the public history, as from GET /reports/{id}/events.
-             EVENT: {_id(event): event for event in events},
-             NOTIFICATION: _load(Notification, ids[NOTIFICATION], Notification.user_id == user.id)}
-    changes = [Change(row.kind, row.entity_id, items[row.kind][row.entity_id])
-               for row in rows if row.entity_id in items[row.kind]]
+    items = {
+        CASE: {case.id: case for case in cases},
+        # Residents get the public history, as from GET /reports/{id}/events.
+        EVENT: {_id(event): event for event in events},
+        NOTIFICATION: _load(Notification, ids[NOTIFICATION], Notification.user_id == user.id),
+    }
+    changes = [
+        Change(row.kind, row.entity_id, items[row.kind][row.entity_id])
+        for row in rows
+        if row.entity_id in items[row.kind]
+    ]
     if has_more:
         next_position = (rows[-1].xid, rows[-1].seq)
     else:
@@ -191,9 +210,16 @@ def prune_batch(before: datetime, limit: int = PRUNE_BATCH) -> int:
 
     The feed skips such rows anyway, and events (never superseded) and every entity's latest row stay, so
     no cursor, however old, loses anything: cursors never expire. Several runs at once are safe."""
-    doomed = select(SyncChange.seq).where(
-        SyncChange.changed_at < before,
-        or_(and_(SyncChange.kind == CASE, _case_superseded()),
-            and_(SyncChange.kind == NOTIFICATION, _notification_superseded()))).limit(limit)
+    doomed = (
+        select(SyncChange.seq)
+        .where(
+            SyncChange.changed_at < before,
+            or_(
+                and_(SyncChange.kind == CASE, _case_superseded()),
+                and_(SyncChange.kind == NOTIFICATION, _notification_superseded()),
+            ),
+        )
+        .limit(limit)
+    )
     stmt = delete(SyncChange).where(SyncChange.seq.in_(doomed.scalar_subquery()))
     return db.session.execute(stmt.execution_options(synchronize_session=False, preserve_rowcount=True)).rowcount

@@ -1,4 +1,5 @@
 """A worker's day: the cases in their hands and the cells they serve."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -8,29 +9,43 @@ from sqlalchemy import Select, func, select
 from app.extensions import db
 from app.lib.geometry import to_geojson
 from app.models import TASK_STATUSES, CaseEvent, Cell, Report, Role, User, WorkerCell
+from app.services.calendar.worktime import local_day
 from app.services.cases.reports import listed_reports
 from app.services.people.workers import current_on
-from app.services.calendar.worktime import local_day
 
 
 def tasks_query(user: User, status: str | None = None) -> Select:
     """The user's cases, soonest deadline first (cases without one last), then by id."""
     statuses = (status,) if status else TASK_STATUSES
-    return (listed_reports().where(Report.assignee_id == user.id, Report.status.in_(statuses))
-            .order_by(Report.deadline_at.is_(None), Report.deadline_at, Report.id))
+    return (
+        listed_reports()
+        .where(Report.assignee_id == user.id, Report.status.in_(statuses))
+        .order_by(Report.deadline_at.is_(None), Report.deadline_at, Report.id)
+    )
 
 
 def last_events(reports: list[Report]) -> dict[int, dict[str, Any]]:
     """The latest event of each report, with its actor, in one query."""
     if not reports:
         return {}
-    latest = (select(func.max(CaseEvent.id)).where(CaseEvent.report_id.in_([r.id for r in reports]))
-              .group_by(CaseEvent.report_id))
-    rows = db.session.execute(select(CaseEvent, User).outerjoin(User, User.id == CaseEvent.actor_id)
-                              .where(CaseEvent.id.in_(latest)))
-    return {event.report_id: {"action": event.action, "at": event.created_at, "actor": actor,
-                              "actor_role": event.actor_role, "note": event.note}
-            for event, actor in rows}
+    latest = (
+        select(func.max(CaseEvent.id))
+        .where(CaseEvent.report_id.in_([r.id for r in reports]))
+        .group_by(CaseEvent.report_id)
+    )
+    rows = db.session.execute(
+        select(CaseEvent, User).outerjoin(User, User.id == CaseEvent.actor_id).where(CaseEvent.id.in_(latest))
+    )
+    return {
+        event.report_id: {
+            "action": event.action,
+            "at": event.created_at,
+            "actor": actor,
+            "actor_role": event.actor_role,
+            "note": event.note,
+        }
+        for event, actor in rows
+    }
 
 
 class Task:
@@ -54,12 +69,30 @@ def my_cells(user: User) -> list[dict[str, Any]]:
     if user.role == Role.supervisor.value:
         if user.cell is None:
             return []
-        return [{"cell": user.cell, "duty": "supervisor", "valid_from": None, "valid_to": None,
-                 "geometry": to_geojson(user.cell.geom)}]
+        return [
+            {
+                "cell": user.cell,
+                "duty": "supervisor",
+                "valid_from": None,
+                "valid_to": None,
+                "geometry": to_geojson(user.cell.geom),
+            }
+        ]
     if user.role != Role.worker.value:
         return []
     rows = db.session.execute(
-        select(WorkerCell, Cell).join(Cell, Cell.id == WorkerCell.cell_id)
-        .where(WorkerCell.user_id == user.id, current_on(local_day())).order_by(Cell.code, WorkerCell.id))
-    return [{"cell": cell, "duty": assignment.duty, "valid_from": assignment.valid_from,
-             "valid_to": assignment.valid_to, "geometry": to_geojson(cell.geom)} for assignment, cell in rows]
+        select(WorkerCell, Cell)
+        .join(Cell, Cell.id == WorkerCell.cell_id)
+        .where(WorkerCell.user_id == user.id, current_on(local_day()))
+        .order_by(Cell.code, WorkerCell.id)
+    )
+    return [
+        {
+            "cell": cell,
+            "duty": assignment.duty,
+            "valid_from": assignment.valid_from,
+            "valid_to": assignment.valid_to,
+            "geometry": to_geojson(cell.geom),
+        }
+        for assignment, cell in rows
+    ]

@@ -1,10 +1,12 @@
 """The grid of cells: queries, edits and the all-or-nothing GeoJSON import."""
+
 from __future__ import annotations
 
 import re
 from collections import defaultdict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from geoalchemy2.shape import to_shape
 from shapely import STRtree
@@ -43,8 +45,15 @@ def _no_progress(items: Iterable, _label: str) -> Iterable:
 
 # ---- queries ---------------------------------------------------------------------------------
 
-def cells_query(*, level: str | None = None, parent_id: int | None = None, code_prefix: str | None = None,
-                bbox: tuple[float, float, float, float] | None = None, active: bool | None = None) -> Select:
+
+def cells_query(
+    *,
+    level: str | None = None,
+    parent_id: int | None = None,
+    code_prefix: str | None = None,
+    bbox: tuple[float, float, float, float] | None = None,
+    active: bool | None = None,
+) -> Select:
     stmt = select(Cell)
     if level:
         stmt = stmt.where(Cell.level == level)
@@ -87,17 +96,26 @@ def cells_feature_collection(**filters: Any) -> dict[str, Any]:
 def feature_collection(cells: Iterable[Cell]) -> dict[str, Any]:
     features = []
     for cell in cells:
-        features.append({
-            "type": "Feature",
-            "id": cell.id,
-            "geometry": to_geojson(cell.geom),
-            "properties": {"id": cell.id, "code": cell.code, "name": cell.name, "level": cell.level,
-                           "parent_id": cell.parent_id, "active": cell.active},
-        })
+        features.append(
+            {
+                "type": "Feature",
+                "id": cell.id,
+                "geometry": to_geojson(cell.geom),
+                "properties": {
+                    "id": cell.id,
+                    "code": cell.code,
+                    "name": cell.name,
+                    "level": cell.level,
+                    "parent_id": cell.parent_id,
+                    "active": cell.active,
+                },
+            }
+        )
     return {"type": "FeatureCollection", "features": features}
 
 
 # ---- import ----------------------------------------------------------------------------------
+
 
 @dataclass
 class ValidFeature:
@@ -204,29 +222,39 @@ def validate_import(features: list[Any], progress: Progress = _no_progress) -> l
         if not f.parent_code:
             problems[f.index].append(f"parent_code is required for a {f.level.value}")
             continue
-        parent_level = (in_file[f.parent_code].level if f.parent_code in in_file
-                        else CellLevel(existing[f.parent_code].level) if f.parent_code in existing else None)
+        parent_level = (
+            in_file[f.parent_code].level
+            if f.parent_code in in_file
+            else CellLevel(existing[f.parent_code].level)
+            if f.parent_code in existing
+            else None
+        )
         if parent_level is None:
             if f.parent_code in rejected_index_of:
                 # The parent is in the file but bad itself: say so rather than "unknown".
                 problems[f.index].append(
-                    f"parent {f.parent_code} is itself invalid (feature {rejected_index_of[f.parent_code]})")
+                    f"parent {f.parent_code} is itself invalid (feature {rejected_index_of[f.parent_code]})"
+                )
             else:
                 problems[f.index].append(f"unknown parent {f.parent_code}")
             continue
         if parent_level.child != f.level:
             problems[f.index].append(
-                f"level not one below the parent's: a {f.level.value} cannot sit under a {parent_level.value}")
+                f"level not one below the parent's: a {f.level.value} cannot sit under a {parent_level.value}"
+            )
         if not f.code.startswith(f.parent_code) or len(f.code) <= len(f.parent_code):
             problems[f.index].append(f"code {f.code} does not extend the parent's code {f.parent_code}")
 
-    _check_sibling_overlaps([f for f in parsed if f.index not in problems and f.level == CellLevel.grid],
-                            existing, problems)
+    _check_sibling_overlaps(
+        [f for f in parsed if f.index not in problems and f.level == CellLevel.grid], existing, problems
+    )
     if problems:
         bad = [{"index": i, "code": _code_of(features[i]), "reasons": problems[i]} for i in sorted(problems)]
         raise ValidationFailed(
             f"{len(bad)} of {len(features)} features are invalid; nothing was imported.",
-            code="invalid_grid_import", errors=bad)
+            code="invalid_grid_import",
+            errors=bad,
+        )
     return parsed
 
 
@@ -236,8 +264,9 @@ def _code_of(feature: Any) -> Any:
     return None
 
 
-def _check_sibling_overlaps(grid_features: list[ValidFeature], existing: dict[str, Cell],
-                            problems: dict[int, list[str]]) -> None:
+def _check_sibling_overlaps(
+    grid_features: list[ValidFeature], existing: dict[str, Cell], problems: dict[int, list[str]]
+) -> None:
     by_parent: dict[str, list[ValidFeature]] = defaultdict(list)
     for f in grid_features:
         by_parent[f.parent_code].append(f)
@@ -250,8 +279,9 @@ def _check_sibling_overlaps(grid_features: list[ValidFeature], existing: dict[st
     for parent_code, siblings in by_parent.items():
         shapes: list[tuple[str, int | None, Any]] = [(f.code, f.index, f.geom) for f in siblings]
         codes_in_file = {f.code for f in siblings}
-        shapes.extend((cell.code, None, to_shape(cell.geom))
-                      for cell in stored[parent_code] if cell.code not in codes_in_file)
+        shapes.extend(
+            (cell.code, None, to_shape(cell.geom)) for cell in stored[parent_code] if cell.code not in codes_in_file
+        )
         tree = STRtree([s[2] for s in shapes])
         for i, (code, index, geom) in enumerate(shapes):
             if index is None:
@@ -263,18 +293,23 @@ def _check_sibling_overlaps(grid_features: list[ValidFeature], existing: dict[st
                 area = overlap_m2(geom, shapes[j][2])
                 if area > MAX_SIBLING_OVERLAP_M2:
                     problems[index].append(
-                        f"overlaps sibling grid cell {shapes[j][0]} by {area:.1f} m² (more than 1 m²)")
+                        f"overlaps sibling grid cell {shapes[j][0]} by {area:.1f} m² (more than 1 m²)"
+                    )
                     if shapes[j][1] is not None:
                         problems[shapes[j][1]].append(
-                            f"overlaps sibling grid cell {code} by {area:.1f} m² (more than 1 m²)")
+                            f"overlaps sibling grid cell {code} by {area:.1f} m² (more than 1 m²)"
+                        )
 
 
 def apply_import(valid: list[ValidFeature], progress: Progress = _no_progress) -> ImportResult:
     codes = [f.code for f in valid]
     existing = {c.code: c for c in db.session.scalars(select(Cell).where(Cell.code.in_(codes)))} if codes else {}
     parent_codes = {f.parent_code for f in valid if f.parent_code}
-    ids = dict(db.session.execute(select(Cell.code, Cell.id).where(Cell.code.in_(parent_codes))).all()) \
-        if parent_codes else {}
+    ids = (
+        dict(db.session.execute(select(Cell.code, Cell.id).where(Cell.code.in_(parent_codes))).all())
+        if parent_codes
+        else {}
+    )
     created = updated = 0
     ordered = sorted(valid, key=lambda f: (f.level.rank, f.code))
     current_rank = None
@@ -306,6 +341,7 @@ def import_cells(features: list[Any], progress: Progress = _no_progress) -> Impo
 
 # ---- single-cell edits -----------------------------------------------------------------------
 
+
 def _validate_single(feature: dict[str, Any], field: str) -> ValidFeature:
     """One cell checked by the import's rules; its reasons are reported under `field`."""
     try:
@@ -315,13 +351,16 @@ def _validate_single(feature: dict[str, Any], field: str) -> ValidFeature:
         raise ValidationFailed("; ".join(reasons), code="invalid_cell", errors={field: reasons}) from exc
 
 
-def create_cell(*, code: str, name: str, level: str, parent_code: str | None, geometry: Any,
-                active: bool = True) -> Cell:
+def create_cell(
+    *, code: str, name: str, level: str, parent_code: str | None, geometry: Any, active: bool = True
+) -> Cell:
     if get_cell_by_code(code) is not None:
         raise Conflict(f"A cell with code {code} exists.", code="cell_code_taken")
-    feature = {"type": "Feature", "geometry": geometry,
-               "properties": {"code": code, "name": name, "level": level, "parent_code": parent_code,
-                              "active": active}}
+    feature = {
+        "type": "Feature",
+        "geometry": geometry,
+        "properties": {"code": code, "name": name, "level": level, "parent_code": parent_code, "active": active},
+    }
     apply_import([_validate_single(feature, "cell")])
     return get_cell_by_code(code)
 
@@ -329,10 +368,17 @@ def create_cell(*, code: str, name: str, level: str, parent_code: str | None, ge
 def update_cell(cell: Cell, changes: dict[str, Any]) -> Cell:
     if "geometry" in changes:
         parent = cell.parent
-        feature = {"type": "Feature", "geometry": changes["geometry"],
-                   "properties": {"code": cell.code, "name": changes.get("name", cell.name),
-                                  "level": cell.level, "parent_code": parent.code if parent else None,
-                                  "active": changes.get("active", cell.active)}}
+        feature = {
+            "type": "Feature",
+            "geometry": changes["geometry"],
+            "properties": {
+                "code": cell.code,
+                "name": changes.get("name", cell.name),
+                "level": cell.level,
+                "parent_code": parent.code if parent else None,
+                "active": changes.get("active", cell.active),
+            },
+        }
         cell.geom = to_db(_validate_single(feature, "geometry").geom)
     if "name" in changes:
         cell.name = changes["name"].strip()
@@ -348,11 +394,11 @@ def delete_cell(cell: Cell) -> None:
         blockers.append("it has child cells")
     if db.session.scalar(select(exists().where(Report.cell_id == cell.id))):
         blockers.append("reports are routed to it")
-    if db.session.scalar(select(exists().where(WorkerCell.cell_id == cell.id))) or \
-            db.session.scalar(select(exists().where(User.cell_id == cell.id))):
+    if db.session.scalar(select(exists().where(WorkerCell.cell_id == cell.id))) or db.session.scalar(
+        select(exists().where(User.cell_id == cell.id))
+    ):
         blockers.append("users are assigned to it")
     if blockers:
         raise Conflict(f"Cell {cell.code} cannot be deleted: {'; '.join(blockers)}.", code="cell_in_use")
     db.session.delete(cell)
     db.session.flush()
-

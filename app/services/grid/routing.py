@@ -1,4 +1,5 @@
 """Routing a location to the grid cell that owns it."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -38,8 +39,7 @@ def _covering_statement() -> Select:
     stmt = _COVERING.get(name)
     if stmt is None:
         lon, lat = bindparam("lon", type_=Float), bindparam("lat", type_=Float)
-        stmt = (_leaf_cells().where(spatial.covers_point(Cell.geom, Cell.id, lon, lat))
-                .order_by(Cell.code).limit(1))
+        stmt = _leaf_cells().where(spatial.covers_point(Cell.geom, Cell.id, lon, lat)).order_by(Cell.code).limit(1)
         _COVERING[name] = stmt
     return stmt
 
@@ -54,9 +54,13 @@ def route_wgs84(lon: float, lat: float, max_distance_m: float | None = None) -> 
         distance = spatial.distance_m(Cell.geom, lon, lat)
         nearest = db.session.execute(
             select(Cell, distance.label("distance_m"))
-            .where(Cell.level == CellLevel.grid.value, Cell.active.is_(True),
-                   spatial.within_distance(Cell.geom, Cell.id, lon, lat, max_m))
-            .order_by(distance, Cell.code).limit(1)
+            .where(
+                Cell.level == CellLevel.grid.value,
+                Cell.active.is_(True),
+                spatial.within_distance(Cell.geom, Cell.id, lon, lat, max_m),
+            )
+            .order_by(distance, Cell.code)
+            .limit(1)
         ).first()
         if nearest is not None:
             return Routing(lon, lat, nearest[0], RoutedBy.nearest.value, float(nearest[1]))
@@ -79,9 +83,10 @@ def route_many_wgs84(points: list[tuple[float, float]]) -> list[int | None]:
     covering: dict[int, tuple[str, int]] = {}
     point = spatial.point_expr(pts.c.lon, pts.c.lat)
     for idx, cell_id, code in db.session.execute(
-            select(pts.c.idx, Cell.id, Cell.code)
-            .select_from(spatial.join_boxes(pts, Cell.geom, Cell.id, (pts.c.lon, pts.c.lat, pts.c.lon, pts.c.lat)))
-            .where(leaf, spatial.covers(Cell.geom, point))):
+        select(pts.c.idx, Cell.id, Cell.code)
+        .select_from(spatial.join_boxes(pts, Cell.geom, Cell.id, (pts.c.lon, pts.c.lat, pts.c.lon, pts.c.lat)))
+        .where(leaf, spatial.covers(Cell.geom, point))
+    ):
         if idx not in covering or code < covering[idx][0]:
             covering[idx] = (code, cell_id)
     chosen = {idx: cell_id for idx, (_, cell_id) in covering.items()}
@@ -90,14 +95,17 @@ def route_many_wgs84(points: list[tuple[float, float]]) -> list[int | None]:
     missing = [i for i in range(len(points)) if i not in chosen]
     if missing and max_m > 0:
         box_columns = {**columns, "min_lon": Float, "min_lat": Float, "max_lon": Float, "max_lat": Float}
-        near = queries.rows_table("near", box_columns, [
-            (i, *points[i], *spatial.degree_box(*points[i], max_m)) for i in missing])
+        near = queries.rows_table(
+            "near", box_columns, [(i, *points[i], *spatial.degree_box(*points[i], max_m)) for i in missing]
+        )
         distance = spatial.geodesic_m(Cell.geom, spatial.point_expr(near.c.lon, near.c.lat))
         box = (near.c.min_lon, near.c.min_lat, near.c.max_lon, near.c.max_lat)
         nearest: dict[int, tuple[float, str, int]] = {}
         for idx, cell_id, code, metres in db.session.execute(
-                select(near.c.idx, Cell.id, Cell.code, distance)
-                .select_from(spatial.join_boxes(near, Cell.geom, Cell.id, box)).where(leaf, distance <= max_m)):
+            select(near.c.idx, Cell.id, Cell.code, distance)
+            .select_from(spatial.join_boxes(near, Cell.geom, Cell.id, box))
+            .where(leaf, distance <= max_m)
+        ):
             if idx not in nearest or (metres, code) < nearest[idx][:2]:
                 nearest[idx] = (metres, code, cell_id)
         chosen.update({idx: cell_id for idx, (_, _, cell_id) in nearest.items()})

@@ -1,4 +1,5 @@
 """Hotspots (DBSCAN clusters), heat-map squares and filed/closed trends over the reports a user may see."""
+
 from __future__ import annotations
 
 import math
@@ -24,8 +25,9 @@ MAX_SQUARES = 250_000
 TOP_CATEGORIES = 3
 
 
-def _period(created_from: datetime | None, created_to: datetime | None,
-            span: timedelta = DEFAULT_SPAN) -> tuple[datetime, datetime]:
+def _period(
+    created_from: datetime | None, created_to: datetime | None, span: timedelta = DEFAULT_SPAN
+) -> tuple[datetime, datetime]:
     """The time window: both ends as given, else `span` back from `to` (default now)."""
     end = created_to or utcnow()
     start = created_from or end - span
@@ -34,32 +36,50 @@ def _period(created_from: datetime | None, created_to: datetime | None,
     return start, end
 
 
-def _filtered(user: User, *, start: datetime, end: datetime, category_code: str | None,
-              cell_id: int | None) -> Select:
+def _filtered(user: User, *, start: datetime, end: datetime, category_code: str | None, cell_id: int | None) -> Select:
     """Reports filed in [start, end), scoped exactly like GET /reports."""
     if cell_id is not None and db.session.get(Cell, cell_id) is None:
         raise ValidationFailed(errors={"cell": [f"No cell with id {cell_id}."]})
-    return geoqueries.reports_query(user, category_code=category_code, cell_id=cell_id,
-                                        created_from=start, created_to=end).order_by(None)
+    return geoqueries.reports_query(
+        user, category_code=category_code, cell_id=cell_id, created_from=start, created_to=end
+    ).order_by(None)
 
 
 def _local(moment: datetime) -> str:
     return moment.astimezone(ZoneInfo(current_app.config["TIMEZONE"])).isoformat()
 
 
-def hotspots(user: User, *, created_from: datetime | None = None, created_to: datetime | None = None,
-             category_code: str | None = None, cell_id: int | None = None, eps_m: float = 100.0,
-             min_points: int = 5) -> dict[str, Any]:
+def hotspots(
+    user: User,
+    *,
+    created_from: datetime | None = None,
+    created_to: datetime | None = None,
+    category_code: str | None = None,
+    cell_id: int | None = None,
+    eps_m: float = 100.0,
+    min_points: int = 5,
+) -> dict[str, Any]:
     """Density-based clusters, largest first, each with its hull (or centroid), categories and times."""
     start, end = _period(created_from, created_to)
-    points = (_filtered(user, start=start, end=end, category_code=category_code, cell_id=cell_id)
-              .with_only_columns(Report.id, Report.location, Category.code.label("category"),
-                                 Report.status.in_(OPEN_STATUSES).label("open"), Report.created_at)
-              .join(Category, Category.id == Report.category_id))
-    clusters = sorted(clustering.cluster_summaries(points, eps_m, min_points),
-                      key=lambda c: (-c["count"], c["first_id"]))
-    return {"type": "FeatureCollection", "features": [_cluster_feature(c) for c in clusters],
-            "parameters": {"eps_m": eps_m, "min_points": min_points, "from": _local(start), "to": _local(end)}}
+    points = (
+        _filtered(user, start=start, end=end, category_code=category_code, cell_id=cell_id)
+        .with_only_columns(
+            Report.id,
+            Report.location,
+            Category.code.label("category"),
+            Report.status.in_(OPEN_STATUSES).label("open"),
+            Report.created_at,
+        )
+        .join(Category, Category.id == Report.category_id)
+    )
+    clusters = sorted(
+        clustering.cluster_summaries(points, eps_m, min_points), key=lambda c: (-c["count"], c["first_id"])
+    )
+    return {
+        "type": "FeatureCollection",
+        "features": [_cluster_feature(c) for c in clusters],
+        "parameters": {"eps_m": eps_m, "min_points": min_points, "from": _local(start), "to": _local(end)},
+    }
 
 
 def _cluster_feature(cluster: dict[str, Any]) -> dict[str, Any]:
@@ -68,8 +88,9 @@ def _cluster_feature(cluster: dict[str, Any]) -> dict[str, Any]:
     return {
         "type": "Feature",
         # A cluster whose points all lie on a line has no area: its centroid stands for it.
-        "geometry": hull if hull["type"] == "Polygon" else {"type": "Point",
-                                                            "coordinates": [cluster["lon"], cluster["lat"]]},
+        "geometry": hull
+        if hull["type"] == "Polygon"
+        else {"type": "Point", "coordinates": [cluster["lon"], cluster["lat"]]},
         "properties": {
             "count": cluster["count"],
             "centroid": [cluster["lon"], cluster["lat"]],
@@ -89,8 +110,15 @@ def _metres_per_degree(lat: float) -> tuple[float, float]:
     return per_lon, per_lat
 
 
-def heatmap(user: User, *, created_from: datetime | None = None, created_to: datetime | None = None,
-            category_code: str | None = None, cell_id: int | None = None, size_m: int = 200) -> dict[str, Any]:
+def heatmap(
+    user: User,
+    *,
+    created_from: datetime | None = None,
+    created_to: datetime | None = None,
+    category_code: str | None = None,
+    cell_id: int | None = None,
+    size_m: int = 200,
+) -> dict[str, Any]:
     """Counts on squares of size_m metres laid from the area's south-west corner; empty squares left out.
 
     The area is the cell's bounding box when a cell is given, else that of the matching reports. Every
@@ -103,14 +131,20 @@ def heatmap(user: User, *, created_from: datetime | None = None, created_to: dat
         min_lon, min_lat, max_lon, max_lat = to_shape(db.session.get(Cell, cell_id).geom).bounds
     else:
         min_lon, min_lat, max_lon, max_lat = db.session.execute(
-            base.with_only_columns(func.min(x), func.min(y), func.max(x), func.max(y))).one()
+            base.with_only_columns(func.min(x), func.min(y), func.max(x), func.max(y))
+        ).one()
         if min_lon is None:
             return _squares([], size_m, 0.0, 0.0, 1.0, 1.0)
     per_lon, per_lat = _metres_per_degree((min_lat + max_lat) / 2)
     kx, ky = per_lon / size_m, per_lat / size_m
     if ((max_lon - min_lon) * kx + 1) * ((max_lat - min_lat) * ky + 1) > MAX_SQUARES:
-        raise ValidationFailed(errors={"size_m": [
-            f"The area would need more than {MAX_SQUARES} squares; choose a larger size_m or a smaller cell."]})
+        raise ValidationFailed(
+            errors={
+                "size_m": [
+                    f"The area would need more than {MAX_SQUARES} squares; choose a larger size_m or a smaller cell."
+                ]
+            }
+        )
     i = func.floor((x - min_lon) * kx).label("i")
     j = func.floor((y - min_lat) * ky).label("j")
     rows = db.session.execute(base.with_only_columns(i, j, func.count()).group_by(i, j).order_by(i, j)).all()
@@ -122,11 +156,22 @@ def _squares(rows, size_m: int, x0: float, y0: float, kx: float, ky: float) -> d
     for i, j, n in rows:
         west, south = x0 + i / kx, y0 + j / ky
         east, north = x0 + (i + 1) / kx, y0 + (j + 1) / ky
-        features.append({"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [[
-            [west, south], [east, south], [east, north], [west, north], [west, south]]]},
-            "properties": {"count": n}})
-    return {"type": "FeatureCollection", "features": features, "size_m": size_m,
-            "total": sum(f["properties"]["count"] for f in features)}
+        features.append(
+            {
+                "type": "Feature",
+                "geometry": {
+                    "type": "Polygon",
+                    "coordinates": [[[west, south], [east, south], [east, north], [west, north], [west, south]]],
+                },
+                "properties": {"count": n},
+            }
+        )
+    return {
+        "type": "FeatureCollection",
+        "features": features,
+        "size_m": size_m,
+        "total": sum(f["properties"]["count"] for f in features),
+    }
 
 
 def _period_starts(start: datetime, end: datetime, interval: str) -> list[date]:
@@ -151,19 +196,40 @@ def _period_starts(start: datetime, end: datetime, interval: str) -> list[date]:
     return starts
 
 
-def trend(user: User, *, interval: str = "day", created_from: datetime | None = None,
-          created_to: datetime | None = None, category_code: str | None = None,
-          cell_id: int | None = None) -> dict[str, Any]:
+def trend(
+    user: User,
+    *,
+    interval: str = "day",
+    created_from: datetime | None = None,
+    created_to: datetime | None = None,
+    category_code: str | None = None,
+    cell_id: int | None = None,
+) -> dict[str, Any]:
     """Reports filed and closed per local day, ISO week or month, zero periods included."""
     start, end = _period(created_from, created_to, TREND_SPANS[interval])
     tz = current_app.config["TIMEZONE"]
     filed = queries.local_period_counts(
         _filtered(user, start=start, end=end, category_code=category_code, cell_id=cell_id),
-        Report.created_at, interval, tz)
+        Report.created_at,
+        interval,
+        tz,
+    )
     closed_stmt = geoqueries.reports_query(user, category_code=category_code, cell_id=cell_id).order_by(None)
-    closed = queries.local_period_counts(closed_stmt.where(Report.closed_at >= start, Report.closed_at < end),
-                                         Report.closed_at, interval, tz)
+    closed = queries.local_period_counts(
+        closed_stmt.where(Report.closed_at >= start, Report.closed_at < end), Report.closed_at, interval, tz
+    )
     zone = ZoneInfo(tz)
-    return {"interval": interval, "timezone": tz, "from": _local(start), "to": _local(end), "items": [
-        {"start": datetime(d.year, d.month, d.day, tzinfo=zone).isoformat(),
-         "filed": filed.get(d, 0), "closed": closed.get(d, 0)} for d in _period_starts(start, end, interval)]}
+    return {
+        "interval": interval,
+        "timezone": tz,
+        "from": _local(start),
+        "to": _local(end),
+        "items": [
+            {
+                "start": datetime(d.year, d.month, d.day, tzinfo=zone).isoformat(),
+                "filed": filed.get(d, 0),
+                "closed": closed.get(d, 0),
+            }
+            for d in _period_starts(start, end, interval)
+        ],
+    }

@@ -1,4 +1,5 @@
 """Spatial filters for report lists (near, box, cell polygon, any polygon), map GeoJSON and cell summaries."""
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta
@@ -57,23 +58,46 @@ def nearest_first(stmt: Select, geo: GeoFilter) -> Select:
     The order uses the local estimate (within 2 mm of the geodesic at 5 km), so the exact distance is
     computed only for the rows of the page."""
     lon, lat = _near_point(geo)
-    return (stmt.options(_with_distance(lon, lat))
-            .order_by(spatial.local_distance_m(Report.location, lon, lat), Report.id))
+    return stmt.options(_with_distance(lon, lat)).order_by(
+        spatial.local_distance_m(Report.location, lon, lat), Report.id
+    )
 
 
-def reports_query(user: User, *, status: str | None = None, category_code: str | None = None,
-                  cell_id: int | None = None, created_from: datetime | None = None,
-                  created_to: datetime | None = None, triage: bool | None = None,
-                  sla_state: str | None = None, escalation_level: int | None = None,
-                  assignee_id: int | None = None, overdue: bool | None = None,
-                  geo: GeoFilter | None = None) -> Select:
+def reports_query(
+    user: User,
+    *,
+    status: str | None = None,
+    category_code: str | None = None,
+    cell_id: int | None = None,
+    created_from: datetime | None = None,
+    created_to: datetime | None = None,
+    triage: bool | None = None,
+    sla_state: str | None = None,
+    escalation_level: int | None = None,
+    assignee_id: int | None = None,
+    overdue: bool | None = None,
+    geo: GeoFilter | None = None,
+) -> Select:
     """The reports a list shows the user, filtered; newest first, or nearest first with `near`."""
     now = utcnow()
-    sent = {"status": status, "category_code": category_code, "cell_id": cell_id, "created_from": created_from,
-            "created_to": created_to, "triage": triage, "sla_state": sla_state, "escalation_level": escalation_level,
-            "assignee_id": assignee_id, "overdue": overdue, "geo": geo}
-    stmt = report_service.listed_reports().where(public_view.list_scope(
-        user, report_service.visibility(user), [name for name, value in sent.items() if value is not None]))
+    sent = {
+        "status": status,
+        "category_code": category_code,
+        "cell_id": cell_id,
+        "created_from": created_from,
+        "created_to": created_to,
+        "triage": triage,
+        "sla_state": sla_state,
+        "escalation_level": escalation_level,
+        "assignee_id": assignee_id,
+        "overdue": overdue,
+        "geo": geo,
+    }
+    stmt = report_service.listed_reports().where(
+        public_view.list_scope(
+            user, report_service.visibility(user), [name for name, value in sent.items() if value is not None]
+        )
+    )
     if status:
         stmt = stmt.where(Report.status == status)
     if category_code:
@@ -161,20 +185,42 @@ def feature_collection(viewer: User, stmt: Select) -> dict[str, Any]:
     viewer gets in its public view shows a point inside its handling cell and no SLA state."""
     now = utcnow()
     zone = ZoneInfo(current_app.config["TIMEZONE"])
-    columns = stmt.with_only_columns(
-        Report.id, Report.case_day, Category.code, Report.status, sla_state_expr(now).label("sla_state"),
-        Report.created_at, Report.reporter_id, Category.public, Report.handling_cell_id,
-        func.ST_X(Report.location), func.ST_Y(Report.location),
-    ).join(Category, Category.id == Report.category_id).limit(MAX_FEATURES + 1)
+    columns = (
+        stmt.with_only_columns(
+            Report.id,
+            Report.case_day,
+            Category.code,
+            Report.status,
+            sla_state_expr(now).label("sla_state"),
+            Report.created_at,
+            Report.reporter_id,
+            Category.public,
+            Report.handling_cell_id,
+            func.ST_X(Report.location),
+            func.ST_Y(Report.location),
+        )
+        .join(Category, Category.id == Report.category_id)
+        .limit(MAX_FEATURES + 1)
+    )
     fetched = db.session.execute(columns).all()
     rows = fetched[:MAX_FEATURES]
     shown = public_view.map_points(viewer, [tuple(row[6:]) for row in rows])
-    features = [{
-        "type": "Feature", "id": rid,
-        "geometry": {"type": "Point", "coordinates": list(point)} if point else None,
-        "properties": {"id": rid, "case_number": case_number(day, rid), "category": code, "status": status,
-                       "sla_state": sla if full else None, "created_at": created.astimezone(zone).isoformat()},
-    } for (rid, day, code, status, sla, created, *_), (point, full) in zip(rows, shown)]
+    features = [
+        {
+            "type": "Feature",
+            "id": rid,
+            "geometry": {"type": "Point", "coordinates": list(point)} if point else None,
+            "properties": {
+                "id": rid,
+                "case_number": case_number(day, rid),
+                "category": code,
+                "status": status,
+                "sla_state": sla if full else None,
+                "created_at": created.astimezone(zone).isoformat(),
+            },
+        }
+        for (rid, day, code, status, sla, created, *_), (point, full) in zip(rows, shown, strict=True)
+    ]
     return {"type": "FeatureCollection", "features": features, "truncated": len(fetched) > MAX_FEATURES}
 
 
@@ -184,20 +230,23 @@ def cell_summary(user: User, cell: Cell) -> dict[str, Any]:
     routed, child = aliased(Cell), aliased(Cell)
     sla = sla_state_expr(utcnow())
     # Reports routed anywhere in the subtree; the outer join names the child whose code range holds them.
-    stmt = (select(child.id, Report.status, sla, func.count())
-            .join(routed, routed.id == Report.cell_id)
-            .outerjoin(child, (child.parent_id == cell.id) & in_subtree(routed.code, child.code))
-            .where(in_subtree(routed.code, cell.code),
-                   # Counts by grid cell and SLA state are not in the public view: residents count their own.
-                   public_view.full_view_scope(user, report_service.visibility(user)))
-            .group_by(child.id, Report.status, sla))
+    stmt = (
+        select(child.id, Report.status, sla, func.count())
+        .join(routed, routed.id == Report.cell_id)
+        .outerjoin(child, (child.parent_id == cell.id) & in_subtree(routed.code, child.code))
+        .where(
+            in_subtree(routed.code, cell.code),
+            # Counts by grid cell and SLA state are not in the public view: residents count their own.
+            public_view.full_view_scope(user, report_service.visibility(user)),
+        )
+        .group_by(child.id, Report.status, sla)
+    )
     totals = {None: _empty_counts()}
     totals.update({c.id: _empty_counts() for c in children})
     for child_id, status, state, n in db.session.execute(stmt):
         for key in {None, child_id}:
             _add(totals[key], status, state, n)
-    return {"cell": cell, **totals[None],
-            "children": [{"cell": c, **totals[c.id]} for c in children]}
+    return {"cell": cell, **totals[None], "children": [{"cell": c, **totals[c.id]} for c in children]}
 
 
 def _empty_counts() -> dict[str, Any]:

@@ -6,6 +6,7 @@ on-time closure rate (按期结案率) is: of the cases due in the period and no
 their due time; its denominator is `due - due_on_hold`, and it is null when that is 0. Satisfaction is the mean
 rating (1-5) of the cases rated in the period (rated_at), null when none was.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -87,45 +88,89 @@ def summary(user: User, code: str, start: datetime, end: datetime, now: datetime
     due = and_(within(Report.due_at), Report.status.not_in(NEVER_DUE))
     rated = and_(Report.rating.is_not(None), within(Report.rated_at))
     # The clock of a case on hold or resolved stopped then; measure its lateness there.
-    measured_at = case((Report.status == "on_hold", Report.hold_started_at),
-                       (Report.status == "resolved", Report.resolved_at), else_=literal(now, UTCDateTime()))
-    escalations = (select(CaseEvent.report_id, func.count().label("n"))
-                   .where(CaseEvent.action == "escalate", within(CaseEvent.created_at))
-                   .group_by(CaseEvent.report_id).subquery())
-    stmt = (select(child.id, child.code, child.name, child.level,
-                   _count(within(Report.created_at)),
-                   _count(closed),
-                   _count(and_(closed, Report.closed_at <= Report.due_at)),
-                   _count(due),
-                   _count(and_(due, Report.status == "on_hold")),
-                   _count(and_(due, Report.status == "closed", Report.closed_at <= Report.due_at)),
-                   _count(and_(Report.status.in_(OPEN_STATUSES), measured_at > Report.due_at)),
-                   func.avg(case((closed, queries.seconds_between(Report.created_at, Report.closed_at)))),
-                   func.coalesce(func.sum(escalations.c.n), 0),
-                   func.avg(case((rated, Report.rating))),
-                   _count(rated))
-            .select_from(child)
-            # Every cell of the child's subtree, then its cases.
-            .outerjoin(leaf, in_subtree(leaf.code, child.code))
-            .outerjoin(Report, Report.cell_id == leaf.id)
-            .outerjoin(escalations, escalations.c.report_id == Report.id)
-            .where(child.parent_id == cell.id)
-            .group_by(child.id, child.code, child.name, child.level)
-            .order_by(child.code))
+    measured_at = case(
+        (Report.status == "on_hold", Report.hold_started_at),
+        (Report.status == "resolved", Report.resolved_at),
+        else_=literal(now, UTCDateTime()),
+    )
+    escalations = (
+        select(CaseEvent.report_id, func.count().label("n"))
+        .where(CaseEvent.action == "escalate", within(CaseEvent.created_at))
+        .group_by(CaseEvent.report_id)
+        .subquery()
+    )
+    stmt = (
+        select(
+            child.id,
+            child.code,
+            child.name,
+            child.level,
+            _count(within(Report.created_at)),
+            _count(closed),
+            _count(and_(closed, Report.closed_at <= Report.due_at)),
+            _count(due),
+            _count(and_(due, Report.status == "on_hold")),
+            _count(and_(due, Report.status == "closed", Report.closed_at <= Report.due_at)),
+            _count(and_(Report.status.in_(OPEN_STATUSES), measured_at > Report.due_at)),
+            func.avg(case((closed, queries.seconds_between(Report.created_at, Report.closed_at)))),
+            func.coalesce(func.sum(escalations.c.n), 0),
+            func.avg(case((rated, Report.rating))),
+            _count(rated),
+        )
+        .select_from(child)
+        # Every cell of the child's subtree, then its cases.
+        .outerjoin(leaf, in_subtree(leaf.code, child.code))
+        .outerjoin(Report, Report.cell_id == leaf.id)
+        .outerjoin(escalations, escalations.c.report_id == Report.id)
+        .where(child.parent_id == cell.id)
+        .group_by(child.id, child.code, child.name, child.level)
+        .order_by(child.code)
+    )
     children = []
     for row in db.session.execute(stmt):
-        (cell_id, cell_code, name, level, filed, n_closed, on_time, n_due, on_hold, due_on_time, backlog,
-         avg_close, n_escalations, satisfaction, n_rated) = row
+        (
+            cell_id,
+            cell_code,
+            name,
+            level,
+            filed,
+            n_closed,
+            on_time,
+            n_due,
+            on_hold,
+            due_on_time,
+            backlog,
+            avg_close,
+            n_escalations,
+            satisfaction,
+            n_rated,
+        ) = row
         denominator = n_due - on_hold
-        children.append(CellFigures(
-            cell={"id": cell_id, "code": cell_code, "name": name, "level": level}, filed=filed, closed=n_closed,
-            closed_on_time=on_time, due=n_due, due_on_hold=on_hold, due_closed_on_time=due_on_time,
-            on_time_rate=due_on_time / denominator if denominator else None,
-            overdue_backlog=backlog, avg_close_seconds=float(avg_close) if avg_close is not None else None,
-            escalations=n_escalations,
-            satisfaction_avg=float(satisfaction) if satisfaction is not None else None, satisfaction_count=n_rated))
+        children.append(
+            CellFigures(
+                cell={"id": cell_id, "code": cell_code, "name": name, "level": level},
+                filed=filed,
+                closed=n_closed,
+                closed_on_time=on_time,
+                due=n_due,
+                due_on_hold=on_hold,
+                due_closed_on_time=due_on_time,
+                on_time_rate=due_on_time / denominator if denominator else None,
+                overdue_backlog=backlog,
+                avg_close_seconds=float(avg_close) if avg_close is not None else None,
+                escalations=n_escalations,
+                satisfaction_avg=float(satisfaction) if satisfaction is not None else None,
+                satisfaction_count=n_rated,
+            )
+        )
     # Every case lies under exactly one child (cases route to grid cells), so the children's ratings are all.
     n_rated = sum(c.satisfaction_count for c in children)
     total = sum(c.satisfaction_avg * c.satisfaction_count for c in children if c.satisfaction_count)
-    return Summary(cell=cell, start=start, end=end, children=children,
-                   satisfaction_avg=total / n_rated if n_rated else None, satisfaction_count=n_rated)
+    return Summary(
+        cell=cell,
+        start=start,
+        end=end,
+        children=children,
+        satisfaction_avg=total / n_rated if n_rated else None,
+        satisfaction_count=n_rated,
+    )

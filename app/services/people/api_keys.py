@@ -1,4 +1,5 @@
 """API keys: issue (the key is shown once), list, revoke, and authenticate by constant-time hash comparison."""
+
 from __future__ import annotations
 
 import hashlib
@@ -39,16 +40,23 @@ def create_key(name: str, created_by: User | None = None) -> IssuedKey:
     """A new key and the resident account its reports are filed as (username open311:<prefix>)."""
     while True:
         key = KEY_PREFIX + secrets.token_urlsafe(32)
-        prefix = key[len(KEY_PREFIX):len(KEY_PREFIX) + PREFIX_LENGTH]
+        prefix = key[len(KEY_PREFIX) : len(KEY_PREFIX) + PREFIX_LENGTH]
         # Usernames are unique whatever the case; prefixes are case-sensitive.
-        taken = db.session.scalar(select(ApiKey.id).where(ApiKey.prefix == prefix)) or \
-            db.session.scalar(select(User.id).where(func.lower(User.username) == f"open311:{prefix}".lower()))
+        taken = db.session.scalar(select(ApiKey.id).where(ApiKey.prefix == prefix)) or db.session.scalar(
+            select(User.id).where(func.lower(User.username) == f"open311:{prefix}".lower())
+        )
         if not taken:
             break
-    user = User(username=f"open311:{prefix}", password_hash=UNUSABLE_PASSWORD, role=Role.resident.value,
-                display_name=name, active=False)
-    api_key = ApiKey(name=name, prefix=prefix, key_hash=hash_key(key), user=user,
-                     created_by_id=created_by.id if created_by else None)
+    user = User(
+        username=f"open311:{prefix}",
+        password_hash=UNUSABLE_PASSWORD,
+        role=Role.resident.value,
+        display_name=name,
+        active=False,
+    )
+    api_key = ApiKey(
+        name=name, prefix=prefix, key_hash=hash_key(key), user=user, created_by_id=created_by.id if created_by else None
+    )
     db.session.add_all([user, api_key])
     db.session.flush()
     return IssuedKey(api_key, key)
@@ -79,7 +87,7 @@ def authenticate(key: str | None) -> ApiKey:
         raise Forbidden("Send api_key in the query string or the form body.", code="api_key_missing")
     candidate = None
     if key.startswith(KEY_PREFIX):
-        prefix = key[len(KEY_PREFIX):len(KEY_PREFIX) + PREFIX_LENGTH]
+        prefix = key[len(KEY_PREFIX) : len(KEY_PREFIX) + PREFIX_LENGTH]
         candidate = db.session.scalars(select(ApiKey).where(ApiKey.prefix == prefix)).first()
     # Compare against a hash even when no row matched, so the answer takes the same time.
     stored = candidate.key_hash if candidate is not None else hash_key("")

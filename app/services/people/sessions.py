@@ -1,4 +1,5 @@
 """Login sessions: issuing, rotating and revoking tokens, and resolving the caller of a request."""
+
 from __future__ import annotations
 
 import uuid
@@ -25,21 +26,20 @@ class TokenPair:
 
 
 def find_user_by_username(username: str) -> User | None:
-    return db.session.scalars(
-        select(User).where(func.lower(User.username) == username.strip().lower())
-    ).first()
+    return db.session.scalars(select(User).where(func.lower(User.username) == username.strip().lower())).first()
 
 
 def _pair(user_id: int, session_id: str, refresh_jti: str, issued_at: datetime) -> TokenPair:
     """The token pair a refresh token row stands for: HS256 over the same claims gives the same bytes, so the
     row (its jti and issue time) re-creates the pair exactly."""
     cfg = current_app.config
-    refresh_token, _, _ = tokens.encode(tokens.REFRESH, user_id, session_id, issued_at,
-                                        cfg["REFRESH_TOKEN_TTL_S"], jti=refresh_jti)
-    access, _, _ = tokens.encode(tokens.ACCESS, user_id, session_id, issued_at, cfg["ACCESS_TOKEN_TTL_S"],
-                                 jti=tokens.access_jti(refresh_jti))
-    return TokenPair(access_token=access, refresh_token=refresh_token,
-                     expires_in=int(cfg["ACCESS_TOKEN_TTL_S"]))
+    refresh_token, _, _ = tokens.encode(
+        tokens.REFRESH, user_id, session_id, issued_at, cfg["REFRESH_TOKEN_TTL_S"], jti=refresh_jti
+    )
+    access, _, _ = tokens.encode(
+        tokens.ACCESS, user_id, session_id, issued_at, cfg["ACCESS_TOKEN_TTL_S"], jti=tokens.access_jti(refresh_jti)
+    )
+    return TokenPair(access_token=access, refresh_token=refresh_token, expires_in=int(cfg["ACCESS_TOKEN_TTL_S"]))
 
 
 def _issue(user: User, session: AuthSession, jti: str | None = None) -> TokenPair:
@@ -59,7 +59,8 @@ def login(username: str, password: str) -> TokenPair:
     if not ok or user is None or not user.active:
         raise InvalidCredentials("Wrong username or password.")
     session = AuthSession(
-        id=str(uuid.uuid4()), user_id=user.id,
+        id=str(uuid.uuid4()),
+        user_id=user.id,
         expires_at=utcnow() + timedelta(seconds=current_app.config["REFRESH_TOKEN_TTL_S"]),
     )
     db.session.add(session)
@@ -78,9 +79,11 @@ def _revoke_session(session_id: str, reason: str) -> None:
 def revoke_user_sessions(user_id: int, reason: str, *, keep: str | None = None) -> None:
     """End every login of the user but `keep` (a session id): their access and refresh tokens are refused from
     the next request on."""
-    stmt = (update(AuthSession)
-            .where(AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None))
-            .values(revoked_at=utcnow(), revoked_reason=reason))
+    stmt = (
+        update(AuthSession)
+        .where(AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None))
+        .values(revoked_at=utcnow(), revoked_reason=reason)
+    )
     if keep is not None:
         stmt = stmt.where(AuthSession.id != keep)
     db.session.execute(stmt)
@@ -89,7 +92,8 @@ def revoke_user_sessions(user_id: int, reason: str, *, keep: str | None = None) 
 
 def _live_session_and_user(session_id: str, user_id: int) -> tuple[AuthSession, User]:
     row = db.session.execute(
-        select(AuthSession, User).join(User, User.id == AuthSession.user_id)
+        select(AuthSession, User)
+        .join(User, User.id == AuthSession.user_id)
         .where(AuthSession.id == session_id, User.id == user_id)
     ).first()
     if row is None:
@@ -116,8 +120,9 @@ def refresh(refresh_token: str) -> TokenPair:
     # it); on SQLite the other's transaction cannot begin before the first has committed.
     claimed = db.session.execute(
         update(RefreshToken)
-        .where(RefreshToken.jti == claims["jti"], RefreshToken.session_id == claims["sid"],
-               RefreshToken.used_at.is_(None))
+        .where(
+            RefreshToken.jti == claims["jti"], RefreshToken.session_id == claims["sid"], RefreshToken.used_at.is_(None)
+        )
         .values(used_at=utcnow(), replaced_by=successor)
     ).rowcount
     if claimed != 1:
@@ -130,17 +135,23 @@ def _repeat_or_revoke(claims: dict) -> TokenPair:
     """A refresh token that was exchanged already: a repeat within the grace window gets the first exchange's
     pair again (two tabs, a retry after a lost answer); any other use means the token leaked."""
     known = db.session.execute(
-        select(RefreshToken.session_id, RefreshToken.used_at, RefreshToken.replaced_by)
-        .where(RefreshToken.jti == claims["jti"])
+        select(RefreshToken.session_id, RefreshToken.used_at, RefreshToken.replaced_by).where(
+            RefreshToken.jti == claims["jti"]
+        )
     ).first()
     if known is None:
         raise InvalidToken("Unknown refresh token.")
     grace_s = current_app.config["REFRESH_REUSE_GRACE_S"]
-    if (grace_s > 0 and known.replaced_by is not None and known.used_at is not None
-            and utcnow() - known.used_at <= timedelta(seconds=grace_s)):
+    if (
+        grace_s > 0
+        and known.replaced_by is not None
+        and known.used_at is not None
+        and utcnow() - known.used_at <= timedelta(seconds=grace_s)
+    ):
         successor = db.session.execute(
-            select(RefreshToken.jti, RefreshToken.issued_at, RefreshToken.used_at)
-            .where(RefreshToken.jti == known.replaced_by, RefreshToken.session_id == known.session_id)
+            select(RefreshToken.jti, RefreshToken.issued_at, RefreshToken.used_at).where(
+                RefreshToken.jti == known.replaced_by, RefreshToken.session_id == known.session_id
+            )
         ).first()
         # Only while the successor is the login's newest token: once it was exchanged in turn, handing it
         # out again would give a dead token, and a repeat so late in the chain is not a retry.

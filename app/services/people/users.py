@@ -1,4 +1,5 @@
 """Accounts: creating, registering residents, listing, editing, deactivating; a user's own profile."""
+
 from __future__ import annotations
 
 import functools
@@ -13,9 +14,9 @@ from app.dialect import locks
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.extensions import db
 from app.models import Cell, CellLevel, Duty, Role, User, WorkerCell
+from app.services.calendar.worktime import local_day
 from app.services.people.sessions import find_user_by_username, revoke_user_sessions
 from app.services.people.workers import current_on, served_cells_of
-from app.services.calendar.worktime import local_day
 
 
 @functools.lru_cache(maxsize=4)
@@ -26,12 +27,21 @@ def _phone_pattern(pattern: str) -> re.Pattern:
 def valid_phone(phone: str | None) -> bool:
     """Whether a phone number has the configured format (PHONE_PATTERN; mainland China mobiles by default)."""
     return bool(phone) and _phone_pattern(current_app.config["PHONE_PATTERN"]).fullmatch(phone) is not None
+
+
 USERNAME = re.compile(r"^[A-Za-z0-9_.@+-]{3,64}$")
 MIN_PASSWORD = 8
 
 
-def create_user(*, username: str, password: str, role: str, cell_code: str | None = None,
-                display_name: str | None = None, phone: str | None = None) -> User:
+def create_user(
+    *,
+    username: str,
+    password: str,
+    role: str,
+    cell_code: str | None = None,
+    display_name: str | None = None,
+    phone: str | None = None,
+) -> User:
     errors: dict[str, list[str]] = {}
     if role not in {r.value for r in Role}:
         errors["role"] = [f"Must be one of {', '.join(r.value for r in Role)}."]
@@ -59,14 +69,18 @@ def create_user(*, username: str, password: str, role: str, cell_code: str | Non
     if phone and db.session.scalars(select(User).where(User.phone == phone)).first():
         raise Conflict("That phone number is already registered.", code="phone_taken")
 
-    user = User(username=username.strip(), password_hash=hash_password(password), role=role,
-                display_name=display_name, phone=phone,
-                cell_id=cell.id if cell is not None and role == Role.supervisor.value else None)
+    user = User(
+        username=username.strip(),
+        password_hash=hash_password(password),
+        role=role,
+        display_name=display_name,
+        phone=phone,
+        cell_id=cell.id if cell is not None and role == Role.supervisor.value else None,
+    )
     db.session.add(user)
     db.session.flush()
     if cell is not None and role == Role.worker.value:
-        db.session.add(WorkerCell(user_id=user.id, cell_id=cell.id, duty=Duty.primary.value,
-                                  valid_from=local_day()))
+        db.session.add(WorkerCell(user_id=user.id, cell_id=cell.id, duty=Duty.primary.value, valid_from=local_day()))
         db.session.flush()
     return user
 
@@ -75,8 +89,9 @@ def register_resident(phone: str, password: str, display_name: str | None = None
     if not valid_phone(phone):
         raise ValidationFailed(errors={"phone": [phone_error()]})
     # A resident signs in with their phone number as the username.
-    return create_user(username=phone, password=password, role=Role.resident.value,
-                       display_name=display_name, phone=phone)
+    return create_user(
+        username=phone, password=password, role=Role.resident.value, display_name=display_name, phone=phone
+    )
 
 
 def phone_error() -> str:
@@ -90,8 +105,9 @@ def get_user(user_id: int) -> User:
     return user
 
 
-def users_query(*, role: str | None = None, active: bool | None = None, cell_id: int | None = None,
-                q: str | None = None) -> Select:
+def users_query(
+    *, role: str | None = None, active: bool | None = None, cell_id: int | None = None, q: str | None = None
+) -> Select:
     """Users by role, state, cell (a supervisor's own cell or a worker's cell today) and a text search."""
     stmt = select(User)
     if role:
@@ -103,9 +119,13 @@ def users_query(*, role: str | None = None, active: bool | None = None, cell_id:
         stmt = stmt.where(or_(User.cell_id == cell_id, User.id.in_(serving)))
     if q:
         needle = q.strip().lower()
-        stmt = stmt.where(or_(func.lower(User.username).contains(needle, autoescape=True),
-                              func.lower(User.display_name).contains(needle, autoescape=True),
-                              User.phone.contains(needle, autoescape=True)))
+        stmt = stmt.where(
+            or_(
+                func.lower(User.username).contains(needle, autoescape=True),
+                func.lower(User.display_name).contains(needle, autoescape=True),
+                User.phone.contains(needle, autoescape=True),
+            )
+        )
     return stmt.order_by(User.username, User.id)
 
 
@@ -145,8 +165,9 @@ def update_user(actor: User, user: User, changes: dict[str, Any]) -> User:
         if code and cell is None:
             raise ValidationFailed(errors={"cell_code": [f"No cell with code {code}."]})
         if cell is not None and role != Role.supervisor.value:
-            raise ValidationFailed(errors={"cell_code": [
-                "Only a supervisor has a cell; assign workers through /cells/{id}/workers."]})
+            raise ValidationFailed(
+                errors={"cell_code": ["Only a supervisor has a cell; assign workers through /cells/{id}/workers."]}
+            )
         cell_id = cell.id if cell is not None else None
     if role == Role.supervisor.value and cell_id is None:
         raise ValidationFailed(errors={"cell_code": ["A supervisor needs the cell whose subtree they oversee."]})
@@ -178,12 +199,11 @@ def _require_another_active_admin(user: User) -> None:
     The active admins' rows are locked first and stay locked until the commit, so two admins demoting each
     other at once cannot both pass: on PostgreSQL the second waits for the first's commit and then no longer
     counts the admin the first demoted; on SQLite the second request runs only after the first."""
-    admins = db.session.scalars(locks.lock_rows(
-        select(User.id).where(User.role == Role.admin.value, User.active.is_(True)).order_by(User.id)
-    )).all()
+    admins = db.session.scalars(
+        locks.lock_rows(select(User.id).where(User.role == Role.admin.value, User.active.is_(True)).order_by(User.id))
+    ).all()
     if not any(admin_id != user.id for admin_id in admins):
-        raise Conflict(f"{user.username} is the last active admin; make another admin first.",
-                       code="last_active_admin")
+        raise Conflict(f"{user.username} is the last active admin; make another admin first.", code="last_active_admin")
 
 
 def update_me(user: User, changes: dict[str, Any], session_id: str) -> User:

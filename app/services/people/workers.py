@@ -1,4 +1,5 @@
 """Grid workers: their dated cell assignments, the duty log, workload and last known position."""
+
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
@@ -41,10 +42,21 @@ def current_on(day: date) -> ColumnElement[bool]:
 
 def serves(user_id: int, cell_id: int, at: datetime | None = None) -> bool:
     """Whether an active worker serves the cell on the local day of `at` (default: now)."""
-    return db.session.scalar(
-        select(WorkerCell.id).join(User, User.id == WorkerCell.user_id)
-        .where(WorkerCell.user_id == user_id, WorkerCell.cell_id == cell_id, current_on(local_day(at)),
-               User.role == Role.worker.value, User.active.is_(True)).limit(1)) is not None
+    return (
+        db.session.scalar(
+            select(WorkerCell.id)
+            .join(User, User.id == WorkerCell.user_id)
+            .where(
+                WorkerCell.user_id == user_id,
+                WorkerCell.cell_id == cell_id,
+                current_on(local_day(at)),
+                User.role == Role.worker.value,
+                User.active.is_(True),
+            )
+            .limit(1)
+        )
+        is not None
+    )
 
 
 def served_cell_ids(user_id: int, at: datetime | None = None) -> Select:
@@ -59,15 +71,19 @@ def cells_served_today(user_id: int) -> list[Cell]:
 def served_cells_of(user_ids: list[int]) -> dict[int, list[Cell]]:
     """The grid cells each of these users serves today, by code: one query for a whole list of accounts."""
     served: dict[int, list[Cell]] = {}
-    rows = db.session.execute(select(WorkerCell.user_id, Cell).join(Cell, Cell.id == WorkerCell.cell_id)
-                              .where(WorkerCell.user_id.in_(user_ids), current_on(local_day()))
-                              .order_by(WorkerCell.user_id, Cell.code))
+    rows = db.session.execute(
+        select(WorkerCell.user_id, Cell)
+        .join(Cell, Cell.id == WorkerCell.cell_id)
+        .where(WorkerCell.user_id.in_(user_ids), current_on(local_day()))
+        .order_by(WorkerCell.user_id, Cell.code)
+    )
     for user_id, cell in rows:
         served.setdefault(user_id, []).append(cell)
     return served
 
 
 # ---- who may manage which cell ------------------------------------------------------------------
+
 
 def in_subtree_of(supervisor: User) -> ColumnElement[bool]:
     """Cells under the supervisor's cell (itself included); nothing for a supervisor without one."""
@@ -94,6 +110,7 @@ def get_cell(cell_id: int) -> Cell:
 
 # ---- assignments --------------------------------------------------------------------------------
 
+
 def assignments_query(cell: Cell, on: date | None = None) -> Select:
     stmt = select(WorkerCell).where(WorkerCell.cell_id == cell.id)
     if on is not None:
@@ -101,8 +118,14 @@ def assignments_query(cell: Cell, on: date | None = None) -> Select:
     return stmt.order_by(WorkerCell.valid_from.desc(), WorkerCell.id.desc())
 
 
-def assign(cell: Cell, *, user_id: int, duty: str = Duty.primary.value, valid_from: date | None = None,
-           valid_to: date | None = None) -> WorkerCell:
+def assign(
+    cell: Cell,
+    *,
+    user_id: int,
+    duty: str = Duty.primary.value,
+    valid_from: date | None = None,
+    valid_to: date | None = None,
+) -> WorkerCell:
     valid_from = valid_from or local_day()
     errors: dict[str, list[str]] = {}
     if cell.level != CellLevel.grid.value:
@@ -121,14 +144,20 @@ def assign(cell: Cell, *, user_id: int, duty: str = Duty.primary.value, valid_fr
     if errors:
         raise ValidationFailed(errors=errors)
     overlapping = db.session.scalar(
-        select(WorkerCell.id).where(
-            WorkerCell.user_id == user_id, WorkerCell.cell_id == cell.id,
+        select(WorkerCell.id)
+        .where(
+            WorkerCell.user_id == user_id,
+            WorkerCell.cell_id == cell.id,
             or_(WorkerCell.valid_to.is_(None), WorkerCell.valid_to >= valid_from),
             WorkerCell.valid_from <= valid_to if valid_to is not None else true(),
-        ).order_by(WorkerCell.id).limit(1))
+        )
+        .order_by(WorkerCell.id)
+        .limit(1)
+    )
     if overlapping is not None:
-        raise ValidationFailed(errors={"valid_from": [
-            f"Overlaps assignment {overlapping} of this worker to this cell."]})
+        raise ValidationFailed(
+            errors={"valid_from": [f"Overlaps assignment {overlapping} of this worker to this cell."]}
+        )
     assignment = WorkerCell(user_id=user_id, cell_id=cell.id, duty=duty, valid_from=valid_from, valid_to=valid_to)
     db.session.add(assignment)
     db.session.flush()
@@ -137,14 +166,16 @@ def assign(cell: Cell, *, user_id: int, duty: str = Duty.primary.value, valid_fr
 
 def end_assignment(cell: Cell, assignment_id: int) -> WorkerCell | None:
     """Not started yet (or started today): deleted. Running: ended yesterday, kept as history."""
-    assignment = db.session.scalars(select(WorkerCell).where(
-        WorkerCell.id == assignment_id, WorkerCell.cell_id == cell.id)).first()
+    assignment = db.session.scalars(
+        select(WorkerCell).where(WorkerCell.id == assignment_id, WorkerCell.cell_id == cell.id)
+    ).first()
     if assignment is None:
         raise NotFound(f"Cell {cell.code} has no assignment {assignment_id}.", code="assignment_not_found")
     today = local_day()
     if assignment.valid_to is not None and assignment.valid_to < today:
-        raise Conflict(f"Assignment {assignment_id} ended on {assignment.valid_to}; it is history.",
-                       code="assignment_ended")
+        raise Conflict(
+            f"Assignment {assignment_id} ended on {assignment.valid_to}; it is history.", code="assignment_ended"
+        )
     if assignment.valid_from >= today:
         db.session.delete(assignment)
         db.session.flush()
@@ -156,10 +187,17 @@ def end_assignment(cell: Cell, assignment_id: int) -> WorkerCell | None:
 
 # ---- duty ---------------------------------------------------------------------------------------
 
+
 def on_duty_expr(user_id: ColumnElement) -> ColumnElement[bool]:
     """The worker's latest duty change says on. (A patrol check-in would be OR-ed in here.)"""
-    latest = (select(DutyLog.on_duty).where(DutyLog.user_id == user_id)
-              .order_by(DutyLog.id.desc()).limit(1).correlate_except(DutyLog).scalar_subquery())
+    latest = (
+        select(DutyLog.on_duty)
+        .where(DutyLog.user_id == user_id)
+        .order_by(DutyLog.id.desc())
+        .limit(1)
+        .correlate_except(DutyLog)
+        .scalar_subquery()
+    )
     return type_coerce(func.coalesce(latest, false()), Boolean)
 
 

@@ -1,11 +1,13 @@
 """Open311 GeoReport v2: services, filing requests as residents' reports, and reading requests back."""
+
 from __future__ import annotations
 
 import math
 import re
 import uuid
+from collections.abc import Mapping
 from datetime import date, datetime, timedelta
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
@@ -58,16 +60,20 @@ TRIAGE_NOTICE = "No grid cell covers this location; a supervisor will route the 
 
 # ---- services -------------------------------------------------------------------------------------------------
 
+
 def services() -> list[dict[str, Any]]:
-    return [{
-        "service_code": c.code,
-        "service_name": c.name,
-        "description": c.description,
-        "metadata": bool(_inputs(c)),
-        "type": "realtime",
-        "keywords": c.keywords,
-        "group": c.group,
-    } for c in db.session.scalars(active_categories_query())]
+    return [
+        {
+            "service_code": c.code,
+            "service_name": c.name,
+            "description": c.description,
+            "metadata": bool(_inputs(c)),
+            "type": "realtime",
+            "keywords": c.keywords,
+            "group": c.group,
+        }
+        for c in db.session.scalars(active_categories_query())
+    ]
 
 
 def service_definition(code: str) -> dict[str, Any]:
@@ -75,16 +81,22 @@ def service_definition(code: str) -> dict[str, Any]:
     if category is None:
         raise NotFound(f"No service with service_code {code!r}.")
     attributes = sorted(category.attributes or [], key=lambda a: (a["order"], a["code"]))
-    return {"service_code": category.code, "attributes": [{
-        "variable": a.get("variable", True),
-        "code": a["code"],
-        "datatype": a["datatype"],
-        "required": a.get("required", False),
-        "datatype_description": a.get("datatype_description"),
-        "order": a["order"],
-        "description": a["description"],
-        "values": [{"key": v["key"], "name": v["name"]} for v in a.get("values") or []],
-    } for a in attributes]}
+    return {
+        "service_code": category.code,
+        "attributes": [
+            {
+                "variable": a.get("variable", True),
+                "code": a["code"],
+                "datatype": a["datatype"],
+                "required": a.get("required", False),
+                "datatype_description": a.get("datatype_description"),
+                "order": a["order"],
+                "description": a["description"],
+                "values": [{"key": v["key"], "name": v["name"]} for v in a.get("values") or []],
+            }
+            for a in attributes
+        ],
+    }
 
 
 def discovery(endpoint_url: str) -> dict[str, Any]:
@@ -93,8 +105,15 @@ def discovery(endpoint_url: str) -> dict[str, Any]:
         "changeset": CHANGESET,
         "contact": cfg["OPEN311_CONTACT"],
         "key_service": cfg["OPEN311_KEY_SERVICE"],
-        "endpoints": [{"specification": SPECIFICATION, "url": endpoint_url, "changeset": CHANGESET,
-                       "type": "production", "formats": list(FORMATS)}],
+        "endpoints": [
+            {
+                "specification": SPECIFICATION,
+                "url": endpoint_url,
+                "changeset": CHANGESET,
+                "type": "production",
+                "formats": list(FORMATS),
+            }
+        ],
     }
 
 
@@ -104,6 +123,7 @@ def _inputs(category: Category) -> list[dict[str, Any]]:
 
 
 # ---- filing ---------------------------------------------------------------------------------------------------
+
 
 def _param(params: Mapping, name: str) -> str | None:
     # Real clients send every field, empty ones included: empty means absent.
@@ -205,7 +225,7 @@ def _attribute_value(attr: dict[str, Any], values: list[str]) -> Any:
 
 def _attributes(category: Category, params) -> dict[str, Any] | None:
     sent: dict[str, list[str]] = {}
-    for key in params.keys():
+    for key in params:
         match = ATTRIBUTE_KEY.fullmatch(key)
         if match:
             values = [v for v in params.getlist(key) if v != ""]
@@ -241,18 +261,34 @@ def create_request(api_key: ApiKey, params) -> list[dict[str, Any]]:
     description = _text(params, "description", MAX_DESCRIPTION) or ""
     extra = {column: _text(params, name, limit) for name, (column, limit) in CONTACT_FIELDS.items()}
     extra.update(
-        source="open311", api_key_id=api_key.id, open311_token=str(uuid.uuid4()), media_url=_media_url(params),
-        contact_email=_email(params), attributes=_attributes(category, params))
+        source="open311",
+        api_key_id=api_key.id,
+        open311_token=str(uuid.uuid4()),
+        media_url=_media_url(params),
+        contact_email=_email(params),
+        attributes=_attributes(category, params),
+    )
     report = report_service.create_report(
-        api_key.user, category_code=category.code, description=description,
-        location={"lon": lon, "lat": lat, "crs": "wgs84"}, address=_text(params, "address_string", 500),
-        extra=extra)
+        api_key.user,
+        category_code=category.code,
+        description=description,
+        location={"lon": lon, "lat": lat, "crs": "wgs84"},
+        address=_text(params, "address_string", 500),
+        extra=extra,
+    )
     # The token too: peer clients go POST -> token -> tokens/{token} -> requests/{id}.
-    return [{"service_request_id": report.case_number, "token": report.open311_token,
-             "service_notice": _notice(report), "account_id": report.account_id}]
+    return [
+        {
+            "service_request_id": report.case_number,
+            "token": report.open311_token,
+            "service_notice": _notice(report),
+            "account_id": report.account_id,
+        }
+    ]
 
 
 # ---- reading --------------------------------------------------------------------------------------------------
+
 
 def _w3c(moment: datetime | None) -> str | None:
     if moment is None:
@@ -290,8 +326,11 @@ def request_out(report: public_view.CaseView) -> dict[str, Any]:
         "long": ("location", lon),
         "media_url": ("media_url", report.media_url),
     }
-    return {name: value for name, (view_field, value) in fields.items()
-            if report.shown is None or view_field in report.shown}
+    return {
+        name: value
+        for name, (view_field, value) in fields.items()
+        if report.shown is None or view_field in report.shown
+    }
 
 
 def _case_number_filter(numbers: list[str]):
@@ -316,8 +355,12 @@ def reader(params: Mapping) -> User | None:
 
 
 def _requests(reader: User | None, where) -> list[dict[str, Any]]:
-    stmt = report_service.listed_reports().where(where) \
-        .order_by(Report.created_at.desc(), Report.id.desc()).limit(MAX_REQUESTS)
+    stmt = (
+        report_service.listed_reports()
+        .where(where)
+        .order_by(Report.created_at.desc(), Report.id.desc())
+        .limit(MAX_REQUESTS)
+    )
     return [request_out(case) for case in public_view.present_all(reader, db.session.scalars(stmt).unique())]
 
 

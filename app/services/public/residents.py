@@ -1,4 +1,5 @@
 """What residents do: their own reports, rating, following the cases offered to them, similar open cases."""
+
 from __future__ import annotations
 
 from collections.abc import Collection
@@ -44,18 +45,22 @@ def my_reports_query(user: User, *, status: str | None = None) -> Select:
 def _check_if_match(report: Report, if_match: Collection[int] | None) -> None:
     # Residents' apps may leave If-Match out; one that sends it gets the usual check.
     if if_match is not None and report.version not in if_match:
-        raise VersionMismatch(f"The case is now at ETag \"{report.version}\"; read it again and retry.")
+        raise VersionMismatch(f'The case is now at ETag "{report.version}"; read it again and retry.')
 
 
-def rate(user: User, report: Report, if_match: Collection[int] | None, *, score: int,
-         comment: str | None = None) -> Report:
+def rate(
+    user: User, report: Report, if_match: Collection[int] | None, *, score: int, comment: str | None = None
+) -> Report:
     """Once, by the reporter, on their closed case; writes one `rate` event and moves the ETag."""
     if report.reporter_id != user.id:
         raise Forbidden("Only the resident who filed the case may rate it.", code="action_forbidden")
     _check_if_match(report, if_match)
     if report.status != ReportStatus.closed.value:
-        raise TransitionNotAllowed(f"Cannot rate a case that is {report.status}; wait until it is closed.",
-                                   action="rate", case_status=report.status)
+        raise TransitionNotAllowed(
+            f"Cannot rate a case that is {report.status}; wait until it is closed.",
+            action="rate",
+            case_status=report.status,
+        )
     if report.rating is not None:
         raise Conflict("You rated this case already.", code="already_rated")
     now = utcnow()
@@ -70,8 +75,12 @@ def _offered_to(user: User) -> ColumnElement[bool]:
     of, within that category's duplicate radius of one of their reports."""
     mine = aliased(Report)
     return Report.status.in_(OPEN_STATUSES) & exists().where(
-        mine.reporter_id == user.id, mine.category_id == Report.category_id, mine.id != Report.id,
-        Category.duplicate_radius_m > 0, spatial.geodesic_m(mine.location, Report.location) <= Category.duplicate_radius_m)
+        mine.reporter_id == user.id,
+        mine.category_id == Report.category_id,
+        mine.id != Report.id,
+        Category.duplicate_radius_m > 0,
+        spatial.geodesic_m(mine.location, Report.location) <= Category.duplicate_radius_m,
+    )
 
 
 def _followable(user: User, report_id: int) -> Report:
@@ -79,9 +88,11 @@ def _followable(user: User, report_id: int) -> Report:
     other case is unseen (404), whether it exists or not."""
     if user.role != Role.resident.value:
         raise Forbidden("Only residents follow cases.", code="action_forbidden")
-    report = db.session.scalars(select(Report).join(Category, Category.id == Report.category_id).where(
-        Report.id == report_id, Category.active.is_(True),
-        report_service.visibility(user) | _offered_to(user))).first()
+    report = db.session.scalars(
+        select(Report)
+        .join(Category, Category.id == Report.category_id)
+        .where(Report.id == report_id, Category.active.is_(True), report_service.visibility(user) | _offered_to(user))
+    ).first()
     if report is None:
         raise NotFound(f"No report with id {report_id} to follow.", code="report_not_found")
     return report
@@ -109,8 +120,9 @@ def unfollow(user: User, report_id: int, if_match: Collection[int] | None) -> di
     """Stop following; when not following it is a no-op."""
     report = _followable(user, report_id)
     _check_if_match(report, if_match)
-    db.session.execute(delete(ReportFollower).where(ReportFollower.report_id == report.id,
-                                                    ReportFollower.user_id == user.id))
+    db.session.execute(
+        delete(ReportFollower).where(ReportFollower.report_id == report.id, ReportFollower.user_id == user.id)
+    )
     db.session.flush()
     return {"report_id": report.id, "following": False, "since": None}
 
@@ -129,11 +141,16 @@ def similar_open_cases(report: Report) -> list[Report]:
     if not radius:
         return []
     lon, lat = public_view.exact_location(report)
-    stmt = (report_service.listed_reports()
-            .options(with_expression(Report.distance_m, spatial.distance_m(Report.location, lon, lat)))
-            .where(spatial.points_within_distance(Report.location, Report.id, lon, lat, radius),
-                   Report.category_id == report.category_id, Report.status.in_(OPEN_STATUSES),
-                   Report.id != report.id)
-            .order_by(spatial.local_distance_m(Report.location, lon, lat), Report.id)
-            .limit(MAX_SIMILAR))
+    stmt = (
+        report_service.listed_reports()
+        .options(with_expression(Report.distance_m, spatial.distance_m(Report.location, lon, lat)))
+        .where(
+            spatial.points_within_distance(Report.location, Report.id, lon, lat, radius),
+            Report.category_id == report.category_id,
+            Report.status.in_(OPEN_STATUSES),
+            Report.id != report.id,
+        )
+        .order_by(spatial.local_distance_m(Report.location, lon, lat), Report.id)
+        .limit(MAX_SIMILAR)
+    )
     return list(db.session.scalars(stmt).unique())

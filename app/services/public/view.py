@@ -1,4 +1,5 @@
 """Who sees what of a case: the full view for its reporter and the staff in scope, the public view for anyone else."""
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -22,8 +23,9 @@ STAFF_ROLES = frozenset({Role.worker.value, Role.supervisor.value, Role.admin.va
 # (accept, assign, supervise, hold, extension, rework, reroute, return ...) is internal to the staff.
 PUBLIC_NOTE_ACTIONS = frozenset({"reject", "resolve", "verify", "close"})
 # The public view of someone else's case, by ReportOut field. `location` is rounded to the handling cell.
-PUBLIC_FIELDS = frozenset({"id", "case_number", "category", "status", "handling_cell", "created_at", "closed_at",
-                           "location", "view"})
+PUBLIC_FIELDS = frozenset(
+    {"id", "case_number", "category", "status", "handling_cell", "created_at", "closed_at", "location", "view"}
+)
 # What a category an admin marks public adds: its description, the exact point (and so the distance to a
 # point asked about), and the "after" photos.
 PUBLIC_CATEGORY_FIELDS = frozenset({"description", "distance_m"})
@@ -33,8 +35,14 @@ PUBLIC_CATEGORY_PHOTO_STAGES = frozenset({"after"})
 PUBLIC_FILTERS = frozenset({"status", "category_code", "created_from", "created_to"})
 STAFF_FILTERS = frozenset({"assignee_id"})
 # The contact fields an Open311 client may send with a request (ContactOut field: Report column).
-CONTACT_COLUMNS = {"email": "contact_email", "phone": "contact_phone", "first_name": "contact_first_name",
-                   "last_name": "contact_last_name", "device_id": "device_id", "account_id": "account_id"}
+CONTACT_COLUMNS = {
+    "email": "contact_email",
+    "phone": "contact_phone",
+    "first_name": "contact_first_name",
+    "last_name": "contact_last_name",
+    "device_id": "device_id",
+    "account_id": "account_id",
+}
 COORDINATE_DECIMALS = 7
 
 
@@ -83,6 +91,7 @@ def public_fields(report: Report) -> frozenset[str]:
 
 # ---- location ---------------------------------------------------------------------------------------------------
 
+
 def _cached_points() -> dict[int, tuple[float, float]]:
     # Per request (or CLI command): cells change rarely, but a cache kept longer would outlive another host's edit.
     if not has_app_context():
@@ -99,18 +108,24 @@ def cell_label_points(cell_ids: Iterable[int]) -> dict[int, tuple[float, float]]
     missing = wanted - known.keys()
     if missing:
         surface = func.ST_PointOnSurface(Cell.geom)
-        known.update((cid, (x, y)) for cid, x, y in db.session.execute(
-            select(Cell.id, func.ST_X(surface), func.ST_Y(surface)).where(Cell.id.in_(missing))))
+        known.update(
+            (cid, (x, y))
+            for cid, x, y in db.session.execute(
+                select(Cell.id, func.ST_X(surface), func.ST_Y(surface)).where(Cell.id.in_(missing))
+            )
+        )
     return {cid: known[cid] for cid in wanted if cid in known}
 
 
-def map_points(viewer: User | None, rows: list[tuple[int, bool, int | None, float, float]]
-               ) -> list[tuple[tuple[float, float] | None, bool]]:
+def map_points(
+    viewer: User | None, rows: list[tuple[int, bool, int | None, float, float]]
+) -> list[tuple[tuple[float, float] | None, bool]]:
     """For map rows of (reporter_id, category public, handling cell id, exact lon, exact lat): the point to show
     and whether the viewer sees the case in full; in the public view a point inside the handling cell."""
     public = [(reporter, open_category, cell) for reporter, open_category, cell, _x, _y in rows]
-    points = cell_label_points(cell for reporter, open_category, cell in public
-                               if not open_category and not sees_in_full_as(viewer, reporter))
+    points = cell_label_points(
+        cell for reporter, open_category, cell in public if not open_category and not sees_in_full_as(viewer, reporter)
+    )
     shown = []
     for reporter, open_category, cell, x, y in rows:
         full = sees_in_full_as(viewer, reporter)
@@ -147,6 +162,7 @@ def public_location(report: Report) -> dict[str, Any] | None:
 
 # ---- reports ----------------------------------------------------------------------------------------------------
 
+
 class CaseView:
     """A case as one viewer may see it, decided before it is dumped: `view` (full or public), the fields shown
     (`shown`, None for all), its location and SLA state, and the personal data and staff names the viewer may
@@ -165,8 +181,11 @@ class CaseView:
         self.location = {"lon": lon, "lat": lat, "crs": "wgs84"}
         personal = may_see_personal_data(viewer, report)
         reporter = report.reporter if personal else None
-        self.personal_data_of_reporter = reporter and {"id": reporter.id, "name": reporter.display_name,
-                                                       "phone": reporter.phone}
+        self.personal_data_of_reporter = reporter and {
+            "id": reporter.id,
+            "name": reporter.display_name,
+            "phone": reporter.phone,
+        }
         contact = {field: getattr(report, column) for field, column in CONTACT_COLUMNS.items()} if personal else {}
         self.personal_data_of_contact = contact if any(v is not None for v in contact.values()) else None
         if not is_staff(viewer):
@@ -194,6 +213,7 @@ def present_page(viewer: User | None, page: Page) -> Page:
 
 # ---- history ----------------------------------------------------------------------------------------------------
 
+
 def public_event(viewer: User | None, reporter_id: int, event: CaseEvent) -> dict[str, Any] | None:
     """One event of the public history, or None: status changes, public notes and the viewer's own steps, the
     actor as a role (you, reporter, staff, system), no actor ids and no data."""
@@ -201,10 +221,16 @@ def public_event(viewer: User | None, reporter_id: int, event: CaseEvent) -> dic
     public_note = event.action in PUBLIC_NOTE_ACTIONS
     if not (own or public_note or event.from_status != event.to_status):
         return None
-    return {"id": event.id, "report_id": event.report_id, "action": event.action,
-            "from_status": event.from_status, "to_status": event.to_status,
-            "actor": _actor(viewer, reporter_id, event), "note": event.note if own or public_note else None,
-            "created_at": event.created_at}
+    return {
+        "id": event.id,
+        "report_id": event.report_id,
+        "action": event.action,
+        "from_status": event.from_status,
+        "to_status": event.to_status,
+        "actor": _actor(viewer, reporter_id, event),
+        "note": event.note if own or public_note else None,
+        "created_at": event.created_at,
+    }
 
 
 def _actor(viewer: User | None, reporter_id: int, event: CaseEvent) -> str:
@@ -223,13 +249,22 @@ def events_for(viewer: User | None, events: Iterable[CaseEvent]) -> list[Any]:
     events = list(events)
     if is_staff(viewer):
         return events
-    reporters = {rid: reporter for rid, reporter in db.session.execute(select(Report.id, Report.reporter_id).where(
-        Report.id.in_({e.report_id for e in events})))} if events else {}
+    reporters = (
+        {
+            rid: reporter
+            for rid, reporter in db.session.execute(
+                select(Report.id, Report.reporter_id).where(Report.id.in_({e.report_id for e in events}))
+            )
+        }
+        if events
+        else {}
+    )
     shown = (public_event(viewer, reporters[event.report_id], event) for event in events)
     return [event for event in shown if event is not None]
 
 
 # ---- photos -----------------------------------------------------------------------------------------------------
+
 
 def visible_photo_stages(viewer: User | None, report: Report) -> frozenset[str] | None:
     """The photo stages `viewer` may see on the case: None for all (full view), else the public ones."""
