@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 export FLASK_APP := wsgi
 
-.PHONY: run test lint test-spatialite test-postgis fuzz fuzz-http bench bench-escalate bench-geo bench-field venv clean
+.PHONY: run test lint messages test-spatialite test-postgis fuzz fuzz-http bench bench-escalate bench-geo bench-field venv clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,14 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+
+# The message catalogue: every tr() text of app/ merged into each language's .po, new ones with an empty
+# translation for a translator to fill (tests/test_i18n.py fails while one is empty). The .po files are the
+# catalogue itself, read at start: nothing is compiled.
+messages: $(STAMP)
+	mkdir -p instance
+	$(BIN)/pybabel -q extract -F babel.cfg -k tr --no-default-keywords --no-location --sort-output -w 120 -o instance/messages.pot .
+	$(BIN)/pybabel -q update -i instance/messages.pot -d app/translations -D messages --no-fuzzy-matching --ignore-obsolete -w 120
 
 test-spatialite: $(STAMP)
 	TEST_BACKEND=spatialite $(BIN)/pytest -q -p no:cacheprovider tests

@@ -16,6 +16,7 @@ from flask.cli import AppGroup, with_appcontext
 
 from app.errors import DomainError
 from app.extensions import db
+from app.lib import i18n
 from app.models import Role
 from app.services.calendar import worktime
 
@@ -34,10 +35,11 @@ def one_transaction():
         db.session.commit()
     except DomainError as err:
         db.session.rollback()
+        # The CLI speaks English, like the rest of its output.
         click.echo(f"error ({err.code}): {err.detail}", err=True)
         errors = err.extra.get("errors")
         if errors:
-            click.echo(json.dumps(errors, ensure_ascii=False, indent=2), err=True)
+            click.echo(json.dumps(i18n.render(errors, i18n.SOURCE_LANGUAGE), ensure_ascii=False, indent=2), err=True)
         sys.exit(1)
     except Exception:
         db.session.rollback()

@@ -4,19 +4,24 @@ from __future__ import annotations
 
 from typing import Any
 
+from app.lib.i18n import Message, tr
+
 
 class DomainError(Exception):
+    """An error with its stable code. Title and detail are catalogue messages (tr(), app/lib/i18n.py): the
+    boundary renders them in the request's Accept-Language; str() of the error is the English detail."""
+
     status = 400
     code = "bad_request"
-    title = "Bad request"
+    title: Message = tr("Bad request")
     # Most errors undo the request's work; a few (a detected token replay) must keep what they wrote.
     keeps_changes = False
 
     def __init__(
-        self, detail: str | None = None, *, code: str | None = None, status: int | None = None, **extra: Any
+        self, detail: Message | None = None, *, code: str | None = None, status: int | None = None, **extra: Any
     ) -> None:
-        super().__init__(detail or self.title)
         self.detail = detail or self.title
+        super().__init__(str(self.detail))
         if code:
             self.code = code
         if status:
@@ -27,21 +32,21 @@ class DomainError(Exception):
 class ValidationFailed(DomainError):
     status = 422
     code = "validation_failed"
-    title = "The request did not pass validation"
+    title = tr("The request did not pass validation")
 
-    def __init__(self, detail: str | None = None, *, errors: Any = None, **kw: Any) -> None:
+    def __init__(self, detail: Message | None = None, *, errors: Any = None, **kw: Any) -> None:
         super().__init__(detail, errors=errors or {}, **kw)
 
 
 class Unauthorized(DomainError):
     status = 401
     code = "unauthorized"
-    title = "Authentication required"
+    title = tr("Authentication required")
 
 
 class InvalidToken(Unauthorized):
     code = "invalid_token"
-    title = "The token is missing, malformed, expired or revoked"
+    title = tr("The token is missing, malformed, expired or revoked")
 
 
 class TokenReplayed(InvalidToken):
@@ -51,104 +56,104 @@ class TokenReplayed(InvalidToken):
 
 class InvalidCredentials(Unauthorized):
     code = "invalid_credentials"
-    title = "Wrong username or password"
+    title = tr("Wrong username or password")
 
 
 class Forbidden(DomainError):
     status = 403
     code = "forbidden"
-    title = "Not allowed for this account"
+    title = tr("Not allowed for this account")
 
 
 class NotFound(DomainError):
     status = 404
     code = "not_found"
-    title = "No such resource"
+    title = tr("No such resource")
 
 
 class Conflict(DomainError):
     status = 409
     code = "conflict"
-    title = "The request conflicts with the current state"
+    title = tr("The request conflicts with the current state")
 
 
 class TransitionNotAllowed(Conflict):
     code = "transition_not_allowed"
-    title = "The case's status does not allow this action"
+    title = tr("The case's status does not allow this action")
 
 
 class VersionRequired(DomainError):
     status = 428
     code = "if_match_required"
-    title = "Send If-Match with the case's current ETag"
+    title = tr("Send If-Match with the case's current ETag")
 
 
 class VersionMismatch(DomainError):
     status = 412
     code = "version_mismatch"
-    title = "The case has changed since it was read"
+    title = tr("The case has changed since it was read")
 
 
 class Unrouted(NotFound):
     code = "unrouted"
-    title = "The location lies in no grid cell"
+    title = tr("The location lies in no grid cell")
 
 
 class InvalidIdempotencyKey(DomainError):
     code = "invalid_idempotency_key"
-    title = "The Idempotency-Key header must be 1 to 255 printable ASCII characters"
+    title = tr("The Idempotency-Key header must be 1 to 255 printable ASCII characters")
 
 
 class IdempotencyKeyReused(DomainError):
     status = 422
     code = "idempotency_key_reused"
-    title = "This Idempotency-Key was already used for a different request"
+    title = tr("This Idempotency-Key was already used for a different request")
 
 
 class IdempotencyRequestInProgress(Conflict):
     code = "idempotency_request_in_progress"
-    title = "A request with this Idempotency-Key is still being processed"
+    title = tr("A request with this Idempotency-Key is still being processed")
 
 
 class MalformedJSON(DomainError):
     code = "malformed_json"
-    title = "The request body is not valid JSON"
+    title = tr("The request body is not valid JSON")
 
 
 class MalformedForm(DomainError):
     code = "malformed_form"
-    title = "The form body could not be read"
+    title = tr("The form body could not be read")
 
 
 class PayloadTooLarge(DomainError):
     status = 413
     code = "payload_too_large"
-    title = "Payload too large"
+    title = tr("Payload too large")
 
 
 class UnsupportedMediaType(DomainError):
     status = 415
     code = "unsupported_media_type"
-    title = "Unsupported Media Type"
+    title = tr("Unsupported Media Type")
 
 
 class UnsupportedImage(UnsupportedMediaType):
     code = "unsupported_image_type"
-    title = "The file is not a JPEG, PNG or WebP image"
+    title = tr("The file is not a JPEG, PNG or WebP image")
 
 
 class InvalidCursor(DomainError):
     code = "invalid_cursor"
-    title = "The cursor is not one this service handed out"
+    title = tr("The cursor is not one this service handed out")
 
 
 class Open311BadRequest(DomainError):
     status = 400
     code = "open311_bad_request"
-    title = "Invalid Open311 request"
+    title = tr("Invalid Open311 request")
 
 
 class CalendarYearUnavailable(DomainError):
     status = 404
     code = "calendar_year_unavailable"
-    title = "The holiday library has no data for that year"
+    title = tr("The holiday library has no data for that year")

@@ -84,7 +84,7 @@ WITH due AS (
     SET escalation_level = r.escalation_level + 1, handling_cell_id = due.target_id, escalated_at = %(now)s,
         deadline_at = %(deadline)s, warn_at = %(warn)s, version = r.version + 1, updated_at = %(now)s
     FROM due WHERE r.id = due.id
-    RETURNING r.id, r.status, r.escalation_level, due.target_code
+    RETURNING r.id, r.status, r.escalation_level, r.assignee_id, due.target_code
 ){tail}
 """
 FLOOR_EVENTS = """
@@ -94,7 +94,8 @@ SELECT id, 'system', 'escalate', status, status,
        %(now)s
 FROM moved
 """
-# The "full" floor also writes the supervisors' notifications, as the sweep does.
+# The "full" floor also writes the notifications, as the sweep does: the supervisors' (the bench has one, at the
+# district, so the new level's nearest) and the worker's.
 FLOOR_FULL_TAIL = (
     """, events AS ("""
     + FLOOR_EVENTS
@@ -106,6 +107,11 @@ SELECT u.id, m.id, 'escalation', 'Case escalated', json_build_object('level', m.
 FROM moved m
 JOIN cells s ON substr(m.target_code, 1, length(s.code)) = s.code
 JOIN users u ON u.cell_id = s.id AND u.role = 'supervisor' AND u.active
+UNION ALL
+SELECT u.id, m.id, 'escalation', 'Case escalated', json_build_object('level', m.escalation_level, 'cell_code',
+       m.target_code), 'escalation:' || m.id || ':' || m.escalation_level || ':' || u.id, %(now)s
+FROM moved m
+JOIN users u ON u.id = m.assignee_id AND u.active
 ON CONFLICT DO NOTHING
 """
 )

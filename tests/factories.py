@@ -10,7 +10,7 @@ import itertools
 import time
 from collections.abc import Iterable
 from contextlib import contextmanager
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from geoalchemy2.shape import from_shape
 from shapely.geometry import MultiPolygon, box
@@ -109,6 +109,7 @@ def make_user(
     password: str = PASSWORD,
     active: bool = True,
     phone: str | None = None,
+    language: str = "zh-CN",
 ) -> User:
     role = role.value if isinstance(role, Role) else role
     n = next(_seq)
@@ -119,6 +120,7 @@ def make_user(
         display_name=f"{role} {n}",
         phone=phone,
         active=active,
+        language=language,
         cell_id=cell.id if cell else None,
     )
     db.session.add(user)
@@ -240,6 +242,24 @@ def make_case(
     report = Report(**values)
     db.session.add(report)
     db.session.commit()
+    return report
+
+
+def make_escalated_case(reporter: User, category: Category, cell: Cell, *, hours_late: float = 2.0, **fields) -> Report:
+    """A case whose own due time passed `hours_late` hours ago, moved one level up by the real escalation sweep (which
+    moves every other overdue case of the test as well): the community handles it in a fresh window."""
+    from app.services.cases.escalation import escalate_batch
+    from app.services.cases.sla import start_clock
+
+    assert category.time_limit_unit == "hours", "the start is reckoned in elapsed hours"
+    fields.setdefault("status", "assigned")
+    report = make_case(reporter, category, cell, **fields)
+    start_clock(report, utcnow() - timedelta(hours=category.time_limit_value + hours_late))
+    db.session.commit()
+    escalate_batch(utcnow())
+    db.session.commit()
+    db.session.refresh(report)
+    assert report.escalation_level == 1
     return report
 
 

@@ -230,7 +230,8 @@ def test_accept_with_auto_dispatch_and_nobody_serving_notifies_the_supervisors(c
     notified = db.session.scalars(
         select(Notification.user_id).where(Notification.report_id == report.id, Notification.kind == "case_unassigned")
     ).all()
-    assert sorted(notified) == sorted([w.supervisor.id, w.root_supervisor.id])
+    # The supervisor who accepted acted: only the other one is told.
+    assert notified == [w.root_supervisor.id]
 
 
 def test_assign_records_the_assignee(client, db, w):
@@ -672,6 +673,65 @@ def test_denied_extension_leaves_the_deadline(client, db, w):
     assert resp.status_code == 200, resp.json
     after = stored(db, report)
     assert (after.due_at, after.extension_value, after.extension_requested) == (due, 0, None)
+
+
+# ---- late stays late ----------------------------------------------------------------------------
+
+
+def late_case(w, status="in_progress", **columns):
+    """Five hours into a four-hour limit: its due time passed an hour ago, and the sweep has not run yet."""
+    return case(w, status, started=utcnow() - timedelta(hours=5), **columns)
+
+
+def test_an_extension_approved_after_the_due_time_leaves_the_case_late(client, db, w):
+    report = late_case(w, extension_requested=3)
+    missed = stored(db, report).due_at
+    resp = act(client, db, report, "approve_extension", w.supervisor)
+    assert resp.status_code == 200, resp.json
+    after = stored(db, report)
+    assert after.due_at - missed == timedelta(hours=3) and after.late_since == missed
+    assert (resp.json["sla_state"], resp.json["late"], resp.json["level_sla_state"]) == ("red", True, "green")
+
+
+def test_a_hold_after_the_due_time_keeps_the_case_late_through_the_resume(client, db, w):
+    report = late_case(w)
+    missed = stored(db, report).due_at
+    assert act(client, db, report, "hold", w.worker, {"reason": "等待配件"}).status_code == 200
+    assert stored(db, report).late_since == missed
+    set_case(stored(db, report), hold_started_at=utcnow() - timedelta(hours=2))
+    resp = act(client, db, report, "resume", w.worker)
+    assert resp.status_code == 200, resp.json
+    after = stored(db, report)
+    assert after.due_at > missed and after.late_since == missed
+    assert (resp.json["sla_state"], resp.json["late"]) == ("red", True)
+
+
+@pytest.mark.parametrize("action", ["verify", "close"])
+def test_closing_after_the_due_time_is_late_and_before_it_on_time(client, db, w, action):
+    late = late_case(w, "resolved")
+    resp = act(client, db, late, action, w.supervisor, {"note": "结案"})
+    assert resp.status_code == 200, resp.json
+    assert (resp.json["status"], resp.json["sla_state"], resp.json["late"]) == ("closed", "red", True)
+    assert resp.json["late_since"] == resp.json["due_at"] and resp.json["level_sla_state"] is None
+    on_time = case(w, "resolved")
+    resp = act(client, db, on_time, action, w.supervisor, {"note": "结案"})
+    assert (resp.json["sla_state"], resp.json["late"], resp.json["late_since"]) == ("green", False, None)
+
+
+def test_a_late_case_marked_duplicate_stays_late(client, db, w):
+    report = late_case(w)
+    resp = act(client, db, report, "mark_duplicate", w.supervisor, {"duplicate_of": duplicate_target(w).id})
+    assert resp.status_code == 200, resp.json
+    assert stored(db, report).late_since == stored(db, report).due_at
+    assert (resp.json["status"], resp.json["sla_state"], resp.json["late"]) == ("duplicate", "red", True)
+
+
+def test_a_return_restarts_the_clock_and_clears_the_lateness(client, db, w):
+    report = late_case(w, escalation_level=1, late_since=utcnow() - timedelta(hours=1))
+    resp = act(client, db, report, "return", w.worker, {"reason": "应属东北网格"})
+    assert resp.status_code == 200, resp.json
+    assert stored(db, report).late_since is None
+    assert (resp.json["sla_state"], resp.json["late"], resp.json["late_since"]) == (None, False, None)
 
 
 # ---- duplicates ---------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from tests.factories import (
     make_category,
     make_cell,
     make_duty,
+    make_escalated_case,
     make_report,
     make_test_grid,
     make_user,
@@ -53,7 +54,7 @@ def accepted_case(world, category=None):
 
 
 def workload(world, worker, *, open_=0, overdue=0, closed=0, assigned_at=None):
-    """Give a worker cases: open ones, overdue ones (clock running, deadline passed) and closed ones."""
+    """Give a worker cases: open ones, overdue ones (clock running, due time passed) and closed ones."""
     now = utcnow()
     for status, count, deadline in (
         ("in_progress", open_, now + timedelta(hours=2)),
@@ -62,7 +63,8 @@ def workload(world, worker, *, open_=0, overdue=0, closed=0, assigned_at=None):
     ):
         for _ in range(count):
             report = make_report(world.resident, world.category, 116.415, 39.915)
-            report.status, report.assignee_id, report.deadline_at = status, worker.id, deadline
+            # At the grid level the level's deadline is the case's own due time.
+            report.status, report.assignee_id, report.deadline_at, report.due_at = status, worker.id, deadline, deadline
             report.assigned_at = assigned_at or now - timedelta(days=1)
     _db.session.commit()
 
@@ -120,6 +122,16 @@ def test_tie_on_open_cases_goes_to_fewest_overdue(db, world):
         make_duty(worker, True)
     workload(world, late, open_=1, overdue=1)
     workload(world, prompt, open_=2)  # two open as well, none overdue
+    assert auto_dispatch(accepted_case(world), utcnow()) == prompt
+
+
+def test_a_case_late_at_an_earlier_level_still_counts_as_overdue(db, world):
+    late, prompt = primary(world), primary(world)
+    for worker in (late, prompt):
+        make_duty(worker, True)
+    category = make_category(hours=4, window=8, window_unit="hours")
+    make_escalated_case(world.resident, category, world.cells[SW], assignee_id=late.id)  # in its new window
+    workload(world, prompt, open_=1)
     assert auto_dispatch(accepted_case(world), utcnow()) == prompt
 
 

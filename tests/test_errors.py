@@ -207,7 +207,7 @@ def _stored(db) -> tuple[int, int]:
 def test_nul_or_a_lone_surrogate_in_a_json_body_is_422_and_changes_nothing(client, db, filing, body, field):
     # json.dumps escapes both (\u0000, \ud800), as any client's JSON encoder may.
     problem = assert_problem(_post_report(client, filing, json.dumps(body)), 422, "validation_failed")
-    assert problem["errors"] == {field: [TEXT_ERROR]}
+    assert problem["errors"] == {field: [TEXT_ERROR.render("zh-CN")]}
     assert _stored(db) == (0, 0)
 
 
@@ -221,7 +221,7 @@ def test_nul_or_a_lone_surrogate_in_a_json_body_is_422_and_changes_nothing(clien
 )
 def test_nul_in_the_query_string_is_422(client, admin_headers, url, name):
     problem = assert_problem(client.get(url, headers=admin_headers), 422, "validation_failed")
-    assert problem["errors"] == {name: [TEXT_ERROR]}
+    assert problem["errors"] == {name: [TEXT_ERROR.render("zh-CN")]}
 
 
 @pytest.mark.parametrize(
@@ -511,3 +511,70 @@ def test_docs_page_loads_swagger_ui_from_this_server(client):
         resp = client.get(asset)
         # Swagger UI's own files are large; our starter script is a few lines.
         assert resp.status_code == 200 and len(resp.data) > (100 if asset.endswith("init.js") else 1000), asset
+
+
+# ---- problem+json in the request's language ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "accept, language",
+    [
+        (None, "zh-CN"),
+        ("zh-CN", "zh-CN"),
+        ("en", "en"),
+        ("en-US,en;q=0.9", "en"),
+        ("zh-CN;q=0.3, en;q=0.7", "en"),
+        ("en;q=0.3, zh-CN;q=0.7", "zh-CN"),
+        ("ja", "zh-CN"),
+        ("ja, en;q=0.1", "en"),
+        ("en;q=0", "zh-CN"),
+    ],
+)
+def test_title_and_detail_follow_accept_language_and_the_code_stays(client, admin_headers, accept, language):
+    headers = {**admin_headers, **({"Accept-Language": accept} if accept else {})}
+    resp = client.get("/api/v1/reports/999999", headers=headers)
+    problem = assert_problem(resp, 404, "report_not_found")
+    assert resp.headers["Content-Language"] == language and "Accept-Language" in resp.headers["Vary"]
+    expected = {
+        "zh-CN": ("资源不存在", "没有 ID 为 999999 的案件。"),
+        "en": ("No such resource", "No report with id 999999."),
+    }
+    assert (problem["title"], problem["detail"]) == expected[language]
+
+
+@pytest.mark.parametrize(
+    "accept, title, detail",
+    [(None, "未找到", "此网址下没有内容。"), ("en", "Not Found", "Nothing is found at this URL.")],
+)
+def test_werkzeugs_own_errors_are_in_the_catalogue_too(client, accept, title, detail):
+    resp = client.get("/api/v1/no-such-thing", headers={"Accept-Language": accept} if accept else {})
+    problem = assert_problem(resp, 404, "not_found")
+    assert (problem["title"], problem["detail"]) == (title, detail)
+
+
+def test_validation_fields_stay_english_inside_a_translated_problem(client, admin_headers):
+    resp = client.post("/api/v1/categories", json={"nonsense": 1}, headers=admin_headers)
+    problem = assert_problem(resp, 422, "validation_failed")
+    assert (problem["title"], problem["detail"]) == ("无法处理的请求内容", "一个或多个字段无效；详见 errors。")
+    assert problem["errors"]["nonsense"] == ["Unknown field."]
+
+
+@pytest.mark.parametrize(
+    "accept, detail",
+    [
+        (None, "状态为「已受理」的案件不能执行「不予受理」。"),
+        ("en", "Cannot reject a case that is accepted."),
+    ],
+)
+def test_a_refused_step_names_the_status_and_action_in_the_language(client, db, admin_headers, accept, detail):
+    cells = make_test_grid()
+    report = make_case(make_user("resident"), make_category(), cells["11010500100101"], status="accepted")
+    headers = {**admin_headers, "If-Match": f'"{report.version}"', **({"Accept-Language": accept} if accept else {})}
+    resp = client.post(f"/api/v1/reports/{report.id}/actions/reject", json={"reason": "不受理"}, headers=headers)
+    problem = assert_problem(resp, 409, "transition_not_allowed")
+    assert (problem["detail"], problem["action"], problem["case_status"]) == (detail, "reject", "accepted")
+
+
+def test_an_unauthenticated_request_hears_chinese_by_default(client):
+    problem = assert_problem(client.get("/api/v1/me"), 401, "missing_token")
+    assert (problem["title"], problem["detail"]) == ("需要登录认证", "请发送 'Authorization: Bearer <access_token>'。")

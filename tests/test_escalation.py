@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from app.models import CaseEvent, Notification, Report
+from app.services.cases import sla
 from app.services.cases.escalation import SweepResult, escalate_batch
 from tests.factories import (
     COMMUNITY,
@@ -99,10 +100,11 @@ def notified(db, report, kind) -> set[int]:
 def test_one_level_per_sweep_up_the_chain_then_critical(db, world):
     case = overdue_case(world)
     version = case.version
+    # The supervisors of the new level and the worker who has the case (NOTICES["escalate"]).
     chain = [
-        (1, COMMUNITY, {world.community_sup.id, world.street_sup.id, world.district_sup.id}),
-        (2, STREET, {world.street_sup.id, world.district_sup.id}),
-        (3, DISTRICT, {world.district_sup.id}),
+        (1, COMMUNITY, {world.community_sup.id, world.worker.id}),
+        (2, STREET, {world.street_sup.id, world.worker.id}),
+        (3, DISTRICT, {world.district_sup.id, world.worker.id}),
     ]
     now = NOW
     for level, code, supervisors in chain:
@@ -161,6 +163,19 @@ def test_one_level_per_sweep_up_the_chain_then_critical(db, world):
     assert fresh(db, case).version == version + 4
 
 
+def test_the_sweep_records_the_missed_due_time_and_keeps_it_up_the_levels(db, world):
+    case = overdue_case(world)
+    assert sweep(NOW).escalated == 1
+    report = fresh(db, case)
+    assert (report.escalation_level, report.late_since, report.due_at) == (1, NOW - HOUR, NOW - HOUR)
+    # Inside the community's fresh window: its own light is green, the case's stays red.
+    assert (sla.sla_state(report, NOW), sla.level_sla_state(report, NOW)) == ("red", "green")
+    assert sweep(NOW + 3 * HOUR).escalated == 1
+    report = fresh(db, case)
+    assert (report.escalation_level, report.late_since) == (2, NOW - HOUR)
+    assert sla.level_sla_state(report, NOW + 3 * HOUR) == "green"
+
+
 def test_a_second_run_changes_nothing(db, world):
     cases = [overdue_case(world) for _ in range(3)] + [
         overdue_case(world, escalation_level=3, critical=False, handling_cell_id=world.cells[DISTRICT].id)
@@ -204,17 +219,21 @@ def test_cases_whose_clock_does_not_run_out_are_untouched(db, world, fields):
     assert (report.escalation_level, report.version, report.handling_cell_id) == (0, version, world.cells[SW].id)
 
 
-def test_yellow_cases_remind_their_assignee_once_per_level(db, world):
+def test_yellow_cases_warn_their_assignee_and_supervisors_once_per_level(db, world):
     case = overdue_case(world, deadline_at=NOW + HOUR, warn_at=NOW - HOUR)
     unassigned = overdue_case(world, assignee_id=None, status="accepted", deadline_at=NOW + HOUR, warn_at=NOW - HOUR)
     version = case.version
     result = sweep(NOW)
-    assert (result.reminded, result.escalated) == (1, 0)
-    notes = list(db.session.scalars(select(Notification).where(Notification.kind == "reminder")))
-    assert [(n.user_id, n.report_id, n.data) for n in notes] == [(world.worker.id, case.id, {"level": 0})]
+    assert (result.reminded, result.escalated) == (2, 0)
+    # The supervisors whose subtree holds the grid cell (active ones: not the one at NE, not the inactive one).
+    supervisors = {world.community_sup.id, world.street_sup.id, world.district_sup.id}
+    assert notified(db, case, "reminder") == supervisors | {world.worker.id}
+    assert notified(db, unassigned, "reminder") == supervisors
+    notes = list(db.session.scalars(select(Notification).where(Notification.report_id == case.id)))
+    assert {(n.data["level"], n.data["cell_code"], n.data["status"]) for n in notes} == {(0, SW, "assigned")}
     report = fresh(db, case)
     assert (report.reminded_level, report.version) == (0, version)
-    assert fresh(db, unassigned).reminded_level is None
+    assert fresh(db, unassigned).reminded_level == 0
 
     before = counts(db)
     assert sweep(NOW + 30 * timedelta(minutes=1)).claimed == 0
@@ -224,16 +243,18 @@ def test_yellow_cases_remind_their_assignee_once_per_level(db, world):
     assert sweep(NOW + 2 * HOUR).escalated == 2
     later = NOW + 2 * HOUR + timedelta(hours=1.7)
     result = sweep(later)
-    assert (result.reminded, result.escalated) == (1, 0)
+    assert (result.reminded, result.escalated) == (2, 0)
     assert fresh(db, case).reminded_level == 1
     assert sweep(later).claimed == 0
-    levels = sorted(
-        n.data["level"]
-        for n in db.session.scalars(
-            select(Notification).where(Notification.kind == "reminder", Notification.report_id == case.id)
+    reminders = db.session.execute(
+        select(Notification.user_id, Notification.data).where(
+            Notification.kind == "reminder", Notification.report_id == case.id
         )
-    )
-    assert levels == [0, 1]
+    ).all()
+    # At the community level its supervisors and those above it are the subtree's.
+    at_community = {u for u, data in reminders if data["level"] == 1}
+    assert at_community == {world.community_sup.id, world.street_sup.id, world.district_sup.id, world.worker.id}
+    assert sorted({data["level"] for _, data in reminders}) == [0, 1]
 
 
 def test_a_case_without_a_cell_is_not_escalated(db, world):
@@ -251,7 +272,7 @@ def test_flask_escalate_command(app, db, world):
     case = overdue_case(world, deadline_at=datetime.now(UTC) - HOUR)
     result = app.test_cli_runner().invoke(args=["escalate", "--batch-size", "10"])
     assert result.exit_code == 0, result.output
-    assert "1 escalated, 0 marked critical, 0 reminded, 3 notifications" in result.output
+    assert "1 escalated, 0 marked critical, 0 reminded, 2 notifications" in result.output
     assert fresh(db, case).escalation_level == 1
     again = app.test_cli_runner().invoke(args=["escalate"])
     assert "0 escalated, 0 marked critical, 0 reminded, 0 notifications" in again.output
@@ -329,10 +350,10 @@ def test_four_concurrent_sweeps_escalate_each_case_once_per_level(app, backend):
             per_level = Counter((report_id, data["to_level"]) for report_id, data in events)
             assert per_level == {(i, level): 1 for i in ids for level in (1, 2)}
             assert set(db.session.scalars(select(Report.escalation_level).where(Report.id.in_(ids)))) == {2}
-            # Community sweep: 3 supervisors; street sweep: 2.
+            # Each sweep: the new level's supervisor and the worker.
             assert (
                 db.session.scalar(select(func.count()).select_from(Notification).where(Notification.report_id.in_(ids)))
-                == 60 * 5
+                == 60 * 4
             )
         finally:
             db.session.rollback()

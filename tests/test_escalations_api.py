@@ -19,6 +19,7 @@ from tests.factories import (
     auth_header,
     make_case,
     make_category,
+    make_escalated_case,
     make_two_district_grid,
     make_user,
 )
@@ -37,6 +38,8 @@ def world(db):
     now = utcnow()
 
     def case(grid, handling, level, overdue_hours, **fields):
+        # Late since the grid level's deadline (its own due time), before the level now handling it got its window.
+        late = now - (overdue_hours + 3) * HOUR
         return make_case(
             resident,
             category,
@@ -47,6 +50,8 @@ def world(db):
             handling_cell_id=cells[handling].id,
             escalated_at=now - 3 * HOUR,
             deadline_at=now - overdue_hours * HOUR,
+            due_at=late,
+            late_since=late if level else None,
             **fields,
         )
 
@@ -112,7 +117,9 @@ def test_each_case_carries_chain_assignee_overdue_time_and_last_events(client, w
         (DISTRICT, "district"),
     ]
     assert item["assignee"]["id"] == world.worker.id
-    assert 2 * 3600 <= item["overdue_seconds"] < 2 * 3600 + 600
+    # Counted from late_since (5 hours ago), not from the community's deadline (2 hours ago).
+    assert 5 * 3600 <= item["overdue_seconds"] < 5 * 3600 + 600
+    assert item["late_since"] == item["due_at"]
     assert [e["action"] for e in item["last_events"]] == ["escalate", "assign", "accept"]
     assert item["case_number"] == world.at_community.case_number
 
@@ -156,3 +163,34 @@ def test_workers_and_residents_are_403(client, world, who):
 
 def test_no_token_is_401(client, world):
     assert_problem(client.get(URL), 401, "missing_token")
+
+
+def test_overdue_seconds_count_from_late_since_inside_the_new_window(client, db):
+    """The issue's case: escalated once and inside the community's fresh window, it is still overdue since the due
+    time it missed; a case on hold is measured where its clock stopped, and the order follows overdue_seconds."""
+    cells = make_two_district_grid()
+    category = make_category(hours=4, window=8, window_unit="hours")
+    resident = make_user("resident")
+    swept = make_escalated_case(resident, category, cells[SW], hours_late=2)
+    now = utcnow()
+    # Late ten hours ago, on hold for the last nine: one hour overdue.
+    held = make_case(
+        resident,
+        category,
+        cells[SW],
+        status="on_hold",
+        escalation_level=1,
+        handling_cell_id=cells[COMMUNITY].id,
+        due_at=now - 10 * HOUR,
+        late_since=now - 10 * HOUR,
+        deadline_at=now + HOUR,
+        hold_started_at=now - 9 * HOUR,
+    )
+    resp = client.get(URL, headers=auth_header(make_user("supervisor", cell=cells[COMMUNITY])))
+    assert resp.status_code == 200, resp.get_json()
+    items = resp.get_json()["items"]
+    assert [item["id"] for item in items] == [swept.id, held.id]
+    first, second = items
+    assert 2 * 3600 <= first["overdue_seconds"] < 2 * 3600 + 600
+    assert first["late_since"] == first["due_at"] and first["deadline_at"] > first["late_since"]
+    assert second["overdue_seconds"] == pytest.approx(3600, abs=1)

@@ -26,6 +26,7 @@ from tests.factories import (
     auth_header,
     geojson_square,
     make_category,
+    make_escalated_case,
     make_report,
     make_two_district_grid,
     make_user,
@@ -543,3 +544,25 @@ def test_summary_errors(client, db, world):
         client.get("/api/v1/cells/99999/reports/summary", headers=auth_header(world.admin)), 404, "cell_not_found"
     )
     assert_problem(client.get(summary_url(world.cells[SW])), 401, "missing_token")
+
+
+def test_a_case_escalated_once_is_red_on_the_map_and_in_the_counts(client, db, world):
+    """Inside the community's new window, but late: the map colours it red, filters and counts it as red."""
+    category = make_category(hours=4, window=8, window_unit="hours")
+    late = make_escalated_case(world.resident, category, world.cells[SW], hours_late=2)
+    on_time = file(world, (116.406, 39.906), category=category)
+    start_clock(on_time, utcnow())
+    set_case(on_time, status="accepted")
+    headers = auth_header(world.supervisor)
+
+    features = client.get(GEOJSON, headers=headers).json["features"]
+    assert {f["id"]: f["properties"]["sla_state"] for f in features} == {late.id: "red", on_time.id: "green"}
+    red = client.get(GEOJSON, query_string={"sla_state": "red"}, headers=headers).json["features"]
+    assert [f["id"] for f in red] == [late.id]
+    assert ids(
+        client.get(URL, query_string={"sla_state": "red", "bbox": "116.40,39.90,116.41,39.91"}, headers=headers)
+    ) == [late.id]
+
+    out = client.get(summary_url(world.cells[COMMUNITY]), headers=auth_header(world.admin)).json
+    assert out["by_sla_state"] == {"red": 1, "green": 1}
+    assert {c["cell"]["code"]: c["by_sla_state"] for c in out["children"]}[SW] == {"red": 1, "green": 1}

@@ -197,7 +197,7 @@ def test_one_bad_feature_rejects_the_whole_file(client, admin):
     body = assert_problem(post(client, admin, features), 422, "invalid_grid_import")
     assert body["errors"] == [{"index": 5, "code": G3, "reasons": reasons_at(body, 5)}]
     assert any("self-intersecting" in r for r in reasons_at(body, 5))
-    assert "nothing was imported" in body["detail"]
+    assert "未导入任何数据" in body["detail"]
     assert snapshot() == before
     assert not set(cells_by_code()) & {D, S, C, G1, G2, G3, G4}
 
@@ -216,7 +216,7 @@ def test_every_bad_feature_is_listed_by_index(client, admin):
     assert any("non-polygon" in r for r in reasons_at(body, 3))
     assert any("does not extend" in r for r in reasons_at(body, 6))
     assert any("duplicate code" in r for r in reasons_at(body, 7))
-    assert "4 of 8" in body["detail"]
+    assert "8 个要素中有 4 个无效" in body["detail"]
     assert snapshot() == before
 
 

@@ -450,7 +450,7 @@ def test_a_point_outside_the_grid_goes_to_triage_with_a_notice(client, db, w):
     resp = post(client, w, long=str(FAR_POINT[0]), lat=str(FAR_POINT[1]))
     assert resp.status_code == 200
     notice = resp.json[0]["service_notice"]
-    assert notice == open311_service.TRIAGE_NOTICE
+    assert notice == "该位置不在任何网格内；将由监督员人工分派。"
     report = created(db, resp.json[0]["service_request_id"])
     assert report.needs_triage and report.cell_id is None
 
@@ -525,7 +525,7 @@ def test_rejected_inputs_are_400_and_file_nothing(client, db, w, case):
     description = assert_open311_error(post(client, w, **BAD_INPUTS[case]), 400)
     assert snapshot(db) == before
     if "address" in case and "only" in case:
-        assert "geocoder" in description
+        assert "地理编码" in description
 
 
 @pytest.mark.parametrize("case", list(POTHOLE_BAD_INPUTS))
@@ -613,7 +613,7 @@ def cell_point(cell) -> tuple[float, float]:
     return round(point.x, 7), round(point.y, 7)
 
 
-def expected_request(report: Report, *, status="open", notes="Received; waiting for review.", full=True) -> dict:
+def expected_request(report: Report, *, status="open", notes="已收到，等待审核。", full=True) -> dict:
     """A request as the key that filed it sees it (full), or as anyone else does (its public view)."""
     out = {
         "service_request_id": report.case_number,
@@ -805,7 +805,7 @@ def test_service_code_comma_list_and_status(client, db, w):
     assert q(status="open,closed") == [closed.case_number, pothole.case_number, litter.case_number]
     assert q(status="closed", service_code="PH1") == []
     closed_one = client.get(f"{BASE}/requests/{closed.case_number}.json").json[0]
-    assert (closed_one["status"], closed_one["status_notes"]) == ("closed", "Not accepted.")
+    assert (closed_one["status"], closed_one["status_notes"]) == ("closed", "不予受理。")
 
 
 def test_date_filters(client, db, w):
@@ -924,14 +924,14 @@ def test_open311_request_follows_the_loop_and_shows_closed(client, db, w):
     report = created(db, number)
     assert report.status == "assigned" and report.assignee_id == w.worker.id
     assert one()["expected_datetime"] == local(report.deadline_at)
-    assert one()["status_notes"] == "Assigned to a grid worker."
+    assert one()["status_notes"] == "已派遣给网格员。"
     act(client, db, report, "start", w.worker)
     act(client, db, report, "resolve", w.worker, {"note": "已清运 internal detail"})
     assert one()["status"] == "open"
     act(client, db, report, "verify", w.supervisor, {"note": "现场核查通过"})
     closed = one()
     report = created(db, number)
-    assert (report.status, closed["status"], closed["status_notes"]) == ("closed", "closed", "Handled and verified.")
+    assert (report.status, closed["status"], closed["status_notes"]) == ("closed", "closed", "已处置并核查通过。")
     assert closed["updated_datetime"] == local(report.updated_at)
     assert "internal detail" not in client.get(f"{BASE}/requests/{number}.xml").get_data(as_text=True)
 
@@ -1065,5 +1065,41 @@ def test_a_retried_request_with_an_idempotency_key_files_one_report(client, db, 
     assert snapshot(db)[:3] == before[:3]
     other = client.post(f"{BASE}/requests.json", data=form(w, description="另一件事"), headers=headers)
     assert other.status_code == 400
-    assert "use a new key" in other.json[0]["description"]
+    assert "新请求请使用新键" in other.json[0]["description"]
     assert snapshot(db)[:3] == before[:3]
+
+
+# ---- status_notes and errors in the reader's language -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize(
+    "accept, notes, language",
+    [
+        (None, "已收到，等待审核。", "zh-CN"),
+        ("en", "Received; waiting for review.", "en"),
+        ("zh-CN;q=0.4, en-US;q=0.8", "Received; waiting for review.", "en"),
+        ("en;q=0.2, zh;q=0.9", "已收到，等待审核。", "zh-CN"),
+        ("fr-FR", "已收到，等待审核。", "zh-CN"),
+    ],
+)
+def test_status_notes_follow_accept_language(client, db, w, fmt, accept, notes, language):
+    report = filed(client, w)
+    headers = {"Accept-Language": accept} if accept else {}
+    resp = client.get(f"{BASE}/requests/{report.case_number}.{fmt}", headers=headers)
+    assert resp.status_code == 200
+    assert (resp.headers["Content-Language"], resp.headers["Vary"]) == (language, "Accept-Language")
+    if fmt == "json":
+        assert resp.json[0]["status_notes"] == notes
+    else:
+        assert ET.fromstring(resp.data).find("request/status_notes").text == notes
+
+
+def test_open311_errors_follow_accept_language(client, db, w):
+    zh = client.get(f"{BASE}/requests/999999999.json")
+    en = client.get(f"{BASE}/requests/999999999.json", headers={"Accept-Language": "en-GB"})
+    assert (zh.status_code, en.status_code) == (404, 404)
+    assert zh.json == [{"code": 404, "description": "没有诉求 '999999999'。"}]
+    assert en.json == [{"code": 404, "description": "No service request '999999999'."}]
+    bad = client.get(f"{BASE}/requests.xml", query_string={"status": "maybe"}, headers={"Accept-Language": "en"})
+    assert ET.fromstring(bad.data).find("error/description").text.startswith("status must be open or closed")

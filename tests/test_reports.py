@@ -22,6 +22,7 @@ from tests.factories import (
     OTHER_GRID,
     auth_header,
     make_category,
+    make_escalated_case,
     make_report,
     make_two_district_grid,
     make_user,
@@ -577,11 +578,12 @@ def clocked(world):
         ({"sla_state": "green"}, ["green"]),
         ({"sla_state": "yellow"}, ["yellow"]),
         ({"sla_state": "red"}, ["held_red", "red"]),
-        ({"overdue": "true"}, ["red"]),
-        ({"overdue": "false"}, ["waiting", "held_red", "yellow", "green"]),
+        # Overdue: open and late, wherever the clock stands (held_red went on hold after its due time).
+        ({"overdue": "true"}, ["held_red", "red"]),
+        ({"overdue": "false"}, ["waiting", "yellow", "green"]),
         ({"escalation_level": 1}, ["red"]),
         ({"escalation_level": 0}, ["waiting", "held_red", "yellow", "green"]),
-        ({"sla_state": "red", "overdue": "false"}, ["held_red"]),
+        ({"sla_state": "red", "overdue": "false"}, []),
     ],
 )
 def test_list_filters_by_clock_and_escalation(client, db, world, clocked, query, expected):
@@ -612,3 +614,32 @@ def test_report_shows_its_status_fields(client, db, world, clocked):
     assert out["handling_cell"]["code"] == SW
     assert _get(client, world.supervisor, clocked.red).json["sla_state"] == "red"
     assert _get(client, world.supervisor, clocked.waiting).json["sla_state"] is None
+    assert (out["late"], out["late_since"], out["level_sla_state"]) == (False, None, "yellow")
+    assert out["level_deadline_at"] == out["deadline_at"]
+    waiting = _get(client, world.supervisor, clocked.waiting).json
+    assert (waiting["late"], waiting["level_sla_state"], waiting["level_deadline_at"]) == (False, None, None)
+
+
+def test_a_case_escalated_once_stays_red_with_its_levels_own_light_beside(client, db, world, clocked):
+    """Escalated once, the case is well inside the community's new window, and still late: red in GET and lists."""
+    category = make_category(hours=4, window=8, window_unit="hours")
+    late = make_escalated_case(world.resident, category, world.cells[SW], hours_late=2, assignee_id=world.worker.id)
+    # The sweep moved clocked.red (accepted 5 hours ago, 4-hour limit) as well; the others are untouched.
+    out = _get(client, world.supervisor, late).json
+    assert (out["escalation_level"], out["handling_cell"]["code"]) == (1, COMMUNITY)
+    assert (out["sla_state"], out["late"], out["level_sla_state"]) == ("red", True, "green")
+    assert out["late_since"] == out["due_at"]
+    assert utcnow() - parse_local(out["late_since"]) >= timedelta(hours=2)
+    assert out["level_deadline_at"] == out["deadline_at"]
+    assert timedelta(hours=7) < parse_local(out["level_deadline_at"]) - utcnow() <= timedelta(hours=8)
+
+    assert _ids(_list(client, world.supervisor, sla_state="red")) == [late.id, clocked.held_red.id, clocked.red.id]
+    assert late.id not in _ids(_list(client, world.supervisor, sla_state="green"))
+    assert _ids(_list(client, world.supervisor, overdue="true")) == [late.id, clocked.held_red.id, clocked.red.id]
+    assert late.id not in _ids(_list(client, world.supervisor, overdue="false"))
+    listed = {item["id"]: item for item in _list(client, world.supervisor)["items"]}
+    assert (listed[late.id]["sla_state"], listed[late.id]["late"], listed[late.id]["level_sla_state"]) == (
+        "red",
+        True,
+        "green",
+    )

@@ -630,8 +630,10 @@ def test_a_duplicate_tells_its_reporter_and_followers_without_the_internal_note(
     report = case(w, "accepted")
     follow(client, report, w.resident2)
     step(db, report, "mark_duplicate", w.supervisor, duplicate_of=original.id, note="内部: 重复")
+    # The table's fixed text instead of the internal note.
+    body = notifications.NOTICES["mark_duplicate"].body.render("zh-CN")
     assert _notes(db, report) == sorted(
-        [(w.resident.id, "case_duplicate", None), (w.resident2.id, "case_duplicate", None)]
+        [(w.resident.id, "case_duplicate", body), (w.resident2.id, "case_duplicate", body)]
     )
     assert _notes(db, original) == []
 
@@ -640,7 +642,8 @@ def test_a_cancelled_case_tells_its_followers_not_the_reporter_who_cancelled(cli
     report = case(w)
     follow(client, report, w.resident2)
     step(db, report, "cancel", w.resident)
-    assert _notes(db, report) == [(w.resident2.id, "case_cancelled", None)]
+    body = notifications.NOTICES["cancel"].body.render("zh-CN")
+    assert _notes(db, report) == [(w.resident2.id, "case_cancelled", body)]
 
 
 def test_a_workers_own_report_tells_only_its_followers(client, db, w):
@@ -651,9 +654,12 @@ def test_a_workers_own_report_tells_only_its_followers(client, db, w):
 
 
 def test_the_case_ended_notice_is_written_once(db, w):
-    report = case(w, "closed")
-    assert notifications.notify_case_ended(w.supervisor, report) == 1
-    assert notifications.notify_case_ended(w.supervisor, report) == 0
+    report = case(w, "resolved")
+    step(db, report, "close", w.supervisor, note="已办结")
+    event = db.session.scalars(
+        select(CaseEvent).where(CaseEvent.report_id == report.id, CaseEvent.action == "close")
+    ).one()
+    assert notifications.announce(event) == 0
     assert len(_notes(db, report)) == 1
 
 

@@ -154,7 +154,7 @@ def test_fallback_limit_is_in_metres_in_both_directions(client, grid, headers, o
     assert inside.get_json()["routed_by"] == "nearest"
     assert inside.get_json()["distance_m"] == pytest.approx(190, abs=1.0)
     body = assert_problem(locate(client, headers, *offset(210)), 404, "unrouted")
-    assert "200 m" in body["detail"]
+    assert "200 米内" in body["detail"]
 
 
 def test_point_250_m_away_is_unrouted(client, grid, headers):

@@ -74,6 +74,7 @@ STREET1_FIGURES = {
     "due": 4,
     "due_on_hold": 1,
     "due_closed_on_time": 1,
+    "due_missed": 2,
     "overdue_backlog": 1,
     "avg_close_seconds": 2 * 86400.0,
     "escalations": 2,
@@ -85,6 +86,7 @@ EMPTY = {
     "due": 0,
     "due_on_hold": 0,
     "due_closed_on_time": 0,
+    "due_missed": 0,
     "on_time_rate": None,
     "overdue_backlog": 0,
     "avg_close_seconds": None,
@@ -136,6 +138,58 @@ def test_a_period_with_nothing_due_has_no_rate(client, world):
     rows = resp.get_json()["children"]
     assert [row["on_time_rate"] for row in rows] == [None, None]
     assert rows[0]["overdue_backlog"] == 1  # the backlog is today's, whatever the period
+
+
+def test_the_rate_counts_only_cases_due_in_the_period_and_decided(client, db, world):
+    """A period that runs into the future: open cases not yet due are not missed; late ones are, wherever they are."""
+    now = datetime.now(UTC)
+    hour = timedelta(hours=1)
+
+    def case(status, **fields):
+        return make_case(world.resident, make_category(), world.cells[SW], status=status, **fields)
+
+    case("assigned", due_at=now + 5 * DAY)  # not yet due: undecided
+    case("on_hold", due_at=now - hour, hold_started_at=now - 5 * hour)  # held before its due time: undecided
+    case("assigned", due_at=now - 2 * hour)  # past due, not yet swept: missed
+    case("closed", due_at=now + 3 * DAY, closed_at=now - hour)  # closed before its due time: on time
+    # Escalated, then given an extension: still late, and due when it missed (late_since), not at the new due_at.
+    case("in_progress", escalation_level=1, due_at=now + 2 * DAY, late_since=now - 10 * hour)
+    # Late, extended, then closed before the new due time: closed, but not on time.
+    case("closed", due_at=now + 2 * DAY, late_since=now - 20 * hour, closed_at=now - hour)
+    case("closed", due_at=now + 40 * DAY, closed_at=now - hour)  # due after the period
+
+    resp = client.get(
+        URL,
+        query_string={"cell": DISTRICT, "from": (now - DAY).isoformat(), "to": (now + 30 * DAY).isoformat()},
+        headers=auth_header(world.admin),
+    )
+    assert resp.status_code == 200, resp.get_json()
+    street1 = resp.get_json()["children"][0]
+    assert street1["cell"]["code"] == STREET
+    figures = ("due", "due_on_hold", "due_closed_on_time", "due_missed", "closed", "closed_on_time")
+    assert {k: street1[k] for k in figures} == {
+        "due": 6,
+        "due_on_hold": 1,
+        "due_closed_on_time": 1,
+        "due_missed": 3,
+        "closed": 3,
+        "closed_on_time": 2,
+    }
+    assert street1["on_time_rate"] == pytest.approx(1 / 4)
+    # The backlog is the open cases late now: the fixture's overdue case, the unswept one, the escalated one.
+    assert street1["overdue_backlog"] == 3
+
+
+def test_a_period_with_nothing_decided_has_no_rate(client, db, world):
+    now = datetime.now(UTC)
+    make_case(world.resident, make_category(), world.cells[SW], status="assigned", due_at=now + 5 * DAY)
+    resp = client.get(
+        URL,
+        query_string={"cell": DISTRICT, "from": now.isoformat(), "to": (now + 30 * DAY).isoformat()},
+        headers=auth_header(world.admin),
+    )
+    street1 = resp.get_json()["children"][0]
+    assert (street1["due"], street1["due_missed"], street1["on_time_rate"]) == (1, 0, None)
 
 
 @pytest.mark.parametrize(

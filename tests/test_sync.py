@@ -180,8 +180,8 @@ def test_initial_sync_returns_the_callers_scope_only(app, world):
     assert case == {**shown.get_json(), "version": int(shown.headers["ETag"].strip('"'))}
     event = next(c["data"] for c in changes if c["type"] == "event" and c["data"]["action"] == "assign")
     assert event["report_id"] == sw and event["to_status"] == "assigned"
-    note = next(c["data"] for c in changes if c["type"] == "notification")
-    assert note["report_id"] == sw and note["title"] == "通知"
+    note = next(c["data"] for c in changes if c["type"] == "notification" and c["data"]["title"] == "通知")
+    assert note["report_id"] == sw
 
 
 def test_residents_get_the_cases_and_history_the_case_endpoints_show_them(app, world):
@@ -363,12 +363,15 @@ def test_escalation_sweeps_write_change_rows(db):
     events = set(
         db.session.scalars(select(CaseEvent.id).where(CaseEvent.report_id.in_(ids), CaseEvent.action == "escalate"))
     )
-    notes = set(db.session.scalars(select(Notification.id).where(Notification.report_id.in_(ids))))
-    assert len(events) == 3 and len(notes) == 3
+    notes = set(
+        db.session.execute(select(Notification.id, Notification.user_id).where(Notification.report_id.in_(ids)))
+    )
+    # Each case tells the community's supervisor and its worker (NOTICES["escalate"]).
+    assert len(events) == 3 and sorted(u for _, u in notes) == sorted([supervisor.id, worker.id] * 3)
     assert sorted((k, e, r) for k, e, r, _ in rows if k == "case") == sorted(("case", i, i) for i in ids)
     assert {e for k, e, r, _ in rows if k == "event"} == events
     assert all(r in ids for k, _, r, _ in rows if k == "event")
-    assert {(e, u) for k, e, _, u in rows if k == "notification"} == {(n, supervisor.id) for n in notes}
+    assert {(e, u) for k, e, _, u in rows if k == "notification"} == notes
 
 
 def test_prune_keeps_every_latest_row(app, world, backend):
@@ -384,7 +387,8 @@ def test_prune_keeps_every_latest_row(app, world, backend):
         return session.execute(select(SyncChange.kind, func.count()).group_by(SyncChange.kind)).all()
 
     logged = dict(committed(rows))
-    assert logged["case"] >= 3 and logged["notification"] == 2
+    # The resident's notice of acceptance, the worker's of assignment, and the supervisor's written then read.
+    assert logged["case"] >= 3 and logged["notification"] == 4
     young = app.test_cli_runner().invoke(args=["sync", "prune", "--days", "30"])
     assert young.exit_code == 0 and "0 superseded" in young.output
     assert dict(committed(rows)) == logged
@@ -398,7 +402,7 @@ def test_prune_keeps_every_latest_row(app, world, backend):
     assert result.exit_code == 0, result.output
     assert f"{logged['case'] - 1 + 1} superseded" in result.output
     # The case's and the notification's latest rows stay, and every event's: a full sync reads the same.
-    assert dict(committed(rows)) == {**logged, "case": 1, "notification": 1}
+    assert dict(committed(rows)) == {**logged, "case": 1, "notification": 3}
     assert drain(client, w.headers["supervisor"])[0] == before
 
 

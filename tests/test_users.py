@@ -54,6 +54,7 @@ def users_snapshot(db) -> list[tuple]:
             User.active,
             User.cell_id,
             User.password_hash,
+            User.language,
         ).order_by(User.id)
     ).all()
 
@@ -281,6 +282,9 @@ def test_password_reset_ends_the_users_logins(client, db, world):
         ({"active": "no"}, 422, "validation_failed", "active"),
         ({"password": "short"}, 422, "validation_failed", "password"),
         ({"username": "renamed"}, 422, "validation_failed", "username"),
+        ({"language": "fr"}, 422, "validation_failed", "language"),
+        ({"language": "EN"}, 422, "validation_failed", "language"),
+        ({"language": None}, 422, "validation_failed", "language"),
     ],
 )
 def test_edit_user_rejects_bad_input_and_changes_nothing(client, db, world, changes, status, code, field):
@@ -475,6 +479,33 @@ def test_user_edits_own_profile(client, db, world):
     assert (resp.json["display_name"], resp.json["phone"], resp.json["role"]) == ("张三丰", "13500000000", "resident")
 
 
+def test_a_user_chooses_the_language_of_their_notifications(client, db, world):
+    me = client.get(f"{API}/me", headers=auth_header(world.resident))
+    assert me.json["language"] == "zh-CN"  # every account starts in Chinese
+    resp = client.patch(f"{API}/me", headers=auth_header(world.resident), json={"language": "en"})
+    assert resp.status_code == 200, resp.json
+    assert resp.json["language"] == "en"
+    assert client.get(f"{API}/me", headers=auth_header(world.resident)).json["language"] == "en"
+    # The language of notices, not of errors: those follow each request's Accept-Language.
+    problem = assert_problem(client.get(f"{API}/users", headers=auth_header(world.resident)), 403, "forbidden")
+    assert problem["title"] == "此账号无权执行该操作"
+
+
+def test_an_admin_sets_a_users_language(client, db, world):
+    resp = client.patch(f"{API}/users/{world.worker.id}", headers=auth_header(world.admin), json={"language": "en"})
+    assert resp.status_code == 200, resp.json
+    assert resp.json["language"] == "en"
+    db.session.expire_all()
+    assert db.session.get(User, world.worker.id).language == "en"
+    listed = client.get(f"{API}/users", query_string={"q": "li.worker"}, headers=auth_header(world.admin)).json
+    assert [u["language"] for u in listed["items"]] == ["en"]
+    assert_problem(
+        client.patch(f"{API}/users/{world.worker.id}", headers=auth_header(world.supervisor), json={"language": "en"}),
+        403,
+        "forbidden",
+    )
+
+
 def test_user_changes_own_password_with_the_old_one(client, db, world):
     resp = client.patch(
         f"{API}/me", headers=auth_header(world.worker), json={"old_password": PASSWORD, "password": "another-secret-2"}
@@ -565,6 +596,9 @@ def test_a_profile_edit_or_a_refused_password_change_ends_no_login(client, db, w
         ({"role": "admin"}, 422, "validation_failed", "role"),
         ({"active": False}, 422, "validation_failed", "active"),
         ({"display_name": ""}, 422, "validation_failed", "display_name"),
+        ({"language": "zh"}, 422, "validation_failed", "language"),
+        ({"language": 1}, 422, "validation_failed", "language"),
+        ({"language": None}, 422, "validation_failed", "language"),
     ],
 )
 def test_me_edit_rejects_bad_input_and_changes_nothing(client, db, world, changes, status, code, field):

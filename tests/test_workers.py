@@ -24,6 +24,7 @@ from tests.factories import (
     make_assignment,
     make_category,
     make_duty,
+    make_escalated_case,
     make_report,
     make_two_district_grid,
     make_user,
@@ -336,7 +337,8 @@ def give_cases(world, worker, *, open_=0, overdue=0):
     ):
         for _ in range(count):
             report = make_report(world.resident, category, *SW_POINT)
-            report.status, report.assignee_id, report.deadline_at = status, worker.id, deadline
+            # At the grid level the level's deadline is the case's own due time.
+            report.status, report.assignee_id, report.deadline_at, report.due_at = status, worker.id, deadline, deadline
     _db.session.commit()
 
 
@@ -363,6 +365,17 @@ def test_admin_sees_every_active_worker_with_cells_duty_load_and_position(client
     assert sun["last_position"]["source"] == "report"
     assert (sun["last_position"]["lon"], sun["last_position"]["lat"]) == pytest.approx((116.506, 39.906))
     assert (zhao["cells"], zhao["on_duty"], zhao["open_cases"], zhao["last_position"]) == ([], False, 0, None)
+
+
+def test_a_case_late_at_an_earlier_level_counts_among_the_overdue(client, db, world):
+    """Escalated once and inside the community's new window, the case is still late: still one of the worker's
+    overdue cases."""
+    give_cases(world, world.worker, open_=1)
+    category = make_category(hours=4, window=8, window_unit="hours")
+    make_escalated_case(world.resident, category, world.cells[SW], assignee_id=world.worker.id)
+    resp = client.get(f"{API}/workers", headers=auth_header(world.admin))
+    wang = next(w for w in resp.json["items"] if w["username"] == "wang")
+    assert (wang["open_cases"], wang["overdue_cases"]) == (2, 1)
 
 
 def test_supervisor_sees_the_workers_of_their_subtree(client, db, world):

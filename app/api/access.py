@@ -8,6 +8,7 @@ from collections.abc import Callable
 from flask import g, request
 
 from app.errors import Forbidden, InvalidToken, Unauthorized
+from app.lib.i18n import tr
 from app.models import Role, User
 from app.services.people.sessions import caller_for_access_token
 
@@ -16,9 +17,9 @@ def _bearer_token() -> str:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if not header:
-        raise Unauthorized("Send 'Authorization: Bearer <access_token>'.", code="missing_token")
+        raise Unauthorized(tr("Send 'Authorization: Bearer <access_token>'."), code="missing_token")
     if scheme.lower() != "bearer" or not token.strip():
-        raise InvalidToken("The Authorization header must be 'Bearer <access_token>'.")
+        raise InvalidToken(tr("The Authorization header must be 'Bearer <access_token>'."))
     return token.strip()
 
 
@@ -41,7 +42,7 @@ def auth_required(*roles: Role | str) -> Callable:
             user, session_id = caller_for_access_token(_bearer_token())
             g.current_user, g.current_session_id = user, session_id
             if allowed and user.role not in allowed:
-                raise Forbidden(f"This action needs one of the roles: {', '.join(sorted(allowed))}.")
+                raise Forbidden(tr("This action needs one of the roles: {roles}.", roles=", ".join(sorted(allowed))))
             return view(*args, **kwargs)
 
         # Read by the boundary's check of @idempotent's place (app/api/boundary.py).

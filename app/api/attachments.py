@@ -14,6 +14,7 @@ from app.api.boundary import accepts_multipart, body_limit
 from app.api.idempotency import idempotent
 from app.api.openapi import BEARER
 from app.errors import UnsupportedMediaType
+from app.lib.i18n import tr
 from app.models import AttachmentStage
 from app.schemas.attachments import AttachmentFileIn, AttachmentFormIn, AttachmentOut
 from app.services.cases import reports as report_service
@@ -37,7 +38,9 @@ def multipart_only(view: Callable) -> Callable:
     @functools.wraps(view)
     def wrapper(*args, **kwargs):
         if request.mimetype != "multipart/form-data":
-            raise UnsupportedMediaType("Send the photo as multipart/form-data: a file part 'file' and a field 'stage'.")
+            raise UnsupportedMediaType(
+                tr("Send the photo as multipart/form-data: a file part 'file' and a field 'stage'.")
+            )
         return view(*args, **kwargs)
 
     return wrapper

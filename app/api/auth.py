@@ -77,5 +77,5 @@ class Me(MethodView):
     @blp.arguments(MeUpdateIn)
     @blp.response(200, UserOut)
     def patch(self, data):
-        """Change your display name or phone, or your password (send the old one; ends your other logins)."""
+        """Change your display name, phone, language or password (send the old one; ends your other logins)."""
         return user_service.account(user_service.update_me(current_user(), data, current_session_id()))

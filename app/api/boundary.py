@@ -16,6 +16,8 @@ from app.api.headers import set_security_headers
 from app.api.inputs import check_inputs
 from app.errors import DomainError, UnsupportedMediaType, VersionMismatch
 from app.extensions import db
+from app.lib import i18n
+from app.lib.i18n import Message, tr
 from app.schemas.common import PROBLEM_MIMETYPE
 
 log = logging.getLogger(__name__)
@@ -95,7 +97,7 @@ def open_request() -> None:
         config = current_app.config
         request.max_content_length = config[limit] if isinstance(limit, str) else limit(config)
     if not getattr(handler, "accepts_multipart", False) and _has_a_body_not_json():
-        raise UnsupportedMediaType("Send the body as application/json.")
+        raise UnsupportedMediaType(tr("Send the body as application/json."))
     check_inputs()
     if request.method == "POST" and getattr(handler, "idempotent", False):
         # Before authentication queries: on SpatiaLite that first statement would queue behind a request still
@@ -197,6 +199,42 @@ HTTP_CODES = {
 }
 
 
+# Their titles and default details in the catalogue: the titles are werkzeug's own names, so English reads as before.
+HTTP_TITLES = {
+    400: tr("Bad Request"),
+    401: tr("Unauthorized"),
+    403: tr("Forbidden"),
+    404: tr("Not Found"),
+    405: tr("Method Not Allowed"),
+    406: tr("Not Acceptable"),
+    409: tr("Conflict"),
+    413: tr("Request Entity Too Large"),
+    415: tr("Unsupported Media Type"),
+    422: tr("Unprocessable Entity"),
+    429: tr("Too Many Requests"),
+    500: tr("Internal Server Error"),
+    503: tr("Service Unavailable"),
+}
+HTTP_DETAILS = {
+    400: tr("The request could not be understood."),
+    401: tr("Sign in first."),
+    403: tr("Your account may not do this."),
+    404: tr("Nothing is found at this URL."),
+    405: tr("This URL does not take that method; see the Allow header."),
+    406: tr("This URL cannot answer in a type the Accept header asks for."),
+    409: tr("The request conflicts with the current state."),
+    415: tr("This URL does not take a body of that media type."),
+    422: tr("The request did not pass validation."),
+    500: tr("An unexpected error occurred; it has been logged."),
+    503: tr("The service is unavailable; try again shortly."),
+}
+
+
+def request_language() -> str:
+    """The language of this request's texts: the best of its Accept-Language we write, else zh-CN."""
+    return i18n.negotiate(request.headers.get("Accept-Language")) if request else i18n.DEFAULT_LANGUAGE
+
+
 def register_error_form(app: Flask, prefix: str, render: Callable[[int, str, dict[str, str] | None], Response]) -> None:
     """Every error under the path prefix is written by render(status, detail, headers) instead of as problem+json."""
     app.extensions.setdefault(ERROR_FORMS, []).append((prefix, render))
@@ -205,28 +243,31 @@ def register_error_form(app: Flask, prefix: str, render: Callable[[int, str, dic
 def problem_response(
     status: int,
     code: str,
-    title: str,
-    detail: str,
+    title: Message | str,
+    detail: Message | str,
     extra: dict[str, Any] | None = None,
     headers: dict[str, str] | None = None,
 ) -> Response:
+    """problem+json with title, detail and every message inside `extra` in the request's language; `code` stays."""
+    language = request_language()
+    headers = {**(headers or {}), "Content-Language": language, "Vary": "Accept-Language"}
     if request:
         for prefix, render in current_app.extensions.get(ERROR_FORMS, ()):
             if request.path.startswith(prefix):
                 # Clients under this prefix parse their own error form (Open311's).
-                return render(status, detail, headers)
+                return render(status, i18n.render(detail, language), headers)
     body: dict[str, Any] = {
         "type": f"/problems/{code}",
-        "title": title,
+        "title": i18n.render(title, language),
         "status": status,
-        "detail": detail,
+        "detail": i18n.render(detail, language),
         "code": code,
         "instance": request.path if request else None,
     }
     if extra:
-        body.update({k: _with_text_keys(v) for k, v in extra.items() if v is not None})
+        body.update({k: _with_text_keys(i18n.render(v, language)) for k, v in extra.items() if v is not None})
     resp = Response(json.dumps(body), status=status, mimetype=PROBLEM_MIMETYPE)
-    for name, value in (headers or {}).items():
+    for name, value in headers.items():
         resp.headers[name] = value
     return resp
 
@@ -264,23 +305,25 @@ def handle_http_exception(err: HTTPException) -> Response:
     status = err.code or 500
     code = HTTP_CODES.get(status, f"http_{status}")
     extra: dict[str, Any] = {}
-    detail = err.description or err.name
+    # werkzeug's own description of the status is replaced by ours, in the catalogue; a raiser's own stays.
+    default = not err.description or err.description == type(err).description
+    detail: Message | str = HTTP_DETAILS.get(status, err.name) if default else err.description
     data = getattr(err, "data", None) or {}
     messages = data.get("messages")
     if messages is not None:
         if status == 400 and "Invalid JSON body" in json.dumps(messages):
-            code, detail = "malformed_json", "The request body is not valid JSON."
+            code, detail = "malformed_json", tr("The request body is not valid JSON.")
         else:
             extra["errors"] = _flatten_webargs_messages(messages)
-            detail = "One or more fields are invalid; see errors."
+            detail = tr("One or more fields are invalid; see errors.")
     if status == 413:
-        detail = "The request body is larger than this endpoint accepts."
+        detail = tr("The request body is larger than this endpoint accepts.")
     if status == 429:
-        detail = f"Too many requests: the limit is {err.description}. Try again later."
+        detail = tr("Too many requests: the limit is {limit}. Try again later.", limit=err.description)
     headers = dict(data.get("headers") or {})
     if status == 405 and getattr(err, "valid_methods", None):
         headers["Allow"] = ", ".join(err.valid_methods)
-    return problem_response(status, code, err.name, detail, extra, headers)
+    return problem_response(status, code, HTTP_TITLES.get(status, err.name), detail, extra, headers)
 
 
 def handle_integrity_error(err: IntegrityError) -> Response:
@@ -291,8 +334,8 @@ def handle_integrity_error(err: IntegrityError) -> Response:
     return problem_response(
         409,
         "conflict",
-        "Conflict",
-        "The change conflicts with existing data (a concurrent request may have made it first).",
+        HTTP_TITLES[409],
+        tr("The change conflicts with existing data (a concurrent request may have made it first)."),
     )
 
 
@@ -304,7 +347,7 @@ def handle_stale_data(err: StaleDataError) -> Response:
         412,
         VersionMismatch.code,
         VersionMismatch.title,
-        "Another change to the case was saved first; read it again and retry.",
+        tr("Another change to the case was saved first; read it again and retry."),
     )
 
 
@@ -314,8 +357,8 @@ def handle_operational_error(err: OperationalError) -> Response:
     return problem_response(
         503,
         "database_unavailable",
-        "Service unavailable",
-        "The database did not answer; try again shortly.",
+        HTTP_TITLES[503],
+        tr("The database did not answer; try again shortly."),
         headers={"Retry-After": "5"},
     )
 
@@ -325,9 +368,7 @@ def handle_unexpected(err: Exception) -> Response:
         return handle_http_exception(err)
     _rollback()
     log.exception("unhandled error on %s %s", request.method, request.path)
-    return problem_response(
-        500, "internal_error", "Internal server error", "An unexpected error occurred; it has been logged."
-    )
+    return problem_response(500, "internal_error", HTTP_TITLES[500], HTTP_DETAILS[500])
 
 
 # Flask picks the handler of the error's nearest class, so Exception catches only what nothing else does.

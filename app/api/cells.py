@@ -10,6 +10,7 @@ from app.api.idempotency import idempotent
 from app.api.openapi import BEARER
 from app.errors import Unrouted
 from app.lib.geometry import to_geojson
+from app.lib.i18n import tr
 from app.models import Role
 from app.schemas.cells import (
     CellCreateIn,
@@ -87,8 +88,13 @@ class Locate(MethodView):
         result = route(args["lon"], args["lat"], args["crs"])
         if result.cell is None:
             raise Unrouted(
-                f"({args['lon']}, {args['lat']}) in {args['crs']} lies in no grid cell and none is "
-                f"within {current_app.config['ROUTING_MAX_DISTANCE_M']} m."
+                tr(
+                    "({lon}, {lat}) in {crs} lies in no grid cell and none is within {distance} m.",
+                    lon=args["lon"],
+                    lat=args["lat"],
+                    crs=args["crs"],
+                    distance=current_app.config["ROUTING_MAX_DISTANCE_M"],
+                )
             )
         return {
             "cell": result.cell,

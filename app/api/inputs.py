@@ -10,13 +10,14 @@ from typing import Any
 from flask import request
 
 from app.errors import MalformedForm, MalformedJSON, ValidationFailed
+from app.lib.i18n import tr
 
 # Our deepest body (a grid import's MultiPolygon in a Feature in a FeatureCollection) is 8 levels; a cap far below
 # the interpreter's recursion limit keeps every later walk of the body (schemas, JSON columns) safe too.
 MAX_JSON_DEPTH = 64
 # PostgreSQL text cannot hold NUL, and a lone surrogate cannot be encoded in UTF-8 for any database or answer.
 BAD_TEXT = re.compile("[\x00\ud800-\udfff]")
-TEXT_ERROR = "Text may not contain NUL characters or unpaired surrogates."
+TEXT_ERROR = tr("Text may not contain NUL characters or unpaired surrogates.")
 FORM_MIMETYPES = {"application/x-www-form-urlencoded", "multipart/form-data"}
 
 
@@ -25,7 +26,10 @@ def check_inputs() -> None:
     # The names go back in the answer, which must itself be valid UTF-8.
     bad = list(dict.fromkeys(BAD_TEXT.sub("\ufffd", name)[:100] for name, text in _texts() if BAD_TEXT.search(text)))
     if bad:
-        raise ValidationFailed(f"{TEXT_ERROR} See: {', '.join(bad)}.", errors={name: [TEXT_ERROR] for name in bad})
+        raise ValidationFailed(
+            tr("Text may not contain NUL characters or unpaired surrogates. See: {names}.", names=", ".join(bad)),
+            errors={name: [TEXT_ERROR] for name in bad},
+        )
 
 
 def _texts() -> Iterator[tuple[str, str]]:
@@ -38,7 +42,7 @@ def _texts() -> Iterator[tuple[str, str]]:
             if not isinstance(key, str):
                 # Werkzeug names a multipart part whose Content-Disposition it cannot read None; nothing after
                 # this (schemas, the Idempotency-Key fingerprint) can take a nameless field.
-                raise MalformedForm("A part of the form has no name that can be read.")
+                raise MalformedForm(tr("A part of the form has no name that can be read."))
             yield key, key
             yield from ((key, value) for value in values if isinstance(value, str))
     for key, value in (request.view_args or {}).items():
@@ -53,7 +57,7 @@ def parse_json_body() -> Any:
     try:
         body = json.loads(request.get_data(cache=True))
     except RecursionError:
-        raise MalformedJSON(f"The JSON body is nested deeper than {MAX_JSON_DEPTH} levels.") from None
+        raise MalformedJSON(tr("The JSON body is nested deeper than {depth} levels.", depth=MAX_JSON_DEPTH)) from None
     except ValueError:
         raise MalformedJSON() from None
     return body
@@ -65,7 +69,7 @@ def _json_texts(body: Any) -> Iterator[tuple[str, str]]:
     while stack:
         value, path, depth = stack.pop()
         if depth > MAX_JSON_DEPTH:
-            raise MalformedJSON(f"The JSON body is nested deeper than {MAX_JSON_DEPTH} levels.")
+            raise MalformedJSON(tr("The JSON body is nested deeper than {depth} levels.", depth=MAX_JSON_DEPTH))
         if isinstance(value, str):
             yield path or "_body", value
         elif isinstance(value, dict):

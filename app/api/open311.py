@@ -11,10 +11,12 @@ from xml.etree import ElementTree as ET
 
 from flask import Blueprint, Response, current_app, g, request
 
-from app.api.boundary import register_error_form
+from app.api.boundary import register_error_form, request_language
 from app.api.idempotency import idempotent
 from app.errors import NotFound
 from app.extensions import limiter
+from app.lib import i18n
+from app.lib.i18n import tr
 from app.models.base import utcnow
 from app.services.people.api_keys import hash_key
 from app.services.public import open311
@@ -53,6 +55,10 @@ def _element(parent: ET.Element, tag: str, value: Any) -> None:
 
 
 def render(data: Any, fmt: str, root: str, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """The answer in the format asked for, its texts (status_notes, service_notice) in the Accept-Language."""
+    language = request_language()
+    data = i18n.render(data, language)
+    headers = {**(headers or {}), "Content-Language": language, "Vary": "Accept-Language"}
     if fmt == "xml":
         el = ET.Element(root)
         for key, item in data.items() if isinstance(data, dict) else ((ITEM_TAGS[root], i) for i in data):
@@ -83,13 +89,13 @@ def _split(name: str) -> tuple[str, str]:
     """'0101.xml' → ('0101', 'xml'): codes may hold dots, the format is after the last one."""
     value, dot, fmt = name.rpartition(".")
     if not dot or not value:
-        raise NotFound("Add .json or .xml to the path.")
+        raise NotFound(tr("Add .json or .xml to the path."))
     return value, _format(fmt)
 
 
 def _format(fmt: str) -> str:
     if fmt not in CONTENT_TYPES:
-        raise NotFound(f"Unknown format {fmt!r}: use .json or .xml.")
+        raise NotFound(tr("Unknown format {fmt!r}: use .json or .xml.", fmt=fmt))
     return fmt
 
 

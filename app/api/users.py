@@ -53,5 +53,5 @@ class UserItem(MethodView):
     @blp.arguments(UserUpdateIn)
     @blp.response(200, UserOut)
     def patch(self, data, user_id):
-        """Edit name, phone, role, a supervisor's cell, active (deactivate) or reset the password."""
+        """Edit name, phone, role, a supervisor's cell, active (deactivate), language or reset the password."""
         return user_service.account(user_service.update_user(current_user(), user_service.get_user(user_id), data))

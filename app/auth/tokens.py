@@ -10,6 +10,7 @@ import jwt
 from flask import current_app
 
 from app.errors import InvalidToken
+from app.lib.i18n import tr
 
 ALGORITHM = "HS256"
 REQUIRED_CLAIMS = ["exp", "iat", "sub", "iss", "aud", "jti", "typ"]
@@ -61,11 +62,13 @@ def decode(token: str, expected_typ: str) -> dict[str, Any]:
             options={"require": REQUIRED_CLAIMS},
         )
     except jwt.ExpiredSignatureError as exc:
-        raise InvalidToken("The token has expired.", code="token_expired") from exc
+        raise InvalidToken(tr("The token has expired."), code="token_expired") from exc
     except jwt.PyJWTError as exc:
-        raise InvalidToken(f"The token is not valid: {exc}.") from exc
+        raise InvalidToken(tr("The token is not valid: {reason}.", reason=str(exc))) from exc
     if claims.get("typ") != expected_typ:
-        raise InvalidToken(f"A {expected_typ} token is required here.", code="wrong_token_type")
+        raise InvalidToken(
+            tr("A {token_type} token is required here.", token_type=expected_typ), code="wrong_token_type"
+        )
     if not isinstance(claims.get("sid"), str) or not str(claims.get("sub", "")).isdigit():
-        raise InvalidToken("The token's subject or session is malformed.")
+        raise InvalidToken(tr("The token's subject or session is malformed."))
     return claims

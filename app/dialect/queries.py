@@ -12,7 +12,9 @@ from sqlalchemy import (
     ColumnElement,
     Insert,
     Select,
+    String,
     Table,
+    Text,
     cast,
     column,
     func,
@@ -63,6 +65,19 @@ def json_object(**pairs) -> ColumnElement:
     for key, value in pairs.items():
         args += [literal_column(f"'{key}'"), value]
     return fn(*args, type_=JSON)
+
+
+def case_number(case_day: ColumnElement, report_id: ColumnElement) -> ColumnElement[str]:
+    """The human case number of app.models.reports.case_number in SQL: the filing day as YYYYMMDD, then the id
+    with at least 7 digits (a notice written by INSERT ... SELECT names the case as people know it)."""
+    if is_postgis():
+        digits = cast(report_id, Text)
+        return func.to_char(case_day, literal_column("'YYYYMMDD'"), type_=String).concat(
+            func.lpad(digits, func.greatest(7, func.length(digits)), literal_column("'0'"))
+        )
+    return func.strftime(literal_column("'%Y%m%d'"), case_day, type_=String).concat(
+        func.printf(literal_column("'%07d'"), report_id)
+    )
 
 
 def seconds_between(start, end) -> ColumnElement[float]:

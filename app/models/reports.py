@@ -104,6 +104,10 @@ class Report(TimestampMixin, db.Model):
     warn_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # The case's own due time (limit + holds + extensions), never moved by escalation: on-time statistics use it.
     due_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The first due time the case missed, recorded when escalation or an action finds it past due; kept until the
+    # case ends (only a return, which restarts the clock, clears it). Lateness not yet recorded is derived from
+    # due_at: app.services.cases.sla.late_since.
+    late_since: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     # Lifecycle: who has it, since when, and the clock's inputs, snapshotted at acceptance so that later
     # edits to the category do not move open cases.

@@ -19,6 +19,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
+from app.lib.i18n import DEFAULT_LANGUAGE
 from app.models.base import TimestampMixin, UTCDateTime, utcnow
 from app.models.grid import Cell
 
@@ -34,6 +35,7 @@ class User(TimestampMixin, db.Model):
     __tablename__ = "users"
     __table_args__ = (
         CheckConstraint("role IN ('resident', 'worker', 'supervisor', 'admin')", name="role"),
+        CheckConstraint("language IN ('zh-CN', 'en')", name="language"),
         Index("uq_users_username_lower", text("lower(username)"), unique=True),
     )
 
@@ -44,6 +46,10 @@ class User(TimestampMixin, db.Model):
     display_name: Mapped[str | None] = mapped_column(String(100))
     phone: Mapped[str | None] = mapped_column(String(20), unique=True)
     active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    # The language (app.lib.i18n.LANGUAGES) the user's notifications are written in.
+    language: Mapped[str] = mapped_column(
+        String(8), nullable=False, default=DEFAULT_LANGUAGE, server_default=DEFAULT_LANGUAGE
+    )
     # A supervisor oversees the subtree under this cell.
     cell_id: Mapped[int | None] = mapped_column(ForeignKey("cells.id", ondelete="RESTRICT"), index=True)
 

@@ -2,7 +2,13 @@
 
 from marshmallow import Schema, fields, validate
 
+from app.lib.i18n import LANGUAGES
 from app.schemas.common import LocalDateTime
+
+LANGUAGE_DESCRIPTION = (
+    "The language of the user's notifications: zh-CN (the default) or en. Error messages follow each request's "
+    "Accept-Language instead."
+)
 
 
 class LoginIn(Schema):
@@ -48,6 +54,7 @@ class UserOut(Schema):
     display_name = fields.String(allow_none=True)
     phone = fields.String(allow_none=True)
     active = fields.Boolean()
+    language = fields.String(metadata={"enum": list(LANGUAGES), "description": LANGUAGE_DESCRIPTION})
     cell = fields.Nested(CellRef, allow_none=True, metadata={"description": "A supervisor's subtree root."})
     served_cells = fields.List(fields.Nested(CellRef), metadata={"description": "A worker's grid cells."})
     created_at = LocalDateTime()

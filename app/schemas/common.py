@@ -155,10 +155,12 @@ class ProblemSchema(Schema):
     others, so the fuzz (tests/test_fuzz.py) catches a new one that nobody documented."""
 
     type = fields.String(metadata={"description": "URI reference naming the problem type"})
-    title = fields.String()
+    title = fields.String(
+        metadata={"description": "In the request's Accept-Language: zh-CN (the default, and for any other) or en"}
+    )
     status = fields.Integer()
-    detail = fields.String()
-    code = fields.String(metadata={"description": "Stable machine-readable code"})
+    detail = fields.String(metadata={"description": "In the request's Accept-Language, like the title"})
+    code = fields.String(metadata={"description": "Stable machine-readable code, the same in every language"})
     instance = fields.String(metadata={"description": "The request path"})
     errors = fields.Raw(
         metadata={

@@ -32,7 +32,15 @@ class EscalatedCaseOut(Schema):
     escalated_at = LocalDateTime(attribute="report.escalated_at", allow_none=True)
     deadline_at = LocalDateTime(attribute="report.deadline_at", allow_none=True)
     due_at = LocalDateTime(attribute="report.due_at", allow_none=True)
-    overdue_seconds = fields.Float(metadata={"description": "Time past the current level's deadline; 0 if none."})
+    late_since = LocalDateTime(
+        allow_none=True, metadata={"description": "The first due time the case missed (see GET /reports/{id})."}
+    )
+    overdue_seconds = fields.Float(
+        metadata={
+            "description": "Seconds since late_since, to now or, on hold, to when the clock stopped; 0 if not late. "
+            "The current level's own deadline is deadline_at."
+        }
+    )
     last_events = fields.List(fields.Nested(EventOut), metadata={"description": "Newest first, at most 3."})
 
 

@@ -7,9 +7,13 @@ from app.schemas.common import LocalDateTime, PageArgs, page_of
 
 class NotificationOut(Schema):
     id = fields.Integer()
-    kind = fields.String(metadata={"description": "escalation, critical, reminder, ..."})
-    title = fields.String()
-    body = fields.String(allow_none=True)
+    kind = fields.String(
+        metadata={"description": "What happened: case_assigned, supervision, reminder, escalation, case_closed, ..."}
+    )
+    title = fields.String(
+        metadata={"description": "Written in the recipient's language (their account's `language`) when it was sent"}
+    )
+    body = fields.String(allow_none=True, metadata={"description": "The step's note, or a fixed text"})
     report_id = fields.Integer(allow_none=True)
     data = fields.Dict(allow_none=True)
     created_at = LocalDateTime()

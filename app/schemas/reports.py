@@ -103,14 +103,45 @@ class ReportOut(Schema):
     sla_state = fields.Function(
         lambda case: case.sla_state,
         allow_none=True,
-        metadata={"description": "green | yellow (80 % used) | red (overdue); null before acceptance."},
+        metadata={
+            "description": "The case's light: red once it is late (see `late`), and it stays red until the case ends "
+            "and after, whatever level handles it; else green, or yellow when 80 % of the handling level's window "
+            "is used; null before acceptance."
+        },
+    )
+    late = fields.Boolean(
+        metadata={
+            "description": "True once the case has missed its own due time (due_at) while open, or closed after it; "
+            "it stays true until the case ends (a return, which restarts the clock, clears it)."
+        },
+    )
+    late_since = LocalDateTime(
+        allow_none=True,
+        metadata={
+            "description": "The first due time the case missed; an extension or a hold afterwards does not move it. "
+            "Null while not late."
+        },
+    )
+    level_deadline_at = LocalDateTime(
+        allow_none=True,
+        metadata={"description": "The handling level's own deadline: each escalation gives the new level a window."},
+    )
+    level_sla_state = fields.String(
+        allow_none=True,
+        validate=validate.OneOf(SLA_STATES),
+        metadata={
+            "description": "The handling level's own light: green | yellow (80 % of its window used) | red (past "
+            "level_deadline_at: the next sweep escalates it); null before acceptance and once the case has ended."
+        },
     )
     assignee = fields.Nested(UserRef, allow_none=True)
     accepted_at = LocalDateTime(allow_none=True)
     assigned_at = LocalDateTime(allow_none=True)
     resolved_at = LocalDateTime(allow_none=True)
     closed_at = LocalDateTime(allow_none=True)
-    deadline_at = LocalDateTime(allow_none=True, metadata={"description": "The handling level's deadline."})
+    deadline_at = LocalDateTime(
+        allow_none=True, metadata={"description": "The handling level's deadline (the same as level_deadline_at)."}
+    )
     warn_at = LocalDateTime(allow_none=True)
     due_at = LocalDateTime(
         allow_none=True,
@@ -204,7 +235,7 @@ class ReportListArgs(PageArgs):
     escalation_level = fields.Integer(validate=validate.Range(min=0, max=len(ESCALATION_LEVELS) - 1))
     assignee_id = Id(from_query=True)
     overdue = fields.Boolean(
-        metadata={"description": "Only cases past their deadline with the clock running (or only the others)."}
+        metadata={"description": "Only open cases that are late (what overdue_backlog counts), or only the others."}
     )
     near = LonLat(metadata={"description": "lon,lat in `crs`: reports within `radius`, nearest first."})
     radius = fields.Float(validate=validate.Range(1, 5000), metadata={"description": "Metres, with near."})
@@ -257,7 +288,7 @@ class CountsOut(Schema):
     by_sla_state = fields.Dict(
         keys=fields.String(),
         values=fields.Integer(),
-        metadata={"description": "green, yellow, red; none: no clock running."},
+        metadata={"description": "green, yellow, red (late: as sla_state of GET /reports/{id}); none: not accepted."},
     )
 
 

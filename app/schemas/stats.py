@@ -20,15 +20,30 @@ class CellFiguresOut(Schema):
     cell = fields.Nested(CellRef)
     filed = fields.Integer(metadata={"description": "Cases filed in the period."})
     closed = fields.Integer(metadata={"description": "Cases closed in the period."})
-    closed_on_time = fields.Integer(metadata={"description": "Of those, closed by their due time (due_at)."})
-    due = fields.Integer(metadata={"description": "Cases whose due time falls in the period."})
-    due_on_hold = fields.Integer(metadata={"description": "Of those, on hold now (left out of the rate)."})
-    due_closed_on_time = fields.Integer(metadata={"description": "Of those due, closed by their due time."})
+    closed_on_time = fields.Integer(metadata={"description": "Of those, closed on time (not late)."})
+    due = fields.Integer(
+        metadata={
+            "description": "Cases due in the period: their due time (for a late case the first one it missed, "
+            "late_since; else due_at) in [from, to). Rejected, duplicate and cancelled cases are never due."
+        }
+    )
+    due_on_hold = fields.Integer(metadata={"description": "Of those due, on hold now."})
+    due_closed_on_time = fields.Integer(metadata={"description": "Of those due, closed and not late."})
+    due_missed = fields.Integer(
+        metadata={"description": "Of those due, late (open or closed): the due time passed before the case closed."}
+    )
     on_time_rate = fields.Float(
         allow_none=True,
-        metadata={"description": "按期结案率 = due_closed_on_time / (due - due_on_hold); null when that is 0."},
+        metadata={
+            "description": "按期结案率 = due_closed_on_time / (due_closed_on_time + due_missed): only the cases due "
+            "in the period that are decided (closed, or late). Open cases not yet late (not yet due, or on hold "
+            "before their due time) are left out, so a `to` in the future counts nothing as missed before it is. "
+            "Null when none is decided."
+        },
     )
-    overdue_backlog = fields.Integer(metadata={"description": "Open cases past their due time now."})
+    overdue_backlog = fields.Integer(
+        metadata={"description": "Open cases late now (past their due time, or late since an earlier level)."}
+    )
     avg_close_seconds = fields.Float(
         allow_none=True, metadata={"description": "Mean time from filing to closing of the cases closed in the period."}
     )

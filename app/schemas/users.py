@@ -2,8 +2,9 @@
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from app.lib.i18n import LANGUAGES
 from app.models import Role
-from app.schemas.auth import UserOut
+from app.schemas.auth import LANGUAGE_DESCRIPTION, UserOut
 from app.schemas.common import Id, PageArgs, StrictBoolean, page_of
 
 ROLES = [r.value for r in Role]
@@ -50,6 +51,7 @@ class UserUpdateIn(Schema):
         validate=validate.Length(min=8, max=128),
         metadata={"description": "A password reset; ends every login of the user."},
     )
+    language = fields.String(validate=validate.OneOf(LANGUAGES), metadata={"description": LANGUAGE_DESCRIPTION})
 
 
 class MeUpdateIn(Schema):
@@ -57,6 +59,7 @@ class MeUpdateIn(Schema):
     phone = fields.String(allow_none=True, validate=validate.Length(max=20))
     password = fields.String(validate=validate.Length(min=8, max=128))
     old_password = fields.String(validate=validate.Length(min=1, max=128))
+    language = fields.String(validate=validate.OneOf(LANGUAGES), metadata={"description": LANGUAGE_DESCRIPTION})
 
     @validates_schema
     def _old_with_new(self, data, **_kw):

@@ -11,12 +11,13 @@ from flask import Flask
 from sqlalchemy import text
 
 from app.extensions import db
+from app.lib.i18n import Message, tr
 
 
 @dataclass(frozen=True)
 class DatabaseState:
     ready: bool
-    detail: str
+    detail: Message
     backend: str | None = None
     revision: str | None = None
     head: str | None = None
@@ -39,13 +40,17 @@ def database_state(app: Flask) -> DatabaseState:
         revision = db.session.execute(text("SELECT version_num FROM alembic_version")).scalar()
     except Exception as exc:  # noqa: BLE001 - any failure means not ready
         db.session.rollback()
-        return DatabaseState(False, f"The database did not answer: {type(exc).__name__}.", head=head)
+        return DatabaseState(False, tr("The database did not answer: {error}.", error=type(exc).__name__), head=head)
     if revision != head:
         return DatabaseState(
             False,
-            f"The schema is at {revision}, not at the latest migration {head}; run 'flask db upgrade'.",
+            tr(
+                "The schema is at {revision}, not at the latest migration {head}; run 'flask db upgrade'.",
+                revision=revision,
+                head=head,
+            ),
             backend,
             revision,
             head,
         )
-    return DatabaseState(True, "ready", backend, revision, head)
+    return DatabaseState(True, tr("ready"), backend, revision, head)

@@ -20,6 +20,7 @@ from app.errors import (
     InvalidIdempotencyKey,
 )
 from app.extensions import db
+from app.lib.i18n import tr
 from app.models import IdempotencyKey
 from app.models.base import utcnow
 
@@ -30,7 +31,7 @@ STORED_HEADERS = ("Content-Type", "Content-Location", "ETag", "Last-Modified", "
 
 def check_key(key: str) -> str:
     if not KEY_PATTERN.fullmatch(key):
-        raise InvalidIdempotencyKey("Send a key of 1 to 255 printable ASCII characters, such as a UUID.")
+        raise InvalidIdempotencyKey(tr("Send a key of 1 to 255 printable ASCII characters, such as a UUID."))
     return key
 
 
@@ -71,7 +72,7 @@ def hold_on_host(scope: str, key: str) -> Callable[[], None]:
     release = locks.try_host_lock(os.path.join(current_app.instance_path, "locks"), _lock_id(scope, key))
     if release is None:
         raise IdempotencyRequestInProgress(
-            "The first request with this Idempotency-Key has not finished; retry when it has."
+            tr("The first request with this Idempotency-Key has not finished; retry when it has.")
         )
     return release
 
@@ -83,7 +84,7 @@ def claim(user_id: int, key: str, request_fingerprint: str) -> IdempotencyKey | 
     stored response answered another request. An expired response is deleted: the key is fresh again."""
     if not locks.try_transaction_lock(_lock_id(f"user:{user_id}", key)):
         raise IdempotencyRequestInProgress(
-            "The first request with this Idempotency-Key has not finished; retry when it has."
+            tr("The first request with this Idempotency-Key has not finished; retry when it has.")
         )
     stored = db.session.scalars(
         select(IdempotencyKey).where(IdempotencyKey.user_id == user_id, IdempotencyKey.key == key)
@@ -95,7 +96,7 @@ def claim(user_id: int, key: str, request_fingerprint: str) -> IdempotencyKey | 
         return None
     if stored.fingerprint != request_fingerprint:
         raise IdempotencyKeyReused(
-            "This key answered a request with another method, path or body; use a new key for a new request."
+            tr("This key answered a request with another method, path or body; use a new key for a new request.")
         )
     return stored
 

@@ -13,6 +13,7 @@ from sqlalchemy import or_, select
 from app.errors import CalendarYearUnavailable
 from app.extensions import db
 from app.lib.hours import format_hours, hours_seconds, parse_hours
+from app.lib.i18n import tr
 from app.models import OPEN_STATUSES, WORKING_UNITS, CalendarDay, DayKind, DaySource, Report
 from app.models.base import utcnow
 from app.services.calendar import worktime
@@ -110,8 +111,14 @@ def library_days(year: int) -> dict[date, tuple[str, str]]:
     """The library's holidays and make-up working days (调休上班) of a year: date -> (kind, name)."""
     if year not in library_years():
         raise CalendarYearUnavailable(
-            f"{LIBRARY} has no holidays for {year}; it covers {min(library_years())}-{max(library_years())}. "
-            "Set that year's days by hand (PUT /api/v1/calendar/days/{date}) or upgrade the library."
+            tr(
+                "{library} has no holidays for {year}; it covers {first}-{last}. "
+                "Set that year's days by hand (PUT /api/v1/calendar/days/{{date}}) or upgrade the library.",
+                library=LIBRARY,
+                year=year,
+                first=min(library_years()),
+                last=max(library_years()),
+            )
         )
     chinese = {holiday.value: holiday.chinese for holiday in holiday_data.Holiday}
     days = {

@@ -8,6 +8,7 @@ from sqlalchemy import select
 
 from app.errors import Conflict, NotFound
 from app.extensions import db
+from app.lib.i18n import tr
 from app.models import Category
 
 
@@ -18,7 +19,7 @@ def active_categories_query():
 def get_category(category_id: int) -> Category:
     category = db.session.get(Category, category_id)
     if category is None:
-        raise NotFound(f"No category with id {category_id}.", code="category_not_found")
+        raise NotFound(tr("No category with id {category_id}.", category_id=category_id), code="category_not_found")
     return category
 
 
@@ -28,7 +29,7 @@ def find_active_by_code(code: str) -> Category | None:
 
 def create_category(data: dict[str, Any]) -> Category:
     if db.session.scalars(select(Category).where(Category.code == data["code"])).first():
-        raise Conflict(f"A category with code {data['code']} exists.", code="category_code_taken")
+        raise Conflict(tr("A category with code {code} exists.", code=data["code"]), code="category_code_taken")
     category = Category(**data)
     db.session.add(category)
     db.session.flush()

@@ -11,7 +11,7 @@ from app.extensions import db
 from app.models import OPEN_STATUSES, CaseEvent, Duty, Report, ReportStatus, Role, User, WorkerCell
 from app.services.calendar.worktime import local_day
 from app.services.cases import notifications
-from app.services.cases.sla import overdue_filter
+from app.services.cases.sla import overdue_backlog_filter
 from app.services.people.workers import current_on, on_duty_expr
 
 # Tiers in the order the rule tries them; the name is the reason recorded on the case event.
@@ -60,43 +60,29 @@ def pick_worker(cell_id: int, now: datetime) -> tuple[User, str] | None:
     return row[0], REASONS[row[1]]
 
 
-def auto_dispatch(report: Report, now: datetime) -> User | None:
-    """Called right after a case becomes accepted. Assigns it by the rule and records why; flushes only.
+def auto_dispatch(report: Report, now: datetime, actor: User | None = None) -> User | None:
+    """Called right after a case becomes accepted (by `actor`). Assigns it by the rule and records why; flushes only.
 
     None when the category waits for a supervisor, or when the cell has no worker today (its
-    supervisors are then notified).
+    supervisors, the one who accepted aside, are then notified).
     """
     if not report.category.auto_dispatch or report.cell_id is None:
         return None
     picked = pick_worker(report.cell_id, now)
     if picked is None:
-        cell = report.cell
-        notifications.notify(
-            db.session.scalars(notifications.supervisors_over(cell)),
-            kind="case_unassigned",
-            title=f"Case {report.case_number} waits for a worker",
-            body=f"No worker serves {cell.name} ({cell.code}) today; assign the case by hand.",
-            report=report,
-            data={"cell_code": cell.code},
-            dedupe_prefix=f"case_unassigned:{report.id}",
-        )
+        notifications.announce_case("unassigned", report, now, actor_id=actor.id if actor else None)
         return None
     worker, reason = picked
     from_status = report.status
     report.assignee_id = worker.id
     report.assigned_at = now
     report.status = ReportStatus.assigned.value
-    db.session.add(
-        CaseEvent.of(
-            report,
-            None,
-            "assign",
-            from_status,
-            now,
-            data={"automatic": True, "reason": reason, "assignee_id": worker.id},
-        )
+    event = CaseEvent.of(
+        report, None, "assign", from_status, now, data={"automatic": True, "reason": reason, "assignee_id": worker.id}
     )
+    db.session.add(event)
     db.session.flush()
+    notifications.announce(event)
     return worker
 
 
@@ -106,7 +92,7 @@ def workload(now: datetime, user_ids: Select | list[int]):
         select(
             Report.assignee_id.label("user_id"),
             func.sum(case((Report.status.in_(OPEN_STATUSES), 1), else_=0)).label("open_cases"),
-            func.sum(case((overdue_filter(now), 1), else_=0)).label("overdue_cases"),
+            func.sum(case((overdue_backlog_filter(now), 1), else_=0)).label("overdue_cases"),
             func.max(Report.assigned_at).label("last_assigned_at"),
         )
         .where(Report.assignee_id.in_(user_ids))

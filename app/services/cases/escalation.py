@@ -1,9 +1,8 @@
-"""The escalation sweep: overdue cases move one level up the grid; yellow cases remind their assignee once per level."""
+"""The escalation sweep: overdue cases move one level up the grid; yellow cases warn once per level."""
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass, fields
 from datetime import datetime
 
@@ -13,7 +12,6 @@ from sqlalchemy import (
     Select,
     String,
     case,
-    cast,
     false,
     func,
     literal,
@@ -27,6 +25,7 @@ from sqlalchemy.orm import aliased
 from app.dialect import locks, queries
 from app.errors import NotFound
 from app.extensions import db
+from app.lib.i18n import tr
 from app.models import (
     CLOCK_RUNNING_STATUSES,
     CODE_LENGTHS,
@@ -44,8 +43,8 @@ from app.models import (
 )
 from app.models.base import UTCDateTime
 from app.services.calendar import worktime
-from app.services.cases.notifications import notify_from_select
-from app.services.cases.sla import WARN_SHARE, overdue_filter, sla_state_expr
+from app.services.cases import notifications, sla
+from app.services.cases.sla import WARN_SHARE, level_overdue_filter, level_sla_state_expr
 from app.services.grid.cells import get_cell_by_code
 from app.services.pagination import Page, paginate
 
@@ -89,18 +88,6 @@ def _code_length(level: ColumnElement[int]) -> ColumnElement[int]:
     return case({lvl: _int(n) for lvl, n in _CODE_LENGTH.items()}, value=level)
 
 
-def _level_name(level: ColumnElement[int]) -> ColumnElement[str]:
-    return case({lvl: _text(name) for lvl, name in enumerate(ESCALATION_LEVELS)}, value=level)
-
-
-def _key(*parts) -> ColumnElement[str]:
-    expr = None
-    for part in parts:
-        piece = _text(part) if isinstance(part, str) else cast(part, String)
-        expr = piece if expr is None else expr.concat(piece)
-    return expr
-
-
 def _target_cell(level: ColumnElement[int]):
     """(grid alias, target alias, join condition): the ancestor of the case's cell that handles `level`."""
     grid, target = aliased(Cell), aliased(Cell)
@@ -114,40 +101,6 @@ def _claim(stmt) -> list:
 
 def _moment(now: datetime) -> ColumnElement:
     return literal(now, UTCDateTime())
-
-
-def _supervisor_notices(
-    ids: list[int], now: datetime, *, kind: str, title: Callable[[ColumnElement[int]], ColumnElement[str]]
-) -> int:
-    """One notification per (case, active supervisor whose subtree holds the case's handling cell)."""
-    handling, supervised = aliased(Cell), aliased(Cell)
-    # The batch first, materialised: PostgreSQL's estimate of the ancestor join below is far too low, and it
-    # would otherwise start from every cell under a supervisor and probe the batch once per cell.
-    batch = queries.materialized(
-        select(Report.id.label("report_id"), Report.escalation_level.label("level"), handling.code.label("code"))
-        .join(handling, handling.id == Report.handling_cell_id)
-        .where(Report.id.in_(ids))
-        .cte("batch")
-    )
-    # The supervised cell is the handling cell or an ancestor: one of its code prefixes, each an index probe.
-    prefixes = [func.substr(batch.c.code, 1, n) for n in sorted(set(_CODE_LENGTH.values()))]
-    rows = (
-        select(
-            User.id,
-            batch.c.report_id,
-            _text(kind),
-            title(batch.c.level),
-            queries.json_object(level=batch.c.level, cell_code=batch.c.code),
-            _key(f"{kind}:", batch.c.report_id, ":", batch.c.level, ":", User.id),
-            _moment(now),
-        )
-        .select_from(batch)
-        .join(supervised, supervised.code.in_([*prefixes, batch.c.code]))
-        .join(User, User.cell_id == supervised.id)
-        # A WHERE clause keeps SQLite from reading the upsert's ON CONFLICT as part of the last join.
-        .where(User.role == Role.supervisor.value, User.active.is_(True))
-    )
-    return notify_from_select(rows)
 
 
 def _write_events(ids: list[int], now: datetime, action: str, data: ColumnElement, handling) -> None:
@@ -183,7 +136,7 @@ def _escalate(now: datetime, limit: int) -> SweepResult:
         select(Report.id, Report.category_id)
         .join(grid, grid.id == Report.cell_id)
         .join(target, on_target)
-        .where(overdue_filter(now), Report.escalation_level < TOP_LEVEL)
+        .where(level_overdue_filter(now), Report.escalation_level < TOP_LEVEL)
         .limit(limit)
     )
     if not claimed:
@@ -199,6 +152,8 @@ def _escalate(now: datetime, limit: int) -> SweepResult:
             escalation_level=Report.escalation_level + 1,
             handling_cell_id=new_cell,
             escalated_at=now,
+            # The deadline it missed: at the grid level that is the case's own due time. Kept at every later level.
+            late_since=func.coalesce(Report.late_since, Report.deadline_at),
             deadline_at=deadline_at,
             warn_at=warn_at,
             version=Report.version + 1,
@@ -216,12 +171,7 @@ def _escalate(now: datetime, limit: int) -> SweepResult:
         ),
         handling,
     )
-    sent = _supervisor_notices(
-        ids,
-        now,
-        kind="escalation",
-        title=lambda level: _text("Case escalated to the ").concat(_level_name(level)).concat(_text(" level")),
-    )
+    sent = notifications.announce_batch("escalate", ids, now)
     return SweepResult(escalated=len(ids), notifications=sent)
 
 
@@ -231,7 +181,7 @@ def _mark_critical(now: datetime, limit: int) -> SweepResult:
         row.id
         for row in _claim(
             select(Report.id)
-            .where(overdue_filter(now), Report.escalation_level >= TOP_LEVEL, Report.critical.is_(False))
+            .where(level_overdue_filter(now), Report.escalation_level >= TOP_LEVEL, Report.critical.is_(False))
             .limit(limit)
         )
     ]
@@ -247,22 +197,22 @@ def _mark_critical(now: datetime, limit: int) -> SweepResult:
     _write_events(
         ids, now, "critical", queries.json_object(level=Report.escalation_level, cell_code=handling.code), handling
     )
-    sent = _supervisor_notices(ids, now, kind="critical", title=lambda _level: _text("Case overdue at the top level"))
+    sent = notifications.announce_batch("critical", ids, now)
     return SweepResult(critical=len(ids), notifications=sent)
 
 
 def _remind(now: datetime, limit: int) -> SweepResult:
-    # warn_at <= now <= deadline_at is what makes a running clock yellow; spelt out so the index serves it.
+    # A yellow case warns its assignee and its supervisors (NOTICES["remind"]), once per level, assigned or not.
+    # warn_at <= now <= deadline_at is what makes the level's running clock yellow; spelt out so the index serves it.
     ids = [
         row.id
         for row in _claim(
             select(Report.id)
             .where(
                 Report.status.in_(CLOCK_RUNNING_STATUSES),
-                Report.assignee_id.is_not(None),
                 Report.warn_at <= now,
                 Report.deadline_at >= now,
-                sla_state_expr(now) == "yellow",
+                level_sla_state_expr(now) == "yellow",
                 Report.reminded_level.is_distinct_from(Report.escalation_level),
             )
             .limit(limit)
@@ -270,19 +220,7 @@ def _remind(now: datetime, limit: int) -> SweepResult:
     ]
     if not ids:
         return SweepResult()
-    title = (
-        _text("Case nearing its deadline at the ").concat(_level_name(Report.escalation_level)).concat(_text(" level"))
-    )
-    rows = select(
-        Report.assignee_id,
-        Report.id,
-        _text("reminder"),
-        title,
-        queries.json_object(level=Report.escalation_level),
-        _key("reminder:", Report.id, ":", Report.escalation_level),
-        _moment(now),
-    ).where(Report.id.in_(ids))
-    sent = notify_from_select(rows)
+    sent = notifications.announce_batch("remind", ids, now)
     # Bookkeeping no client reads, so the ETag (version) stays: a reminder must not make an open form stale.
     db.session.execute(
         update(Report)
@@ -317,6 +255,7 @@ class EscalatedCase:
     report: Report
     level: str
     chain: list[Cell]
+    late_since: datetime | None
     overdue_seconds: float
     last_events: list[CaseEvent]
 
@@ -330,8 +269,9 @@ def _reviewable(user: User) -> ColumnElement[bool]:
     return false()
 
 
-def escalated_query(user: User, *, cell_code: str | None = None, level: str | None = None) -> Select:
-    """Open escalated cases whose handling cell lies in the caller's subtree, most overdue first.
+def escalated_query(user: User, now: datetime, *, cell_code: str | None = None, level: str | None = None) -> Select:
+    """Open escalated cases whose handling cell lies in the caller's subtree, most overdue first (the longest
+    since they became late, measured where their clock stands), then by id.
 
     A `cell_code` narrows to that subtree; a cell the caller cannot see is 404 like a missing one."""
     stmt = select(Report).where(
@@ -342,11 +282,21 @@ def escalated_query(user: User, *, cell_code: str | None = None, level: str | No
     if cell_code is not None:
         cell = get_cell_by_code(cell_code)
         if cell is None or db.session.scalar(select(Cell.id).where(Cell.id == cell.id, _reviewable(user))) is None:
-            raise NotFound(f"No cell {cell_code!r} in your subtree.", code="cell_not_found")
+            raise NotFound(tr("No cell {cell_code!r} in your subtree.", cell_code=cell_code), code="cell_not_found")
         stmt = stmt.where(Report.handling_cell_id.in_(subtree_cell_ids(cell.code)))
     if level is not None:
         stmt = stmt.where(Report.escalation_level == ESCALATION_LEVELS.index(level))
-    return stmt.order_by(Report.deadline_at, Report.id)
+    return stmt.order_by(func.coalesce(_overdue_seconds_expr(now), 0.0).desc(), Report.id)
+
+
+def _overdue_seconds(report: Report, now: datetime) -> float:
+    # Since the first due time the case missed, to where its clock stands (a case on hold: where it stopped).
+    late = sla.late_since(report, now)
+    return max(((report.hold_started_at or now) - late).total_seconds(), 0.0) if late is not None else 0.0
+
+
+def _overdue_seconds_expr(now: datetime) -> ColumnElement[float]:
+    return queries.seconds_between(sla.late_since_expr(now), func.coalesce(Report.hold_started_at, _moment(now)))
 
 
 def _chains(reports: list[Report]) -> dict[int, list[Cell]]:
@@ -374,20 +324,18 @@ def _last_events(report_ids: list[int]) -> dict[int, list[CaseEvent]]:
 
 def escalated_cases(user: User, now: datetime, page: int, page_size: int, **filters) -> Page:
     """A page of escalated_query with each case's chain of cells, time overdue and last events."""
-    result = paginate(escalated_query(user, **filters), page, page_size)
+    result = paginate(escalated_query(user, now, **filters), page, page_size)
     chains = _chains(result.items)
     events = _last_events([r.id for r in result.items])
     items = []
     for report in result.items:
-        # A case on hold is measured where its clock stopped.
-        at = report.hold_started_at or now
-        overdue = max((at - report.deadline_at).total_seconds(), 0.0) if report.deadline_at else 0.0
         items.append(
             EscalatedCase(
                 report=report,
                 level=ESCALATION_LEVELS[report.escalation_level],
                 chain=chains.get(report.id, []),
-                overdue_seconds=overdue,
+                late_since=sla.late_since(report, now),
+                overdue_seconds=_overdue_seconds(report, now),
                 last_events=events.get(report.id, []),
             )
         )

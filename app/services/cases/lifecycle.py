@@ -17,6 +17,7 @@ from app.errors import (
     VersionRequired,
 )
 from app.extensions import db
+from app.lib.i18n import tr
 from app.models import (
     OPEN_STATUSES,
     Attachment,
@@ -31,6 +32,7 @@ from app.models import (
     code_in_subtree,
 )
 from app.models.base import utcnow
+from app.models.labels import ACTION_LABELS, STATUS_LABELS, label
 from app.services.calendar import worktime
 from app.services.cases import notifications, reports, sla
 from app.services.people import workers
@@ -107,17 +109,28 @@ def may(user: User, report: Report, action: str) -> bool:
 def _begin(user: User, report: Report, action: str, if_match: Collection[int] | None) -> str:
     """Permission, then the If-Match precondition, then the source status; returns that status."""
     if not may(user, report, action):
-        raise Forbidden(f"Your account may not {action.replace('_', ' ')} this case.", code="action_forbidden")
+        raise Forbidden(
+            tr("Your account may not {action} this case.", action=label(ACTION_LABELS, action)), code="action_forbidden"
+        )
     if if_match is None:
-        raise VersionRequired(f"Send If-Match: {etag(report)} (the ETag of GET /reports/{report.id}).")
+        raise VersionRequired(
+            tr("Send If-Match: {etag} (the ETag of GET /reports/{report_id}).", etag=etag(report), report_id=report.id)
+        )
     if report.version not in if_match:
-        raise VersionMismatch(f"The case is now at ETag {etag(report)}; read it again and retry.")
+        raise VersionMismatch(tr("The case is now at ETag {etag}; read it again and retry.", etag=etag(report)))
     if report.status not in SOURCES[action]:
         raise TransitionNotAllowed(
-            f"Cannot {action.replace('_', ' ')} a case that is {report.status}.",
+            tr(
+                "Cannot {action} a case that is {status}.",
+                action=label(ACTION_LABELS, action),
+                status=label(STATUS_LABELS, report.status),
+            ),
             action=action,
             case_status=report.status,
         )
+    # Before the action moves or stops the clock (an extension, a resume, a close): a case already past its due
+    # time stays late.
+    sla.note_lateness(report, utcnow())
     return report.status
 
 
@@ -131,8 +144,11 @@ def _record(
     note: str | None = None,
     data: dict[str, Any] | None = None,
 ) -> Report:
-    db.session.add(CaseEvent.of(report, user, action, from_status, now, note=note, data=data))
+    event = CaseEvent.of(report, user, action, from_status, now, note=note, data=data)
+    db.session.add(event)
     db.session.flush()
+    # Who is told of the step, and what, is NOTICES' business (app/services/cases/notifications.py).
+    notifications.announce(event)
     return report
 
 
@@ -146,11 +162,11 @@ def record_side_event(
 def accept(user: User, report: Report, if_match: Collection[int] | None, *, note: str | None = None) -> Report:
     source = _begin(user, report, "accept", if_match)
     if report.cell_id is None:
-        raise Conflict("Re-route the case to a grid cell before accepting it.", code="case_unrouted")
+        raise Conflict(tr("Re-route the case to a grid cell before accepting it."), code="case_unrouted")
     now = utcnow()
     report.status = S.accepted.value
     _record(user, report, "accept", source, now, note=note)
-    reports.start_handling(report, now)
+    reports.start_handling(report, now, user)
     return report
 
 
@@ -158,7 +174,6 @@ def reject(user: User, report: Report, if_match: Collection[int] | None, *, reas
     source = _begin(user, report, "reject", if_match)
     now = utcnow()
     report.status = S.rejected.value
-    notifications.notify_case_ended(user, report, public_note=reason)
     return _record(user, report, "reject", source, now, note=reason)
 
 
@@ -168,9 +183,11 @@ def assign(
     source = _begin(user, report, "assign", if_match)
     assignee = db.session.get(User, assignee_id)
     if assignee is None or assignee.role != Role.worker.value or not assignee.active:
-        raise ValidationFailed(errors={"assignee_id": [f"No active grid worker with id {assignee_id}."]})
+        raise ValidationFailed(
+            errors={"assignee_id": [tr("No active grid worker with id {assignee_id}.", assignee_id=assignee_id)]}
+        )
     if not workers.serves(assignee.id, report.cell_id):
-        raise ValidationFailed(errors={"assignee_id": ["This worker does not serve the case's cell."]})
+        raise ValidationFailed(errors={"assignee_id": [tr("This worker does not serve the case's cell.")]})
     now = utcnow()
     previous = report.assignee_id
     report.status = S.assigned.value
@@ -198,7 +215,7 @@ def resolve(user: User, report: Report, if_match: Collection[int] | None, *, not
     source = _begin(user, report, "resolve", if_match)
     if report.category.requires_after_photo and not _has_after_photo(report):
         raise Conflict(
-            'This category needs an "after" photo of the result before the case is resolved.',
+            tr('This category needs an "after" photo of the result before the case is resolved.'),
             code="after_photo_required",
         )
     now = utcnow()
@@ -223,7 +240,6 @@ def _close(user: User, report: Report, if_match: Collection[int] | None, action:
     now = utcnow()
     report.status = S.closed.value
     report.closed_at = now
-    notifications.notify_case_ended(user, report, public_note=note)
     return _record(user, report, action, source, now, note=note)
 
 
@@ -253,8 +269,8 @@ def return_case(user: User, report: Report, if_match: Collection[int] | None, *,
     report.status = S.submitted.value
     report.assignee_id = None
     report.assigned_at = None
-    # The clock restarts from the next acceptance, with that cell's limit.
-    report.accepted_at = report.deadline_at = report.warn_at = report.due_at = None
+    # The clock restarts from the next acceptance, with that cell's limit: a fresh due time, not yet missed.
+    report.accepted_at = report.deadline_at = report.warn_at = report.due_at = report.late_since = None
     report.time_limit_value = report.time_limit_unit = None
     report.extension_value, report.extension_requested, report.held_seconds = 0, None, 0.0
     _back_to_grid_level(report)
@@ -273,9 +289,11 @@ def reroute(
     source = _begin(user, report, "reroute", if_match)
     cell = db.session.get(Cell, cell_id)
     if cell is None or not cell.active or cell.level != CellLevel.grid.value:
-        raise ValidationFailed(errors={"cell_id": [f"No active grid-level cell with id {cell_id}."]})
+        raise ValidationFailed(
+            errors={"cell_id": [tr("No active grid-level cell with id {cell_id}.", cell_id=cell_id)]}
+        )
     if user.role == Role.supervisor.value and not code_in_subtree(cell.code, user.cell.code):
-        raise Forbidden("That cell lies outside your subtree.", code="cell_out_of_scope")
+        raise Forbidden(tr("That cell lies outside your subtree."), code="cell_out_of_scope")
     now = utcnow()
     previous = report.cell.code if report.cell is not None else None
     report.cell = cell
@@ -312,7 +330,7 @@ def request_extension(
 ) -> Report:
     source = _begin(user, report, "request_extension", if_match)
     if report.extension_requested is not None:
-        raise Conflict("An extension request is already waiting for a decision.", code="extension_pending")
+        raise Conflict(tr("An extension request is already waiting for a decision."), code="extension_pending")
     now = utcnow()
     report.extension_requested = value
     return _record(
@@ -328,7 +346,7 @@ def request_extension(
 
 def _pending_extension(report: Report) -> int:
     if report.extension_requested is None:
-        raise Conflict("No extension request is waiting for a decision.", code="no_extension_request")
+        raise Conflict(tr("No extension request is waiting for a decision."), code="no_extension_request")
     return report.extension_requested
 
 
@@ -379,19 +397,18 @@ def mark_duplicate(
     original = db.session.scalars(select(Report).where(Report.id == duplicate_of, reports.visibility(user))).first()
     problem = None
     if original is None:
-        problem = f"No report with id {duplicate_of} that you may see."
+        problem = tr("No report with id {report_id} that you may see.", report_id=duplicate_of)
     elif original.id == report.id:
-        problem = "A case cannot duplicate itself."
+        problem = tr("A case cannot duplicate itself.")
     elif original.status not in OPEN_STATUSES:
-        problem = f"The original is {original.status}; it must still be open."
+        problem = tr("The original is {status}; it must still be open.", status=label(STATUS_LABELS, original.status))
     elif report.cell is not None and _community_code(original) != _community_code(report):
-        problem = "The original lies in another community."
+        problem = tr("The original lies in another community.")
     if problem:
         raise ValidationFailed(errors={"duplicate_of": [problem]})
     now = utcnow()
     report.status = S.duplicate.value
     report.duplicate_of_id = original.id
-    notifications.notify_case_ended(user, report)
     return _record(
         user,
         report,
@@ -407,10 +424,6 @@ def supervise(user: User, report: Report, if_match: Collection[int] | None, *, n
     """督办: a supervision note on an open case; the status stays, the assignee is told."""
     source = _begin(user, report, "supervise", if_match)
     now = utcnow()
-    if report.assignee_id is not None:
-        notifications.notify(
-            [report.assignee_id], kind="supervision", title=f"督办: case {report.case_number}", report=report, body=note
-        )
     # The event alone would leave the row as it was; the version still moves so every ETag names one history.
     report.updated_at = now
     return _record(user, report, "supervise", source, now, note=note)
@@ -420,5 +433,4 @@ def cancel(user: User, report: Report, if_match: Collection[int] | None, *, note
     source = _begin(user, report, "cancel", if_match)
     now = utcnow()
     report.status = S.cancelled.value
-    notifications.notify_case_ended(user, report)
     return _record(user, report, "cancel", source, now, note=note)

@@ -1,84 +1,377 @@
-"""Notifications: written in the same transaction as the change that causes them (an outbox)."""
+"""Notices: who is told of what (NOTICES), written in each recipient's language with the change that causes them."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import enum
+import string
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, func, literal, select
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    Select,
+    String,
+    Text,
+    case,
+    cast,
+    func,
+    literal,
+    literal_column,
+    null,
+    select,
+    union,
+)
+from sqlalchemy.orm import aliased
 
 from app.dialect import queries
 from app.errors import NotFound
 from app.extensions import db
-from app.models import Cell, Notification, Report, ReportFollower, Role, User
-from app.models.base import utcnow
+from app.lib import i18n
+from app.lib.i18n import Message, tr
+from app.models import (
+    CODE_LENGTHS,
+    ESCALATION_LEVELS,
+    CaseEvent,
+    Category,
+    Cell,
+    Notification,
+    Report,
+    ReportFollower,
+    Role,
+    User,
+)
+from app.models.base import UTCDateTime, utcnow
+from app.models.labels import LEVEL_LABELS
 
-# The columns, in order, of the select that notify_from_select takes.
-BULK_COLUMNS = ("user_id", "report_id", "kind", "title", "data", "dedupe_key", "created_at")
+# The columns, in order, that every notice's INSERT ... SELECT fills.
+COLUMNS = ("user_id", "report_id", "kind", "title", "body", "data", "dedupe_key", "created_at")
+TITLE_LENGTH = 200
 
 
-def supervisors_over(cell: Cell) -> Select:
-    """Ids of active supervisors whose subtree holds `cell` (their cell is the cell or one of its ancestors)."""
-    own = Cell.__table__.alias("supervised")
+class Tell(str, enum.Enum):
+    """Who a notice goes to, each rule one SELECT of (report_id, user_id) over the cases told of."""
+
+    # The worker the case is assigned to (after an escalation: the former level's worker, who still has it).
+    assignee = "assignee"
+    # The reporter when a resident (a worker's own report tells no one this way).
+    resident_reporter = "resident_reporter"
+    # The residents who follow the case.
+    followers = "followers"
+    # Every supervisor whose subtree holds the cell now handling the case: its level and every level above.
+    subtree_supervisors = "subtree_supervisors"
+    # The supervisors of the handling cell itself; when it has none, those of the nearest cell above that has.
+    level_supervisors = "level_supervisors"
+
+
+# Residents learn only what the public view of a case shows: the rules that reach them.
+PUBLIC = frozenset({Tell.resident_reporter, Tell.followers})
+
+
+@dataclass(frozen=True)
+class Notice:
+    kind: str
+    tell: tuple[Tell, ...]
+    # Titles and fixed bodies may use {case_number}, {category}, {cell} (the case's grid cell for staff, its
+    # handling cell for residents, as the public view shows) and {level} (the escalation level now answering).
+    title: Message
+    body: Message | None = None
+    # The body is the note of the step (to residents only a public note, checked by tests/test_notifications.py).
+    note: bool = False
+
+    @property
+    def public(self) -> bool:
+        return bool(set(self.tell) & PUBLIC)
+
+
+A, R, F = Tell.assignee, Tell.resident_reporter, Tell.followers
+SUBTREE, LEVEL = Tell.subtree_supervisors, Tell.level_supervisors
+
+# The one table of who is told of what, by the step that tells: a case event's action, or a sweep's step
+# (remind, escalate, critical) or dispatch finding nobody (unassigned). README's "Notifications" shows it.
+# Everyone is told once per (recipient, case, kind, step: the event, or the escalation level for the sweep),
+# never the one who acted, and only while their account is active.
+NOTICES: dict[str, Notice] = {
+    "assign": Notice("case_assigned", (A,), tr("New case for you: {case_number} {category} · {cell}"), note=True),
+    "accept": Notice(
+        "case_accepted",
+        (R,),
+        tr("Accepted: {case_number} {category} · {cell}"),
+        tr("Your report has been accepted and will be handled within its time limit."),
+    ),
+    "return": Notice("case_returned", (SUBTREE,), tr("Returned: {case_number} {category} · {cell}"), note=True),
+    "request_extension": Notice(
+        "extension_requested", (SUBTREE,), tr("Extension requested: {case_number} {category} · {cell}"), note=True
+    ),
+    "approve_extension": Notice(
+        "extension_approved", (A,), tr("Extension approved: {case_number} {category} · {cell}"), note=True
+    ),
+    "deny_extension": Notice(
+        "extension_denied", (A,), tr("Extension denied: {case_number} {category} · {cell}"), note=True
+    ),
+    "rework": Notice("case_rework", (A,), tr("Rework: {case_number} {category} · {cell}"), note=True),
+    "supervise": Notice("supervision", (A,), tr("Supervision: {case_number} {category} · {cell}"), note=True),
+    "remind": Notice(
+        "reminder",
+        (A, SUBTREE),
+        tr("Deadline near: {case_number} {category} · {cell}"),
+        tr("The deadline at the {level} level is near."),
+    ),
+    "escalate": Notice(
+        "escalation",
+        (LEVEL, A),
+        tr("Escalated: {case_number} {category} · {cell}"),
+        tr("Overdue; escalated to the {level} level."),
+    ),
+    "critical": Notice(
+        "critical",
+        (LEVEL,),
+        tr("Overdue at the top level: {case_number} {category} · {cell}"),
+        tr("Overdue at the {level} level, and there is no level above it."),
+    ),
+    "unassigned": Notice(
+        "case_unassigned",
+        (SUBTREE,),
+        tr("Waiting for a worker: {case_number} {category} · {cell}"),
+        tr("No worker serves {cell} today; assign the case by hand."),
+    ),
+    "resolve": Notice("case_resolved", (R, F), tr("Resolved: {case_number} {category} · {cell}"), note=True),
+    "verify": Notice("case_closed", (R, F), tr("Closed: {case_number} {category} · {cell}"), note=True),
+    "close": Notice("case_closed", (R, F), tr("Closed: {case_number} {category} · {cell}"), note=True),
+    "reject": Notice("case_rejected", (R, F), tr("Not accepted: {case_number} {category} · {cell}"), note=True),
+    "mark_duplicate": Notice(
+        "case_duplicate",
+        (R, F),
+        tr("Duplicate: {case_number} {category} · {cell}"),
+        tr("Closed as a duplicate of another case, which is handled instead."),
+    ),
+    "cancel": Notice(
+        "case_cancelled",
+        (R, F),
+        tr("Cancelled: {case_number} {category} · {cell}"),
+        tr("The reporter cancelled the case."),
+    ),
+}
+
+
+def announce(event: CaseEvent) -> int:
+    """Tell whom NOTICES names of a case event the ORM wrote; the step is the event. 0 when it tells no one."""
+    if event.action not in NOTICES:
+        return 0
+    return _write(
+        NOTICES[event.action],
+        [event.report_id],
+        event.created_at,
+        step=literal_column(str(int(event.id)), Integer),
+        actor_id=event.actor_id,
+        note=event.note,
+    )
+
+
+def announce_case(trigger: str, report: Report, now: datetime, *, actor_id: int | None = None) -> int:
+    """Tell whom NOTICES names of a step that writes no event (dispatch found nobody); the step is the case's
+    version, so each acceptance tells once."""
+    step = literal_column(str(int(report.version)), Integer)
+    return _write(NOTICES[trigger], [report.id], now, step=step, actor_id=actor_id)
+
+
+def announce_batch(trigger: str, report_ids: list[int], now: datetime) -> int:
+    """The sweep's notices for a batch of cases, one statement; the step is each case's escalation level, so a
+    repeated sweep tells no one twice."""
+    return _write(NOTICES[trigger], report_ids, now, step=Report.escalation_level)
+
+
+# ---- writing: one INSERT ... SELECT per notice, each recipient's language chosen in SQL ---------------------
+
+
+def _text(value: str) -> ColumnElement[str]:
+    # Our own catalogue text inlined as a SQL literal: a bind parameter of unknown type inside || or
+    # json_build_object leaves PostgreSQL unable to infer its type.
+    return literal_column("'" + value.replace("'", "''") + "'", String)
+
+
+def _render_sql(message: Message, language: str, params: dict[str, Any]) -> ColumnElement[str]:
+    """The message in `language` as a SQL string: its literal pieces and its {fields} from `params` (SQL
+    expressions, or callables giving one for a language)."""
+    pieces: list[ColumnElement[str]] = []
+    for literal_text, field, _spec, _conversion in string.Formatter().parse(i18n.translate(message.msgid, language)):
+        if literal_text:
+            pieces.append(_text(literal_text))
+        if field is not None:
+            value = params[field]
+            pieces.append(value if isinstance(value, ColumnElement) else value(language))
+    if not pieces:
+        return _text("")
+    expr = pieces[0]
+    for piece in pieces[1:]:
+        expr = expr.concat(piece)
+    return expr
+
+
+def _in_language(message: Message, language: ColumnElement[str], params: dict[str, Any]) -> ColumnElement[str]:
+    """The message in the recipient's language: a CASE over users.language, the default language otherwise."""
+    rendered = {lang: _render_sql(message, lang, params) for lang in i18n.LANGUAGES}
+    return case(
+        {lang: expr for lang, expr in rendered.items() if lang != i18n.DEFAULT_LANGUAGE},
+        value=language,
+        else_=rendered[i18n.DEFAULT_LANGUAGE],
+    )
+
+
+def _batch(report_ids: Iterable[int], step: ColumnElement):
+    """The cases told of, with what a notice names, computed once (materialised on PostgreSQL, whose estimate of
+    the supervisors' ancestor join would otherwise start from every cell under a supervisor)."""
+    handling, grid = aliased(Cell), aliased(Cell)
+    return queries.materialized(
+        select(
+            Report.id.label("report_id"),
+            Report.reporter_id.label("reporter_id"),
+            Report.assignee_id.label("assignee_id"),
+            Report.status.label("status"),
+            Report.escalation_level.label("level"),
+            step.label("step"),
+            queries.case_number(Report.case_day, Report.id).label("case_number"),
+            Category.name.label("category"),
+            handling.code.label("handling_code"),
+            handling.name.label("handling_name"),
+            grid.code.label("grid_code"),
+            grid.name.label("grid_name"),
+        )
+        .join(Category, Category.id == Report.category_id)
+        .outerjoin(handling, handling.id == Report.handling_cell_id)
+        .outerjoin(grid, grid.id == Report.cell_id)
+        .where(Report.id.in_(list(report_ids)))
+        .cte("batch")
+    )
+
+
+def _supervisors(batch, *, depth: bool = False) -> Select:
+    """(report_id, user_id[, depth]): active supervisors whose cell is the handling cell or one of its ancestors,
+    each found by one of the handling code's prefixes (an index probe each)."""
+    supervised = aliased(Cell)
+    lengths = sorted({n for lengths in CODE_LENGTHS.values() for n in lengths})
+    prefixes = [func.substr(batch.c.handling_code, 1, n) for n in lengths]
+    columns = [batch.c.report_id.label("report_id"), User.id.label("user_id")]
+    if depth:
+        columns.append(func.length(supervised.code).label("depth"))
     return (
-        select(User.id)
-        .join(own, own.c.id == User.cell_id)
-        .where(
-            User.role == Role.supervisor.value,
-            User.active.is_(True),
-            func.substr(literal(cell.code), 1, func.length(own.c.code)) == own.c.code,
-        )
-        .order_by(User.id)
+        select(*columns)
+        .select_from(batch)
+        .join(supervised, supervised.code.in_([*prefixes, batch.c.handling_code]))
+        .join(User, User.cell_id == supervised.id)
+        .where(User.role == Role.supervisor.value, User.active.is_(True))
     )
 
 
-def notify(
-    user_ids: Iterable[int],
+def _level_supervisors(batch) -> Select:
+    """Of those, the ones whose cell is deepest: the handling cell's own, else the nearest that has any."""
+    candidates = _supervisors(batch, depth=True).subquery("candidates")
+    ranked = select(
+        candidates.c.report_id,
+        candidates.c.user_id,
+        candidates.c.depth,
+        func.max(candidates.c.depth).over(partition_by=candidates.c.report_id).label("deepest"),
+    ).subquery("ranked")
+    return select(ranked.c.report_id, ranked.c.user_id).where(ranked.c.depth == ranked.c.deepest)
+
+
+def _assignee(batch) -> Select:
+    return select(batch.c.report_id, batch.c.assignee_id.label("user_id")).where(batch.c.assignee_id.is_not(None))
+
+
+def _resident_reporter(batch) -> Select:
+    reporter = aliased(User)
+    return (
+        select(batch.c.report_id, reporter.id.label("user_id"))
+        .join(reporter, reporter.id == batch.c.reporter_id)
+        .where(reporter.role == Role.resident.value)
+    )
+
+
+def _followers(batch) -> Select:
+    return select(ReportFollower.report_id, ReportFollower.user_id).join(
+        batch, batch.c.report_id == ReportFollower.report_id
+    )
+
+
+# Each rule: a SELECT of (report_id, user_id) over the batch of cases.
+RULES: dict[Tell, Callable[[Any], Select]] = {
+    Tell.assignee: _assignee,
+    Tell.resident_reporter: _resident_reporter,
+    Tell.followers: _followers,
+    Tell.subtree_supervisors: _supervisors,
+    Tell.level_supervisors: _level_supervisors,
+}
+
+
+def _write(
+    notice: Notice,
+    report_ids: Iterable[int],
+    now: datetime,
     *,
-    kind: str,
-    title: str,
-    report: Report | None = None,
-    body: str | None = None,
-    data: dict[str, Any] | None = None,
-    dedupe_prefix: str | None = None,
+    step: ColumnElement,
+    actor_id: int | None = None,
+    note: str | None = None,
 ) -> int:
-    """Queue one notification per user; with a dedupe prefix a repeat for the same user is skipped."""
-    keys = {user_id: f"{dedupe_prefix}:{user_id}" if dedupe_prefix else None for user_id in user_ids}
-    # One look-up for every key instead of one per user.
-    sent = (
-        set(
-            db.session.scalars(
-                select(Notification.dedupe_key).where(
-                    Notification.dedupe_key.in_([k for k in keys.values() if k is not None])
-                )
-            )
-        )
-        if dedupe_prefix
-        else set()
+    batch = _batch(report_ids, step)
+    selects = [RULES[rule](batch) for rule in notice.tell]
+    recipients = (union(*selects) if len(selects) > 1 else selects[0]).subquery("recipients")
+    report_id, user_id = recipients.c
+    if notice.public:
+        cell_code, cell_name = batch.c.handling_code, batch.c.handling_name
+    else:
+        cell_code, cell_name = func.coalesce(batch.c.grid_code, batch.c.handling_code), batch.c.grid_name
+    params = {
+        "case_number": batch.c.case_number,
+        "category": batch.c.category,
+        "cell": func.coalesce(cell_name, batch.c.handling_name, _text("")),
+        "level": lambda language: case(
+            {i: _text(LEVEL_LABELS[name].render(language)) for i, name in enumerate(ESCALATION_LEVELS)},
+            value=batch.c.level,
+            else_=_text(""),
+        ),
+    }
+    if notice.note:
+        body = cast(literal(note, Text), Text) if note else null()
+    elif notice.body is not None:
+        body = _in_language(notice.body, User.language, params)
+    else:
+        body = null()
+    data = {"case_number": batch.c.case_number, "status": batch.c.status, "cell_code": cell_code}
+    if not notice.public:
+        data["level"] = batch.c.level
+    key = (
+        _text(f"{notice.kind}:")
+        .concat(cast(batch.c.report_id, String))
+        .concat(_text(":"))
+        .concat(cast(batch.c.step, String))
+        .concat(_text(":"))
+        .concat(cast(User.id, String))
     )
-    fresh = [(user_id, key) for user_id, key in keys.items() if key is None or key not in sent]
-    db.session.add_all(
-        Notification(
-            user_id=user_id,
-            kind=kind,
-            title=title,
-            body=body,
-            data=data,
-            report_id=report.id if report is not None else None,
-            dedupe_key=key,
+    rows = (
+        select(
+            User.id,
+            batch.c.report_id,
+            _text(notice.kind),
+            func.substr(_in_language(notice.title, User.language, params), 1, TITLE_LENGTH),
+            body,
+            queries.json_object(**data),
+            key,
+            literal(now, UTCDateTime()),
         )
-        for user_id, key in fresh
+        .select_from(recipients)
+        .join(batch, batch.c.report_id == report_id)
+        .join(User, User.id == user_id)
+        # A WHERE clause also keeps SQLite from reading the upsert's ON CONFLICT as part of the last join.
+        .where(User.active.is_(True), *([User.id != actor_id] if actor_id is not None else []))
     )
-    db.session.flush()
-    return len(fresh)
-
-
-def notify_from_select(rows: Select) -> int:
-    """Queue one notification per row of `rows` (BULK_COLUMNS, in order) in one statement.
-
-    A row whose dedupe_key exists already is skipped, so a repeated sweep cannot send a notice twice."""
-    stmt = queries.insert_ignoring_duplicates(Notification.__table__).from_select(list(BULK_COLUMNS), rows)
+    stmt = queries.insert_ignoring_duplicates(Notification.__table__).from_select(list(COLUMNS), rows)
     return db.session.execute(stmt.execution_options(preserve_rowcount=True)).rowcount
+
+
+# ---- reading ---------------------------------------------------------------------------------------------------
 
 
 def notifications_query(user: User, *, unread: bool | None = None) -> Select:
@@ -97,26 +390,11 @@ def mark_read(user: User, notification_id: int) -> Notification:
         select(Notification).where(Notification.id == notification_id, Notification.user_id == user.id)
     ).first()
     if notification is None:
-        raise NotFound(f"No notification with id {notification_id}.", code="notification_not_found")
+        raise NotFound(
+            tr("No notification with id {notification_id}.", notification_id=notification_id),
+            code="notification_not_found",
+        )
     if notification.read_at is None:
         notification.read_at = utcnow()
         db.session.flush()
     return notification
-
-
-def notify_case_ended(actor: User, report: Report, public_note: str | None = None) -> int:
-    """Tell the reporter (a resident) and the followers that the case has ended, once each, never the actor.
-
-    `public_note` is the note of a PUBLIC_NOTE_ACTIONS step (the reason of a reject, the closing note)."""
-    resident_reporter = select(User.id).where(User.id == report.reporter_id, User.role == Role.resident.value)
-    followers = select(ReportFollower.user_id).where(ReportFollower.report_id == report.id)
-    recipients = sorted(set(db.session.scalars(resident_reporter.union(followers))) - {actor.id})
-    return notify(
-        recipients,
-        kind=f"case_{report.status}",
-        title=f"Case {report.case_number} is {report.status}",
-        report=report,
-        body=public_note,
-        data={"status": report.status},
-        dedupe_prefix=f"case_ended:{report.id}:{report.status}",
-    )

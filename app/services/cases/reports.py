@@ -12,6 +12,7 @@ from app.dialect import spatial
 from app.errors import Forbidden, NotFound, ValidationFailed
 from app.extensions import db
 from app.lib.coords import to_wgs84
+from app.lib.i18n import tr
 from app.models import (
     CaseEvent,
     Cell,
@@ -40,11 +41,11 @@ def in_subtree(user: User, report: Report) -> bool:
     return code_in_subtree(report.cell.code, user.cell.code)
 
 
-def start_handling(report: Report, now: datetime) -> None:
+def start_handling(report: Report, now: datetime, actor: User | None = None) -> None:
     """An accepted case: its clock starts, and its category may send it to a worker at once."""
     sla.start_clock(report, now)
     db.session.flush()
-    dispatch.auto_dispatch(report, now)
+    dispatch.auto_dispatch(report, now, actor)
 
 
 def visibility(user: User) -> ColumnElement[bool]:
@@ -80,10 +81,12 @@ def create_report(
 ) -> Report:
     """File a report; `extra` sets further columns (Open311's fields) in the same insert."""
     if user.role not in (Role.resident.value, Role.worker.value):
-        raise Forbidden("Only residents and grid workers file reports.")
+        raise Forbidden(tr("Only residents and grid workers file reports."))
     category = find_active_by_code(category_code)
     if category is None:
-        raise ValidationFailed(errors={"category_code": [f"No active category {category_code!r}."]})
+        raise ValidationFailed(
+            errors={"category_code": [tr("No active category {category_code!r}.", category_code=category_code)]}
+        )
     crs = location.get("crs") or "wgs84"
     lon, lat = to_wgs84(location["lon"], location["lat"], crs)
     routing = route_wgs84(lon, lat)
@@ -136,14 +139,14 @@ def create_report(
     )
     db.session.flush()
     if status == ReportStatus.accepted.value:
-        start_handling(report, now)
+        start_handling(report, now, user)
     return report
 
 
 def get_report_for(user: User, report_id: int) -> Report:
     report = db.session.scalars(select(Report).where(Report.id == report_id, visibility(user))).first()
     if report is None:
-        raise NotFound(f"No report with id {report_id}.", code="report_not_found")
+        raise NotFound(tr("No report with id {report_id}.", report_id=report_id), code="report_not_found")
     return report
 
 

@@ -21,8 +21,10 @@ from app.errors import (
     ValidationFailed,
 )
 from app.extensions import db
+from app.lib.i18n import tr
 from app.models import FINAL_STATUSES, Attachment, AttachmentStage, Report, Role, User
 from app.models.base import utcnow
+from app.models.labels import STATUS_LABELS, label
 from app.services.cases import lifecycle as cases, reports as report_service
 from app.services.field.storage import blob_store
 from app.services.people import workers
@@ -141,23 +143,29 @@ def add_attachment(user: User, report: Report, *, stage: str, data: bytes, filen
     stages = allowed_stages(user, report)
     if stage not in stages:
         detail = (
-            f"Your account may add {', '.join(sorted(stages))} photos to this case, not {stage}."
+            tr(
+                "Your account may add {stages} photos to this case, not {stage}.",
+                stages=", ".join(sorted(stages)),
+                stage=stage,
+            )
             if stages
-            else "Your account may not add photos to this case."
+            else tr("Your account may not add photos to this case.")
         )
         raise Forbidden(detail, code="attachment_forbidden")
     if report.status in FINAL_STATUSES:
         raise Conflict(
-            f"The case is {report.status}; it takes no more photos.", code="case_final", case_status=report.status
+            tr("The case is {status}; it takes no more photos.", status=label(STATUS_LABELS, report.status)),
+            code="case_final",
+            case_status=report.status,
         )
     limit = current_app.config["ATTACHMENT_MAX_BYTES"]
     if not data:
-        raise ValidationFailed(errors={"file": ["The file is empty."]})
+        raise ValidationFailed(errors={"file": [tr("The file is empty.")]})
     if len(data) > limit:
-        raise PayloadTooLarge(f"The file is larger than {limit} bytes.")
+        raise PayloadTooLarge(tr("The file is larger than {limit} bytes.", limit=limit))
     media_type = sniff(data)
     if media_type is None:
-        raise UnsupportedImage("Send a JPEG, PNG or WebP photo; the file's content is none of these.")
+        raise UnsupportedImage(tr("Send a JPEG, PNG or WebP photo; the file's content is none of these."))
     size = dimensions(data, media_type)
     key = blob_store().put(data)
     attachment = Attachment(
@@ -194,7 +202,12 @@ def attachments_of(viewer: User, report: Report) -> list[Attachment]:
 def get_attachment(viewer: User, report: Report, attachment_id: int) -> Attachment:
     attachment = db.session.scalars(_visible(viewer, report).where(Attachment.id == attachment_id)).first()
     if attachment is None:
-        raise NotFound(f"No attachment {attachment_id} on report {report.id}.", code="attachment_not_found")
+        raise NotFound(
+            tr(
+                "No attachment {attachment_id} on report {report_id}.", attachment_id=attachment_id, report_id=report.id
+            ),
+            code="attachment_not_found",
+        )
     return attachment
 
 

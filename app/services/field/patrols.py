@@ -13,6 +13,7 @@ from app.dialect import queries, spatial
 from app.errors import Forbidden, ValidationFailed
 from app.extensions import db
 from app.lib.coords import to_wgs84
+from app.lib.i18n import tr
 from app.models import Cell, CellLevel, PatrolCheckin, Role, User, in_subtree
 from app.models.base import utcnow
 from app.models.patrols import PatrolPoint, reason
@@ -28,7 +29,7 @@ def record_checkins(
     skipped. `rejected` holds the points the request's schema already refused; this adds the ones whose time
     lies beyond PATROL_MAX_CLOCK_SKEW_S of the server's clock. Nothing is stored when no point is possible."""
     if user.role != Role.worker.value:
-        raise Forbidden("Only grid workers check in on patrol.")
+        raise Forbidden(tr("Only grid workers check in on patrol."))
     now = now or utcnow()
     latest = now + timedelta(seconds=current_app.config["PATROL_MAX_CLOCK_SKEW_S"])
     reasons = {r["index"]: list(r["reasons"]) for r in rejected}
@@ -56,7 +57,7 @@ def record_checkins(
     refused = [{"index": i, "reasons": reasons[i]} for i in sorted(reasons)]
     if not kept:
         raise ValidationFailed(
-            "Every point of the batch was refused; nothing was stored.",
+            tr("Every point of the batch was refused; nothing was stored."),
             code="no_valid_points",
             errors={"points": refused},
         )
@@ -101,7 +102,7 @@ def coverage_cells(actor: User, cell: Cell) -> Select:
     if actor.role == Role.worker.value:
         stmt = stmt.where(Cell.id.in_(served_cell_ids(actor.id)))
         if not db.session.scalar(select(exists(stmt))):
-            raise Forbidden(f"You serve no grid cell under {cell.code} today.", code="cell_not_served")
+            raise Forbidden(tr("You serve no grid cell under {code} today.", code=cell.code), code="cell_not_served")
     elif actor.role != Role.admin.value:
         check_manages(actor, cell)
     return stmt.order_by(Cell.code)

@@ -29,6 +29,7 @@ from sqlalchemy.orm import aliased
 from app.dialect import sync_log
 from app.errors import InvalidCursor
 from app.extensions import db
+from app.lib.i18n import tr
 from app.models import CaseEvent, Notification, Report, User
 from app.models.sync import CASE, EVENT, NOTIFICATION, SyncChange
 from app.services.cases.reports import listed_reports, visibility
@@ -64,17 +65,17 @@ def encode_cursor(xid: int, seq: int) -> str:
 def decode_cursor(cursor: str) -> tuple[int, int]:
     """The (xid, seq) position of a cursor from encode_cursor; anything else is InvalidCursor."""
     if not cursor.startswith(CURSOR_PREFIX):
-        raise InvalidCursor("Unknown cursor version; start again without a cursor.")
+        raise InvalidCursor(tr("Unknown cursor version; start again without a cursor."))
     body = cursor[len(CURSOR_PREFIX) :]
     try:
         raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
     except (binascii.Error, ValueError) as exc:
-        raise InvalidCursor("The cursor is not valid base64url.") from exc
+        raise InvalidCursor(tr("The cursor is not valid base64url.")) from exc
     if len(raw) != _POSITION.size or encode_cursor(*_POSITION.unpack(raw)) != cursor:
-        raise InvalidCursor("The cursor is damaged.")
+        raise InvalidCursor(tr("The cursor is damaged."))
     xid, seq = _POSITION.unpack(raw)
     if xid < 0 or seq < 0:
-        raise InvalidCursor("The cursor is damaged.")
+        raise InvalidCursor(tr("The cursor is damaged."))
     return xid, seq
 
 

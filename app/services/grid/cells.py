@@ -23,6 +23,7 @@ from app.lib.geometry import (
     to_db,
     to_geojson,
 )
+from app.lib.i18n import tr
 from app.models import (
     CODE_LENGTHS,
     Cell,
@@ -71,7 +72,7 @@ def cells_query(
 def get_cell(cell_id: int) -> Cell:
     cell = db.session.get(Cell, cell_id)
     if cell is None:
-        raise NotFound(f"No cell with id {cell_id}.", code="cell_not_found")
+        raise NotFound(tr("No cell with id {cell_id}.", cell_id=cell_id), code="cell_not_found")
     return cell
 
 
@@ -251,7 +252,7 @@ def validate_import(features: list[Any], progress: Progress = _no_progress) -> l
     if problems:
         bad = [{"index": i, "code": _code_of(features[i]), "reasons": problems[i]} for i in sorted(problems)]
         raise ValidationFailed(
-            f"{len(bad)} of {len(features)} features are invalid; nothing was imported.",
+            tr("{bad} of {total} features are invalid; nothing was imported.", bad=len(bad), total=len(features)),
             code="invalid_grid_import",
             errors=bad,
         )
@@ -348,14 +349,18 @@ def _validate_single(feature: dict[str, Any], field: str) -> ValidFeature:
         return validate_import([feature])[0]
     except ValidationFailed as exc:
         reasons = exc.extra["errors"][0]["reasons"]
-        raise ValidationFailed("; ".join(reasons), code="invalid_cell", errors={field: reasons}) from exc
+        raise ValidationFailed(
+            tr("The cell is not valid: {reasons}", reasons="; ".join(reasons)),
+            code="invalid_cell",
+            errors={field: reasons},
+        ) from exc
 
 
 def create_cell(
     *, code: str, name: str, level: str, parent_code: str | None, geometry: Any, active: bool = True
 ) -> Cell:
     if get_cell_by_code(code) is not None:
-        raise Conflict(f"A cell with code {code} exists.", code="cell_code_taken")
+        raise Conflict(tr("A cell with code {code} exists.", code=code), code="cell_code_taken")
     feature = {
         "type": "Feature",
         "geometry": geometry,
@@ -399,6 +404,9 @@ def delete_cell(cell: Cell) -> None:
     ):
         blockers.append("users are assigned to it")
     if blockers:
-        raise Conflict(f"Cell {cell.code} cannot be deleted: {'; '.join(blockers)}.", code="cell_in_use")
+        raise Conflict(
+            tr("Cell {code} cannot be deleted: {blockers}.", code=cell.code, blockers="; ".join(blockers)),
+            code="cell_in_use",
+        )
     db.session.delete(cell)
     db.session.flush()

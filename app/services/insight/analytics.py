@@ -14,6 +14,7 @@ from sqlalchemy import Select, func
 from app.dialect import clustering, queries
 from app.errors import ValidationFailed
 from app.extensions import db
+from app.lib.i18n import tr
 from app.models import OPEN_STATUSES, Category, Cell, Report, User
 from app.models.base import utcnow
 from app.services.insight import geoqueries
@@ -32,14 +33,14 @@ def _period(
     end = created_to or utcnow()
     start = created_from or end - span
     if start >= end:
-        raise ValidationFailed(errors={"to": ["to must be later than from."]})
+        raise ValidationFailed(errors={"to": [tr("to must be later than from.")]})
     return start, end
 
 
 def _filtered(user: User, *, start: datetime, end: datetime, category_code: str | None, cell_id: int | None) -> Select:
     """Reports filed in [start, end), scoped exactly like GET /reports."""
     if cell_id is not None and db.session.get(Cell, cell_id) is None:
-        raise ValidationFailed(errors={"cell": [f"No cell with id {cell_id}."]})
+        raise ValidationFailed(errors={"cell": [tr("No cell with id {cell_id}.", cell_id=cell_id)]})
     return geoqueries.reports_query(
         user, category_code=category_code, cell_id=cell_id, created_from=start, created_to=end
     ).order_by(None)
@@ -141,7 +142,10 @@ def heatmap(
         raise ValidationFailed(
             errors={
                 "size_m": [
-                    f"The area would need more than {MAX_SQUARES} squares; choose a larger size_m or a smaller cell."
+                    tr(
+                        "The area would need more than {squares} squares; choose a larger size_m or a smaller cell.",
+                        squares=MAX_SQUARES,
+                    )
                 ]
             }
         )
@@ -186,7 +190,17 @@ def _period_starts(start: datetime, end: datetime, interval: str) -> list[date]:
     while day <= last:
         starts.append(day)
         if len(starts) > MAX_TREND_PERIODS:
-            raise ValidationFailed(errors={"from": [f"More than {MAX_TREND_PERIODS} {interval}s; narrow the range."]})
+            raise ValidationFailed(
+                errors={
+                    "from": [
+                        tr(
+                            "More than {periods} periods ({interval}); narrow the range.",
+                            periods=MAX_TREND_PERIODS,
+                            interval=interval,
+                        )
+                    ]
+                }
+            )
         if interval == "day":
             day += timedelta(days=1)
         elif interval == "week":

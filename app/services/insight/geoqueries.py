@@ -16,11 +16,12 @@ from app.errors import ValidationFailed
 from app.extensions import db
 from app.lib.coords import to_wgs84
 from app.lib.geofilter import COUNT_CAP, GeoFilter
+from app.lib.i18n import tr
 from app.models import Category, Cell, Report, User, in_subtree, subtree_cell_ids
 from app.models.base import utcnow
 from app.models.reports import case_number
 from app.services.cases import reports as report_service
-from app.services.cases.sla import overdue_filter, sla_state_expr
+from app.services.cases.sla import overdue_backlog_filter, sla_state_expr
 from app.services.pagination import Page, paginate
 from app.services.public import view as public_view
 
@@ -45,7 +46,7 @@ def restrict(stmt: Select, geo: GeoFilter) -> Select:
     if geo.within is not None:
         cell = db.session.get(Cell, geo.within)
         if cell is None:
-            raise ValidationFailed(errors={"within": [f"No cell with id {geo.within}."]})
+            raise ValidationFailed(errors={"within": [tr("No cell with id {within}.", within=geo.within)]})
         stmt = stmt.where(spatial.in_polygon(loc, pk, to_shape(cell.geom)))
     if geo.polygon is not None:
         stmt = stmt.where(spatial.in_polygon(loc, pk, geo.polygon))
@@ -105,7 +106,7 @@ def reports_query(
     if cell_id is not None:
         cell = db.session.get(Cell, cell_id)
         if cell is None:
-            raise ValidationFailed(errors={"cell_id": [f"No cell with id {cell_id}."]})
+            raise ValidationFailed(errors={"cell_id": [tr("No cell with id {cell_id}.", cell_id=cell_id)]})
         stmt = stmt.where(Report.cell_id.in_(subtree_cell_ids(cell.code)))
     if created_from is not None:
         stmt = stmt.where(Report.created_at >= created_from)
@@ -120,7 +121,7 @@ def reports_query(
     if assignee_id is not None:
         stmt = stmt.where(Report.assignee_id == assignee_id)
     if overdue is not None:
-        stmt = stmt.where(overdue_filter(now) if overdue else not_(overdue_filter(now)))
+        stmt = stmt.where(overdue_backlog_filter(now) if overdue else not_(overdue_backlog_filter(now)))
     if geo is not None:
         stmt = restrict(stmt, geo)
         if geo.near is not None:

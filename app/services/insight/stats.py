@@ -1,10 +1,13 @@
 """Supervisors' figures per cell of the next level down: filings, closures, on-time rate, backlog, escalations.
 
-Periods are half-open [start, end). A case is "due in the period" when its own due time (due_at: limit, holds
-and extensions, never moved by escalation) falls in it; duplicates and cancelled cases are never due. The
-on-time closure rate (按期结案率) is: of the cases due in the period and not on hold now, the share closed by
-their due time; its denominator is `due - due_on_hold`, and it is null when that is 0. Satisfaction is the mean
-rating (1-5) of the cases rated in the period (rated_at), null when none was.
+Periods are half-open [start, end). Late is one rule (app.services.cases.sla). A case is "due in the period" when
+its due time falls in it: the first due time it missed (late_since) if it is late, else its own due time (due_at:
+limit, holds and extensions, never moved by escalation); rejected, duplicate and cancelled cases are never due.
+Of those, a case is decided once it closed or became late: closed on time (closed and not late) or missed (late,
+open or closed). The on-time closure rate (按期结案率) is closed on time / (closed on time + missed): open cases
+not yet late, those on hold before their due time included, are left out, so a period that runs into the future
+counts no case as missed before it is. Null when nothing is decided. The overdue backlog is the open cases late
+now. Satisfaction is the mean rating (1-5) of the cases rated in the period (rated_at), null when none was.
 """
 
 from __future__ import annotations
@@ -12,14 +15,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, case, func, literal, select
+from sqlalchemy import ColumnElement, and_, case, func, not_, select
 from sqlalchemy.orm import aliased
 
 from app.dialect import queries
 from app.errors import Forbidden, NotFound, ValidationFailed
 from app.extensions import db
+from app.lib.i18n import tr
 from app.models import (
-    OPEN_STATUSES,
     CaseEvent,
     Cell,
     Report,
@@ -28,7 +31,7 @@ from app.models import (
     code_in_subtree,
     in_subtree,
 )
-from app.models.base import UTCDateTime
+from app.services.cases import sla
 
 NEVER_DUE = ("duplicate", "cancelled", "rejected")
 
@@ -42,6 +45,7 @@ class CellFigures:
     due: int
     due_on_hold: int
     due_closed_on_time: int
+    due_missed: int
     on_time_rate: float | None
     overdue_backlog: int
     avg_close_seconds: float | None
@@ -63,9 +67,9 @@ class Summary:
 def _cell_for(user: User, code: str) -> Cell:
     cell = db.session.scalars(select(Cell).where(Cell.code == code)).first()
     if cell is None:
-        raise NotFound(f"No cell {code!r}.", code="cell_not_found")
+        raise NotFound(tr("No cell {code!r}.", code=code), code="cell_not_found")
     if user.role == Role.supervisor.value and (user.cell is None or not code_in_subtree(cell.code, user.cell.code)):
-        raise Forbidden("Statistics cover your own subtree only.")
+        raise Forbidden(tr("Statistics cover your own subtree only."))
     return cell
 
 
@@ -75,24 +79,21 @@ def _count(condition) -> ColumnElement[int]:
 
 def summary(user: User, code: str, start: datetime, end: datetime, now: datetime) -> Summary:
     if end <= start:
-        raise ValidationFailed(errors={"to": ["Must be after from."]})
+        raise ValidationFailed(errors={"to": [tr("Must be after from.")]})
     cell = _cell_for(user, code)
     if cell.level == "grid":
-        raise ValidationFailed(errors={"cell": ["A grid cell has no cells below it; ask for its community."]})
+        raise ValidationFailed(errors={"cell": [tr("A grid cell has no cells below it; ask for its community.")]})
     child, leaf = aliased(Cell), aliased(Cell)
 
     def within(column):
         return and_(column >= start, column < end)
 
+    late = sla.late_filter(now)
+    on_time = and_(Report.status == "closed", not_(late))
     closed = and_(Report.status == "closed", within(Report.closed_at))
-    due = and_(within(Report.due_at), Report.status.not_in(NEVER_DUE))
+    # A late case is due when it missed (late_since); an extension or hold afterwards moves only due_at.
+    due = and_(within(func.coalesce(Report.late_since, Report.due_at)), Report.status.not_in(NEVER_DUE))
     rated = and_(Report.rating.is_not(None), within(Report.rated_at))
-    # The clock of a case on hold or resolved stopped then; measure its lateness there.
-    measured_at = case(
-        (Report.status == "on_hold", Report.hold_started_at),
-        (Report.status == "resolved", Report.resolved_at),
-        else_=literal(now, UTCDateTime()),
-    )
     escalations = (
         select(CaseEvent.report_id, func.count().label("n"))
         .where(CaseEvent.action == "escalate", within(CaseEvent.created_at))
@@ -107,11 +108,12 @@ def summary(user: User, code: str, start: datetime, end: datetime, now: datetime
             child.level,
             _count(within(Report.created_at)),
             _count(closed),
-            _count(and_(closed, Report.closed_at <= Report.due_at)),
+            _count(and_(closed, on_time)),
             _count(due),
             _count(and_(due, Report.status == "on_hold")),
-            _count(and_(due, Report.status == "closed", Report.closed_at <= Report.due_at)),
-            _count(and_(Report.status.in_(OPEN_STATUSES), measured_at > Report.due_at)),
+            _count(and_(due, on_time)),
+            _count(and_(due, late)),
+            _count(sla.overdue_backlog_filter(now)),
             func.avg(case((closed, queries.seconds_between(Report.created_at, Report.closed_at)))),
             func.coalesce(func.sum(escalations.c.n), 0),
             func.avg(case((rated, Report.rating))),
@@ -139,13 +141,14 @@ def summary(user: User, code: str, start: datetime, end: datetime, now: datetime
             n_due,
             on_hold,
             due_on_time,
+            missed,
             backlog,
             avg_close,
             n_escalations,
             satisfaction,
             n_rated,
         ) = row
-        denominator = n_due - on_hold
+        decided = due_on_time + missed
         children.append(
             CellFigures(
                 cell={"id": cell_id, "code": cell_code, "name": name, "level": level},
@@ -155,7 +158,8 @@ def summary(user: User, code: str, start: datetime, end: datetime, now: datetime
                 due=n_due,
                 due_on_hold=on_hold,
                 due_closed_on_time=due_on_time,
-                on_time_rate=due_on_time / denominator if denominator else None,
+                due_missed=missed,
+                on_time_rate=due_on_time / decided if decided else None,
                 overdue_backlog=backlog,
                 avg_close_seconds=float(avg_close) if avg_close is not None else None,
                 escalations=n_escalations,

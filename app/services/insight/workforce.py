@@ -9,6 +9,7 @@ from sqlalchemy import Select, and_, func, literal_column, select, type_coerce, 
 
 from app.errors import ValidationFailed
 from app.extensions import db
+from app.lib.i18n import tr
 from app.models import Cell, DutyLog, PatrolCheckin, Report, Role, User, WorkerCell
 from app.models.base import utcnow
 from app.services.calendar.worktime import local_day
@@ -31,7 +32,7 @@ def workers_query(actor: User, *, cell_id: int | None = None, on_duty: bool | No
     if cell_id is not None:
         cell = db.session.get(Cell, cell_id)
         if cell is None:
-            raise ValidationFailed(errors={"cell": [f"No cell with id {cell_id}."]})
+            raise ValidationFailed(errors={"cell": [tr("No cell with id {cell_id}.", cell_id=cell_id)]})
         check_manages(actor, cell)
         stmt = stmt.where(
             User.id.in_(select(WorkerCell.user_id).where(WorkerCell.cell_id == cell_id, current_on(today)))

@@ -11,6 +11,7 @@ from sqlalchemy import Select, func, select
 
 from app.errors import Forbidden, NotFound
 from app.extensions import db
+from app.lib.i18n import tr
 from app.models import ApiKey, Role, User
 from app.models.base import utcnow
 
@@ -69,7 +70,7 @@ def keys_query() -> Select:
 def get_key(key_id: int) -> ApiKey:
     api_key = db.session.get(ApiKey, key_id)
     if api_key is None:
-        raise NotFound(f"No API key with id {key_id}.", code="api_key_not_found")
+        raise NotFound(tr("No API key with id {key_id}.", key_id=key_id), code="api_key_not_found")
     return api_key
 
 
@@ -84,7 +85,7 @@ def revoke_key(api_key: ApiKey) -> ApiKey:
 def authenticate(key: str | None) -> ApiKey:
     """The live key matching `key`, its last use stamped; anything else is 403 (Open311 says so)."""
     if not key:
-        raise Forbidden("Send api_key in the query string or the form body.", code="api_key_missing")
+        raise Forbidden(tr("Send api_key in the query string or the form body."), code="api_key_missing")
     candidate = None
     if key.startswith(KEY_PREFIX):
         prefix = key[len(KEY_PREFIX) : len(KEY_PREFIX) + PREFIX_LENGTH]
@@ -92,6 +93,6 @@ def authenticate(key: str | None) -> ApiKey:
     # Compare against a hash even when no row matched, so the answer takes the same time.
     stored = candidate.key_hash if candidate is not None else hash_key("")
     if not hmac.compare_digest(stored, hash_key(key)) or candidate is None or candidate.revoked_at is not None:
-        raise Forbidden("The api_key is not valid or has been revoked.", code="api_key_invalid")
+        raise Forbidden(tr("The api_key is not valid or has been revoked."), code="api_key_invalid")
     candidate.last_used_at = utcnow()
     return candidate

@@ -13,6 +13,7 @@ from app.auth import tokens
 from app.auth.passwords import verify_password
 from app.errors import InvalidCredentials, InvalidToken, TokenReplayed
 from app.extensions import db
+from app.lib.i18n import tr
 from app.models import AuthSession, RefreshToken, User
 from app.models.base import utcnow
 
@@ -57,7 +58,7 @@ def login(username: str, password: str) -> TokenPair:
     user = find_user_by_username(username)
     ok = verify_password(user.password_hash if user else None, password)
     if not ok or user is None or not user.active:
-        raise InvalidCredentials("Wrong username or password.")
+        raise InvalidCredentials(tr("Wrong username or password."))
     session = AuthSession(
         id=str(uuid.uuid4()),
         user_id=user.id,
@@ -97,7 +98,7 @@ def _live_session_and_user(session_id: str, user_id: int) -> tuple[AuthSession, 
         .where(AuthSession.id == session_id, User.id == user_id)
     ).first()
     if row is None:
-        raise InvalidToken("The token's session does not exist.")
+        raise InvalidToken(tr("The token's session does not exist."))
     session, user = row
     _check_live(session.revoked_at, session.expires_at, user)
     return session, user
@@ -105,11 +106,11 @@ def _live_session_and_user(session_id: str, user_id: int) -> tuple[AuthSession, 
 
 def _check_live(revoked_at, expires_at, user: User) -> None:
     if revoked_at is not None:
-        raise InvalidToken("The session has been signed out or revoked.", code="token_revoked")
+        raise InvalidToken(tr("The session has been signed out or revoked."), code="token_revoked")
     if expires_at <= utcnow():
-        raise InvalidToken("The session has expired; sign in again.", code="token_expired")
+        raise InvalidToken(tr("The session has expired; sign in again."), code="token_expired")
     if not user.active:
-        raise InvalidToken("The account is deactivated.", code="account_inactive")
+        raise InvalidToken(tr("The account is deactivated."), code="account_inactive")
 
 
 def refresh(refresh_token: str) -> TokenPair:
@@ -140,7 +141,7 @@ def _repeat_or_revoke(claims: dict) -> TokenPair:
         )
     ).first()
     if known is None:
-        raise InvalidToken("Unknown refresh token.")
+        raise InvalidToken(tr("Unknown refresh token."))
     grace_s = current_app.config["REFRESH_REUSE_GRACE_S"]
     if (
         grace_s > 0
@@ -161,14 +162,14 @@ def _repeat_or_revoke(claims: dict) -> TokenPair:
     # A replayed refresh token means it leaked: end the whole login it came from.
     _revoke_session(known.session_id, "refresh_reuse")
     db.session.flush()
-    raise TokenReplayed("This refresh token was already used; every token of its login is now revoked.")
+    raise TokenReplayed(tr("This refresh token was already used; every token of its login is now revoked."))
 
 
 def logout(refresh_token: str) -> None:
     claims = tokens.decode(refresh_token, tokens.REFRESH)
     known = db.session.get(RefreshToken, claims["jti"])
     if known is None or known.session_id != claims["sid"]:
-        raise InvalidToken("Unknown refresh token.")
+        raise InvalidToken(tr("Unknown refresh token."))
     _revoke_session(known.session_id, "logout")
     db.session.flush()
 
@@ -183,7 +184,7 @@ def caller_for_access_token(access_token: str) -> tuple[User, str]:
         .where(AuthSession.id == claims["sid"], User.id == int(claims["sub"]))
     ).first()
     if row is None:
-        raise InvalidToken("The token's session does not exist.")
+        raise InvalidToken(tr("The token's session does not exist."))
     user, revoked_at, expires_at = row
     _check_live(revoked_at, expires_at, user)
     return user, claims["sid"]

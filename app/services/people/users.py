@@ -13,6 +13,7 @@ from app.auth.passwords import hash_password, verify_password
 from app.dialect import locks
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.extensions import db
+from app.lib.i18n import tr
 from app.models import Cell, CellLevel, Duty, Role, User, WorkerCell
 from app.services.calendar.worktime import local_day
 from app.services.people.sessions import find_user_by_username, revoke_user_sessions
@@ -65,9 +66,9 @@ def create_user(
     if errors:
         raise ValidationFailed(errors=errors)
     if find_user_by_username(username) is not None:
-        raise Conflict(f"The username {username!r} is taken.", code="username_taken")
+        raise Conflict(tr("The username {username!r} is taken.", username=username), code="username_taken")
     if phone and db.session.scalars(select(User).where(User.phone == phone)).first():
-        raise Conflict("That phone number is already registered.", code="phone_taken")
+        raise Conflict(tr("That phone number is already registered."), code="phone_taken")
 
     user = User(
         username=username.strip(),
@@ -101,7 +102,7 @@ def phone_error() -> str:
 def get_user(user_id: int) -> User:
     user = db.session.get(User, user_id)
     if user is None:
-        raise NotFound(f"No user with id {user_id}.", code="user_not_found")
+        raise NotFound(tr("No user with id {user_id}.", user_id=user_id), code="user_not_found")
     return user
 
 
@@ -135,25 +136,27 @@ def _check_phone(phone: str | None, user: User) -> None:
     if not valid_phone(phone):
         raise ValidationFailed(errors={"phone": [phone_error()]})
     if db.session.scalar(select(User.id).where(User.phone == phone, User.id != user.id)) is not None:
-        raise Conflict("That phone number is already registered.", code="phone_taken")
+        raise Conflict(tr("That phone number is already registered."), code="phone_taken")
 
 
 def _check_password(password: str) -> None:
     if not MIN_PASSWORD <= len(password) <= 128:
-        raise ValidationFailed(errors={"password": [f"Must be {MIN_PASSWORD} to 128 characters."]})
+        raise ValidationFailed(
+            errors={"password": [tr("Must be {shortest} to 128 characters.", shortest=MIN_PASSWORD)]}
+        )
 
 
 def update_user(actor: User, user: User, changes: dict[str, Any]) -> User:
-    """An admin's edit: name, phone, role (with a supervisor's cell), active, password reset.
+    """An admin's edit: name, phone, role (with a supervisor's cell), active, password reset, language.
 
     Deactivating or resetting the password ends every login of the user at once. No change may leave the
     service without an active admin.
     """
     role = changes.get("role", user.role)
     if role not in {r.value for r in Role}:
-        raise ValidationFailed(errors={"role": [f"Must be one of {', '.join(r.value for r in Role)}."]})
+        raise ValidationFailed(errors={"role": [tr("Must be one of {roles}.", roles=", ".join(r.value for r in Role))]})
     if user.id == actor.id and (changes.get("active") is False or role != user.role):
-        raise Conflict("You cannot deactivate yourself or change your own role.", code="self_lockout")
+        raise Conflict(tr("You cannot deactivate yourself or change your own role."), code="self_lockout")
     if _is_active_admin(user.role, user.active) and not _is_active_admin(role, changes.get("active", user.active)):
         # Before any change is flushed: holding one user's row while queueing for the admins' locks could
         # deadlock with a concurrent edit that holds another.
@@ -163,19 +166,23 @@ def update_user(actor: User, user: User, changes: dict[str, Any]) -> User:
         code = changes["cell_code"]
         cell = db.session.scalars(select(Cell).where(Cell.code == code)).first() if code else None
         if code and cell is None:
-            raise ValidationFailed(errors={"cell_code": [f"No cell with code {code}."]})
+            raise ValidationFailed(errors={"cell_code": [tr("No cell with code {code}.", code=code)]})
         if cell is not None and role != Role.supervisor.value:
             raise ValidationFailed(
-                errors={"cell_code": ["Only a supervisor has a cell; assign workers through /cells/{id}/workers."]}
+                errors={
+                    "cell_code": [tr("Only a supervisor has a cell; assign workers through /cells/{{id}}/workers.")]
+                }
             )
         cell_id = cell.id if cell is not None else None
     if role == Role.supervisor.value and cell_id is None:
-        raise ValidationFailed(errors={"cell_code": ["A supervisor needs the cell whose subtree they oversee."]})
+        raise ValidationFailed(errors={"cell_code": [tr("A supervisor needs the cell whose subtree they oversee.")]})
     if "phone" in changes:
         _check_phone(changes["phone"], user)
         user.phone = changes["phone"]
     if "display_name" in changes:
         user.display_name = changes["display_name"]
+    if "language" in changes:
+        user.language = changes["language"]
     user.role, user.cell_id = role, cell_id
     if "password" in changes:
         _check_password(changes["password"])
@@ -203,18 +210,21 @@ def _require_another_active_admin(user: User) -> None:
         locks.lock_rows(select(User.id).where(User.role == Role.admin.value, User.active.is_(True)).order_by(User.id))
     ).all()
     if not any(admin_id != user.id for admin_id in admins):
-        raise Conflict(f"{user.username} is the last active admin; make another admin first.", code="last_active_admin")
+        raise Conflict(
+            tr("{username} is the last active admin; make another admin first.", username=user.username),
+            code="last_active_admin",
+        )
 
 
 def update_me(user: User, changes: dict[str, Any], session_id: str) -> User:
-    """A user's own edit: display name, phone, and a password change that proves the old one.
+    """A user's own edit: display name, phone, language, and a password change that proves the old one.
 
     A new password ends every other login of the user (whoever knew the old one is signed out); the login
     `session_id` that made the change stays signed in.
     """
     if "password" in changes:
         if not verify_password(user.password_hash, changes.get("old_password") or ""):
-            raise ValidationFailed(errors={"old_password": ["Does not match your current password."]})
+            raise ValidationFailed(errors={"old_password": [tr("Does not match your current password.")]})
         _check_password(changes["password"])
         user.password_hash = hash_password(changes["password"])
         revoke_user_sessions(user.id, "password_changed", keep=session_id)
@@ -223,6 +233,8 @@ def update_me(user: User, changes: dict[str, Any], session_id: str) -> User:
         user.phone = changes["phone"]
     if "display_name" in changes:
         user.display_name = changes["display_name"]
+    if "language" in changes:
+        user.language = changes["language"]
     db.session.flush()
     return user
 

@@ -20,6 +20,7 @@ from sqlalchemy import (
 from app.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from app.extensions import db
 from app.lib.coords import to_wgs84
+from app.lib.i18n import tr
 from app.models import (
     Cell,
     CellLevel,
@@ -98,13 +99,13 @@ def check_manages(actor: User, cell: Cell) -> None:
         return
     if actor.role == Role.supervisor.value and actor.cell is not None and code_in_subtree(cell.code, actor.cell.code):
         return
-    raise Forbidden(f"Cell {cell.code} lies outside your subtree.", code="outside_subtree")
+    raise Forbidden(tr("Cell {code} lies outside your subtree.", code=cell.code), code="outside_subtree")
 
 
 def get_cell(cell_id: int) -> Cell:
     cell = db.session.get(Cell, cell_id)
     if cell is None:
-        raise NotFound(f"No cell with id {cell_id}.", code="cell_not_found")
+        raise NotFound(tr("No cell with id {cell_id}.", cell_id=cell_id), code="cell_not_found")
     return cell
 
 
@@ -156,7 +157,11 @@ def assign(
     )
     if overlapping is not None:
         raise ValidationFailed(
-            errors={"valid_from": [f"Overlaps assignment {overlapping} of this worker to this cell."]}
+            errors={
+                "valid_from": [
+                    tr("Overlaps assignment {overlapping} of this worker to this cell.", overlapping=overlapping)
+                ]
+            }
         )
     assignment = WorkerCell(user_id=user_id, cell_id=cell.id, duty=duty, valid_from=valid_from, valid_to=valid_to)
     db.session.add(assignment)
@@ -170,11 +175,19 @@ def end_assignment(cell: Cell, assignment_id: int) -> WorkerCell | None:
         select(WorkerCell).where(WorkerCell.id == assignment_id, WorkerCell.cell_id == cell.id)
     ).first()
     if assignment is None:
-        raise NotFound(f"Cell {cell.code} has no assignment {assignment_id}.", code="assignment_not_found")
+        raise NotFound(
+            tr("Cell {code} has no assignment {assignment_id}.", code=cell.code, assignment_id=assignment_id),
+            code="assignment_not_found",
+        )
     today = local_day()
     if assignment.valid_to is not None and assignment.valid_to < today:
         raise Conflict(
-            f"Assignment {assignment_id} ended on {assignment.valid_to}; it is history.", code="assignment_ended"
+            tr(
+                "Assignment {assignment_id} ended on {valid_to}; it is history.",
+                assignment_id=assignment_id,
+                valid_to=assignment.valid_to,
+            ),
+            code="assignment_ended",
         )
     if assignment.valid_from >= today:
         db.session.delete(assignment)
@@ -203,7 +216,7 @@ def on_duty_expr(user_id: ColumnElement) -> ColumnElement[bool]:
 
 def set_duty(user: User, on: bool, lon: float, lat: float, crs: str = "wgs84") -> DutyLog:
     if user.role != Role.worker.value:
-        raise Forbidden("Only grid workers go on and off duty.")
+        raise Forbidden(tr("Only grid workers go on and off duty."))
     lon, lat = to_wgs84(lon, lat, crs)
     entry = DutyLog(user_id=user.id, on_duty=on, lon=lon, lat=lat, created_at=utcnow())
     db.session.add(entry)

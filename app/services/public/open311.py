@@ -16,6 +16,7 @@ from sqlalchemy import and_, false, or_, select
 
 from app.errors import NotFound, Open311BadRequest
 from app.extensions import db
+from app.lib.i18n import Message, tr
 from app.models import FINAL_STATUSES, ApiKey, Category, Report, User
 from app.models.base import MAX_ID, TIME_RANGE_ERROR, within_time_range
 from app.services.cases import reports as report_service
@@ -43,19 +44,20 @@ CONTACT_FIELDS = {
     "address_id": ("address_id", 100),
     "zipcode": ("zipcode", 20),
 }
+# A fixed public label of each status (never a case note), in the reader's Accept-Language (app/api/open311.py).
 STATUS_NOTES = {
-    "submitted": "Received; waiting for review.",
-    "accepted": "Accepted; waiting for a grid worker.",
-    "assigned": "Assigned to a grid worker.",
-    "in_progress": "A grid worker is handling it.",
-    "on_hold": "On hold.",
-    "resolved": "Handled; waiting for verification.",
-    "closed": "Handled and verified.",
-    "rejected": "Not accepted.",
-    "duplicate": "Closed as a duplicate of another request.",
-    "cancelled": "Cancelled by the reporter.",
+    "submitted": tr("Received; waiting for review."),
+    "accepted": tr("Accepted; waiting for a grid worker."),
+    "assigned": tr("Assigned to a grid worker."),
+    "in_progress": tr("A grid worker is handling it."),
+    "on_hold": tr("On hold."),
+    "resolved": tr("Handled; waiting for verification."),
+    "closed": tr("Handled and verified."),
+    "rejected": tr("Not accepted."),
+    "duplicate": tr("Closed as a duplicate of another request."),
+    "cancelled": tr("Cancelled by the reporter."),
 }
-TRIAGE_NOTICE = "No grid cell covers this location; a supervisor will route the request by hand."
+TRIAGE_NOTICE = tr("No grid cell covers this location; a supervisor will route the request by hand.")
 
 
 # ---- services -------------------------------------------------------------------------------------------------
@@ -79,7 +81,7 @@ def services() -> list[dict[str, Any]]:
 def service_definition(code: str) -> dict[str, Any]:
     category = find_active_by_code(code)
     if category is None:
-        raise NotFound(f"No service with service_code {code!r}.")
+        raise NotFound(tr("No service with service_code {code!r}.", code=code))
     attributes = sorted(category.attributes or [], key=lambda a: (a["order"], a["code"]))
     return {
         "service_code": category.code,
@@ -134,7 +136,7 @@ def _param(params: Mapping, name: str) -> str | None:
 def _text(params: Mapping, name: str, limit: int) -> str | None:
     value = _param(params, name)
     if value is not None and len(value) > limit:
-        raise Open311BadRequest(f"{name} is longer than {limit} characters.")
+        raise Open311BadRequest(tr("{name} is longer than {limit} characters.", name=name, limit=limit))
     return value
 
 
@@ -143,20 +145,20 @@ def _coordinate(params: Mapping, name: str, bound: float) -> float:
     try:
         value = float(raw)
     except (TypeError, ValueError):
-        raise Open311BadRequest(f"{name} must be a number.") from None
+        raise Open311BadRequest(tr("{name} must be a number.", name=name)) from None
     if not math.isfinite(value) or not -bound <= value <= bound:
-        raise Open311BadRequest(f"{name} must lie between -{bound:g} and {bound:g}.")
+        raise Open311BadRequest(tr("{name} must lie between -{bound:g} and {bound:g}.", name=name, bound=bound))
     return value
 
 
 def _location(params: Mapping) -> tuple[float, float]:
     has_lat, has_long = _param(params, "lat") is not None, _param(params, "long") is not None
     if has_lat != has_long:
-        raise Open311BadRequest("Send lat and long together.")
+        raise Open311BadRequest(tr("Send lat and long together."))
     if not has_lat:
         if _param(params, "address_string") or _param(params, "address_id"):
-            raise Open311BadRequest("This server has no geocoder: send lat and long (WGS-84) with the address.")
-        raise Open311BadRequest("A location is required: send lat and long (WGS-84).")
+            raise Open311BadRequest(tr("This server has no geocoder: send lat and long (WGS-84) with the address."))
+        raise Open311BadRequest(tr("A location is required: send lat and long (WGS-84)."))
     return _coordinate(params, "long", 180), _coordinate(params, "lat", 90)
 
 
@@ -166,14 +168,14 @@ def _media_url(params: Mapping) -> str | None:
         return None
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc or any(ch.isspace() for ch in url):
-        raise Open311BadRequest("media_url must be an http or https URL.")
+        raise Open311BadRequest(tr("media_url must be an http or https URL."))
     return url
 
 
 def _email(params: Mapping) -> str | None:
     email = _text(params, "email", 254)
     if email is not None and not EMAIL.fullmatch(email):
-        raise Open311BadRequest("email is not an email address.")
+        raise Open311BadRequest(tr("email is not an email address."))
     return email
 
 
@@ -184,9 +186,11 @@ def parse_w3c(name: str, raw: str) -> datetime:
     try:
         value = datetime.fromisoformat(text)
     except ValueError:
-        raise Open311BadRequest(f"{name} must be a W3C datetime such as 2026-11-26T09:30:00+08:00.") from None
+        raise Open311BadRequest(
+            tr("{name} must be a W3C datetime such as 2026-11-26T09:30:00+08:00.", name=name)
+        ) from None
     if not within_time_range(value):
-        raise Open311BadRequest(f"{name}: {TIME_RANGE_ERROR}")
+        raise Open311BadRequest(tr("{name}: {problem}", name=name, problem=TIME_RANGE_ERROR))
     if value.tzinfo is None:
         value = value.replace(tzinfo=ZoneInfo(current_app.config["TIMEZONE"]))
     return value
@@ -198,28 +202,30 @@ def _attribute_value(attr: dict[str, Any], values: list[str]) -> Any:
         allowed = {v["key"] for v in attr["values"]}
         bad = [v for v in values if v not in allowed]
         if bad:
-            raise Open311BadRequest(f"attribute[{code}] has values not in its list: {', '.join(bad)}.")
+            raise Open311BadRequest(
+                tr("attribute[{code}] has values not in its list: {values}.", code=code, values=", ".join(bad))
+            )
         return list(dict.fromkeys(values))
     if len(values) > 1:
-        raise Open311BadRequest(f"attribute[{code}] takes one value.")
+        raise Open311BadRequest(tr("attribute[{code}] takes one value.", code=code))
     value = values[0]
     if datatype == "singlevaluelist":
         if value not in {v["key"] for v in attr["values"]}:
-            raise Open311BadRequest(f"attribute[{code}] must be one of the keys of its list.")
+            raise Open311BadRequest(tr("attribute[{code}] must be one of the keys of its list.", code=code))
         return value
     if datatype == "number":
         try:
             number = float(value)
         except ValueError:
-            raise Open311BadRequest(f"attribute[{code}] must be a number.") from None
+            raise Open311BadRequest(tr("attribute[{code}] must be a number.", code=code)) from None
         if not math.isfinite(number):
-            raise Open311BadRequest(f"attribute[{code}] must be a finite number.")
+            raise Open311BadRequest(tr("attribute[{code}] must be a finite number.", code=code))
         return int(number) if number.is_integer() and re.fullmatch(r"[+-]?\d+", value) else number
     if datatype == "datetime":
         return parse_w3c(f"attribute[{code}]", value).isoformat()
     limit = MAX_DESCRIPTION if datatype == "text" else 1000
     if len(value) > limit:
-        raise Open311BadRequest(f"attribute[{code}] is longer than {limit} characters.")
+        raise Open311BadRequest(tr("attribute[{code}] is longer than {limit} characters.", code=code, limit=limit))
     return value
 
 
@@ -234,13 +240,17 @@ def _attributes(category: Category, params) -> dict[str, Any] | None:
     inputs = {a["code"]: a for a in _inputs(category)}
     unknown = sorted(set(sent) - set(inputs))
     if unknown:
-        raise Open311BadRequest(f"Service {category.code} has no attribute {', '.join(unknown)}.")
+        raise Open311BadRequest(
+            tr("Service {code} has no attribute {names}.", code=category.code, names=", ".join(unknown))
+        )
     answers = {}
     for code, attr in inputs.items():
         if code in sent:
             answers[code] = _attribute_value(attr, sent[code])
         elif attr.get("required"):
-            raise Open311BadRequest(f"attribute[{code}] is required: {attr['description']}")
+            raise Open311BadRequest(
+                tr("attribute[{code}] is required: {description}", code=code, description=attr["description"])
+            )
     return answers or None
 
 
@@ -253,10 +263,10 @@ def create_request(api_key: ApiKey, params) -> list[dict[str, Any]]:
     """File a request as the API key's resident account: the report enters the same loop as any resident's."""
     code = _param(params, "service_code")
     if code is None:
-        raise Open311BadRequest("service_code is required.")
+        raise Open311BadRequest(tr("service_code is required."))
     category = find_active_by_code(code)
     if category is None:
-        raise Open311BadRequest(f"No service with service_code {code!r}.")
+        raise Open311BadRequest(tr("No service with service_code {code!r}.", code=code))
     lon, lat = _location(params)
     description = _text(params, "description", MAX_DESCRIPTION) or ""
     extra = {column: _text(params, name, limit) for name, (column, limit) in CONTACT_FIELDS.items()}
@@ -296,7 +306,7 @@ def _w3c(moment: datetime | None) -> str | None:
     return moment.astimezone(ZoneInfo(current_app.config["TIMEZONE"])).isoformat(timespec="seconds")
 
 
-def _notice(report: Report) -> str | None:
+def _notice(report: Report) -> Message | None:
     return TRIAGE_NOTICE if report.needs_triage else None
 
 
@@ -380,9 +390,9 @@ def list_requests(reader: User | None, params: Mapping, now: datetime) -> list[d
     elif end is None:
         end = start + MAX_RANGE
     if end < start:
-        raise Open311BadRequest("end_date is before start_date.")
+        raise Open311BadRequest(tr("end_date is before start_date."))
     if end - start > MAX_RANGE:
-        raise Open311BadRequest("start_date and end_date may be at most 90 days apart.")
+        raise Open311BadRequest(tr("start_date and end_date may be at most 90 days apart."))
     where = [Report.created_at >= start, Report.created_at <= end]
     codes = _param(params, "service_code")
     if codes is not None:
@@ -392,7 +402,7 @@ def list_requests(reader: User | None, params: Mapping, now: datetime) -> list[d
     if status is not None:
         wanted = {s.strip() for s in status.split(",") if s.strip()}
         if not wanted or wanted - {"open", "closed"}:
-            raise Open311BadRequest("status must be open or closed (or both, comma-separated).")
+            raise Open311BadRequest(tr("status must be open or closed (or both, comma-separated)."))
         if wanted == {"open"}:
             where.append(Report.status.not_in(FINAL_STATUSES))
         elif wanted == {"closed"}:
@@ -403,12 +413,12 @@ def list_requests(reader: User | None, params: Mapping, now: datetime) -> list[d
 def get_request(reader: User | None, number: str) -> list[dict[str, Any]]:
     found = _requests(reader, _case_number_filter([number]))
     if not found:
-        raise NotFound(f"No service request {number!r}.")
+        raise NotFound(tr("No service request {number!r}.", number=number))
     return found
 
 
 def token(value: str) -> list[dict[str, Any]]:
     report = db.session.scalars(select(Report).where(Report.open311_token == value)).first()
     if report is None:
-        raise NotFound(f"No token {value!r}.")
+        raise NotFound(tr("No token {token!r}.", token=value))
     return [{"service_request_id": report.case_number, "token": report.open311_token}]

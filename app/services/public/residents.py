@@ -17,6 +17,7 @@ from app.errors import (
     VersionMismatch,
 )
 from app.extensions import db
+from app.lib.i18n import tr
 from app.models import (
     OPEN_STATUSES,
     CaseEvent,
@@ -28,6 +29,7 @@ from app.models import (
     User,
 )
 from app.models.base import utcnow
+from app.models.labels import STATUS_LABELS, label
 from app.services.cases import reports as report_service
 from app.services.public import view as public_view
 
@@ -45,7 +47,9 @@ def my_reports_query(user: User, *, status: str | None = None) -> Select:
 def _check_if_match(report: Report, if_match: Collection[int] | None) -> None:
     # Residents' apps may leave If-Match out; one that sends it gets the usual check.
     if if_match is not None and report.version not in if_match:
-        raise VersionMismatch(f'The case is now at ETag "{report.version}"; read it again and retry.')
+        raise VersionMismatch(
+            tr("The case is now at ETag {etag}; read it again and retry.", etag=f'"{report.version}"')
+        )
 
 
 def rate(
@@ -53,16 +57,19 @@ def rate(
 ) -> Report:
     """Once, by the reporter, on their closed case; writes one `rate` event and moves the ETag."""
     if report.reporter_id != user.id:
-        raise Forbidden("Only the resident who filed the case may rate it.", code="action_forbidden")
+        raise Forbidden(tr("Only the resident who filed the case may rate it."), code="action_forbidden")
     _check_if_match(report, if_match)
     if report.status != ReportStatus.closed.value:
         raise TransitionNotAllowed(
-            f"Cannot rate a case that is {report.status}; wait until it is closed.",
+            tr(
+                "Cannot rate a case that is {status}; wait until it is closed.",
+                status=label(STATUS_LABELS, report.status),
+            ),
             action="rate",
             case_status=report.status,
         )
     if report.rating is not None:
-        raise Conflict("You rated this case already.", code="already_rated")
+        raise Conflict(tr("You rated this case already."), code="already_rated")
     now = utcnow()
     report.rating, report.rating_comment, report.rated_at = score, comment, now
     db.session.add(CaseEvent.of(report, user, "rate", report.status, now, note=comment, data={"score": score}))
@@ -87,14 +94,14 @@ def _followable(user: User, report_id: int) -> Report:
     """A case the user sees (their own, one they follow) or one offered to them, of an active category; any
     other case is unseen (404), whether it exists or not."""
     if user.role != Role.resident.value:
-        raise Forbidden("Only residents follow cases.", code="action_forbidden")
+        raise Forbidden(tr("Only residents follow cases."), code="action_forbidden")
     report = db.session.scalars(
         select(Report)
         .join(Category, Category.id == Report.category_id)
         .where(Report.id == report_id, Category.active.is_(True), report_service.visibility(user) | _offered_to(user))
     ).first()
     if report is None:
-        raise NotFound(f"No report with id {report_id} to follow.", code="report_not_found")
+        raise NotFound(tr("No report with id {report_id} to follow.", report_id=report_id), code="report_not_found")
     return report
 
 
@@ -107,7 +114,7 @@ def follow(user: User, report_id: int, if_match: Collection[int] | None) -> dict
     report = _followable(user, report_id)
     _check_if_match(report, if_match)
     if report.reporter_id == user.id:
-        raise Conflict("You filed this case; you hear of it already.", code="own_case")
+        raise Conflict(tr("You filed this case; you hear of it already."), code="own_case")
     row = _following(user, report)
     if row is None:
         row = ReportFollower(report_id=report.id, user_id=user.id, created_at=utcnow())

@@ -13,6 +13,7 @@ from sqlalchemy import ColumnElement, false, func, select
 
 from app.errors import ValidationFailed
 from app.extensions import db
+from app.lib.i18n import tr
 from app.models import Attachment, CaseEvent, Cell, Report, Role, User
 from app.models.base import utcnow
 from app.services.cases import reports as report_scope, sla
@@ -71,7 +72,7 @@ def list_scope(user: User, visibility: ColumnElement[bool], filters: Iterable[st
     filters = set(filters)
     refused = sorted(filters & STAFF_FILTERS) if not is_staff(user) else []
     if refused:
-        raise ValidationFailed(errors={name: ["Only staff filter by this."] for name in refused})
+        raise ValidationFailed(errors={name: [tr("Only staff filter by this.")] for name in refused})
     return full_view_scope(user, visibility) if filters - PUBLIC_FILTERS else visibility
 
 
@@ -165,8 +166,8 @@ def public_location(report: Report) -> dict[str, Any] | None:
 
 class CaseView:
     """A case as one viewer may see it, decided before it is dumped: `view` (full or public), the fields shown
-    (`shown`, None for all), its location and SLA state, and the personal data and staff names the viewer may
-    see. Anything else reads through to the report."""
+    (`shown`, None for all), its location, its lights and lateness (app.services.cases.sla), and the personal data
+    and staff names the viewer may see. Anything else reads through to the report."""
 
     def __init__(self, report: Any, viewer: User | None, now: datetime) -> None:
         self.report = report
@@ -174,6 +175,10 @@ class CaseView:
         self.view = "full" if full else "public"
         self.shown = None if full else public_fields(report)
         self.sla_state = sla.sla_state(report, now)
+        self.level_sla_state = sla.level_sla_state(report, now)
+        self.level_deadline_at = report.deadline_at
+        self.late_since = sla.late_since(report, now)
+        self.late = self.late_since is not None
         if not full:
             self.location = public_location(report)
             return
