@@ -126,6 +126,13 @@ def test_create_defaults_unit_to_hours_and_active(client, db, people):
     assert (out["auto_accept"], out["auto_dispatch"], out["self_handling"]) == (False, True, False)
 
 
+def test_create_with_a_limit_in_minutes(client, db, people):
+    data = new_category(time_limit_value=30, time_limit_unit="minutes", escalation_window_unit="minutes")
+    resp = client.post(URL, json=data, headers=auth_header(people.admin))
+    assert resp.status_code == 201, resp.json
+    assert (resp.json["time_limit_unit"], resp.json["escalation_window_unit"]) == ("minutes", "minutes")
+
+
 def test_create_with_working_time_and_case_rules(client, db, people):
     data = new_category(
         time_limit_value=3,

@@ -62,6 +62,10 @@ def test_seed_demo_creates_the_demo_district(app, db, seeded):
     # Routine classes count working time, emergencies calendar hours (as the city-management tables do).
     units = dict(db.session.execute(select(Category.code, Category.time_limit_unit)).all())
     assert (units["0102"], units["0103"], units["0501"]) == ("working_hours", "working_days", "hours")
+    # The demo class 演示 escalates within minutes, at every level, so a new install sees an escalation at once.
+    demo = db.session.scalars(select(Category).where(Category.code == "0999")).one()
+    assert (demo.name, demo.time_limit_value, demo.time_limit_unit) == ("演示", 5, "minutes")
+    assert (demo.escalation_window_value, demo.escalation_window_unit) == (5, "minutes")
     # Road hazards are shown to everyone in full; every other class only in the public view.
     assert set(db.session.scalars(select(Category.code).where(Category.public.is_(True)))) == {"0502", "0503"}
     roles = set(db.session.scalars(select(User.role)))

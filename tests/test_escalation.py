@@ -363,3 +363,19 @@ def test_four_concurrent_sweeps_escalate_each_case_once_per_level(app, backend):
 def _delete_everything(db):
     with db.engine.begin() as conn:
         delete_committed(conn)
+
+
+def test_a_limit_in_minutes_escalates_within_minutes_and_each_level_gets_its_minutes(db, world):
+    """The demo unit: a 5-minute limit is red after 5 minutes and the sweep moves it up; the next level gets 5 more."""
+    category = make_category(hours=5, unit="minutes", window=5, window_unit="minutes")
+    report = make_case(world.resident, category, world.cells[SW], status="assigned", assignee_id=world.worker.id)
+    sla.start_clock(report, NOW)
+    db.session.flush()
+    assert (report.deadline_at - NOW, report.warn_at - NOW) == (timedelta(minutes=5), timedelta(minutes=4))
+    assert sweep(NOW + timedelta(minutes=4, seconds=59)).escalated == 0
+    assert sweep(NOW + timedelta(minutes=6)).escalated == 1
+    report = fresh(db, report)
+    assert report.escalation_level == 1
+    assert report.deadline_at - (NOW + timedelta(minutes=6)) == timedelta(minutes=5)
+    assert sweep(NOW + timedelta(minutes=12)).escalated == 1
+    assert fresh(db, report).escalation_level == 2

@@ -3,7 +3,7 @@
 from app.models.api_keys import ApiKey
 from app.models.attachments import Attachment, AttachmentStage
 from app.models.calendar import CalendarDay, DayKind, DaySource
-from app.models.categories import WORKING_UNITS, Category, LimitUnit
+from app.models.categories import CALENDAR_UNIT_SECONDS, WORKING_UNITS, Category, LimitUnit
 from app.models.grid import (
     CODE_LENGTHS,
     LEVEL_ORDER,
@@ -68,6 +68,7 @@ __all__ = [
     "CellLevel",
     "LEVEL_ORDER",
     "LimitUnit",
+    "CALENDAR_UNIT_SECONDS",
     "WORKING_UNITS",
     "PatrolCheckin",
     "RefreshToken",

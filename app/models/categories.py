@@ -12,15 +12,19 @@ from app.models.base import TimestampMixin
 
 
 class LimitUnit(str, enum.Enum):
-    """How a time limit counts: calendar hours, or working time (hours, or days of a standard working day)."""
+    """How a time limit counts: calendar hours or minutes, or working time (hours, or days of a standard working day)."""
 
     hours = "hours"
+    # Calendar minutes: for a demo category whose escalation shows within minutes, and for true emergencies.
+    minutes = "minutes"
     working_hours = "working_hours"
     working_days = "working_days"
 
 
 # The units that count working time only (app.services.calendar.worktime).
 WORKING_UNITS = frozenset({LimitUnit.working_hours.value, LimitUnit.working_days.value})
+# Seconds in one of each calendar unit; these count every second, day and night.
+CALENDAR_UNIT_SECONDS = {LimitUnit.hours.value: 3600.0, LimitUnit.minutes.value: 60.0}
 _UNITS_SQL = "(" + ", ".join(f"'{unit.value}'" for unit in LimitUnit) + ")"
 
 

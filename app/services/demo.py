@@ -55,7 +55,11 @@ CATEGORIES = [
     ("0501", "突发事件", "管道破裂", 2, "hours", "水管,爆管"),
     ("0502", "突发事件", "路面塌陷", 2, "hours", "塌陷,坑洞"),
     ("0503", "突发事件", "道路积水", 2, "hours", "积水,内涝"),
+    ("0999", "演示", "演示", 5, "minutes", "演示,测试"),
 ]
+# A demo class whose cases escalate within minutes, so a new install shows an escalation in its first ten minutes;
+# each level above the grid gets the same five minutes (the others get the default working day).
+ESCALATION_WINDOWS = {"0999": (5, "minutes")}
 
 SELF_HANDLED = {"0104", "0201"}
 # Hazards on the public road, which the city shows everyone in full (description, exact point, after photos):
@@ -175,6 +179,14 @@ def seed_demo(password: str, progress: Callable[[Iterable, str], Iterable] = lam
                 "self_handling": code in SELF_HANDLED,
                 "public": code in PUBLIC,
                 "attributes": ATTRIBUTES.get(code),
+                **(
+                    {
+                        "escalation_window_value": ESCALATION_WINDOWS[code][0],
+                        "escalation_window_unit": ESCALATION_WINDOWS[code][1],
+                    }
+                    if code in ESCALATION_WINDOWS
+                    else {}
+                ),
             }
         )
         result.categories_created += int(created)

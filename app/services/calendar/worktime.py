@@ -30,7 +30,7 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.lib.hours import DayHours, hours_seconds, parse_hours, parse_week
-from app.models import CalendarDay, DayKind, LimitUnit
+from app.models import CALENDAR_UNIT_SECONDS, CalendarDay, DayKind, LimitUnit
 from app.models.base import utcnow
 
 LIMIT_UNITS = frozenset(unit.value for unit in LimitUnit)
@@ -138,23 +138,23 @@ class Calendar:
             if not self.day_seconds:
                 raise NoWorkingTime("the weekly schedule has no working day")
             return self.day_seconds
-        return 3600.0
+        return CALENDAR_UNIT_SECONDS.get(unit, 3600.0)
 
     def deadline(self, start: datetime, value: float, unit: str) -> datetime:
         _check_unit(unit)
-        if unit == "hours":
-            return start + timedelta(hours=value)
+        if unit in CALENDAR_UNIT_SECONDS:
+            return start + timedelta(seconds=value * CALENDAR_UNIT_SECONDS[unit])
         return self.add_working_seconds(start, value * self.unit_seconds(unit))
 
     def seconds_between(self, start: datetime, end: datetime, unit: str) -> float:
         _check_unit(unit)
-        if unit == "hours":
+        if unit in CALENDAR_UNIT_SECONDS:
             return max((end - start).total_seconds(), 0.0)
         return self.working_seconds(start, end)
 
     def add_seconds(self, start: datetime, seconds: float, unit: str) -> datetime:
         _check_unit(unit)
-        if unit == "hours":
+        if unit in CALENDAR_UNIT_SECONDS:
             return start + timedelta(seconds=seconds)
         return self.add_working_seconds(start, seconds)
 
