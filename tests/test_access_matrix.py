@@ -333,6 +333,40 @@ ROWS = [
         status_when_allowed=204,
     ),
 ]
+_accounts = iter(range(1, 10_000))
+
+
+def _new_account(role: str, cell_code: str) -> Callable[[SimpleNamespace], dict[str, Any]]:
+    return lambda w: {
+        "username": f"matrix.{role}.{next(_accounts)}",
+        "password": "long-enough-1",
+        "role": role,
+        "cell_code": cell_code,
+    }
+
+
+# Endpoints without a path value whose object is named in the body: here the cell a new account works in.
+BODY_ROWS = [
+    # Supervisors create workers of their subtree's grid cells (elsewhere 403 outside_subtree); admins any account.
+    Row(
+        "POST",
+        f"{API}/users",
+        MANAGERS_OF_THE_CELL,
+        lambda w: {},
+        body=_new_account("worker", NE),
+        status_when_allowed=201,
+        note="worker",
+    ),
+    Row(
+        "POST",
+        f"{API}/users",
+        ADMIN_ONLY,
+        lambda w: {},
+        body=_new_account("supervisor", COMMUNITY),
+        status_when_allowed=201,
+        note="supervisor",
+    ),
+]
 # Routes with a path value that are not objects of anyone's.
 NOT_OBJECTS = {
     ("GET", "/api/v1/docs/assets/{filename}"): "Swagger UI's own files",
@@ -418,7 +452,9 @@ def _outcome(resp, row: Row, expected):
     return resp.status_code
 
 
-@pytest.mark.parametrize("row", ROWS, ids=lambda row: f"{row.method} {row.path.removeprefix(API)}")
+@pytest.mark.parametrize(
+    "row", ROWS + BODY_ROWS, ids=lambda row: " ".join(filter(None, (row.method, row.path.removeprefix(API), row.note)))
+)
 def test_the_matrix(client, w, row):
     expected = {
         who: (row.status_when_allowed if want == 200 else want)

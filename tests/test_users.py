@@ -196,11 +196,12 @@ def test_create_user_rejects_malformed_json(client, db, world):
     assert users_snapshot(db) == before
 
 
-def test_create_user_is_admin_only(client, db, world):
+def test_create_admin_is_admin_only(client, db, world):
     body = {"username": "new.one", "password": "long-enough-1", "role": "admin"}
     before = users_snapshot(db)
     assert_problem(client.post(f"{API}/users", json=body), 401, "missing_token")
-    assert_problem(client.post(f"{API}/users", json=body, headers=auth_header(world.supervisor)), 403, "forbidden")
+    resp = client.post(f"{API}/users", json=body, headers=auth_header(world.supervisor))
+    assert_problem(resp, 403, "role_not_allowed")
     assert users_snapshot(db) == before
 
 
@@ -651,4 +652,70 @@ def test_user_writes_refuse_an_oversized_body_and_change_nothing(client, db, wor
     url = API + path.format(worker=world.worker.id)
     resp = getattr(client, method)(url, data=OVERSIZED, headers=bearer_json_of(getattr(world, caller)))
     assert_problem(resp, 413, "payload_too_large")
+    assert users_snapshot(db) == before
+
+
+# ---- supervisors staff their own subtree ---------------------------------------------------------
+
+
+def new_worker(**overrides) -> dict:
+    return {"username": "zhao.worker", "password": "long-enough-1", "role": "worker", "cell_code": SW, **overrides}
+
+
+def test_a_supervisor_creates_a_worker_of_a_grid_cell_in_their_subtree(client, db, world):
+    resp = client.post(f"{API}/users", json=new_worker(display_name="赵师傅"), headers=auth_header(world.supervisor))
+    assert resp.status_code == 201, resp.get_data(as_text=True)
+    body = resp.get_json()
+    assert (body["role"], body["display_name"]) == ("worker", "赵师傅")
+    assert [c["code"] for c in body["served_cells"]] == [SW]
+    created = db.session.scalars(select(User).where(User.username == "zhao.worker")).one()
+    duties = db.session.scalars(select(WorkerCell.duty).where(WorkerCell.user_id == created.id)).all()
+    assert duties == ["primary"]
+    # The supervisor then assigns the new worker to another cell of the subtree as a backup.
+    other_grid = next(code for code in world.cells if len(code) == 14 and code != SW)
+    resp = client.post(
+        f"{API}/cells/{world.cells[other_grid].id}/workers",
+        json={"user_id": created.id, "duty": "backup"},
+        headers=auth_header(world.supervisor),
+    )
+    assert resp.status_code == 201, resp.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("role", ["supervisor", "admin", "resident"])
+def test_a_supervisor_creates_no_other_role(client, db, world, role):
+    before = users_snapshot(db)
+    body = new_worker(role=role, cell_code=COMMUNITY if role == "supervisor" else None)
+    assert_problem(
+        client.post(f"{API}/users", json=body, headers=auth_header(world.supervisor)), 403, "role_not_allowed"
+    )
+    assert users_snapshot(db) == before
+
+
+def test_a_supervisor_creates_no_worker_outside_their_subtree(client, db):
+    from tests.factories import OTHER_GRID, make_two_district_grid
+
+    cells = make_two_district_grid()
+    supervisor = make_user("supervisor", cell=cells[COMMUNITY])
+    before = users_snapshot(db)
+    resp = client.post(f"{API}/users", json=new_worker(cell_code=OTHER_GRID), headers=auth_header(supervisor))
+    assert_problem(resp, 403, "outside_subtree")
+    assert users_snapshot(db) == before
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [({"cell_code": None}, "cell_code"), ({"cell_code": "999999"}, "cell"), ({"cell_code": COMMUNITY}, "cell")],
+)
+def test_a_supervisors_new_worker_needs_a_grid_cell(client, db, world, overrides, field):
+    before = users_snapshot(db)
+    resp = client.post(f"{API}/users", json=new_worker(**overrides), headers=auth_header(world.supervisor))
+    assert field in assert_problem(resp, 422, "validation_failed")["errors"]
+    assert users_snapshot(db) == before
+
+
+@pytest.mark.parametrize("who", ["worker", "resident"])
+def test_workers_and_residents_create_no_accounts(client, db, world, who):
+    before = users_snapshot(db)
+    resp = client.post(f"{API}/users", json=new_worker(), headers=auth_header(getattr(world, who)))
+    assert_problem(resp, 403, "forbidden")
     assert users_snapshot(db) == before

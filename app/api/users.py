@@ -1,4 +1,4 @@
-"""People management (admin): list, create and edit accounts; deactivation instead of deletion."""
+"""People management (admin; supervisors create their subtree's workers): accounts, deactivation not deletion."""
 
 from dataclasses import replace
 
@@ -29,14 +29,17 @@ class Users(MethodView):
         found = paginate(user_service.users_query(**args), page, size)
         return replace(found, items=user_service.accounts(found.items))
 
-    @auth_required(Role.admin)
+    @auth_required(Role.admin, Role.supervisor)
     @idempotent
     @blp.doc(security=BEARER)
     @blp.arguments(UserCreateIn)
     @blp.response(201, UserOut)
     def post(self, data):
-        """Create an account of any role; a worker's cell_code becomes a primary assignment from today."""
-        return user_service.account(user_service.create_user(**data))
+        """Create an account; a worker's cell_code becomes a primary assignment from today.
+
+        Admins create any role. A supervisor creates workers only, of a grid cell in their subtree (cell_code
+        required; another role is 403 role_not_allowed, a cell elsewhere 403 outside_subtree)."""
+        return user_service.account(user_service.create_user_by(current_user(), **data))
 
 
 @blp.route("/users/<int:user_id>")

@@ -11,13 +11,13 @@ from sqlalchemy import Select, func, or_, select
 
 from app.auth.passwords import hash_password, verify_password
 from app.dialect import locks
-from app.errors import Conflict, NotFound, ValidationFailed
+from app.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from app.extensions import db
 from app.lib.i18n import tr
 from app.models import Cell, CellLevel, Duty, Role, User, WorkerCell
 from app.services.calendar.worktime import local_day
 from app.services.people.sessions import find_user_by_username, revoke_user_sessions
-from app.services.people.workers import current_on, served_cells_of
+from app.services.people.workers import check_manages, current_on, served_cells_of
 
 
 @functools.lru_cache(maxsize=4)
@@ -84,6 +84,26 @@ def create_user(
         db.session.add(WorkerCell(user_id=user.id, cell_id=cell.id, duty=Duty.primary.value, valid_from=local_day()))
         db.session.flush()
     return user
+
+
+def create_user_by(actor: User, **data: Any) -> User:
+    """An account made through the API: admins make any; a supervisor makes workers of a grid cell in their subtree.
+
+    A street office staffs its own grid cells without waiting for the city's admins; every other role (and the
+    cells, categories and supervisors themselves) stays with the admins.
+    """
+    if actor.role != Role.admin.value:
+        if data.get("role") != Role.worker.value:
+            raise Forbidden(tr("A supervisor creates worker accounts only."), code="role_not_allowed")
+        code = data.get("cell_code")
+        if not code:
+            raise ValidationFailed(
+                errors={"cell_code": [tr("A supervisor's new worker needs a grid cell of their subtree.")]}
+            )
+        cell = db.session.scalars(select(Cell).where(Cell.code == code)).first()
+        if cell is not None:
+            check_manages(actor, cell)
+    return create_user(**data)
 
 
 def register_resident(phone: str, password: str, display_name: str | None = None) -> User:
