@@ -16,6 +16,10 @@ DEFAULT_SQLITE_PATH = INSTANCE_DIR / "grid.sqlite"
 BLOB_STORES = ("local",)
 
 
+DEFAULT_AUTH_RATE_LIMIT = "60 per minute;600 per hour"
+DEFAULT_LOGIN_ACCOUNT_RATE_LIMIT = "5 per minute;20 per hour"
+
+
 class ConfigError(RuntimeError):
     """Raised when the environment does not allow the service to start safely."""
 
@@ -92,7 +96,11 @@ class BaseConfig:
         self.RATELIMIT_STORAGE_URI = self.REDIS_URL or "memory://"
         self.RATELIMIT_HEADERS_ENABLED = True
         self.RATELIMIT_ENABLED = os.environ.get("RATELIMIT_ENABLED", "1") not in ("0", "false", "no")
-        self.AUTH_RATE_LIMIT = os.environ.get("AUTH_RATE_LIMIT", "10 per minute;100 per hour")
+        # Per client address, every sign-up, sign-in and refresh: a street office behind one NAT address signs
+        # its shift of 30 or more in within a minute.
+        self.AUTH_RATE_LIMIT = os.environ.get("AUTH_RATE_LIMIT", DEFAULT_AUTH_RATE_LIMIT)
+        # Per account, failed sign-ins only (from any address): slows guessing one password to 20 tries an hour.
+        self.LOGIN_ACCOUNT_RATE_LIMIT = os.environ.get("LOGIN_ACCOUNT_RATE_LIMIT", DEFAULT_LOGIN_ACCOUNT_RATE_LIMIT)
         # Open311: reports one API key may file, and what discovery tells clients.
         self.OPEN311_RATE_LIMIT = os.environ.get("OPEN311_RATE_LIMIT", "60 per minute;1000 per day")
         self.OPEN311_CONTACT = os.environ.get("OPEN311_CONTACT", "12345 city service hotline")
@@ -152,6 +160,15 @@ class BaseConfig:
             parse_week(self.WORK_HOURS)
         except ValueError as exc:
             raise ConfigError(f"WORK_HOURS is not valid ({exc}): {self.WORK_HOURS!r}") from exc
+        from limits import parse_many
+
+        for name in ("AUTH_RATE_LIMIT", "LOGIN_ACCOUNT_RATE_LIMIT", "OPEN311_RATE_LIMIT"):
+            try:
+                parse_many(getattr(self, name))
+            except ValueError as exc:
+                raise ConfigError(
+                    f"{name} must be limits such as '5 per minute;20 per hour', got {getattr(self, name)!r}"
+                ) from exc
         if self.BLOB_STORE not in BLOB_STORES:
             raise ConfigError(f"BLOB_STORE must be one of {sorted(BLOB_STORES)}, got {self.BLOB_STORE!r}")
         if self.ATTACHMENT_MAX_BYTES < 1:
@@ -186,6 +203,7 @@ class TestingConfig(BaseConfig):
         self.RATELIMIT_STORAGE_URI = "memory://"
         # Tests log in far more often than people do; the rate-limit test lowers this itself.
         self.AUTH_RATE_LIMIT = "100000 per minute"
+        self.LOGIN_ACCOUNT_RATE_LIMIT = "100000 per minute"
         self.OPEN311_RATE_LIMIT = "100000 per minute"
 
 

@@ -150,3 +150,22 @@ def test_a_phone_pattern_that_is_not_a_regular_expression_is_refused(monkeypatch
     monkeypatch.setenv("PHONE_PATTERN", "1[3-9")
     with pytest.raises(ConfigError, match="PHONE_PATTERN"):
         load_config("development")
+
+
+def test_sign_in_limits_default_per_address_and_per_account_and_come_from_the_environment(monkeypatch):
+    config = load_config("development")
+    assert (config.AUTH_RATE_LIMIT, config.LOGIN_ACCOUNT_RATE_LIMIT) == (
+        "60 per minute;600 per hour",
+        "5 per minute;20 per hour",
+    )
+    monkeypatch.setenv("AUTH_RATE_LIMIT", "100 per minute")
+    monkeypatch.setenv("LOGIN_ACCOUNT_RATE_LIMIT", "3 per minute;10 per hour")
+    config = load_config("development")
+    assert (config.AUTH_RATE_LIMIT, config.LOGIN_ACCOUNT_RATE_LIMIT) == ("100 per minute", "3 per minute;10 per hour")
+
+
+@pytest.mark.parametrize("name", ["AUTH_RATE_LIMIT", "LOGIN_ACCOUNT_RATE_LIMIT"])
+def test_a_malformed_sign_in_limit_is_refused(monkeypatch, name):
+    monkeypatch.setenv(name, "five a minute")
+    with pytest.raises(ConfigError, match=name):
+        load_config("testing")

@@ -4,6 +4,7 @@ import pytest
 from sqlalchemy import func, select
 
 from app.extensions import limiter
+from config import DEFAULT_AUTH_RATE_LIMIT, DEFAULT_LOGIN_ACCOUNT_RATE_LIMIT
 from app.models import User
 from tests.assertions import assert_problem
 from tests.factories import PASSWORD, make_user
@@ -55,7 +56,93 @@ def test_other_endpoints_are_not_throttled(client, db, tight_limit):
 
 
 def test_responses_carry_the_remaining_budget(client, db, tight_limit):
-    resp = client.post(LOGIN, json={"username": "nobody", "password": "whatever-1"})
-    assert resp.status_code == 401
+    resp = client.post("/api/v1/auth/register", json={"phone": "13900000001", "password": "long-enough-1"})
+    assert resp.status_code == 201
     assert resp.headers["X-RateLimit-Limit"] == "3"
     assert resp.headers["X-RateLimit-Remaining"] == "2"
+
+
+# ---- per account and per address -----------------------------------------------------------------
+
+
+@pytest.fixture()
+def default_limits(app, monkeypatch):
+    """The production defaults, which the testing config raises out of the way."""
+    monkeypatch.setitem(app.config, "AUTH_RATE_LIMIT", DEFAULT_AUTH_RATE_LIMIT)
+    monkeypatch.setitem(app.config, "LOGIN_ACCOUNT_RATE_LIMIT", DEFAULT_LOGIN_ACCOUNT_RATE_LIMIT)
+    limiter.reset()
+    yield
+    limiter.reset()
+
+
+NAT = {"REMOTE_ADDR": "203.0.113.7"}
+
+
+def test_a_street_office_behind_one_address_signs_its_shift_in(client, db, default_limits):
+    workers = [make_user("worker", username=f"shift.worker{n:02d}") for n in range(30)]
+    for worker in workers:
+        resp = client.post(LOGIN, json={"username": worker.username, "password": PASSWORD}, environ_base=NAT)
+        assert resp.status_code == 200, resp.get_data(as_text=True)
+    # A few typos on the way do not lock anyone out either.
+    for worker in workers[:5]:
+        bad = {"username": worker.username, "password": "typo-password"}
+        assert client.post(LOGIN, json=bad, environ_base=NAT).status_code == 401
+        assert (
+            client.post(LOGIN, json={"username": worker.username, "password": PASSWORD}, environ_base=NAT).status_code
+            == 200
+        )
+
+
+def test_guessing_one_accounts_password_is_throttled_from_any_address(client, db, default_limits):
+    user = make_user("worker", username="target.worker")
+    for n in range(5):
+        resp = client.post(
+            LOGIN,
+            json={"username": user.username, "password": f"guess-number-{n}"},
+            environ_base={"REMOTE_ADDR": f"198.51.100.{n + 1}"},
+        )
+        assert resp.status_code == 401
+    # The 6th try, from yet another address, is refused before the password is looked at: the right one too.
+    for password in ("guess-number-6", PASSWORD):
+        resp = client.post(
+            LOGIN, json={"username": " Target.Worker", "password": password}, environ_base={"REMOTE_ADDR": "192.0.2.1"}
+        )
+        body = assert_problem(resp, 429, "too_many_requests")
+        assert "5 per 1 minute" in body["detail"]
+        assert 0 < int(resp.headers["Retry-After"]) <= 60
+    # Other accounts at those addresses are not affected.
+    other = make_user("worker", username="other.worker")
+    resp = client.post(
+        LOGIN, json={"username": other.username, "password": PASSWORD}, environ_base={"REMOTE_ADDR": "198.51.100.1"}
+    )
+    assert resp.status_code == 200
+
+
+def test_successful_sign_ins_do_not_spend_the_accounts_budget(client, db, default_limits):
+    user = make_user("worker", username="busy.worker")
+    for _ in range(8):
+        resp = client.post(LOGIN, json={"username": user.username, "password": PASSWORD}, environ_base=NAT)
+        assert resp.status_code == 200
+
+
+def test_the_address_limit_stops_a_spray_over_many_accounts(client, db, default_limits):
+    for n in range(60):
+        resp = client.post(LOGIN, json={"username": f"sprayed{n:03d}", "password": "guess-123"}, environ_base=NAT)
+        assert resp.status_code == 401
+    resp = client.post(LOGIN, json={"username": "sprayed999", "password": "guess-123"}, environ_base=NAT)
+    body = assert_problem(resp, 429, "too_many_requests")
+    assert "60 per 1 minute" in body["detail"]
+    assert int(resp.headers["Retry-After"]) > 0
+    # Another address still signs in.
+    user = make_user("worker", username="elsewhere.worker")
+    resp = client.post(
+        LOGIN, json={"username": user.username, "password": PASSWORD}, environ_base={"REMOTE_ADDR": "192.0.2.55"}
+    )
+    assert resp.status_code == 200
+
+
+def test_the_account_limit_is_configurable(client, db, app, monkeypatch, default_limits):
+    monkeypatch.setitem(app.config, "LOGIN_ACCOUNT_RATE_LIMIT", "2 per minute")
+    for _ in range(2):
+        assert client.post(LOGIN, json={"username": "someone", "password": "guess-123"}).status_code == 401
+    assert_problem(client.post(LOGIN, json={"username": "someone", "password": "guess-123"}), 429, "too_many_requests")

@@ -1,6 +1,6 @@
 """Sign-up, sign-in, token rotation, sign-out and the caller's own profile."""
 
-from flask import current_app
+from flask import current_app, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
@@ -18,8 +18,31 @@ def auth_rate_limit() -> str:
     return current_app.config["AUTH_RATE_LIMIT"]
 
 
-# Password guessing and sign-up floods are throttled per client address.
+def account_rate_limit() -> str:
+    return current_app.config["LOGIN_ACCOUNT_RATE_LIMIT"]
+
+
+def login_account() -> str:
+    """The account a sign-in names, as its counter's key ("" when there is none: the limit is skipped, 422 follows)."""
+    body = request.get_json(silent=True)
+    username = body.get("username") if isinstance(body, dict) else None
+    # Usernames are at most 64 characters; a longer one is refused by validation, its key need not be longer.
+    return username.strip().lower()[:80] if isinstance(username, str) else ""
+
+
+def failed_sign_in(response) -> bool:
+    return response.status_code == 401
+
+
+# Every sign-up, sign-in and refresh counts against the client address's budget, large enough for a street
+# office signing its whole shift in behind one NAT address.
 throttled = limiter.shared_limit(auth_rate_limit, scope="auth")
+# Wrong passwords count against the account, whatever address they come from: guessing one account's password
+# stays slow, while its owner's successful sign-ins cost nothing. Once the budget is spent even the right password
+# is 429 until the window passes, so the answer tells a guesser nothing.
+account_throttled = limiter.limit(
+    account_rate_limit, key_func=login_account, scope="login-account", deduct_when=failed_sign_in
+)
 
 
 @blp.route("/auth/register")
@@ -37,6 +60,7 @@ class Register(MethodView):
 @blp.route("/auth/login")
 class Login(MethodView):
     @throttled
+    @account_throttled
     @blp.arguments(LoginIn)
     @blp.response(200, TokensOut)
     def post(self, data):
