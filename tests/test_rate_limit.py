@@ -4,8 +4,8 @@ import pytest
 from sqlalchemy import func, select
 
 from app.extensions import limiter
-from config import DEFAULT_AUTH_RATE_LIMIT, DEFAULT_LOGIN_ACCOUNT_RATE_LIMIT
 from app.models import User
+from config import DEFAULT_AUTH_RATE_LIMIT, DEFAULT_LOGIN_ACCOUNT_RATE_LIMIT
 from tests.assertions import assert_problem
 from tests.factories import PASSWORD, make_user
 

@@ -12,7 +12,7 @@ from app.models.base import TimestampMixin
 
 
 class LimitUnit(str, enum.Enum):
-    """How a time limit counts: calendar hours or minutes, or working time (hours, or days of a standard working day)."""
+    """How a time limit counts: calendar hours or minutes, or working time (hours, or days of a standard workday)."""
 
     hours = "hours"
     # Calendar minutes: for a demo category whose escalation shows within minutes, and for true emergencies.
