@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Upgrades the database, seeds the demo data once, and serves the API with gunicorn.
+# Upgrades the database, seeds the demo data once, and serves the API with gunicorn beside the escalation sweep.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export FLASK_APP=wsgi
@@ -7,6 +7,9 @@ BIN=.venv/bin
 HOST=${HOST:-127.0.0.1}
 PORT=${PORT:-8000}
 WORKERS=${WEB_WORKERS:-2}
+# The embedded default escalates without cron: `flask escalate` sweeps every ESCALATE_EVERY_S seconds next to
+# gunicorn and stops with it. 0 leaves it out (production runs `flask escalate` from cron or a systemd timer).
+ESCALATE_EVERY_S=${ESCALATE_EVERY_S:-60}
 
 case "${DATABASE_URL:-sqlite}" in
   sqlite*) scripts/ensure-spatialite.sh ;;
@@ -18,6 +21,32 @@ echo
 echo "API docs:     http://$HOST:$PORT/api/v1/docs"
 echo "OpenAPI spec: http://$HOST:$PORT/api/v1/openapi.json"
 echo "Health:       http://$HOST:$PORT/healthz  http://$HOST:$PORT/readyz"
+if [ "$ESCALATE_EVERY_S" != 0 ]; then
+  echo "Escalation:   flask escalate --every $ESCALATE_EVERY_S (runs beside the server, stops with it)"
+fi
 echo
+
+pids=()
+stop() {
+  trap - EXIT INT TERM
+  # SIGTERM: gunicorn shuts its workers down gracefully, the sweep dies between (or inside, rolled back) batches.
+  [ ${#pids[@]} -gt 0 ] && kill -TERM "${pids[@]}" 2>/dev/null || true
+  wait "${pids[@]}" 2>/dev/null || true
+}
+trap stop EXIT
+trap 'stop; exit 130' INT
+trap 'stop; exit 143' TERM
+
 # gunicorn.conf.py redacts api_key values, tokens and phone numbers from the access and error logs.
-exec "$BIN/gunicorn" --config gunicorn.conf.py --workers "$WORKERS" --bind "$HOST:$PORT" --access-logfile - wsgi:app
+"$BIN/gunicorn" --config gunicorn.conf.py --workers "$WORKERS" --bind "$HOST:$PORT" --access-logfile - wsgi:app &
+pids+=($!)
+if [ "$ESCALATE_EVERY_S" != 0 ]; then
+  "$BIN/flask" escalate --every "$ESCALATE_EVERY_S" &
+  pids+=($!)
+fi
+# Whichever ends first (a crash, a signal of its own) ends the other: no half-running service, no orphan.
+set +e
+wait -n "${pids[@]}"
+status=$?
+set -e
+exit "$status"
