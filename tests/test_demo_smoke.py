@@ -17,9 +17,12 @@ from urllib.parse import urlencode, urlsplit
 from zoneinfo import ZoneInfo
 
 import pytest
+import sqlalchemy as sa
 
-from app.models import Report
+from app.extensions import db
+from app.models import Category, Report
 from app.models.base import utcnow
+from app.services.cases.escalation import escalate_batch
 from app.services.demo import DEMO_GRID, demo_accounts
 from tests.factories import set_case
 from tests.test_attachments import jpeg
@@ -216,6 +219,12 @@ curl() {{  # answered by the test client: argv out on fd {req}, "<size>\\n<outpu
   head -c "$size" <&{resp}
 }}
 python3() {{ "{python}" "$@"; }}
+sleep() {{  # the walk-through's wait: the test runs the escalation sweep that much later instead of waiting
+  printf '%s\\0' "$PWD" 2 __sleep__ "$1" >&{req}
+  local size
+  IFS= read -r size <&{resp}
+  head -c "$size" <&{resp}
+}}
 """
 
 
@@ -260,7 +269,25 @@ def _curl_request(args: list[str]) -> dict:
     return request
 
 
-def _answer(client, args: list[str], cwd: str, log: list[Exchange]) -> bytes:
+@dataclass
+class Clock:
+    """How far the walk-through's `sleep`s have moved time on: `make run`'s sweep, run at that later moment."""
+
+    slept: timedelta = timedelta(0)
+
+    def sleep(self, seconds: str) -> None:
+        self.slept += timedelta(seconds=float(seconds))
+        now = utcnow() + self.slept
+        while escalate_batch(now).claimed:
+            # As `flask escalate` does: each batch commits (inside the test's outer transaction).
+            db.session.commit()
+        db.session.commit()
+
+
+def _answer(client, args: list[str], cwd: str, log: list[Exchange], clock: Clock) -> bytes:
+    if args[0] == "__sleep__":
+        clock.sleep(args[1])
+        return b""
     req = _curl_request(args)
     url = urlsplit(req["url"])
     path = url.path + (f"?{url.query}" if url.query else "")
@@ -314,6 +341,7 @@ def replay(client, script: str, cwd: Path, timeout_s: float = 120) -> tuple[list
     os.close(req_w)
     os.close(resp_r)
     log: list[Exchange] = []
+    clock = Clock()
     pending = b""
     try:
         while True:
@@ -331,7 +359,7 @@ def replay(client, script: str, cwd: Path, timeout_s: float = 120) -> tuple[list
                 argc = int(fields[1])
                 cwd_field, args = fields[0].decode(), [f.decode() for f in fields[2 : 2 + argc]]
                 pending = b"\0".join(fields[2 + argc :])
-                out = _answer(client, args, cwd_field, log)
+                out = _answer(client, args, cwd_field, log, clock)
                 os.write(resp_w, f"{len(out)}\n".encode())
                 view = memoryview(out)
                 while view:
@@ -348,9 +376,13 @@ def replay(client, script: str, cwd: Path, timeout_s: float = 120) -> tuple[list
 
 def test_the_readme_walkthrough_runs_against_the_demo(client, db, demo, tmp_path):
     script = readme_walkthrough(demo.password)
-    (tmp_path / "photo.jpg").write_bytes(jpeg())
     log, code, output = replay(client, script, tmp_path)
     assert code == 0, output
+    # The README made its own photo (a JPEG the service takes) and uploaded it before the case was closed.
+    assert (tmp_path / "photo.jpg").read_bytes()[:3] == b"\xff\xd8\xff"
+    uploads = [n for n, e in enumerate(log) if e.path.endswith("/attachments") and e.method == "POST"]
+    verify = next(n for n, e in enumerate(log) if e.path.endswith("/actions/verify"))
+    assert uploads and log[uploads[0]].status == 201 and uploads[0] < verify, log
     # Every curl ran: the ones written out, and the act function's two per call.
     calls = len(re.findall(r"\bcurl\b", script))
     acts = len(re.findall(r"^act ", script, re.M))
@@ -359,6 +391,14 @@ def test_the_readme_walkthrough_runs_against_the_demo(client, db, demo, tmp_path
     # The walk-through is a story that works: every step succeeds (a 4xx means the README and the service drifted).
     assert [e for e in log if not 200 <= e.status < 300] == [], (log, output)
     assert any(e.path.endswith("/actions/verify") and e.status == 200 for e in log)
+    # The 演示 case escalated once its five minutes had passed (the sleep ran the sweep that much later).
+    db.session.expire_all()
+    demo_case = db.session.scalars(
+        sa.select(Report).join(Category, Category.id == Report.category_id).where(Category.code == "0999")
+    ).one()
+    assert (demo_case.escalation_level, demo_case.late_since is not None) == (1, True), output
+    assert f"{demo_case.case_number} 1 True" in output, output
+    assert f'"case_number":"{demo_case.case_number}"' in output.replace(" ", ""), "GET /escalations lists it"
 
 
 def test_the_replay_hands_the_shell_what_curl_would(client, db, demo, tmp_path):

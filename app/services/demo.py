@@ -31,7 +31,7 @@ DEMO_GRID = GridSpec(
     cell_size_m=250.0,
 )
 
-# (code, group, name, limit, unit, keywords) after digital city-management tables (see shared/reference): working
+# (code, group, name, limit, unit, keywords) after the digital city-management (数字化城市管理) event classes: working
 # time for routine classes, calendar hours for emergencies and night-time nuisances.
 CATEGORIES = [
     ("0101", "市容环境", "私搭乱建", 15, "working_days", "违建,搭建"),
