@@ -176,21 +176,25 @@ def test_heatmap_counts_add_up_to_the_filtered_total(client, db, world):
     file(world, (116.505, 39.905))
     community = world.cells[COMMUNITY].id
     for query in (
-        {"cell": community, "size_m": 100},
-        {"cell": community, "category": "G01", "size_m": 333},
+        {"cell_id": community, "size_m": 100},
+        {"cell": COMMUNITY, "category": "G01", "size_m": 333},
         {"size_m": 2000},
         {"size_m": 50},
     ):
         resp = get(client, "heatmap", world.admin, **query)
         assert resp.status_code == 200, resp.json
         out = resp.json
-        listed = {"cell_id": query.get("cell"), "category": query.get("category"), "page_size": 1}
+        listed = {
+            "cell_id": community if "cell" in query or "cell_id" in query else None,
+            "category": query.get("category"),
+            "page_size": 1,
+        }
         total = client.get(
             "/api/v1/reports", query_string={k: v for k, v in listed.items() if v}, headers=auth_header(world.admin)
         ).json["total"]
         assert sum(f["properties"]["count"] for f in out["features"]) == out["total"] == total
         assert all(f["properties"]["count"] > 0 for f in out["features"])
-    squares = get(client, "heatmap", world.admin, cell=community, size_m=100).json["features"]
+    squares = get(client, "heatmap", world.admin, cell_id=community, size_m=100).json["features"]
     corner = next(f for f in squares if f["geometry"]["coordinates"][0][0] == [116.40, 39.90])
     assert corner["properties"]["count"] >= 2
     (w, s), (e, _), (_, n) = corner["geometry"]["coordinates"][0][:3]
@@ -294,7 +298,7 @@ def test_a_worker_never_sees_another_area(client, db, world):
     spots = get(client, "hotspots", world.worker).json["features"]
     assert all(116.40 <= f["properties"]["centroid"][0] <= 116.41 for f in spots)
     # Asking for the other area's cell gives nothing, not its points.
-    assert get(client, "heatmap", world.worker, cell=world.cells[OTHER_GRID].id).json["total"] == 0
+    assert get(client, "heatmap", world.worker, cell=OTHER_GRID).json["total"] == 0
 
 
 @pytest.mark.parametrize("path", ["hotspots", "heatmap", "trend"])
@@ -316,8 +320,12 @@ def test_residents_and_anonymous_callers_are_refused(client, db, world, path):
         ("trend", {"from": "2026-11-01T00:00:00"}, "from"),
         ("trend", {"from": "2026-11-02T00:00:00+08:00", "to": "2026-11-01T00:00:00+08:00"}, "to"),
         ("trend", {"from": "2020-01-01T00:00:00+08:00", "to": "2026-01-01T00:00:00+08:00"}, "from"),
-        ("hotspots", {"cell": 99999}, "cell"),
-        ("heatmap", {"cell": 0}, "cell"),
+        ("hotspots", {"cell_id": 99999}, "cell_id"),
+        ("heatmap", {"cell_id": 0}, "cell_id"),
+        ("heatmap", {"cell": "999999"}, "cell"),
+        ("trend", {"cell": "12"}, "cell"),
+        ("trend", {"from": "2026-11-31"}, "from"),
+        ("trend", {"to": "tomorrow"}, "to"),
         ("heatmap", {"category": ""}, "category"),
     ],
 )
