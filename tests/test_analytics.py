@@ -272,6 +272,32 @@ def test_trend_counts_filed_and_closed_per_local_period(client, db, world):
     ]
 
 
+def test_trend_takes_local_days_and_datetimes_around_midnight(client, db, world):
+    # One case each side of local midnight between 16 and 17 November (Asia/Shanghai).
+    times = [local(2026, 11, 16, 23, 59, 59), local(2026, 11, 17, 0, 0), local(2026, 11, 17, 23, 59, 59)]
+    reports = [file(world, (116.405, 39.905)) for _ in times]
+    for report, moment in zip(reports, times, strict=True):
+        db.session.execute(
+            update(Report).where(Report.id == report.id).values(created_at=moment, version=Report.version + 1)
+        )
+    db.session.commit()
+
+    def filed(**period):
+        out = get(client, "trend", world.admin, interval="day", **period)
+        assert out.status_code == 200, out.json
+        return [(i["start"][:10], i["filed"]) for i in out.json["items"]], (out.json["from"], out.json["to"])
+
+    # A date as `to` includes that whole local day.
+    items, bounds = filed(**{"from": "2026-11-17", "to": "2026-11-17"})
+    assert items == [("2026-11-17", 2)]
+    assert bounds == ("2026-11-17T00:00:00+08:00", "2026-11-18T00:00:00+08:00")
+    # A datetime is taken as given: local midnight as `to` leaves out the case filed at midnight.
+    items, _ = filed(**{"from": "2026-11-16", "to": "2026-11-17T00:00:00+08:00"})
+    assert items == [("2026-11-16", 1)]
+    items, _ = filed(**{"from": "2026-11-16T16:00:00Z", "to": "2026-11-17T16:00:00Z"})
+    assert items == [("2026-11-17", 2)]
+
+
 def test_trend_defaults_to_the_last_30_days(client, db, world):
     file(world, (116.405, 39.905))
     out = get(client, "trend", world.admin).json

@@ -139,8 +139,10 @@ class CellScopeArgs(Schema):
     name the same cell). Loaded as they are; app.services.grid.cells.resolve_cell turns them into the cell (422
     when none has that id or code, or when the two disagree). A cell scopes to its subtree."""
 
-    cell_id = Id(from_query=True, metadata={"description": "A cell's id: that cell's subtree."})
-    cell = fields.String(validate=CELL_CODE, metadata={"description": "A cell's code: that cell's subtree."})
+    cell_id = Id(from_query=True, metadata={"description": "The cell by its id (or give `cell`, its code)."})
+    cell = fields.String(
+        validate=CELL_CODE, metadata={"description": "The cell by its code (or give `cell_id`, its id)."}
+    )
 
 
 class RequiredCellScopeArgs(CellScopeArgs):
