@@ -159,28 +159,21 @@ class EscalationLevel(fields.String):
     district (3). Loads the number, which is what outputs carry (`escalation_level`)."""
 
     CHOICES = [*ESCALATION_LEVELS, *(str(n) for n in range(len(ESCALATION_LEVELS)))]
+    NAMED = ", ".join(f"{name} ({n})" for n, name in enumerate(ESCALATION_LEVELS))
 
-    def __init__(self, *, lowest: int = 0, **kw):
-        self.lowest = lowest
-        names = ", ".join(f"{name} ({n})" for n, name in enumerate(ESCALATION_LEVELS) if n >= lowest)
+    def __init__(self, **kw):
         meta = kw.pop("metadata", {})
-        meta["description"] = f"{meta.get('description', '')} By name or number: {names}.".strip()
-        allowed = [*ESCALATION_LEVELS[lowest:], *(str(n) for n in range(lowest, len(ESCALATION_LEVELS)))]
-        meta["enum"] = allowed
+        meta["description"] = f"{meta.get('description', '')} By name or number: {self.NAMED}.".strip()
+        meta["enum"] = self.CHOICES
         super().__init__(metadata=meta, **kw)
 
     def _deserialize(self, value, attr, data, **kwargs):
+        # A JSON body (POST /reports/search) may send the number as a number.
         if isinstance(value, int) and not isinstance(value, bool):
             value = str(value)
-        if not isinstance(value, str):
-            raise ValidationError("Not an escalation level.")
-        level = ESCALATION_LEVELS.index(value) if value in ESCALATION_LEVELS else None
-        if level is None and value.isascii() and value.isdigit() and int(value) < len(ESCALATION_LEVELS):
-            level = int(value)
-        if level is None or level < self.lowest:
-            choices = [f"{name} ({n})" for n, name in enumerate(ESCALATION_LEVELS) if n >= self.lowest]
-            raise ValidationError(f"Must be one of {', '.join(choices)}.")
-        return level
+        if value not in self.CHOICES:
+            raise ValidationError(f"Must be one of {self.NAMED}.")
+        return int(value) if value.isdigit() else ESCALATION_LEVELS.index(value)
 
 
 class PageArgs(Schema):
