@@ -365,12 +365,12 @@ def main(n_reports, cells, runs, analytics_runs, cluster, seed):
             ),
             "hotspots, one street, 30 days": (
                 street_runs,
-                api("/api/v1/analytics/hotspots", {"cell": lambda r: r["cell"], **iso}),
+                api("/api/v1/analytics/hotspots", {"cell_id": lambda r: r["cell"], **iso}),
                 raw(RAW_HOTSPOTS),
             ),
             "heat map, district, 200 m, 30 days": (
                 heat_runs,
-                api("/api/v1/analytics/heatmap", {"cell": lambda r: r["cell"], "size_m": 200, **iso}),
+                api("/api/v1/analytics/heatmap", {"cell_id": lambda r: r["cell"], "size_m": 200, **iso}),
                 raw(RAW_HEATMAP),
             ),
         }

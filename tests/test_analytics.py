@@ -176,21 +176,25 @@ def test_heatmap_counts_add_up_to_the_filtered_total(client, db, world):
     file(world, (116.505, 39.905))
     community = world.cells[COMMUNITY].id
     for query in (
-        {"cell": community, "size_m": 100},
-        {"cell": community, "category": "G01", "size_m": 333},
+        {"cell_id": community, "size_m": 100},
+        {"cell": COMMUNITY, "category": "G01", "size_m": 333},
         {"size_m": 2000},
         {"size_m": 50},
     ):
         resp = get(client, "heatmap", world.admin, **query)
         assert resp.status_code == 200, resp.json
         out = resp.json
-        listed = {"cell_id": query.get("cell"), "category": query.get("category"), "page_size": 1}
+        listed = {
+            "cell_id": community if "cell" in query or "cell_id" in query else None,
+            "category": query.get("category"),
+            "page_size": 1,
+        }
         total = client.get(
             "/api/v1/reports", query_string={k: v for k, v in listed.items() if v}, headers=auth_header(world.admin)
         ).json["total"]
         assert sum(f["properties"]["count"] for f in out["features"]) == out["total"] == total
         assert all(f["properties"]["count"] > 0 for f in out["features"])
-    squares = get(client, "heatmap", world.admin, cell=community, size_m=100).json["features"]
+    squares = get(client, "heatmap", world.admin, cell_id=community, size_m=100).json["features"]
     corner = next(f for f in squares if f["geometry"]["coordinates"][0][0] == [116.40, 39.90])
     assert corner["properties"]["count"] >= 2
     (w, s), (e, _), (_, n) = corner["geometry"]["coordinates"][0][:3]
@@ -268,6 +272,32 @@ def test_trend_counts_filed_and_closed_per_local_period(client, db, world):
     ]
 
 
+def test_trend_takes_local_days_and_datetimes_around_midnight(client, db, world):
+    # One case each side of local midnight between 16 and 17 November (Asia/Shanghai).
+    times = [local(2026, 11, 16, 23, 59, 59), local(2026, 11, 17, 0, 0), local(2026, 11, 17, 23, 59, 59)]
+    reports = [file(world, (116.405, 39.905)) for _ in times]
+    for report, moment in zip(reports, times, strict=True):
+        db.session.execute(
+            update(Report).where(Report.id == report.id).values(created_at=moment, version=Report.version + 1)
+        )
+    db.session.commit()
+
+    def filed(**period):
+        out = get(client, "trend", world.admin, interval="day", **period)
+        assert out.status_code == 200, out.json
+        return [(i["start"][:10], i["filed"]) for i in out.json["items"]], (out.json["from"], out.json["to"])
+
+    # A date as `to` includes that whole local day.
+    items, bounds = filed(**{"from": "2026-11-17", "to": "2026-11-17"})
+    assert items == [("2026-11-17", 2)]
+    assert bounds == ("2026-11-17T00:00:00+08:00", "2026-11-18T00:00:00+08:00")
+    # A datetime is taken as given: local midnight as `to` leaves out the case filed at midnight.
+    items, _ = filed(**{"from": "2026-11-16", "to": "2026-11-17T00:00:00+08:00"})
+    assert items == [("2026-11-16", 1)]
+    items, _ = filed(**{"from": "2026-11-16T16:00:00Z", "to": "2026-11-17T16:00:00Z"})
+    assert items == [("2026-11-17", 2)]
+
+
 def test_trend_defaults_to_the_last_30_days(client, db, world):
     file(world, (116.405, 39.905))
     out = get(client, "trend", world.admin).json
@@ -294,7 +324,7 @@ def test_a_worker_never_sees_another_area(client, db, world):
     spots = get(client, "hotspots", world.worker).json["features"]
     assert all(116.40 <= f["properties"]["centroid"][0] <= 116.41 for f in spots)
     # Asking for the other area's cell gives nothing, not its points.
-    assert get(client, "heatmap", world.worker, cell=world.cells[OTHER_GRID].id).json["total"] == 0
+    assert get(client, "heatmap", world.worker, cell=OTHER_GRID).json["total"] == 0
 
 
 @pytest.mark.parametrize("path", ["hotspots", "heatmap", "trend"])
@@ -316,8 +346,12 @@ def test_residents_and_anonymous_callers_are_refused(client, db, world, path):
         ("trend", {"from": "2026-11-01T00:00:00"}, "from"),
         ("trend", {"from": "2026-11-02T00:00:00+08:00", "to": "2026-11-01T00:00:00+08:00"}, "to"),
         ("trend", {"from": "2020-01-01T00:00:00+08:00", "to": "2026-01-01T00:00:00+08:00"}, "from"),
-        ("hotspots", {"cell": 99999}, "cell"),
-        ("heatmap", {"cell": 0}, "cell"),
+        ("hotspots", {"cell_id": 99999}, "cell_id"),
+        ("heatmap", {"cell_id": 0}, "cell_id"),
+        ("heatmap", {"cell": "999999"}, "cell"),
+        ("trend", {"cell": "12"}, "cell"),
+        ("trend", {"from": "2026-11-31"}, "from"),
+        ("trend", {"to": "tomorrow"}, "to"),
         ("heatmap", {"category": ""}, "category"),
     ],
 )

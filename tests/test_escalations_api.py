@@ -127,7 +127,11 @@ def test_each_case_carries_chain_assignee_overdue_time_and_last_events(client, w
 def test_filters_by_cell_and_level_and_pages(client, world):
     headers = auth_header(world.district_sup)
     assert ids(client.get(URL, query_string={"cell": COMMUNITY}, headers=headers)) == [world.at_community.id]
-    assert ids(client.get(URL, query_string={"level": "street"}, headers=headers)) == [world.at_street.id]
+    community_id = world.at_community.handling_cell_id
+    assert ids(client.get(URL, query_string={"cell_id": community_id}, headers=headers)) == [world.at_community.id]
+    assert ids(client.get(URL, query_string={"escalation_level": "street"}, headers=headers)) == [world.at_street.id]
+    assert ids(client.get(URL, query_string={"escalation_level": "2"}, headers=headers)) == [world.at_street.id]
+    assert ids(client.get(URL, query_string={"escalation_level": "grid"}, headers=headers)) == []
     resp = client.get(URL, query_string={"page": 2, "page_size": 1}, headers=headers)
     assert ids(resp) == [world.at_community.id]
     assert resp.get_json()["total"] == 2
@@ -136,11 +140,16 @@ def test_filters_by_cell_and_level_and_pages(client, world):
 @pytest.mark.parametrize(
     "query, field",
     [
-        ({"level": "grid"}, "level"),
-        ({"level": "city"}, "level"),
+        ({"escalation_level": "city"}, "escalation_level"),
+        ({"escalation_level": "4"}, "escalation_level"),
+        ({"escalation_level": "-1"}, "escalation_level"),
+        ({"escalation_level": "Street"}, "escalation_level"),
         ({"page": 0}, "page"),
         ({"page_size": 1000}, "page_size"),
         ({"cell": "12"}, "cell"),
+        ({"cell": "999999"}, "cell"),
+        ({"cell_id": 999_999}, "cell_id"),
+        ({"cell_id": "abc"}, "cell_id"),
     ],
 )
 def test_bad_arguments_are_422(client, world, query, field):
@@ -150,10 +159,17 @@ def test_bad_arguments_are_422(client, world, query, field):
     assert field in body["errors"]
 
 
-@pytest.mark.parametrize("code", ["110106001001", "999999"])
-def test_a_cell_outside_the_subtree_or_unknown_is_404(client, world, code):
-    resp = client.get(URL, query_string={"cell": code}, headers=auth_header(world.community_sup))
-    assert_problem(resp, 404, "cell_not_found")
+def test_a_cell_outside_the_subtree_is_403(client, world):
+    resp = client.get(URL, query_string={"cell": "110106001001"}, headers=auth_header(world.community_sup))
+    assert_problem(resp, 403, "outside_subtree")
+
+
+def test_a_cell_id_and_code_that_disagree_are_422(client, world):
+    query = {"cell": COMMUNITY, "cell_id": world.at_street.handling_cell_id}
+    body = assert_problem(
+        client.get(URL, query_string=query, headers=auth_header(world.district_sup)), 422, "validation_failed"
+    )
+    assert "cell" in body["errors"]
 
 
 @pytest.mark.parametrize("who", ["worker", "resident"])

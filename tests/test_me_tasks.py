@@ -168,8 +168,29 @@ def test_my_tasks_for_callers_without_cases_and_bad_queries(client, db, world):
         assert (resp.status_code, resp.json["items"], resp.json["total"]) == (200, [], 0)
     assert_problem(client.get(TASKS), 401, "missing_token")
     headers = auth_header(world.worker)
-    for query in ("status=closed", "status=nonsense", "page_size=500", "page=0", "page=x"):
+    for query in ("status=closed", "status=nonsense", "page_size=500", "page=0", "page=x", "cell=1", "cell=999999"):
         assert_problem(client.get(f"{TASKS}?{query}", headers=headers), 422, "validation_failed")
+
+
+def test_my_tasks_by_cell_code_or_id(client, db, world):
+    mine = case(world, "assigned", hours=1)
+    headers = auth_header(world.worker)
+
+    def ids(query):
+        resp = client.get(TASKS, query_string=query, headers=headers)
+        assert resp.status_code == 200, resp.json
+        return [t["id"] for t in resp.json["items"]]
+
+    assert ids({"cell": SW}) == ids({"cell": COMMUNITY}) == ids({"cell_id": world.cells[SW].id}) == [mine.id]
+    assert ids({"cell": NE}) == []
+    # Another worker's cases stay theirs whatever cell is asked for.
+    assert client.get(TASKS, query_string={"cell": SW}, headers=auth_header(world.other)).json["items"] == []
+    body = assert_problem(
+        client.get(TASKS, query_string={"cell": NE, "cell_id": world.cells[SW].id}, headers=headers),
+        422,
+        "validation_failed",
+    )
+    assert "cell" in body["errors"]
 
 
 # ---- GET /me/cells ------------------------------------------------------------------------------

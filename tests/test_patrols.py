@@ -278,7 +278,7 @@ def test_a_time_at_the_ends_of_the_calendar_is_refused_per_point(client, db, wor
 
 @pytest.mark.parametrize("day", ["0001-01-01", "9999-12-31"])
 def test_coverage_of_a_day_at_the_ends_of_the_calendar_is_422(client, db, world, day):
-    resp = client.get(f"{COVERAGE}?cell={world.cells[SW].id}&date={day}", headers=auth_header(world.admin))
+    resp = client.get(f"{COVERAGE}?cell_id={world.cells[SW].id}&date={day}", headers=auth_header(world.admin))
     assert "date" in assert_problem(resp, 422, "validation_failed")["errors"]
 
 
@@ -349,7 +349,7 @@ def walk(client, worker, steps):
 
 
 def coverage(client, user, cell, day=DAY, **query):
-    params = "&".join(f"{k}={v}" for k, v in {"cell": cell.id, "date": day.isoformat(), **query}.items())
+    params = "&".join(f"{k}={v}" for k, v in {"cell_id": cell.id, "date": day.isoformat(), **query}.items())
     return client.get(f"{COVERAGE}?{params}", headers=auth_header(user))
 
 
@@ -430,26 +430,29 @@ def test_a_worker_sees_the_coverage_of_the_cells_they_serve(client, db, world):
 
 def test_coverage_wrong_callers_and_bad_queries(client, db, world):
     cell = world.cells[SW]
-    assert_problem(client.get(f"{COVERAGE}?cell={cell.id}"), 401, "missing_token")
+    assert_problem(client.get(f"{COVERAGE}?cell_id={cell.id}"), 401, "missing_token")
     assert_problem(coverage(client, world.resident, cell), 403, "forbidden")
     assert_problem(coverage(client, world.outsider, cell), 403, "outside_subtree")
     assert_problem(coverage(client, world.supervisor, world.cells[OTHER_GRID]), 403, "outside_subtree")
-    assert_problem(coverage(client, world.admin, SimpleNamespace(id=999999)), 404, "cell_not_found")
+    assert_problem(coverage(client, world.admin, SimpleNamespace(id=999999)), 422, "validation_failed")
     headers = auth_header(world.admin)
     for query in (
         "",
         "cell=abc",
         "cell=0",
-        f"cell={cell.id}&date=2026-13-01",
-        f"cell={cell.id}&date=today",
-        f"cell={cell.id}&page_size=500",
+        "cell_id=0",
+        "cell=999999",
+        f"cell_id={cell.id}&cell=110105",
+        f"cell_id={cell.id}&date=2026-13-01",
+        f"cell_id={cell.id}&date=today",
+        f"cell_id={cell.id}&page_size=500",
     ):
         assert_problem(client.get(f"{COVERAGE}?{query}", headers=headers), 422, "validation_failed")
 
 
 def test_coverage_defaults_to_today(client, db, world):
     walk(client, world.worker, [(116.405, 39.905, utcnow() - timedelta(seconds=1))])
-    resp = client.get(f"{COVERAGE}?cell={world.cells[SW].id}", headers=auth_header(world.worker))
+    resp = client.get(f"{COVERAGE}?cell_id={world.cells[SW].id}", headers=auth_header(world.worker))
     assert resp.status_code == 200, resp.json
     assert resp.json["date"] == utcnow().astimezone(SHANGHAI).date().isoformat()
     assert resp.json["items"][0]["workers"][0]["points"] == 1

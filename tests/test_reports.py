@@ -467,7 +467,11 @@ def test_list_pagination(client, db, world):
         ({"cell_id": 0}, "cell_id"),
         ({"triage": "maybe"}, "triage"),
         ({"created_from": "2026-01-01T00:00:00"}, "created_from"),
-        ({"created_to": "2026-01-01"}, "created_to"),
+        ({"created_to": "2026-01-01T08:00"}, "created_to"),
+        ({"created_to": "2026-02-30"}, "created_to"),
+        ({"created_from": "01/02/2026"}, "created_from"),
+        ({"cell": "999999"}, "cell"),
+        ({"cell_id": 999_999}, "cell_id"),
         ({"sla_state": "blue"}, "sla_state"),
         ({"escalation_level": 4}, "escalation_level"),
         ({"escalation_level": -1}, "escalation_level"),
@@ -516,6 +520,56 @@ def test_list_filter_by_cell_subtree(client, db, world, filed):
     # A worker asking for a subtree they do not serve still sees only their own cell's reports.
     assert _ids(_list(client, world.worker, cell_id=cells[COMMUNITY].id)) == [filed.sw.id]
     assert _ids(_list(client, world.other_supervisor, cell_id=cells[COMMUNITY].id)) == []
+
+
+def test_list_filter_by_cell_code_or_id_or_both(client, db, world, filed):
+    cells = world.cells
+    by_code = _ids(_list(client, world.admin, cell=COMMUNITY))
+    assert by_code == [filed.ne.id, filed.sw.id]
+    assert _ids(_list(client, world.admin, cell_id=cells[COMMUNITY].id, cell=COMMUNITY)) == by_code
+    assert _ids(_list(client, world.worker, cell=COMMUNITY)) == [filed.sw.id]
+    geojson = client.get(f"{URL}.geojson", query_string={"cell": SW}, headers=auth_header(world.admin))
+    assert [f["properties"]["id"] for f in geojson.json["features"]] == [filed.sw.id]
+
+
+@pytest.mark.parametrize(
+    "query, field",
+    [
+        ({"cell": "999999"}, "cell"),
+        ({"cell": "11"}, "cell"),
+        ({"cell_id": 999_999}, "cell_id"),
+        ({"cell": SW, "cell_id": "community"}, "cell"),
+    ],
+)
+def test_list_cell_unknown_or_disagreeing_is_422(client, db, world, filed, query, field):
+    if query.get("cell_id") == "community":
+        query = {**query, "cell_id": world.cells[COMMUNITY].id}
+    for path in (URL, f"{URL}.geojson"):
+        body = assert_problem(
+            client.get(path, query_string=query, headers=auth_header(world.worker)), 422, "validation_failed"
+        )
+        assert field in body["errors"]
+
+
+def test_list_dates_are_local_days_around_midnight_in_shanghai(client, db, world, filed):
+    # Asia/Shanghai is UTC+8: the local day 2026-01-02 is [2026-01-01T16:00Z, 2026-01-02T16:00Z).
+    filed.sw.created_at = datetime(2026, 1, 1, 15, 59, 59, tzinfo=UTC)  # 2026-01-01 23:59:59 local
+    filed.ne.created_at = datetime(2026, 1, 1, 16, 0, tzinfo=UTC)  # 2026-01-02 00:00:00 local
+    filed.other.created_at = datetime(2026, 1, 2, 15, 59, 59, tzinfo=UTC)  # 2026-01-02 23:59:59 local
+    filed.triage.created_at = datetime(2026, 1, 2, 16, 0, tzinfo=UTC)  # 2026-01-03 00:00:00 local
+    db.session.commit()
+    day = _ids(_list(client, world.admin, created_from="2026-01-02", created_to="2026-01-02"))
+    assert day == [filed.other.id, filed.ne.id]
+    assert _ids(_list(client, world.admin, created_from="2026-01-03")) == [filed.triage.id]
+    assert _ids(_list(client, world.admin, created_to="2026-01-01")) == [filed.sw.id]
+    # A datetime is taken as given: midnight local as `to` excludes the case filed at that instant.
+    page = _list(client, world.admin, created_from="2026-01-02", created_to="2026-01-03T00:00:00+08:00")
+    assert _ids(page) == [filed.other.id, filed.ne.id]
+    page = _list(client, world.admin, created_from="2026-01-02T00:00:00+08:00", created_to="2026-01-02T00:00:01+08:00")
+    assert _ids(page) == [filed.ne.id]
+    # The same instant in UTC, and a date mixed with a datetime.
+    page = _list(client, world.admin, created_from="2026-01-01T16:00:00Z", created_to="2026-01-02")
+    assert _ids(page) == [filed.other.id, filed.ne.id]
 
 
 def test_list_filter_by_triage(client, db, world, filed):
@@ -582,7 +636,10 @@ def clocked(world):
         ({"overdue": "true"}, ["held_red", "red"]),
         ({"overdue": "false"}, ["waiting", "yellow", "green"]),
         ({"escalation_level": 1}, ["red"]),
+        ({"escalation_level": "community"}, ["red"]),
         ({"escalation_level": 0}, ["waiting", "held_red", "yellow", "green"]),
+        ({"escalation_level": "grid"}, ["waiting", "held_red", "yellow", "green"]),
+        ({"escalation_level": "district"}, []),
         ({"sla_state": "red", "overdue": "false"}, []),
     ],
 )

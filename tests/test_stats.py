@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -200,6 +201,9 @@ def test_a_period_with_nothing_decided_has_no_rate(client, db, world):
         ({"from": "yesterday"}, "from"),
         ({"from": "2026-11-01T00:00:00"}, "from"),  # no offset: ambiguous
         ({"cell": "1"}, "cell"),
+        ({"cell_id": "x"}, "cell_id"),
+        ({"to": "2026-11-31"}, "to"),
+        ({"to": "2026-11-15 08:00"}, "to"),
     ],
 )
 def test_bad_arguments_are_422(client, world, query, field):
@@ -207,25 +211,66 @@ def test_bad_arguments_are_422(client, world, query, field):
     assert field in body["errors"]
 
 
-@pytest.mark.parametrize("missing", ["cell", "from", "to"])
-def test_missing_arguments_are_422(client, world, missing):
-    query = {"cell": DISTRICT, **PERIOD}
-    del query[missing]
-    resp = client.get(URL, query_string=query, headers=auth_header(world.admin))
-    assert missing in assert_problem(resp, 422, "validation_failed")["errors"]
+def test_a_missing_cell_is_422(client, world):
+    resp = client.get(URL, query_string=PERIOD, headers=auth_header(world.admin))
+    assert "cell" in assert_problem(resp, 422, "validation_failed")["errors"]
+
+
+def _month_bounds(now: datetime) -> tuple[str, str]:
+    local = now.astimezone(ZoneInfo("Asia/Shanghai"))
+    first = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    following = (first + timedelta(days=32)).replace(day=1)
+    return first.isoformat(), following.isoformat()
+
+
+@pytest.mark.parametrize("given", [{}, {"from": "2026-11-01"}, {"to": "2099-12-31"}])
+def test_from_and_to_default_to_the_current_local_month(client, world, given):
+    before = _month_bounds(datetime.now(UTC))
+    resp = client.get(URL, query_string={"cell": DISTRICT, **given}, headers=auth_header(world.admin))
+    after = _month_bounds(datetime.now(UTC))
+    assert resp.status_code == 200, resp.get_json()
+    data = resp.get_json()
+    expected_from = "2026-11-01T00:00:00+08:00" if "from" in given else None
+    expected_to = "2100-01-01T00:00:00+08:00" if "to" in given else None
+    assert any(
+        (data["from"], data["to"]) == (expected_from or month[0], expected_to or month[1]) for month in (before, after)
+    )
 
 
 def test_a_grid_cell_has_no_next_level(client, world):
     assert "cell" in assert_problem(get(client, world.admin, cell=SW), 422, "validation_failed")["errors"]
 
 
-def test_unknown_cell_is_404(client, world):
-    assert_problem(get(client, world.admin, cell="999999"), 404, "cell_not_found")
+@pytest.mark.parametrize(
+    "query, field",
+    [
+        ({"cell": "999999"}, "cell"),
+        ({"cell_id": 999_999}, "cell_id"),
+        ({"cell": DISTRICT, "cell_id": 999_999}, "cell_id"),
+        ({"cell": STREET}, "cell"),  # with cell_id = the district's: they disagree
+    ],
+)
+def test_an_unknown_cell_or_two_that_disagree_are_422(client, world, query, field):
+    if query == {"cell": STREET}:
+        query = {**query, "cell_id": world.cells[DISTRICT].id}
+    assert field in assert_problem(get(client, world.admin, **query), 422, "validation_failed")["errors"]
+
+
+@pytest.mark.parametrize("how", ["cell", "cell_id", "both"])
+def test_the_cell_by_id_code_or_both_is_the_same_answer(client, world, how):
+    query = {
+        "cell": {"cell": STREET},
+        "cell_id": {"cell_id": world.cells[STREET].id},
+        "both": {"cell": STREET, "cell_id": world.cells[STREET].id},
+    }[how]
+    data = get(client, world.street_sup, **query).get_json()
+    assert data["cell"]["code"] == STREET
+    assert [row["cell"]["code"] for row in data["children"]] == [COMMUNITY]
 
 
 @pytest.mark.parametrize("who, code", [("street_sup", DISTRICT), ("street_sup", STREET2), ("no_cell_sup", STREET)])
 def test_a_cell_outside_the_supervisors_subtree_is_403(client, world, who, code):
-    assert_problem(get(client, getattr(world, who), cell=code), 403, "forbidden")
+    assert_problem(get(client, getattr(world, who), cell=code), 403, "outside_subtree")
 
 
 @pytest.mark.parametrize("who", ["worker", "resident"])
@@ -300,3 +345,53 @@ def test_a_rating_given_through_the_api_counts(client, db, world):
     query = {"cell": DISTRICT, "from": (now - DAY).isoformat(), "to": (now + DAY).isoformat()}
     data = client.get(URL, query_string=query, headers=auth_header(world.admin)).get_json()
     assert (data["satisfaction_avg"], data["satisfaction_count"]) == (4.0, 1)
+
+
+# ---- one way to say each thing (issue 16) ---------------------------------------------------------
+
+
+def test_the_total_row_sums_the_children_and_recomputes_the_rate(client, db, world):
+    # Street 2 gets one case due in the period and closed on time: its own rate is 1, street 1's is 1/3. Their
+    # mean would be 2/3; the district's rate is over the summed counts: 2 on time of 4 decided.
+    make_case(
+        world.resident,
+        make_category(),
+        world.cells[GRID2],
+        status="closed",
+        created_at=P0 + DAY,
+        due_at=P0 + 5 * DAY,
+        closed_at=P0 + 3 * DAY,
+    )
+    data = get(client, world.district_sup, cell=DISTRICT).get_json()
+    rows = data["children"]
+    total = data["total"]
+    assert total["cell"]["code"] == DISTRICT
+    assert [row["on_time_rate"] for row in rows] == [pytest.approx(1 / 3), 1.0]
+    assert total["on_time_rate"] == pytest.approx(2 / 4)
+    counts = [name for name, value in EMPTY.items() if value == 0]
+    assert "due_missed" in counts
+    assert {name: total[name] for name in counts} == {name: sum(row[name] for row in rows) for name in counts}
+    assert (total["filed"], total["due"], total["due_missed"], total["closed"]) == (6, 5, 2, 4)
+    # The mean time to close over all 4 closed cases: 3 of street 1 (2 days each on average) and one of 2 days.
+    assert total["avg_close_seconds"] == pytest.approx(2 * 86400.0)
+    assert (data["satisfaction_avg"], data["satisfaction_count"]) == (total["satisfaction_avg"], 0)
+
+
+def test_the_total_row_of_a_cell_with_nothing_is_empty(client, world):
+    resp = client.get(
+        URL,
+        query_string={"cell": DISTRICT, "from": "2020-01-01", "to": "2020-01-31"},
+        headers=auth_header(world.admin),
+    )
+    total = resp.get_json()["total"]
+    assert {**total, "overdue_backlog": 0} == {"cell": total["cell"], **EMPTY}
+    assert total["overdue_backlog"] == 1  # today's backlog, whatever the period
+
+
+def test_dates_are_local_days_in_the_timezone(client, world):
+    # 2026-11-01 in Asia/Shanghai starts at 2026-10-31T16:00Z; "to" as a date includes that whole local day.
+    resp = client.get(
+        URL, query_string={"cell": DISTRICT, "from": "2026-11-01", "to": "2026-11-14"}, headers=auth_header(world.admin)
+    )
+    data = resp.get_json()
+    assert (data["from"], data["to"]) == ("2026-11-01T00:00:00+08:00", "2026-11-15T00:00:00+08:00")

@@ -103,9 +103,14 @@ def test_user_list_by_cell_finds_its_supervisor_and_todays_workers(client, world
     make_assignment(former, world.cells[SW], valid_to=date(2021, 1, 1))
     resp = client.get(f"{API}/users?cell_id={world.cells[SW].id}", headers=auth_header(world.admin))
     assert [u["username"] for u in resp.json["items"]] == ["li.worker"]
+    resp = client.get(f"{API}/users?cell={SW}", headers=auth_header(world.admin))
+    assert [u["username"] for u in resp.json["items"]] == ["li.worker"]
 
 
-@pytest.mark.parametrize("query", ["role=boss", "active=maybe", "page_size=1000", "cell_id=0", "page=0"])
+@pytest.mark.parametrize(
+    "query",
+    ["role=boss", "active=maybe", "page_size=1000", "cell_id=0", "page=0", "cell=12", "cell=999999", "cell_id=999999"],
+)
 def test_user_list_rejects_bad_filters(client, world, query):
     assert_problem(client.get(f"{API}/users?{query}", headers=auth_header(world.admin)), 422, "validation_failed")
 

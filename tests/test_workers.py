@@ -389,10 +389,11 @@ def test_workers_by_cell_and_duty(client, db, world):
     make_duty(world.newcomer, True)
     headers = auth_header(world.supervisor)
     names = lambda q: [w["username"] for w in client.get(f"{API}/workers?{q}", headers=headers).json["items"]]
-    assert names(f"cell={world.cells[SW].id}") == ["wang", "zhao"]
-    assert names(f"cell={world.cells[NE].id}") == []
+    assert names(f"cell_id={world.cells[SW].id}") == ["wang", "zhao"]
+    assert names(f"cell_id={world.cells[NE].id}") == []
+    assert names(f"cell={SW}") == names(f"cell_id={world.cells[SW].id}&cell={SW}") == ["wang", "zhao"]
     assert names("on_duty=true") == ["zhao"]
-    assert names(f"cell={world.cells[SW].id}&on_duty=false") == ["wang"]
+    assert names(f"cell_id={world.cells[SW].id}&on_duty=false") == ["wang"]
 
 
 def test_workers_wrong_callers_and_bad_query(client, db, world):
@@ -400,12 +401,12 @@ def test_workers_wrong_callers_and_bad_query(client, db, world):
     for user in (world.worker, world.resident):
         assert_problem(client.get(f"{API}/workers", headers=auth_header(user)), 403, "forbidden")
     assert_problem(
-        client.get(f"{API}/workers?cell={world.cells[SW].id}", headers=auth_header(world.outsider)),
+        client.get(f"{API}/workers?cell_id={world.cells[SW].id}", headers=auth_header(world.outsider)),
         403,
         "outside_subtree",
     )
     headers = auth_header(world.admin)
-    for query in ("cell=abc", "on_duty=perhaps", "page_size=500", "cell=999999"):
+    for query in ("cell=abc", "cell_id=abc", "on_duty=perhaps", "page_size=500", "cell=999999", "cell_id=999999"):
         assert_problem(client.get(f"{API}/workers?{query}", headers=headers), 422, "validation_failed")
 
 

@@ -5,6 +5,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from app.api.access import auth_required, current_user
+from app.api.filters import cell_id_filter
 from app.api.openapi import BEARER
 from app.models import Role
 from app.schemas.analytics import HeatmapArgs, HotspotArgs, TrendArgs, TrendOut
@@ -24,7 +25,7 @@ def _geojson(body):
 
 
 def _filters(args):
-    return {"category_code": args.pop("category", None), "cell_id": args.pop("cell", None), **args}
+    return {"category_code": args.pop("category", None), "cell_id": cell_id_filter(args), **args}
 
 
 @blp.route("/analytics/hotspots")

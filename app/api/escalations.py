@@ -4,6 +4,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from app.api.access import auth_required, current_user
+from app.api.filters import cell_filter
 from app.api.openapi import BEARER
 from app.models import Role
 from app.models.base import utcnow
@@ -23,5 +24,5 @@ class Escalations(MethodView):
         """Open cases escalated to a cell in my subtree, most overdue first, with chain, assignee and last events."""
         page, size = args.pop("page"), args.pop("page_size")
         return escalation_service.escalated_cases(
-            current_user(), utcnow(), page, size, cell_code=args.get("cell"), level=args.get("level")
+            current_user(), utcnow(), page, size, cell=cell_filter(args), level=args.get("escalation_level")
         )

@@ -4,6 +4,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from app.api.access import auth_required, current_user
+from app.api.filters import cell_filter
 from app.api.idempotency import idempotent
 from app.api.openapi import BEARER
 from app.models import Role
@@ -16,7 +17,6 @@ from app.schemas.patrols import (
 from app.services.calendar.worktime import local_day
 from app.services.field import patrols as patrol_service
 from app.services.pagination import paginate
-from app.services.people import workers as worker_service
 
 blp = Blueprint("patrols", __name__, description="Patrol check-ins and coverage")
 
@@ -49,7 +49,7 @@ class Coverage(MethodView):
         """Per grid cell under `cell`, the workers who patrolled it on `date`: points, first and last time, metres.
 
         Admins see any cell, supervisors their subtree (403 outside it), workers the cells they serve today."""
-        cells = patrol_service.coverage_cells(current_user(), worker_service.get_cell(args["cell"]))
+        cells = patrol_service.coverage_cells(current_user(), cell_filter(args))
         page = paginate(cells, args["page"], args["page_size"])
         day = args["date"] or local_day()
         return {

@@ -7,6 +7,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from app.api.access import auth_required, current_user
+from app.api.filters import cell_id_filter
 from app.api.idempotency import idempotent
 from app.api.openapi import BEARER, documents_if_match
 from app.models import Role
@@ -202,7 +203,8 @@ for _action in ACTIONS:
 
 
 def _query(args):
-    return geoqueries.reports_query(current_user(), category_code=args.pop("category", None), **args)
+    cell_id = cell_id_filter(args)
+    return geoqueries.reports_query(current_user(), category_code=args.pop("category", None), cell_id=cell_id, **args)
 
 
 @blp.route("/reports/search")

@@ -4,6 +4,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from app.api.access import auth_required, current_user
+from app.api.filters import cell_filter
 from app.api.openapi import BEARER
 from app.models import Role
 from app.models.base import utcnow
@@ -20,5 +21,6 @@ class StatsSummary(MethodView):
     @blp.arguments(SummaryArgs, location="query")
     @blp.response(200, SummaryOut)
     def get(self, args):
-        """Per child of `cell` over [from, to): filed, closed, on time, 按期结案率, overdue backlog, escalations."""
-        return stats_service.summary(current_user(), args["cell"], args["start"], args["end"], utcnow())
+        """Per child of the cell over [from, to) (default the current local month), and their total: filed,
+        closed, on time, 按期结案率, overdue backlog, escalations."""
+        return stats_service.summary(current_user(), cell_filter(args), args.get("start"), args.get("end"), utcnow())

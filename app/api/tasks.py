@@ -6,6 +6,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from app.api.access import auth_required, current_user
+from app.api.filters import cell_filter
 from app.api.openapi import BEARER
 from app.models import Role
 from app.schemas.tasks import MyCellOut, TaskListArgs, TaskPage
@@ -27,7 +28,8 @@ class MyTasks(MethodView):
 
         Cases without a deadline come last; ties by id. Each has its SLA state, location and latest event."""
         user = current_user()
-        page = paginate(task_service.tasks_query(user, args.get("status")), args["page"], args["page_size"])
+        stmt = task_service.tasks_query(user, args.get("status"), cell_filter(args))
+        page = paginate(stmt, args["page"], args["page_size"])
         return public_view.present_page(user, replace(page, items=task_service.as_tasks(page.items)))
 
 

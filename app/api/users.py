@@ -6,6 +6,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from app.api.access import auth_required, current_user
+from app.api.filters import cell_id_filter
 from app.api.idempotency import idempotent
 from app.api.openapi import BEARER
 from app.models import Role
@@ -26,7 +27,7 @@ class Users(MethodView):
     def get(self, args):
         """Accounts ordered by username, filtered by role, active, cell and a name/phone search."""
         page, size = args.pop("page"), args.pop("page_size")
-        found = paginate(user_service.users_query(**args), page, size)
+        found = paginate(user_service.users_query(cell_id=cell_id_filter(args), **args), page, size)
         return replace(found, items=user_service.accounts(found.items))
 
     @auth_required(Role.admin, Role.supervisor)

@@ -4,6 +4,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from app.api.access import auth_required, current_user
+from app.api.filters import cell_id_filter
 from app.api.idempotency import idempotent
 from app.api.openapi import BEARER
 from app.models import Role
@@ -71,7 +72,7 @@ class Workers(MethodView):
     @blp.response(200, WorkerPage)
     def get(self, args):
         """Active workers (a supervisor: those serving the subtree today) with cells, duty, workload, position."""
-        stmt = workforce.workers_query(current_user(), cell_id=args.get("cell"), on_duty=args.get("on_duty"))
+        stmt = workforce.workers_query(current_user(), cell_id=cell_id_filter(args), on_duty=args.get("on_duty"))
         page = paginate(stmt, args["page"], args["page_size"])
         return Page(items=workforce.describe(page.items), page=page.page, page_size=page.page_size, total=page.total)
 

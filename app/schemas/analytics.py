@@ -2,16 +2,15 @@
 
 from marshmallow import Schema, fields, validate
 
-from app.schemas.common import AwareDateTime, Id
+from app.schemas.common import CellScopeArgs, DateOrDateTime
 
 
-class AnalyticsArgs(Schema):
-    created_from = AwareDateTime(
+class AnalyticsArgs(CellScopeArgs):
+    created_from = DateOrDateTime(
         data_key="from", metadata={"description": "Filed at or after; default 30 days before `to`."}
     )
-    created_to = AwareDateTime(data_key="to", metadata={"description": "Filed before; default now."})
+    created_to = DateOrDateTime(end=True, data_key="to", metadata={"description": "Filed before; default now."})
     category = fields.String(validate=validate.Length(min=1, max=32))
-    cell = Id(from_query=True, metadata={"description": "Reports routed to that cell's subtree."})
 
 
 class HotspotArgs(AnalyticsArgs):

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import math
+import re
+from datetime import date
 from zoneinfo import ZoneInfo
 
 from flask import current_app
-from marshmallow import Schema, ValidationError, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from app.lib.coords import CRS_VALUES
+from app.lib.localtime import day_bounds
+from app.models import ESCALATION_LEVELS
 from app.models.base import MAX_ID, TIME_RANGE_ERROR, within_time_range
 
 DEFAULT_PAGE_SIZE = 20
@@ -76,6 +80,41 @@ class Day(fields.Date):
         return day
 
 
+class DateOrDateTime(fields.String):
+    """A period bound as a filter takes it: a date (the local day in TIMEZONE) or a datetime with its offset.
+
+    A date as the start of a period means the start of that local day; as its end (`end=True`) the end of that day,
+    included: the start of the next local day, since every period is half-open [from, to). A datetime is taken as
+    given. A bare local datetime is ambiguous and refused. Loads an aware UTC-comparable datetime."""
+
+    DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+    def __init__(self, *, end: bool = False, **kw):
+        self.end = end
+        meta = kw.pop("metadata", {})
+        what = "the end of that local day, included" if end else "the start of that local day"
+        meta["description"] = (
+            f"{meta.get('description', '')} A date (2026-11-27: {what}, in TIMEZONE) or a datetime with "
+            "its offset (2026-11-27T08:00:00+08:00)."
+        ).strip()
+        meta.setdefault("example", "2026-11-27")
+        super().__init__(metadata=meta, **kw)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, str):
+            raise ValidationError("Not a date or a datetime.")
+        if self.DATE.match(value):
+            try:
+                day = date.fromisoformat(value)
+            except ValueError as exc:
+                raise ValidationError("Not a valid date.") from exc
+            if not within_time_range(day):
+                raise ValidationError(TIME_RANGE_ERROR)
+            start, following = day_bounds(day, current_app.config["TIMEZONE"])
+            return following if self.end else start
+        return AwareDateTime()._deserialize(value, attr, data, **kwargs)
+
+
 def Longitude(*, from_query: bool = False, **kw):  # noqa: N802 - reads as a field type
     # Query strings carry numbers as text; JSON bodies must send real numbers.
     field = fields.Float if from_query else StrictFloat
@@ -90,6 +129,51 @@ def Latitude(*, from_query: bool = False, **kw):  # noqa: N802
 class CrsField(fields.String):
     def __init__(self, **kw):
         super().__init__(load_default="wgs84", validate=validate.OneOf(CRS_VALUES), **kw)
+
+
+CELL_CODE = validate.Regexp(r"^\d{6,20}$", error="A cell code is 6 to 20 digits.")
+
+
+class CellScopeArgs(Schema):
+    """The one way a filter names a cell: `cell_id` (its id) or `cell` (its code), either or both (then they must
+    name the same cell). Loaded as they are; app.services.grid.cells.resolve_cell turns them into the cell (422
+    when none has that id or code, or when the two disagree). A cell scopes to its subtree."""
+
+    cell_id = Id(from_query=True, metadata={"description": "The cell by its id (or give `cell`, its code)."})
+    cell = fields.String(
+        validate=CELL_CODE, metadata={"description": "The cell by its code (or give `cell_id`, its id)."}
+    )
+
+
+class RequiredCellScopeArgs(CellScopeArgs):
+    """CellScopeArgs where the cell is not optional."""
+
+    @validates_schema
+    def _one_cell(self, data, **kwargs):
+        if "cell_id" not in data and "cell" not in data:
+            raise ValidationError("Give the cell: cell_id (its id) or cell (its code).", "cell")
+
+
+class EscalationLevel(fields.String):
+    """An escalation level by name or number, the same set everywhere: grid (0), community (1), street (2),
+    district (3). Loads the number, which is what outputs carry (`escalation_level`)."""
+
+    CHOICES = [*ESCALATION_LEVELS, *(str(n) for n in range(len(ESCALATION_LEVELS)))]
+    NAMED = ", ".join(f"{name} ({n})" for n, name in enumerate(ESCALATION_LEVELS))
+
+    def __init__(self, **kw):
+        meta = kw.pop("metadata", {})
+        meta["description"] = f"{meta.get('description', '')} By name or number: {self.NAMED}.".strip()
+        meta["enum"] = self.CHOICES
+        super().__init__(metadata=meta, **kw)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        # A JSON body (POST /reports/search) may send the number as a number.
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        if value not in self.CHOICES:
+            raise ValidationError(f"Must be one of {self.NAMED}.")
+        return int(value) if value.isdigit() else ESCALATION_LEVELS.index(value)
 
 
 class PageArgs(Schema):

@@ -1,10 +1,9 @@
 """Escalated cases for supervisor review."""
 
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, fields
 
-from app.models import ESCALATION_LEVELS
 from app.schemas.auth import CellRef
-from app.schemas.common import LocalDateTime, PageArgs, page_of
+from app.schemas.common import CellScopeArgs, EscalationLevel, LocalDateTime, PageArgs, page_of
 from app.schemas.reports import CategoryRef, EventOut
 
 
@@ -20,8 +19,10 @@ class EscalatedCaseOut(Schema):
     status = fields.String(attribute="report.status")
     category = fields.Nested(CategoryRef, attribute="report.category")
     description = fields.String(attribute="report.description")
-    escalation_level = fields.Integer(attribute="report.escalation_level")
-    level = fields.String(metadata={"description": "The handling level's name: community, street or district."})
+    escalation_level = fields.Integer(
+        attribute="report.escalation_level", metadata={"description": "0..3: grid, community, street, district."}
+    )
+    level = fields.String(metadata={"description": "escalation_level by name: community, street or district."})
     critical = fields.Boolean(attribute="report.critical")
     handling_cell = fields.Nested(CellRef, attribute="report.handling_cell", allow_none=True)
     chain = fields.List(
@@ -47,9 +48,7 @@ class EscalatedCaseOut(Schema):
 EscalatedCasePage = page_of(EscalatedCaseOut, "EscalatedCasePage")
 
 
-class EscalationListArgs(PageArgs):
-    cell = fields.String(
-        validate=validate.Length(min=6, max=20),
-        metadata={"description": "Only cases handled in this cell's subtree (a cell code)."},
-    )
-    level = fields.String(validate=validate.OneOf(ESCALATION_LEVELS[1:]))
+class EscalationListArgs(CellScopeArgs, PageArgs):
+    """cell_id or cell: only cases handled in that cell's subtree."""
+
+    escalation_level = EscalationLevel()

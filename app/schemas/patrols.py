@@ -12,7 +12,7 @@ from app.lib.coords import CRS_VALUES
 from app.models.base import TIME_RANGE_ERROR, within_time_range
 from app.models.patrols import PatrolPoint, reason
 from app.schemas.auth import CellRef, UserRef
-from app.schemas.common import Day, Id, LocalDateTime, PageArgs, page_of
+from app.schemas.common import Day, LocalDateTime, PageArgs, RequiredCellScopeArgs, page_of
 
 MAX_POINTS = 1000
 POINT_FIELDS = ("time", "lon", "lat", "crs", "accuracy")
@@ -163,12 +163,9 @@ class CheckinResultOut(Schema):
     rejected = fields.List(fields.Nested(RejectedPointOut))
 
 
-class CoverageArgs(PageArgs):
-    cell = Id(
-        from_query=True,
-        required=True,
-        metadata={"description": "A cell id: itself if a grid cell, else its subtree's grid cells."},
-    )
+class CoverageArgs(RequiredCellScopeArgs, PageArgs):
+    """The cell (cell_id or cell): itself if a grid cell, else its subtree's grid cells."""
+
     date = Day(load_default=None, metadata={"description": "Local day (TIMEZONE); default today."})
 
 

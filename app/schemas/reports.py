@@ -16,9 +16,11 @@ from app.lib.geometry import GeometryProblem
 from app.models import ESCALATION_LEVELS, SLA_STATES, ReportStatus
 from app.schemas.auth import CellRef, UserRef
 from app.schemas.common import (
-    AwareDateTime,
     BBox,
+    CellScopeArgs,
     CrsField,
+    DateOrDateTime,
+    EscalationLevel,
     Id,
     Latitude,
     LocalDateTime,
@@ -224,15 +226,14 @@ def _small_box(box) -> None:
         raise ValidationError(f"bbox is larger than {MAX_BOX_SIDE_DEG} degree on a side.")
 
 
-class ReportListArgs(PageArgs):
+class ReportListArgs(CellScopeArgs, PageArgs):
     status = fields.String(validate=validate.OneOf([s.value for s in ReportStatus]))
     category = fields.String(validate=validate.Length(min=1, max=32))
-    cell_id = Id(from_query=True, metadata={"description": "That cell's subtree."})
-    created_from = AwareDateTime()
-    created_to = AwareDateTime()
+    created_from = DateOrDateTime(metadata={"description": "Filed at or after."})
+    created_to = DateOrDateTime(end=True, metadata={"description": "Filed before."})
     triage = fields.Boolean(metadata={"description": "Only reports no cell took (or only routed ones)."})
     sla_state = fields.String(validate=validate.OneOf(SLA_STATES))
-    escalation_level = fields.Integer(validate=validate.Range(min=0, max=len(ESCALATION_LEVELS) - 1))
+    escalation_level = EscalationLevel()
     assignee_id = Id(from_query=True)
     overdue = fields.Boolean(
         metadata={"description": "Only open cases that are late (what overdue_backlog counts), or only the others."}

@@ -1,19 +1,22 @@
 """Statistics in and out."""
 
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, fields
 
 from app.schemas.auth import CellRef
-from app.schemas.common import AwareDateTime, LocalDateTime
+from app.schemas.common import DateOrDateTime, LocalDateTime, RequiredCellScopeArgs
 
 
-class SummaryArgs(Schema):
-    cell = fields.String(
-        required=True,
-        validate=validate.Length(min=6, max=20),
-        metadata={"description": "Code of the cell whose children are compared."},
+class SummaryArgs(RequiredCellScopeArgs):
+    """The cell whose children are compared (cell_id or cell) and the period [from, to)."""
+
+    start = DateOrDateTime(
+        data_key="from", metadata={"description": "Period start (included); default the current local month's."}
     )
-    start = AwareDateTime(required=True, data_key="from", metadata={"description": "Period start (inclusive)."})
-    end = AwareDateTime(required=True, data_key="to", metadata={"description": "Period end (exclusive)."})
+    end = DateOrDateTime(
+        end=True,
+        data_key="to",
+        metadata={"description": "Period end (a datetime: excluded); default the current local month's."},
+    )
 
 
 class CellFiguresOut(Schema):
@@ -60,5 +63,12 @@ class SummaryOut(Schema):
     start = LocalDateTime(data_key="from")
     end = LocalDateTime(data_key="to")
     children = fields.List(fields.Nested(CellFiguresOut))
+    total = fields.Nested(
+        CellFiguresOut,
+        metadata={
+            "description": "The cell asked about: the sum of its children's rows (counts summed; on_time_rate, "
+            "avg_close_seconds and satisfaction_avg recomputed from the summed counts, not averaged)."
+        },
+    )
     satisfaction_avg = fields.Float(allow_none=True, metadata={"description": "Over the whole cell."})
     satisfaction_count = fields.Integer(metadata={"description": "Over the whole cell."})

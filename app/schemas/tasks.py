@@ -4,11 +4,13 @@ from marshmallow import Schema, fields, validate
 
 from app.models import LISTABLE_TASK_STATUSES, TASK_STATUSES
 from app.schemas.auth import UserRef
-from app.schemas.common import LocalDateTime, PageArgs, page_of
+from app.schemas.common import CellScopeArgs, LocalDateTime, PageArgs, page_of
 from app.schemas.reports import ReportOut
 
 
-class TaskListArgs(PageArgs):
+class TaskListArgs(CellScopeArgs, PageArgs):
+    """cell_id or cell: only cases routed to that cell's subtree."""
+
     status = fields.String(
         validate=validate.OneOf(LISTABLE_TASK_STATUSES),
         metadata={

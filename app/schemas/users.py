@@ -5,15 +5,16 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 from app.lib.i18n import LANGUAGES
 from app.models import Role
 from app.schemas.auth import LANGUAGE_DESCRIPTION, UserOut
-from app.schemas.common import Id, PageArgs, StrictBoolean, page_of
+from app.schemas.common import CellScopeArgs, PageArgs, StrictBoolean, page_of
 
 ROLES = [r.value for r in Role]
 
 
-class UserListArgs(PageArgs):
+class UserListArgs(CellScopeArgs, PageArgs):
+    """cell_id or cell: supervisors of that cell and workers serving it today."""
+
     role = fields.String(validate=validate.OneOf(ROLES))
     active = fields.Boolean()
-    cell_id = Id(from_query=True, metadata={"description": "Supervisors of this cell and workers serving it today."})
     q = fields.String(
         validate=validate.Length(min=1, max=64),
         metadata={"description": "Part of the username, display name or phone number."},

@@ -4,7 +4,7 @@ from marshmallow import Schema, fields, validate
 
 from app.models import Duty
 from app.schemas.auth import CellRef, UserRef
-from app.schemas.common import Day, Id, LocalDateTime, PageArgs, page_of
+from app.schemas.common import CellScopeArgs, Day, Id, LocalDateTime, PageArgs, page_of
 from app.schemas.reports import LocationIn
 
 
@@ -78,6 +78,7 @@ class WorkerOut(Schema):
 WorkerPage = page_of(WorkerOut, "WorkerPage")
 
 
-class WorkerListArgs(PageArgs):
-    cell = Id(from_query=True, metadata={"description": "Workers serving it today."})
+class WorkerListArgs(CellScopeArgs, PageArgs):
+    """cell_id or cell: only workers serving that cell today."""
+
     on_duty = fields.Boolean()

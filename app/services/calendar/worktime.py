@@ -29,6 +29,7 @@ from flask import current_app, g
 from sqlalchemy import select
 
 from app.extensions import db
+from app.lib import localtime
 from app.lib.hours import DayHours, hours_seconds, parse_hours, parse_week
 from app.models import CALENDAR_UNIT_SECONDS, CalendarDay, DayKind, LimitUnit
 from app.models.base import utcnow
@@ -44,7 +45,17 @@ Overrides = Mapping[date, "DayHours | None"]
 
 def local_day(moment: datetime | None = None) -> date:
     """The local calendar day (TIMEZONE) of `moment`, default now: case numbers and duty rosters count in it."""
-    return (moment or utcnow()).astimezone(ZoneInfo(current_app.config["TIMEZONE"])).date()
+    return localtime.day_of(moment or utcnow(), current_app.config["TIMEZONE"])
+
+
+def local_day_bounds(day: date) -> tuple[datetime, datetime]:
+    """[start, end) in UTC of a local calendar day in TIMEZONE; date filters of the API use the same rule."""
+    return localtime.day_bounds(day, current_app.config["TIMEZONE"])
+
+
+def local_month_bounds(moment: datetime | None = None) -> tuple[datetime, datetime]:
+    """[start, end) in UTC of the local month (TIMEZONE) of `moment`, default now."""
+    return localtime.month_bounds(moment or utcnow(), current_app.config["TIMEZONE"])
 
 
 class NoWorkingTime(ValueError):

@@ -23,9 +23,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import aliased
 
 from app.dialect import locks, queries
-from app.errors import NotFound
 from app.extensions import db
-from app.lib.i18n import tr
 from app.models import (
     CLOCK_RUNNING_STATUSES,
     CODE_LENGTHS,
@@ -45,8 +43,8 @@ from app.models.base import UTCDateTime
 from app.services.calendar import worktime
 from app.services.cases import notifications, sla
 from app.services.cases.sla import WARN_SHARE, level_overdue_filter, level_sla_state_expr
-from app.services.grid.cells import get_cell_by_code
 from app.services.pagination import Page, paginate
+from app.services.people.workers import check_manages
 
 TOP_LEVEL = len(ESCALATION_LEVELS) - 1
 BATCH_SIZE = 5000
@@ -269,23 +267,21 @@ def _reviewable(user: User) -> ColumnElement[bool]:
     return false()
 
 
-def escalated_query(user: User, now: datetime, *, cell_code: str | None = None, level: str | None = None) -> Select:
+def escalated_query(user: User, now: datetime, *, cell: Cell | None = None, level: int | None = None) -> Select:
     """Open escalated cases whose handling cell lies in the caller's subtree, most overdue first (the longest
     since they became late, measured where their clock stands), then by id.
 
-    A `cell_code` narrows to that subtree; a cell the caller cannot see is 404 like a missing one."""
+    A `cell` narrows to that subtree (403 outside the caller's); `level` to one escalation level (0..3)."""
     stmt = select(Report).where(
         Report.status.in_(OPEN_STATUSES),
         Report.escalation_level > 0,
         Report.handling_cell_id.in_(select(Cell.id).where(_reviewable(user))),
     )
-    if cell_code is not None:
-        cell = get_cell_by_code(cell_code)
-        if cell is None or db.session.scalar(select(Cell.id).where(Cell.id == cell.id, _reviewable(user))) is None:
-            raise NotFound(tr("No cell {cell_code!r} in your subtree.", cell_code=cell_code), code="cell_not_found")
+    if cell is not None:
+        check_manages(user, cell)
         stmt = stmt.where(Report.handling_cell_id.in_(subtree_cell_ids(cell.code)))
     if level is not None:
-        stmt = stmt.where(Report.escalation_level == ESCALATION_LEVELS.index(level))
+        stmt = stmt.where(Report.escalation_level == level)
     return stmt.order_by(func.coalesce(_overdue_seconds_expr(now), 0.0).desc(), Report.id)
 
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from flask import current_app
 from sqlalchemy import Select, exists, func, select
@@ -17,7 +16,7 @@ from app.lib.i18n import tr
 from app.models import Cell, CellLevel, PatrolCheckin, Role, User, in_subtree
 from app.models.base import utcnow
 from app.models.patrols import PatrolPoint, reason
-from app.services.calendar.worktime import local_day
+from app.services.calendar.worktime import local_day, local_day_bounds
 from app.services.grid.routing import route_many_wgs84
 from app.services.people.workers import check_manages, served_cell_ids
 
@@ -106,14 +105,6 @@ def coverage_cells(actor: User, cell: Cell) -> Select:
     elif actor.role != Role.admin.value:
         check_manages(actor, cell)
     return stmt.order_by(Cell.code)
-
-
-def local_day_bounds(day: date) -> tuple[datetime, datetime]:
-    """[start, end) in UTC of a local calendar day in TIMEZONE (23 or 25 hours long across a DST switch)."""
-    zone = ZoneInfo(current_app.config["TIMEZONE"])
-    start = datetime.combine(day, time(), zone)
-    end = datetime.combine(day + timedelta(days=1), time(), zone)
-    return start.astimezone(UTC), end.astimezone(UTC)
 
 
 def coverage(cells: list[Cell], day: date | None = None) -> list[dict[str, Any]]:

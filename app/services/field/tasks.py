@@ -8,20 +8,20 @@ from sqlalchemy import Select, func, select
 
 from app.extensions import db
 from app.lib.geometry import to_geojson
-from app.models import TASK_STATUSES, CaseEvent, Cell, Report, Role, User, WorkerCell
+from app.models import TASK_STATUSES, CaseEvent, Cell, Report, Role, User, WorkerCell, subtree_cell_ids
 from app.services.calendar.worktime import local_day
 from app.services.cases.reports import listed_reports
 from app.services.people.workers import current_on
 
 
-def tasks_query(user: User, status: str | None = None) -> Select:
-    """The user's cases, soonest deadline first (cases without one last), then by id."""
+def tasks_query(user: User, status: str | None = None, cell: Cell | None = None) -> Select:
+    """The user's cases (only those routed to `cell`'s subtree, if given), soonest deadline first (cases without
+    one last), then by id."""
     statuses = (status,) if status else TASK_STATUSES
-    return (
-        listed_reports()
-        .where(Report.assignee_id == user.id, Report.status.in_(statuses))
-        .order_by(Report.deadline_at.is_(None), Report.deadline_at, Report.id)
-    )
+    stmt = listed_reports().where(Report.assignee_id == user.id, Report.status.in_(statuses))
+    if cell is not None:
+        stmt = stmt.where(Report.cell_id.in_(subtree_cell_ids(cell.code)))
+    return stmt.order_by(Report.deadline_at.is_(None), Report.deadline_at, Report.id)
 
 
 def last_events(reports: list[Report]) -> dict[int, dict[str, Any]]:

@@ -80,6 +80,26 @@ def get_cell_by_code(code: str) -> Cell | None:
     return db.session.scalars(select(Cell).where(Cell.code == code)).first()
 
 
+def resolve_cell(cell_id: int | None = None, code: str | None = None) -> Cell | None:
+    """The cell a filter names by id (`cell_id`), code (`cell`) or both; None when neither is given.
+
+    Either naming no cell, or the two naming different cells, is bad input: 422 on the parameter at fault."""
+    by_id = by_code = None
+    if cell_id is not None:
+        by_id = db.session.get(Cell, cell_id)
+        if by_id is None:
+            raise ValidationFailed(errors={"cell_id": [tr("No cell with id {cell_id}.", cell_id=cell_id)]})
+    if code is not None:
+        by_code = get_cell_by_code(code)
+        if by_code is None:
+            raise ValidationFailed(errors={"cell": [tr("No cell with code {code}.", code=code)]})
+    if by_id is not None and by_code is not None and by_id.id != by_code.id:
+        raise ValidationFailed(
+            errors={"cell": [tr("Cell {code} is not cell id {cell_id}.", code=code, cell_id=cell_id)]}
+        )
+    return by_id or by_code
+
+
 def ancestors(cell: Cell) -> list[Cell]:
     """Root first, the cell's parent last."""
     chain: list[Cell] = []

@@ -8,6 +8,8 @@ open or closed). The on-time closure rate (按期结案率) is closed on time / 
 not yet late, those on hold before their due time included, are left out, so a period that runs into the future
 counts no case as missed before it is. Null when nothing is decided. The overdue backlog is the open cases late
 now. Satisfaction is the mean rating (1-5) of the cases rated in the period (rated_at), null when none was.
+The period defaults to the current local month (TIMEZONE). The total row of the cell asked about sums its children's
+counts and recomputes its rates and means from the sums (never an average of the children's rates).
 """
 
 from __future__ import annotations
@@ -19,19 +21,19 @@ from sqlalchemy import ColumnElement, and_, case, func, not_, select
 from sqlalchemy.orm import aliased
 
 from app.dialect import queries
-from app.errors import Forbidden, NotFound, ValidationFailed
+from app.errors import ValidationFailed
 from app.extensions import db
 from app.lib.i18n import tr
 from app.models import (
     CaseEvent,
     Cell,
     Report,
-    Role,
     User,
-    code_in_subtree,
     in_subtree,
 )
+from app.services.calendar.worktime import local_month_bounds
 from app.services.cases import sla
+from app.services.people.workers import check_manages
 
 NEVER_DUE = ("duplicate", "cancelled", "rejected")
 
@@ -60,27 +62,65 @@ class Summary:
     start: datetime
     end: datetime
     children: list[CellFigures]
+    total: CellFigures
     satisfaction_avg: float | None
     satisfaction_count: int
 
 
-def _cell_for(user: User, code: str) -> Cell:
-    cell = db.session.scalars(select(Cell).where(Cell.code == code)).first()
-    if cell is None:
-        raise NotFound(tr("No cell {code!r}.", code=code), code="cell_not_found")
-    if user.role == Role.supervisor.value and (user.cell is None or not code_in_subtree(cell.code, user.cell.code)):
-        raise Forbidden(tr("Statistics cover your own subtree only."))
-    return cell
+def _figures(cell: dict, counts: dict, avg_close: float | None, satisfaction: float | None) -> CellFigures:
+    decided = counts["due_closed_on_time"] + counts["due_missed"]
+    return CellFigures(
+        cell=cell,
+        **{name: int(value) for name, value in counts.items()},
+        on_time_rate=counts["due_closed_on_time"] / decided if decided else None,
+        avg_close_seconds=float(avg_close) if avg_close is not None else None,
+        satisfaction_avg=float(satisfaction) if satisfaction is not None else None,
+    )
+
+
+COUNTS = (
+    "filed",
+    "closed",
+    "closed_on_time",
+    "due",
+    "due_on_hold",
+    "due_closed_on_time",
+    "due_missed",
+    "overdue_backlog",
+    "escalations",
+    "satisfaction_count",
+)
+
+
+def _mean(pairs: list[tuple[float | None, int]]) -> float | None:
+    """The mean over all the items of several groups, from each group's mean and size."""
+    n = sum(size for mean, size in pairs if mean is not None)
+    return sum(mean * size for mean, size in pairs if mean is not None) / n if n else None
+
+
+def _total(cell: Cell, children: list[CellFigures]) -> CellFigures:
+    # Every case lies under exactly one child (cases route to grid cells), so the children's sums are the cell's.
+    counts = {name: sum(getattr(c, name) for c in children) for name in COUNTS}
+    return _figures(
+        {"id": cell.id, "code": cell.code, "name": cell.name, "level": cell.level},
+        counts,
+        _mean([(c.avg_close_seconds, c.closed) for c in children]),
+        _mean([(c.satisfaction_avg, c.satisfaction_count) for c in children]),
+    )
 
 
 def _count(condition) -> ColumnElement[int]:
     return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
 
 
-def summary(user: User, code: str, start: datetime, end: datetime, now: datetime) -> Summary:
+def summary(user: User, cell: Cell, start: datetime | None, end: datetime | None, now: datetime) -> Summary:
+    """Figures per child of `cell` over [start, end), each bound defaulting to the current local month's."""
+    check_manages(user, cell)
+    month_start, month_end = local_month_bounds(now)
+    start = start if start is not None else month_start
+    end = end if end is not None else month_end
     if end <= start:
         raise ValidationFailed(errors={"to": [tr("Must be after from.")]})
-    cell = _cell_for(user, code)
     if cell.level == "grid":
         raise ValidationFailed(errors={"cell": [tr("A grid cell has no cells below it; ask for its community.")]})
     child, leaf = aliased(Cell), aliased(Cell)
@@ -130,51 +170,20 @@ def summary(user: User, code: str, start: datetime, end: datetime, now: datetime
     )
     children = []
     for row in db.session.execute(stmt):
-        (
-            cell_id,
-            cell_code,
-            name,
-            level,
-            filed,
-            n_closed,
-            on_time,
-            n_due,
-            on_hold,
-            due_on_time,
-            missed,
-            backlog,
-            avg_close,
-            n_escalations,
-            satisfaction,
-            n_rated,
-        ) = row
-        decided = due_on_time + missed
+        cell_id, cell_code, name, level, *figures = row
+        *counted, avg_close, n_escalations, satisfaction, n_rated = figures
+        counts = dict(zip(COUNTS[:8], counted, strict=True))
+        counts.update(escalations=n_escalations, satisfaction_count=n_rated)
         children.append(
-            CellFigures(
-                cell={"id": cell_id, "code": cell_code, "name": name, "level": level},
-                filed=filed,
-                closed=n_closed,
-                closed_on_time=on_time,
-                due=n_due,
-                due_on_hold=on_hold,
-                due_closed_on_time=due_on_time,
-                due_missed=missed,
-                on_time_rate=due_on_time / decided if decided else None,
-                overdue_backlog=backlog,
-                avg_close_seconds=float(avg_close) if avg_close is not None else None,
-                escalations=n_escalations,
-                satisfaction_avg=float(satisfaction) if satisfaction is not None else None,
-                satisfaction_count=n_rated,
-            )
+            _figures({"id": cell_id, "code": cell_code, "name": name, "level": level}, counts, avg_close, satisfaction)
         )
-    # Every case lies under exactly one child (cases route to grid cells), so the children's ratings are all.
-    n_rated = sum(c.satisfaction_count for c in children)
-    total = sum(c.satisfaction_avg * c.satisfaction_count for c in children if c.satisfaction_count)
+    total = _total(cell, children)
     return Summary(
         cell=cell,
         start=start,
         end=end,
         children=children,
-        satisfaction_avg=total / n_rated if n_rated else None,
-        satisfaction_count=n_rated,
+        total=total,
+        satisfaction_avg=total.satisfaction_avg,
+        satisfaction_count=total.satisfaction_count,
     )
