@@ -2,14 +2,16 @@
 
 import re
 
-from flask import jsonify, request
+from flask import request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from app.api.access import auth_required, current_user
+from app.api.geojson import GEOJSON_DOC, geojson_response
 from app.api.idempotency import idempotent
 from app.api.openapi import BEARER, documents_if_match
 from app.models import Role
+from app.schemas.common import CrsArgs
 from app.schemas.reports import (
     AssignIn,
     CellSummaryOut,
@@ -67,8 +69,9 @@ class Reports(MethodView):
 class ReportItem(MethodView):
     @auth_required()
     @blp.doc(security=BEARER)
+    @blp.arguments(CrsArgs, location="query")
     @blp.response(200, ReportOut)
-    def get(self, report_id):
+    def get(self, _args, report_id):
         """One report; 404 when it does not exist or the caller may not see it.
 
         The ETag header is the case's version: send it back as If-Match with every action."""
@@ -222,13 +225,11 @@ class ReportSearch(MethodView):
 @blp.route("/reports.geojson")
 class ReportsGeoJSON(MethodView):
     @auth_required()
-    @blp.doc(security=BEARER, responses={"200": {"content": {"application/geo+json": {}}}})
+    @blp.doc(security=BEARER, responses=GEOJSON_DOC)
     @blp.arguments(ReportGeoJSONArgs, location="query")
     def get(self, args):
         """The matching reports as map points (no personal data), at most 5,000, with a truncated flag."""
-        resp = jsonify(geoqueries.feature_collection(current_user(), _query(args)))
-        resp.mimetype = "application/geo+json"
-        return resp
+        return geojson_response(geoqueries.feature_collection(current_user(), _query(args)))
 
 
 @blp.route("/cells/<int:cell_id>/reports/summary")

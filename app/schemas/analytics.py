@@ -2,7 +2,7 @@
 
 from marshmallow import Schema, fields, validate
 
-from app.schemas.common import AwareDateTime, Id
+from app.schemas.common import AwareDateTime, CrsArgs, Id
 
 
 class AnalyticsArgs(Schema):
@@ -14,7 +14,7 @@ class AnalyticsArgs(Schema):
     cell = Id(from_query=True, metadata={"description": "Reports routed to that cell's subtree."})
 
 
-class HotspotArgs(AnalyticsArgs):
+class HotspotArgs(CrsArgs, AnalyticsArgs):
     eps_m = fields.Float(
         load_default=100.0,
         validate=validate.Range(1, 2000),
@@ -27,7 +27,7 @@ class HotspotArgs(AnalyticsArgs):
     )
 
 
-class HeatmapArgs(AnalyticsArgs):
+class HeatmapArgs(CrsArgs, AnalyticsArgs):
     size_m = fields.Integer(
         load_default=200, validate=validate.Range(50, 2000), metadata={"description": "Side of a square in metres."}
     )

@@ -18,6 +18,7 @@ from app.schemas.auth import CellRef, UserRef
 from app.schemas.common import (
     AwareDateTime,
     BBox,
+    CrsArgs,
     CrsField,
     Id,
     Latitude,
@@ -25,6 +26,7 @@ from app.schemas.common import (
     Longitude,
     LonLat,
     PageArgs,
+    PointOut,
     StrictInteger,
     page_of,
 )
@@ -86,12 +88,12 @@ class ReportOut(Schema):
     category = fields.Nested(CategoryRef)
     description = fields.String()
     address = fields.String(allow_none=True)
-    location = fields.Function(
-        lambda case: case.location,
+    location = PointOut(
         allow_none=True,
         metadata={
-            "description": "WGS-84, whatever crs was sent. In the public view: `precision` cell (a point inside the "
-            "handling cell; null while in triage) or exact."
+            "description": "{lon, lat, crs}: in the `crs` the read asked for (wgs84 by default, and always for the "
+            "answer to a POST), whatever crs the point was filed in. In the public view also `precision`: cell (a "
+            "point inside the handling cell; null while in triage) or exact."
         },
     )
     cell = fields.Nested(CellRef, allow_none=True)
@@ -224,7 +226,7 @@ def _small_box(box) -> None:
         raise ValidationError(f"bbox is larger than {MAX_BOX_SIDE_DEG} degree on a side.")
 
 
-class ReportListArgs(PageArgs):
+class ReportListArgs(CrsArgs, PageArgs):
     status = fields.String(validate=validate.OneOf([s.value for s in ReportStatus]))
     category = fields.String(validate=validate.Length(min=1, max=32))
     cell_id = Id(from_query=True, metadata={"description": "That cell's subtree."})
@@ -239,7 +241,6 @@ class ReportListArgs(PageArgs):
     )
     near = LonLat(metadata={"description": "lon,lat in `crs`: reports within `radius`, nearest first."})
     radius = fields.Float(validate=validate.Range(1, 5000), metadata={"description": "Metres, with near."})
-    crs = CrsField()
     bbox = BBox(
         validate=_small_box,
         metadata={"description": "min_lon,min_lat,max_lon,max_lat (WGS-84), at most 0.5 degree a side."},

@@ -4,7 +4,7 @@ from marshmallow import Schema, fields, validate
 
 from app.models import Duty
 from app.schemas.auth import CellRef, UserRef
-from app.schemas.common import Day, Id, LocalDateTime, PageArgs, page_of
+from app.schemas.common import CrsArgs, Day, Id, LocalDateTime, PageArgs, PointSchema, page_of, shown_point
 from app.schemas.reports import LocationIn
 
 
@@ -41,17 +41,14 @@ class DutyIn(Schema):
     position = fields.Nested(LocationIn, required=True)
 
 
-class PositionOut(Schema):
-    lon = fields.Float()
-    lat = fields.Float()
-    crs = fields.String()
+class PositionOut(PointSchema):
     at = LocalDateTime()
     source = fields.String(metadata={"description": "duty, report or patrol: what told us the position."})
 
 
 class DutyOut(Schema):
     duty = fields.Function(lambda entry: "on" if entry.on_duty else "off")
-    position = fields.Function(lambda entry: {"lon": entry.lon, "lat": entry.lat, "crs": "wgs84"})
+    position = fields.Function(lambda entry: shown_point({"lon": entry.lon, "lat": entry.lat}))
     at = LocalDateTime(attribute="created_at")
 
 
@@ -78,6 +75,6 @@ class WorkerOut(Schema):
 WorkerPage = page_of(WorkerOut, "WorkerPage")
 
 
-class WorkerListArgs(PageArgs):
+class WorkerListArgs(CrsArgs, PageArgs):
     cell = Id(from_query=True, metadata={"description": "Workers serving it today."})
     on_duty = fields.Boolean()

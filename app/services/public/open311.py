@@ -16,6 +16,7 @@ from sqlalchemy import and_, false, or_, select
 
 from app.errors import NotFound, Open311BadRequest
 from app.extensions import db
+from app.lib.coords import shown
 from app.lib.i18n import Message, tr
 from app.models import FINAL_STATUSES, ApiKey, Category, Report, User
 from app.models.base import MAX_ID, TIME_RANGE_ERROR, within_time_range
@@ -314,8 +315,8 @@ def request_out(report: public_view.CaseView) -> dict[str, Any]:
     """A request as Open311 shows it to the reader it was presented for (an API key's account, or nobody): in full
     for the key that filed it, else the case's public view (app.services.public.view), leaving out the GeoReport
     fields that view does not carry. Never reporter or contact data."""
-    location = report.location or {"lon": None, "lat": None}
-    lon, lat = location["lon"], location["lat"]
+    # GeoReport has no datum parameter: WGS-84, rounded like every answer.
+    lon, lat = shown(report.location["lon"], report.location["lat"]) if report.location else (None, None)
     # GeoReport field: (the ReportOut field whose view it belongs to, value).
     fields = {
         "service_request_id": ("case_number", report.case_number),
