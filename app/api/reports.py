@@ -2,7 +2,7 @@
 
 import re
 
-from flask import request
+from flask import request, url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
@@ -44,14 +44,23 @@ class Reports(MethodView):
     @idempotent
     @blp.doc(security=BEARER)
     @blp.arguments(ReportCreateIn)
-    @blp.response(201, ReportCreatedOut)
+    @blp.response(
+        201,
+        ReportCreatedOut,
+        headers={
+            "Location": {"description": "The new case: /api/v1/reports/{id}.", "schema": {"type": "string"}},
+            "ETag": {"description": "The case's version, for If-Match.", "schema": {"type": "string"}},
+        },
+    )
     def post(self, data):
         """File a report; it is routed to the grid cell that owns its location (or to triage).
 
         The answer lists the open cases of the same category nearby (similar_open_cases): a resident may follow
-        one of them instead."""
+        one of them instead. A retry with the same Idempotency-Key gets the same status, body, Location and ETag."""
         user = current_user()
-        return public_view.present(user, residents.with_similar_cases(report_service.create_report(user, **data)))
+        report = report_service.create_report(user, **data)
+        headers = {"Location": url_for("reports.ReportItem", report_id=report.id), "ETag": cases.etag(report)}
+        return public_view.present(user, residents.with_similar_cases(report)), 201, headers
 
     @auth_required()
     @blp.doc(security=BEARER)

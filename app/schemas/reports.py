@@ -1,5 +1,7 @@
 """Reports in and out."""
 
+import math
+
 from marshmallow import (
     Schema,
     ValidationError,
@@ -38,11 +40,48 @@ class LocationIn(Schema):
     crs = CrsField()
 
 
+class AttributeAnswers(fields.Dict):
+    """Answers by attribute code, each a string, a number or a list of strings (a multivaluelist's keys): loaded
+    as Open311 form values (lists of strings), which the case service checks as Open311 POST does."""
+
+    def __init__(self, **kw):
+        super().__init__(
+            keys=fields.String(validate=validate.Length(min=1, max=100)),
+            validate=validate.Length(max=100),
+            **kw,
+        )
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        answers = super()._deserialize(value, attr, data, **kwargs)
+        sent, errors = {}, {}
+        for code, answer in answers.items():
+            if isinstance(answer, str):
+                sent[code] = [answer]
+            elif isinstance(answer, (int, float)) and not isinstance(answer, bool) and math.isfinite(answer):
+                sent[code] = [str(answer)]
+            elif isinstance(answer, list) and answer and all(isinstance(v, str) for v in answer):
+                sent[code] = answer
+            else:
+                errors[code] = ["Answer with a string, a number or a non-empty list of strings."]
+        if errors:
+            raise ValidationError(errors)
+        return sent
+
+
 class ReportCreateIn(Schema):
     category_code = fields.String(required=True, validate=validate.Length(min=1, max=32))
     description = fields.String(required=True, validate=validate.Length(min=1, max=4000))
     location = fields.Nested(LocationIn, required=True)
     address = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=500))
+    attributes = AttributeAnswers(
+        load_default=dict,
+        metadata={
+            "description": "Answers to the category's Open311 attributes (GET /open311/v2/services/{code}), by "
+            "code: a string, a number or, for a multivaluelist, a list of keys. Checked as Open311 POST checks "
+            "attribute[code]: an unknown code, a missing required answer, a value not in the list or of the wrong "
+            "datatype is 422 with errors.attributes.<code>."
+        },
+    )
 
 
 class CategoryRef(Schema):
