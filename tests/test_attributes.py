@@ -147,8 +147,19 @@ def test_missing_attributes_member_is_a_missing_required_answer(client, db, w):
         {"kinds": ["road", 1]},
         {"kinds": []},
         {"": "s"},
+        {f"code{i}": "s" for i in range(101)},
     ],
-    ids=["a string", "a list", "a boolean", "null", "an object", "a list with a number", "an empty list", "empty code"],
+    ids=[
+        "a string",
+        "a list",
+        "a boolean",
+        "null",
+        "an object",
+        "a list with a number",
+        "an empty list",
+        "empty code",
+        "over 100 answers",
+    ],
 )
 def test_malformed_attributes_json_is_422_and_files_nothing(client, db, w, answers):
     before = counts(db)

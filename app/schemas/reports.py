@@ -44,15 +44,16 @@ class AttributeAnswers(fields.Dict):
     """Answers by attribute code, each a string, a number or a list of strings (a multivaluelist's keys): loaded
     as Open311 form values (lists of strings), which the case service checks as Open311 POST does."""
 
+    MAX_ANSWERS = 100
+
     def __init__(self, **kw):
-        super().__init__(
-            keys=fields.String(validate=validate.Length(min=1, max=100)),
-            validate=validate.Length(max=100),
-            **kw,
-        )
+        kw["metadata"] = {"maxProperties": self.MAX_ANSWERS, **kw.get("metadata", {})}
+        super().__init__(keys=fields.String(validate=validate.Length(min=1, max=100)), **kw)
 
     def _deserialize(self, value, attr, data, **kwargs):
         answers = super()._deserialize(value, attr, data, **kwargs)
+        if len(answers) > self.MAX_ANSWERS:
+            raise ValidationError(f"At most {self.MAX_ANSWERS} answers.")
         sent, errors = {}, {}
         for code, answer in answers.items():
             if isinstance(answer, str):
