@@ -38,6 +38,15 @@ class ValidationFailed(DomainError):
         super().__init__(detail, errors=errors or {}, **kw)
 
 
+class AttributeRejected(ValidationFailed):
+    """An answer to a category's Open311 attributes refused (app.services.cases.attributes); Open311 answers it
+    as its own 400 with the same detail."""
+
+    def __init__(self, attributes: str | list[str], detail: Message) -> None:
+        names = [attributes] if isinstance(attributes, str) else attributes
+        super().__init__(detail, errors={"attributes": {name: [detail] for name in names}})
+
+
 class Unauthorized(DomainError):
     status = 401
     code = "unauthorized"

@@ -286,7 +286,7 @@ def test_geojson_export_filters(client, grid, resident):
     ).get_json()
     assert [f["properties"]["code"] for f in body["features"]] == [NW]
     body = client.get(f"{CELLS}.geojson", query_string={"code": "120"}, headers=resident).get_json()
-    assert body == {"type": "FeatureCollection", "features": []}
+    assert body == {"type": "FeatureCollection", "crs": "wgs84", "features": []}
     assert_problem(
         client.get(f"{CELLS}.geojson", query_string={"bbox": "1,2,3"}, headers=resident), 422, "validation_failed"
     )

@@ -700,3 +700,29 @@ def test_a_case_escalated_once_stays_red_with_its_levels_own_light_beside(client
         True,
         "green",
     )
+
+
+def test_a_new_report_answers_201_with_its_location_and_a_replay_repeats_it(client, db, world):
+    headers = {**auth_header(world.resident), "Idempotency-Key": "file-once-1"}
+    first = client.post(URL, json=body(world), headers=headers)
+    assert first.status_code == 201, first.json
+    assert first.headers["Location"] == f"{URL}/{first.json['id']}"
+    assert "Idempotent-Replayed" not in first.headers
+    # The Location names the case as its reader reads it.
+    read = client.get(first.headers["Location"], headers=auth_header(world.resident))
+    assert read.status_code == 200 and read.json["case_number"] == first.json["case_number"]
+    assert first.headers["ETag"] == read.headers["ETag"]
+
+    count = report_count(db)
+    replay = client.post(URL, json=body(world), headers=headers)
+    assert replay.status_code == 201
+    assert replay.headers["Idempotent-Replayed"] == "true"
+    assert replay.get_data() == first.get_data()
+    assert (replay.headers["Location"], replay.headers["ETag"]) == (first.headers["Location"], first.headers["ETag"])
+    assert report_count(db) == count
+
+
+def test_a_refused_report_has_no_location(client, db, world):
+    resp = client.post(URL, json=body(world, category_code="NOPE"), headers=auth_header(world.resident))
+    assert_problem(resp, 422, "validation_failed")
+    assert "Location" not in resp.headers

@@ -534,3 +534,15 @@ def test_a_reader_paging_during_concurrent_writes_misses_nothing(app, world, bac
         # the reader paged in between.
         assert late["slow_seq"] < late["fast_seq"]
         assert late["polls_before_commit"] >= 2
+
+
+def test_the_feed_gives_case_locations_in_the_crs_asked_for(app, world):
+    w, client = world, app.test_client()
+    sw = file_report(client, w)["id"]
+    for crs in ("gcj02", "bd09"):
+        body = page(client, w.headers["resident"], crs=crs)
+        case = next(c["data"] for c in body["changes"] if c["type"] == "case" and c["id"] == sw)
+        shown = client.get(f"/api/v1/reports/{sw}", headers=w.headers["resident"], query_string={"crs": crs})
+        assert case["location"] == shown.get_json()["location"]
+        assert case["location"]["crs"] == crs
+    assert client.get(URL, headers=w.headers["resident"], query_string={"crs": "gcj"}).status_code == 422

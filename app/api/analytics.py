@@ -1,11 +1,11 @@
 """Analytics for supervisors, admins and grid workers: hotspots, heat maps and trends, scoped like /reports."""
 
-from flask import jsonify
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from app.api.access import auth_required, current_user
 from app.api.filters import cell_id_filter
+from app.api.geojson import GEOJSON_DOC, geojson_response
 from app.api.openapi import BEARER
 from app.models import Role
 from app.schemas.analytics import HeatmapArgs, HotspotArgs, TrendArgs, TrendOut
@@ -15,37 +15,31 @@ blp = Blueprint("analytics", __name__, description="Hotspots, heat maps and tren
 
 # Residents see only their own reports; statistics over those would tell them nothing.
 READERS = (Role.worker, Role.supervisor, Role.admin)
-GEOJSON = {"200": {"content": {"application/geo+json": {}}}}
-
-
-def _geojson(body):
-    resp = jsonify(body)
-    resp.mimetype = "application/geo+json"
-    return resp
 
 
 def _filters(args):
+    args.pop("crs", None)  # the answer's datum, applied by geojson_response
     return {"category_code": args.pop("category", None), "cell_id": cell_id_filter(args), **args}
 
 
 @blp.route("/analytics/hotspots")
 class Hotspots(MethodView):
     @auth_required(*READERS)
-    @blp.doc(security=BEARER, responses=GEOJSON)
+    @blp.doc(security=BEARER, responses=GEOJSON_DOC)
     @blp.arguments(HotspotArgs, location="query")
     def get(self, args):
         """DBSCAN clusters of reports as GeoJSON (hull or centroid, count, top categories, open count, times)."""
-        return _geojson(analytics.hotspots(current_user(), **_filters(args)))
+        return geojson_response(analytics.hotspots(current_user(), **_filters(args)), point_properties=("centroid",))
 
 
 @blp.route("/analytics/heatmap")
 class Heatmap(MethodView):
     @auth_required(*READERS)
-    @blp.doc(security=BEARER, responses=GEOJSON)
+    @blp.doc(security=BEARER, responses=GEOJSON_DOC)
     @blp.arguments(HeatmapArgs, location="query")
     def get(self, args):
         """Report counts on a square grid of size_m metres as GeoJSON polygons; empty squares left out."""
-        return _geojson(analytics.heatmap(current_user(), **_filters(args)))
+        return geojson_response(analytics.heatmap(current_user(), **_filters(args)))
 
 
 @blp.route("/analytics/trend")

@@ -1,11 +1,12 @@
 """The grid: browse, locate, edit and import cells."""
 
-from flask import current_app, jsonify
+from flask import current_app
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from app.api.access import auth_required
 from app.api.boundary import body_limit
+from app.api.geojson import GEOJSON_DOC, geojson_response
 from app.api.idempotency import idempotent
 from app.api.openapi import BEARER
 from app.errors import Unrouted
@@ -15,7 +16,7 @@ from app.models import Role
 from app.schemas.cells import (
     CellCreateIn,
     CellDetailOut,
-    CellFilterArgs,
+    CellGeoJSONArgs,
     CellListArgs,
     CellOut,
     CellPage,
@@ -25,7 +26,7 @@ from app.schemas.cells import (
     LocateArgs,
     LocateOut,
 )
-from app.schemas.common import PageArgs
+from app.schemas.common import CrsArgs, PageArgs
 from app.services.grid import cells as grid_service
 from app.services.grid.routing import route
 from app.services.pagination import paginate
@@ -68,13 +69,12 @@ class Cells(MethodView):
 @blp.route("/cells.geojson")
 class CellsGeoJSON(MethodView):
     @auth_required()
-    @blp.doc(security=BEARER, responses={"200": {"content": {"application/geo+json": {}}}})
-    @blp.arguments(CellFilterArgs, location="query")
+    @blp.doc(security=BEARER, responses=GEOJSON_DOC)
+    @blp.arguments(CellGeoJSONArgs, location="query")
     def get(self, args):
         """The matching cells as an RFC 7946 FeatureCollection for QGIS or Leaflet."""
-        resp = jsonify(grid_service.cells_feature_collection(code_prefix=args.pop("code", None), **args))
-        resp.mimetype = "application/geo+json"
-        return resp
+        args.pop("crs")
+        return geojson_response(grid_service.cells_feature_collection(code_prefix=args.pop("code", None), **args))
 
 
 @blp.route("/cells/locate")
@@ -101,7 +101,7 @@ class Locate(MethodView):
             "ancestors": grid_service.ancestors(result.cell),
             "routed_by": result.routed_by,
             "distance_m": result.distance_m,
-            "location": {"lon": result.lon, "lat": result.lat, "crs": "wgs84"},
+            "location": {"lon": result.lon, "lat": result.lat},
         }
 
 
@@ -122,8 +122,9 @@ class Import(MethodView):
 class CellItem(MethodView):
     @auth_required()
     @blp.doc(security=BEARER)
+    @blp.arguments(CrsArgs, location="query")
     @blp.response(200, CellDetailOut)
-    def get(self, cell_id):
+    def get(self, _args, cell_id):
         """One cell with its GeoJSON geometry and its ancestors, root first."""
         return _detail(grid_service.get_cell(cell_id))
 

@@ -2,15 +2,17 @@
 
 import re
 
-from flask import jsonify, request
+from flask import request, url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from app.api.access import auth_required, current_user
 from app.api.filters import cell_id_filter
+from app.api.geojson import GEOJSON_DOC, geojson_response
 from app.api.idempotency import idempotent
 from app.api.openapi import BEARER, documents_if_match
 from app.models import Role
+from app.schemas.common import CrsArgs
 from app.schemas.reports import (
     AssignIn,
     CellSummaryOut,
@@ -43,14 +45,23 @@ class Reports(MethodView):
     @idempotent
     @blp.doc(security=BEARER)
     @blp.arguments(ReportCreateIn)
-    @blp.response(201, ReportCreatedOut)
+    @blp.response(
+        201,
+        ReportCreatedOut,
+        headers={
+            "Location": {"description": "The new case: /api/v1/reports/{id}.", "schema": {"type": "string"}},
+            "ETag": {"description": "The case's version, for If-Match.", "schema": {"type": "string"}},
+        },
+    )
     def post(self, data):
         """File a report; it is routed to the grid cell that owns its location (or to triage).
 
         The answer lists the open cases of the same category nearby (similar_open_cases): a resident may follow
-        one of them instead."""
+        one of them instead. A retry with the same Idempotency-Key gets the same status, body, Location and ETag."""
         user = current_user()
-        return public_view.present(user, residents.with_similar_cases(report_service.create_report(user, **data)))
+        report = report_service.create_report(user, **data)
+        headers = {"Location": url_for("reports.ReportItem", report_id=report.id), "ETag": cases.etag(report)}
+        return public_view.present(user, residents.with_similar_cases(report)), 201, headers
 
     @auth_required()
     @blp.doc(security=BEARER)
@@ -68,8 +79,9 @@ class Reports(MethodView):
 class ReportItem(MethodView):
     @auth_required()
     @blp.doc(security=BEARER)
+    @blp.arguments(CrsArgs, location="query")
     @blp.response(200, ReportOut)
-    def get(self, report_id):
+    def get(self, _args, report_id):
         """One report; 404 when it does not exist or the caller may not see it.
 
         The ETag header is the case's version: send it back as If-Match with every action."""
@@ -224,13 +236,11 @@ class ReportSearch(MethodView):
 @blp.route("/reports.geojson")
 class ReportsGeoJSON(MethodView):
     @auth_required()
-    @blp.doc(security=BEARER, responses={"200": {"content": {"application/geo+json": {}}}})
+    @blp.doc(security=BEARER, responses=GEOJSON_DOC)
     @blp.arguments(ReportGeoJSONArgs, location="query")
     def get(self, args):
         """The matching reports as map points (no personal data), at most 5,000, with a truncated flag."""
-        resp = jsonify(geoqueries.feature_collection(current_user(), _query(args)))
-        resp.mimetype = "application/geo+json"
-        return resp
+        return geojson_response(geoqueries.feature_collection(current_user(), _query(args)))
 
 
 @blp.route("/cells/<int:cell_id>/reports/summary")

@@ -9,6 +9,7 @@ from app.api.access import auth_required, current_user
 from app.api.filters import cell_filter
 from app.api.openapi import BEARER
 from app.models import Role
+from app.schemas.common import CrsArgs
 from app.schemas.tasks import MyCellOut, TaskListArgs, TaskPage
 from app.services.field import tasks as task_service
 from app.services.pagination import paginate
@@ -37,8 +38,9 @@ class MyTasks(MethodView):
 class MyCells(MethodView):
     @auth_required(Role.worker, Role.supervisor, Role.admin)
     @blp.doc(security=BEARER)
+    @blp.arguments(CrsArgs, location="query")
     @blp.response(200, MyCellOut(many=True))
-    def get(self):
+    def get(self, _args):
         """The grid cells I serve today (primary or backup) with their polygons; a supervisor gets the root cell
         of their subtree, an admin an empty list."""
         return task_service.my_cells(current_user())

@@ -1,10 +1,13 @@
-"""Conversions from the Chinese map datums (GCJ-02, BD-09) to WGS-84, exact to well under a metre."""
+"""Conversions between WGS-84 and the Chinese map datums (GCJ-02, BD-09), exact to well under a metre."""
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 CRS_VALUES = ("wgs84", "gcj02", "bd09")
+# Every coordinate an answer carries is rounded to this many decimals: 1e-7 degree is about 1 cm.
+COORDINATE_DECIMALS = 7
 
 # Krasovsky 1940 ellipsoid, as the GCJ-02 obfuscation defines it.
 _A = 6378245.0
@@ -95,3 +98,34 @@ def to_wgs84(lon: float, lat: float, crs: str = "wgs84") -> tuple[float, float]:
     if crs == "bd09":
         return _within_range(*bd09_to_wgs84(lon, lat))
     raise ValueError(f"unknown crs {crs!r}; expected one of {CRS_VALUES}")
+
+
+def from_wgs84(lon: float, lat: float, crs: str = "wgs84") -> tuple[float, float]:
+    if crs == "wgs84":
+        return lon, lat
+    if crs == "gcj02":
+        return wgs84_to_gcj02(lon, lat)
+    if crs == "bd09":
+        return gcj02_to_bd09(*wgs84_to_gcj02(lon, lat))
+    raise ValueError(f"unknown crs {crs!r}; expected one of {CRS_VALUES}")
+
+
+def shown(lon: float, lat: float, crs: str = "wgs84") -> tuple[float, float]:
+    """A WGS-84 point as an answer gives it: in `crs`, rounded to 1 cm (no float noise)."""
+    x, y = from_wgs84(lon, lat, crs)
+    return round(x, COORDINATE_DECIMALS), round(y, COORDINATE_DECIMALS)
+
+
+def shown_geometry(geometry: dict[str, Any] | None, crs: str = "wgs84") -> dict[str, Any] | None:
+    """A WGS-84 GeoJSON geometry as an answer gives it: every vertex in `crs`, rounded like `shown`."""
+    if geometry is None:
+        return None
+    if geometry.get("type") == "GeometryCollection":
+        return {**geometry, "geometries": [shown_geometry(g, crs) for g in geometry["geometries"]]}
+    return {**geometry, "coordinates": _positions(geometry["coordinates"], crs)}
+
+
+def _positions(coordinates: Any, crs: str) -> Any:
+    if coordinates and isinstance(coordinates[0], (int, float)):
+        return [*shown(coordinates[0], coordinates[1], crs), *coordinates[2:]]
+    return [_positions(part, crs) for part in coordinates]

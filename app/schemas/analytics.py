@@ -2,7 +2,7 @@
 
 from marshmallow import Schema, fields, validate
 
-from app.schemas.common import CellScopeArgs, DateOrDateTime
+from app.schemas.common import CellScopeArgs, CrsArgs, DateOrDateTime
 
 
 class AnalyticsArgs(CellScopeArgs):
@@ -13,7 +13,7 @@ class AnalyticsArgs(CellScopeArgs):
     category = fields.String(validate=validate.Length(min=1, max=32))
 
 
-class HotspotArgs(AnalyticsArgs):
+class HotspotArgs(CrsArgs, AnalyticsArgs):
     eps_m = fields.Float(
         load_default=100.0,
         validate=validate.Range(1, 2000),
@@ -26,7 +26,7 @@ class HotspotArgs(AnalyticsArgs):
     )
 
 
-class HeatmapArgs(AnalyticsArgs):
+class HeatmapArgs(CrsArgs, AnalyticsArgs):
     size_m = fields.Integer(
         load_default=200, validate=validate.Range(50, 2000), metadata={"description": "Side of a square in metres."}
     )

@@ -6,12 +6,15 @@ from app.models import CellLevel
 from app.schemas.auth import CellRef
 from app.schemas.common import (
     BBox,
-    CrsField,
+    CrsArgs,
+    GeometryOut,
     Id,
     Latitude,
     LocalDateTime,
     Longitude,
+    OutputCrsField,
     PageArgs,
+    PointOut,
     StrictBoolean,
     page_of,
 )
@@ -34,7 +37,9 @@ CellPage = page_of(CellOut, "CellPage")
 
 
 class CellDetailOut(CellOut):
-    geometry = fields.Dict(metadata={"description": "GeoJSON MultiPolygon (RFC 7946, lon/lat)."})
+    geometry = GeometryOut(
+        metadata={"description": "GeoJSON MultiPolygon (RFC 7946 layout, lon/lat) in the read's `crs`."}
+    )
     ancestors = fields.List(fields.Nested(CellRef), metadata={"description": "Root first."})
 
 
@@ -47,6 +52,10 @@ class CellFilterArgs(Schema):
 
 
 class CellListArgs(CellFilterArgs, PageArgs):
+    pass
+
+
+class CellGeoJSONArgs(CrsArgs, CellFilterArgs):
     pass
 
 
@@ -99,7 +108,7 @@ class ImportResultOut(Schema):
 class LocateArgs(Schema):
     lon = Longitude(from_query=True)
     lat = Latitude(from_query=True)
-    crs = CrsField()
+    crs = OutputCrsField()
 
 
 class LocateOut(Schema):
@@ -109,4 +118,4 @@ class LocateOut(Schema):
         metadata={"description": "covers: inside the cell; nearest: within the fallback distance"}
     )
     distance_m = fields.Float()
-    location = fields.Dict(metadata={"description": "The WGS-84 point that was routed."})
+    location = PointOut(metadata={"description": "The point that was routed, {lon, lat, crs}, in the `crs` asked for."})

@@ -7,10 +7,10 @@ import re
 from datetime import date
 from zoneinfo import ZoneInfo
 
-from flask import current_app
-from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from flask import current_app, has_request_context, request
+from marshmallow import Schema, ValidationError, fields, post_dump, validate, validates_schema
 
-from app.lib.coords import CRS_VALUES
+from app.lib.coords import CRS_VALUES, shown, shown_geometry
 from app.lib.localtime import day_bounds
 from app.models import ESCALATION_LEVELS
 from app.models.base import MAX_ID, TIME_RANGE_ERROR, within_time_range
@@ -174,6 +174,73 @@ class EscalationLevel(fields.String):
         if value not in self.CHOICES:
             raise ValidationError(f"Must be one of {self.NAMED}.")
         return int(value) if value.isdigit() else ESCALATION_LEVELS.index(value)
+
+
+OUTPUT_CRS_DESCRIPTION = (
+    "wgs84 (default) | gcj02 | bd09: the datum of every coordinate in the answer (and of any point sent with "
+    "the request), so a Chinese map SDK needs no conversion. Coordinates are rounded to 7 decimals (1 cm)."
+)
+
+
+OUTPUT_CRS_KEY = "grid.output_crs"
+
+
+class OutputCrsField(CrsField):
+    """A read's `crs`: once valid, the request's answer gives its coordinates in it (see `output_crs`)."""
+
+    def __init__(self, **kw):
+        kw.setdefault("metadata", {"description": OUTPUT_CRS_DESCRIPTION})
+        super().__init__(**kw)
+
+    def deserialize(self, value, attr=None, data=None, **kwargs):
+        crs = super().deserialize(value, attr, data, **kwargs)
+        # One channel from the query to every coordinate dumped for this request, whatever builds the answer; kept on
+        # the request itself, since tests (and CLI commands) share one app context between requests.
+        if has_request_context():
+            request.environ[OUTPUT_CRS_KEY] = crs
+        return crs
+
+
+def output_crs() -> str:
+    """The datum the current request's answer gives coordinates in: the `crs` its query asked for, else wgs84."""
+    return request.environ.get(OUTPUT_CRS_KEY, "wgs84") if has_request_context() else "wgs84"
+
+
+class CrsArgs(Schema):
+    """The `crs` of every read that answers with coordinates."""
+
+    crs = OutputCrsField()
+
+
+def shown_point(point: dict) -> dict:
+    """A WGS-84 point object ({lon, lat, ...}) in the request's crs, rounded, with `crs` saying which."""
+    crs = output_crs()
+    lon, lat = shown(point["lon"], point["lat"], crs)
+    return {**point, "lon": lon, "lat": lat, "crs": crs}
+
+
+class PointOut(fields.Field):
+    def _serialize(self, value, attr, obj, **kwargs):
+        return None if value is None else shown_point(value)
+
+
+class PointSchema(Schema):
+    """An output object whose lon and lat are a WGS-84 point: dumped as `shown_point` says."""
+
+    lon = fields.Float()
+    lat = fields.Float()
+    crs = fields.String(metadata={"description": "The datum of lon and lat: the `crs` the read asked for."})
+
+    @post_dump
+    def _in_output_crs(self, data, **kwargs):
+        return shown_point(data) if data.get("lon") is not None else data
+
+
+class GeometryOut(fields.Dict):
+    """A WGS-84 GeoJSON geometry answered in the request's crs, every vertex rounded."""
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        return shown_geometry(value, output_crs())
 
 
 class PageArgs(Schema):

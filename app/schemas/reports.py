@@ -1,5 +1,7 @@
 """Reports in and out."""
 
+import math
+
 from marshmallow import (
     Schema,
     ValidationError,
@@ -18,6 +20,7 @@ from app.schemas.auth import CellRef, UserRef
 from app.schemas.common import (
     BBox,
     CellScopeArgs,
+    CrsArgs,
     CrsField,
     DateOrDateTime,
     EscalationLevel,
@@ -27,6 +30,7 @@ from app.schemas.common import (
     Longitude,
     LonLat,
     PageArgs,
+    PointOut,
     StrictInteger,
     page_of,
 )
@@ -38,11 +42,49 @@ class LocationIn(Schema):
     crs = CrsField()
 
 
+class AttributeAnswers(fields.Dict):
+    """Answers by attribute code, each a string, a number or a list of strings (a multivaluelist's keys): loaded
+    as Open311 form values (lists of strings), which the case service checks as Open311 POST does."""
+
+    MAX_ANSWERS = 100
+
+    def __init__(self, **kw):
+        kw["metadata"] = {"maxProperties": self.MAX_ANSWERS, **kw.get("metadata", {})}
+        super().__init__(keys=fields.String(validate=validate.Length(min=1, max=100)), **kw)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        answers = super()._deserialize(value, attr, data, **kwargs)
+        if len(answers) > self.MAX_ANSWERS:
+            raise ValidationError(f"At most {self.MAX_ANSWERS} answers.")
+        sent, errors = {}, {}
+        for code, answer in answers.items():
+            if isinstance(answer, str):
+                sent[code] = [answer]
+            elif isinstance(answer, (int, float)) and not isinstance(answer, bool) and math.isfinite(answer):
+                sent[code] = [str(answer)]
+            elif isinstance(answer, list) and answer and all(isinstance(v, str) for v in answer):
+                sent[code] = answer
+            else:
+                errors[code] = ["Answer with a string, a number or a non-empty list of strings."]
+        if errors:
+            raise ValidationError(errors)
+        return sent
+
+
 class ReportCreateIn(Schema):
     category_code = fields.String(required=True, validate=validate.Length(min=1, max=32))
     description = fields.String(required=True, validate=validate.Length(min=1, max=4000))
     location = fields.Nested(LocationIn, required=True)
     address = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=500))
+    attributes = AttributeAnswers(
+        load_default=dict,
+        metadata={
+            "description": "Answers to the category's Open311 attributes (GET /open311/v2/services/{code}), by "
+            "code: a string, a number or, for a multivaluelist, a list of keys. Checked as Open311 POST checks "
+            "attribute[code]: an unknown code, a missing required answer, a value not in the list or of the wrong "
+            "datatype is 422 with errors.attributes.<code>."
+        },
+    )
 
 
 class CategoryRef(Schema):
@@ -88,12 +130,12 @@ class ReportOut(Schema):
     category = fields.Nested(CategoryRef)
     description = fields.String()
     address = fields.String(allow_none=True)
-    location = fields.Function(
-        lambda case: case.location,
+    location = PointOut(
         allow_none=True,
         metadata={
-            "description": "WGS-84, whatever crs was sent. In the public view: `precision` cell (a point inside the "
-            "handling cell; null while in triage) or exact."
+            "description": "{lon, lat, crs}: in the `crs` the read asked for (wgs84 by default, and always for the "
+            "answer to a POST), whatever crs the point was filed in. In the public view also `precision`: cell (a "
+            "point inside the handling cell; null while in triage) or exact."
         },
     )
     cell = fields.Nested(CellRef, allow_none=True)
@@ -226,7 +268,7 @@ def _small_box(box) -> None:
         raise ValidationError(f"bbox is larger than {MAX_BOX_SIDE_DEG} degree on a side.")
 
 
-class ReportListArgs(CellScopeArgs, PageArgs):
+class ReportListArgs(CrsArgs, CellScopeArgs, PageArgs):
     status = fields.String(validate=validate.OneOf([s.value for s in ReportStatus]))
     category = fields.String(validate=validate.Length(min=1, max=32))
     created_from = DateOrDateTime(metadata={"description": "Filed at or after."})
@@ -240,7 +282,6 @@ class ReportListArgs(CellScopeArgs, PageArgs):
     )
     near = LonLat(metadata={"description": "lon,lat in `crs`: reports within `radius`, nearest first."})
     radius = fields.Float(validate=validate.Range(1, 5000), metadata={"description": "Metres, with near."})
-    crs = CrsField()
     bbox = BBox(
         validate=_small_box,
         metadata={"description": "min_lon,min_lat,max_lon,max_lat (WGS-84), at most 0.5 degree a side."},

@@ -2,6 +2,7 @@
 
 from marshmallow import Schema, fields, validate
 
+from app.schemas.common import CrsArgs
 from app.schemas.notifications import NotificationOut
 from app.schemas.reports import EventOut, ReportOut
 
@@ -24,7 +25,7 @@ class SyncEventOut(EventOut):
 _DATA_SCHEMAS = {"case": SyncReportOut(), "event": SyncEventOut(), "notification": NotificationOut()}
 
 
-class SyncArgs(Schema):
+class SyncArgs(CrsArgs):
     cursor = fields.String(metadata={"description": "next_cursor of the previous page; none for a full sync."})
     limit = fields.Integer(load_default=DEFAULT_LIMIT, validate=validate.Range(min=1, max=MAX_LIMIT))
 

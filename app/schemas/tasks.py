@@ -4,11 +4,11 @@ from marshmallow import Schema, fields, validate
 
 from app.models import LISTABLE_TASK_STATUSES, TASK_STATUSES
 from app.schemas.auth import UserRef
-from app.schemas.common import CellScopeArgs, LocalDateTime, PageArgs, page_of
+from app.schemas.common import CellScopeArgs, CrsArgs, GeometryOut, LocalDateTime, PageArgs, page_of
 from app.schemas.reports import ReportOut
 
 
-class TaskListArgs(CellScopeArgs, PageArgs):
+class TaskListArgs(CrsArgs, CellScopeArgs, PageArgs):
     """cell_id or cell: only cases routed to that cell's subtree."""
 
     status = fields.String(
@@ -42,4 +42,6 @@ class MyCellOut(Schema):
     duty = fields.String(metadata={"description": "primary or backup (workers), supervisor (a subtree root)."})
     valid_from = fields.Date(allow_none=True)
     valid_to = fields.Date(allow_none=True)
-    geometry = fields.Dict(metadata={"description": "GeoJSON MultiPolygon (RFC 7946, lon/lat)."})
+    geometry = GeometryOut(
+        metadata={"description": "GeoJSON MultiPolygon (RFC 7946 layout, lon/lat) in the read's `crs`."}
+    )

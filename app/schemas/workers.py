@@ -4,7 +4,17 @@ from marshmallow import Schema, fields, validate
 
 from app.models import Duty
 from app.schemas.auth import CellRef, UserRef
-from app.schemas.common import CellScopeArgs, Day, Id, LocalDateTime, PageArgs, page_of
+from app.schemas.common import (
+    CellScopeArgs,
+    CrsArgs,
+    Day,
+    Id,
+    LocalDateTime,
+    PageArgs,
+    PointSchema,
+    page_of,
+    shown_point,
+)
 from app.schemas.reports import LocationIn
 
 
@@ -41,17 +51,14 @@ class DutyIn(Schema):
     position = fields.Nested(LocationIn, required=True)
 
 
-class PositionOut(Schema):
-    lon = fields.Float()
-    lat = fields.Float()
-    crs = fields.String()
+class PositionOut(PointSchema):
     at = LocalDateTime()
     source = fields.String(metadata={"description": "duty, report or patrol: what told us the position."})
 
 
 class DutyOut(Schema):
     duty = fields.Function(lambda entry: "on" if entry.on_duty else "off")
-    position = fields.Function(lambda entry: {"lon": entry.lon, "lat": entry.lat, "crs": "wgs84"})
+    position = fields.Function(lambda entry: shown_point({"lon": entry.lon, "lat": entry.lat}))
     at = LocalDateTime(attribute="created_at")
 
 
@@ -78,7 +85,7 @@ class WorkerOut(Schema):
 WorkerPage = page_of(WorkerOut, "WorkerPage")
 
 
-class WorkerListArgs(CellScopeArgs, PageArgs):
+class WorkerListArgs(CrsArgs, CellScopeArgs, PageArgs):
     """cell_id or cell: only workers serving that cell today."""
 
     on_duty = fields.Boolean()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -26,7 +27,7 @@ from app.models import (
 )
 from app.models.base import utcnow
 from app.services.calendar.worktime import local_day
-from app.services.cases import dispatch, sla
+from app.services.cases import attributes as attribute_answers, dispatch, sla
 from app.services.cases.categories import find_active_by_code
 from app.services.grid.routing import route_wgs84
 from app.services.people.workers import served_cell_ids, serves
@@ -77,9 +78,14 @@ def create_report(
     description: str,
     location: dict[str, Any],
     address: str | None = None,
+    attributes: Mapping[str, list[str]] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> Report:
-    """File a report; `extra` sets further columns (Open311's fields) in the same insert."""
+    """File a report; `extra` sets further columns (Open311's fields) in the same insert.
+
+    `attributes` are a client's answers to the category's Open311 attributes, values by code, checked and stored
+    alike for Open311 and the API (app.services.cases.attributes); None, from the services' own callers, stores
+    none and asks for none."""
     if user.role not in (Role.resident.value, Role.worker.value):
         raise Forbidden(tr("Only residents and grid workers file reports."))
     category = find_active_by_code(category_code)
@@ -87,6 +93,7 @@ def create_report(
         raise ValidationFailed(
             errors={"category_code": [tr("No active category {category_code!r}.", category_code=category_code)]}
         )
+    answers = attribute_answers.answers(category, attributes) if attributes is not None else None
     crs = location.get("crs") or "wgs84"
     lon, lat = to_wgs84(location["lon"], location["lat"], crs)
     routing = route_wgs84(lon, lat)
@@ -118,6 +125,7 @@ def create_report(
         needs_triage=routing.cell is None,
         created_at=now,
         updated_at=now,
+        attributes=answers,
         **(extra or {}),
     )
     db.session.add(report)

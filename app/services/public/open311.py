@@ -14,12 +14,13 @@ from zoneinfo import ZoneInfo
 from flask import current_app
 from sqlalchemy import and_, false, or_, select
 
-from app.errors import NotFound, Open311BadRequest
+from app.errors import AttributeRejected, NotFound, Open311BadRequest
 from app.extensions import db
+from app.lib.coords import shown
 from app.lib.i18n import Message, tr
 from app.models import FINAL_STATUSES, ApiKey, Category, Report, User
-from app.models.base import MAX_ID, TIME_RANGE_ERROR, within_time_range
-from app.services.cases import reports as report_service
+from app.models.base import MAX_ID
+from app.services.cases import attributes as attribute_answers, reports as report_service
 from app.services.cases.categories import active_categories_query, find_active_by_code
 from app.services.people import api_keys as key_service
 from app.services.public import view as public_view
@@ -69,7 +70,7 @@ def services() -> list[dict[str, Any]]:
             "service_code": c.code,
             "service_name": c.name,
             "description": c.description,
-            "metadata": bool(_inputs(c)),
+            "metadata": bool(attribute_answers.inputs(c)),
             "type": "realtime",
             "keywords": c.keywords,
             "group": c.group,
@@ -117,11 +118,6 @@ def discovery(endpoint_url: str) -> dict[str, Any]:
             }
         ],
     }
-
-
-def _inputs(category: Category) -> list[dict[str, Any]]:
-    """The attributes a reporter answers (variable=false ones are only shown to them)."""
-    return [a for a in category.attributes or [] if a.get("variable", True)]
 
 
 # ---- filing ---------------------------------------------------------------------------------------------------
@@ -181,77 +177,17 @@ def _email(params: Mapping) -> str | None:
 
 def parse_w3c(name: str, raw: str) -> datetime:
     """A W3C datetime; without an offset it is read in TIMEZONE."""
-    # An unencoded "+08:00" in a query string arrives as " 08:00".
-    text = raw.strip().replace(" ", "+") if "T" in raw else raw.strip()
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise Open311BadRequest(
-            tr("{name} must be a W3C datetime such as 2026-11-26T09:30:00+08:00.", name=name)
-        ) from None
-    if not within_time_range(value):
-        raise Open311BadRequest(tr("{name}: {problem}", name=name, problem=TIME_RANGE_ERROR))
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=ZoneInfo(current_app.config["TIMEZONE"]))
-    return value
+    return attribute_answers.parse_w3c(name, raw, Open311BadRequest)
 
 
-def _attribute_value(attr: dict[str, Any], values: list[str]) -> Any:
-    code, datatype = attr["code"], attr["datatype"]
-    if datatype == "multivaluelist":
-        allowed = {v["key"] for v in attr["values"]}
-        bad = [v for v in values if v not in allowed]
-        if bad:
-            raise Open311BadRequest(
-                tr("attribute[{code}] has values not in its list: {values}.", code=code, values=", ".join(bad))
-            )
-        return list(dict.fromkeys(values))
-    if len(values) > 1:
-        raise Open311BadRequest(tr("attribute[{code}] takes one value.", code=code))
-    value = values[0]
-    if datatype == "singlevaluelist":
-        if value not in {v["key"] for v in attr["values"]}:
-            raise Open311BadRequest(tr("attribute[{code}] must be one of the keys of its list.", code=code))
-        return value
-    if datatype == "number":
-        try:
-            number = float(value)
-        except ValueError:
-            raise Open311BadRequest(tr("attribute[{code}] must be a number.", code=code)) from None
-        if not math.isfinite(number):
-            raise Open311BadRequest(tr("attribute[{code}] must be a finite number.", code=code))
-        return int(number) if number.is_integer() and re.fullmatch(r"[+-]?\d+", value) else number
-    if datatype == "datetime":
-        return parse_w3c(f"attribute[{code}]", value).isoformat()
-    limit = MAX_DESCRIPTION if datatype == "text" else 1000
-    if len(value) > limit:
-        raise Open311BadRequest(tr("attribute[{code}] is longer than {limit} characters.", code=code, limit=limit))
-    return value
-
-
-def _attributes(category: Category, params) -> dict[str, Any] | None:
+def _attributes(params) -> dict[str, list[str]]:
+    """The values sent for each attribute code (attribute[code] and attribute[code][])."""
     sent: dict[str, list[str]] = {}
     for key in params:
         match = ATTRIBUTE_KEY.fullmatch(key)
         if match:
-            values = [v for v in params.getlist(key) if v != ""]
-            if values:
-                sent.setdefault(match.group(1), []).extend(values)
-    inputs = {a["code"]: a for a in _inputs(category)}
-    unknown = sorted(set(sent) - set(inputs))
-    if unknown:
-        raise Open311BadRequest(
-            tr("Service {code} has no attribute {names}.", code=category.code, names=", ".join(unknown))
-        )
-    answers = {}
-    for code, attr in inputs.items():
-        if code in sent:
-            answers[code] = _attribute_value(attr, sent[code])
-        elif attr.get("required"):
-            raise Open311BadRequest(
-                tr("attribute[{code}] is required: {description}", code=code, description=attr["description"])
-            )
-    return answers or None
+            sent.setdefault(match.group(1), []).extend(params.getlist(key))
+    return sent
 
 
 def authenticate(params) -> ApiKey:
@@ -276,16 +212,20 @@ def create_request(api_key: ApiKey, params) -> list[dict[str, Any]]:
         open311_token=str(uuid.uuid4()),
         media_url=_media_url(params),
         contact_email=_email(params),
-        attributes=_attributes(category, params),
     )
-    report = report_service.create_report(
-        api_key.user,
-        category_code=category.code,
-        description=description,
-        location={"lon": lon, "lat": lat, "crs": "wgs84"},
-        address=_text(params, "address_string", 500),
-        extra=extra,
-    )
+    try:
+        report = report_service.create_report(
+            api_key.user,
+            category_code=category.code,
+            description=description,
+            location={"lon": lon, "lat": lat, "crs": "wgs84"},
+            address=_text(params, "address_string", 500),
+            attributes=_attributes(params),
+            extra=extra,
+        )
+    except AttributeRejected as exc:
+        # The same check and words as POST /api/v1/reports, in GeoReport's own error format.
+        raise Open311BadRequest(exc.detail) from exc
     # The token too: peer clients go POST -> token -> tokens/{token} -> requests/{id}.
     return [
         {
@@ -314,8 +254,8 @@ def request_out(report: public_view.CaseView) -> dict[str, Any]:
     """A request as Open311 shows it to the reader it was presented for (an API key's account, or nobody): in full
     for the key that filed it, else the case's public view (app.services.public.view), leaving out the GeoReport
     fields that view does not carry. Never reporter or contact data."""
-    location = report.location or {"lon": None, "lat": None}
-    lon, lat = location["lon"], location["lat"]
+    # GeoReport has no datum parameter: WGS-84, rounded like every answer.
+    lon, lat = shown(report.location["lon"], report.location["lat"]) if report.location else (None, None)
     # GeoReport field: (the ReportOut field whose view it belongs to, value).
     fields = {
         "service_request_id": ("case_number", report.case_number),

@@ -44,7 +44,6 @@ CONTACT_COLUMNS = {
     "device_id": "device_id",
     "account_id": "account_id",
 }
-COORDINATE_DECIMALS = 7
 
 
 def is_staff(user: User | None) -> bool:
@@ -134,12 +133,8 @@ def map_points(
             shown.append(((x, y), full))
         else:
             point = points.get(cell)
-            shown.append((_rounded(*point) if point else None, False))
+            shown.append((point, False))
     return shown
-
-
-def _rounded(lon: float, lat: float) -> tuple[float, float]:
-    return round(lon, COORDINATE_DECIMALS), round(lat, COORDINATE_DECIMALS)
 
 
 def exact_location(report: Report) -> tuple[float, float]:
@@ -156,7 +151,7 @@ def public_location(report: Report) -> dict[str, Any] | None:
         point = cell_label_points([report.handling_cell_id]).get(report.handling_cell_id)
         if point is None:
             return None
-        lon, lat = _rounded(*point)
+        lon, lat = point
         precision = "cell"
     return {"lon": lon, "lat": lat, "crs": "wgs84", "precision": precision}
 
