@@ -4,7 +4,7 @@ from marshmallow import Schema, fields, validate
 
 from app.models import ESCALATION_LEVELS
 from app.schemas.auth import CellRef
-from app.schemas.common import LocalDateTime, PageArgs, page_of
+from app.schemas.common import LocalDateTime, OneOrMore, PageArgs, page_of
 from app.schemas.reports import CategoryRef, EventOut
 
 
@@ -52,4 +52,4 @@ class EscalationListArgs(PageArgs):
         validate=validate.Length(min=6, max=20),
         metadata={"description": "Only cases handled in this cell's subtree (a cell code)."},
     )
-    level = fields.String(validate=validate.OneOf(ESCALATION_LEVELS[1:]))
+    level = OneOrMore(fields.String(validate=validate.OneOf(ESCALATION_LEVELS[1:])))

@@ -4,15 +4,15 @@ from marshmallow import Schema, fields, validate
 
 from app.models import LISTABLE_TASK_STATUSES, TASK_STATUSES
 from app.schemas.auth import UserRef
-from app.schemas.common import LocalDateTime, PageArgs, page_of
+from app.schemas.common import LocalDateTime, OneOrMore, PageArgs, page_of
 from app.schemas.reports import ReportOut
 
 
 class TaskListArgs(PageArgs):
-    status = fields.String(
-        validate=validate.OneOf(LISTABLE_TASK_STATUSES),
+    status = OneOrMore(
+        fields.String(validate=validate.OneOf(LISTABLE_TASK_STATUSES)),
         metadata={
-            "description": f"Only this status; default {', '.join(TASK_STATUSES)} (resolved cases wait on a check)."
+            "description": f"Only these statuses; default {', '.join(TASK_STATUSES)} (resolved cases wait on a check)."
         },
     )
 

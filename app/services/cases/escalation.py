@@ -269,7 +269,9 @@ def _reviewable(user: User) -> ColumnElement[bool]:
     return false()
 
 
-def escalated_query(user: User, now: datetime, *, cell_code: str | None = None, level: str | None = None) -> Select:
+def escalated_query(
+    user: User, now: datetime, *, cell_code: str | None = None, level: list[str] | None = None
+) -> Select:
     """Open escalated cases whose handling cell lies in the caller's subtree, most overdue first (the longest
     since they became late, measured where their clock stands), then by id.
 
@@ -284,8 +286,8 @@ def escalated_query(user: User, now: datetime, *, cell_code: str | None = None, 
         if cell is None or db.session.scalar(select(Cell.id).where(Cell.id == cell.id, _reviewable(user))) is None:
             raise NotFound(tr("No cell {cell_code!r} in your subtree.", cell_code=cell_code), code="cell_not_found")
         stmt = stmt.where(Report.handling_cell_id.in_(subtree_cell_ids(cell.code)))
-    if level is not None:
-        stmt = stmt.where(Report.escalation_level == ESCALATION_LEVELS.index(level))
+    if level:
+        stmt = stmt.where(Report.escalation_level.in_([ESCALATION_LEVELS.index(name) for name in level]))
     return stmt.order_by(func.coalesce(_overdue_seconds_expr(now), 0.0).desc(), Report.id)
 
 

@@ -14,9 +14,9 @@ from app.services.cases.reports import listed_reports
 from app.services.people.workers import current_on
 
 
-def tasks_query(user: User, status: str | None = None) -> Select:
+def tasks_query(user: User, status: list[str] | None = None) -> Select:
     """The user's cases, soonest deadline first (cases without one last), then by id."""
-    statuses = (status,) if status else TASK_STATUSES
+    statuses = status or TASK_STATUSES
     return (
         listed_reports()
         .where(Report.assignee_id == user.id, Report.status.in_(statuses))
