@@ -323,3 +323,26 @@ def test_postgis_text_search_uses_the_trigram_index(db, w, backend):
     assert "idx_reports_description_trgm" in plan, plan
     assert "idx_reports_address_trgm" in plan, plan
     assert sorted(_db.session.scalars(stmt)) == ids(w.bin, w.far)
+
+
+def test_users_and_cells_take_several_values(client, db, w):
+    resp = client.get(
+        "/api/v1/users", headers=auth_header(w.admin), query_string={"role": "worker,supervisor", "page_size": 100}
+    )
+    assert resp.status_code == 200, resp.json
+    assert {item["role"] for item in resp.json["items"]} == {"worker", "supervisor"}
+    problem = assert_problem(
+        client.get("/api/v1/users", headers=auth_header(w.admin), query_string={"role": "worker,boss"}),
+        422,
+        "validation_failed",
+    )
+    assert "boss" in problem["errors"]["role"][0]
+
+    resp = client.get("/api/v1/cells", headers=auth_header(w.admin), query_string={"level": "street,community"})
+    assert resp.status_code == 200, resp.json
+    assert {item["level"] for item in resp.json["items"]} == {"street", "community"}
+    assert_problem(
+        client.get("/api/v1/cells", headers=auth_header(w.admin), query_string={"level": "grid,planet"}),
+        422,
+        "validation_failed",
+    )

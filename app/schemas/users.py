@@ -5,13 +5,13 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 from app.lib.i18n import LANGUAGES
 from app.models import Role
 from app.schemas.auth import LANGUAGE_DESCRIPTION, UserOut
-from app.schemas.common import Id, PageArgs, StrictBoolean, page_of
+from app.schemas.common import Id, OneOrMore, PageArgs, StrictBoolean, page_of
 
 ROLES = [r.value for r in Role]
 
 
 class UserListArgs(PageArgs):
-    role = fields.String(validate=validate.OneOf(ROLES))
+    role = OneOrMore(fields.String(validate=validate.OneOf(ROLES)))
     active = fields.Boolean()
     cell_id = Id(from_query=True, metadata={"description": "Supervisors of this cell and workers serving it today."})
     q = fields.String(
