@@ -62,7 +62,8 @@ def case_number(case_day: date, report_id: int) -> str:
     return f"{case_day:%Y%m%d}{report_id:07d}"
 
 
-CASE_NUMBER = re.compile(r"(\d{8})(\d{7,})")
+# An id has at most 10 digits (MAX_ID), so no case number is longer than 18.
+CASE_NUMBER = re.compile(r"(\d{8})(\d{7,10})")
 
 
 def parse_case_number(text: str) -> tuple[date, int] | None:

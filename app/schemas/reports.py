@@ -243,7 +243,7 @@ class ReportListArgs(PageArgs):
     )
     case_number = fields.String(
         validate=_a_case_number,
-        metadata={"description": "Exactly this case (e.g. 202611270000123).", "pattern": r"^\d{15,}$"},
+        metadata={"description": "Exactly this case (e.g. 202611270000123).", "pattern": r"^\d{15,18}$"},
     )
     status = OneOrMore(fields.String(validate=validate.OneOf([s.value for s in ReportStatus])))
     category = OneOrMore(fields.String(validate=validate.Length(min=1, max=32)), metadata={"description": "Codes."})
