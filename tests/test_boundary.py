@@ -14,6 +14,7 @@ from app.api.access import auth_required
 from app.api.attachments import multipart_only
 from app.api.idempotency import idempotent
 from tests.assertions import assert_problem
+from tests.factories import auth_header, make_user
 from tests.test_open311 import assert_open311_error
 
 PROBE = Blueprint("probe", __name__)
@@ -180,3 +181,70 @@ def test_a_registered_form_writes_every_error_under_its_prefix(app, client, monk
     assert [status for status, _, _ in seen] == [404]
     assert_problem(client.get("/elsewhere"), 404, "not_found")
     assert_open311_error(client.get("/open311/v3/services.json"), 404, "json")
+
+
+# ---- query parameters: declared ones only on /api/v1, Open311 lenient ------------------------------------------
+
+
+def _operations(app):
+    """(method, path with its variables filled) of every /api/v1 operation."""
+    for rule in app.url_map.iter_rules():
+        if not rule.rule.startswith("/api/v1/") or not isinstance(
+            app.blueprints.get(rule.endpoint.split(".")[0]), Blueprint
+        ):
+            continue
+        path = re.sub(r"<[^>]+>", "x", re.sub(r"<int:[^>]+>", "1", rule.rule))
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            yield method, path
+
+
+def test_every_api_operation_refuses_an_unknown_query_parameter(app, client, db):
+    admin = make_user("admin")
+    operations = list(_operations(app))
+    assert len(operations) > 60 and ("GET", "/api/v1/reports/1") in operations
+    for method, path in operations:
+        resp = client.open(path, method=method, headers=auth_header(admin), query_string={"no_such_param": "1"})
+        problem = assert_problem(resp, 422, "validation_failed")
+        assert problem["errors"] == {"no_such_param": ["未知的查询参数。"]}, (method, path)
+        assert "no_such_param" in problem["detail"], (method, path)
+
+
+def test_an_unknown_parameter_is_refused_beside_known_ones_and_named_in_english(client, db):
+    admin = make_user("admin")
+    resp = client.get(
+        "/api/v1/reports",
+        headers={**auth_header(admin), "Accept-Language": "en"},
+        query_string={"status": "submitted", "casenumber": "202611270000001", "page": 1},
+    )
+    problem = assert_problem(resp, 422, "validation_failed")
+    assert problem["detail"] == "Unknown query parameter: casenumber."
+    assert problem["errors"] == {"casenumber": ["Unknown query parameter."]}
+
+
+@pytest.mark.parametrize(
+    "path, query",
+    [
+        ("/api/v1/reports", {"page": 2, "page_size": 5, "status": "submitted", "case_number": "202611270000001"}),
+        ("/api/v1/escalations", {"page": 1, "page_size": 10, "level": "community"}),
+        ("/api/v1/categories", {"page": 1, "page_size": 10}),
+        ("/api/v1/me/tasks", {"status": "assigned"}),
+    ],
+)
+def test_declared_parameters_keep_working(client, db, path, query):
+    admin = make_user("admin")
+    resp = client.get(path, headers=auth_header(admin), query_string=query)
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+
+
+def test_a_parameter_another_operation_takes_is_still_unknown_here(client, db):
+    admin = make_user("admin")
+    # page belongs to the list, not to the map (at most 5,000 points, no pages).
+    resp = client.get("/api/v1/reports.geojson", headers=auth_header(admin), query_string={"page": 1})
+    assert assert_problem(resp, 422, "validation_failed")["errors"] == {"page": ["未知的查询参数。"]}
+
+
+def test_open311_and_the_docs_ignore_unknown_parameters(client, db):
+    resp = client.get("/open311/v2/services.json", query_string={"no_such_param": "1", "jurisdiction_id": "x"})
+    assert resp.status_code == 200 and resp.mimetype == "application/json"
+    assert client.get("/api/v1/openapi.json", query_string={"no_such_param": "1"}).status_code == 200
+    assert client.get("/api/v1/docs", query_string={"no_such_param": "1"}).status_code == 200

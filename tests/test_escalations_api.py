@@ -104,7 +104,7 @@ def test_supervisors_see_cases_escalated_into_their_subtree_most_overdue_first(c
 
 
 def test_each_case_carries_chain_assignee_overdue_time_and_last_events(client, world):
-    resp = client.get(URL, query_string={"level": "community"}, headers=auth_header(world.community_sup))
+    resp = client.get(URL, query_string={"escalation_level": "community"}, headers=auth_header(world.community_sup))
     data = resp.get_json()
     assert data["total"] == 1
     item = data["items"][0]

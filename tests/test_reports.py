@@ -508,7 +508,11 @@ def test_list_filter_by_category(client, db, world, filed):
     special = make_report(world.resident, other_category, *NE_POINT)
     assert _ids(_list(client, world.admin, category=other_category.code)) == [special.id]
     assert _list(client, world.admin, category=world.category.code)["total"] == 4
-    assert _list(client, world.admin, category="NOPE")["total"] == 0
+    # A code of no category is a mistake to hear of, not an empty list.
+    problem = assert_problem(
+        client.get(URL, headers=auth_header(world.admin), query_string={"category": "NOPE"}), 422, "validation_failed"
+    )
+    assert "NOPE" in problem["errors"]["category"][0]
 
 
 def test_list_filter_by_cell_subtree(client, db, world, filed):

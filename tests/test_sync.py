@@ -314,8 +314,14 @@ def test_limits_at_the_edges_and_unknown_parameters(app, world):
         file_report(client, w)
     one = page(client, w.headers["supervisor"], limit=1)
     assert len(one["changes"]) == 1 and one["has_more"] is True
-    full = page(client, w.headers["supervisor"], limit=1000, page=3, colour="blue")
+    full = page(client, w.headers["supervisor"], limit=1000)
     assert len(full["changes"]) == 6 and full["has_more"] is False
+    # Parameters the feed does not take are named, not ignored (the rule of every /api/v1 operation).
+    resp = client.get(URL, headers=w.headers["supervisor"], query_string={"limit": 10, "page": 3, "colour": "blue"})
+    assert assert_problem(resp, 422, "validation_failed")["errors"] == {
+        "page": ["未知的查询参数。"],
+        "colour": ["未知的查询参数。"],
+    }
     # Default page size: everything here fits.
     assert page(client, w.headers["supervisor"])["changes"] == full["changes"]
 

@@ -1,14 +1,18 @@
-"""Input checks run once per request, before any view: readable JSON and forms; no NUL or lone surrogate in any text."""
+"""Input checks run once per request, before any view: readable JSON and forms; no NUL or lone surrogate in any text;
+no query parameter an /api/v1 operation does not declare."""
 
 from __future__ import annotations
 
+import functools
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from flask import request
+import flask_smorest
+from flask import current_app, request
 
+from app.api.openapi import API_PREFIX
 from app.errors import MalformedForm, MalformedJSON, ValidationFailed
 from app.lib.i18n import tr
 
@@ -30,6 +34,38 @@ def check_inputs() -> None:
             tr("Text may not contain NUL characters or unpaired surrogates. See: {names}.", names=", ".join(bad)),
             errors={name: [TEXT_ERROR] for name in bad},
         )
+
+
+def check_query_names(handler: Callable | None) -> None:
+    """before_request: an /api/v1 operation takes only the query parameters its schema declares. Any other is a
+    mistake the caller must hear of (an ignored ?case_number= would answer every case): 422 naming it.
+
+    Open311 (its own prefix) ignores parameters it does not know, as its clients expect; the docs pages and the
+    OpenAPI document are not operations."""
+    if not request.args or handler is None or not request.path.startswith(f"{API_PREFIX}/"):
+        return
+    if not isinstance(current_app.blueprints.get(request.blueprint or ""), flask_smorest.Blueprint):
+        return
+    unknown = [name for name in dict.fromkeys(request.args) if name not in declared_query_names(handler)]
+    if unknown:
+        shown = [BAD_TEXT.sub("\ufffd", name)[:100] for name in unknown]
+        raise ValidationFailed(
+            tr("Unknown query parameter: {names}.", names=", ".join(shown)),
+            errors={name: [tr("Unknown query parameter.")] for name in shown},
+        )
+
+
+@functools.cache
+def declared_query_names(handler: Callable) -> frozenset[str]:
+    """The parameters of the handler's @blp.arguments(..., location="query") schemas, by their names in the URL."""
+    names: set[str] = set()
+    for parameter in getattr(handler, "_apidoc", {}).get("arguments", {}).get("parameters", []):
+        schema = parameter.get("schema")
+        if parameter.get("in") != "query" or schema is None:
+            continue
+        schema = schema() if isinstance(schema, type) else schema
+        names.update(field.data_key or name for name, field in schema.fields.items() if not field.dump_only)
+    return frozenset(names)
 
 
 def _texts() -> Iterator[tuple[str, str]]:

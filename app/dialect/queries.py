@@ -106,3 +106,15 @@ def local_period_counts(stmt: Select, column, unit: str, tz: str) -> dict[Any, i
             day = day.replace(day=1)
         counts[day] = counts.get(day, 0) + 1
     return counts
+
+
+def contains_text(column, needle: str) -> ColumnElement[bool]:
+    """The column holds `needle` (any script, Latin letters in any case), the user's text taken literally.
+
+    PostgreSQL: ILIKE, which the pg_trgm GIN indexes on reports' texts serve for needles of 3+ characters (the
+    migration reports_text_search), with %, _ and the escape character escaped. SQLite: instr, which treats no
+    character specially; lower() folds only ASCII there, as SQLite's LIKE would."""
+    if is_postgis():
+        escaped = needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        return column.ilike(f"%{escaped}%", escape="\\")
+    return func.instr(func.lower(column), func.lower(literal(needle, String))) > 0

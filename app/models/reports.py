@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import re
 from datetime import date, datetime
 from typing import Any
 
@@ -22,7 +23,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, query_expression, relationship
 
 from app.extensions import db
-from app.models.base import TimestampMixin, UTCDateTime, utcnow
+from app.models.base import MAX_ID, TimestampMixin, UTCDateTime, utcnow
 from app.models.categories import Category
 from app.models.grid import Cell
 from app.models.users import User
@@ -59,6 +60,26 @@ LISTABLE_TASK_STATUSES = (*TASK_STATUSES, "resolved")
 def case_number(case_day: date, report_id: int) -> str:
     """The human case number: day of filing and id, e.g. 202611270000123."""
     return f"{case_day:%Y%m%d}{report_id:07d}"
+
+
+# An id has at most 10 digits (MAX_ID), so no case number is longer than 18.
+CASE_NUMBER = re.compile(r"(\d{8})(\d{7,10})")
+
+
+def parse_case_number(text: str) -> tuple[date, int] | None:
+    """(day, id) of a case number as case_number writes it; None for anything else (a date that does not exist,
+    an id padded differently)."""
+    found = CASE_NUMBER.fullmatch(text)
+    if found is None:
+        return None
+    try:
+        day = datetime.strptime(found.group(1), "%Y%m%d").date()
+    except ValueError:
+        return None
+    report_id = int(found.group(2))
+    if not 1 <= report_id <= MAX_ID or case_number(day, report_id) != text:
+        return None
+    return day, report_id
 
 
 class RoutedBy(str, enum.Enum):

@@ -12,6 +12,7 @@ from app.schemas.common import (
     Latitude,
     LocalDateTime,
     Longitude,
+    OneOrMore,
     OutputCrsField,
     PageArgs,
     PointOut,
@@ -44,7 +45,7 @@ class CellDetailOut(CellOut):
 
 
 class CellFilterArgs(Schema):
-    level = fields.String(validate=validate.OneOf(LEVELS))
+    level = OneOrMore(fields.String(validate=validate.OneOf(LEVELS)))
     parent_id = Id(from_query=True)
     code = fields.String(validate=validate.Regexp(r"^\d{1,20}$"), metadata={"description": "Code prefix."})
     bbox = BBox(metadata={"description": "min_lon,min_lat,max_lon,max_lat"})

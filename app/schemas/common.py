@@ -11,6 +11,7 @@ from flask import current_app, has_request_context, request
 from marshmallow import Schema, ValidationError, fields, post_dump, validate, validates_schema
 
 from app.lib.coords import CRS_VALUES, shown, shown_geometry
+from app.lib.i18n import tr
 from app.lib.localtime import day_bounds
 from app.models import ESCALATION_LEVELS
 from app.models.base import MAX_ID, TIME_RANGE_ERROR, within_time_range
@@ -293,6 +294,46 @@ class LonLat(fields.Field):
         if not (-180 <= lon <= 180 and -90 <= lat <= 90):
             raise ValidationError("Out of range: lon in [-180, 180], lat in [-90, 90].")
         return lon, lat
+
+
+MAX_VALUES = 50
+
+
+class OneOrMore(fields.String):
+    """One value or several, comma-separated (status=submitted,accepted), each loaded by `item`: a list, in the
+    order sent, without repeats. Each bad value is named in the error.
+
+    Documented as a string with a pattern: the choices of the item's OneOf, else any text between commas."""
+
+    def __init__(self, item: fields.Field, **kw):
+        self.item = item
+        choices = next((v.choices for v in item.validators if isinstance(v, validate.OneOf)), None)
+        choices = choices or item.metadata.get("enum")
+        one = "|".join(re.escape(str(c)) for c in choices) if choices else "[^,]+"
+        metadata = kw.pop("metadata", {})
+        description = metadata.get("description", "")
+        metadata = {
+            **metadata,
+            "pattern": f"^(?:{one})(?:,(?:{one}))*$",
+            "description": f"{description} One value or several, comma-separated.".strip(),
+        }
+        super().__init__(metadata=metadata, **kw)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        text = super()._deserialize(value, attr, data, **kwargs)
+        parts = list(dict.fromkeys(part.strip() for part in text.split(",")))
+        if len(parts) > MAX_VALUES:
+            raise ValidationError([tr("At most {count} values.", count=MAX_VALUES)])
+        loaded, problems = [], []
+        for part in parts:
+            try:
+                loaded.append(self.item.deserialize(part))
+            except ValidationError as exc:
+                reason = " ".join(str(m) for m in exc.messages) if isinstance(exc.messages, list) else ""
+                problems.append(tr("{value} is not valid: {reason}", value=part, reason=reason))
+        if problems:
+            raise ValidationError(problems)
+        return loaded
 
 
 PROBLEM_MIMETYPE = "application/problem+json"

@@ -3,7 +3,7 @@
 from marshmallow import Schema, fields
 
 from app.schemas.auth import CellRef
-from app.schemas.common import CellScopeArgs, EscalationLevel, LocalDateTime, PageArgs, page_of
+from app.schemas.common import CellScopeArgs, EscalationLevel, LocalDateTime, OneOrMore, PageArgs, page_of
 from app.schemas.reports import CategoryRef, EventOut
 
 
@@ -51,4 +51,4 @@ EscalatedCasePage = page_of(EscalatedCaseOut, "EscalatedCasePage")
 class EscalationListArgs(CellScopeArgs, PageArgs):
     """cell_id or cell: only cases handled in that cell's subtree."""
 
-    escalation_level = EscalationLevel()
+    escalation_level = OneOrMore(EscalationLevel())

@@ -15,7 +15,9 @@ from marshmallow import (
 
 from app.lib.geofilter import COUNT_CAP, GeoFilter, polygon_from_geojson
 from app.lib.geometry import GeometryProblem
+from app.lib.i18n import tr
 from app.models import ESCALATION_LEVELS, SLA_STATES, ReportStatus
+from app.models.reports import parse_case_number
 from app.schemas.auth import CellRef, UserRef
 from app.schemas.common import (
     BBox,
@@ -29,6 +31,7 @@ from app.schemas.common import (
     LocalDateTime,
     Longitude,
     LonLat,
+    OneOrMore,
     PageArgs,
     PointOut,
     StrictInteger,
@@ -268,14 +271,31 @@ def _small_box(box) -> None:
         raise ValidationError(f"bbox is larger than {MAX_BOX_SIDE_DEG} degree on a side.")
 
 
+def _a_case_number(text: str) -> None:
+    if parse_case_number(text) is None:
+        raise ValidationError([tr("Not a case number: {text}.", text=text[:40])])
+
+
 class ReportListArgs(CrsArgs, CellScopeArgs, PageArgs):
-    status = fields.String(validate=validate.OneOf([s.value for s in ReportStatus]))
-    category = fields.String(validate=validate.Length(min=1, max=32))
+    q = fields.String(
+        validate=validate.Length(min=1, max=200),
+        metadata={
+            "description": "A case number finds that case; for the reporter's data holders (supervisors of the "
+            "subtree, admins) a phone number finds that reporter's cases; any other text is looked for in the "
+            "description and address (residents: in their own cases only)."
+        },
+    )
+    case_number = fields.String(
+        validate=_a_case_number,
+        metadata={"description": "Exactly this case (e.g. 202611270000123).", "pattern": r"^\d{15,18}$"},
+    )
+    status = OneOrMore(fields.String(validate=validate.OneOf([s.value for s in ReportStatus])))
+    category = OneOrMore(fields.String(validate=validate.Length(min=1, max=32)), metadata={"description": "Codes."})
     created_from = DateOrDateTime(metadata={"description": "Filed at or after."})
     created_to = DateOrDateTime(end=True, metadata={"description": "Filed before."})
     triage = fields.Boolean(metadata={"description": "Only reports no cell took (or only routed ones)."})
-    sla_state = fields.String(validate=validate.OneOf(SLA_STATES))
-    escalation_level = EscalationLevel()
+    sla_state = OneOrMore(fields.String(validate=validate.OneOf(SLA_STATES)))
+    escalation_level = OneOrMore(EscalationLevel())
     assignee_id = Id(from_query=True)
     overdue = fields.Boolean(
         metadata={"description": "Only open cases that are late (what overdue_backlog counts), or only the others."}

@@ -3,14 +3,14 @@
 from marshmallow import Schema, fields, validate
 
 from app.models import ReportStatus
-from app.schemas.common import CrsArgs, LocalDateTime, PageArgs, StrictInteger
+from app.schemas.common import CrsArgs, LocalDateTime, OneOrMore, PageArgs, StrictInteger
 from app.schemas.reports import ReportOut
 
 MAX_COMMENT = 1000
 
 
 class MyReportsArgs(CrsArgs, PageArgs):
-    status = fields.String(validate=validate.OneOf([s.value for s in ReportStatus]))
+    status = OneOrMore(fields.String(validate=validate.OneOf([s.value for s in ReportStatus])))
 
 
 class RateIn(Schema):

@@ -4,17 +4,17 @@ from marshmallow import Schema, fields, validate
 
 from app.models import LISTABLE_TASK_STATUSES, TASK_STATUSES
 from app.schemas.auth import UserRef
-from app.schemas.common import CellScopeArgs, CrsArgs, GeometryOut, LocalDateTime, PageArgs, page_of
+from app.schemas.common import CellScopeArgs, CrsArgs, GeometryOut, LocalDateTime, OneOrMore, PageArgs, page_of
 from app.schemas.reports import ReportOut
 
 
 class TaskListArgs(CrsArgs, CellScopeArgs, PageArgs):
     """cell_id or cell: only cases routed to that cell's subtree."""
 
-    status = fields.String(
-        validate=validate.OneOf(LISTABLE_TASK_STATUSES),
+    status = OneOrMore(
+        fields.String(validate=validate.OneOf(LISTABLE_TASK_STATUSES)),
         metadata={
-            "description": f"Only this status; default {', '.join(TASK_STATUSES)} (resolved cases wait on a check)."
+            "description": f"Only these statuses; default {', '.join(TASK_STATUSES)} (resolved cases wait on a check)."
         },
     )
 

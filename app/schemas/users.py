@@ -5,7 +5,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 from app.lib.i18n import LANGUAGES
 from app.models import Role
 from app.schemas.auth import LANGUAGE_DESCRIPTION, UserOut
-from app.schemas.common import CellScopeArgs, PageArgs, StrictBoolean, page_of
+from app.schemas.common import CellScopeArgs, OneOrMore, PageArgs, StrictBoolean, page_of
 
 ROLES = [r.value for r in Role]
 
@@ -13,7 +13,7 @@ ROLES = [r.value for r in Role]
 class UserListArgs(CellScopeArgs, PageArgs):
     """cell_id or cell: supervisors of that cell and workers serving it today."""
 
-    role = fields.String(validate=validate.OneOf(ROLES))
+    role = OneOrMore(fields.String(validate=validate.OneOf(ROLES)))
     active = fields.Boolean()
     q = fields.String(
         validate=validate.Length(min=1, max=64),

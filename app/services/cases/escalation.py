@@ -267,7 +267,7 @@ def _reviewable(user: User) -> ColumnElement[bool]:
     return false()
 
 
-def escalated_query(user: User, now: datetime, *, cell: Cell | None = None, level: int | None = None) -> Select:
+def escalated_query(user: User, now: datetime, *, cell: Cell | None = None, level: list[int] | None = None) -> Select:
     """Open escalated cases whose handling cell lies in the caller's subtree, most overdue first (the longest
     since they became late, measured where their clock stands), then by id.
 
@@ -280,8 +280,8 @@ def escalated_query(user: User, now: datetime, *, cell: Cell | None = None, leve
     if cell is not None:
         check_manages(user, cell)
         stmt = stmt.where(Report.handling_cell_id.in_(subtree_cell_ids(cell.code)))
-    if level is not None:
-        stmt = stmt.where(Report.escalation_level == level)
+    if level:
+        stmt = stmt.where(Report.escalation_level.in_(level))
     return stmt.order_by(func.coalesce(_overdue_seconds_expr(now), 0.0).desc(), Report.id)
 
 

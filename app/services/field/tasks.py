@@ -14,10 +14,10 @@ from app.services.cases.reports import listed_reports
 from app.services.people.workers import current_on
 
 
-def tasks_query(user: User, status: str | None = None, cell: Cell | None = None) -> Select:
+def tasks_query(user: User, status: list[str] | None = None, cell: Cell | None = None) -> Select:
     """The user's cases (only those routed to `cell`'s subtree, if given), soonest deadline first (cases without
     one last), then by id."""
-    statuses = (status,) if status else TASK_STATUSES
+    statuses = status or TASK_STATUSES
     stmt = listed_reports().where(Report.assignee_id == user.id, Report.status.in_(statuses))
     if cell is not None:
         stmt = stmt.where(Report.cell_id.in_(subtree_cell_ids(cell.code)))

@@ -49,7 +49,7 @@ def _no_progress(items: Iterable, _label: str) -> Iterable:
 
 def cells_query(
     *,
-    level: str | None = None,
+    level: list[str] | None = None,
     parent_id: int | None = None,
     code_prefix: str | None = None,
     bbox: tuple[float, float, float, float] | None = None,
@@ -57,7 +57,7 @@ def cells_query(
 ) -> Select:
     stmt = select(Cell)
     if level:
-        stmt = stmt.where(Cell.level == level)
+        stmt = stmt.where(Cell.level.in_(level))
     if parent_id is not None:
         stmt = stmt.where(Cell.parent_id == parent_id)
     if code_prefix:

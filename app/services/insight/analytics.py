@@ -41,8 +41,9 @@ def _filtered(user: User, *, start: datetime, end: datetime, category_code: str 
     """Reports filed in [start, end), scoped exactly like GET /reports."""
     if cell_id is not None and db.session.get(Cell, cell_id) is None:
         raise ValidationFailed(errors={"cell": [tr("No cell with id {cell_id}.", cell_id=cell_id)]})
+    codes = [category_code] if category_code else None
     return geoqueries.reports_query(
-        user, category_code=category_code, cell_id=cell_id, created_from=start, created_to=end
+        user, category_code=codes, cell_id=cell_id, created_from=start, created_to=end
     ).order_by(None)
 
 
@@ -228,7 +229,8 @@ def trend(
         interval,
         tz,
     )
-    closed_stmt = geoqueries.reports_query(user, category_code=category_code, cell_id=cell_id).order_by(None)
+    codes = [category_code] if category_code else None
+    closed_stmt = geoqueries.reports_query(user, category_code=codes, cell_id=cell_id).order_by(None)
     closed = queries.local_period_counts(
         closed_stmt.where(Report.closed_at >= start, Report.closed_at < end), Report.closed_at, interval, tz
     )

@@ -22,6 +22,7 @@ from app.models.base import utcnow
 from app.models.reports import case_number
 from app.services.cases import reports as report_service
 from app.services.cases.sla import overdue_backlog_filter, sla_state_expr
+from app.services.insight import search
 from app.services.pagination import Page, paginate
 from app.services.public import view as public_view
 
@@ -67,21 +68,27 @@ def nearest_first(stmt: Select, geo: GeoFilter) -> Select:
 def reports_query(
     user: User,
     *,
-    status: str | None = None,
-    category_code: str | None = None,
+    q: str | None = None,
+    case_number: str | None = None,
+    status: list[str] | None = None,
+    category_code: list[str] | None = None,
     cell_id: int | None = None,
     created_from: datetime | None = None,
     created_to: datetime | None = None,
     triage: bool | None = None,
-    sla_state: str | None = None,
-    escalation_level: int | None = None,
+    sla_state: list[str] | None = None,
+    escalation_level: list[int] | None = None,
     assignee_id: int | None = None,
     overdue: bool | None = None,
     geo: GeoFilter | None = None,
 ) -> Select:
-    """The reports a list shows the user, filtered; newest first, or nearest first with `near`."""
+    """The reports a list shows the user, filtered; newest first, or nearest first with `near`. A list filter
+    matches any of its values."""
     now = utcnow()
+    visibility = report_service.visibility(user)
+    found = search.q_filter(user, visibility, q) if q is not None else None
     sent = {
+        "case_number": case_number,
         "status": status,
         "category_code": category_code,
         "cell_id": cell_id,
@@ -94,15 +101,16 @@ def reports_query(
         "overdue": overdue,
         "geo": geo,
     }
-    stmt = report_service.listed_reports().where(
-        public_view.list_scope(
-            user, report_service.visibility(user), [name for name, value in sent.items() if value is not None]
-        )
-    )
+    filters = [name for name, value in sent.items() if value is not None] + ([found[0]] if found else [])
+    stmt = report_service.listed_reports().where(public_view.list_scope(user, visibility, filters))
+    if found is not None:
+        stmt = stmt.where(found[1])
+    if case_number is not None:
+        stmt = stmt.where(search.case_number_filter(case_number))
     if status:
-        stmt = stmt.where(Report.status == status)
+        stmt = stmt.where(Report.status.in_(status))
     if category_code:
-        stmt = stmt.where(Report.category_id.in_(select(Category.id).where(Category.code == category_code)))
+        stmt = stmt.where(Report.category_id.in_(_category_ids(category_code)))
     if cell_id is not None:
         cell = db.session.get(Cell, cell_id)
         if cell is None:
@@ -114,10 +122,10 @@ def reports_query(
         stmt = stmt.where(Report.created_at < created_to)
     if triage is not None:
         stmt = stmt.where(Report.needs_triage.is_(triage))
-    if sla_state is not None:
-        stmt = stmt.where(sla_state_expr(now) == sla_state)
-    if escalation_level is not None:
-        stmt = stmt.where(Report.escalation_level == escalation_level)
+    if sla_state:
+        stmt = stmt.where(sla_state_expr(now).in_(sla_state))
+    if escalation_level:
+        stmt = stmt.where(Report.escalation_level.in_(escalation_level))
     if assignee_id is not None:
         stmt = stmt.where(Report.assignee_id == assignee_id)
     if overdue is not None:
@@ -127,6 +135,18 @@ def reports_query(
         if geo.near is not None:
             return nearest_first(stmt, geo)
     return stmt.order_by(Report.created_at.desc(), Report.id.desc())
+
+
+def _category_ids(codes: list[str]) -> list[int]:
+    """The ids of the categories with these codes; a code of none is refused by name."""
+    ids = {
+        code: id_
+        for code, id_ in db.session.execute(select(Category.code, Category.id).where(Category.code.in_(codes)))
+    }
+    unknown = [code for code in codes if code not in ids]
+    if unknown:
+        raise ValidationFailed(errors={"category": [tr("No category {codes}.", codes=", ".join(unknown))]})
+    return list(ids.values())
 
 
 def paginate_reports(stmt: Select, geo: GeoFilter | None, page: int, page_size: int) -> Page:

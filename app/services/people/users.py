@@ -127,12 +127,12 @@ def get_user(user_id: int) -> User:
 
 
 def users_query(
-    *, role: str | None = None, active: bool | None = None, cell_id: int | None = None, q: str | None = None
+    *, role: list[str] | None = None, active: bool | None = None, cell_id: int | None = None, q: str | None = None
 ) -> Select:
     """Users by role, state, cell (a supervisor's own cell or a worker's cell today) and a text search."""
     stmt = select(User)
     if role:
-        stmt = stmt.where(User.role == role)
+        stmt = stmt.where(User.role.in_(role))
     if active is not None:
         stmt = stmt.where(User.active.is_(active))
     if cell_id is not None:

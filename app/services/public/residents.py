@@ -36,11 +36,11 @@ from app.services.public import view as public_view
 MAX_SIMILAR = 5
 
 
-def my_reports_query(user: User, *, status: str | None = None) -> Select:
-    """The caller's own reports, newest first (ix_reports_reporter_created)."""
+def my_reports_query(user: User, *, status: list[str] | None = None) -> Select:
+    """The caller's own reports, newest first (ix_reports_reporter_created), in any of `status`."""
     stmt = report_service.listed_reports().where(Report.reporter_id == user.id)
     if status:
-        stmt = stmt.where(Report.status == status)
+        stmt = stmt.where(Report.status.in_(status))
     return stmt.order_by(Report.created_at.desc(), Report.id.desc())
 
 

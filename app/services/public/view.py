@@ -33,7 +33,7 @@ PUBLIC_CATEGORY_FIELDS = frozenset({"description", "distance_m"})
 PUBLIC_CATEGORY_PHOTO_STAGES = frozenset({"after"})
 # The list filters that read only what the public view shows; any other filter a non-staff caller sends
 # matches only their own cases, so no filter can reveal what the view leaves out (a point, a clock, a cell).
-PUBLIC_FILTERS = frozenset({"status", "category_code", "created_from", "created_to"})
+PUBLIC_FILTERS = frozenset({"status", "category_code", "created_from", "created_to", "case_number"})
 STAFF_FILTERS = frozenset({"assignee_id"})
 # The contact fields an Open311 client may send with a request (ContactOut field: Report column).
 CONTACT_COLUMNS = {
@@ -83,6 +83,15 @@ def may_see_personal_data(user: User | None, report: Report) -> bool:
     if report.reporter_id == user.id or user.role == Role.admin.value:
         return True
     return user.role == Role.supervisor.value and report_scope.in_subtree(user, report)
+
+
+def personal_data_scope(user: User, visibility: ColumnElement[bool]) -> ColumnElement[bool] | None:
+    """may_see_personal_data in SQL, for the reports `visibility` lets the user see: admins every one, supervisors
+    their own and their subtree's (the root's triage queue included), exactly what their visibility holds. None
+    for the roles that see no one else's (a resident sees only their own, which needs no search by phone)."""
+    if user.role in (Role.admin.value, Role.supervisor.value):
+        return visibility
+    return None
 
 
 def public_fields(report: Report) -> frozenset[str]:
