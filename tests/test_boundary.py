@@ -225,7 +225,7 @@ def test_an_unknown_parameter_is_refused_beside_known_ones_and_named_in_english(
     "path, query",
     [
         ("/api/v1/reports", {"page": 2, "page_size": 5, "status": "submitted", "case_number": "202611270000001"}),
-        ("/api/v1/escalations", {"page": 1, "page_size": 10, "level": "community"}),
+        ("/api/v1/escalations", {"page": 1, "page_size": 10, "escalation_level": "community"}),
         ("/api/v1/categories", {"page": 1, "page_size": 10}),
         ("/api/v1/me/tasks", {"status": "assigned"}),
     ],
