@@ -13,7 +13,7 @@ from sqlalchemy import func, select, text
 from app.models import CaseEvent, Notification, Report, SyncChange
 from app.services.cases.escalation import escalate_batch
 from app.services.field import sync
-from app.services.field.sync import encode_cursor
+from app.services.field.sync import decode_cursor, encode_cursor
 from tests.assertions import assert_problem
 from tests.factories import (
     COMMUNITY,
@@ -215,7 +215,7 @@ def test_residents_get_the_cases_and_history_the_case_endpoints_show_them(app, w
     assert "内部: 今日办结" in str(staff)
 
 
-def test_paging_covers_everything_exactly_once(app, world):
+def test_paging_covers_everything_exactly_once(app, world, backend):
     w, client = world, app.test_client()
     ids = [file_report(client, w, point=point)["id"] for point in (SW_POINT, NE_POINT, SW_POINT, NE_POINT)]
     for report_id in ids[:2]:
@@ -234,9 +234,13 @@ def test_paging_covers_everything_exactly_once(app, world):
     wanted = in_db(ids, w.supervisor_id)
     assert pages >= len(wanted) // 2
     assert sorted(keys(seen)) == sorted(wanted) and len(seen) == len(wanted)
-    # Caught up: the same cursor answers nothing new, and keeps its place.
+    # Caught up: the same cursor answers nothing new, and keeps its place (on PostgreSQL the horizon may move on
+    # when another database of the cluster takes transaction ids meanwhile, never back).
     again = page(client, w.headers["supervisor"], cursor)
-    assert again["changes"] == [] and again["has_more"] is False and again["next_cursor"] == cursor
+    assert again["changes"] == [] and again["has_more"] is False
+    assert decode_cursor(again["next_cursor"]) >= decode_cursor(cursor)
+    if backend == "spatialite":
+        assert again["next_cursor"] == cursor
 
 
 def test_a_change_after_the_cursor_comes_on_the_next_call_at_its_latest_state(app, world):
