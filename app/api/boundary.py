@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from flask import Flask, Response, current_app, json, request
-from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError, TimeoutError as PoolTimeout
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, TimeoutError as PoolTimeout
 from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.exceptions import HTTPException
 
@@ -19,6 +19,7 @@ from app.extensions import db
 from app.lib import i18n
 from app.lib.i18n import Message, tr
 from app.schemas.common import PROBLEM_MIMETYPE
+from app.services.health import is_database_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -370,7 +371,7 @@ def handle_database_unavailable(err: Exception) -> Response:
 def handle_dbapi_error(err: DBAPIError) -> Response:
     # A connection the server closed under us (a restart) surfaces as InterfaceError or as a DBAPIError that
     # SQLAlchemy marks connection_invalidated; anything else from the driver is a bug, not an outage.
-    if err.connection_invalidated or isinstance(err, InterfaceError):
+    if is_database_unavailable(err):
         return handle_database_unavailable(err)
     return handle_unexpected(err)
 
