@@ -108,8 +108,11 @@ def pg_is_up() -> bool:
 
 HAPROXY_CFG = """global
     maxconn 512
+    log stdout format raw local0 info
 defaults
     mode http
+    log global
+    option httplog
     timeout connect 2s
     timeout client 30s
     timeout server 30s
@@ -128,8 +131,9 @@ frontend api
 backend app
     balance roundrobin
     option httpchk GET /readyz
+    option log-health-checks
     http-check expect status 200
-    default-server inter 1s fall 2 rise 2
+    default-server check inter 1s fall 2 rise 2
     http-response set-header X-Served-By %s
     server app1 127.0.0.1:{app1}
     server app2 127.0.0.1:{app2}
