@@ -19,6 +19,7 @@ from app.extensions import db
 from app.lib import i18n
 from app.models import Role
 from app.services.calendar import worktime
+from app.services.health import is_database_unavailable
 
 
 def progress_bar(items: Iterable, label: str) -> Iterator:
@@ -172,7 +173,21 @@ def escalate_command(every, batch_size):
             started = time.monotonic()
             # A long-running loop keeps one app context: read the calendar afresh for every sweep.
             worktime.forget_calendar()
-            result = escalation_sweep(batch_size)
+            try:
+                result = escalation_sweep(batch_size)
+            except Exception as err:
+                if every is None or not is_database_unavailable(err):
+                    raise
+                # A database restart must not end the loop: committed batches stay, the next sweep does the rest.
+                with contextlib.suppress(Exception):
+                    db.session.rollback()
+                click.echo(
+                    f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ} escalate: database unavailable "
+                    f"({type(err).__name__}), next sweep in {every:g} s",
+                    err=True,
+                )
+                time.sleep(every)
+                continue
             click.echo(
                 f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ} escalate: {result.escalated} escalated, "
                 f"{result.critical} marked critical, {result.reminded} reminded, "

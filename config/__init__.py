@@ -95,6 +95,11 @@ class BaseConfig:
         self.REDIS_URL = os.environ.get("REDIS_URL", "")
         self.RATELIMIT_STORAGE_URI = self.REDIS_URL or "memory://"
         self.RATELIMIT_HEADERS_ENABLED = True
+        # Redis down: each process counts in its own memory until Redis answers again (checked with back-off), so
+        # sign-ins are still throttled (per process) and reports keep being filed; an error left over is logged
+        # and the request served, never a 500 for a counter.
+        self.RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = True
+        self.RATELIMIT_SWALLOW_ERRORS = True
         self.RATELIMIT_ENABLED = os.environ.get("RATELIMIT_ENABLED", "1") not in ("0", "false", "no")
         # Per client address, every sign-up, sign-in and refresh: a street office behind one NAT address signs
         # its shift of 30 or more in within a minute.

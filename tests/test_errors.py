@@ -8,7 +8,14 @@ from urllib.parse import quote
 
 import pytest
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import (
+    DBAPIError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    ProgrammingError,
+    TimeoutError as PoolTimeout,
+)
 
 from app.api.inputs import TEXT_ERROR
 from app.models import CaseEvent, Report
@@ -379,6 +386,59 @@ def test_database_outage_is_503_with_retry_after(client, monkeypatch):
     assert_problem(resp, 503, "database_unavailable")
     assert resp.headers["Retry-After"] == "5"
     assert "connection refused" not in resp.get_data(as_text=True)
+
+
+def _lost_connection():
+    # What SQLAlchemy raises when the server closed the connection under a statement (a restart).
+    return DBAPIError("SELECT 1", {}, Exception("server closed the connection"), connection_invalidated=True)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        _lost_connection,
+        lambda: InterfaceError("SELECT 1", {}, Exception("the connection is closed")),
+        lambda: PoolTimeout("QueuePool limit of size 10 overflow 10 reached"),
+    ],
+    ids=["connection_invalidated", "interface_error", "pool_timeout"],
+)
+def test_a_lost_or_exhausted_database_is_503_with_retry_after(client, monkeypatch, error):
+    def down(*_a, **_k):
+        raise error()
+
+    monkeypatch.setattr(category_service, "active_categories_query", down)
+    resp = client.get("/api/v1/categories")
+    assert_problem(resp, 503, "database_unavailable")
+    assert resp.headers["Retry-After"] == "5"
+
+
+def test_a_write_that_loses_the_database_is_503_and_keeps_nothing(client, db, monkeypatch):
+    category = make_category()
+    headers = auth_header(make_user("resident"))
+    real_flush = db.session.flush
+
+    def flush_then_lose(*args, **kwargs):
+        real_flush(*args, **kwargs)
+        raise _lost_connection()
+
+    monkeypatch.setattr(db.session, "flush", flush_then_lose)
+    resp = client.post(
+        "/api/v1/reports",
+        headers={**headers, "Idempotency-Key": "lost-db-1"},
+        json={"category_code": category.code, "description": "x", "location": {"lon": 116.405, "lat": 39.905}},
+    )
+    monkeypatch.undo()
+    assert_problem(resp, 503, "database_unavailable")
+    assert resp.headers["Retry-After"] == "5"
+    assert db.session.scalar(select(func.count()).select_from(Report)) == 0
+
+
+def test_another_driver_error_is_a_500_not_an_outage(client, monkeypatch):
+    def bug(*_a, **_k):
+        raise ProgrammingError("SELEC 1", {}, Exception("syntax error"))
+
+    monkeypatch.setattr(category_service, "active_categories_query", bug)
+    assert_problem(client.get("/api/v1/categories"), 500, "internal_error")
 
 
 def test_integrity_race_is_409(client, db, monkeypatch):

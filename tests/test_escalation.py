@@ -9,7 +9,9 @@ from types import SimpleNamespace
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 
+from app import cli
 from app.models import CaseEvent, Notification, Report
 from app.services.cases import sla
 from app.services.cases.escalation import SweepResult, escalate_batch
@@ -293,6 +295,44 @@ def test_flask_escalate_every_loops_until_interrupted(app, db, world, monkeypatc
     assert sleeps == [5, 5]
     assert result.output.count("escalate:") == 3  # two sweeps logged, then "stopped"
     assert "escalate: stopped" in result.output
+
+
+def test_flask_escalate_every_outlives_a_database_outage(app, db, world, monkeypatch):
+    case = overdue_case(world, deadline_at=datetime.now(UTC) - HOUR)
+    real_sweep = cli.escalation_sweep
+    calls = []
+
+    def sweep_after_an_outage(batch_size):
+        calls.append(batch_size)
+        if len(calls) == 1:
+            raise OperationalError("SELECT 1", {}, Exception("the database system is shutting down"))
+        return real_sweep(batch_size)
+
+    sleeps = []
+
+    def fake_sleep(seconds):
+        sleeps.append(seconds)
+        if len(sleeps) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "escalation_sweep", sweep_after_an_outage)
+    monkeypatch.setattr("app.cli.time.sleep", fake_sleep)
+    result = app.test_cli_runner().invoke(args=["escalate", "--every", "5"])
+    assert result.exit_code == 0, result.output
+    assert "escalate: database unavailable (OperationalError), next sweep in 5 s" in result.output
+    assert "1 escalated" in result.output
+    assert fresh(db, case).escalation_level == 1
+
+
+def test_flask_escalate_once_fails_on_a_database_outage(app, db, monkeypatch):
+    def down(_batch_size):
+        raise OperationalError("SELECT 1", {}, Exception("connection refused"))
+
+    monkeypatch.setattr(cli, "escalation_sweep", down)
+    result = app.test_cli_runner().invoke(args=["escalate"])
+    # Run once (cron), the failure is the exit status, for cron's mail or the timer's unit state.
+    assert result.exit_code != 0
+    assert isinstance(result.exception, OperationalError)
 
 
 @pytest.mark.parametrize("args", [["--every", "0"], ["--every", "x"], ["--batch-size", "0"]])

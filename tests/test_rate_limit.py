@@ -146,3 +146,33 @@ def test_the_account_limit_is_configurable(client, db, app, monkeypatch, default
     for _ in range(2):
         assert client.post(LOGIN, json={"username": "someone", "password": "guess-123"}).status_code == 401
     assert_problem(client.post(LOGIN, json={"username": "someone", "password": "guess-123"}), 429, "too_many_requests")
+
+
+# ---- Redis down -----------------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def redis_down(app, tight_limit):
+    """The limiter's storage is a Redis that refuses connections (nothing listens on port 1)."""
+    from limits.storage import RedisStorage
+    from limits.strategies import STRATEGIES
+
+    storage = RedisStorage("redis://127.0.0.1:1/0", socket_connect_timeout=0.5)
+    saved = limiter._storage, limiter._limiter, limiter._storage_dead
+    strategy = STRATEGIES[app.config.get("RATELIMIT_STRATEGY", "fixed-window")]
+    limiter._storage, limiter._limiter, limiter._storage_dead = storage, strategy(storage), False
+    yield
+    # Put the memory storage back before tight_limit resets the counters.
+    limiter._storage, limiter._limiter, limiter._storage_dead = saved
+    limiter._fallback_storage.reset()
+
+
+def test_redis_down_keeps_the_service_up_and_throttles_in_memory(client, db, redis_down):
+    user = make_user("resident")
+    # Sign-ins are answered (no 500 for a counter) and the limit still holds, counted in this process's memory.
+    for _ in range(3):
+        assert client.post(LOGIN, json={"username": user.username, "password": "wrong-password"}).status_code == 401
+    assert_problem(client.post(LOGIN, json={"username": user.username, "password": PASSWORD}), 429, "too_many_requests")
+    assert limiter._storage_dead
+    # What is not throttled is served as ever.
+    assert client.get("/api/v1/categories").status_code == 200

@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from flask import Flask, Response, current_app, json, request
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, TimeoutError as PoolTimeout
 from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.exceptions import HTTPException
 
@@ -19,6 +19,7 @@ from app.extensions import db
 from app.lib import i18n
 from app.lib.i18n import Message, tr
 from app.schemas.common import PROBLEM_MIMETYPE
+from app.services.health import is_database_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -353,9 +354,11 @@ def handle_stale_data(err: StaleDataError) -> Response:
     )
 
 
-def handle_operational_error(err: OperationalError) -> Response:
+def handle_database_unavailable(err: Exception) -> Response:
+    """503 with Retry-After: the database is restarting, unreachable or out of connections; a retry will do."""
     _rollback()
-    log.exception("database unavailable")
+    # One line, no traceback: an outage would otherwise flood the log with one stack per request.
+    log.warning("database unavailable on %s %s: %s", request.method, request.path, type(err).__name__)
     return problem_response(
         503,
         "database_unavailable",
@@ -363,6 +366,14 @@ def handle_operational_error(err: OperationalError) -> Response:
         tr("The database did not answer; try again shortly."),
         headers={"Retry-After": "5"},
     )
+
+
+def handle_dbapi_error(err: DBAPIError) -> Response:
+    # A connection the server closed under us (a restart) surfaces as InterfaceError or as a DBAPIError that
+    # SQLAlchemy marks connection_invalidated; anything else from the driver is a bug, not an outage.
+    if is_database_unavailable(err):
+        return handle_database_unavailable(err)
+    return handle_unexpected(err)
 
 
 def handle_unexpected(err: Exception) -> Response:
@@ -378,7 +389,9 @@ ERROR_HANDLERS: tuple[tuple[type[Exception], Callable[[Any], Response]], ...] = 
     (DomainError, handle_domain_error),
     (HTTPException, handle_http_exception),
     (IntegrityError, handle_integrity_error),
-    (OperationalError, handle_operational_error),
+    (OperationalError, handle_database_unavailable),
+    (DBAPIError, handle_dbapi_error),
+    (PoolTimeout, handle_database_unavailable),
     (StaleDataError, handle_stale_data),
     (Exception, handle_unexpected),
 )
@@ -390,7 +403,8 @@ ERROR_HANDLERS: tuple[tuple[type[Exception], Callable[[Any], Response]], ...] = 
 def close_response(response: Response) -> Response:
     """after_request: nothing left open, the security headers (app/api/headers.py), no type for no content."""
     # A read-only request or a refused write leaves its transaction open; it must not reach the next request.
-    db.session.rollback()
+    # A connection lost meanwhile must not turn the answer already made (a 503, say) into a 500.
+    _rollback()
     set_security_headers(response)
     # A 204 or 304 has no content to describe (RFC 9110), and the API document declares none for them.
     if response.status_code in (204, 304):

@@ -9,6 +9,7 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from flask import Flask
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, TimeoutError as PoolTimeout
 
 from app.extensions import db
 from app.lib.i18n import Message, tr
@@ -54,3 +55,11 @@ def database_state(app: Flask) -> DatabaseState:
             head,
         )
     return DatabaseState(True, tr("ready"), backend, revision, head)
+
+
+def is_database_unavailable(err: BaseException) -> bool:
+    """An outage worth a retry (the server restarting or unreachable, a connection it closed, the pool exhausted),
+    as opposed to a bug in a statement."""
+    if isinstance(err, (OperationalError, InterfaceError, PoolTimeout)):
+        return True
+    return isinstance(err, DBAPIError) and err.connection_invalidated
