@@ -365,3 +365,33 @@ def delete_committed(connection) -> None:
         connection.execute(text(f"DELETE FROM {table}"))
     for level in ("grid", "community", "street", "district"):  # children before their parents
         connection.execute(text("DELETE FROM cells WHERE level = :level"), {"level": level})
+
+
+# A pothole class's Open311 attribute definitions, every datatype once (Open311 and POST /reports tests).
+POTHOLE_ATTRIBUTES = [
+    {
+        "code": "size",
+        "datatype": "singlevaluelist",
+        "required": True,
+        "order": 2,
+        "description": "How big?",
+        "values": [{"key": "s", "name": "Small"}, {"key": "l", "name": "Large"}],
+    },
+    {"code": "notice", "variable": False, "datatype": "string", "order": 1, "description": "Call 120 if hurt."},
+    {
+        "code": "kinds",
+        "datatype": "multivaluelist",
+        "order": 3,
+        "description": "What is damaged?",
+        "values": [{"key": "road", "name": "Road"}, {"key": "kerb", "name": "Kerb"}],
+    },
+    {
+        "code": "depth",
+        "datatype": "number",
+        "order": 4,
+        "description": "Depth in cm",
+        "datatype_description": "a number",
+    },
+    {"code": "seen_at", "datatype": "datetime", "order": 5, "description": "When did you see it?"},
+    {"code": "remark", "datatype": "text", "order": 6, "description": "Anything else"},
+]

@@ -11,39 +11,18 @@ from sqlalchemy import func, select
 
 from app.models import CaseEvent, Report
 from tests.assertions import assert_problem
-from tests.factories import auth_header, make_api_key, make_category, make_test_grid, make_user
+from tests.factories import POTHOLE_ATTRIBUTES, auth_header, make_api_key, make_category, make_test_grid, make_user
 
 URL = "/api/v1/reports"
 OPEN311 = "/open311/v2/requests.json"
 SW_POINT = (116.405, 39.905)
-ATTRIBUTES = [
-    {
-        "code": "size",
-        "datatype": "singlevaluelist",
-        "required": True,
-        "order": 2,
-        "description": "How big?",
-        "values": [{"key": "s", "name": "Small"}, {"key": "l", "name": "Large"}],
-    },
-    {"code": "notice", "variable": False, "datatype": "string", "order": 1, "description": "Call 120 if hurt."},
-    {
-        "code": "kinds",
-        "datatype": "multivaluelist",
-        "order": 3,
-        "description": "What is damaged?",
-        "values": [{"key": "road", "name": "Road"}, {"key": "kerb", "name": "Kerb"}],
-    },
-    {"code": "depth", "datatype": "number", "order": 4, "description": "Depth in cm"},
-    {"code": "seen_at", "datatype": "datetime", "order": 5, "description": "When did you see it?"},
-    {"code": "remark", "datatype": "text", "order": 6, "description": "Anything else"},
-]
 
 
 @pytest.fixture()
 def w(db):
     make_test_grid()
     category = make_category("PH1", name="路面坑洞", group="道路")
-    category.attributes = ATTRIBUTES
+    category.attributes = POTHOLE_ATTRIBUTES
     db.session.commit()
     issued = make_api_key("civic app")
     resident = make_user("resident")

@@ -23,6 +23,7 @@ from tests.assertions import assert_problem
 from tests.factories import (
     COMMUNITY,
     DISTRICT,
+    POTHOLE_ATTRIBUTES,
     auth_header,
     make_api_key,
     make_category,
@@ -39,34 +40,6 @@ FAR_POINT = (100.0, 30.0)
 FORMATS = ["json", "xml"]
 CONTENT_TYPES = {"json": "application/json; charset=utf-8", "xml": "text/xml; charset=utf-8"}
 TZ = ZoneInfo("Asia/Shanghai")
-
-POTHOLE_ATTRIBUTES = [
-    {
-        "code": "size",
-        "datatype": "singlevaluelist",
-        "required": True,
-        "order": 2,
-        "description": "How big?",
-        "values": [{"key": "s", "name": "Small"}, {"key": "l", "name": "Large"}],
-    },
-    {"code": "notice", "variable": False, "datatype": "string", "order": 1, "description": "Call 120 if hurt."},
-    {
-        "code": "kinds",
-        "datatype": "multivaluelist",
-        "order": 3,
-        "description": "What is damaged?",
-        "values": [{"key": "road", "name": "Road"}, {"key": "kerb", "name": "Kerb"}],
-    },
-    {
-        "code": "depth",
-        "datatype": "number",
-        "order": 4,
-        "description": "Depth in cm",
-        "datatype_description": "a number",
-    },
-    {"code": "seen_at", "datatype": "datetime", "order": 5, "description": "When did you see it?"},
-    {"code": "remark", "datatype": "text", "order": 6, "description": "Anything else"},
-]
 
 
 @pytest.fixture()
