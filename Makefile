@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 export FLASK_APP := wsgi
 
-.PHONY: run test lint messages test-spatialite test-postgis fuzz fuzz-http bench bench-escalate bench-geo bench-field venv clean
+.PHONY: run test lint messages test-spatialite test-postgis fuzz fuzz-http bench bench-escalate bench-geo bench-field bench-volume venv clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -74,3 +74,7 @@ clean:
 bench-escalate: $(STAMP)
 	scripts/ensure-postgis.sh
 	$(BIN)/python -m bench.escalate_bench $(BENCH_ARGS)
+
+bench-volume: $(STAMP)
+	scripts/ensure-postgis.sh
+	$(BIN)/python -m bench.volume_bench $(BENCH_ARGS)
