@@ -77,7 +77,7 @@ def track(rng: random.Random, bbox, start: datetime, points: int, margin: float 
 
 
 @click.command()
-@click.option("--workers", default=200, show_default=True, help="Grid workers on patrol (the city: 10,000).")
+@click.option("--workers", default=100, show_default=True, help="Grid workers on patrol (the city: 10,000).")
 @click.option("--hours", default=8.0, show_default=True, help="Hours each one patrols, a point every 30 s.")
 @click.option("--batch", "batch_size", default=1_000, show_default=True, help="Points per upload.")
 @click.option("--cells", default=10_000, show_default=True)
