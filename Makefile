@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 export FLASK_APP := wsgi
 
-.PHONY: run test lint messages test-spatialite test-postgis fuzz fuzz-http bench bench-escalate bench-geo bench-field soak venv clean
+.PHONY: run test lint messages test-spatialite test-postgis fuzz fuzz-http bench bench-escalate bench-geo bench-field bench-volume soak venv clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -74,6 +74,10 @@ clean:
 bench-escalate: $(STAMP)
 	scripts/ensure-postgis.sh
 	$(BIN)/python -m bench.escalate_bench $(BENCH_ARGS)
+
+bench-volume: $(STAMP)
+	scripts/ensure-postgis.sh
+	$(BIN)/python -m bench.volume_bench $(BENCH_ARGS)
 
 # Two hosts behind HAProxy, two sweepers, PostGIS and a private Redis through faults (restarts the machine's
 # PostgreSQL for a few seconds; root). Minutes long: not part of `make test`. SOAK_ARGS go to bench/soak.py.

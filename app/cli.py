@@ -313,6 +313,52 @@ def prune_sync_command(days):
     click.echo(f"sync prune: {total} superseded change rows deleted")
 
 
+partitions_cli = AppGroup("partitions", help="Maintain the PostGIS partitions of check-ins and the sync log.")
+patrols_cli = AppGroup("patrols", help="Maintain patrol check-ins.")
+
+
+@partitions_cli.command("ensure")
+@click.option("--days-ahead", type=click.IntRange(min=0, max=366), default=7, show_default=True)
+def ensure_partitions_command(days_ahead):
+    """Create the partitions of today (UTC) and the next DAYS_AHEAD days, and the default ones, where missing.
+
+    Safe from cron on every host at once (an advisory lock; what exists is kept). SpatiaLite: nothing to do."""
+    from app.services.field.retention import ensure_partitions
+
+    with one_transaction():
+        created = ensure_partitions(days_ahead)
+    click.echo(f"partitions ensure: {len(created)} created" + (f" ({', '.join(created)})" if created else ""))
+
+
+@patrols_cli.command("prune")
+@click.option(
+    "--keep-days",
+    type=click.IntRange(min=1),
+    required=True,
+    help="Keep check-ins of today (UTC) and this many days before it.",
+)
+def prune_patrols_command(keep_days):
+    """Delete older check-ins: PostGIS drops whole day partitions, SpatiaLite deletes in committed batches."""
+    from app.services.field.retention import (
+        PRUNE_BATCH,
+        checkin_cutoff,
+        delete_checkins_batch,
+        drop_checkin_partitions,
+    )
+
+    cutoff = checkin_cutoff(keep_days)
+    with one_transaction():
+        dropped = drop_checkin_partitions(cutoff)
+    total = 0
+    while True:
+        with one_transaction():
+            deleted = delete_checkins_batch(cutoff)
+        total += deleted
+        if deleted < PRUNE_BATCH:
+            break
+    click.echo(f"patrols prune: before {cutoff.isoformat()}, {len(dropped)} partitions dropped, {total} rows deleted")
+
+
 def register_commands(app: Flask) -> None:
     app.cli.add_command(users_cli)
     app.cli.add_command(grid_cli)
@@ -323,3 +369,5 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(idempotency_cli)
     app.cli.add_command(api_keys_cli)
     app.cli.add_command(sync_cli)
+    app.cli.add_command(partitions_cli)
+    app.cli.add_command(patrols_cli)

@@ -416,6 +416,29 @@ def test_prune_keeps_every_latest_row(app, world, backend):
     assert drain(client, w.headers["supervisor"])[0] == before
 
 
+def test_the_feed_merges_rows_from_several_partitions(app, world, backend):
+    """PostGIS: the log is partitioned by month of changed_at; a page merges partitions in (xid, seq) order."""
+    if backend != "postgis":
+        pytest.skip("SQLite keeps a plain table")
+    w, client = world, app.test_client()
+    for _ in range(3):
+        report_id = file_report(client, w)["id"]
+        act(client, w, report_id, "accept")
+    before, _ = drain(client, w.headers["supervisor"], limit=2)
+    # Every other row into the default partition (a month no partition covers); seq and xid stay as they were.
+    committed(
+        lambda session: session.execute(
+            text("UPDATE sync_changes SET changed_at = :old WHERE seq % 2 = 0"), {"old": datetime(2001, 1, 1)}
+        )
+    )
+    homes = committed(
+        lambda session: set(session.scalars(text("SELECT DISTINCT tableoid::regclass::text FROM sync_changes")))
+    )
+    assert len(homes) == 2 and "sync_changes_default" in homes
+    assert len(before) >= 6
+    assert drain(client, w.headers["supervisor"], limit=2)[0] == before
+
+
 # ---- concurrent writers -------------------------------------------------------------------------
 
 

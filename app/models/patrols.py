@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from geoalchemy2 import Geometry
-from sqlalchemy import Float, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.extensions import db
@@ -40,7 +40,9 @@ class PatrolCheckin(db.Model):
         Index("ix_patrol_checkins_cell_recorded", "cell_id", "recorded_at"),
     )
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # PostGIS: bigint, and partitioned by UTC day of recorded_at, so the table's primary key is (id, recorded_at)
+    # there (migration 5920be478a5d); ids still come from one sequence. SQLite keeps a plain table.
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
     # None: the point lay in no grid cell and none was within ROUTING_MAX_DISTANCE_M.
     cell_id: Mapped[int | None] = mapped_column(ForeignKey("cells.id", ondelete="RESTRICT"))

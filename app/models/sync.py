@@ -40,6 +40,8 @@ class SyncChange(db.Model):
         {"sqlite_autoincrement": True},
     )
 
+    # PostGIS: partitioned by UTC month of changed_at, so the table's primary key is (seq, changed_at) there
+    # (migration 5920be478a5d); seq still comes from one sequence and stays unique.
     # SQLite: INTEGER PRIMARY KEY AUTOINCREMENT, so a seq is never handed out twice, even after pruning.
     seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     # The writing transaction (app.dialect.sync_log.sync_xid_default); the feed's position is (xid, seq).
