@@ -148,6 +148,7 @@ def test_the_scrape_reads_the_backlog_gauges_and_the_pool(db, client, metrics_on
         "grid_sync_changes_span",
         "grid_sync_changes_oldest_age_seconds",
         "grid_idempotency_keys_expired",
+        "grid_escalation_overdue_seconds",
         "grid_db_pool_checked_out",
         "grid_db_pool_capacity",
     ):
@@ -176,6 +177,9 @@ def test_a_sweep_is_counted_and_logs_one_line_per_batch(app, db, client, metrics
         value(before, "grid_escalation_sweep_duration_seconds_count") + 1
     )
     assert value(after, "grid_escalation_last_sweep_timestamp_seconds") > datetime.now(UTC).timestamp() - 3600
+    # Overdue for an hour before the sweep; nothing waits after it (the next level's deadline is ahead).
+    assert value(before, "grid_escalation_overdue_seconds") >= 3500
+    assert value(after, "grid_escalation_overdue_seconds") == 0
 
     batches = [line for line in json_lines(output) if line["logger"] == "app.sweep"]
     # Batches of one: one escalated each, then one that finds nothing left (marking critical and reminding waited

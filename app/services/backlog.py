@@ -7,9 +7,11 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 
 from app.extensions import db
-from app.models import IdempotencyKey, Notification
+from app.models import IdempotencyKey, Notification, Report
 from app.models.base import utcnow
 from app.models.sync import SyncChange
+from app.services.cases.escalation import TOP_LEVEL
+from app.services.cases.sla import level_overdue_filter
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,13 @@ def backlog_figures() -> list[Figure]:
     oldest = None
     if first_seq is not None:
         oldest = db.session.scalar(select(SyncChange.changed_at).where(SyncChange.seq == first_seq))
+    # What the next sweep would escalate, wherever and however the sweeps run (cron on any host): its oldest
+    # deadline, read by the (status, deadline_at) index. Sweeps every minute keep it under a couple of minutes.
+    overdue_since = db.session.scalar(
+        select(func.min(Report.deadline_at)).where(
+            level_overdue_filter(now), Report.escalation_level < TOP_LEVEL, Report.cell_id.is_not(None)
+        )
+    )
     stored = db.session.scalar(select(func.count()).select_from(IdempotencyKey))
     expired = db.session.scalar(
         select(func.count()).select_from(IdempotencyKey).where(IdempotencyKey.expires_at <= now)
@@ -43,6 +52,11 @@ def backlog_figures() -> list[Figure]:
             "grid_sync_changes_oldest_age_seconds",
             "Age of the oldest change-log row kept (grows when `flask sync prune` does not run).",
             (now - oldest).total_seconds() if oldest is not None else 0,
+        ),
+        Figure(
+            "grid_escalation_overdue_seconds",
+            "How long the most overdue case the next sweep would escalate has waited (0: none waits).",
+            (now - overdue_since).total_seconds() if overdue_since is not None else 0,
         ),
         Figure("grid_idempotency_keys", "Responses stored under an Idempotency-Key.", stored or 0),
         Figure(
