@@ -5,9 +5,16 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import re
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -27,6 +34,7 @@ from tests.factories import (
     tokens_for,
 )
 from tests.test_escalation import HOUR, build_world, overdue_case
+from tests.test_run_script import ROOT, free_port
 
 TOKEN = "metrics-token-for-tests-0123456789"
 SCRAPE = {"Authorization": f"Bearer {TOKEN}"}
@@ -378,3 +386,92 @@ def test_production_logs_json_by_default(monkeypatch):
     monkeypatch.setenv("JWT_SECRET", "s" * 32)
     monkeypatch.setenv("DATABASE_URL", "postgresql+psycopg://grid@db.internal:5432/grid")
     assert load_config("production").LOG_FORMAT == "json"
+
+
+# ---- for real: gunicorn with two workers and a sweep sharing one directory ------------------------------------------
+
+
+def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, str, dict[str, str]]:
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            return resp.status, resp.read().decode(), dict(resp.headers)
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode(), dict(err.headers)
+
+
+def _samples(body: str) -> dict[tuple[str, frozenset], float]:
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(body)
+        for s in family.samples
+    }
+
+
+def test_gunicorn_workers_and_a_sweep_are_summed_in_one_scrape(app, tmp_path):
+    """gunicorn.conf.py as scripts/run.sh starts it: two workers, JSON logs, the sweep given the same directory."""
+    port = free_port()
+    directory = tmp_path / "prometheus"
+    env = {
+        **os.environ,
+        "APP_ENV": "testing",
+        "INSTANCE_PATH": str(tmp_path),
+        "PROMETHEUS_MULTIPROC_DIR": str(directory),
+        "METRICS_TOKEN": TOKEN,
+        "LOG_FORMAT": "json",
+        "FLASK_APP": "wsgi",
+    }
+    bin_dir = Path(sys.executable).parent
+    log_path = tmp_path / "gunicorn.log"
+    with log_path.open("w") as log_file:
+        server = subprocess.Popen(
+            [str(bin_dir / "gunicorn"), "--config", "gunicorn.conf.py", "--workers", "2"]
+            + ["--bind", f"127.0.0.1:{port}", "wsgi:app"],
+            cwd=ROOT,
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            base = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 120
+            while True:
+                try:
+                    _get(f"{base}/healthz")
+                    break
+                except OSError:
+                    if time.monotonic() > deadline or server.poll() is not None:
+                        raise
+                    time.sleep(0.2)
+            before = _samples(_get(f"{base}/metrics", SCRAPE)[1])
+            requests = 20
+            for i in range(requests):
+                status, _body, headers = _get(f"{base}/healthz", {"X-Request-ID": f"soak-{i}"})
+                assert status == 200 and headers["X-Request-ID"] == f"soak-{i}"
+            sweep = subprocess.run(
+                [str(bin_dir / "flask"), "escalate"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+            )
+            assert sweep.returncode == 0, sweep.stderr
+            assert _get(f"{base}/metrics")[0] == 401
+            status, body, headers = _get(f"{base}/metrics", SCRAPE)
+        finally:
+            server.terminate()
+            server.wait(timeout=60)
+    assert status == 200 and headers["Content-Type"].startswith("text/plain")
+    samples = _samples(body)
+    healthz = {"route": "/healthz", "method": "GET", "status": "200"}
+    assert value(samples, "grid_http_requests_total", **healthz) == (
+        value(before, "grid_http_requests_total", **healthz) + requests
+    )
+    assert value(samples, "grid_escalation_sweeps_total") == 1
+    assert value(samples, "grid_escalation_last_sweep_timestamp_seconds") > 0
+    assert value(samples, "grid_db_pool_capacity") > 0
+    # Both workers wrote their own files (and the sweep its own): the sum is over processes, not one worker's.
+    pids = {path.stem.rsplit("_", 1)[-1] for path in directory.glob("counter_*.db")}
+    assert len(pids) >= 3, pids
+    # One JSON line per request in the server's output, with the client's id.
+    lines = [json.loads(line) for line in log_path.read_text().splitlines() if line.startswith("{")]
+    ids = {line["request_id"] for line in lines if line.get("logger") == "app.request" and line["route"] == "/healthz"}
+    assert {f"soak-{i}" for i in range(requests)} <= ids
+    sweep_lines = [json.loads(line) for line in sweep.stderr.splitlines() if line.startswith("{")]
+    assert [line["command"] for line in sweep_lines if line.get("logger") == "app.sweep"] == ["escalate"]
