@@ -1,10 +1,20 @@
-"""gunicorn settings read by scripts/run.sh (and by any `gunicorn` started here): logs without credentials."""
+"""gunicorn settings read by scripts/run.sh (and by any `gunicorn` started here): logs without credentials, and
+one Prometheus directory that every worker (and a sweep given the same PROMETHEUS_MULTIPROC_DIR) writes to."""
 
 import os
+from pathlib import Path
 
 from gunicorn.glogging import Logger
 
-from app.redaction import add_filter_once, redact_atoms
+# Before anything imports prometheus_client (app/__init__.py does, below): it picks per-process files or memory
+# once, at import. Without the directory each worker would count alone and a scrape would see one of them.
+os.environ.setdefault(
+    "PROMETHEUS_MULTIPROC_DIR",
+    str(Path(os.environ.get("INSTANCE_PATH") or Path(__file__).resolve().parent / "instance") / "prometheus"),
+)
+
+from app import metrics  # noqa: E402
+from app.redaction import add_filter_once, redact_atoms  # noqa: E402
 
 
 class RedactingLogger(Logger):
@@ -22,3 +32,16 @@ class RedactingLogger(Logger):
 
 
 logger_class = RedactingLogger
+
+
+def on_starting(server):
+    """A previous server's workers left their files: counters start again from zero (Prometheus reads that as a
+    restart). Files of processes still running (a sweep started beside this server) stay."""
+    directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    os.makedirs(directory, exist_ok=True)
+    metrics.clean_dead_files(directory)
+
+
+def child_exit(server, worker):
+    """A worker gone (restarted, killed): its pool gauges leave the live sums; its counters stay counted."""
+    metrics.mark_process_dead(worker.pid)

@@ -2,29 +2,29 @@
 
 from __future__ import annotations
 
-import logging
-
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from app import dialect, extensions, redaction
+from app import dialect, extensions, logs, metrics, redaction
 from app.extensions import db, migrate
 from config import INSTANCE_DIR, PROJECT_ROOT, BaseConfig, load_config
 
 
 def create_app(config: BaseConfig | str | None = None) -> Flask:
-    from app.api import boundary
+    from app.api import boundary, observe
 
     app = boundary.GridApp(__name__, instance_path=str(INSTANCE_DIR))
     cfg = config if isinstance(config, BaseConfig) else load_config(config)
     app.config.from_object(cfg)
     app.config["APP_ENV"] = cfg.ENV_NAME
     app.json.ensure_ascii = False  # Chinese names stay readable in answers
-    logging.basicConfig(level=app.config["LOG_LEVEL"], format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(app.config["LOG_LEVEL"], app.config["LOG_FORMAT"], app.config["PHONE_PATTERN"])
     # Credentials and phone numbers never reach a log line (werkzeug's request log included).
     redaction.install(app.config["PHONE_PATTERN"])
 
     register_extensions(app)
+    # Before the boundary's hooks, so the request's clock and id cover everything the boundary does.
+    observe.install(app)
     register_blueprints(app)
     # After the blueprints: it checks the decorators of every view they added.
     boundary.install(app)
@@ -40,6 +40,7 @@ def register_extensions(app: Flask) -> None:
     migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"), render_as_batch=True)
     with app.app_context():
         dialect.install_engine_hooks(app, db.engine)
+        metrics.watch_pool(db.engine)
     openapi.api.init_app(app)
     extensions.limiter.init_app(app)
     if app.config["TRUSTED_PROXIES"] > 0:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
+import logging
 import sys
 import time
 from collections.abc import Iterable, Iterator
@@ -14,12 +16,39 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 
+from app import logs, metrics
 from app.errors import DomainError
 from app.extensions import db
 from app.lib import i18n
 from app.models import Role
 from app.services.calendar import worktime
 from app.services.health import is_database_unavailable
+
+# One line per committed batch of a sweep run from cron (escalate, purges, prunes), in the app's LOG_FORMAT.
+sweep_log = logging.getLogger("app.sweep")
+
+
+@contextlib.contextmanager
+def sweep_run():
+    """A run of a sweep: its batches' lines share one id (the request_id field), as a request's lines do."""
+    token = logs.current_request_id.set(logs.new_request_id())
+    try:
+        yield
+    finally:
+        logs.current_request_id.reset(token)
+
+
+def log_batch(command: str, batch: int, started: float, **counts: int) -> None:
+    seconds = time.monotonic() - started
+    figures = ", ".join(f"{name} {value}" for name, value in counts.items())
+    sweep_log.info(
+        "%s batch %d: %s (%.1f ms)",
+        command,
+        batch,
+        figures,
+        seconds * 1000,
+        extra={"command": command, "batch": batch, "duration_ms": round(seconds * 1000, 3), **counts},
+    )
 
 
 def progress_bar(items: Iterable, label: str) -> Iterator:
@@ -142,12 +171,29 @@ def escalation_sweep(batch_size: int):
 
     now = datetime.now(UTC)
     total = SweepResult()
-    while True:
-        with one_transaction():
-            batch = escalate_batch(now, batch_size)
-        total += batch
-        if batch.claimed == 0:
-            return total
+    started = time.monotonic()
+    with sweep_run():
+        for number in itertools.count(1):
+            batch_started = time.monotonic()
+            with one_transaction():
+                batch = escalate_batch(now, batch_size)
+            total += batch
+            # Counted once committed: a batch rolled back is claimed again by the next sweep.
+            metrics.observe_sweep_batch(batch.escalated, batch.critical, batch.reminded, batch.notifications)
+            log_batch(
+                "escalate",
+                number,
+                batch_started,
+                claimed=batch.claimed,
+                escalated=batch.escalated,
+                critical=batch.critical,
+                reminded=batch.reminded,
+                notifications=batch.notifications,
+            )
+            if batch.claimed == 0:
+                break
+    metrics.observe_sweep(time.monotonic() - started)
+    return total
 
 
 @click.command("escalate")
@@ -217,14 +263,17 @@ def purge_idempotency_command(batch_size):
 
     now = utcnow()
     total = 0
-    while True:
-        with one_transaction():
-            deleted = purge_expired(now, batch_size)
-        total += deleted
-        click.echo(f"idempotency purge: {total} deleted", err=True)
-        # A short batch means the rest are gone or held by another host's purge, which deletes them.
-        if deleted < batch_size:
-            break
+    with sweep_run():
+        for number in itertools.count(1):
+            started = time.monotonic()
+            with one_transaction():
+                deleted = purge_expired(now, batch_size)
+            total += deleted
+            log_batch("idempotency purge", number, started, deleted=deleted)
+            click.echo(f"idempotency purge: {total} deleted", err=True)
+            # A short batch means the rest are gone or held by another host's purge, which deletes them.
+            if deleted < batch_size:
+                break
     click.echo(f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ} idempotency purge: {total} expired keys deleted")
 
 
@@ -304,12 +353,15 @@ def prune_sync_command(days):
 
     before = datetime.now(UTC) - timedelta(days=days)
     total = 0
-    while True:
-        with one_transaction():
-            deleted = prune_batch(before)
-        total += deleted
-        if deleted < PRUNE_BATCH:
-            break
+    with sweep_run():
+        for number in itertools.count(1):
+            started = time.monotonic()
+            with one_transaction():
+                deleted = prune_batch(before)
+            total += deleted
+            log_batch("sync prune", number, started, deleted=deleted)
+            if deleted < PRUNE_BATCH:
+                break
     click.echo(f"sync prune: {total} superseded change rows deleted")
 
 

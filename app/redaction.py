@@ -21,6 +21,14 @@ API_KEY = re.compile(r"\bg311_[\w-]+")
 JSON_SECRET = re.compile(
     r"""(["'](?:api_?key|[\w-]*password|[\w-]*token|[\w-]*secret)["']\s*:\s*)(["'])(?:\\.|(?!\2).)*\2""", re.IGNORECASE
 )
+# The same member inside a JSON string that was itself serialised (a JSON log line's field holding a JSON body):
+# its quotes arrive escaped, \"password\": \"...\".
+ESCAPED_JSON_SECRET = re.compile(
+    r"""(\\(["'])(?:api_?key|[\w-]*password|[\w-]*token|[\w-]*secret)\\\2\s*:\s*\\\2)"""
+    # The value: its own escapes arrive doubled (\\\" for a quote in it), and it ends at the escaped quote.
+    r"""(?:\\\\\\.|(?!\\\2).)*(\\\2)""",
+    re.IGNORECASE,
+)
 # Headers whose whole value is a credential, as gunicorn names them in its access-log atoms.
 SECRET_ATOMS = frozenset(
     {
@@ -57,10 +65,16 @@ def redact(text: str, phone: re.Pattern[str] | None = None) -> str:
     """Any line of log text with query-string credentials, tokens, keys and phone numbers masked."""
     text = QUERY.sub(lambda m: "?" + redact_query(m.group(1)), text)
     text = BEARER.sub(lambda m: f"{m.group(1)} {MASK}", text)
+    text = ESCAPED_JSON_SECRET.sub(lambda m: f"{m.group(1)}{MASK}{m.group(3)}", text)
     text = JSON_SECRET.sub(lambda m: f"{m.group(1)}{m.group(2)}{MASK}{m.group(2)}", text)
     text = JWT.sub(MASK, text)
     text = API_KEY.sub(MASK, text)
     return (phone or phone_pattern()).sub(MASK, text)
+
+
+def is_clean(text: str, phone: re.Pattern[str] | None = None) -> bool:
+    """Nothing in `text` that redact() would mask: a value a client chose (X-Request-ID) may be logged and echoed."""
+    return redact(text, phone) == text
 
 
 class RedactingFilter(logging.Filter):

@@ -115,6 +115,11 @@ class BaseConfig:
         # Hops of reverse proxies whose X-Forwarded-For may be trusted for the client address.
         self.TRUSTED_PROXIES = _int_env("TRUSTED_PROXIES", 0)
         self.LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
+        # json: one JSON object per line (production, a log shipper reads it); text: for a person at a terminal.
+        default_format = "json" if self.ENV_NAME == "production" else "text"
+        self.LOG_FORMAT = (os.environ.get("LOG_FORMAT") or default_format).strip().lower()
+        # GET /metrics answers only `Authorization: Bearer <METRICS_TOKEN>`; unset, /metrics is 404.
+        self.METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
         # How long a stored response answers retries that carry the same Idempotency-Key.
         self.IDEMPOTENCY_TTL_S = _int_env("IDEMPOTENCY_TTL_S", 24 * 3600)
         # A patrol point stamped further ahead of the server's clock than this is refused as impossible.
@@ -178,6 +183,11 @@ class BaseConfig:
             raise ConfigError(f"BLOB_STORE must be one of {sorted(BLOB_STORES)}, got {self.BLOB_STORE!r}")
         if self.ATTACHMENT_MAX_BYTES < 1:
             raise ConfigError("ATTACHMENT_MAX_BYTES must be positive")
+        if self.LOG_FORMAT not in ("json", "text"):
+            raise ConfigError(f"LOG_FORMAT must be json or text, got {self.LOG_FORMAT!r}")
+        if self.METRICS_TOKEN and len(self.METRICS_TOKEN) < 16:
+            # A short token can be guessed, and the metrics name every route and its traffic.
+            raise ConfigError("METRICS_TOKEN must be at least 16 characters (or unset: no /metrics)")
 
 
 class DevelopmentConfig(BaseConfig):

@@ -7,8 +7,12 @@ from alembic import context
 from flask import current_app
 from geoalchemy2 import alembic_helpers
 
+from app.logs import app_logging_configured
+
 config = context.config
-if config.config_file_name:
+# Run by the app (`flask db upgrade`, the tests), the app's logging (LOG_FORMAT, redaction) stays in place:
+# alembic.ini's would replace the root's handlers and level.
+if config.config_file_name and not app_logging_configured():
     fileConfig(config.config_file_name, disable_existing_loggers=False)
 logger = logging.getLogger("alembic.env")
 

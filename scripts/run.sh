@@ -10,6 +10,14 @@ WORKERS=${WEB_WORKERS:-2}
 # The embedded default escalates without cron: `flask escalate` sweeps every ESCALATE_EVERY_S seconds next to
 # gunicorn and stops with it. 0 leaves it out (production runs `flask escalate` from cron or a systemd timer).
 ESCALATE_EVERY_S=${ESCALATE_EVERY_S:-60}
+# gunicorn's workers and the sweep write their metrics here; GET /metrics (with METRICS_TOKEN set) sums them.
+export PROMETHEUS_MULTIPROC_DIR=${PROMETHEUS_MULTIPROC_DIR:-${INSTANCE_PATH:-instance}/prometheus}
+mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
+# With LOG_FORMAT=json the app writes one JSON line per request itself; gunicorn's text access log would double it.
+ACCESS_LOG=(--access-logfile -)
+if [ "${LOG_FORMAT:-text}" = json ]; then
+  ACCESS_LOG=()
+fi
 
 case "${DATABASE_URL:-sqlite}" in
   sqlite*) scripts/ensure-spatialite.sh ;;
@@ -38,7 +46,7 @@ trap 'stop; exit 130' INT
 trap 'stop; exit 143' TERM
 
 # gunicorn.conf.py redacts api_key values, tokens and phone numbers from the access and error logs.
-"$BIN/gunicorn" --config gunicorn.conf.py --workers "$WORKERS" --bind "$HOST:$PORT" --access-logfile - wsgi:app &
+"$BIN/gunicorn" --config gunicorn.conf.py --workers "$WORKERS" --bind "$HOST:$PORT" ${ACCESS_LOG[@]+"${ACCESS_LOG[@]}"} wsgi:app &
 pids+=($!)
 if [ "$ESCALATE_EVERY_S" != 0 ]; then
   "$BIN/flask" escalate --every "$ESCALATE_EVERY_S" &

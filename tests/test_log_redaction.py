@@ -231,9 +231,11 @@ def test_redact_atoms_masks_every_atom_a_format_may_pick():
         assert secret not in repr(clean)
 
 
-def test_gunicorn_conf_logs_access_and_errors_without_credentials(tmp_path):
+def test_gunicorn_conf_logs_access_and_errors_without_credentials(tmp_path, monkeypatch):
     from gunicorn.config import Config
 
+    # The file sets a default directory for Prometheus's files; the test process keeps its own (none).
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "prometheus"))
     logger_class = runpy.run_path(str(ROOT / "gunicorn.conf.py"))["logger_class"]
     cfg = Config()
     cfg.set("accesslog", str(tmp_path / "access.log"))

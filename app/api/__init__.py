@@ -35,6 +35,7 @@ def register_blueprints(app: Flask, api: Api) -> None:
         escalations,
         health,
         notifications,
+        observe,
         open311,
         patrols,
         reports,
@@ -70,3 +71,5 @@ def register_blueprints(app: Flask, api: Api) -> None:
     app.register_blueprint(open311.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(docs.bp)
+    # Prometheus's, not the API's: outside /api/v1 and its document.
+    app.register_blueprint(observe.bp)

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from flask import g, request
 
+from app.api.observe import note_caller
 from app.errors import Forbidden, InvalidToken, Unauthorized
 from app.lib.i18n import tr
 from app.models import Role, User
@@ -41,6 +42,7 @@ def auth_required(*roles: Role | str) -> Callable:
         def wrapper(*args, **kwargs):
             user, session_id = caller_for_access_token(_bearer_token())
             g.current_user, g.current_session_id = user, session_id
+            note_caller(user)
             if allowed and user.role not in allowed:
                 raise Forbidden(tr("This action needs one of the roles: {roles}.", roles=", ".join(sorted(allowed))))
             return view(*args, **kwargs)

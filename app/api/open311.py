@@ -13,6 +13,7 @@ from flask import Blueprint, Response, current_app, g, request
 
 from app.api.boundary import register_error_form, request_language
 from app.api.idempotency import idempotent
+from app.api.observe import note_caller
 from app.errors import NotFound
 from app.extensions import limiter
 from app.lib import i18n
@@ -133,6 +134,7 @@ def api_key_required(view: Callable) -> Callable:
     def wrapper(*args, **kwargs):
         g.api_key = open311.authenticate(request.values)
         g.current_user = g.api_key.user
+        note_caller(g.current_user)
         return view(*args, **kwargs)
 
     # Read by the boundary's check of @idempotent's place (app/api/boundary.py).
