@@ -128,9 +128,9 @@ class S3BlobStore:
         access_key_id: str | None = None,
         secret_access_key: str | None = None,
         addressing_style: str = "path",
-        connect_timeout_s: float = 5,
-        read_timeout_s: float = 30,
-        max_attempts: int = 3,
+        connect_timeout_s: float = 3,
+        read_timeout_s: float = 20,
+        max_attempts: int = 2,
     ) -> None:
         # Imported here: a deployment on local disk never loads boto3.
         import boto3
@@ -163,9 +163,10 @@ class S3BlobStore:
         try:
             return getattr(self.client, operation)(Bucket=self.bucket, **kwargs)
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in _MISSING:
+            code = exc.response.get("Error", {}).get("Code")
+            if code in _MISSING:
                 raise FileNotFoundError(kwargs.get("Key")) from exc
-            log.warning("object store refused %s: %s", operation, exc.response.get("Error", {}).get("Code"))
+            log.warning("object store refused %s: %s", operation, code)
             raise StorageUnavailable() from exc
         except BotoCoreError as exc:
             log.warning("object store unreachable on %s: %s", operation, type(exc).__name__)
