@@ -17,7 +17,7 @@ from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 
 from app import logs, metrics
-from app.errors import DomainError
+from app.errors import DomainError, StorageUnavailable
 from app.extensions import db
 from app.lib import i18n
 from app.models import Role
@@ -291,8 +291,13 @@ def attachments_gc_command(min_age_s):
     """Delete stored photo bytes that no attachment names (left by uploads whose transaction rolled back)."""
     from app.services.field.attachments import collect_garbage
 
-    removed = collect_garbage(min_age_s)
-    db.session.rollback()
+    try:
+        removed = collect_garbage(min_age_s)
+    except StorageUnavailable as exc:
+        # Whatever was deleted before the store went away stays deleted; a later run finishes the rest.
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        db.session.rollback()
     click.echo(f"removed {len(removed)} unreferenced blob(s)")
 
 

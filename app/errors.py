@@ -16,6 +16,8 @@ class DomainError(Exception):
     title: Message = tr("Bad request")
     # Most errors undo the request's work; a few (a detected token replay) must keep what they wrote.
     keeps_changes = False
+    # Seconds a client should wait before retrying, sent as Retry-After (a backing service that is down).
+    retry_after: int | None = None
 
     def __init__(
         self, detail: Message | None = None, *, code: str | None = None, status: int | None = None, **extra: Any
@@ -166,3 +168,15 @@ class CalendarYearUnavailable(DomainError):
     status = 404
     code = "calendar_year_unavailable"
     title = tr("The holiday library has no data for that year")
+
+
+class StorageUnavailable(DomainError):
+    """The photo store (an S3-compatible object store) did not answer or refused the request."""
+
+    status = 503
+    code = "storage_unavailable"
+    title = tr("The photo store is unavailable")
+    retry_after = 5
+
+    def __init__(self, detail: Message | None = None, **kw: Any) -> None:
+        super().__init__(detail or tr("The photo store did not answer; try again shortly."), **kw)

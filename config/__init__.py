@@ -13,7 +13,10 @@ DEFAULT_SQLITE_PATH = INSTANCE_DIR / "grid.sqlite"
 
 
 # The photo stores app/services/field/storage.py implements (tests/test_storage.py keeps the two lists equal).
-BLOB_STORES = ("local",)
+BLOB_STORES = ("local", "s3")
+S3_ADDRESSING_STYLES = ("path", "virtual", "auto")
+# S3's rules for a bucket name: 3 to 63 lowercase letters, digits, dots and hyphens, a letter or digit at each end.
+_S3_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 
 DEFAULT_AUTH_RATE_LIMIT = "60 per minute;600 per hour"
@@ -128,6 +131,21 @@ class BaseConfig:
         self.BLOB_STORE = os.environ.get("BLOB_STORE", "local")
         self.UPLOAD_DIR = os.environ.get("UPLOAD_DIR", str(INSTANCE_DIR / "uploads"))
         self.ATTACHMENT_MAX_BYTES = _int_env("ATTACHMENT_MAX_BYTES", 10 * 1024 * 1024)
+        # BLOB_STORE=s3: objects <S3_PREFIX><sha256> in S3_BUCKET of an S3-compatible store. S3_ENDPOINT_URL
+        # names a store other than AWS (MinIO, Ceph...). Credentials: S3_ACCESS_KEY_ID/S3_SECRET_ACCESS_KEY
+        # when set (keys for this bucket only), else boto3's own chain (AWS_ACCESS_KEY_ID..., profiles, roles).
+        self.S3_BUCKET = os.environ.get("S3_BUCKET", "")
+        self.S3_PREFIX = os.environ.get("S3_PREFIX", "")
+        self.S3_ENDPOINT_URL = os.environ.get("S3_ENDPOINT_URL", "")
+        self.S3_REGION = os.environ.get("S3_REGION", "")
+        self.S3_ACCESS_KEY_ID = os.environ.get("S3_ACCESS_KEY_ID", "")
+        self.S3_SECRET_ACCESS_KEY = os.environ.get("S3_SECRET_ACCESS_KEY", "")
+        # Path style works with every S3-compatible store; AWS buckets with dots in the name need it too.
+        self.S3_ADDRESSING_STYLE = os.environ.get("S3_ADDRESSING_STYLE", "path")
+        # A store that is down costs a request at most about S3_MAX_ATTEMPTS x the timeout before its 503.
+        self.S3_CONNECT_TIMEOUT_S = _int_env("S3_CONNECT_TIMEOUT_S", 3)
+        self.S3_READ_TIMEOUT_S = _int_env("S3_READ_TIMEOUT_S", 20)
+        self.S3_MAX_ATTEMPTS = _int_env("S3_MAX_ATTEMPTS", 2)
 
         # A database error's text would carry the statement's parameters (phones, hashes, tokens' ids) into logs.
         self.SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True, "hide_parameters": True}
@@ -188,6 +206,25 @@ class BaseConfig:
         if self.METRICS_TOKEN and len(self.METRICS_TOKEN) < 16:
             # A short token can be guessed, and the metrics name every route and its traffic.
             raise ConfigError("METRICS_TOKEN must be at least 16 characters (or unset: no /metrics)")
+        if self.BLOB_STORE == "s3":
+            self._validate_s3()
+
+    def _validate_s3(self) -> None:
+        if not _S3_BUCKET.match(self.S3_BUCKET) or ".." in self.S3_BUCKET:
+            raise ConfigError(f"BLOB_STORE=s3 needs S3_BUCKET, a valid bucket name, got {self.S3_BUCKET!r}")
+        if self.S3_ENDPOINT_URL and not re.match(r"^https?://[^/?#\s]+(/[^?#\s]*)?$", self.S3_ENDPOINT_URL):
+            raise ConfigError(f"S3_ENDPOINT_URL must be an http(s)://host[:port] URL, got {self.S3_ENDPOINT_URL!r}")
+        if bool(self.S3_ACCESS_KEY_ID) != bool(self.S3_SECRET_ACCESS_KEY):
+            raise ConfigError("Set both S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY, or neither (boto3's own chain)")
+        if self.S3_ADDRESSING_STYLE not in S3_ADDRESSING_STYLES:
+            raise ConfigError(
+                f"S3_ADDRESSING_STYLE must be one of {list(S3_ADDRESSING_STYLES)}, got {self.S3_ADDRESSING_STYLE!r}"
+            )
+        if self.S3_PREFIX.startswith("/"):
+            raise ConfigError(f"S3_PREFIX must not start with '/', got {self.S3_PREFIX!r}")
+        for name in ("S3_CONNECT_TIMEOUT_S", "S3_READ_TIMEOUT_S", "S3_MAX_ATTEMPTS"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1")
 
 
 class DevelopmentConfig(BaseConfig):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import tempfile
 import uuid
 from pathlib import Path
@@ -107,3 +108,61 @@ def client(app, db):
 @pytest.fixture()
 def backend(app):
     return BACKEND
+
+
+# ---- an S3-compatible object store ----------------------------------------------------------------------------------
+
+S3_SETTINGS = {
+    "S3_REGION": "us-east-1",
+    "S3_ACCESS_KEY_ID": "test-access-key",
+    "S3_SECRET_ACCESS_KEY": "test-secret-key",
+    "S3_PREFIX": "photos/",
+    "S3_ADDRESSING_STYLE": "path",
+    # A store that is down must answer 503 at once, not after boto3's default minute of retries.
+    "S3_CONNECT_TIMEOUT_S": 1,
+    "S3_READ_TIMEOUT_S": 5,
+    "S3_MAX_ATTEMPTS": 1,
+}
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (the OS hands out a fresh one; it stays free for the moment we need)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """A real S3 HTTP endpoint for the session: moto's standalone server on a free loopback port."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+def use_s3(app, monkeypatch, endpoint: str, bucket: str):
+    """Point the app's photo store at a bucket of the endpoint (for the test only); returns that store."""
+    from app.services.field.storage import blob_store
+
+    for name, value in {**S3_SETTINGS, "BLOB_STORE": "s3", "S3_ENDPOINT_URL": endpoint, "S3_BUCKET": bucket}.items():
+        monkeypatch.setitem(app.config, name, value)
+    with app.app_context():
+        return blob_store()
+
+
+@pytest.fixture()
+def s3_store(app, monkeypatch, s3_endpoint):
+    """The app's photo store is a fresh bucket of the session's S3 endpoint."""
+    store = use_s3(app, monkeypatch, s3_endpoint, f"photos-{uuid.uuid4().hex[:12]}")
+    store.client.create_bucket(Bucket=store.bucket)
+    return store
+
+
+@pytest.fixture()
+def s3_down(app, monkeypatch):
+    """The app's photo store is an S3 endpoint that does not answer: a loopback port nobody listens on."""
+    return use_s3(app, monkeypatch, f"http://127.0.0.1:{free_port()}", "photos-down")

@@ -84,11 +84,17 @@ PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>
 
 
 @pytest.fixture(autouse=True)
-def uploads(app, tmp_path, monkeypatch):
-    """Every test stores its blobs in its own temporary folder, never in the repository's instance folder."""
-    root = tmp_path / "uploads"
-    monkeypatch.setitem(app.config, "UPLOAD_DIR", str(root))
-    return root
+def store(request, app, tmp_path, monkeypatch):
+    """The app's photo store for the test: its own temporary folder (never the repository's instance folder), or
+    with BOTH_STORES also a fresh bucket of the session's S3 server."""
+    monkeypatch.setitem(app.config, "UPLOAD_DIR", str(tmp_path / "uploads"))
+    if getattr(request, "param", "local") == "s3":
+        return request.getfixturevalue("s3_store")
+    return LocalBlobStore(tmp_path / "uploads")
+
+
+# Storage behaviour runs against the local folder and the S3 server alike; access rules do not depend on it.
+BOTH_STORES = pytest.mark.parametrize("store", ["local", "s3"], indirect=True)
 
 
 @pytest.fixture()
@@ -136,18 +142,18 @@ def upload(
     return client.post(url(report), data=form, headers=headers, content_type="multipart/form-data")
 
 
-def files_on_disk(root) -> list[str]:
-    return sorted(p.name for p in root.rglob("*") if p.is_file()) if root.exists() else []
+def blobs(store) -> list[str]:
+    return sorted(store.keys())
 
 
-def stored(db, uploads) -> tuple:
-    """What an upload can leave behind: rows, attach events, the case row itself, and files."""
+def stored(db, store) -> tuple:
+    """What an upload can leave behind: rows, attach events, the case row itself, and blobs."""
     db.session.expire_all()
     return (
         db.session.scalar(select(func.count()).select_from(Attachment)),
         db.session.scalar(select(func.count()).select_from(CaseEvent).where(CaseEvent.action == "attach")),
         db.session.execute(select(Report.status, Report.version, Report.updated_at)).all(),
-        files_on_disk(uploads),
+        blobs(store),
     )
 
 
@@ -168,7 +174,8 @@ def version(db, report) -> int:
     ],
     ids=["jpeg", "png", "webp"],
 )
-def test_each_image_type_is_accepted_by_its_bytes(client, db, w, uploads, make, media_type, size, part_type):
+@BOTH_STORES
+def test_each_image_type_is_accepted_by_its_bytes(client, db, w, store, make, media_type, size, part_type):
     data = make()
     before_version = version(db, w.case)
     # The part's Content-Type and the name's extension are deliberately wrong: only the bytes count.
@@ -182,7 +189,8 @@ def test_each_image_type_is_accepted_by_its_bytes(client, db, w, uploads, make, 
     assert (body["report_id"], body["uploader_id"], body["original_name"]) == (w.case.id, w.worker.id, "现场.gif")
     row = db.session.get(Attachment, body["id"])
     assert (row.sha256, row.media_type, row.stage) == (digest, media_type, "after")
-    assert LocalBlobStore(uploads).path(digest).read_bytes() == data
+    with store.open(digest) as blob:
+        assert blob.read() == data
     event = db.session.scalars(
         select(CaseEvent).where(CaseEvent.report_id == w.case.id, CaseEvent.action == "attach")
     ).one()
@@ -197,15 +205,16 @@ def test_each_image_type_is_accepted_by_its_bytes(client, db, w, uploads, make, 
     assert version(db, w.case) == before_version
 
 
-def test_the_same_bytes_twice_make_two_rows_and_one_file(client, db, w, uploads):
+@BOTH_STORES
+def test_the_same_bytes_twice_make_two_rows_and_one_file(client, db, w, store):
     data = png(2, 2)
     first = upload(client, w.case, w.resident, data, stage="before")
     second = upload(client, w.case, w.worker, data, stage="after")
     assert (first.status_code, second.status_code) == (201, 201), (first.json, second.json)
     assert first.json["id"] != second.json["id"]
     assert first.json["sha256"] == second.json["sha256"]
-    assert files_on_disk(uploads) == [hashlib.sha256(data).hexdigest()]
-    assert stored(db, uploads)[:2] == (2, 2)
+    assert blobs(store) == [hashlib.sha256(data).hexdigest()]
+    assert stored(db, store)[:2] == (2, 2)
 
 
 def test_a_file_of_exactly_the_limit_is_accepted(client, db, w, app, monkeypatch):
@@ -263,26 +272,36 @@ FIELD_AT_FAULT = {
 
 
 @pytest.mark.parametrize("name", list(REFUSALS))
-def test_a_refused_upload_stores_nothing(client, db, w, uploads, name):
+def test_a_refused_upload_stores_nothing(client, db, w, store, name):
     kwargs, status, code = REFUSALS[name]
-    before = stored(db, uploads)
+    before = stored(db, store)
     problem = assert_problem(upload(client, w.case, w.worker, **kwargs), status, code)
     if status == 422:
         assert set(problem["errors"]) == {FIELD_AT_FAULT[name]}, problem
-    assert stored(db, uploads) == before
-    assert files_on_disk(uploads) == []
+    assert stored(db, store) == before
+    assert blobs(store) == []
 
 
-def test_an_oversized_file_is_413_and_stores_nothing(client, db, w, uploads, app, monkeypatch):
+@pytest.mark.parametrize("store", ["s3"], indirect=True)
+def test_refusals_by_content_store_nothing_in_the_object_store(client, db, w, store):
+    before = stored(db, store)
+    assert_problem(upload(client, w.case, w.worker, PDF, filename="a.jpg"), 415, "unsupported_image_type")
+    assert_problem(upload(client, w.case, w.worker, b""), 422, "validation_failed")
+    assert stored(db, store) == before
+    assert blobs(store) == []
+
+
+@BOTH_STORES
+def test_an_oversized_file_is_413_and_stores_nothing(client, db, w, store, app, monkeypatch):
     monkeypatch.setitem(app.config, "ATTACHMENT_MAX_BYTES", 1000)
-    before = stored(db, uploads)
+    before = stored(db, store)
     # Just past the limit (the body still fits the request limit): the file's own size is checked.
     just_over = png() + b"\x00" * (1001 - len(png()))
     assert_problem(upload(client, w.case, w.worker, just_over), 413, "payload_too_large")
     # Far past it: the request body is refused before it is read.
     far_over = png() + b"\x00" * 200_000
     assert_problem(upload(client, w.case, w.worker, far_over), 413, "payload_too_large")
-    assert stored(db, uploads) == before
+    assert stored(db, store) == before
 
 
 def test_the_default_body_limit_does_not_cap_uploads(client, db, w, app, monkeypatch):
@@ -295,8 +314,8 @@ def test_the_default_body_limit_does_not_cap_uploads(client, db, w, app, monkeyp
 
 
 @pytest.mark.parametrize("kind", ["json", "urlencoded", "raw_image", "no_body"])
-def test_anything_but_multipart_is_415(client, db, w, uploads, kind):
-    before = stored(db, uploads)
+def test_anything_but_multipart_is_415(client, db, w, store, kind):
+    before = stored(db, store)
     headers = auth_header(w.worker)
     if kind == "json":
         resp = client.post(url(w.case), json={"stage": "before", "file": "aGVsbG8="}, headers=headers)
@@ -307,17 +326,17 @@ def test_anything_but_multipart_is_415(client, db, w, uploads, kind):
     else:
         resp = client.post(url(w.case), headers=headers)
     assert_problem(resp, 415, "unsupported_media_type")
-    assert stored(db, uploads) == before
+    assert stored(db, store) == before
 
 
-def test_without_a_token_the_body_type_does_not_matter(client, db, w, uploads):
-    before = stored(db, uploads)
+def test_without_a_token_the_body_type_does_not_matter(client, db, w, store):
+    before = stored(db, store)
     assert_problem(client.post(url(w.case), json={"stage": "before"}), 401, "missing_token")
-    assert stored(db, uploads) == before
+    assert stored(db, store) == before
 
 
-def test_a_broken_multipart_body_is_refused(client, db, w, uploads):
-    before = stored(db, uploads)
+def test_a_broken_multipart_body_is_refused(client, db, w, store):
+    before = stored(db, store)
     resp = client.post(
         url(w.case),
         data=b"--nope\r\nnot a part",
@@ -326,7 +345,7 @@ def test_a_broken_multipart_body_is_refused(client, db, w, uploads):
     )
     # Nothing parses out of it, so the parts are missing.
     assert "stage" in assert_problem(resp, 422, "validation_failed")["errors"]
-    assert stored(db, uploads) == before
+    assert stored(db, store) == before
 
 
 # ---- upload: who may add what -------------------------------------------------------------------
@@ -349,15 +368,15 @@ STAGE_RULES = [
 
 
 @pytest.mark.parametrize("who, stage, status", STAGE_RULES, ids=[f"{w}-{s}" for w, s, _ in STAGE_RULES])
-def test_stages_by_role(client, db, w, uploads, who, stage, status):
-    before = stored(db, uploads)
+def test_stages_by_role(client, db, w, store, who, stage, status):
+    before = stored(db, store)
     resp = upload(client, w.case, getattr(w, who), png(), stage=stage)
     if status == 201:
         assert resp.status_code == 201, resp.json
         assert resp.json["stage"] == stage
     else:
         assert_problem(resp, 403, "attachment_forbidden")
-        assert stored(db, uploads) == before
+        assert stored(db, store) == before
 
 
 def test_an_assignee_who_no_longer_serves_the_cell_still_documents_the_work(client, db, w):
@@ -373,28 +392,28 @@ def test_a_worker_reporter_outside_their_cells_adds_only_before_photos(client, d
 
 
 @pytest.mark.parametrize("who", ["resident2", "worker_ne", "other_worker", "other_supervisor"])
-def test_who_cannot_see_the_case_gets_404_and_nothing_is_stored(client, db, w, uploads, who):
-    before = stored(db, uploads)
+def test_who_cannot_see_the_case_gets_404_and_nothing_is_stored(client, db, w, store, who):
+    before = stored(db, store)
     assert_problem(upload(client, w.case, getattr(w, who), png()), 404, "report_not_found")
     assert_problem(client.get(url(w.case), headers=auth_header(getattr(w, who))), 404, "report_not_found")
-    assert stored(db, uploads) == before
+    assert stored(db, store) == before
 
 
-def test_no_token_is_401_and_an_unknown_case_404(client, db, w, uploads):
-    before = stored(db, uploads)
+def test_no_token_is_401_and_an_unknown_case_404(client, db, w, store):
+    before = stored(db, store)
     assert_problem(upload(client, w.case, None, png()), 401, "missing_token")
     assert_problem(client.get(url(w.case)), 401, "missing_token")
     assert_problem(upload(client, 999_999, w.admin, png()), 404, "report_not_found")
-    assert stored(db, uploads) == before
+    assert stored(db, store) == before
 
 
 @pytest.mark.parametrize("status", ["closed", "rejected", "duplicate", "cancelled"])
-def test_a_final_case_takes_no_photos(client, db, w, uploads, status):
+def test_a_final_case_takes_no_photos(client, db, w, store, status):
     case = make_case(w.resident, w.category, w.cells[SW], status=status, assignee_id=w.worker.id)
-    before = stored(db, uploads)
+    before = stored(db, store)
     problem = assert_problem(upload(client, case, w.admin, png(), stage="verify"), 409, "case_final")
     assert problem["case_status"] == status
-    assert stored(db, uploads) == before
+    assert stored(db, store) == before
 
 
 # ---- list, metadata, content --------------------------------------------------------------------
@@ -476,7 +495,8 @@ def test_metadata_of_one_photo_and_404_for_another_cases_photo(client, db, w):
         assert_problem(client.get(url(w.case, path)), 401, "missing_token")
 
 
-def test_the_content_is_the_uploaded_bytes_with_safe_headers(client, db, w):
+@BOTH_STORES
+def test_the_content_is_the_uploaded_bytes_with_safe_headers(client, db, w, store):
     data = webp()
     attachment = upload(client, w.case, w.resident, data, filename="门口 照片.webp").json
     resp = client.get(url(w.case, f"/{attachment['id']}/content"), headers=auth_header(w.worker))
@@ -605,14 +625,14 @@ def resolve(client, db, report, user, etag: int):
     )
 
 
-def test_resolving_without_an_after_photo_is_409_then_succeeds_with_one(client, db, w, uploads):
+def test_resolving_without_an_after_photo_is_409_then_succeeds_with_one(client, db, w, store):
     w.category.requires_after_photo = True
     db.session.commit()
     etag = version(db, w.case)
-    before = stored(db, uploads)
+    before = stored(db, store)
     events = db.session.scalar(select(func.count()).select_from(CaseEvent))
     assert_problem(resolve(client, db, w.case, w.worker, etag), 409, "after_photo_required")
-    assert stored(db, uploads) == before
+    assert stored(db, store) == before
     assert db.session.scalar(select(func.count()).select_from(CaseEvent)) == events
     # A before photo is not enough.
     assert upload(client, w.case, w.worker, png(), stage="before").status_code == 201
@@ -640,9 +660,8 @@ def test_the_after_photo_rule_comes_after_permission_and_if_match(client, db, w)
 # ---- flask attachments gc -----------------------------------------------------------------------
 
 
-def test_gc_removes_old_unreferenced_blobs_only(client, db, w, app, uploads):
+def test_gc_removes_old_unreferenced_blobs_only(client, db, w, app, store):
     kept = upload(client, w.case, w.resident, png()).json["sha256"]
-    store = LocalBlobStore(uploads)
     orphan, fresh_orphan = store.put(b"left by a rolled-back upload"), store.put(b"an upload still in flight")
     past = time.time() - 7200
     for key in (kept, orphan):
@@ -656,10 +675,116 @@ def test_gc_removes_old_unreferenced_blobs_only(client, db, w, app, uploads):
     assert list(store.keys()) == [kept]
 
 
+@BOTH_STORES
+def test_gc_spares_young_blobs_then_removes_the_unreferenced(client, db, w, app, store):
+    kept = upload(client, w.case, w.resident, png()).json["sha256"]
+    orphan = store.put(b"left by a rolled-back upload")
+    result = app.test_cli_runner().invoke(args=["attachments", "gc"])
+    assert (result.exit_code, "removed 0 " in result.output) == (0, True), result.output
+    assert blobs(store) == sorted([kept, orphan])
+    result = app.test_cli_runner().invoke(args=["attachments", "gc", "--min-age", "0"])
+    assert (result.exit_code, "removed 1 " in result.output) == (0, True), result.output
+    assert blobs(store) == [kept]
+    resp = client.get(
+        url(w.case, f"/{upload(client, w.case, w.resident, png()).json['id']}/content"), headers=auth_header(w.resident)
+    )
+    assert resp.data == png()
+
+
+def test_gc_with_the_store_down_fails_with_a_message(app, s3_down):
+    result = app.test_cli_runner().invoke(args=["attachments", "gc", "--min-age", "0"])
+    assert result.exit_code == 1
+    assert "The photo store did not answer" in result.output
+
+
+# ---- a photo store that is down, a database that fails after the blob was put -------------------------------------
+
+
+def test_an_upload_while_the_store_is_down_is_503_and_writes_nothing(client, db, w, store, s3_down):
+    # `store` is the unused local folder here: only the rows, events and case of stored() count.
+    before = stored(db, store)
+    resp = upload(client, w.case, w.worker, png(), stage="after")
+    problem = assert_problem(resp, 503, "storage_unavailable")
+    assert resp.headers["Retry-After"] == "5"
+    assert problem["detail"] == "照片存储未响应，请稍后重试。"
+    assert stored(db, store) == before
+    assert before[:2] == (0, 0)
+
+
+def test_a_retried_upload_after_the_store_came_back_succeeds_once(
+    client, db, w, app, monkeypatch, s3_down, s3_endpoint
+):
+    from tests.conftest import use_s3
+
+    headers = {**auth_header(w.worker), "Idempotency-Key": "photo-down"}
+
+    def send():
+        form = {"stage": "after", "file": (io.BytesIO(png()), "a.png", "image/png")}
+        return client.post(url(w.case), data=form, headers=headers, content_type="multipart/form-data")
+
+    assert_problem(send(), 503, "storage_unavailable")
+    back = use_s3(app, monkeypatch, s3_endpoint, f"photos-back-{w.case.id}")
+    back.client.create_bucket(Bucket=back.bucket)
+    first = send()
+    assert first.status_code == 201, first.json
+    assert "Idempotent-Replayed" not in first.headers
+    assert send().headers["Idempotent-Replayed"] == "true"
+    assert stored(db, back)[:2] == (1, 1)
+    assert blobs(back) == [hashlib.sha256(png()).hexdigest()]
+
+
+def test_a_download_while_the_store_is_down_is_503(client, db, w, app, monkeypatch, s3_store):
+    attachment = upload(client, w.case, w.resident, jpeg()).json
+    from tests.conftest import free_port
+
+    monkeypatch.setitem(app.config, "S3_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
+    resp = client.get(url(w.case, f"/{attachment['id']}/content"), headers=auth_header(w.resident))
+    assert_problem(resp, 503, "storage_unavailable")
+    assert resp.headers["Retry-After"] == "5"
+    # Who may not see the photo hears so first: the store is asked only after the access check.
+    assert_problem(
+        client.get(url(w.case, f"/{attachment['id']}/content"), headers=auth_header(w.resident2)),
+        404,
+        "report_not_found",
+    )
+    # The metadata comes from the database and stays readable.
+    assert client.get(url(w.case, f"/{attachment['id']}"), headers=auth_header(w.resident)).status_code == 200
+
+
+@BOTH_STORES
+def test_a_failed_commit_after_the_blob_was_put_leaves_no_row_and_gc_removes_the_blob(
+    client, db, w, app, monkeypatch, store
+):
+    from sqlalchemy.exc import OperationalError
+
+    before = stored(db, store)
+    headers = auth_header(w.worker)
+
+    def failing_commit():
+        raise OperationalError("COMMIT", {}, Exception("server closed the connection unexpectedly"))
+
+    db.session.commit = failing_commit
+    try:
+        form = {"stage": "after", "file": (io.BytesIO(png(5, 5)), "a.png", "image/png")}
+        resp = client.post(url(w.case), data=form, headers=headers, content_type="multipart/form-data")
+    finally:
+        del db.session.commit
+    assert_problem(resp, 503, "database_unavailable")
+    orphan = hashlib.sha256(png(5, 5)).hexdigest()
+    after = stored(db, store)
+    # No row, no event, the case untouched; only the blob, which no row names.
+    assert after[:3] == before[:3]
+    assert after[3] == sorted([*before[3], orphan])
+    result = app.test_cli_runner().invoke(args=["attachments", "gc", "--min-age", "0"])
+    assert "removed 1 " in result.output, result.output
+    assert stored(db, store) == before
+
+
 # ---- Idempotency-Key ----------------------------------------------------------------------------
 
 
-def test_a_retried_upload_is_replayed_even_with_a_new_multipart_boundary(client, db, w, uploads):
+@BOTH_STORES
+def test_a_retried_upload_is_replayed_even_with_a_new_multipart_boundary(client, db, w, store):
     data = png(3, 3)
     headers = {**auth_header(w.worker), "Idempotency-Key": "photo-1"}
 
@@ -671,11 +796,11 @@ def test_a_retried_upload_is_replayed_even_with_a_new_multipart_boundary(client,
 
     first = send(data, "first-boundary")
     assert first.status_code == 201, first.json
-    after_first = stored(db, uploads)
+    after_first = stored(db, store)
     again = send(data, "another-boundary")
     assert (again.status_code, again.headers["Idempotent-Replayed"]) == (201, "true")
     assert again.get_data() == first.get_data()
-    assert stored(db, uploads) == after_first
+    assert stored(db, store) == after_first
     other = send(png(4, 4), "first-boundary")
     assert_problem(other, 422, "idempotency_key_reused")
-    assert stored(db, uploads) == after_first
+    assert stored(db, store) == after_first

@@ -8,8 +8,9 @@ import time
 
 import pytest
 
+from app.errors import StorageUnavailable
 from app.services.field import storage
-from app.services.field.storage import LocalBlobStore, blob_store
+from app.services.field.storage import LocalBlobStore, S3BlobStore, blob_store
 from config import ConfigError, load_config
 
 
@@ -105,10 +106,151 @@ def test_configuration_defaults_and_refusals(monkeypatch):
     cfg = load_config("testing")
     assert (cfg.BLOB_STORE, cfg.ATTACHMENT_MAX_BYTES) == ("local", 10 * 1024 * 1024)
     assert cfg.UPLOAD_DIR.endswith("uploads")
-    monkeypatch.setenv("BLOB_STORE", "s3")
+    monkeypatch.setenv("BLOB_STORE", "ftp")
     with pytest.raises(ConfigError, match="BLOB_STORE"):
         load_config("testing")
     monkeypatch.setenv("BLOB_STORE", "local")
     monkeypatch.setenv("ATTACHMENT_MAX_BYTES", "0")
     with pytest.raises(ConfigError, match="ATTACHMENT_MAX_BYTES"):
         load_config("testing")
+
+
+# ---- the S3-compatible store, against the session's moto server ---------------------------------------------------
+
+
+def objects(store: S3BlobStore) -> list[str]:
+    """Every object name in the store's bucket, blobs or not."""
+    page = store.client.list_objects_v2(Bucket=store.bucket)
+    return sorted(item["Key"] for item in page.get("Contents", ()))
+
+
+def test_s3_put_stores_one_object_under_the_prefix_and_sha256(s3_store):
+    data = b"\x89PNG\r\n\x1a\n some bytes"
+    key = s3_store.put(data)
+    assert key == hashlib.sha256(data).hexdigest()
+    assert objects(s3_store) == [f"photos/{key}"]
+    assert s3_store.exists(key)
+    with s3_store.open(key) as blob:
+        assert blob.read() == data
+    assert s3_store.put(data) == key
+    assert s3_store.put(b"other bytes") != key
+    assert len(objects(s3_store)) == 2
+    assert sorted(s3_store.keys()) == sorted([key, hashlib.sha256(b"other bytes").hexdigest()])
+    assert s3_store.modified_at(key) > time.time() - 600
+
+
+def test_s3_delete_removes_the_object_and_tolerates_a_missing_one(s3_store):
+    key = s3_store.put(b"to delete")
+    s3_store.delete(key)
+    assert not s3_store.exists(key)
+    s3_store.delete(key)
+    with pytest.raises(FileNotFoundError):
+        s3_store.open(key)
+    with pytest.raises(FileNotFoundError):
+        s3_store.modified_at(key)
+    assert list(s3_store.keys()) == [] == objects(s3_store)
+
+
+def test_s3_keys_lists_only_blobs_under_the_prefix_across_pages(s3_store, monkeypatch):
+    stored = sorted(s3_store.put(f"blob {i}".encode()) for i in range(5))
+    # Others' objects in the same bucket are not blobs, and gc must never see them.
+    for name in ("README", "photos/notes.txt", f"other/{stored[0]}", f"photos/{stored[0]}.bak"):
+        s3_store.client.put_object(Bucket=s3_store.bucket, Key=name, Body=b"x")
+    list_page = s3_store.client.list_objects_v2
+    pages = []
+
+    def small_pages(**kwargs):
+        pages.append(kwargs.get("ContinuationToken"))
+        return list_page(**kwargs, MaxKeys=2)
+
+    monkeypatch.setattr(s3_store.client, "list_objects_v2", small_pages)
+    assert sorted(s3_store.keys()) == stored
+    assert len(pages) == 4
+
+
+@pytest.mark.parametrize("key", ["../../etc/passwd", "ab/cd", "A" * 64, "", "0" * 63, "0" * 64 + "/x"])
+def test_s3_keys_that_are_not_a_sha256_are_refused(s3_store, key):
+    for operation in (s3_store.open, s3_store.exists, s3_store.delete, s3_store.modified_at):
+        with pytest.raises(ValueError):
+            operation(key)
+
+
+def test_s3_a_store_that_is_down_raises_storage_unavailable_at_once(s3_down):
+    key = hashlib.sha256(b"x").hexdigest()
+    for call in (
+        lambda: s3_down.put(b"x"),
+        lambda: s3_down.open(key),
+        lambda: s3_down.exists(key),
+        lambda: s3_down.delete(key),
+        lambda: s3_down.modified_at(key),
+        lambda: list(s3_down.keys()),
+    ):
+        with pytest.raises(StorageUnavailable) as caught:
+            call()
+        assert (caught.value.status, caught.value.code, caught.value.retry_after) == (503, "storage_unavailable", 5)
+
+
+def test_s3_a_missing_bucket_is_unavailable_not_missing_blobs(app, monkeypatch, s3_endpoint):
+    from tests.conftest import use_s3
+
+    store = use_s3(app, monkeypatch, s3_endpoint, "no-such-bucket-here")
+    with pytest.raises(StorageUnavailable):
+        store.put(b"x")
+    with pytest.raises(StorageUnavailable):
+        list(store.keys())
+
+
+def test_blob_store_builds_the_s3_store_once_per_configuration(app, s3_store, monkeypatch):
+    with app.app_context():
+        assert blob_store() is s3_store
+        assert blob_store() is blob_store()
+        monkeypatch.setitem(app.config, "S3_PREFIX", "elsewhere/")
+        other = blob_store()
+        assert isinstance(other, S3BlobStore)
+        assert (other is not s3_store, other.prefix, other.bucket) == (True, "elsewhere/", s3_store.bucket)
+
+
+S3_ENV = {"BLOB_STORE": "s3", "S3_BUCKET": "city-photos", "S3_ENDPOINT_URL": "http://127.0.0.1:9000"}
+
+
+def test_s3_configuration_defaults(monkeypatch):
+    for name in ("S3_PREFIX", "S3_REGION", "S3_ACCESS_KEY_ID", "S3_SECRET_ACCESS_KEY", "S3_ADDRESSING_STYLE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in S3_ENV.items():
+        monkeypatch.setenv(name, value)
+    cfg = load_config("testing")
+    assert (cfg.BLOB_STORE, cfg.S3_BUCKET, cfg.S3_ENDPOINT_URL) == ("s3", "city-photos", "http://127.0.0.1:9000")
+    assert (cfg.S3_PREFIX, cfg.S3_ADDRESSING_STYLE, cfg.S3_ACCESS_KEY_ID) == ("", "path", "")
+    assert (cfg.S3_CONNECT_TIMEOUT_S, cfg.S3_READ_TIMEOUT_S, cfg.S3_MAX_ATTEMPTS) == (3, 20, 2)
+
+
+@pytest.mark.parametrize(
+    "env, message",
+    [
+        ({"S3_BUCKET": ""}, "S3_BUCKET"),
+        ({"S3_BUCKET": "Photos"}, "S3_BUCKET"),
+        ({"S3_BUCKET": "a..b"}, "S3_BUCKET"),
+        ({"S3_BUCKET": "x" * 64}, "S3_BUCKET"),
+        ({"S3_ENDPOINT_URL": "127.0.0.1:9000"}, "S3_ENDPOINT_URL"),
+        ({"S3_ENDPOINT_URL": "ftp://store"}, "S3_ENDPOINT_URL"),
+        ({"S3_ACCESS_KEY_ID": "only-the-id"}, "S3_ACCESS_KEY_ID"),
+        ({"S3_SECRET_ACCESS_KEY": "only-the-secret"}, "S3_ACCESS_KEY_ID"),
+        ({"S3_ADDRESSING_STYLE": "sideways"}, "S3_ADDRESSING_STYLE"),
+        ({"S3_PREFIX": "/photos/"}, "S3_PREFIX"),
+        ({"S3_CONNECT_TIMEOUT_S": "0"}, "S3_CONNECT_TIMEOUT_S"),
+        ({"S3_READ_TIMEOUT_S": "-1"}, "S3_READ_TIMEOUT_S"),
+        ({"S3_MAX_ATTEMPTS": "0"}, "S3_MAX_ATTEMPTS"),
+        ({"S3_MAX_ATTEMPTS": "many"}, "S3_MAX_ATTEMPTS"),
+    ],
+)
+def test_s3_configuration_refusals(monkeypatch, env, message):
+    for name in ("S3_ACCESS_KEY_ID", "S3_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in {**S3_ENV, **env}.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=message):
+        load_config("testing")
+    # The local store needs none of it (other than numbers where numbers go).
+    monkeypatch.setenv("BLOB_STORE", "local")
+    monkeypatch.delenv("S3_MAX_ATTEMPTS", raising=False)
+    assert load_config("testing").BLOB_STORE == "local"

@@ -78,13 +78,15 @@ class Attachments(MethodView):
     @blp.alt_response(409, response="CONFLICT")
     @blp.alt_response(413, response="REQUEST_ENTITY_TOO_LARGE")
     @blp.alt_response(415, response="UNSUPPORTED_MEDIA_TYPE")
+    @blp.alt_response(503, response="SERVICE_UNAVAILABLE")
     def post(self, form, files, report_id):
         """Attach a photo (JPEG, PNG or WebP, judged by its bytes) to a case the caller may see.
 
         Stages by role: the reporter adds `before`; the assignee and workers of the case's cell `before` and
         `after`; supervisors of its subtree, admins and a worker of the cell other than the assignee `verify`
         (supervisors and admins any stage). Others who can see the case 403; a closed, rejected, duplicate or
-        cancelled case 409; over ATTACHMENT_MAX_BYTES 413; not an image 415. The same bytes are stored once."""
+        cancelled case 409; over ATTACHMENT_MAX_BYTES 413; not an image 415. The same bytes are stored once.
+        While the photo store does not answer: 503 `storage_unavailable` with Retry-After, and nothing is saved."""
         user = current_user()
         report = report_service.get_report_for(user, report_id)
         upload = files["file"]
@@ -138,8 +140,11 @@ class AttachmentContent(MethodView):
             "304": {"description": "If-None-Match named the photo's ETag."},
         },
     )
+    @blp.alt_response(503, response="SERVICE_UNAVAILABLE")
     def get(self, report_id, attachment_id):
-        """Download the photo, named <case number>-<stage>-<id>.<ext>; If-None-Match with its ETag answers 304."""
+        """Download the photo, named <case number>-<stage>-<id>.<ext>; If-None-Match with its ETag answers 304.
+
+        The bytes stream through the service (no presigned URLs); a photo store that does not answer 503."""
         report, attachment = _attachment(report_id, attachment_id)
         if request.if_none_match.contains_weak(attachment.sha256):
             resp = Response(status=304)

@@ -299,7 +299,9 @@ def handle_domain_error(err: DomainError) -> Response:
         db.session.commit()
     else:
         _rollback()
-    headers = {"WWW-Authenticate": 'Bearer realm="grid-api"'} if err.status == 401 else None
+    headers = {"WWW-Authenticate": 'Bearer realm="grid-api"'} if err.status == 401 else {}
+    if err.retry_after is not None:
+        headers["Retry-After"] = str(err.retry_after)
     return problem_response(err.status, err.code, err.title, err.detail, err.extra, headers)
 
 
