@@ -2,6 +2,8 @@
 # Restore a backup of scripts/backup.sh into an EMPTY database (create it first: createdb -O grid grid_restored).
 # Usage: DATABASE_URL=postgresql://.../grid_restored scripts/restore.sh BACKUP_DIR [UPLOAD_DIR]
 set -euo pipefail
+# The service's own default (config: UPLOAD_DIR, else INSTANCE_PATH/uploads, else the repository's instance/uploads).
+default_uploads=${UPLOAD_DIR:-${INSTANCE_PATH:-$(cd "$(dirname "$0")/.." && pwd)/instance}/uploads}
 
 from=${1:?usage: scripts/restore.sh BACKUP_DIR [UPLOAD_DIR]}
 url=${DATABASE_URL:?DATABASE_URL must name the (empty) database to restore into}
@@ -19,7 +21,7 @@ pg_restore --no-owner --exit-on-error --single-transaction --dbname="$url" "$fro
 echo "database restored from $from/grid.dump"
 
 if [[ -f $from/uploads.tar.gz ]]; then
-  uploads=${2:-${UPLOAD_DIR:-instance/uploads}}
+  uploads=${2:-$default_uploads}
   mkdir -p "$uploads"
   tar -C "$uploads" -xzf "$from/uploads.tar.gz"
   echo "photos restored into $uploads"

@@ -515,6 +515,18 @@ def test_the_content_is_the_uploaded_bytes_with_safe_headers(client, db, w, stor
     assert attachment["original_name"] == "门口 照片.webp"
 
 
+@BOTH_STORES
+def test_a_photo_whose_bytes_the_store_lacks_is_404_and_the_rest_reads(client, db, w, store):
+    attachment = upload(client, w.case, w.worker, png()).json
+    store.delete(attachment["sha256"])
+    resp = client.get(url(w.case, f"/{attachment['id']}/content"), headers=auth_header(w.worker))
+    problem = assert_problem(resp, 404, "attachment_content_missing")
+    assert str(attachment["id"]) in problem["detail"]
+    # The metadata and the case still read.
+    assert client.get(url(w.case, f"/{attachment['id']}"), headers=auth_header(w.worker)).status_code == 200
+    assert client.get(f"{API}/reports/{w.case.id}", headers=auth_header(w.worker)).status_code == 200
+
+
 @pytest.mark.parametrize(
     "filename",
     [

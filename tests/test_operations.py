@@ -178,3 +178,23 @@ def test_backup_and_restore_round_trip_the_demo_data(tmp_path):
         )
         assert again.returncode == 2 and "restore into an empty one" in again.stderr
         assert counts(target) == original
+
+
+def test_backup_and_restore_find_the_photos_where_the_service_keeps_them(tmp_path):
+    """Without UPLOAD_DIR the service keeps photos under INSTANCE_PATH/uploads; so do both scripts."""
+    with fresh_database() as source, fresh_database(postgis=False) as target:
+        env = {key: value for key, value in environment(source, tmp_path).items() if key != "UPLOAD_DIR"}
+        photo = tmp_path / "instance" / "uploads" / "ab" / "abcdef"
+        photo.parent.mkdir(parents=True)
+        photo.write_bytes(b"\xff\xd8 a photo")
+        backup = tmp_path / "backup"
+        assert "photos:" in sh(["scripts/backup.sh", str(backup)], env)
+        assert (backup / "uploads.tar.gz").exists()
+
+        target_env = {
+            key: value
+            for key, value in environment(target, tmp_path, INSTANCE_PATH=str(tmp_path / "restored")).items()
+            if key != "UPLOAD_DIR"
+        }
+        assert str(tmp_path / "restored" / "uploads") in sh(["scripts/restore.sh", str(backup)], target_env)
+        assert (tmp_path / "restored" / "uploads" / "ab" / "abcdef").read_bytes() == b"\xff\xd8 a photo"

@@ -212,7 +212,17 @@ def get_attachment(viewer: User, report: Report, attachment_id: int) -> Attachme
 
 
 def open_content(attachment: Attachment) -> BinaryIO:
-    return blob_store().open(attachment.sha256)
+    """The photo's bytes. A row whose bytes the store lacks (a store restored from an older copy, a blob removed by
+    hand) is the client's 404, not the server's 500: the rest of the case reads as before, and the log says which
+    blob to restore."""
+    try:
+        return blob_store().open(attachment.sha256)
+    except FileNotFoundError:
+        current_app.logger.warning("attachment %s: blob %s is not in the photo store", attachment.id, attachment.sha256)
+        raise NotFound(
+            tr("The bytes of attachment {attachment_id} are not in the photo store.", attachment_id=attachment.id),
+            code="attachment_content_missing",
+        ) from None
 
 
 def download_name(report: Report, attachment: Attachment) -> str:
