@@ -221,6 +221,18 @@ def test_an_unknown_parameter_is_refused_beside_known_ones_and_named_in_english(
     assert problem["errors"] == {"casenumber": ["Unknown query parameter."]}
 
 
+def test_a_repeated_query_parameter_is_refused_not_cut_to_its_first_value(client, db):
+    admin = make_user("admin")
+    headers = {**auth_header(admin), "Accept-Language": "en"}
+    resp = client.get("/api/v1/reports?status=submitted&status=assigned&page=1", headers=headers)
+    problem = assert_problem(resp, 422, "validation_failed")
+    assert "status" in problem["detail"] and list(problem["errors"]) == ["status"]
+    # The one way to ask for several: comma-separated.
+    assert client.get("/api/v1/reports?status=submitted,assigned", headers=headers).status_code == 200
+    # Open311 keeps its lenient rule.
+    assert client.get("/open311/v2/requests.json?status=open&status=closed").status_code == 200
+
+
 @pytest.mark.parametrize(
     "path, query",
     [

@@ -604,7 +604,7 @@ def test_title_and_detail_follow_accept_language_and_the_code_stays(client, admi
 
 @pytest.mark.parametrize(
     "accept, title, detail",
-    [(None, "未找到", "此网址下没有内容。"), ("en", "Not Found", "Nothing is found at this URL.")],
+    [(None, "资源不存在", "此网址下没有内容。"), ("en", "No such resource", "Nothing is found at this URL.")],
 )
 def test_werkzeugs_own_errors_are_in_the_catalogue_too(client, accept, title, detail):
     resp = client.get("/api/v1/no-such-thing", headers={"Accept-Language": accept} if accept else {})
@@ -615,8 +615,21 @@ def test_werkzeugs_own_errors_are_in_the_catalogue_too(client, accept, title, de
 def test_validation_fields_stay_english_inside_a_translated_problem(client, admin_headers):
     resp = client.post("/api/v1/categories", json={"nonsense": 1}, headers=admin_headers)
     problem = assert_problem(resp, 422, "validation_failed")
-    assert (problem["title"], problem["detail"]) == ("无法处理的请求内容", "一个或多个字段无效；详见 errors。")
+    assert (problem["title"], problem["detail"]) == ("请求未通过校验", "一个或多个字段无效；详见 errors。")
     assert problem["errors"]["nonsense"] == ["Unknown field."]
+
+
+@pytest.mark.parametrize("accept", [None, "en"])
+def test_one_problem_code_has_one_title_whoever_raised_it(client, admin_headers, accept):
+    """RFC 7807: the title belongs to the problem type. A schema's 422 (webargs), a service's 422 and an unknown
+    query parameter's 422 read the same; so do werkzeug's 404 and a service's."""
+    headers = {**admin_headers, **({"Accept-Language": accept} if accept else {})}
+    by_schema = assert_problem(client.get("/api/v1/reports?status=submited", headers=headers), 422, "validation_failed")
+    by_boundary = assert_problem(client.get("/api/v1/reports?bogus=1", headers=headers), 422, "validation_failed")
+    by_service = assert_problem(client.get("/api/v1/reports?cell=999999999", headers=headers), 422, "validation_failed")
+    assert by_schema["title"] == by_boundary["title"] == by_service["title"]
+    by_werkzeug = assert_problem(client.get("/api/v1/no-such-thing", headers=headers), 404, "not_found")
+    assert by_werkzeug["title"] == ("No such resource" if accept else "资源不存在")
 
 
 @pytest.mark.parametrize(

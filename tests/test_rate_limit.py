@@ -176,3 +176,15 @@ def test_redis_down_keeps_the_service_up_and_throttles_in_memory(client, db, red
     assert limiter._storage_dead
     # What is not throttled is served as ever.
     assert client.get("/api/v1/categories").status_code == 200
+
+
+def test_only_an_answer_that_asks_to_wait_carries_retry_after(client, db, tight_limit):
+    user = make_user("resident")
+    signed_in = client.post(LOGIN, json={"username": user.username, "password": PASSWORD})
+    assert signed_in.status_code == 200 and "Retry-After" not in signed_in.headers
+    assert "X-RateLimit-Remaining" in signed_in.headers  # the budget is still told
+    wrong = client.post(LOGIN, json={"username": user.username, "password": "wrong-password"})
+    assert wrong.status_code == 401 and "Retry-After" not in wrong.headers
+    client.post(LOGIN, json={"username": user.username, "password": "wrong-password"})
+    throttled = client.post(LOGIN, json={"username": user.username, "password": PASSWORD})
+    assert throttled.status_code == 429 and int(throttled.headers["Retry-After"]) > 0

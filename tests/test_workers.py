@@ -391,6 +391,8 @@ def test_workers_by_cell_and_duty(client, db, world):
     names = lambda q: [w["username"] for w in client.get(f"{API}/workers?{q}", headers=headers).json["items"]]
     assert names(f"cell_id={world.cells[SW].id}") == ["wang", "zhao"]
     assert names(f"cell_id={world.cells[NE].id}") == []
+    # A cell scopes to its subtree, as every cell filter does: the community's workers are its grid cells' workers.
+    assert names(f"cell={COMMUNITY}") == names(f"cell_id={world.cells[COMMUNITY].id}") == ["wang", "zhao"]
     assert names(f"cell={SW}") == names(f"cell_id={world.cells[SW].id}&cell={SW}") == ["wang", "zhao"]
     assert names("on_duty=true") == ["zhao"]
     assert names(f"cell_id={world.cells[SW].id}&on_duty=false") == ["wang"]

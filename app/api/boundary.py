@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -51,6 +52,9 @@ def install(app: Flask) -> None:
     for error, handler in ERROR_HANDLERS:
         app.register_error_handler(error, handler)
     app.after_request(close_response)
+    # Flask runs after_request functions last-registered first: at the head of the list this one runs after
+    # every other, flask-limiter's header stamp included.
+    app.after_request_funcs.setdefault(None, []).insert(0, retry_after_only_when_waiting)
     app.teardown_request(close_request)
 
 
@@ -328,7 +332,25 @@ def handle_http_exception(err: HTTPException) -> Response:
     headers = dict(data.get("headers") or {})
     if status == 405 and getattr(err, "valid_methods", None):
         headers["Allow"] = ", ".join(err.valid_methods)
-    return problem_response(status, code, HTTP_TITLES.get(status, err.name), detail, extra, headers)
+    return problem_response(status, code, _title_of(code) or HTTP_TITLES.get(status, err.name), detail, extra, headers)
+
+
+@functools.cache
+def _domain_titles() -> dict[str, Message]:
+    """code -> title of the DomainError family (one title per code there)."""
+    titles: dict[str, Message] = {}
+    pending = [DomainError]
+    while pending:
+        cls = pending.pop()
+        titles.setdefault(cls.code, cls.title)
+        pending.extend(cls.__subclasses__())
+    return titles
+
+
+def _title_of(code: str) -> Message | None:
+    """One problem type, one title (RFC 7807 3.1): a code the DomainError family names keeps that title, whether a
+    service raised it or werkzeug, webargs or the limiter did."""
+    return _domain_titles().get(code)
 
 
 def handle_integrity_error(err: IntegrityError) -> Response:
@@ -411,6 +433,14 @@ def close_response(response: Response) -> Response:
     # A 204 or 304 has no content to describe (RFC 9110), and the API document declares none for them.
     if response.status_code in (204, 304):
         response.headers.pop("Content-Type", None)
+    return response
+
+
+def retry_after_only_when_waiting(response: Response) -> Response:
+    """flask-limiter stamps its window's Retry-After on every answer of a limited route; only an answer that asks
+    the client to wait may carry one (RFC 9110 10.2.3), or an app that honours it would pause after a sign-in."""
+    if response.status_code not in (429, 503):
+        response.headers.pop("Retry-After", None)
     return response
 
 

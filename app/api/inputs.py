@@ -53,6 +53,17 @@ def check_query_names(handler: Callable | None) -> None:
             tr("Unknown query parameter: {names}.", names=", ".join(shown)),
             errors={name: [tr("Unknown query parameter.")] for name in shown},
         )
+    # No parameter takes a list by repetition (several values are comma-separated, status=a,b): a second
+    # status=... would otherwise be dropped without a word, and the caller would read a wrong answer as right.
+    repeated = [name for name, values in request.args.lists() if len(values) > 1]
+    if repeated:
+        raise ValidationFailed(
+            tr(
+                "Each query parameter is given once (several values: comma-separated): {names}.",
+                names=", ".join(repeated),
+            ),
+            errors={name: [tr("Given more than once; send one value or a comma-separated list.")] for name in repeated},
+        )
 
 
 @functools.cache

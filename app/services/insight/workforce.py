@@ -12,6 +12,7 @@ from app.extensions import db
 from app.lib.i18n import tr
 from app.models import Cell, DutyLog, PatrolCheckin, Report, Role, User, WorkerCell
 from app.models.base import utcnow
+from app.models.grid import subtree_cell_ids
 from app.services.calendar.worktime import local_day
 from app.services.cases.dispatch import workload
 from app.services.people.workers import check_manages, current_on, in_subtree_of, on_duty_expr
@@ -19,7 +20,8 @@ from app.services.people.workers import check_manages, current_on, in_subtree_of
 
 def workers_query(actor: User, *, cell_id: int | None = None, on_duty: bool | None = None) -> Select:
     """Active workers in the actor's view: all of them for an admin, those serving the subtree today for a
-    supervisor; optionally only those serving `cell_id` today, or only those on (off) duty."""
+    supervisor; optionally only those serving a cell of `cell_id`'s subtree today (a street: its grid workers, as
+    every cell filter scopes to the subtree), or only those on (off) duty."""
     today = local_day()
     stmt = select(User).where(User.role == Role.worker.value, User.active.is_(True))
     if actor.role == Role.supervisor.value:
@@ -35,7 +37,9 @@ def workers_query(actor: User, *, cell_id: int | None = None, on_duty: bool | No
             raise ValidationFailed(errors={"cell": [tr("No cell with id {cell_id}.", cell_id=cell_id)]})
         check_manages(actor, cell)
         stmt = stmt.where(
-            User.id.in_(select(WorkerCell.user_id).where(WorkerCell.cell_id == cell_id, current_on(today)))
+            User.id.in_(
+                select(WorkerCell.user_id).where(WorkerCell.cell_id.in_(subtree_cell_ids(cell.code)), current_on(today))
+            )
         )
     if on_duty is not None:
         flag = on_duty_expr(User.id)
