@@ -174,10 +174,10 @@ def login_ok(client, username, password) -> bool:
         ({"username": "LI.WORKER"}, 409, "username_taken", None),
         ({"username": "a b"}, 422, "validation_failed", "username"),
         ({"password": "short"}, 422, "validation_failed", "password"),
-        ({"role": "supervisor"}, 422, "validation_failed", "cell"),
-        ({"cell_code": "11010500100199"}, 422, "validation_failed", "cell"),
-        ({"cell_code": COMMUNITY}, 422, "validation_failed", "cell"),  # a worker serves grid cells only
-        ({"role": "resident", "cell_code": SW}, 422, "validation_failed", "cell"),
+        ({"role": "supervisor"}, 422, "validation_failed", "cell_code"),
+        ({"cell_code": "11010500100199"}, 422, "validation_failed", "cell_code"),
+        ({"cell_code": COMMUNITY}, 422, "validation_failed", "cell_code"),  # a worker serves grid cells only
+        ({"role": "resident", "cell_code": SW}, 422, "validation_failed", "cell_code"),
         ({"nickname": "x"}, 422, "validation_failed", "nickname"),
         ({"active": False}, 422, "validation_failed", "active"),
         ({"username": 12345}, 422, "validation_failed", "username"),
@@ -709,7 +709,11 @@ def test_a_supervisor_creates_no_worker_outside_their_subtree(client, db):
 
 @pytest.mark.parametrize(
     ("overrides", "field"),
-    [({"cell_code": None}, "cell_code"), ({"cell_code": "999999"}, "cell"), ({"cell_code": COMMUNITY}, "cell")],
+    [
+        ({"cell_code": None}, "cell_code"),
+        ({"cell_code": "999999"}, "cell_code"),
+        ({"cell_code": COMMUNITY}, "cell_code"),
+    ],
 )
 def test_a_supervisors_new_worker_needs_a_grid_cell(client, db, world, overrides, field):
     before = users_snapshot(db)

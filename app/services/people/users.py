@@ -56,13 +56,13 @@ def create_user(
     if cell_code:
         cell = db.session.scalars(select(Cell).where(Cell.code == cell_code)).first()
         if cell is None:
-            errors["cell"] = [f"No cell with code {cell_code}."]
+            errors["cell_code"] = [f"No cell with code {cell_code}."]
         elif role == Role.worker.value and cell.level != CellLevel.grid.value:
-            errors["cell"] = ["A worker serves grid-level cells."]
+            errors["cell_code"] = ["A worker serves grid-level cells."]
         elif role in (Role.resident.value, Role.admin.value):
-            errors["cell"] = [f"A {role} has no cell."]
+            errors["cell_code"] = [f"A {role} has no cell."]
     elif role == Role.supervisor.value:
-        errors["cell"] = ["A supervisor needs the cell whose subtree they oversee."]
+        errors["cell_code"] = ["A supervisor needs the cell whose subtree they oversee."]
     if errors:
         raise ValidationFailed(errors=errors)
     if find_user_by_username(username) is not None:
