@@ -106,7 +106,7 @@ def make_app(env: dict[str, str]):
     """An in-process app on the given database (the config classes read os.environ)."""
     from app import create_app
 
-    for key in ("APP_ENV", "DATABASE_URL", "JWT_SECRET", "LOG_LEVEL"):
+    for key in ("APP_ENV", "DATABASE_URL", "JWT_SECRET", "LOG_LEVEL", "AUTH_RATE_LIMIT"):
         os.environ[key] = env[key]
     return create_app("production")
 
