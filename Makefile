@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 export FLASK_APP := wsgi
 
-.PHONY: run test lint messages test-spatialite test-postgis fuzz fuzz-http bench bench-escalate bench-geo bench-field bench-volume soak venv clean
+.PHONY: run test lint console messages test-spatialite test-postgis fuzz fuzz-http bench bench-escalate bench-geo bench-field bench-volume soak venv clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,10 +16,25 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 venv: $(STAMP)
 
-run: $(STAMP)
+# The supervisors' console (console/ -> app/console_dist/, git-ignored): npm ci when the lockfile changed, esbuild
+# when a source did; nothing is rebuilt when nothing changed.
+CONSOLE_DIST := app/console_dist/index.html
+CONSOLE_MODULES := console/node_modules/.package-lock.json
+CONSOLE_SOURCES := $(wildcard console/src/*) console/index.html console/build.mjs
+
+$(CONSOLE_MODULES): console/package.json console/package-lock.json
+	cd console && npm ci --no-audit --no-fund --loglevel=error
+	touch $(CONSOLE_MODULES)
+
+$(CONSOLE_DIST): $(CONSOLE_MODULES) $(CONSOLE_SOURCES)
+	cd console && node build.mjs
+
+console: $(CONSOLE_DIST)
+
+run: $(STAMP) $(CONSOLE_DIST)
 	scripts/run.sh
 
-test: $(STAMP)
+test: $(STAMP) $(CONSOLE_DIST)
 	$(MAKE) --no-print-directory lint
 	scripts/ensure-spatialite.sh
 	$(MAKE) --no-print-directory test-spatialite
@@ -39,10 +54,10 @@ messages: $(STAMP)
 	$(BIN)/pybabel -q extract -F babel.cfg -k tr --no-default-keywords --no-location --sort-output -w 120 -o instance/messages.pot .
 	$(BIN)/pybabel -q update -i instance/messages.pot -d app/translations -D messages --no-fuzzy-matching --ignore-obsolete -w 120
 
-test-spatialite: $(STAMP)
+test-spatialite: $(STAMP) $(CONSOLE_DIST)
 	TEST_BACKEND=spatialite $(BIN)/pytest -q -p no:cacheprovider tests
 
-test-postgis: $(STAMP)
+test-postgis: $(STAMP) $(CONSOLE_DIST)
 	TEST_BACKEND=postgis $(BIN)/pytest -q -p no:cacheprovider tests
 
 # The fuzz of `make test` with many more examples (FUZZ_EXAMPLES, default 100) on both backends, and a summary.
@@ -69,7 +84,7 @@ bench-field: $(STAMP)
 	$(BIN)/python -m bench.field_bench $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache console/node_modules app/console_dist
 
 bench-escalate: $(STAMP)
 	scripts/ensure-postgis.sh

@@ -157,6 +157,12 @@ class BaseConfig:
         # The docs page is app/api/docs.py's (flask-smorest's own page has inline script); Swagger UI's files
         # come from here, bundled, unless SWAGGER_UI_URL names another place.
         self.SWAGGER_UI_URL = os.environ.get("SWAGGER_UI_URL", "/api/v1/docs/assets/")
+        # The console's base map (/console/): an XYZ tile URL template ({s}, {z}, {x}, {y}) and its attribution;
+        # empty: no tiles, the cells and cases on a plain background (offline). Chinese tile services draw in
+        # GCJ-02 (CONSOLE_TILE_CRS=gcj02): the console then asks the API for GCJ-02 coordinates so they line up.
+        self.CONSOLE_TILE_URL = os.environ.get("CONSOLE_TILE_URL", "")
+        self.CONSOLE_TILE_ATTRIBUTION = os.environ.get("CONSOLE_TILE_ATTRIBUTION", "")
+        self.CONSOLE_TILE_CRS = os.environ.get("CONSOLE_TILE_CRS", "wgs84")
         self.JSON_SORT_KEYS = False
         self.validate()
 
@@ -201,6 +207,10 @@ class BaseConfig:
             raise ConfigError(f"BLOB_STORE must be one of {sorted(BLOB_STORES)}, got {self.BLOB_STORE!r}")
         if self.ATTACHMENT_MAX_BYTES < 1:
             raise ConfigError("ATTACHMENT_MAX_BYTES must be positive")
+        if self.CONSOLE_TILE_CRS not in ("wgs84", "gcj02"):
+            raise ConfigError(f"CONSOLE_TILE_CRS must be wgs84 or gcj02, got {self.CONSOLE_TILE_CRS!r}")
+        if self.CONSOLE_TILE_URL and not re.match(r"^https?://[^/?#\s]+/\S*$", self.CONSOLE_TILE_URL):
+            raise ConfigError(f"CONSOLE_TILE_URL must be an http(s):// tile URL template, got {self.CONSOLE_TILE_URL!r}")
         if self.LOG_FORMAT not in ("json", "text"):
             raise ConfigError(f"LOG_FORMAT must be json or text, got {self.LOG_FORMAT!r}")
         if self.METRICS_TOKEN and len(self.METRICS_TOKEN) < 16:

@@ -31,6 +31,7 @@ def register_blueprints(app: Flask, api: Api) -> None:
         calendar,
         categories,
         cells,
+        console,
         docs,
         escalations,
         health,
@@ -71,5 +72,6 @@ def register_blueprints(app: Flask, api: Api) -> None:
     app.register_blueprint(open311.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(docs.bp)
+    app.register_blueprint(console.bp)
     # Prometheus's, not the API's: outside /api/v1 and its document.
     app.register_blueprint(observe.bp)

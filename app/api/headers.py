@@ -12,6 +12,7 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # JSON, XML, images and errors load nothing and are framed by nobody.
 DATA_CSP = "default-src 'none'; frame-ancestors 'none'"
 DOCS_PAGE_ENDPOINT = "docs.page"
+CONSOLE_BLUEPRINT = "console"
 
 
 def carries_credentials() -> bool:
@@ -35,12 +36,44 @@ def docs_csp(swagger_ui_url: str) -> str:
     )
 
 
+def tile_origin(tile_url: str) -> str:
+    """The origin a tile URL template loads from, as a CSP source: a templated first label ({s}.tile.example.org,
+    webrd0{s}.is.autonavi.com) becomes the wildcard *.tile.example.org; "" without a URL."""
+    parts = urlsplit(tile_url)
+    if not (parts.scheme and parts.netloc):
+        return ""
+    host = parts.netloc
+    first, dot, rest = host.partition(".")
+    if "{" in first and dot:
+        host = f"*.{rest}"
+    if "{" in host or "}" in host:
+        return ""  # a template elsewhere in the host cannot be expressed: no tiles rather than any host
+    return f"{parts.scheme}://{host}"
+
+
+def console_csp(tile_url: str) -> str:
+    """The console runs only its own bundle (no inline code) and talks only to this service; images are its own,
+    photos it fetched (blob:) and, when configured, the base map's tiles."""
+    origin = tile_origin(tile_url)
+    return (
+        "default-src 'none'; script-src 'self'; style-src 'self'; "
+        f"img-src 'self' data: blob:{' ' + origin if origin else ''}; connect-src 'self'; "
+        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    )
+
+
+def page_csp() -> str:
+    if request.endpoint == DOCS_PAGE_ENDPOINT:
+        return docs_csp(current_app.config["SWAGGER_UI_URL"])
+    if request.blueprint == CONSOLE_BLUEPRINT:
+        return console_csp(current_app.config["CONSOLE_TILE_URL"])
+    return DATA_CSP
+
+
 def set_security_headers(response: Response) -> Response:
     headers = response.headers
     headers["X-Content-Type-Options"] = "nosniff"
-    headers["Content-Security-Policy"] = (
-        docs_csp(current_app.config["SWAGGER_UI_URL"]) if request.endpoint == DOCS_PAGE_ENDPOINT else DATA_CSP
-    )
+    headers["Content-Security-Policy"] = page_csp()
     # Overrides whatever a view chose: an answer to a credentialed request is that caller's alone, and a
     # shared machine's browser or an intermediary must not keep it (photos included, see the README).
     if request.method not in SAFE_METHODS or carries_credentials():

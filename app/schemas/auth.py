@@ -11,18 +11,32 @@ LANGUAGE_DESCRIPTION = (
 )
 
 
+REFRESH_COOKIE_DESCRIPTION = (
+    "True: the refresh token goes into an HttpOnly, SameSite=Strict cookie scoped to /api/v1/auth (Secure over "
+    "https) instead of the answer, whose refresh_token is then null. For browser clients (the console): no script "
+    "can read the cookie; POST /auth/refresh and /auth/logout with an empty JSON object use it."
+)
+
+
 class LoginIn(Schema):
     username = fields.String(required=True, validate=validate.Length(min=1, max=64))
     password = fields.String(required=True, validate=validate.Length(min=1, max=128))
+    refresh_cookie = fields.Boolean(load_default=False, metadata={"description": REFRESH_COOKIE_DESCRIPTION})
 
 
 class RefreshIn(Schema):
-    refresh_token = fields.String(required=True, validate=validate.Length(min=1, max=4096))
+    refresh_token = fields.String(
+        validate=validate.Length(min=1, max=4096),
+        metadata={
+            "description": "Required unless the sign-in set the refresh cookie (refresh_cookie): without it the "
+            "cookie is used (and, on refresh, replaced), only with a JSON body (Content-Type: application/json)."
+        },
+    )
 
 
 class TokensOut(Schema):
     access_token = fields.String()
-    refresh_token = fields.String()
+    refresh_token = fields.String(allow_none=True, metadata={"description": "Null when it went into the cookie."})
     token_type = fields.String()
     expires_in = fields.Integer()
 
