@@ -371,6 +371,7 @@ BODY_ROWS = [
 NOT_OBJECTS = {
     ("GET", "/api/v1/docs/assets/{filename}"): "Swagger UI's own files",
     ("GET", "/static/{filename}"): "Flask's static folder",
+    ("GET", "/console/{name}"): "the console's built files (public; the data comes from /api/v1)",
 }
 # Open311 reads name a request (or its token) and have their own callers: API keys, not accounts.
 OPEN311_ROWS = {

@@ -846,3 +846,136 @@ def test_me_shows_a_supervisors_cell(client, db):
         "level": "community",
     }
     assert body["served_cells"] == []
+
+
+# --- the browser clients' refresh cookie ---------------------------------------------------------------------------
+
+COOKIE = "grid_refresh"
+
+
+def cookie_login(client, username: str, password: str = PASSWORD):
+    return client.post(f"{API}/auth/login", json={"username": username, "password": password, "refresh_cookie": True})
+
+
+def set_cookie_header(resp) -> str:
+    [header] = [value for name, value in resp.headers.items() if name == "Set-Cookie" and value.startswith(COOKIE)]
+    return header
+
+
+def cookie_value(client) -> str | None:
+    cookie = client.get_cookie(COOKIE, path=f"{API}/auth")
+    return cookie.value if cookie else None
+
+
+def test_login_with_refresh_cookie_puts_the_refresh_token_in_an_httponly_strict_cookie(client, db):
+    user = make_user("supervisor")
+    resp = cookie_login(client, user.username)
+    assert resp.status_code == 200, resp.json
+    assert resp.json["refresh_token"] is None
+    assert me(client, resp.json["access_token"]).json["id"] == user.id
+    header = set_cookie_header(resp)
+    attributes = {part.strip().split("=")[0].lower() for part in header.split(";")}
+    assert {"httponly", "path", "max-age"} <= attributes
+    assert "SameSite=Strict" in header and f"Path={API}/auth" in header
+    assert "secure" not in attributes  # plain http (a loopback demo): a Secure cookie would never come back
+    assert tokens.decode(cookie_value(client), tokens.REFRESH)["sub"] == str(user.id)
+    # Without the flag nothing changes: the token is in the answer and no cookie is set.
+    plain = login(client, user.username)
+    assert plain.json["refresh_token"] and "Set-Cookie" not in plain.headers
+
+
+def test_the_cookie_is_secure_over_https(client, db):
+    user = make_user("supervisor")
+    resp = client.post(
+        f"{API}/auth/login",
+        json={"username": user.username, "password": PASSWORD, "refresh_cookie": True},
+        base_url="https://grid.example.org",
+    )
+    assert resp.status_code == 200
+    assert "Secure" in set_cookie_header(resp)
+
+
+def test_refresh_with_the_cookie_rotates_it_and_keeps_it_out_of_the_answer(client, db):
+    user = make_user("supervisor")
+    cookie_login(client, user.username)
+    first = cookie_value(client)
+    resp = client.post(f"{API}/auth/refresh", json={})
+    assert resp.status_code == 200, resp.json
+    assert resp.json["refresh_token"] is None
+    assert me(client, resp.json["access_token"]).json["id"] == user.id
+    second = cookie_value(client)
+    assert second and second != first
+    # The old cookie's token was used up: presenting it later (past the grace window) ends the login.
+    db.session.execute(update(RefreshToken).values(used_at=utcnow() - timedelta(minutes=5)))
+    replay = refresh(client, first)
+    assert_problem(replay, 401, "token_reused")
+
+
+def test_refresh_without_a_token_or_a_cookie_is_401(client, db):
+    assert_problem(client.post(f"{API}/auth/refresh", json={}), 401, "invalid_token")
+    assert_problem(client.post(f"{API}/auth/logout", json={}), 401, "invalid_token")
+
+
+def test_a_bad_cookie_is_refused_and_cleared(client, db):
+    client.set_cookie(COOKIE, "not-a-token", path=f"{API}/auth")
+    resp = client.post(f"{API}/auth/refresh", json={})
+    assert_problem(resp, 401, "invalid_token")
+    assert "Max-Age=0" in set_cookie_header(resp) or "expires=Thu, 01 Jan 1970" in set_cookie_header(resp)
+    assert cookie_value(client) is None
+
+
+def test_the_cookie_counts_only_on_a_json_request(client, db):
+    """CSRF: besides SameSite=Strict, a cross-site form (urlencoded, multipart or text/plain, or no body) is refused
+    before the cookie's token is touched; only a same-origin script can send JSON here (no CORS is answered)."""
+    user = make_user("supervisor")
+    cookie_login(client, user.username)
+    token = cookie_value(client)
+    for kwargs in (
+        {},
+        {"data": "x=1", "content_type": "application/x-www-form-urlencoded"},
+        {"data": "{}", "content_type": "text/plain"},
+    ):
+        resp = client.post(f"{API}/auth/refresh", **kwargs)
+        assert_problem(resp, 415, "unsupported_media_type")
+        resp = client.post(f"{API}/auth/logout", **kwargs)
+        assert_problem(resp, 415, "unsupported_media_type")
+    assert cookie_value(client) == token
+    assert (
+        db.session.scalar(select(func.count()).select_from(RefreshToken).where(RefreshToken.used_at.is_not(None))) == 0
+    )
+    assert (
+        "Access-Control-Allow-Origin"
+        not in client.options(f"{API}/auth/refresh", headers={"Origin": "https://evil.example"}).headers
+    )
+
+
+def test_wrong_password_with_refresh_cookie_sets_no_cookie(client, db):
+    user = make_user("supervisor")
+    resp = cookie_login(client, user.username, "wrong-password")
+    assert_problem(resp, 401, "invalid_credentials")
+    assert "Set-Cookie" not in resp.headers
+
+
+def test_logout_with_the_cookie_ends_that_login_only_and_clears_it(client, db):
+    user, other = make_user("supervisor"), make_user("supervisor")
+    others = tokens_for(other)
+    access = cookie_login(client, user.username).json["access_token"]
+    resp = client.post(f"{API}/auth/logout", json={})
+    assert resp.status_code == 204
+    assert cookie_value(client) is None
+    assert_problem(me(client, access), 401, "token_revoked")
+    assert_problem(client.post(f"{API}/auth/refresh", json={}), 401, "invalid_token")
+    # Another user's login is untouched.
+    assert me(client, others.access_token).json["id"] == other.id
+
+
+def test_a_refresh_token_in_the_body_wins_over_the_cookie(client, db):
+    user, other = make_user("supervisor"), make_user("supervisor")
+    cookie_login(client, user.username)
+    cookie = cookie_value(client)
+    theirs = tokens_for(other).refresh_token
+    resp = refresh(client, theirs)
+    assert resp.status_code == 200
+    assert resp.json["refresh_token"]  # sent in the body, answered in the body
+    assert me(client, resp.json["access_token"]).json["id"] == other.id
+    assert cookie_value(client) == cookie
