@@ -73,7 +73,7 @@ export function caseView(ctx) {
           el("time", {}, fmtTime(e.created_at)),
           " ",
           el("strong", {}, ACTION[e.action] || e.action),
-          e.from_status || e.to_status ? ` ${STATUS[e.from_status] || e.from_status || ""} → ${STATUS[e.to_status] || e.to_status || ""}` : "",
+          e.to_status && e.from_status !== e.to_status ? ` ${STATUS[e.from_status] || e.from_status || ""} → ${STATUS[e.to_status] || e.to_status}` : "",
           e.actor_role ? el("span", { class: "muted" }, ` · ${ROLE[e.actor_role] || e.actor_role}${e.actor_id ? ` #${e.actor_id}` : ""}`) : "",
           e.note ? el("p", { class: "note" }, e.note) : "",
         ),

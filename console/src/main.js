@@ -47,7 +47,7 @@ function signInView() {
 
 // The cells the user may filter by: their subtree's cells above the grid level, in code order with depth.
 async function subtreeOf(rootCell) {
-  const page = await get(`/cells${query({ code: rootCell.code, level: "district,street,community", page_size: 200 })}`);
+  const page = await get(`/cells${query({ code: rootCell.code, level: "district,street,community", page_size: 100 })}`);
   const depth = { district: 0, street: 1, community: 2 };
   const base = depth[rootCell.level] || 0;
   return page.items.map((c) => ({ ...c, depth: (depth[c.level] || 0) - base }));

@@ -73,7 +73,7 @@ export function statsView(ctx) {
         width,
         height: 220,
         tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), trend.timezone),
-        series: [{}, { label: "上报", stroke: "#1565c0", width: 2 }, { label: "结案", stroke: "#2e7d32", width: 2 }],
+        series: [{ label: "日期" }, { label: "上报", stroke: "#1565c0", width: 2 }, { label: "结案", stroke: "#2e7d32", width: 2 }],
         axes: [{}, { label: "件" }],
       },
       data,

@@ -1,0 +1,309 @@
+"""The supervisors' console (/console/): its page, settings and CSP, and a supervisor's session in Chromium."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from werkzeug.serving import make_server
+
+from app.api import console
+from app.api.headers import console_csp, tile_origin
+from app.extensions import db
+from app.models import Category, Cell, User
+from app.services.demo import DEMO_GRID
+from tests.conftest import BACKEND
+from tests.factories import committed_world, make_escalated_case
+from tests.test_attachments import jpeg
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+BUILT = (console.DIST / "index.html").is_file()
+API = "/api/v1"
+
+
+def directives(csp: str) -> dict[str, str]:
+    return dict(d.strip().split(" ", 1) for d in csp.split(";"))
+
+
+# ---- the page, its settings and its CSP --------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(not BUILT and not os.environ.get("CI"), reason="the console is not built (make console)")
+def test_the_page_has_a_strict_csp_and_no_inline_code(client):
+    resp = client.get("/console/")
+    assert resp.status_code == 200
+    found = directives(resp.headers["Content-Security-Policy"])
+    assert found["default-src"] == "'none'" and found["script-src"] == "'self'" and found["style-src"] == "'self'"
+    assert found["connect-src"] == "'self'" and found["frame-ancestors"] == "'none'"
+    assert found["img-src"] == "'self' data: blob:"  # no tile host configured: nothing from elsewhere
+    assert "unsafe" not in resp.headers["Content-Security-Policy"]
+    html = resp.get_data(as_text=True)
+    scripts = re.findall(r"<script([^>]*)>(.*?)</script>", html, re.S)
+    assert scripts and all('src="' in attrs and not body.strip() for attrs, body in scripts)
+    assert "<style" not in html and not re.search(r"\s(style|on[a-z]+)=", html)
+    assert 'lang="zh-CN"' in html
+    for asset in ("app.js", "style.css"):
+        built = client.get(f"/console/{asset}")
+        assert built.status_code == 200 and built.headers["Cache-Control"] == "no-cache"
+        assert "Content-Security-Policy" in built.headers
+
+
+def test_console_redirects_to_its_slash_and_hides_nothing_else(client):
+    assert client.get("/console").status_code == 308
+    assert client.get("/console/index.html").status_code == 404
+    assert client.get("/console/../wsgi.py").status_code == 404
+    assert client.get("/console/nope.js").status_code == 404
+
+
+def test_an_unbuilt_console_says_how_to_build_it(client, monkeypatch, tmp_path):
+    monkeypatch.setattr(console, "DIST", tmp_path)
+    resp = client.get("/console/")
+    assert resp.status_code == 503
+    assert "make console" in resp.get_data(as_text=True)
+
+
+def test_settings_name_the_tiles_and_the_zone_and_the_csp_allows_the_tile_host(app, client, monkeypatch):
+    assert client.get("/console/config.json").json == {
+        "api": API,
+        "timezone": "Asia/Shanghai",
+        "tile_url": "",
+        "tile_attribution": "",
+        "tile_crs": "wgs84",
+    }
+    url = "https://webrd0{s}.is.autonavi.com/appmaptile?style=8&x={x}&y={y}&z={z}"
+    monkeypatch.setitem(app.config, "CONSOLE_TILE_URL", url)
+    monkeypatch.setitem(app.config, "CONSOLE_TILE_CRS", "gcj02")
+    resp = client.get("/console/config.json")
+    assert resp.json["tile_url"] == url and resp.json["tile_crs"] == "gcj02"
+    assert (
+        directives(resp.headers["Content-Security-Policy"])["img-src"] == "'self' data: blob: https://*.is.autonavi.com"
+    )
+    # The API's own answers keep their data CSP.
+    assert "img-src" not in client.get(f"{API}/categories").headers["Content-Security-Policy"]
+
+
+@pytest.mark.parametrize(
+    "url, origin",
+    [
+        ("", ""),
+        ("https://{s}.tile.openstreetmap.org/{z}/{x}/{y}.png", "https://*.tile.openstreetmap.org"),
+        ("https://tiles.example.org:8443/{z}/{x}/{y}.png", "https://tiles.example.org:8443"),
+        ("http://tiles.{s}.example.org/{z}/{x}/{y}.png", ""),  # a template inside the host: no host at all
+    ],
+)
+def test_tile_origin(url, origin):
+    assert tile_origin(url) == origin
+    assert ("img-src 'self' data: blob:" + (f" {origin}" if origin else "") + ";") in console_csp(url)
+
+
+def test_config_refuses_a_bad_tile_crs_or_url(monkeypatch):
+    from config import ConfigError, load_config
+
+    monkeypatch.setenv("CONSOLE_TILE_CRS", "bd09")
+    with pytest.raises(ConfigError, match="CONSOLE_TILE_CRS"):
+        load_config("testing")
+    monkeypatch.setenv("CONSOLE_TILE_CRS", "wgs84")
+    monkeypatch.setenv("CONSOLE_TILE_URL", "javascript:alert(1)")
+    with pytest.raises(ConfigError, match="CONSOLE_TILE_URL"):
+        load_config("testing")
+
+
+# ---- a supervisor's session in Chromium ---------------------------------------------------------------------------
+
+needs_browser = pytest.mark.skipif(
+    (CHROMIUM is None or not BUILT) and not os.environ.get("CI"),
+    reason="needs Chromium (Debian's chromium package) and the built console (make console)",
+)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM or "/usr/bin/chromium", args=["--no-sandbox"])
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def live(app, tmp_path_factory):
+    """The demo district, committed, with a case escalated two days ago and a photo, served on a loopback port."""
+    uploads = tmp_path_factory.mktemp("uploads")
+    saved = app.config["UPLOAD_DIR"]
+    app.config["UPLOAD_DIR"] = str(uploads)
+    with committed_world(app):
+        result = app.test_cli_runner().invoke(args=["seed-demo"])
+        assert result.exit_code == 0, result.output
+        password = app.config["DEMO_PASSWORD"]
+        users = {u.username: u for u in db.session.scalars(select(User))}
+        worker = users["worker1"]
+        grid = db.session.scalars(select(Cell).where(Cell.code == f"{DEMO_GRID.district_code}00100101")).one()
+        category = db.session.scalars(select(Category).where(Category.code == "0301")).one()  # 8 calendar hours
+        case = make_escalated_case(
+            users["13800138000"],
+            category,
+            grid,
+            hours_late=48,
+            lon=120.1012,
+            lat=30.2411,
+            assignee_id=worker.id,
+            description="夜间施工噪音扰民，已持续三晚",
+            address="演示路 1 号",
+        )
+        client = app.test_client()
+        token = client.post(f"{API}/auth/login", json={"username": "13800138000", "password": password}).json
+        photo = client.post(
+            f"{API}/reports/{case.id}/attachments",
+            headers={"Authorization": f"Bearer {token['access_token']}"},
+            data={"stage": "before", "file": (io.BytesIO(jpeg()), "现场.jpg")},
+            content_type="multipart/form-data",
+        )
+        assert photo.status_code == 201, photo.json
+        case_id = case.id
+        # Hold no transaction while the server writes (SQLite: a reader's lock would keep its commits waiting).
+        db.session.commit()
+        db.session.close()
+        server = make_server("127.0.0.1", 0, app, threaded=True)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield {"url": f"http://127.0.0.1:{server.server_port}", "case": case_id, "password": password}
+        finally:
+            server.shutdown()
+            thread.join(10)
+            app.config["UPLOAD_DIR"] = saved
+
+
+@pytest.fixture()
+def page(browser, live):
+    """A fresh browser profile (no cookie) whose CSP reports and script errors are collected."""
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, locale="zh-CN")
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    page.problems = []
+    page.on(
+        "console",
+        lambda msg: (
+            page.problems.append(msg.text)
+            if "Content Security Policy" in msg.text or "Refused to" in msg.text
+            else None
+        ),
+    )
+    page.on("pageerror", lambda err: page.problems.append(f"pageerror: {err}"))
+    yield page
+    context.close()
+
+
+def sign_in(page, live, username: str) -> None:
+    page.goto(f"{live['url']}/console/")
+    page.fill("#username", username)
+    page.fill("#password", live["password"])
+    page.click("#login-form button[type=submit]")
+
+
+def shot(page, name: str) -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / f"console-{name}-{BACKEND}.png"
+    page.screenshot(path=str(path))
+    return path
+
+
+def act_elsewhere(app, live, username: str, note: str) -> None:
+    """Another session (another supervisor, over the API) supervises the case."""
+    client = app.test_client()
+    token = client.post(f"{API}/auth/login", json={"username": username, "password": live["password"]}).json
+    headers = {"Authorization": f"Bearer {token['access_token']}"}
+    etag = client.get(f"{API}/reports/{live['case']}", headers=headers).headers["ETag"]
+    resp = client.post(
+        f"{API}/reports/{live['case']}/actions/supervise", json={"note": note}, headers={**headers, "If-Match": etag}
+    )
+    assert resp.status_code == 200, resp.json
+
+
+@needs_browser
+def test_a_district_supervisor_reviews_and_supervises_an_escalated_case(app, live, page):
+    case = live["case"]
+    sign_in(page, live, "district_supervisor")
+
+    # The queue: the case is there, red, one level up, with its chain and assignee.
+    row = page.locator(f"#queue-table tr[data-case-id='{case}']")
+    row.wait_for()
+    assert "超期" in row.inner_text() and "社区级" in row.inner_text() and "网格员一" in row.inner_text()
+    assert "区级督办员" in page.inner_text("#who")
+    shot(page, "queue")
+
+    # The map: the case is a point, marked escalated.
+    page.click("#nav-map")
+    marker = page.locator(f"path.case-{case}.escalated")
+    marker.wait_for()
+    page.wait_for_function("document.querySelectorAll('#map path.leaflet-interactive').length > 10")
+    shot(page, "map")
+
+    # Open it from the map.
+    marker.click()
+    page.click(".leaflet-popup-content button")
+    page.wait_for_selector("#case-description")
+    assert "夜间施工噪音扰民" in page.inner_text("#case-description")
+    page.wait_for_selector(".photos img")
+
+    # Supervise it with a note: the note is in its history.
+    page.click("#case-actions button[data-action=supervise]")
+    page.fill("#action-note", "请今晚十点前完成整改")
+    page.click("#form-supervise button[type=submit]")
+    page.wait_for_selector("#case-history li[data-action=supervise] >> text=请今晚十点前完成整改")
+    assert "督办成功" in page.inner_text("#case-message")
+
+    # Another session acts first: the stale action is 412, the page says so and shows the other note.
+    act_elsewhere(app, live, "street_supervisor", "街道已电话督促")
+    page.click("#case-actions button[data-action=supervise]")
+    page.fill("#action-note", "再次督办")
+    page.click("#form-supervise button[type=submit]")
+    page.wait_for_selector("#case-message.message-warn")
+    assert "已被他人更新" in page.inner_text("#case-message")
+    page.wait_for_selector("#case-history >> text=街道已电话督促")
+    assert "再次督办" not in page.inner_text("#case-history")
+    shot(page, "case")
+
+    # A reload keeps the session (the refresh cookie), which script cannot read.
+    page.reload()
+    page.wait_for_selector("#case-description")
+    cookies = page.context.cookies()
+    [refresh] = [c for c in cookies if c["name"] == "grid_refresh"]
+    assert refresh["httpOnly"] and refresh["sameSite"] == "Strict" and refresh["path"] == f"{API}/auth"
+    assert page.evaluate("document.cookie") == ""
+
+    # Statistics of the district's streets and the trend.
+    page.click("#nav-stats")
+    page.wait_for_selector("#stats-table tbody tr.total")
+    page.wait_for_selector("#stats-chart canvas")
+    assert page.locator("#stats-table tbody tr").count() == DEMO_GRID.streets + 1
+    shot(page, "stats")
+    with page.expect_download() as download:
+        page.click("#stats-export")
+    assert download.value.suggested_filename.endswith(".csv")
+
+    # Sign out: the login ends, a reload shows the sign-in form.
+    page.click("#sign-out")
+    page.wait_for_selector("#login-form")
+    assert "已退出登录" in page.inner_text("#login-message")
+    assert not [c for c in page.context.cookies() if c["name"] == "grid_refresh"]
+    page.reload()
+    page.wait_for_selector("#login-form")
+    assert page.problems == []
+
+
+@needs_browser
+def test_a_resident_is_refused_by_the_console(live, page):
+    sign_in(page, live, "13800138000")
+    page.wait_for_selector("#login-message >> text=仅供督办员和管理员使用")
+    assert page.locator("#queue-table").count() == 0
+    assert not [c for c in page.context.cookies() if c["name"] == "grid_refresh"]
+    assert page.problems == []
