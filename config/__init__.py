@@ -210,7 +210,7 @@ class BaseConfig:
         if self.CONSOLE_TILE_CRS not in ("wgs84", "gcj02"):
             raise ConfigError(f"CONSOLE_TILE_CRS must be wgs84 or gcj02, got {self.CONSOLE_TILE_CRS!r}")
         if self.CONSOLE_TILE_URL and not re.match(r"^https?://[^/?#\s]+/\S*$", self.CONSOLE_TILE_URL):
-            raise ConfigError(f"CONSOLE_TILE_URL must be an http(s):// tile URL template, got {self.CONSOLE_TILE_URL!r}")
+            raise ConfigError(f"CONSOLE_TILE_URL must be an http(s):// URL template, got {self.CONSOLE_TILE_URL!r}")
         if self.LOG_FORMAT not in ("json", "text"):
             raise ConfigError(f"LOG_FORMAT must be json or text, got {self.LOG_FORMAT!r}")
         if self.METRICS_TOKEN and len(self.METRICS_TOKEN) < 16:

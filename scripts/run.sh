@@ -26,6 +26,11 @@ esac
 "$BIN/flask" db upgrade
 "$BIN/flask" seed-demo
 echo
+if [ -f app/console_dist/index.html ]; then
+  echo "Console:      http://$HOST:$PORT/console/  (demo: district_supervisor / \$DEMO_PASSWORD, default grid-demo-2026)"
+else
+  echo "Console:      not built: run \`make console\` (make run builds it)"
+fi
 echo "API docs:     http://$HOST:$PORT/api/v1/docs"
 echo "OpenAPI spec: http://$HOST:$PORT/api/v1/openapi.json"
 echo "Health:       http://$HOST:$PORT/healthz  http://$HOST:$PORT/readyz"
