@@ -730,7 +730,9 @@ def test_refresh_after_the_login_expired_is_refused(client, db, resident):
 
 
 def test_refresh_rejects_invalid_bodies(client, db):
-    assert_problem(client.post(f"{API}/auth/refresh", json={}), 422, "validation_failed")
+    # No refresh_token means the refresh cookie (see below): without one, 401.
+    assert_problem(client.post(f"{API}/auth/refresh", json={}), 401, "invalid_token")
+    assert_problem(client.post(f"{API}/auth/refresh", json={"refresh_token": ""}), 422, "validation_failed")
     problem = assert_problem(
         client.post(f"{API}/auth/refresh", json={"refresh_token": "x", "extra": 1}), 422, "validation_failed"
     )

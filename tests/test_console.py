@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import threading
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -147,6 +148,7 @@ def live(app, tmp_path_factory):
         worker = users["worker1"]
         grid = db.session.scalars(select(Cell).where(Cell.code == f"{DEMO_GRID.district_code}00100101")).one()
         category = db.session.scalars(select(Category).where(Category.code == "0301")).one()  # 8 calendar hours
+        _open_cases_around(users["13800138000"], category)
         case = make_escalated_case(
             users["13800138000"],
             category,
@@ -180,6 +182,37 @@ def live(app, tmp_path_factory):
             server.shutdown()
             thread.join(10)
             app.config["UPLOAD_DIR"] = saved
+
+
+# (street, community, grid, status, hours since accepted or None): green, yellow and unaccepted cases around the
+# district, so the map has lights of every colour and shaded streets beside the escalated case.
+AROUND = [
+    (1, 1, 6, "assigned", 1),
+    (1, 2, 3, "in_progress", 7),
+    (1, 3, 11, "accepted", 2),
+    (2, 1, 7, "assigned", 7.5),
+    (2, 2, 10, "in_progress", 3),
+    (2, 3, 2, "submitted", None),
+    (3, 1, 14, "accepted", 6.6),
+    (3, 2, 5, "submitted", None),
+]
+
+
+def _open_cases_around(resident, category) -> None:
+    from geoalchemy2.shape import to_shape
+
+    from app.models.base import utcnow
+    from app.services.cases.sla import start_clock
+    from tests.factories import make_case
+
+    for street, community, grid, status, hours in AROUND:
+        code = f"{DEMO_GRID.district_code}{street:03d}{community:03d}{grid:02d}"
+        cell = db.session.scalars(select(Cell).where(Cell.code == code)).one()
+        point = to_shape(cell.geom).representative_point()
+        case = make_case(resident, category, cell, status=status, lon=point.x, lat=point.y)
+        if hours is not None:
+            start_clock(case, utcnow() - timedelta(hours=hours))
+    db.session.commit()
 
 
 @pytest.fixture()

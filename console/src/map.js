@@ -44,7 +44,7 @@ export function mapView(ctx) {
 
   function build() {
     const cfg = settings();
-    map = L.map(container, { preferCanvas: false, zoomControl: true, attributionControl: true });
+    map = L.map(container, { zoomSnap: 0.25, zoomControl: true, attributionControl: true });
     if (cfg.tile_url) {
       L.tileLayer(cfg.tile_url, { attribution: cfg.tile_attribution, maxZoom: 19, subdomains: "1234" }).addTo(map);
     } else {
@@ -125,12 +125,13 @@ export function mapView(ctx) {
       get(`/analytics/heatmap${query({ cell_id: ctx.rootCell.id, crs: c, size_m: 250 })}`),
       get(`/analytics/hotspots${query({ cell_id: ctx.rootCell.id, crs: c, min_points: 3 })}`),
     ]);
-    const max = Math.max(1, ...heat.features.map((f) => f.properties.count || 0));
+    // Relative to the busiest square, but a handful of cases is not yet a hot spot.
+    const max = Math.max(5, ...heat.features.map((f) => f.properties.count || 0));
     layers.heat.clearLayers();
     layers.heat.addData(heat);
     layers.heat.eachLayer((layer) => {
       const share = (layer.feature.properties.count || 0) / max;
-      layer.setStyle({ stroke: false, fillColor: share > 0.66 ? "#b71c1c" : share > 0.33 ? "#ef6c00" : "#fdd835", fillOpacity: 0.25 + share * 0.45 });
+      layer.setStyle({ stroke: false, fillColor: share > 0.66 ? "#b71c1c" : share > 0.33 ? "#ef6c00" : "#fbc02d", fillOpacity: 0.2 + share * 0.45 });
       layer.options.interactive = false;
     });
     layers.hotspots.clearLayers();
