@@ -305,6 +305,14 @@ def test_a_district_supervisor_reviews_and_supervises_an_escalated_case(app, liv
     assert "再次督办" not in page.inner_text("#case-history")
     shot(page, "case")
 
+    # Re-assign it to the cell's backup worker, picked from the cell's workers.
+    page.click("#case-actions button[data-action=assign]")
+    backup = page.locator("#action-assignee_id option", has_text="网格员二").get_attribute("value")
+    page.select_option("#action-assignee_id", value=backup)
+    page.click("#form-assign button[type=submit]")
+    page.wait_for_selector("#case-history li[data-action=assign]")
+    assert "网格员二" in page.inner_text(".facts")
+
     # A reload keeps the session (the refresh cookie), which script cannot read.
     page.reload()
     page.wait_for_selector("#case-description")

@@ -41,6 +41,12 @@ export function mapView(ctx) {
   let layers = null;
   let timer = null;
   let fitted = false;
+  let heatMax = 5;
+
+  function heatStyle(count) {
+    const share = count / heatMax;
+    return { stroke: false, fillColor: share > 0.66 ? "#b71c1c" : share > 0.33 ? "#ef6c00" : "#fbc02d", fillOpacity: 0.2 + share * 0.45 };
+  }
 
   function build() {
     const cfg = settings();
@@ -50,10 +56,16 @@ export function mapView(ctx) {
     } else {
       container.classList.add("no-tiles");
     }
+    // One pane per layer, stacked in this order whatever loads first: cases always on top, clickable.
+    [["cells", 410], ["heat", 420], ["hotspots", 430], ["cases", 450]].forEach(([name, z]) => {
+      map.createPane(name).style.zIndex = String(z);
+    });
     layers = {
-      cells: L.geoJSON(null, { style: { color: "#455a64", weight: 1, fillOpacity: 0.05 } }).addTo(map),
-      heat: L.geoJSON(null).addTo(map),
-      hotspots: L.geoJSON(null),
+      cells: L.geoJSON(null, { pane: "cells", style: { color: "#455a64", weight: 1, fillOpacity: 0.05 } }).addTo(map),
+      // Not interactive: the squares must not catch the clicks meant for the cases above them.
+      heat: L.geoJSON(null, { pane: "heat", interactive: false, style: (f) => heatStyle(f.properties.count || 0) }).addTo(map),
+      // A cluster whose points lie on a line comes as its centroid: a ring, not Leaflet's image marker.
+      hotspots: L.geoJSON(null, { pane: "hotspots", pointToLayer: (_f, at) => L.circleMarker(at, { radius: 14, pane: "hotspots" }) }),
       cases: L.layerGroup().addTo(map),
     };
     L.control
@@ -108,6 +120,7 @@ export function mapView(ctx) {
         fillColor: LIGHT_COLOUR[p.sla_state] || "#607d8b",
         fillOpacity: 0.9,
         className: `case-marker case-${p.id}${up ? " escalated" : ""}`,
+        pane: "cases",
       });
       const button = el("button", { type: "button", class: "link", onclick: () => ctx.openCase(p.id) }, "打开案件");
       marker.bindPopup(
@@ -126,14 +139,9 @@ export function mapView(ctx) {
       get(`/analytics/hotspots${query({ cell_id: ctx.rootCell.id, crs: c, min_points: 3 })}`),
     ]);
     // Relative to the busiest square, but a handful of cases is not yet a hot spot.
-    const max = Math.max(5, ...heat.features.map((f) => f.properties.count || 0));
+    heatMax = Math.max(5, ...heat.features.map((f) => f.properties.count || 0));
     layers.heat.clearLayers();
     layers.heat.addData(heat);
-    layers.heat.eachLayer((layer) => {
-      const share = (layer.feature.properties.count || 0) / max;
-      layer.setStyle({ stroke: false, fillColor: share > 0.66 ? "#b71c1c" : share > 0.33 ? "#ef6c00" : "#fbc02d", fillOpacity: 0.2 + share * 0.45 });
-      layer.options.interactive = false;
-    });
     layers.hotspots.clearLayers();
     layers.hotspots.addData(hotspots);
     layers.hotspots.eachLayer((layer) => {
