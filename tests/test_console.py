@@ -239,7 +239,7 @@ def sign_in(page, live, username: str) -> None:
     page.goto(f"{live['url']}/console/")
     page.fill("#username", username)
     page.fill("#password", live["password"])
-    page.click("#login-form button[type=submit]")
+    page.press("#password", "Enter")  # the keyboard submits the form
 
 
 def shot(page, name: str) -> Path:
@@ -304,6 +304,9 @@ def test_a_district_supervisor_reviews_and_supervises_an_escalated_case(app, liv
     page.wait_for_selector("#case-history >> text=街道已电话督促")
     assert "再次督办" not in page.inner_text("#case-history")
     shot(page, "case")
+    page.set_viewport_size({"width": 820, "height": 1180})  # a tablet, upright: one column
+    shot(page, "case-tablet")
+    page.set_viewport_size({"width": 1280, "height": 800})
 
     # Re-assign it to the cell's backup worker, picked from the cell's workers.
     page.click("#case-actions button[data-action=assign]")

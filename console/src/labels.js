@@ -13,6 +13,6 @@ export const ACTION = {
   deny_extension: "驳回延期", mark_duplicate: "标记重复", supervise: "督办", cancel: "撤回", escalate: "超时升级",
   rate: "评价", attach: "上传照片", dispatch: "自动派遣",
 };
-export const ROLE = { admin: "管理员", supervisor: "督办员", worker: "网格员", resident: "居民" };
+export const ROLE = { admin: "管理员", supervisor: "督办员", worker: "网格员", resident: "居民", system: "系统" };
 export const UNIT = { hours: "小时", minutes: "分钟", working_hours: "工作小时", working_days: "工作日" };
 export const STAGE = { before: "处置前", after: "处置后" };
