@@ -351,3 +351,11 @@ def test_a_resident_is_refused_by_the_console(live, page):
     assert page.locator("#queue-table").count() == 0
     assert not [c for c in page.context.cookies() if c["name"] == "grid_refresh"]
     assert page.problems == []
+    # The CSP is enforced (and its reports are what page.problems collects): an injected inline script is refused.
+    page.evaluate(
+        "() => { const s = document.createElement('script'); s.textContent = 'window.injected = 1';"
+        " document.body.append(s); }"
+    )
+    assert page.evaluate("window.injected === undefined")
+    page.wait_for_timeout(200)
+    assert any("Content Security Policy" in problem for problem in page.problems), page.problems
