@@ -95,7 +95,7 @@ export function mapView(ctx) {
       }
     });
     if (!fitted && layers.cells.getLayers().length) {
-      map.fitBounds(layers.cells.getBounds(), { padding: [10, 10] });
+      map.fitBounds(layers.cells.getBounds(), { padding: [10, 10], animate: false });
       fitted = true;
     }
   }
