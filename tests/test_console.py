@@ -323,6 +323,7 @@ def test_a_district_supervisor_reviews_and_supervises_an_escalated_case(app, liv
     [refresh] = [c for c in cookies if c["name"] == "grid_refresh"]
     assert refresh["httpOnly"] and refresh["sameSite"] == "Strict" and refresh["path"] == f"{API}/auth"
     assert page.evaluate("document.cookie") == ""
+    assert page.evaluate("localStorage.length + sessionStorage.length") == 0  # the access token is in memory only
 
     # Statistics of the district's streets and the trend.
     page.click("#nav-stats")
