@@ -277,7 +277,8 @@ def test_a_district_supervisor_reviews_and_supervises_an_escalated_case(app, liv
     page.click("#nav-map")
     marker = page.locator(f"path.case-{case}.escalated")
     marker.wait_for()
-    page.wait_for_function("document.querySelectorAll('#map path.leaflet-interactive').length > 10")
+    # The district's cells drawn (a locator, not wait_for_function: the page's CSP refuses the eval it polls with).
+    page.locator("#map .leaflet-cells-pane path").nth(DEMO_GRID.streets * 3).wait_for()
     shot(page, "map")
 
     # Open it from the map.
@@ -358,5 +359,8 @@ def test_a_resident_is_refused_by_the_console(live, page):
         " document.body.append(s); }"
     )
     assert page.evaluate("window.injected === undefined")
-    page.wait_for_timeout(200)
+    for _ in range(100):  # the report reaches us as a console message, a moment later
+        if page.problems:
+            break
+        page.wait_for_timeout(50)
     assert any("Content Security Policy" in problem for problem in page.problems), page.problems
