@@ -142,7 +142,7 @@ def import_calendar_command(year: int):
 @click.option(
     "--cases/--no-cases",
     default=True,
-    help="Also play the last month of demo cases in the district (once; --no-cases: grid, categories and accounts only).",
+    help="Also the last month of demo cases in the district (once); --no-cases: grid, categories, accounts only.",
 )
 def seed_demo_command(cases: bool):
     """Load the demo district, categories and accounts, and a month of cases (idempotent)."""
