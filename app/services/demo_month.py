@@ -212,8 +212,8 @@ class Clock:
         self.tz = ZoneInfo(current_app.config["TIMEZONE"])
 
     def working(self, start: datetime, hours: float) -> datetime:
-        """`hours` of working time after `start` (lands in working hours)."""
-        return worktime.deadline(start, hours, "working_hours")
+        """`hours` of working time after `start` (lands in working hours), to the second."""
+        return worktime.deadline(start, hours, "working_hours").replace(microsecond=0)
 
     def filed_on(self, day_offset: float, evening: bool) -> datetime:
         """A plausible filing moment on the local day `day_offset` days before now."""
