@@ -19,7 +19,7 @@ from shapely.geometry import Point
 from sqlalchemy import func, select
 
 from app.auth.passwords import hash_password
-from app.errors import Conflict, DomainError
+from app.errors import DomainError
 from app.extensions import db
 from app.models import (
     CLOCK_RUNNING_STATUSES,
@@ -218,13 +218,13 @@ class Clock:
     def filed_on(self, day_offset: float, evening: bool) -> datetime:
         """A plausible filing moment on the local day `day_offset` days before now."""
         day = (self.now - timedelta(days=day_offset)).astimezone(self.tz).date()
-        if evening:
-            hour, minute = self.rng.choice([19, 20, 21, 22]), self.rng.randint(0, 59)
-        elif day.weekday() >= 5:
-            hour, minute = self.rng.randint(9, 17), self.rng.randint(0, 59)
-        else:
-            hour, minute = self.rng.choice([8, 9, 9, 10, 10, 11, 13, 14, 14, 15, 16, 17]), self.rng.randint(0, 59)
-        return datetime(day.year, day.month, day.day, hour, minute, self.rng.randint(0, 59), tzinfo=self.tz)
+        # As many draws whatever the day, so the plan does not depend on the date it is made on.
+        night = self.rng.choice([19, 20, 21, 22])
+        weekend = self.rng.randint(9, 17)
+        weekday = self.rng.choice([8, 9, 9, 10, 10, 11, 13, 14, 14, 15, 16, 17])
+        minute, second = self.rng.randint(0, 59), self.rng.randint(0, 59)
+        hour = night if evening else weekend if day.weekday() >= 5 else weekday
+        return datetime(day.year, day.month, day.day, hour, minute, second, tzinfo=self.tz)
 
     def solve(self, target: Callable[[datetime], datetime]) -> datetime:
         """The acceptance time t with target(t) = now, by bisection (target never decreases)."""
@@ -571,7 +571,7 @@ class Runner:
             with clock_at(at):
                 try:
                     self.act(case, action, kwargs)
-                except DomainError as err:
+                except (DomainError, _Unplanned) as err:
                     # The world moved otherwise than planned (a vacant post, a case escalated): the rest is off.
                     dead.add(id(case))
                     self.result.skipped_steps.append(f"{action}: {err.code}")
@@ -631,8 +631,10 @@ class Runner:
             raise AssertionError(action)
 
 
-class _Unplanned(Conflict):
-    code = "demo_unplanned"
+class _Unplanned(Exception):
+    """A step the plan cannot take as the case now stands (no worker has it)."""
+
+    code = "no_assignee"
 
 
 def seed_month(
