@@ -3,6 +3,7 @@ supervisor sees, photos, ratings and analytics that answer, and a second run tha
 
 from __future__ import annotations
 
+import random
 from collections import Counter
 from datetime import timedelta
 
@@ -19,7 +20,7 @@ from app.models import (
     User,
 )
 from app.models.base import clock_at, utcnow
-from app.services.demo_month import DAYS, SOURCE, _next_tick, photo
+from app.services.demo_month import DAYS, SEED, SOURCE, Clock, Planner, _grid_cells, _next_tick, _people, photo
 
 API = "/api/v1"
 
@@ -167,7 +168,25 @@ def test_the_clock_and_the_photos_are_the_planner_s():
         assert utcnow() == at
     assert utcnow() != at
     assert _next_tick(at).minute == 15 and _next_tick(at.replace(minute=15, second=0, microsecond=0)).minute == 30
-    import random
-
     assert photo(random.Random(1), "before") == photo(random.Random(1), "before")
     assert photo(random.Random(1), "before") != photo(random.Random(1), "after")
+
+
+def test_the_plan_is_the_same_whatever_the_day(app, db):
+    """Seeded: the same cases, places, people and steps on any day the seed runs; only the moments move."""
+    result = app.test_cli_runner().invoke(args=["seed-demo", "--no-cases"])
+    assert result.exit_code == 0, result.output
+    cells = _grid_cells("330106")
+    now = utcnow()
+    people, _ = _people(app.config["DEMO_PASSWORD"], "330106", cells, now - timedelta(days=DAYS + 7))
+
+    def plan(at):
+        rng = random.Random(SEED)
+        cases = Planner(rng, Clock(at, rng), people, cells).plan()
+        return [(c.category, c.cell.code, c.description, c.reporter.username, [s[1] for s in c.steps]) for c in cases]
+
+    today = plan(now)
+    assert today == plan(now)
+    # A Saturday and a Tuesday draw alike.
+    assert plan(now - timedelta(days=3)) == today == plan(now - timedelta(days=6))
+    assert len({c[1] for c in today}) >= 20, "spread over many grid cells"
