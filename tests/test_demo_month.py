@@ -14,6 +14,7 @@ from app.models import (
     OPEN_STATUSES,
     Attachment,
     CaseEvent,
+    Category,
     Notification,
     Report,
     ReportStatus,
@@ -21,6 +22,7 @@ from app.models import (
 )
 from app.models.base import clock_at, utcnow
 from app.services.demo_month import DAYS, SEED, SOURCE, Clock, Planner, _grid_cells, _next_tick, _people, photo
+from tests.factories import make_report, set_case
 
 API = "/api/v1"
 
@@ -190,3 +192,22 @@ def test_the_plan_is_the_same_whatever_the_day(app, db):
     # A Saturday and a Tuesday draw alike.
     assert plan(now - timedelta(days=3)) == today == plan(now - timedelta(days=6))
     assert len({c[1] for c in today}) >= 20, "spread over many grid cells"
+
+
+def test_the_month_s_sweeps_leave_other_cases_alone(app, db, tmp_path, monkeypatch):
+    """The sweeps run at past moments over the demo's cases only: a case of the install's own, overdue since long
+    before, is left to the real sweep (it would otherwise get an escalation dated weeks ago)."""
+    monkeypatch.setitem(app.config, "UPLOAD_DIR", str(tmp_path / "uploads"))
+    assert app.test_cli_runner().invoke(args=["seed-demo", "--no-cases"]).exit_code == 0
+    worker = db.session.scalars(select(User).where(User.username == "worker1")).one()
+    category = db.session.scalars(select(Category).where(Category.code == "0104")).one()
+    own = make_report(worker, category, 120.1012, 30.2411)
+    long_ago = utcnow() - timedelta(days=20)
+    set_case(own, status="in_progress", deadline_at=long_ago, warn_at=long_ago, due_at=long_ago)
+    assert app.test_cli_runner().invoke(args=["seed-demo"]).exit_code == 0
+    db.session.expire_all()
+    assert db.session.get(Report, own.id).escalation_level == 0
+    assert not db.session.scalars(
+        select(CaseEvent).where(CaseEvent.report_id == own.id, CaseEvent.action == "escalate")
+    ).all()
+    assert db.session.scalar(select(func.count()).select_from(Report).where(Report.source == SOURCE)) > 0
