@@ -139,20 +139,34 @@ def import_calendar_command(year: int):
     )
 
 
-def seed_demo_command():
-    """Load the demo district, categories and accounts (idempotent)."""
+@click.option(
+    "--cases/--no-cases",
+    default=True,
+    help="Also the last month of demo cases in the district (once); --no-cases: grid, categories, accounts only.",
+)
+def seed_demo_command(cases: bool):
+    """Load the demo district, categories and accounts, and a month of cases (idempotent)."""
     from app.services.demo import demo_accounts, seed_demo
+    from app.services.demo_month import CREW_HINT
 
     password = current_app.config["DEMO_PASSWORD"]
     if not password:
         raise click.ClickException("Set DEMO_PASSWORD to seed demo accounts outside development.")
     with one_transaction():
-        result = seed_demo(password, progress_bar)
+        result = seed_demo(password, progress_bar, month=cases)
     click.echo(
         f"demo data: {result.cells_created} cells, {result.categories_created} categories, "
         f"{result.users_created} accounts added"
     )
     years = ", ".join(map(str, result.calendar_years)) or "no year"
+    month = result.month
+    if month.cases:
+        click.echo(
+            f"demo month: {month.cases} cases added ({month.events} events, {month.photos} photos, "
+            f"{month.sweeps} escalation sweeps at their past moments)"
+        )
+    elif cases:
+        click.echo("demo month: the cases are there already (source demo), none added")
     click.echo(f"work calendar: {result.calendar_days_created} days added ({years} from the holiday library)")
     for year in result.calendar_years_missing:
         click.echo(
@@ -163,6 +177,8 @@ def seed_demo_command():
     for account in demo_accounts():
         where = f" cell {account.cell_code}" if account.cell_code else ""
         click.echo(f"  {account.role:<10} {account.username}{where}")
+    if cases:
+        click.echo(f"  and the month's grid workers ({CREW_HINT}) and residents (13900139001-5), same password")
 
 
 def escalation_sweep(batch_size: int):

@@ -394,7 +394,7 @@ def test_cli_refuses_a_year_the_library_lacks(app, db):
 
 
 def test_seed_demo_seeds_this_and_next_year(app, db):
-    result = run(app, "seed-demo")
+    result = run(app, "seed-demo", "--no-cases")
     assert result.exit_code == 0, result.output
     this_year = today().year
     seeded = {day.year for day in db.session.scalars(select(CalendarDay.day))}
@@ -403,6 +403,6 @@ def test_seed_demo_seeds_this_and_next_year(app, db):
         if year not in library_years():
             assert f"the holiday library has no {year}" in result.output
     count = db.session.scalar(select(func.count()).select_from(CalendarDay))
-    again = run(app, "seed-demo")
+    again = run(app, "seed-demo", "--no-cases")
     assert "work calendar: 0 days added" in again.output
     assert db.session.scalar(select(func.count()).select_from(CalendarDay)) == count

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, date, datetime
 
 from sqlalchemy import DateTime, TypeDecorator
@@ -23,8 +26,24 @@ def within_time_range(value: date | datetime) -> bool:
     return EARLIEST.date() <= value <= LATEST.date()
 
 
+# A clock set for the current context (the demo's month of cases is written at the moments it tells of); unset, the
+# real one.
+_set_clock: ContextVar[datetime | None] = ContextVar("set_clock", default=None)
+
+
 def utcnow() -> datetime:
-    return datetime.now(UTC)
+    moment = _set_clock.get()
+    return datetime.now(UTC) if moment is None else moment
+
+
+@contextmanager
+def clock_at(moment: datetime) -> Iterator[None]:
+    """utcnow() answers `moment` inside the block, for every service and column default that reads it."""
+    token = _set_clock.set(moment.astimezone(UTC))
+    try:
+        yield
+    finally:
+        _set_clock.reset(token)
 
 
 class UTCDateTime(TypeDecorator):

@@ -238,7 +238,7 @@ class ReportOut(Schema):
     def _only_what_is_shown(self, data, case, **kwargs):
         return data if case.shown is None else {key: value for key, value in data.items() if key in case.shown}
 
-    source = fields.String(metadata={"description": "api | open311"})
+    source = fields.String(metadata={"description": "api | open311 | demo (the demo month of `flask seed-demo`)"})
     media_url = fields.String(allow_none=True, metadata={"description": "Open311 media_url as sent (never fetched)."})
     address_id = fields.String(allow_none=True)
     zipcode = fields.String(allow_none=True)

@@ -14,6 +14,7 @@ from app.extensions import db
 from app.models import Cell, Duty, Role, WorkerCell
 from app.services.calendar.days import import_year, library_years
 from app.services.cases.categories import upsert_category
+from app.services.demo_month import MonthResult, seed_month
 from app.services.grid.cells import import_cells
 from app.services.grid.gridgen import GridSpec, generate
 from app.services.people.sessions import find_user_by_username
@@ -158,10 +159,14 @@ class SeedResult:
     calendar_days_created: int = 0
     calendar_years: list[int] = field(default_factory=list)
     calendar_years_missing: list[int] = field(default_factory=list)
+    month: MonthResult = field(default_factory=MonthResult)
 
 
-def seed_demo(password: str, progress: Callable[[Iterable, str], Iterable] = lambda it, _l: it) -> SeedResult:
-    """Idempotent: what exists is left as it is, what is missing is added."""
+def seed_demo(
+    password: str, progress: Callable[[Iterable, str], Iterable] = lambda it, _l: it, *, month: bool = True
+) -> SeedResult:
+    """Idempotent: what exists is left as it is, what is missing is added; with `month`, the last month of cases
+    (app.services.demo_month), once."""
     result = SeedResult()
     if db.session.scalars(select(Cell).where(Cell.code == DEMO_GRID.district_code)).first() is None:
         result.cells_created = import_cells(generate(DEMO_GRID), progress).created
@@ -220,4 +225,7 @@ def seed_demo(password: str, progress: Callable[[Iterable, str], Iterable] = lam
         ):
             assign(cell, user_id=worker.id, duty=Duty.backup.value)
     db.session.flush()
+    if month:
+        result.month = seed_month(password, DEMO_GRID.district_code, progress)
+        result.users_created += result.month.accounts
     return result

@@ -128,13 +128,13 @@ def _windows(category_ids: set[int], now: datetime) -> tuple[ColumnElement, Colu
     return case(deadline, value=Report.category_id), case(warn, value=Report.category_id)
 
 
-def _escalate(now: datetime, limit: int) -> SweepResult:
+def _escalate(now: datetime, limit: int, scope: ColumnElement[bool]) -> SweepResult:
     grid, target, on_target = _target_cell(Report.escalation_level + 1)
     claimed = _claim(
         select(Report.id, Report.category_id)
         .join(grid, grid.id == Report.cell_id)
         .join(target, on_target)
-        .where(level_overdue_filter(now), Report.escalation_level < TOP_LEVEL)
+        .where(level_overdue_filter(now), Report.escalation_level < TOP_LEVEL, scope)
         .limit(limit)
     )
     if not claimed:
@@ -173,13 +173,13 @@ def _escalate(now: datetime, limit: int) -> SweepResult:
     return SweepResult(escalated=len(ids), notifications=sent)
 
 
-def _mark_critical(now: datetime, limit: int) -> SweepResult:
+def _mark_critical(now: datetime, limit: int, scope: ColumnElement[bool]) -> SweepResult:
     """Past the top level's deadline there is nowhere higher to go: the case stays and is flagged, once."""
     ids = [
         row.id
         for row in _claim(
             select(Report.id)
-            .where(level_overdue_filter(now), Report.escalation_level >= TOP_LEVEL, Report.critical.is_(False))
+            .where(level_overdue_filter(now), Report.escalation_level >= TOP_LEVEL, Report.critical.is_(False), scope)
             .limit(limit)
         )
     ]
@@ -199,7 +199,7 @@ def _mark_critical(now: datetime, limit: int) -> SweepResult:
     return SweepResult(critical=len(ids), notifications=sent)
 
 
-def _remind(now: datetime, limit: int) -> SweepResult:
+def _remind(now: datetime, limit: int, scope: ColumnElement[bool]) -> SweepResult:
     # A yellow case warns its assignee and its supervisors (NOTICES["remind"]), once per level, assigned or not.
     # warn_at <= now <= deadline_at is what makes the level's running clock yellow; spelt out so the index serves it.
     ids = [
@@ -212,6 +212,7 @@ def _remind(now: datetime, limit: int) -> SweepResult:
                 Report.deadline_at >= now,
                 level_sla_state_expr(now) == "yellow",
                 Report.reminded_level.is_distinct_from(Report.escalation_level),
+                scope,
             )
             .limit(limit)
         )
@@ -229,17 +230,19 @@ def _remind(now: datetime, limit: int) -> SweepResult:
     return SweepResult(reminded=len(ids), notifications=sent)
 
 
-def escalate_batch(now: datetime, limit: int = BATCH_SIZE) -> SweepResult:
+def escalate_batch(now: datetime, limit: int = BATCH_SIZE, scope: ColumnElement[bool] | None = None) -> SweepResult:
     """One batch of the sweep, in the caller's transaction: claim up to `limit` rows of each kind and move them.
 
-    The caller commits after each batch and repeats while a batch claimed anything."""
-    result = _escalate(now, limit)
+    The caller commits after each batch and repeats while a batch claimed anything. `scope` narrows the sweep to
+    some cases (the demo's month, swept at past moments, leaves everyone else's alone)."""
+    scope = true() if scope is None else scope
+    result = _escalate(now, limit, scope)
     # The other kinds wait until the overdue cases have moved: until then their scans would read every case
     # about to be escalated again, batch after batch.
     if result.escalated < limit:
-        result += _mark_critical(now, limit)
+        result += _mark_critical(now, limit, scope)
         if result.critical < limit:
-            result += _remind(now, limit)
+            result += _remind(now, limit, scope)
     return result
 
 
