@@ -361,6 +361,8 @@ def delete_committed(connection) -> None:
     On PostGIS the triggers (case_events refuses DELETE) are off for this transaction only."""
     if connection.dialect.name == "postgresql":
         connection.execute(text("SET LOCAL session_replication_role = replica"))
+    # A duplicate names its original with ON DELETE RESTRICT, which SQLite checks row by row, not per statement.
+    connection.execute(text("UPDATE reports SET duplicate_of_id = NULL WHERE duplicate_of_id IS NOT NULL"))
     for table in COMMITTED_TABLES:
         connection.execute(text(f"DELETE FROM {table}"))
     for level in ("grid", "community", "street", "district"):  # children before their parents
