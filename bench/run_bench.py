@@ -180,7 +180,16 @@ def http_json(
 class Server:
     """A gunicorn master on 127.0.0.1 and a free port, with its CPU time readable from /proc."""
 
-    def __init__(self, name: str, wsgi: str, workers: int, env: dict[str, str], health: str):
+    def __init__(
+        self,
+        name: str,
+        wsgi: str,
+        workers: int,
+        env: dict[str, str],
+        health: str,
+        worker_class: str = "sync",
+        threads: int = 1,
+    ):
         self.name, self.port = name, free_port()
         self.log = tempfile.NamedTemporaryFile(prefix=f"bench-{name}-", suffix=".log", delete=False)
         self.proc = subprocess.Popen(
@@ -190,6 +199,10 @@ class Server:
                 "gunicorn",
                 "--workers",
                 str(workers),
+                "--worker-class",
+                worker_class,
+                "--threads",
+                str(threads),
                 "--bind",
                 f"{HOST}:{self.port}",
                 "--log-level",
@@ -383,7 +396,7 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[k]
 
 
-def drive(name: str, server: Server, spec: LoadSpec, show: bool = True) -> LoadResult:
+def drive(name: str, server: Server, spec: LoadSpec, show: bool = True, profile: Path | None = None) -> LoadResult:
     ctx = mp.get_context("spawn")
     counter = ctx.Value("l", 0)
     start_evt = ctx.Event()
@@ -395,6 +408,30 @@ def drive(name: str, server: Server, spec: LoadSpec, show: bool = True) -> LoadR
     for p in procs:
         p.start()
     time.sleep(0.5 + 0.2 * spec.processes)  # let the spawned clients import and reach the start line
+    spy = None
+    if profile is not None:
+        # Samples every worker (py-spy's --subprocesses from the master) while the load runs; idle threads left out.
+        spy = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "py-spy"),
+                "record",
+                "--subprocesses",
+                "--format",
+                "raw",
+                "--rate",
+                "200",
+            ]
+            + [
+                "--duration",
+                str(max(1, int(spec.seconds) - 1)),
+                "--output",
+                str(profile),
+                "--pid",
+                str(server.proc.pid),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
     server_cpu0, (busy0, total0) = server.cpu_seconds(), machine_cpu_seconds()
     started = time.perf_counter()
     start_evt.set()
@@ -420,6 +457,8 @@ def drive(name: str, server: Server, spec: LoadSpec, show: bool = True) -> LoadR
                 raise click.ClickException(f"{name}: the load clients did not finish (exit codes {crashed})")
     wall = max(r["wall"] for r in results)
     server_cpu = server.cpu_seconds() - server_cpu0
+    if spy is not None:
+        spy.wait(60)
     busy1, total1 = machine_cpu_seconds()
     for p in procs:
         p.join(5)
@@ -620,8 +659,33 @@ def print_load(r: LoadResult) -> None:
     "--locate-seconds", default=5.0, show_default=True, help="Seconds per locate loop on SpatiaLite (0 skips)."
 )
 @click.option("--seed", default=2026, show_default=True)
+@click.option(
+    "--worker-class",
+    default="sync",
+    show_default=True,
+    help="gunicorn worker class for our app and the floor (sync, gthread, gevent).",
+)
+@click.option("--threads", default=1, show_default=True, help="Threads per gunicorn worker (gthread).")
+@click.option(
+    "--profile",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Record our workers with py-spy during the measured run into this directory, and print a summary.",
+)
 def main(
-    cells, workers, concurrency, client_processes, max_requests, seconds, accounts, floor_modes, locate_seconds, seed
+    cells,
+    workers,
+    concurrency,
+    client_processes,
+    max_requests,
+    seconds,
+    accounts,
+    floor_modes,
+    locate_seconds,
+    seed,
+    worker_class,
+    threads,
+    profile,
 ):
     """Benchmark POST /api/v1/reports on PostGIS against the floor, and locate on SpatiaLite."""
     rng = random.Random(seed)
@@ -653,7 +717,8 @@ def main(
             "accounts": accounts,
             "floor_modes": modes,
             "bbox": bbox,
-            "worker_class": "sync",
+            "worker_class": worker_class,
+            "threads": threads,
         },
         "http": {},
     }
@@ -676,7 +741,7 @@ def main(
             conn.execute("ANALYZE")
 
         # Ours.
-        server = Server("our app", "wsgi:app", workers, env, "/readyz")
+        server = Server("our app", "wsgi:app", workers, env, "/readyz", worker_class, threads)
         try:
             tokens = []
             for account in progress_bar(users, "Logging in"):
@@ -712,7 +777,11 @@ def main(
                 client_processes,
             )
             warm_up("our app", server, load)
-            ours = drive("our app /api/v1/reports", server, load)
+            if profile is not None:
+                profile.mkdir(parents=True, exist_ok=True)
+            ours = drive(
+                "our app /api/v1/reports", server, load, profile=profile / "ours.txt" if profile is not None else None
+            )
         finally:
             server.stop()
         report["http"]["ours"] = asdict(ours)
@@ -722,7 +791,9 @@ def main(
             floor_env = dict(
                 env, FLOOR_DATABASE_URL=pg_url(dbname), FLOOR_MODE=mode, FLOOR_REPORTER_ID=str(users[0].user_id)
             )
-            server = Server(f"floor ({mode})", "bench.floor_app:app", workers, floor_env, "/healthz")
+            server = Server(
+                f"floor ({mode})", "bench.floor_app:app", workers, floor_env, "/healthz", worker_class, threads
+            )
             try:
                 load = LoadSpec(
                     server.port,
@@ -752,7 +823,8 @@ def main(
 
     say()
     say(
-        f"POST reports on PostGIS, {spec.grid_cells} cells, {workers} sync gunicorn workers each, "
+        f"POST reports on PostGIS, {spec.grid_cells} cells, {workers} {worker_class} gunicorn workers "
+        f"(x{threads} threads) each, "
         f"{concurrency} connections from {client_processes} client processes:"
     )
     print_load(ours)
@@ -764,6 +836,12 @@ def main(
         what = "one reports row" if mode == "report" else "same rows as ours: report + event"
         say(f"  ours / floor ({mode}: {what}) = {ratio:.2f}  (target >= 0.5)")
     say(f"  rows in the database after the runs: {report['http']['rows_written']}")
+
+    if profile is not None and (profile / "ours.txt").exists():
+        from bench.profile_summary import summarise
+
+        say()
+        say(summarise(profile / "ours.txt"))
 
     if locate_seconds > 0:
         say()
