@@ -267,6 +267,19 @@ def proc_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
 
 
+def backend_pids(dbname: str | None) -> list[int]:
+    """PostgreSQL's backend processes connected to the database (same host), for their CPU time."""
+    if not dbname:
+        return []
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", (dbname,)
+        ).fetchall()
+    return [r[0] for r in rows]
+
+
 def machine_cpu_seconds() -> tuple[float, float]:
     """(busy, total) CPU seconds of the whole machine since boot, all cores."""
     values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
@@ -287,6 +300,7 @@ class LoadSpec:
     max_requests: int
     seconds: float
     processes: int
+    pg_db: str | None = None  # the database whose backends' CPU time is counted apart
 
 
 def _client_process(index: int, spec: LoadSpec, counter, start_evt, out_q) -> None:
@@ -386,6 +400,8 @@ class LoadResult:
     cpu_server_s: float
     cpu_machine_busy_s: float
     cpu_machine_total_s: float
+    cpu_pg_backends_s: float = 0.0
+    cpu_ms_per_request: dict[str, float] = field(default_factory=dict)
     cpu_shares: dict[str, float] = field(default_factory=dict)
 
 
@@ -432,6 +448,7 @@ def drive(name: str, server: Server, spec: LoadSpec, show: bool = True, profile:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
+    pg_cpu0 = {pid: proc_cpu_seconds(pid) for pid in backend_pids(spec.pg_db)}
     server_cpu0, (busy0, total0) = server.cpu_seconds(), machine_cpu_seconds()
     started = time.perf_counter()
     start_evt.set()
@@ -457,6 +474,8 @@ def drive(name: str, server: Server, spec: LoadSpec, show: bool = True, profile:
                 raise click.ClickException(f"{name}: the load clients did not finish (exit codes {crashed})")
     wall = max(r["wall"] for r in results)
     server_cpu = server.cpu_seconds() - server_cpu0
+    # Backends that ended during the run are lost; the app's pool and the floor's connections stay open.
+    pg_cpu = sum(proc_cpu_seconds(pid) - pg_cpu0.get(pid, 0.0) for pid in backend_pids(spec.pg_db))
     if spy is not None:
         spy.wait(60)
     busy1, total1 = machine_cpu_seconds()
@@ -490,10 +509,18 @@ def drive(name: str, server: Server, spec: LoadSpec, show: bool = True, profile:
         cpu_server_s=round(server_cpu, 2),
         cpu_machine_busy_s=round(busy, 2),
         cpu_machine_total_s=round(total, 2),
+        cpu_pg_backends_s=round(pg_cpu, 2),
+        # What one request costs the machine on the server side, whatever else runs beside it.
+        cpu_ms_per_request={
+            "gunicorn workers": round(1000 * server_cpu / ok, 3) if ok else float("nan"),
+            "postgres backends": round(1000 * pg_cpu / ok, 3) if ok else float("nan"),
+            "both": round(1000 * (server_cpu + pg_cpu) / ok, 3) if ok else float("nan"),
+        },
         cpu_shares={
             "load clients": round(client_cpu / total, 3) if total else 0.0,
             "gunicorn workers": round(server_cpu / total, 3) if total else 0.0,
-            "postgres and the rest": round(max(busy - client_cpu - server_cpu, 0) / total, 3) if total else 0.0,
+            "postgres backends": round(pg_cpu / total, 3) if total else 0.0,
+            "the rest": round(max(busy - client_cpu - server_cpu - pg_cpu, 0) / total, 3) if total else 0.0,
             "idle": round(1 - busy / total, 3) if total else 0.0,
         },
     )
@@ -631,6 +658,11 @@ def print_load(r: LoadResult) -> None:
     )
     shares = "  ".join(f"{k} {v:.0%}" for k, v in r.cpu_shares.items())
     say(f"  {'':<34} CPU of the 2 cores: {shares}")
+    per = r.cpu_ms_per_request
+    say(
+        f"  {'':<34} CPU ms per request: gunicorn {per['gunicorn workers']:.2f} + postgres {per['postgres backends']:.2f}"
+        f" = {per['both']:.2f}"
+    )
     if r.errors:
         say(f"  {'':<34} first errors: {r.errors[:2]}")
 
@@ -775,6 +807,7 @@ def main(
                 max_requests,
                 seconds,
                 client_processes,
+                dbname,
             )
             warm_up("our app", server, load)
             if profile is not None:
@@ -804,6 +837,7 @@ def main(
                     max_requests,
                     seconds,
                     client_processes,
+                    dbname,
                 )
                 warm_up(f"floor {mode}", server, load)
                 floors[mode] = drive(f"floor ({mode}) /reports", server, load)
