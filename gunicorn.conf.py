@@ -33,6 +33,11 @@ class RedactingLogger(Logger):
 
 logger_class = RedactingLogger
 
+# Clients (and a proxy in front) keep their connection between requests with the threaded and gevent workers; sync
+# workers close it after each answer whatever this says. A few seconds: longer than a proxy's reuse gap, shorter
+# than its idle timeout. The worker class and count: bench/README.md, "Issue 13: the write path".
+keepalive = int(os.environ.get("WEB_KEEPALIVE_S", "5"))
+
 
 def on_starting(server):
     """A previous server's workers left their files: counters start again from zero (Prometheus reads that as a
