@@ -31,7 +31,7 @@ BUCKETS = [
     ("request parsing (webargs)", r"^Parser\.parse \(webargs"),
     ("commit", r"^Session\.commit \(sqlalchemy"),
     ("rate limiter", r"flask_limiter/"),
-    ("JSON encode", r"^(dumps|response) \(flask/json"),
+    ("JSON encode (Flask JSON provider)", r"^DefaultJSONProvider\.(dumps|response) \(flask/json"),
 ]
 
 
