@@ -33,6 +33,15 @@ class RedactingLogger(Logger):
 
 logger_class = RedactingLogger
 
+# Clients (and a proxy in front) keep their connection between requests with the threaded and gevent workers; sync
+# workers close it after each answer whatever this says. A few seconds: longer than a proxy's reuse gap, shorter
+# than its idle timeout. The worker class and count: bench/README.md, "Issue 13: the write path".
+keepalive = int(os.environ.get("WEB_KEEPALIVE_S", "5"))
+# sync by default (the embedded SpatiaLite has one writer); on PostgreSQL WEB_WORKER_CLASS=gthread WEB_THREADS=4
+# measured a little ahead (bench/README.md). Command-line flags (the benches') take precedence.
+worker_class = os.environ.get("WEB_WORKER_CLASS", "sync")
+threads = int(os.environ.get("WEB_THREADS", "1"))
+
 
 def on_starting(server):
     """A previous server's workers left their files: counters start again from zero (Prometheus reads that as a

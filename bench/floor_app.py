@@ -10,7 +10,12 @@ Environment:
     FLOOR_REPORTER_ID   the users.id recorded as reporter (there is no authentication here)
     FLOOR_MODE          "report" (default): one reports row, as the issue describes the floor;
                         "full": the same rows our service writes - the report and its first
-                        case_events row - still in one statement (writable CTEs).
+                        case_events row - still in one statement (writable CTEs);
+                        "own": the rows a worker's report in their own cell gets (auto-accept, clock,
+                        auto-dispatch): the report as accepted and assigned with its deadlines, its
+                        create and assign events and the assignee's notification, in one statement.
+                        The reporter and assignee is the cell's worker (primary first, lowest id), the
+                        deadline the category's limit in calendar hours (ours counts working time).
     FLOOR_TIMEZONE      for the case day (default Asia/Shanghai)
 
     gunicorn --workers 2 --bind 127.0.0.1:8001 bench.floor_app:app
@@ -77,9 +82,63 @@ SELECT id, cell_id FROM rep
 """
 )
 
+OWN_SQL = (
+    _ROUTE
+    + """,
+new AS (SELECT now() AS ts),
+cat2 AS (SELECT id, name, time_limit_value, time_limit_unit FROM categories WHERE code = %(category_code)s AND active),
+cell2 AS (SELECT c.id, c.code, c.name FROM cells c JOIN cell ON cell.id = c.id),
+w AS (
+    SELECT wc.user_id FROM worker_cells wc JOIN users u ON u.id = wc.user_id, cell
+    WHERE wc.cell_id = cell.id AND wc.valid_from <= (now() AT TIME ZONE %(tz)s)::date
+      AND (wc.valid_to IS NULL OR wc.valid_to >= (now() AT TIME ZONE %(tz)s)::date) AND u.active
+    ORDER BY wc.duty <> 'primary', wc.user_id LIMIT 1
+),
+rep AS (
+    INSERT INTO reports (case_day, category_id, reporter_id, cell_id, handling_cell_id, status, description, address,
+                         location, input_crs, input_lon, input_lat, routed_by, routing_distance_m, needs_triage,
+                         accepted_at, assigned_at, assignee_id, deadline_at, warn_at, due_at, time_limit_value,
+                         time_limit_unit, version, created_at, updated_at)
+    SELECT (new.ts AT TIME ZONE %(tz)s)::date, cat2.id, w.user_id, cell.id, cell.id, 'assigned', %(description)s,
+           %(address)s, pt.g, 'wgs84', %(lon)s, %(lat)s, 'covers', 0.0, false,
+           new.ts, new.ts, w.user_id, new.ts + make_interval(hours => cat2.time_limit_value),
+           new.ts + make_interval(hours => cat2.time_limit_value) * 0.8,
+           new.ts + make_interval(hours => cat2.time_limit_value), cat2.time_limit_value, cat2.time_limit_unit,
+           3, new.ts, new.ts
+    FROM new CROSS JOIN cat2 CROSS JOIN pt JOIN cell ON true JOIN w ON true
+    RETURNING id, cell_id, reporter_id, created_at, case_day
+),
+created AS (
+    INSERT INTO case_events (report_id, actor_id, actor_role, action, from_status, to_status, created_at, data)
+    SELECT rep.id, rep.reporter_id, 'worker', 'create', NULL, 'accepted', rep.created_at,
+           json_build_object('cell_code', (SELECT code FROM cell), 'routed_by', 'covers',
+                             'routing_distance_m', 0.0, 'crs', 'wgs84')
+    FROM rep
+),
+assigned AS (
+    INSERT INTO case_events (report_id, actor_id, actor_role, action, from_status, to_status, created_at, data)
+    SELECT rep.id, NULL, 'system', 'assign', 'accepted', 'assigned', rep.created_at,
+           json_build_object('automatic', true, 'reason', 'primary_on_duty', 'assignee_id', rep.reporter_id)
+    FROM rep
+    RETURNING id, report_id
+),
+told AS (
+    INSERT INTO notifications (user_id, report_id, kind, title, data, dedupe_key, created_at)
+    SELECT rep.reporter_id, rep.id, 'case_assigned',
+           '新派案件：' || to_char(rep.case_day, 'YYYYMMDD') || lpad(rep.id::text, 7, '0') || ' ' || cat2.name
+               || ' · ' || cell2.name,
+           json_build_object('case_number', to_char(rep.case_day, 'YYYYMMDD') || lpad(rep.id::text, 7, '0'),
+                             'status', 'assigned', 'cell_code', cell2.code, 'level', 0),
+           'case_assigned:' || rep.id || ':' || assigned.id || ':' || rep.reporter_id, rep.created_at
+    FROM rep JOIN assigned ON assigned.report_id = rep.id CROSS JOIN cat2 CROSS JOIN cell2
+)
+SELECT id, cell_id FROM rep
+"""
+)
+
 app = Flask(__name__)
 MODE = os.environ.get("FLOOR_MODE", "report")
-SQL = FULL_SQL if MODE == "full" else REPORT_ONLY_SQL
+SQL = {"full": FULL_SQL, "own": OWN_SQL}.get(MODE, REPORT_ONLY_SQL)
 REPORTER_ID = int(os.environ.get("FLOOR_REPORTER_ID", "1"))
 TIMEZONE = os.environ.get("FLOOR_TIMEZONE", "Asia/Shanghai")
 

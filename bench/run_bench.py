@@ -149,6 +149,55 @@ def create_accounts(app, count: int, grid_codes: list[str], rng: random.Random) 
     return category_id, accounts
 
 
+def points_in_cell(features: list[dict], code: str, n: int, rng: random.Random) -> list[tuple[float, float]]:
+    """n random points inside the grid cell `code` (its worker's own reports)."""
+    from shapely.geometry import Point, shape
+
+    geom = next(shape(f["geometry"]) for f in features if f["properties"]["code"] == code)
+    min_x, min_y, max_x, max_y = geom.bounds
+    found: list[tuple[float, float]] = []
+    while len(found) < n:
+        x, y = rng.uniform(min_x, max_x), rng.uniform(min_y, max_y)
+        # Off the edges: a point on a shared edge is covered by two cells, and routing picks the lower code.
+        if geom.buffer(-1e-6).contains(Point(x, y)):
+            found.append((x, y))
+    return found
+
+
+def rows_per_report(dbname: str, after_id: int, upto_id: int) -> dict[str, Any]:
+    """What the reports with ids in (after_id, upto_id] got: statuses and events / notifications per report."""
+    import psycopg
+
+    with psycopg.connect(pg_url(dbname)) as conn:
+        statuses = dict(
+            conn.execute(
+                "SELECT status, count(*) FROM reports WHERE id > %s AND id <= %s GROUP BY status", (after_id, upto_id)
+            ).fetchall()
+        )
+        per = {}
+        for table in ("case_events", "notifications"):
+            per[table] = dict(
+                conn.execute(
+                    f"SELECT n, count(*) FROM (SELECT r.id, count(t.report_id) AS n FROM reports r "
+                    f"LEFT JOIN {table} t ON t.report_id = r.id WHERE r.id > %s AND r.id <= %s GROUP BY r.id) x "
+                    "GROUP BY n ORDER BY n",
+                    (after_id, upto_id),
+                ).fetchall()
+            )
+    return {
+        "statuses": statuses,
+        "events_per_report": per["case_events"],
+        "notifications_per_report": per["notifications"],
+    }
+
+
+def max_report_id(dbname: str) -> int:
+    import psycopg
+
+    with psycopg.connect(pg_url(dbname)) as conn:
+        return conn.execute("SELECT coalesce(max(id), 0) FROM reports").fetchone()[0]
+
+
 # ---- servers -------------------------------------------------------------------------------------
 
 
@@ -180,7 +229,16 @@ def http_json(
 class Server:
     """A gunicorn master on 127.0.0.1 and a free port, with its CPU time readable from /proc."""
 
-    def __init__(self, name: str, wsgi: str, workers: int, env: dict[str, str], health: str):
+    def __init__(
+        self,
+        name: str,
+        wsgi: str,
+        workers: int,
+        env: dict[str, str],
+        health: str,
+        worker_class: str = "sync",
+        threads: int = 1,
+    ):
         self.name, self.port = name, free_port()
         self.log = tempfile.NamedTemporaryFile(prefix=f"bench-{name}-", suffix=".log", delete=False)
         self.proc = subprocess.Popen(
@@ -190,6 +248,10 @@ class Server:
                 "gunicorn",
                 "--workers",
                 str(workers),
+                "--worker-class",
+                worker_class,
+                "--threads",
+                str(threads),
                 "--bind",
                 f"{HOST}:{self.port}",
                 "--log-level",
@@ -254,6 +316,19 @@ def proc_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
 
 
+def backend_pids(dbname: str | None) -> list[int]:
+    """PostgreSQL's backend processes connected to the database (same host), for their CPU time."""
+    if not dbname:
+        return []
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", (dbname,)
+        ).fetchall()
+    return [r[0] for r in rows]
+
+
 def machine_cpu_seconds() -> tuple[float, float]:
     """(busy, total) CPU seconds of the whole machine since boot, all cores."""
     values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
@@ -274,11 +349,14 @@ class LoadSpec:
     max_requests: int
     seconds: float
     processes: int
+    pg_db: str | None = None  # the database whose backends' CPU time is counted apart
+    points: list[list[tuple[float, float]]] | None = None  # per connection: the points it files at, in turn
 
 
 def _client_process(index: int, spec: LoadSpec, counter, start_evt, out_q) -> None:
     """One client process: a thread per connection, each on its own http.client (keep-alive when offered)."""
     threads = [t for i, t in enumerate(spec.tokens) if i % spec.processes == index]
+    own_points = [p for i, p in enumerate(spec.points or []) if i % spec.processes == index]
     latencies: list[list[float]] = [[] for _ in threads]
     statuses: dict[int, int] = {}
     errors: list[str] = []
@@ -303,15 +381,15 @@ def _client_process(index: int, spec: LoadSpec, counter, start_evt, out_q) -> No
                     break
                 counter.value += 1
             n += 1
+            if own_points:
+                lon, lat = own_points[slot][n % len(own_points[slot])]
+            else:
+                lon, lat = rng.uniform(min_lon, max_lon), rng.uniform(min_lat, max_lat)
             body = json.dumps(
                 {
                     "category_code": spec.category_code,
                     "description": f"基准测试 report {index}-{slot}-{n}",
-                    "location": {
-                        "lon": rng.uniform(min_lon, max_lon),
-                        "lat": rng.uniform(min_lat, max_lat),
-                        "crs": "wgs84",
-                    },
+                    "location": {"lon": lon, "lat": lat, "crs": "wgs84"},
                 }
             )
             began = time.perf_counter()
@@ -373,6 +451,8 @@ class LoadResult:
     cpu_server_s: float
     cpu_machine_busy_s: float
     cpu_machine_total_s: float
+    cpu_pg_backends_s: float = 0.0
+    cpu_ms_per_request: dict[str, float] = field(default_factory=dict)
     cpu_shares: dict[str, float] = field(default_factory=dict)
 
 
@@ -383,7 +463,7 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[k]
 
 
-def drive(name: str, server: Server, spec: LoadSpec, show: bool = True) -> LoadResult:
+def drive(name: str, server: Server, spec: LoadSpec, show: bool = True, profile: Path | None = None) -> LoadResult:
     ctx = mp.get_context("spawn")
     counter = ctx.Value("l", 0)
     start_evt = ctx.Event()
@@ -395,6 +475,31 @@ def drive(name: str, server: Server, spec: LoadSpec, show: bool = True) -> LoadR
     for p in procs:
         p.start()
     time.sleep(0.5 + 0.2 * spec.processes)  # let the spawned clients import and reach the start line
+    spy = None
+    if profile is not None:
+        # Samples every worker (py-spy's --subprocesses from the master) while the load runs; idle threads left out.
+        spy = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "py-spy"),
+                "record",
+                "--subprocesses",
+                "--format",
+                "raw",
+                "--rate",
+                "200",
+            ]
+            + [
+                "--duration",
+                str(max(1, int(spec.seconds) - 1)),
+                "--output",
+                str(profile),
+                "--pid",
+                str(server.proc.pid),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    pg_cpu0 = {pid: proc_cpu_seconds(pid) for pid in backend_pids(spec.pg_db)}
     server_cpu0, (busy0, total0) = server.cpu_seconds(), machine_cpu_seconds()
     started = time.perf_counter()
     start_evt.set()
@@ -420,6 +525,10 @@ def drive(name: str, server: Server, spec: LoadSpec, show: bool = True) -> LoadR
                 raise click.ClickException(f"{name}: the load clients did not finish (exit codes {crashed})")
     wall = max(r["wall"] for r in results)
     server_cpu = server.cpu_seconds() - server_cpu0
+    # Backends that ended during the run are lost; the app's pool and the floor's connections stay open.
+    pg_cpu = sum(proc_cpu_seconds(pid) - pg_cpu0.get(pid, 0.0) for pid in backend_pids(spec.pg_db))
+    if spy is not None:
+        spy.wait(60)
     busy1, total1 = machine_cpu_seconds()
     for p in procs:
         p.join(5)
@@ -451,10 +560,18 @@ def drive(name: str, server: Server, spec: LoadSpec, show: bool = True) -> LoadR
         cpu_server_s=round(server_cpu, 2),
         cpu_machine_busy_s=round(busy, 2),
         cpu_machine_total_s=round(total, 2),
+        cpu_pg_backends_s=round(pg_cpu, 2),
+        # What one request costs the machine on the server side, whatever else runs beside it.
+        cpu_ms_per_request={
+            "gunicorn workers": round(1000 * server_cpu / ok, 3) if ok else float("nan"),
+            "postgres backends": round(1000 * pg_cpu / ok, 3) if ok else float("nan"),
+            "both": round(1000 * (server_cpu + pg_cpu) / ok, 3) if ok else float("nan"),
+        },
         cpu_shares={
             "load clients": round(client_cpu / total, 3) if total else 0.0,
             "gunicorn workers": round(server_cpu / total, 3) if total else 0.0,
-            "postgres and the rest": round(max(busy - client_cpu - server_cpu, 0) / total, 3) if total else 0.0,
+            "postgres backends": round(pg_cpu / total, 3) if total else 0.0,
+            "the rest": round(max(busy - client_cpu - server_cpu - pg_cpu, 0) / total, 3) if total else 0.0,
             "idle": round(1 - busy / total, 3) if total else 0.0,
         },
     )
@@ -592,6 +709,11 @@ def print_load(r: LoadResult) -> None:
     )
     shares = "  ".join(f"{k} {v:.0%}" for k, v in r.cpu_shares.items())
     say(f"  {'':<34} CPU of the 2 cores: {shares}")
+    per = r.cpu_ms_per_request
+    say(
+        f"  {'':<34} CPU ms per request: gunicorn {per['gunicorn workers']:.2f} + postgres {per['postgres backends']:.2f}"
+        f" = {per['both']:.2f}"
+    )
     if r.errors:
         say(f"  {'':<34} first errors: {r.errors[:2]}")
 
@@ -620,8 +742,40 @@ def print_load(r: LoadResult) -> None:
     "--locate-seconds", default=5.0, show_default=True, help="Seconds per locate loop on SpatiaLite (0 skips)."
 )
 @click.option("--seed", default=2026, show_default=True)
+@click.option(
+    "--worker-class",
+    default="sync",
+    show_default=True,
+    help="gunicorn worker class for our app and the floor (sync, gthread, gevent).",
+)
+@click.option("--threads", default=1, show_default=True, help="Threads per gunicorn worker (gthread).")
+@click.option(
+    "--profile",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Record our workers with py-spy during the measured run into this directory, and print a summary.",
+)
+@click.option(
+    "--own/--no-own",
+    default=True,
+    show_default=True,
+    help="Also drive workers filing in their own cells (auto-accept, clock, auto-dispatch) against the own floor.",
+)
 def main(
-    cells, workers, concurrency, client_processes, max_requests, seconds, accounts, floor_modes, locate_seconds, seed
+    cells,
+    workers,
+    concurrency,
+    client_processes,
+    max_requests,
+    seconds,
+    accounts,
+    floor_modes,
+    locate_seconds,
+    seed,
+    worker_class,
+    threads,
+    profile,
+    own,
 ):
     """Benchmark POST /api/v1/reports on PostGIS against the floor, and locate on SpatiaLite."""
     rng = random.Random(seed)
@@ -653,7 +807,8 @@ def main(
             "accounts": accounts,
             "floor_modes": modes,
             "bbox": bbox,
-            "worker_class": "sync",
+            "worker_class": worker_class,
+            "threads": threads,
         },
         "http": {},
     }
@@ -676,7 +831,7 @@ def main(
             conn.execute("ANALYZE")
 
         # Ours.
-        server = Server("our app", "wsgi:app", workers, env, "/readyz")
+        server = Server("our app", "wsgi:app", workers, env, "/readyz", worker_class, threads)
         try:
             tokens = []
             for account in progress_bar(users, "Logging in"):
@@ -710,19 +865,50 @@ def main(
                 max_requests,
                 seconds,
                 client_processes,
+                dbname,
             )
             warm_up("our app", server, load)
-            ours = drive("our app /api/v1/reports", server, load)
+            if profile is not None:
+                profile.mkdir(parents=True, exist_ok=True)
+            ours = drive(
+                "our app /api/v1/reports", server, load, profile=profile / "ours.txt" if profile is not None else None
+            )
+            if own:
+                # Workers only, each connection filing inside its worker's own cell.
+                workers_ = [(a, t) for a, t in zip(users, tokens, strict=True) if a.role == "worker"]
+                picks = [workers_[i % len(workers_)] for i in range(concurrency)]
+                own_points = [points_in_cell(features, a.cell_code, 500, rng) for a, _ in picks]
+                own_load = LoadSpec(
+                    **{
+                        **asdict(load),
+                        "tokens": [t for _, t in picks],
+                        "points": own_points,
+                        "max_requests": max_requests,
+                    }
+                )
+                warm_up("our app (own)", server, own_load)
+                first_own = max_report_id(dbname)
+                ours_own = drive(
+                    "our app, workers' own",
+                    server,
+                    own_load,
+                    profile=profile / "ours-own.txt" if profile is not None else None,
+                )
+                report["http"]["ours_own_rows"] = rows_per_report(dbname, first_own, max_report_id(dbname))
         finally:
             server.stop()
         report["http"]["ours"] = asdict(ours)
+        if own:
+            report["http"]["ours_own"] = asdict(ours_own)
 
         floors: dict[str, LoadResult] = {}
-        for mode in modes:
+        for mode in modes + (["own"] if own else []):
             floor_env = dict(
                 env, FLOOR_DATABASE_URL=pg_url(dbname), FLOOR_MODE=mode, FLOOR_REPORTER_ID=str(users[0].user_id)
             )
-            server = Server(f"floor ({mode})", "bench.floor_app:app", workers, floor_env, "/healthz")
+            server = Server(
+                f"floor ({mode})", "bench.floor_app:app", workers, floor_env, "/healthz", worker_class, threads
+            )
             try:
                 load = LoadSpec(
                     server.port,
@@ -733,9 +919,14 @@ def main(
                     max_requests,
                     seconds,
                     client_processes,
+                    dbname,
+                    own_points if mode == "own" else None,
                 )
                 warm_up(f"floor {mode}", server, load)
+                first = max_report_id(dbname)
                 floors[mode] = drive(f"floor ({mode}) /reports", server, load)
+                if mode == "own":
+                    report["http"]["floor_own_rows"] = rows_per_report(dbname, first, max_report_id(dbname))
             finally:
                 server.stop()
             report["http"][f"floor_{mode}"] = asdict(floors[mode])
@@ -752,18 +943,41 @@ def main(
 
     say()
     say(
-        f"POST reports on PostGIS, {spec.grid_cells} cells, {workers} sync gunicorn workers each, "
+        f"POST reports on PostGIS, {spec.grid_cells} cells, {workers} {worker_class} gunicorn workers "
+        f"(x{threads} threads) each, "
         f"{concurrency} connections from {client_processes} client processes:"
     )
     print_load(ours)
+    if own:
+        print_load(ours_own)
     for mode, result in floors.items():
         print_load(result)
     for mode, result in floors.items():
-        ratio = ours.rps / result.rps if result.rps else float("nan")
+        mine = ours_own if mode == "own" else ours
+        ratio = mine.rps / result.rps if result.rps else float("nan")
         report["http"][f"ratio_vs_floor_{mode}"] = round(ratio, 3)
-        what = "one reports row" if mode == "report" else "same rows as ours: report + event"
-        say(f"  ours / floor ({mode}: {what}) = {ratio:.2f}  (target >= 0.5)")
+        cpu = result.cpu_ms_per_request["both"] / mine.cpu_ms_per_request["both"]
+        report["http"][f"cpu_ratio_vs_floor_{mode}"] = round(cpu, 3)
+        what = {
+            "report": "one reports row",
+            "full": "same rows as ours: report + event",
+            "own": "a worker's own report: same rows as ours",
+        }[mode]
+        target = "0.4" if mode == "own" else "0.5"
+        say(
+            f"  ours / floor ({mode}: {what}) = {ratio:.2f} by throughput (target >= {target}); "
+            f"{cpu:.2f} by server CPU per request"
+        )
+    if own:
+        say(f"  workers' own reports, ours:  {report['http']['ours_own_rows']}")
+        say(f"  workers' own reports, floor: {report['http']['floor_own_rows']}")
     say(f"  rows in the database after the runs: {report['http']['rows_written']}")
+
+    if profile is not None and (profile / "ours.txt").exists():
+        from bench.profile_summary import summarise
+
+        say()
+        say(summarise(profile / "ours.txt"))
 
     if locate_seconds > 0:
         say()

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import select
 from typing import Any
 
 from flask import Flask
 from geoalchemy2.admin.dialects.sqlite import init_spatialite, load_spatialite_driver
-from sqlalchemy import event
+from sqlalchemy import event, exc
 from sqlalchemy.engine import Engine
 
 from app.extensions import db
@@ -30,6 +31,8 @@ def engine_options(app: Flask) -> dict[str, Any]:
             {"check_same_thread": False, "timeout": app.config["SQLITE_BUSY_TIMEOUT_MS"] / 1000}
         )
     else:
+        # A pooled connection is checked without a round trip instead (install_engine_hooks: _closed_by_server).
+        options["pool_pre_ping"] = False
         options.setdefault("pool_size", 10)
         options.setdefault("max_overflow", 10)
         # PostGIS functions carry high planner costs, so plain index-backed queries cross jit_above_cost and
@@ -46,6 +49,7 @@ def engine_options(app: Flask) -> dict[str, Any]:
 
 def install_engine_hooks(app: Flask, engine: Engine) -> None:
     if engine.dialect.name != "sqlite":
+        event.listen(engine, "checkout", _closed_by_server)
         return
     os.environ.setdefault("SPATIALITE_LIBRARY_PATH", app.config["SPATIALITE_LIBRARY_PATH"])
     busy_ms = int(app.config["SQLITE_BUSY_TIMEOUT_MS"])
@@ -67,6 +71,21 @@ def install_engine_hooks(app: Flask, engine: Engine) -> None:
         # IMMEDIATE takes the write lock up front, so two writers wait (busy_timeout) instead of
         # failing with SQLITE_BUSY when a read transaction later tries to write.
         conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _closed_by_server(dbapi_conn, _record, _proxy) -> None:
+    """A pooled PostgreSQL connection the server has closed (a restart, a terminated backend) is replaced at checkout.
+
+    An idle connection has nothing to read; once the server ends it, its socket turns readable (the server's
+    goodbye, then end of file). Looking costs a poll of the socket, not the round trip pool_pre_ping's SELECT costs
+    every request. DisconnectionError makes the pool drop the connection and open another (or fail, if the server
+    is still down: database_unavailable, as with the ping)."""
+    try:
+        readable = select.select([dbapi_conn.fileno()], [], [], 0)[0]
+    except (OSError, ValueError) as error:  # closed already
+        raise exc.DisconnectionError() from error
+    if readable:
+        raise exc.DisconnectionError()
 
 
 def dialect_name() -> str:

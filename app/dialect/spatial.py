@@ -9,6 +9,7 @@ from sqlalchemy import (
     ColumnElement,
     Float,
     Select,
+    bindparam,
     cast,
     column,
     func,
@@ -131,8 +132,8 @@ def covers_point(geom_col, pk_col, lon, lat) -> ColumnElement[bool]:
 
 
 def distance_m(geom_col, lon: float, lat: float) -> ColumnElement[float]:
-    """Geodesic distance in metres from the geometry to the point."""
-    pt = point(lon, lat)
+    """Geodesic distance in metres from the geometry to the point (floats, or bind parameters)."""
+    pt = point_expr(lon, lat)
     if is_postgis():
         return func.ST_Distance(cast(geom_col, Geography(srid=SRID)), cast(pt, Geography(srid=SRID)), type_=Float)
     return func.ST_Distance(geom_col, pt, literal(1), type_=Float)
@@ -173,7 +174,12 @@ def local_distance_m(geom_col, lon: float, lat: float) -> ColumnElement[float]:
 
     Plain arithmetic, the same on both backends and about a quarter of the cost of the exact geodesic
     per row, so radius queries and distance ordering over thousands of candidates stay cheap."""
-    return _LocalDistance(geom_col, literal(float(lon), Float), literal(float(lat), Float))
+    return _LocalDistance(geom_col, _float(lon), _float(lat))
+
+
+def _float(value):
+    # A bind parameter passes through, so that a statement can be built once and reused.
+    return value if isinstance(value, ColumnElement) else literal(float(value), Float)
 
 
 def geodesic_m(geom_a, geom_b) -> ColumnElement[float]:
@@ -198,6 +204,33 @@ def points_within_distance(geom_col, pk_col, lon: float, lat: float, metres: flo
     return bbox_filter(geom_col, pk_col, degree_box(lon, lat, metres)) & (
         (estimate <= metres * (1 - LOCAL_DISTANCE_BAND)) | edge
     )
+
+
+def points_within_distance_bound(geom_col, pk_col) -> ColumnElement[bool]:
+    """points_within_distance with every value a bind parameter, for a statement built once: lon, lat, radius_m and
+    the ones within_distance_values(lon, lat, metres) gives."""
+    lon, lat = bindparam("lon", type_=Float), bindparam("lat", type_=Float)
+    metres = bindparam("radius_m", type_=Float)
+    box = tuple(bindparam(name, type_=Float) for name in ("box_min_lon", "box_min_lat", "box_max_lon", "box_max_lat"))
+    estimate = local_distance_m(geom_col, lon, lat)
+    edge = (estimate <= bindparam("edge_outer_m", type_=Float)) & (distance_m(geom_col, lon, lat) <= metres)
+    return bbox_filter(geom_col, pk_col, box) & ((estimate <= bindparam("edge_inner_m", type_=Float)) | edge)
+
+
+def within_distance_values(lon: float, lat: float, metres: float) -> dict[str, float]:
+    """The values of points_within_distance_bound's parameters (the same as points_within_distance computes)."""
+    min_lon, min_lat, max_lon, max_lat = degree_box(lon, lat, metres)
+    return {
+        "lon": float(lon),
+        "lat": float(lat),
+        "radius_m": metres,
+        "box_min_lon": min_lon,
+        "box_min_lat": min_lat,
+        "box_max_lon": max_lon,
+        "box_max_lat": max_lat,
+        "edge_outer_m": metres * (1 + LOCAL_DISTANCE_BAND),
+        "edge_inner_m": metres * (1 - LOCAL_DISTANCE_BAND),
+    }
 
 
 def nearest_bound(stmt: Select, geom_col, lon: float, lat: float, n: int) -> float | None:

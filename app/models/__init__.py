@@ -2,6 +2,7 @@
 
 from app.models.api_keys import ApiKey
 from app.models.attachments import Attachment, AttachmentStage
+from app.models.cache import CacheVersion
 from app.models.calendar import CalendarDay, DayKind, DaySource
 from app.models.categories import CALENDAR_UNIT_SECONDS, WORKING_UNITS, Category, LimitUnit
 from app.models.grid import (
@@ -47,6 +48,7 @@ __all__ = [
     "Attachment",
     "AttachmentStage",
     "AuthSession",
+    "CacheVersion",
     "CLOCK_RUNNING_STATUSES",
     "CalendarDay",
     "CODE_LENGTHS",

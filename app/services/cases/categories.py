@@ -10,6 +10,7 @@ from app.errors import Conflict, NotFound
 from app.extensions import db
 from app.lib.i18n import tr
 from app.models import Category
+from app.services import versions
 
 
 def active_categories_query():
@@ -24,7 +25,16 @@ def get_category(category_id: int) -> Category:
 
 
 def find_active_by_code(code: str) -> Category | None:
-    return db.session.scalars(select(Category).where(Category.code == code, Category.active.is_(True))).first()
+    """Through the app's category cache (app.services.versions): any change to categories empties it everywhere."""
+    cached = versions.cache(versions.CATEGORIES)
+    known = cached.get(code)
+    if known is not None:
+        return versions.attach(Category, known)
+    version = versions.current_version(versions.CATEGORIES)
+    category = db.session.scalars(select(Category).where(Category.code == code, Category.active.is_(True))).first()
+    if category is not None:
+        cached.put(code, versions.snapshot(category), version)
+    return category
 
 
 def create_category(data: dict[str, Any]) -> Category:

@@ -15,10 +15,10 @@ from sqlalchemy import (
     Select,
     String,
     Text,
+    bindparam,
     case,
     cast,
     func,
-    literal,
     literal_column,
     null,
     select,
@@ -27,6 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import aliased
 
 from app.dialect import queries
+from app.dialect.engine import dialect_name
 from app.errors import NotFound
 from app.extensions import db
 from app.lib import i18n
@@ -164,7 +165,7 @@ def announce(event: CaseEvent) -> int:
         NOTICES[event.action],
         [event.report_id],
         event.created_at,
-        step=literal_column(str(int(event.id)), Integer),
+        step=int(event.id),
         actor_id=event.actor_id,
         note=event.note,
     )
@@ -173,14 +174,13 @@ def announce(event: CaseEvent) -> int:
 def announce_case(trigger: str, report: Report, now: datetime, *, actor_id: int | None = None) -> int:
     """Tell whom NOTICES names of a step that writes no event (dispatch found nobody); the step is the case's
     version, so each acceptance tells once."""
-    step = literal_column(str(int(report.version)), Integer)
-    return _write(NOTICES[trigger], [report.id], now, step=step, actor_id=actor_id)
+    return _write(NOTICES[trigger], [report.id], now, step=int(report.version), actor_id=actor_id)
 
 
 def announce_batch(trigger: str, report_ids: list[int], now: datetime) -> int:
     """The sweep's notices for a batch of cases, one statement; the step is each case's escalation level, so a
     repeated sweep tells no one twice."""
-    return _write(NOTICES[trigger], report_ids, now, step=Report.escalation_level)
+    return _write(NOTICES[trigger], report_ids, now, step=None)
 
 
 # ---- writing: one INSERT ... SELECT per notice, each recipient's language chosen in SQL ---------------------
@@ -220,7 +220,7 @@ def _in_language(message: Message, language: ColumnElement[str], params: dict[st
     )
 
 
-def _batch(report_ids: Iterable[int], step: ColumnElement):
+def _batch(step: ColumnElement):
     """The cases told of, with what a notice names, computed once (materialised on PostgreSQL, whose estimate of
     the supervisors' ancestor join would otherwise start from every cell under a supervisor)."""
     handling, grid = aliased(Cell), aliased(Cell)
@@ -242,7 +242,7 @@ def _batch(report_ids: Iterable[int], step: ColumnElement):
         .join(Category, Category.id == Report.category_id)
         .outerjoin(handling, handling.id == Report.handling_cell_id)
         .outerjoin(grid, grid.id == Report.cell_id)
-        .where(Report.id.in_(list(report_ids)))
+        .where(Report.id.in_(bindparam("report_ids", expanding=True)))
         .cte("batch")
     )
 
@@ -311,11 +311,36 @@ def _write(
     report_ids: Iterable[int],
     now: datetime,
     *,
-    step: ColumnElement,
+    step: int | None,
     actor_id: int | None = None,
     note: str | None = None,
 ) -> int:
-    batch = _batch(report_ids, step)
+    """The notice's rows for the cases, one INSERT ... SELECT; `step` None takes each case's escalation level."""
+    stmt = _statement(notice, dialect_name(), step is None, actor_id is not None)
+    params: dict[str, Any] = {"report_ids": list(report_ids), "now": now, "note": note or None}
+    if step is not None:
+        params["step"] = int(step)
+    if actor_id is not None:
+        params["actor_id"] = actor_id
+    return db.session.execute(stmt.execution_options(preserve_rowcount=True), params).rowcount
+
+
+_STATEMENTS: dict[tuple, Any] = {}
+
+
+def _statement(notice: Notice, dialect: str, step_is_level: bool, with_actor: bool):
+    """Built once per process for each notice and form, with bound cases, step, moment, actor and note: building
+    the expression (a CASE per language, the rules' union) cost more than running it."""
+    key = (id(notice), dialect, step_is_level, with_actor)
+    found = _STATEMENTS.get(key)
+    if found is None:
+        found = _STATEMENTS.setdefault(key, _build(notice, step_is_level, with_actor))
+    return found
+
+
+def _build(notice: Notice, step_is_level: bool, with_actor: bool):
+    step = Report.escalation_level if step_is_level else bindparam("step", type_=Integer)
+    batch = _batch(step)
     selects = [RULES[rule](batch) for rule in notice.tell]
     recipients = (union(*selects) if len(selects) > 1 else selects[0]).subquery("recipients")
     report_id, user_id = recipients.c
@@ -334,7 +359,8 @@ def _write(
         ),
     }
     if notice.note:
-        body = cast(literal(note, Text), Text) if note else null()
+        # NULL without a note (the caller binds None for an empty one).
+        body = cast(bindparam("note", type_=Text), Text)
     elif notice.body is not None:
         body = _in_language(notice.body, User.language, params)
     else:
@@ -359,16 +385,15 @@ def _write(
             body,
             queries.json_object(**data),
             key,
-            literal(now, UTCDateTime()),
+            bindparam("now", type_=UTCDateTime()),
         )
         .select_from(recipients)
         .join(batch, batch.c.report_id == report_id)
         .join(User, User.id == user_id)
         # A WHERE clause also keeps SQLite from reading the upsert's ON CONFLICT as part of the last join.
-        .where(User.active.is_(True), *([User.id != actor_id] if actor_id is not None else []))
+        .where(User.active.is_(True), *([User.id != bindparam("actor_id", type_=Integer)] if with_actor else []))
     )
-    stmt = queries.insert_ignoring_duplicates(Notification.__table__).from_select(list(COLUMNS), rows)
-    return db.session.execute(stmt.execution_options(preserve_rowcount=True)).rowcount
+    return queries.insert_ignoring_duplicates(Notification.__table__).from_select(list(COLUMNS), rows)
 
 
 # ---- reading ---------------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from app.extensions import db
 from app.lib.i18n import tr
 from app.models import AuthSession, RefreshToken, User
 from app.models.base import utcnow
+from app.services import versions
 
 
 @dataclass(frozen=True)
@@ -177,14 +178,23 @@ def logout(refresh_token: str) -> None:
 def caller_for_access_token(access_token: str) -> tuple[User, str]:
     """The user of a live login and the id of that login (the token's sid)."""
     claims = tokens.decode(access_token, tokens.ACCESS)
-    # Runs on every request: one query, one entity; the session's state comes back as plain columns.
+    session_id, user_id = claims["sid"], int(claims["sub"])
+    # Live logins by session id: (user id, the login's expiry, the user's columns), in each worker's own cache; the
+    # auth version (moved by any change to users or auth_sessions) empties every worker's on its next request.
+    live = versions.cache(versions.AUTH)
+    known = live.get(session_id)
+    if known is not None and known[0] == user_id and known[1] > utcnow():
+        return versions.attach(User, known[2]), session_id
+    # The version before the rows: a revocation committed in between drops the entry at the next request.
+    version = versions.current_version(versions.AUTH)
     row = db.session.execute(
         select(User, AuthSession.revoked_at, AuthSession.expires_at)
         .join(AuthSession, AuthSession.user_id == User.id)
-        .where(AuthSession.id == claims["sid"], User.id == int(claims["sub"]))
+        .where(AuthSession.id == session_id, User.id == user_id)
     ).first()
     if row is None:
         raise InvalidToken(tr("The token's session does not exist."))
     user, revoked_at, expires_at = row
     _check_live(revoked_at, expires_at, user)
-    return user, claims["sid"]
+    live.put(session_id, (user.id, expires_at, versions.snapshot(user)), version)
+    return user, session_id

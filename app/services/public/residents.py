@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, delete, exists, select
+from sqlalchemy import ColumnElement, Float, Integer, Select, bindparam, delete, exists, select
 from sqlalchemy.orm import aliased, with_expression
 
 from app.dialect import spatial
+from app.dialect.engine import dialect_name
 from app.errors import (
     Conflict,
     Forbidden,
@@ -148,16 +149,33 @@ def similar_open_cases(report: Report) -> list[Report]:
     if not radius:
         return []
     lon, lat = public_view.exact_location(report)
-    stmt = (
-        report_service.listed_reports()
-        .options(with_expression(Report.distance_m, spatial.distance_m(Report.location, lon, lat)))
-        .where(
-            spatial.points_within_distance(Report.location, Report.id, lon, lat, radius),
-            Report.category_id == report.category_id,
-            Report.status.in_(OPEN_STATUSES),
-            Report.id != report.id,
+    params = {
+        **spatial.within_distance_values(lon, lat, radius),
+        "category_id": report.category_id,
+        "report_id": report.id,
+    }
+    return list(db.session.scalars(_similar_statement(dialect_name()), params).unique())
+
+
+_SIMILAR: dict[str, Select] = {}
+
+
+def _similar_statement(dialect: str) -> Select:
+    """Built once per process, every value bound: building it (and its cache key) cost more than running it."""
+    found = _SIMILAR.get(dialect)
+    if found is None:
+        lon, lat = bindparam("lon", type_=Float), bindparam("lat", type_=Float)
+        found = (
+            report_service.listed_reports()
+            .options(with_expression(Report.distance_m, spatial.distance_m(Report.location, lon, lat)))
+            .where(
+                spatial.points_within_distance_bound(Report.location, Report.id),
+                Report.category_id == bindparam("category_id", type_=Integer),
+                Report.status.in_(OPEN_STATUSES),
+                Report.id != bindparam("report_id", type_=Integer),
+            )
+            .order_by(spatial.local_distance_m(Report.location, lon, lat), Report.id)
+            .limit(MAX_SIMILAR)
         )
-        .order_by(spatial.local_distance_m(Report.location, lon, lat), Report.id)
-        .limit(MAX_SIMILAR)
-    )
-    return list(db.session.scalars(stmt).unique())
+        found = _SIMILAR.setdefault(dialect, found)
+    return found

@@ -1,0 +1,124 @@
+"""Process caches of small, rarely changed rows (live logins, active categories), each dropped when its
+cache_versions row moves.
+
+Database triggers move a cache's version in the transaction that changes its rows (migration b7e2c41d9a05), so
+every path is covered. A request reads the versions once, in one small statement, before it uses a cache, and a
+process that finds another version than the one its entries were filled under drops them: a revocation or a
+category edit committed by any worker or host is seen by the next request everywhere. Entries are put under the
+version read before the rows were, so a change committed in between only makes them dropped at the next read."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from flask import current_app, has_request_context, request
+from sqlalchemy import event, inspect, text
+from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
+
+from app.extensions import db
+
+AUTH, CATEGORIES = "auth", "categories"
+_READ = text("SELECT name, version FROM cache_versions")
+# Where a request keeps the versions it read: the request's own environ (g outlives a request when the tests hold
+# one app context around several).
+_ENVIRON_KEY = "grid.cache_versions"
+
+
+class VersionedCache:
+    """key -> value, valid under one version of its cache_versions row; at most max_entries (then emptied)."""
+
+    def __init__(self, name: str, max_entries: int = 100_000) -> None:
+        self.name, self.max_entries = name, max_entries
+        self._lock = threading.Lock()
+        self._version: int | None = None
+        self._entries: dict[Any, Any] = {}
+
+    def _sync(self, version: int | None) -> dict[Any, Any] | None:
+        if version is None:
+            return None
+        if self._version != version:
+            with self._lock:
+                if self._version != version:
+                    self._entries, self._version = {}, version
+        return self._entries
+
+    def get(self, key: Any) -> Any:
+        entries = self._sync(current_version(self.name))
+        return None if entries is None else entries.get(key)
+
+    def put(self, key: Any, value: Any, version: int | None) -> None:
+        """Keep value under the version read before it was (None: read none, keep nothing)."""
+        if version is None:
+            return
+        with self._lock:
+            if self._version != version:
+                return
+            if len(self._entries) >= self.max_entries:
+                self._entries = {}
+            self._entries[key] = value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries, self._version = {}, None
+
+
+def cache(name: str) -> VersionedCache:
+    """The app's cache `name` (one per app and process: each gunicorn worker has its own)."""
+    caches = current_app.extensions.setdefault("grid.versioned_caches", {})
+    found = caches.get(name)
+    if found is None:
+        found = caches.setdefault(name, VersionedCache(name))
+    return found
+
+
+def current_version(name: str) -> int | None:
+    """The cache's version as this request's transaction sees it, read once per request (again after a write of
+    the request's own)."""
+    memo = request.environ.get(_ENVIRON_KEY) if has_request_context() else None
+    if memo is None:
+        memo = {row[0]: row[1] for row in db.session.execute(_READ)}
+        if has_request_context():
+            request.environ[_ENVIRON_KEY] = memo
+    return memo.get(name)
+
+
+def _forget_versions() -> None:
+    if has_request_context():
+        request.environ.pop(_ENVIRON_KEY, None)
+
+
+@event.listens_for(Session, "after_flush")
+def _after_flush(_session, _context) -> None:
+    _forget_versions()
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _after_dml(state) -> None:
+    if not state.is_select:
+        _forget_versions()
+
+
+def snapshot(obj: Any) -> dict[str, Any]:
+    """The column values of a loaded ORM object, to rebuild it later with `attach`."""
+    state = inspect(obj)
+    return {attr.key: state.dict[attr.key] for attr in state.mapper.column_attrs if attr.key in state.dict}
+
+
+def attach(model: type, values: dict[str, Any]) -> Any:
+    """The row as a persistent object of the request's session, without a query: the session's own when it holds
+    it already, else one built from `values` (as a query would have loaded it; unloaded attributes load lazily)."""
+    mapper = inspect(model)
+    key = mapper.identity_key_from_primary_key(
+        [values[mapper.get_property_by_column(c).key] for c in mapper.primary_key]
+    )
+    existing = db.session.identity_map.get(key)
+    if existing is not None:
+        return existing
+    obj = mapper.class_manager.new_instance()
+    for name, value in values.items():
+        set_committed_value(obj, name, value)
+    make_transient_to_detached(obj)
+    db.session.add(obj)
+    return obj

@@ -1,0 +1,140 @@
+"""Process caches (app/services/versions.py): live logins and categories, and their invalidation across workers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text, update
+
+from app.models import Category, Role, User
+from app.services import versions
+from tests.factories import COMMUNITY, PASSWORD, committed_world, make_category, make_test_grid, make_user, tokens_for
+
+API = "/api/v1"
+ROOT = Path(__file__).resolve().parent.parent
+
+# Another worker: its own interpreter and app on the same database, answering GET /api/v1/me for each token it
+# reads on stdin with one JSON line (status, problem code). It keeps its process caches between requests.
+OTHER_WORKER = """
+import json, sys
+from app import create_app
+app = create_app("testing")
+client = app.test_client()
+for line in sys.stdin:
+    answer = client.get("/api/v1/me", headers={"Authorization": "Bearer " + line.strip()})
+    print(json.dumps([answer.status_code, (answer.json or {}).get("code")]), flush=True)
+"""
+
+
+class OtherWorker:
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", OTHER_WORKER],
+            cwd=ROOT,
+            env=dict(os.environ, PYTHONPATH=str(ROOT)),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+    def me(self, token: str) -> list:
+        self.proc.stdin.write(token + "\n")
+        self.proc.stdin.flush()
+        return json.loads(self.proc.stdout.readline())
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait(30)
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def hits(app, name: str) -> int:
+    return len(app.extensions.get("grid.versioned_caches", {}).get(name, versions.VersionedCache(name))._entries)
+
+
+@pytest.fixture()
+def other_worker():
+    worker = OtherWorker()
+    yield worker
+    worker.close()
+
+
+@pytest.mark.parametrize("revoke", ["logout", "deactivate", "password"])
+def test_a_revocation_on_one_worker_is_refused_at_once_by_another_process(app, other_worker, revoke):
+    """Worker B (another process) has the login in its cache; A revokes it and commits; B's next request is refused."""
+    with committed_world(app):
+        grid = make_test_grid()
+        admin = make_user(Role.admin, cell=grid[COMMUNITY])
+        resident = make_user(Role.resident)
+        pair = tokens_for(resident)
+        admin_token = tokens_for(admin).access_token
+        client = app.test_client()
+        for _ in range(2):  # the second answer comes from B's cache
+            assert other_worker.me(pair.access_token) == [200, None]
+        if revoke == "logout":
+            assert client.post(f"{API}/auth/logout", json={"refresh_token": pair.refresh_token}).status_code == 204
+            expected = [401, "token_revoked"]
+        elif revoke == "deactivate":
+            answer = client.patch(f"{API}/users/{resident.id}", json={"active": False}, headers=bearer(admin_token))
+            assert answer.status_code == 200, answer.json
+            expected = [401, "token_revoked"]  # deactivation ends its logins too
+        else:
+            other = tokens_for(resident)  # the login that changes the password; `pair`'s ends with it
+            answer = client.patch(
+                f"{API}/me",
+                json={"password": "a-new-password-123", "old_password": PASSWORD},
+                headers=bearer(other.access_token),
+            )
+            assert answer.status_code == 200, answer.json
+            expected = [401, "token_revoked"]
+        assert other_worker.me(pair.access_token) == expected
+
+
+def test_a_second_app_sees_a_change_made_through_the_first(app, db):
+    """Two app instances (two workers' caches) on one database: sessions, users and categories."""
+    from app import create_app
+
+    second = create_app("testing")
+    grid = make_test_grid()
+    category = make_category(code="pothole")
+    resident = make_user(Role.resident)
+    token = tokens_for(resident).access_token
+    body = {"category_code": "pothole", "description": "a hole", "location": {"lon": 116.4005, "lat": 39.9005}}
+    clients = app.test_client(), second.test_client()
+    for client in clients:
+        assert client.get(f"{API}/me", headers=bearer(token)).json["display_name"] == resident.display_name
+        assert client.post(f"{API}/reports", json=body, headers=bearer(token)).status_code == 201
+    assert hits(second, versions.AUTH) == 1 and hits(second, versions.CATEGORIES) == 1
+
+    # A change the first makes (here straight in SQL, as a CLI or another host would) reaches the second.
+    db.session.execute(update(User).where(User.id == resident.id).values(display_name="renamed"))
+    db.session.execute(update(Category).where(Category.id == category.id).values(active=False))
+    db.session.commit()
+    assert clients[1].get(f"{API}/me", headers=bearer(token)).json["display_name"] == "renamed"
+    answer = clients[1].post(f"{API}/reports", json=body, headers=bearer(token))
+    assert answer.status_code == 422 and "category_code" in answer.json["errors"]
+    assert grid  # the grid routes the reports above
+
+
+def test_versions_move_only_with_their_tables(app, db):
+    def current() -> dict[str, int]:
+        return dict(db.session.execute(text("SELECT name, version FROM cache_versions")).all())
+
+    make_category(code="pothole")
+    before = current()
+    make_user(Role.resident)  # a new account: nothing cached can name it yet
+    assert current() == before
+    db.session.execute(update(User).values(display_name="x"))
+    after_user = current()
+    assert after_user["auth"] != before["auth"] and after_user["categories"] == before["categories"]
+    db.session.execute(update(Category).values(name="y"))
+    after_category = current()
+    assert after_category["categories"] != after_user["categories"] and after_category["auth"] == after_user["auth"]
