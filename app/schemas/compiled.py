@@ -33,7 +33,10 @@ def _converter(name: str, field: fields.Field) -> Callable[[Any, Any], Any]:
         return lambda value, _obj: value
     if kind is fields.Dict and field.key_field is None and field.value_field is None:
         return _cast(dict)
-    if kind is fields.Nested and not callable(field.nested):
+    if getattr(field, "compiled_converter", None) is not None:
+        return field.compiled_converter()
+    # A schema class, instance or name (not a function that returns one, which is resolved per call).
+    if kind is fields.Nested and (isinstance(field.nested, type | Schema | str)):
         schema = field.schema
         many = schema.many or field.many
         plan = _plan(schema) if isinstance(schema, CompiledSchema) and not _has_hooks(schema) else None

@@ -152,7 +152,8 @@ def create_report(
 
 
 def get_report_for(user: User, report_id: int) -> Report:
-    report = db.session.scalars(select(Report).where(Report.id == report_id, visibility(user))).first()
+    # With what its answer shows joined (listed_reports): loaded one by one, they were three more round trips.
+    report = db.session.scalars(listed_reports().where(Report.id == report_id, visibility(user))).first()
     if report is None:
         raise NotFound(tr("No report with id {report_id}.", report_id=report_id), code="report_not_found")
     return report

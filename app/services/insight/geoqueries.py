@@ -21,6 +21,7 @@ from app.models import Category, Cell, Report, User, in_subtree, subtree_cell_id
 from app.models.base import utcnow
 from app.models.reports import case_number
 from app.services.cases import reports as report_service
+from app.services.cases.rows import ReportRow, report_rows
 from app.services.cases.sla import overdue_backlog_filter, sla_state_expr
 from app.services.insight import search
 from app.services.pagination import Page, paginate
@@ -169,25 +170,21 @@ def _page_ids(stmt: Select, offset: int, page_size: int) -> list[int]:
     return list(db.session.scalars(stmt.with_only_columns(Report.id).limit(page_size).offset(offset)))
 
 
-def _load(ids: list[int], *options) -> list[Report]:
-    """The reports of `ids` in that order, with the list's joins, by primary key."""
-    if not ids:
-        return []
-    rows = report_service.listed_reports().options(*options).where(Report.id.in_(ids))
-    by_id = {r.id: r for r in db.session.scalars(rows).unique()}
-    return [by_id[i] for i in ids]
+def _load(ids: list[int], distance=None) -> list[ReportRow]:
+    """The reports of `ids` in that order, with what the list shows, by primary key (rows, not ORM objects)."""
+    return report_rows(ids, distance=distance)
 
 
-def _nearest_page(stmt: Select, geo: GeoFilter, offset: int, page_size: int) -> list[Report]:
+def _nearest_page(stmt: Select, geo: GeoFilter, offset: int, page_size: int) -> list[ReportRow]:
     # Every row of the page lies within the n-th nearest row's distance, so that bound loses none of them.
     lon, lat = _near_point(geo)
     bound = spatial.nearest_bound(stmt, Report.location, lon, lat, offset + page_size)
     if bound is not None:
         stmt = stmt.where(spatial.points_within_estimate(Report.location, Report.id, lon, lat, bound))
-    return _load(_page_ids(stmt, offset, page_size), _with_distance(lon, lat))
+    return _load(_page_ids(stmt, offset, page_size), spatial.distance_m(Report.location, lon, lat))
 
 
-def _newest_page(stmt: Select, offset: int, page_size: int) -> list[Report]:
+def _newest_page(stmt: Select, offset: int, page_size: int) -> list[ReportRow]:
     # A window that fills the page holds the newest offset + page_size rows: all the others are older.
     now = utcnow()
     for window in RECENT_WINDOWS:
