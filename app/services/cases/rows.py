@@ -95,3 +95,12 @@ def report_rows_page(where: ColumnElement[bool], order_by: list, limit: int, off
     stmt = _statement([where], None).order_by(*order_by).limit(limit).offset(offset)
     n = len(_COLUMNS)
     return [_build(row, n, False) for row in db.session.execute(stmt)]
+
+
+def report_rows_of(page: Select, distance: ColumnElement | None = None) -> list[ReportRow]:
+    """The reports of `page`, a select of (Report.id, n) with n their position, in that order, as ReportRow: the
+    page and its rows in one statement."""
+    sub = page.subquery()
+    stmt = _statement([], distance).join(sub, sub.c.id == Report.id).order_by(sub.c.n)
+    n = len(_COLUMNS)
+    return [_build(row, n, distance is not None) for row in db.session.execute(stmt)]
