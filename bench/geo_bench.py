@@ -109,6 +109,13 @@ FROM (SELECT r.id, r.created_at FROM reports r WHERE {BOX} AND r.created_at >= %
 JOIN reports r ON r.id = p.id JOIN categories k ON k.id = r.category_id LEFT JOIN cells c ON c.id = r.cell_id
 ORDER BY p.created_at DESC, p.id DESC"""
 RAW_BOX_COUNT = f"SELECT count(*) FROM (SELECT 1 FROM reports r WHERE {BOX} LIMIT {COUNT_CAP + 1}) s"
+# The plain list (no spatial filter), newest first: the page with its joins after the LIMIT, then the exact count
+# such a list keeps (no cap without spatial filters).
+RAW_LIST_PAGE = f"""SELECT {RAW_COLUMNS}
+FROM (SELECT r.id, r.created_at FROM reports r ORDER BY r.created_at DESC, r.id DESC LIMIT 50 OFFSET %(offset)s) p
+JOIN reports r ON r.id = p.id JOIN categories k ON k.id = r.category_id LEFT JOIN cells c ON c.id = r.cell_id
+ORDER BY p.created_at DESC, p.id DESC"""
+RAW_LIST_COUNT = "SELECT count(*) FROM reports"
 SUBTREE = "r.cell_id IN (SELECT id FROM cells WHERE code >= %(code)s AND code < %(code)s || ':')"
 RAW_HOTSPOTS = f"""WITH pts AS (
     SELECT r.id, r.location, k.code AS category, r.status, r.created_at FROM reports r
@@ -345,7 +352,9 @@ def kept_bench_app(name: str, features: list[dict], n_reports: int, cells: int) 
     "--cells (drop it by hand when done); skips the CLUSTER pass, which would change it.",
 )
 @click.option(
-    "--only", default=None, help="Comma-separated queries to time: near, bbox, hotspots, heatmap (default: all)."
+    "--only",
+    default=None,
+    help="Comma-separated queries to time: near, bbox, hotspots, heatmap, list (default: all).",
 )
 @click.option(
     "--profile",
@@ -472,6 +481,7 @@ def main(n_reports, cells, runs, analytics_runs, cluster, keep_db, only, profile
             }
         ] * max(analytics_runs // 2, 5)
         iso = {"from": t_from.isoformat(), "to": t_to.isoformat()}
+        list_runs = [{"page": p, "offset": (p - 1) * 50} for p in (rng.randint(1, 20) for _ in range(runs))]
 
         targets = {
             "near r=500 m, page 50": (
@@ -494,6 +504,11 @@ def main(n_reports, cells, runs, analytics_runs, cluster, keep_db, only, profile
                 api("/api/v1/analytics/heatmap", {"cell_id": lambda r: r["cell"], "size_m": 200, **iso}),
                 raw(RAW_HEATMAP),
             ),
+            "list, newest first, page 50": (
+                list_runs,
+                api("/api/v1/reports", {"page": lambda r: r["page"], "page_size": 50}),
+                raw(RAW_LIST_PAGE, RAW_LIST_COUNT),
+            ),
         }
         results["queries"] = {}
 
@@ -514,6 +529,7 @@ def main(n_reports, cells, runs, analytics_runs, cluster, keep_db, only, profile
             "hotspots": "hotspots, one street, 30 days",
         }
         short["heatmap"] = "heat map, district, 200 m, 30 days"
+        short["list"] = "list, newest first, page 50"
         chosen = [short[name.strip()] for name in only.split(",")] if only else list(targets)
         measure("", chosen)
         if profile_runs:

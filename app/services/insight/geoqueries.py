@@ -154,7 +154,7 @@ def paginate_reports(stmt: Select, geo: GeoFilter | None, page: int, page_size: 
     """A page of a reports_query; with spatial filters the total is capped (COUNT_CAP) and the page found
     by the cheapest exact route: a distance bound for near, recent time windows for newest first."""
     if geo is None:
-        return paginate(stmt, page, page_size)
+        return paginate(stmt, page, page_size, fetch=lambda offset: _page(stmt, offset, page_size))
 
     def fetch(offset: int) -> list[Report]:
         if geo.near is not None:
