@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 export FLASK_APP := wsgi
 
-.PHONY: run test lint console messages test-spatialite test-postgis fuzz fuzz-http bench bench-escalate bench-geo bench-field bench-volume soak venv clean
+.PHONY: run test lint console messages test-spatialite test-postgis fuzz fuzz-http bench bench-escalate bench-geo bench-read bench-field bench-volume soak venv clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -78,6 +78,10 @@ bench: $(STAMP)
 bench-geo: $(STAMP)
 	scripts/ensure-postgis.sh
 	$(BIN)/python -m bench.geo_bench $(BENCH_ARGS)
+
+bench-read: $(STAMP)
+	scripts/ensure-postgis.sh
+	$(BIN)/python -m bench.read_bench $(BENCH_ARGS)
 
 bench-field: $(STAMP)
 	scripts/ensure-postgis.sh

@@ -109,6 +109,13 @@ FROM (SELECT r.id, r.created_at FROM reports r WHERE {BOX} AND r.created_at >= %
 JOIN reports r ON r.id = p.id JOIN categories k ON k.id = r.category_id LEFT JOIN cells c ON c.id = r.cell_id
 ORDER BY p.created_at DESC, p.id DESC"""
 RAW_BOX_COUNT = f"SELECT count(*) FROM (SELECT 1 FROM reports r WHERE {BOX} LIMIT {COUNT_CAP + 1}) s"
+# The plain list (no spatial filter), newest first: the page with its joins after the LIMIT, then the exact count
+# such a list keeps (no cap without spatial filters).
+RAW_LIST_PAGE = f"""SELECT {RAW_COLUMNS}
+FROM (SELECT r.id, r.created_at FROM reports r ORDER BY r.created_at DESC, r.id DESC LIMIT 50 OFFSET %(offset)s) p
+JOIN reports r ON r.id = p.id JOIN categories k ON k.id = r.category_id LEFT JOIN cells c ON c.id = r.cell_id
+ORDER BY p.created_at DESC, p.id DESC"""
+RAW_LIST_COUNT = "SELECT count(*) FROM reports"
 SUBTREE = "r.cell_id IN (SELECT id FROM cells WHERE code >= %(code)s AND code < %(code)s || ':')"
 RAW_HOTSPOTS = f"""WITH pts AS (
     SELECT r.id, r.location, k.code AS category, r.status, r.created_at FROM reports r
@@ -131,6 +138,28 @@ WHERE {SUBTREE} AND r.created_at >= %(t0)s AND r.created_at < %(t1)s
 GROUP BY i, j ORDER BY i, j"""
 
 
+@contextmanager
+def _database(features, n_reports: int, cells: int, keep_db: str | None, results: dict):
+    """(name, app, admin) of the loaded database: a fresh one, dropped after, or the kept one of --keep-db."""
+    if keep_db:
+        t0 = time.perf_counter()
+        with kept_bench_app(keep_db, features, n_reports, cells) as (dbname, app, admin, loaded):
+            results["reports_loaded"] = n_reports
+            results["load_seconds"] = round(time.perf_counter() - t0, 1) if loaded else 0.0
+            yield dbname, app, admin
+        return
+    with bench_app(features) as (dbname, app):
+        with app.app_context():
+            from app.extensions import db
+
+            db.engine.dispose()
+        t0 = time.perf_counter()
+        results["reports_loaded"] = load_reports(dbname, n_reports, cells)
+        results["load_seconds"] = round(time.perf_counter() - t0, 1)
+        say(f"loaded in {results['load_seconds']} s")
+        yield dbname, app, "bench-admin"
+
+
 def timed_pair(
     label: str, runs: list[dict], api_call: Callable[[dict], None], raw_call: Callable[[dict], None]
 ) -> tuple[dict, dict]:
@@ -146,6 +175,25 @@ def timed_pair(
             call(run)
             bucket.append((time.perf_counter() - start) * 1000)
     return tuple(_stats(t) for t in times)
+
+
+def _profile(targets: dict, near_runs: list, box_runs: list, n: int, n_reports: int) -> None:
+    """pyinstrument over n near and n bbox requests through the API; the text summary goes to bench/out."""
+    from pyinstrument import Profiler
+
+    OUT_DIR.mkdir(exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    for name, runs in (("near r=500 m, page 50", near_runs), ("bbox ~1 km², page 50", box_runs)):
+        call = targets[name][1]
+        profiler = Profiler(interval=0.0005)
+        profiler.start()
+        for i in range(n):
+            call(runs[i % len(runs)])
+        profiler.stop()
+        text = profiler.output_text(unicode=True, color=False, show_all=False)
+        path = OUT_DIR / f"geo-profile-{name.split()[0]}-{n_reports}-{stamp}.txt"
+        path.write_text(text)
+        say(f"profile of {n} {name} requests: {path}")
 
 
 def _stats(times: list[float]) -> dict:
@@ -196,6 +244,20 @@ def load_reports(dbname: str, n: int, cells: int, hot_cells: int = 500) -> int:
         return total
 
 
+def _seed(app, admin: str = "bench-admin") -> None:
+    with app.app_context():
+        from app.extensions import db
+        from app.services.cases.categories import create_category
+        from app.services.people.users import create_user
+
+        for code in CATEGORIES:
+            create_category({"code": code, "name": f"类别 {code}", "group": "市容环境", "time_limit_value": 24})
+        create_user(username=admin, password=PASSWORD, role="admin")
+        for i in range(20):
+            create_user(username=f"bench-resident-{i:02d}", password=PASSWORD, role="resident")
+        db.session.commit()
+
+
 @contextmanager
 def bench_app(features: list[dict]) -> Iterator[tuple[str, Any]]:
     """A fresh PostGIS database (dropped after) migrated, with the grid imported through the app, the
@@ -206,18 +268,70 @@ def bench_app(features: list[dict]) -> Iterator[tuple[str, Any]]:
         flask_db_upgrade(env)
         app = make_app(env)
         load_grid(app, features)
+        _seed(app)
+        yield dbname, app
+
+
+KEEP_PREFIX = "grid_bench_keep_"
+
+
+@contextmanager
+def kept_bench_app(name: str, features: list[dict], n_reports: int, cells: int) -> Iterator[tuple[str, Any, str, bool]]:
+    """bench_app on a database that outlives the run (--keep-db): built and loaded the first time, reused as it is
+    afterwards (each run signs in as an admin of its own). Yields its name, the app, the admin and whether it was
+    loaded now."""
+    import psycopg
+
+    from bench.run_bench import PG_ADMIN_URL
+
+    dbname = KEEP_PREFIX + name
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)).fetchone() is not None
+    if exists:
+        with psycopg.connect(pg_url(dbname), autocommit=True) as conn:
+            ready = conn.execute("SELECT to_regclass('bench_loaded')").fetchone()[0] is not None
+            stored = conn.execute("SELECT reports, cells FROM bench_loaded").fetchone() if ready else None
+        if stored != (n_reports, cells):
+            raise click.ClickException(
+                f"{dbname} holds {stored} (reports, cells), not {(n_reports, cells)}: drop it "
+                f'(DROP DATABASE "{dbname}") or keep another name'
+            )
+    else:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{dbname}"')
+        with psycopg.connect(pg_url(dbname), autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS postgis")
+    env = app_env(pg_url(dbname, "postgresql+psycopg"), secrets.token_urlsafe(32))
+    admin = f"bench-admin-{secrets.token_hex(4)}"
+    if exists:
+        say(f"PostGIS database {dbname} kept from an earlier run: reused")
+        app = make_app(env)
         with app.app_context():
             from app.extensions import db
-            from app.services.cases.categories import create_category
             from app.services.people.users import create_user
 
-            for code in CATEGORIES:
-                create_category({"code": code, "name": f"类别 {code}", "group": "市容环境", "time_limit_value": 24})
-            create_user(username="bench-admin", password=PASSWORD, role="admin")
-            for i in range(20):
-                create_user(username=f"bench-resident-{i:02d}", password=PASSWORD, role="resident")
+            create_user(username=admin, password=PASSWORD, role="admin")
             db.session.commit()
-        yield dbname, app
+        yield dbname, app, admin, False
+        return
+    try:
+        say(f"PostGIS database {dbname} (kept after the run): flask db upgrade")
+        flask_db_upgrade(env)
+        app = make_app(env)
+        load_grid(app, features)
+        _seed(app, admin)
+        with app.app_context():
+            from app.extensions import db
+
+            db.engine.dispose()
+        load_reports(dbname, n_reports, cells)
+        with psycopg.connect(pg_url(dbname), autocommit=True) as conn:
+            conn.execute("CREATE TABLE bench_loaded AS SELECT %s::int AS reports, %s::int AS cells", (n_reports, cells))
+    except BaseException:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+        raise
+    yield dbname, app, admin, True
 
 
 @click.command()
@@ -231,8 +345,26 @@ def bench_app(features: list[dict]) -> Iterator[tuple[str, Any]]:
     show_default=True,
     help="Also time near and bbox after CLUSTER on the spatial index.",
 )
+@click.option(
+    "--keep-db",
+    default=None,
+    help=f"Keep the loaded database as {KEEP_PREFIX}<name> and reuse it on later runs with the same --reports and "
+    "--cells (drop it by hand when done); skips the CLUSTER pass, which would change it.",
+)
+@click.option(
+    "--only",
+    default=None,
+    help="Comma-separated queries to time: near, bbox, hotspots, heatmap, list (default: all).",
+)
+@click.option(
+    "--profile",
+    "profile_runs",
+    default=0,
+    show_default=True,
+    help="After timing, profile this many near and bbox requests (pyinstrument) into bench/out/geo-profile-*.txt.",
+)
 @click.option("--seed", default=2026, show_default=True)
-def main(n_reports, cells, runs, analytics_runs, cluster, seed):
+def main(n_reports, cells, runs, analytics_runs, cluster, keep_db, only, profile_runs, seed):
     import psycopg
 
     rng = random.Random(seed)
@@ -249,21 +381,19 @@ def main(n_reports, cells, runs, analytics_runs, cluster, seed):
         }
     }
     started = time.perf_counter()
-    with bench_app(features) as (dbname, app):
+    with _database(features, n_reports, cells, keep_db, results) as (dbname, app, admin):
+        if keep_db:
+            cluster = False
         with app.app_context():
             from app.extensions import db
 
             district = db.session.execute(db.text("SELECT id, code FROM cells WHERE level = 'district'")).one()
             streets = db.session.execute(db.text("SELECT id, code FROM cells WHERE level = 'street'")).all()
             db.engine.dispose()
-        t0 = time.perf_counter()
-        results["reports_loaded"] = load_reports(dbname, n_reports, cells)
-        results["load_seconds"] = round(time.perf_counter() - t0, 1)
-        say(f"loaded in {results['load_seconds']} s")
 
         client = app.test_client()
         with app.app_context():
-            login = client.post("/api/v1/auth/login", json={"username": "bench-admin", "password": PASSWORD})
+            login = client.post("/api/v1/auth/login", json={"username": admin, "password": PASSWORD})
             headers = {"Authorization": f"Bearer {login.json['access_token']}"}
 
         def api(path: str, query: dict) -> Callable[[dict], None]:
@@ -351,6 +481,7 @@ def main(n_reports, cells, runs, analytics_runs, cluster, seed):
             }
         ] * max(analytics_runs // 2, 5)
         iso = {"from": t_from.isoformat(), "to": t_to.isoformat()}
+        list_runs = [{"page": p, "offset": (p - 1) * 50} for p in (rng.randint(1, 20) for _ in range(runs))]
 
         targets = {
             "near r=500 m, page 50": (
@@ -373,6 +504,11 @@ def main(n_reports, cells, runs, analytics_runs, cluster, seed):
                 api("/api/v1/analytics/heatmap", {"cell_id": lambda r: r["cell"], "size_m": 200, **iso}),
                 raw(RAW_HEATMAP),
             ),
+            "list, newest first, page 50": (
+                list_runs,
+                api("/api/v1/reports", {"page": lambda r: r["page"], "page_size": 50}),
+                raw(RAW_LIST_PAGE, RAW_LIST_COUNT),
+            ),
         }
         results["queries"] = {}
 
@@ -387,7 +523,17 @@ def main(n_reports, cells, runs, analytics_runs, cluster, seed):
                 }
                 say(f"  {name}{suffix}: API p50 {ours['p50_ms']} ms, raw p50 {floor['p50_ms']} ms")
 
-        measure("", targets)
+        short = {
+            "near": "near r=500 m, page 50",
+            "bbox": "bbox ~1 km², page 50",
+            "hotspots": "hotspots, one street, 30 days",
+        }
+        short["heatmap"] = "heat map, district, 200 m, 30 days"
+        short["list"] = "list, newest first, page 50"
+        chosen = [short[name.strip()] for name in only.split(",")] if only else list(targets)
+        measure("", chosen)
+        if profile_runs:
+            _profile(targets, near_runs, box_runs, profile_runs, n_reports)
         if cluster:
             # The same lists once the heap is in index order (a periodic CLUSTER on a live server): the
             # rows of one place then share pages, which is what the list queries mostly pay for.
@@ -396,7 +542,7 @@ def main(n_reports, cells, runs, analytics_runs, cluster, seed):
             raw_conn.execute("CLUSTER reports USING idx_reports_location")
             raw_conn.execute("ANALYZE reports")
             results["cluster_seconds"] = round(time.perf_counter() - t0, 1)
-            measure(" (clustered)", list(targets)[:2])
+            measure(" (clustered)", [name for name in list(targets)[:2] if name in chosen])
         sample = client.get(
             "/api/v1/reports",
             query_string={"near": f"{near_runs[0]['lon']},{near_runs[0]['lat']}", "radius": 500, "page_size": 50},

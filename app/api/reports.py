@@ -86,7 +86,7 @@ class ReportItem(MethodView):
 
         The ETag header is the case's version: send it back as If-Match with every action."""
         user = current_user()
-        report = report_service.get_report_for(user, report_id)
+        report = report_service.read_report_for(user, report_id)
         return public_view.present(user, report), 200, {"ETag": cases.etag(report)}
 
 

@@ -12,7 +12,6 @@ from app.models import Role
 from app.schemas.common import CrsArgs
 from app.schemas.tasks import MyCellOut, TaskListArgs, TaskPage
 from app.services.field import tasks as task_service
-from app.services.pagination import paginate
 from app.services.public import view as public_view
 
 blp = Blueprint("tasks", __name__, description="My tasks and cells")
@@ -30,7 +29,7 @@ class MyTasks(MethodView):
         Cases without a deadline come last; ties by id. Each has its SLA state, location and latest event."""
         user = current_user()
         stmt = task_service.tasks_query(user, args.get("status"), cell_filter(args))
-        page = paginate(stmt, args["page"], args["page_size"])
+        page = task_service.tasks_page(stmt, args["page"], args["page_size"])
         return public_view.present_page(user, replace(page, items=task_service.as_tasks(page.items)))
 
 

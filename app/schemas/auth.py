@@ -4,6 +4,7 @@ from marshmallow import Schema, fields, validate
 
 from app.lib.i18n import LANGUAGES
 from app.schemas.common import LocalDateTime
+from app.schemas.compiled import CompiledSchema
 
 LANGUAGE_DESCRIPTION = (
     "The language of the user's notifications: zh-CN (the default) or en. Error messages follow each request's "
@@ -48,13 +49,13 @@ class RegisterIn(Schema):
     display_name = fields.String(validate=validate.Length(min=1, max=100))
 
 
-class UserRef(Schema):
+class UserRef(CompiledSchema):
     id = fields.Integer()
     username = fields.String()
     display_name = fields.String(allow_none=True)
 
 
-class CellRef(Schema):
+class CellRef(CompiledSchema):
     id = fields.Integer()
     code = fields.String()
     name = fields.String()

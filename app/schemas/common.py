@@ -60,6 +60,16 @@ class LocalDateTime(fields.DateTime):
             return None
         return value.astimezone(ZoneInfo(current_app.config["TIMEZONE"])).isoformat()
 
+    def compiled_converter(self):
+        """_serialize for app.schemas.compiled (a subclass with its own _serialize keeps it)."""
+        if type(self)._serialize is not LocalDateTime._serialize:
+            return lambda value, obj: self._serialize(value, None, obj)
+
+        def convert(value, _obj):
+            return None if value is None else value.astimezone(ZoneInfo(current_app.config["TIMEZONE"])).isoformat()
+
+        return convert
+
 
 class AwareDateTime(fields.AwareDateTime):
     """Input datetimes must carry an offset (a bare local time is ambiguous) and lie within the time range."""

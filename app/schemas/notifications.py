@@ -3,9 +3,10 @@
 from marshmallow import Schema, fields
 
 from app.schemas.common import LocalDateTime, PageArgs, page_of
+from app.schemas.compiled import CompiledSchema
 
 
-class NotificationOut(Schema):
+class NotificationOut(CompiledSchema):
     id = fields.Integer()
     kind = fields.String(
         metadata={"description": "What happened: case_assigned, supervision, reminder, escalation, case_closed, ..."}

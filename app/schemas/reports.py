@@ -37,6 +37,7 @@ from app.schemas.common import (
     StrictInteger,
     page_of,
 )
+from app.schemas.compiled import CompiledSchema
 
 
 class LocationIn(Schema):
@@ -90,19 +91,19 @@ class ReportCreateIn(Schema):
     )
 
 
-class CategoryRef(Schema):
+class CategoryRef(CompiledSchema):
     code = fields.String()
     name = fields.String()
     group = fields.String()
 
 
-class ReporterOut(Schema):
+class ReporterOut(CompiledSchema):
     id = fields.Integer()
     name = fields.String(allow_none=True)
     phone = fields.String(allow_none=True)
 
 
-class ContactOut(Schema):
+class ContactOut(CompiledSchema):
     """What an Open311 client sent about the person filing: personal data, under the reporter's rule."""
 
     email = fields.String(allow_none=True)
@@ -113,7 +114,7 @@ class ContactOut(Schema):
     account_id = fields.String(allow_none=True)
 
 
-class ReportOut(Schema):
+class ReportOut(CompiledSchema):
     """A case as its viewer may see it, decided before dumping by app.services.public.view.present: the full view
     for its reporter and the staff in scope; for anyone else (a follower, say) only the fields of the public
     view."""
@@ -362,7 +363,7 @@ class CellSummaryOut(ChildCountsOut):
     children = fields.List(fields.Nested(ChildCountsOut))
 
 
-class EventOut(Schema):
+class EventOut(CompiledSchema):
     id = fields.Integer()
     action = fields.String()
     from_status = fields.String(allow_none=True)

@@ -3,6 +3,7 @@
 from marshmallow import Schema, fields, validate
 
 from app.schemas.common import CrsArgs
+from app.schemas.compiled import CompiledSchema
 from app.schemas.notifications import NotificationOut
 from app.schemas.reports import EventOut, ReportOut
 
@@ -30,7 +31,7 @@ class SyncArgs(CrsArgs):
     limit = fields.Integer(load_default=DEFAULT_LIMIT, validate=validate.Range(min=1, max=MAX_LIMIT))
 
 
-class ChangeOut(Schema):
+class ChangeOut(CompiledSchema):
     type = fields.String(metadata={"description": "case | event | notification"})
     id = fields.Integer()
     data = fields.Method(

@@ -5,6 +5,7 @@ from marshmallow import Schema, fields, validate
 from app.models import LISTABLE_TASK_STATUSES, TASK_STATUSES
 from app.schemas.auth import UserRef
 from app.schemas.common import CellScopeArgs, CrsArgs, GeometryOut, LocalDateTime, OneOrMore, PageArgs, page_of
+from app.schemas.compiled import CompiledSchema
 from app.schemas.reports import ReportOut
 
 
@@ -19,7 +20,7 @@ class TaskListArgs(CrsArgs, CellScopeArgs, PageArgs):
     )
 
 
-class LastEventOut(Schema):
+class LastEventOut(CompiledSchema):
     action = fields.String()
     at = LocalDateTime()
     actor = fields.Nested(UserRef, allow_none=True, metadata={"description": "Null for the system."})

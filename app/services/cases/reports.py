@@ -29,6 +29,7 @@ from app.models.base import utcnow
 from app.services.calendar.worktime import local_day
 from app.services.cases import attributes as attribute_answers, dispatch, sla
 from app.services.cases.categories import find_active_by_code
+from app.services.cases.rows import report_rows
 from app.services.grid.routing import route_wgs84
 from app.services.people.workers import served_cell_ids, serves
 
@@ -156,6 +157,14 @@ def get_report_for(user: User, report_id: int) -> Report:
     if report is None:
         raise NotFound(tr("No report with id {report_id}.", report_id=report_id), code="report_not_found")
     return report
+
+
+def read_report_for(user: User, report_id: int):
+    """get_report_for for a read that only shows the case: a row (app.services.cases.rows), not an ORM object."""
+    found = report_rows([report_id], visibility(user))
+    if not found:
+        raise NotFound(tr("No report with id {report_id}.", report_id=report_id), code="report_not_found")
+    return found[0]
 
 
 def listed_reports() -> Select:

@@ -32,7 +32,8 @@ from app.extensions import db
 from app.lib.i18n import tr
 from app.models import CaseEvent, Notification, Report, User
 from app.models.sync import CASE, EVENT, NOTIFICATION, SyncChange
-from app.services.cases.reports import listed_reports, visibility
+from app.services.cases.reports import visibility
+from app.services.cases.rows import report_rows
 from app.services.public import view as public_view
 
 PRUNE_BATCH = 10_000
@@ -162,7 +163,7 @@ def _scoped_changes(user: User, position: tuple[int, int] | None, horizon: tuple
 def _load(model, ids: set[int], *extra) -> dict[int, Any]:
     if not ids:
         return {}
-    stmt = listed_reports() if model is Report else select(model)
+    stmt = select(model)
     return {item.id: item for item in db.session.scalars(stmt.where(model.id.in_(ids), *extra)).unique()}
 
 
@@ -183,7 +184,7 @@ def changes_since(user: User, cursor: str | None, limit: int) -> SyncPage:
     ids = {kind: {row.entity_id for row in rows if row.kind == kind} for kind in (CASE, EVENT, NOTIFICATION)}
     # Read now: a case shows its current state, which may be newer than the row (its newer row comes later).
     events = public_view.events_for(user, _load(CaseEvent, ids[EVENT]).values())
-    cases = public_view.present_all(user, _load(Report, ids[CASE], visibility(user)).values())
+    cases = public_view.present_all(user, report_rows(sorted(ids[CASE]), visibility(user)))
     items = {
         CASE: {case.id: case for case in cases},
         # Residents get the public history, as from GET /reports/{id}/events.

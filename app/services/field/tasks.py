@@ -11,6 +11,8 @@ from app.lib.geometry import to_geojson
 from app.models import TASK_STATUSES, CaseEvent, Cell, Report, Role, User, WorkerCell, subtree_cell_ids
 from app.services.calendar.worktime import local_day
 from app.services.cases.reports import listed_reports
+from app.services.cases.rows import ReportRow, report_rows_page
+from app.services.pagination import Page, paginate
 from app.services.people.workers import current_on
 
 
@@ -21,7 +23,19 @@ def tasks_query(user: User, status: list[str] | None = None, cell: Cell | None =
     stmt = listed_reports().where(Report.assignee_id == user.id, Report.status.in_(statuses))
     if cell is not None:
         stmt = stmt.where(Report.cell_id.in_(subtree_cell_ids(cell.code)))
-    return stmt.order_by(Report.deadline_at.is_(None), Report.deadline_at, Report.id)
+    return stmt.order_by(*TASK_ORDER)
+
+
+TASK_ORDER = (Report.deadline_at.is_(None), Report.deadline_at, Report.id)
+
+
+def tasks_page(stmt: Select, page: int, page_size: int) -> Page:
+    """A page of a tasks_query, its reports read as rows (app.services.cases.rows): a worker's app polls it."""
+
+    def fetch(offset: int) -> list[ReportRow]:
+        return report_rows_page(stmt.whereclause, list(TASK_ORDER), page_size, offset)
+
+    return paginate(stmt, page, page_size, fetch=fetch)
 
 
 def last_events(reports: list[Report]) -> dict[int, dict[str, Any]]:

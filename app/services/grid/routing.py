@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from flask import current_app
-from sqlalchemy import Float, Integer, Select, and_, bindparam, select
+from sqlalchemy import Float, Integer, and_, select
 
-from app import dialect
 from app.dialect import queries, spatial
 from app.extensions import db
 from app.lib.coords import to_wgs84
@@ -16,38 +15,29 @@ from app.models import Cell, CellLevel, RoutedBy
 
 @dataclass(frozen=True)
 class Routing:
+    """Where a point goes: the cell's id and code at once, the Cell itself (`cell`) loaded when first asked for."""
+
     lon: float
     lat: float
-    cell: Cell | None
+    cell_id: int | None
+    cell_code: str | None
     routed_by: str | None
     distance_m: float | None
+    _cell: Cell | None = field(default=None, repr=False, compare=False)
 
-
-def _leaf_cells():
-    return select(Cell).where(Cell.level == CellLevel.grid.value, Cell.active.is_(True))
-
-
-_COVERING: dict[str, Select] = {}
-
-
-def _covering_statement() -> Select:
-    """The covering-cell query, built once per dialect with bind parameters for the point.
-
-    Building it anew for every call cost more than running it (SQLAlchemy construction and
-    GeoAlchemy2 function wrappers); the statement and its compiled SQL are now reused."""
-    name = dialect.dialect_name()
-    stmt = _COVERING.get(name)
-    if stmt is None:
-        lon, lat = bindparam("lon", type_=Float), bindparam("lat", type_=Float)
-        stmt = _leaf_cells().where(spatial.covers_point(Cell.geom, Cell.id, lon, lat)).order_by(Cell.code).limit(1)
-        _COVERING[name] = stmt
-    return stmt
+    @property
+    def cell(self) -> Cell | None:
+        if self.cell_id is None:
+            return None
+        if self._cell is None:
+            object.__setattr__(self, "_cell", db.session.get(Cell, self.cell_id))
+        return self._cell
 
 
 def route_wgs84(lon: float, lat: float, max_distance_m: float | None = None) -> Routing:
-    covering = db.session.scalars(_covering_statement(), {"lon": float(lon), "lat": float(lat)}).first()
+    covering = spatial.covering_leaf(lon, lat)
     if covering is not None:
-        return Routing(lon, lat, covering, RoutedBy.covers.value, 0.0)
+        return Routing(lon, lat, covering[0], covering[1], RoutedBy.covers.value, 0.0)
 
     max_m = current_app.config["ROUTING_MAX_DISTANCE_M"] if max_distance_m is None else max_distance_m
     if max_m > 0:
@@ -63,8 +53,9 @@ def route_wgs84(lon: float, lat: float, max_distance_m: float | None = None) -> 
             .limit(1)
         ).first()
         if nearest is not None:
-            return Routing(lon, lat, nearest[0], RoutedBy.nearest.value, float(nearest[1]))
-    return Routing(lon, lat, None, None, None)
+            cell = nearest[0]
+            return Routing(lon, lat, cell.id, cell.code, RoutedBy.nearest.value, float(nearest[1]), cell)
+    return Routing(lon, lat, None, None, None, None)
 
 
 def route(lon: float, lat: float, crs: str = "wgs84") -> Routing:

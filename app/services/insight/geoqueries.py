@@ -21,6 +21,7 @@ from app.models import Category, Cell, Report, User, in_subtree, subtree_cell_id
 from app.models.base import utcnow
 from app.models.reports import case_number
 from app.services.cases import reports as report_service
+from app.services.cases.rows import ReportRow, report_rows_of
 from app.services.cases.sla import overdue_backlog_filter, sla_state_expr
 from app.services.insight import search
 from app.services.pagination import Page, paginate
@@ -153,7 +154,7 @@ def paginate_reports(stmt: Select, geo: GeoFilter | None, page: int, page_size: 
     """A page of a reports_query; with spatial filters the total is capped (COUNT_CAP) and the page found
     by the cheapest exact route: a distance bound for near, recent time windows for newest first."""
     if geo is None:
-        return paginate(stmt, page, page_size)
+        return paginate(stmt, page, page_size, fetch=lambda offset: _page(stmt, offset, page_size))
 
     def fetch(offset: int) -> list[Report]:
         if geo.near is not None:
@@ -163,38 +164,32 @@ def paginate_reports(stmt: Select, geo: GeoFilter | None, page: int, page_size: 
     return paginate(stmt, page, page_size, count_cap=COUNT_CAP, fetch=fetch)
 
 
-def _page_ids(stmt: Select, offset: int, page_size: int) -> list[int]:
-    # From the reports alone: joined before the LIMIT, the planner would join every candidate (hashing all
-    # the cells) to keep 50.
-    return list(db.session.scalars(stmt.with_only_columns(Report.id).limit(page_size).offset(offset)))
+def _page(stmt: Select, offset: int, page_size: int, distance=None) -> list[ReportRow]:
+    # The page's ids from the reports alone (joined before the LIMIT, the planner would join every candidate,
+    # hashing all the cells, to keep 50), numbered in the list's order; its rows joined to them in the same
+    # statement.
+    position = func.row_number().over(order_by=list(stmt._order_by_clauses)).label("n")
+    page = stmt.with_only_columns(Report.id, position).limit(page_size).offset(offset)
+    return report_rows_of(page, distance)
 
 
-def _load(ids: list[int], *options) -> list[Report]:
-    """The reports of `ids` in that order, with the list's joins, by primary key."""
-    if not ids:
-        return []
-    rows = report_service.listed_reports().options(*options).where(Report.id.in_(ids))
-    by_id = {r.id: r for r in db.session.scalars(rows).unique()}
-    return [by_id[i] for i in ids]
-
-
-def _nearest_page(stmt: Select, geo: GeoFilter, offset: int, page_size: int) -> list[Report]:
+def _nearest_page(stmt: Select, geo: GeoFilter, offset: int, page_size: int) -> list[ReportRow]:
     # Every row of the page lies within the n-th nearest row's distance, so that bound loses none of them.
     lon, lat = _near_point(geo)
     bound = spatial.nearest_bound(stmt, Report.location, lon, lat, offset + page_size)
     if bound is not None:
         stmt = stmt.where(spatial.points_within_estimate(Report.location, Report.id, lon, lat, bound))
-    return _load(_page_ids(stmt, offset, page_size), _with_distance(lon, lat))
+    return _page(stmt, offset, page_size, spatial.distance_m(Report.location, lon, lat))
 
 
-def _newest_page(stmt: Select, offset: int, page_size: int) -> list[Report]:
+def _newest_page(stmt: Select, offset: int, page_size: int) -> list[ReportRow]:
     # A window that fills the page holds the newest offset + page_size rows: all the others are older.
     now = utcnow()
     for window in RECENT_WINDOWS:
-        ids = _page_ids(stmt.where(Report.created_at >= now - window), offset, page_size)
-        if len(ids) == page_size:
-            return _load(ids)
-    return _load(_page_ids(stmt, offset, page_size))
+        rows = _page(stmt.where(Report.created_at >= now - window), offset, page_size)
+        if len(rows) == page_size:
+            return rows
+    return _page(stmt, offset, page_size)
 
 
 def _with_distance(lon: float, lat: float):

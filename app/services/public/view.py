@@ -147,6 +147,10 @@ def map_points(
 
 
 def exact_location(report: Report) -> tuple[float, float]:
+    # A page read as rows (app.services.cases.rows) carries its point already.
+    point = getattr(report, "point", None)
+    if point is not None:
+        return point
     pt = to_shape(report.location)
     return pt.x, pt.y
 

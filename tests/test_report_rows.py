@@ -1,0 +1,46 @@
+"""Reports read as rows (app.services.cases.rows) answer exactly what the ORM reports answer."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy.orm import with_expression
+
+from app.dialect import spatial
+from app.extensions import db as _db
+from app.models import Report
+from app.schemas.common import OUTPUT_CRS_KEY
+from app.schemas.reports import ReportOut
+from app.schemas.sync import SyncReportOut
+from app.services.cases.reports import listed_reports
+from app.services.cases.rows import report_rows
+from app.services.public import view as public_view
+from tests.test_compiled_schema import cases  # noqa: F401  (the fixture)
+
+
+@pytest.mark.parametrize("crs", ["wgs84", "bd09"])
+def test_rows_dump_as_the_orm_reports_do(app, cases, crs):  # noqa: F811
+    admin, worker, supervisor, reporter, other, reports = cases
+    ids = [r.id for r in reversed(reports)]
+    distance = spatial.distance_m(Report.location, 116.4, 39.9)
+    with app.test_request_context(environ_base={OUTPUT_CRS_KEY: crs}):
+        for viewer in (admin, worker, supervisor, reporter, other, None):
+            stmt = (
+                listed_reports()
+                .options(with_expression(Report.distance_m, distance))
+                .where(Report.id.in_(ids))
+                .execution_options(populate_existing=True)
+            )
+            by_id = {r.id: r for r in _db.session.scalars(stmt).unique()}
+            orm = public_view.present_all(viewer, [by_id[i] for i in ids])
+            rows = public_view.present_all(viewer, report_rows(ids, distance=distance))
+            for schema in (ReportOut(many=True), SyncReportOut(many=True)):
+                assert schema.dump(rows) == schema.dump(orm)
+            assert [r["id"] for r in ReportOut(many=True).dump(rows)] == ids
+
+
+def test_rows_keep_the_order_of_ids_and_drop_what_where_refuses(cases):  # noqa: F811
+    *_, reports = cases
+    ids = [reports[2].id, reports[0].id, 10**9]
+    assert [r.id for r in report_rows(ids)] == [reports[2].id, reports[0].id]
+    assert report_rows(ids, Report.status == "closed") == []
+    assert report_rows([]) == []
