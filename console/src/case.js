@@ -26,7 +26,7 @@ export function caseView(ctx) {
   const root = el(
     "section",
     { class: "view", id: "case-view", "aria-labelledby": "case-title" },
-    el("div", { class: "toolbar" }, el("button", { type: "button", onclick: () => history.back() }, "← 返回"), el("h2", { id: "case-title" }, "案件")),
+    el("div", { class: "toolbar" }, el("button", { type: "button", id: "case-back", onclick: () => (location.hash = `#/${ctx.previous || "queue"}`) }, "← 返回"), el("h2", { id: "case-title" }, "案件")),
     message,
     content,
   );

@@ -72,7 +72,7 @@ export function mapView(ctx) {
       // Not interactive: the squares must not catch the clicks meant for the cases above them.
       heat: L.geoJSON(null, { pane: "heat", interactive: false, style: (f) => heatStyle(f.properties.count || 0) }).addTo(map),
       // A cluster whose points lie on a line comes as its centroid: a ring, not Leaflet's image marker.
-      hotspots: L.geoJSON(null, { pane: "hotspots", pointToLayer: (_f, at) => L.circleMarker(at, { radius: 14, pane: "hotspots" }) }),
+      hotspots: L.geoJSON(null, { pane: "hotspots", pointToLayer: (_f, at) => L.circleMarker(at, { radius: 14, pane: "hotspots" }) }).addTo(map),
       cases: L.layerGroup().addTo(map),
     };
     L.control
@@ -194,6 +194,17 @@ export function mapView(ctx) {
       if (layer.setStyle) layer.setStyle({ color: "#6a1b9a", weight: 2, dashArray: "4 3", fillOpacity: 0.1 });
       layer.bindTooltip(`热点：${layer.feature.properties.count} 件（在办 ${layer.feature.properties.open_count}）`);
     });
+    // A cluster's hull spans a few dozen metres, a few pixels at the district's zoom: a ring at its centroid,
+    // sized by its cases, shows it at any zoom.
+    for (const feature of hotspots.features) {
+      const { centroid, count, open_count: open } = feature.properties;
+      if (!centroid) continue;
+      const ring = L.circleMarker([centroid[1], centroid[0]], {
+        pane: "hotspots", radius: Math.min(10 + count, 30), color: "#6a1b9a", weight: 2, dashArray: "4 3", fillOpacity: 0.08, className: "hotspot",
+      });
+      label(ring, `热点：${count} 件（在办 ${open}）`);
+      layers.hotspots.addLayer(ring);
+    }
   }
 
   async function load() {
