@@ -388,7 +388,7 @@ def test_the_map_shades_communities_and_is_reachable_by_keyboard(live, page):
         assert overdue <= open_count, text
     assert int(re.search(r"超期 (\d+)", community.get_attribute("aria-label")).group(1)) >= 1
     # The demo month's hot spots are rings, visible at the district's zoom.
-    assert page.locator("#map .leaflet-hotspots-pane path.hotspot").count() >= 1
+    page.locator("#map .leaflet-hotspots-pane path.hotspot").first.wait_for()
 
     # Tab to the case's point and press Enter: its file opens, its escalation says to which level.
     marker.focus()
