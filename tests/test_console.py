@@ -364,3 +364,39 @@ def test_a_resident_is_refused_by_the_console(live, page):
             break
         page.wait_for_timeout(50)
     assert any("Content Security Policy" in problem for problem in page.problems), page.problems
+
+
+@needs_browser
+def test_the_map_shades_communities_and_is_reachable_by_keyboard(live, page):
+    case = live["case"]
+    sign_in(page, live, "district_supervisor")
+    page.wait_for_selector("#queue-table")
+    page.click("#nav-map")
+    marker = page.locator(f"path.case-{case}.escalated")
+    marker.wait_for()
+
+    # The district's communities are shaded and named (a tooltip on focus, the same words for a screen reader);
+    # the escalated case's community counts it as overdue, and no community counts more overdue than open.
+    community = page.locator("#map .leaflet-cells-pane path[aria-label^='第1街道第1社区：']")
+    community.wait_for()
+    labels = page.locator("#map .leaflet-cells-pane path[aria-label*='：在办']").evaluate_all(
+        "paths => paths.map(p => p.getAttribute('aria-label'))"
+    )
+    assert len(labels) == DEMO_GRID.streets * 3
+    for text in labels:
+        open_count, overdue = map(int, re.search(r"在办 (\d+)，超期 (\d+)", text).groups())
+        assert overdue <= open_count, text
+    assert int(re.search(r"超期 (\d+)", community.get_attribute("aria-label")).group(1)) >= 1
+    # The demo month's hot spots are rings, visible at the district's zoom.
+    page.locator("#map .leaflet-hotspots-pane path.hotspot").first.wait_for()
+
+    # Tab to the case's point and press Enter: its file opens, its escalation says to which level.
+    marker.focus()
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#case-description")
+    assert "至社区级" in page.inner_text("#case-history li[data-action=escalate]")
+    # Back goes to the map it was opened from.
+    page.click("#case-back")
+    page.wait_for_selector("#map-view:not([hidden])")
+    assert page.url.endswith("#/map")
+    assert page.problems == []

@@ -11,10 +11,19 @@ let onSignedOut = () => {};
 
 export class ApiError extends Error {
   constructor(status, problem) {
-    super((problem && (problem.detail || problem.title)) || `HTTP ${status}`);
+    super(describe(status, problem));
     this.status = status;
     this.problem = problem || {};
   }
+}
+
+// The problem's detail, and for a 422 what was wrong with each field ("请求未通过校验" alone says nothing).
+function describe(status, problem) {
+  const text = (problem && (problem.detail || problem.title)) || `HTTP ${status}`;
+  const errors = problem && problem.errors && typeof problem.errors === "object" ? problem.errors : null;
+  if (!errors) return text;
+  const reasons = Object.values(errors).flat(Infinity).filter((r) => typeof r === "string");
+  return reasons.length ? `${text}：${reasons.join("；")}` : text;
 }
 
 export async function loadConfig() {

@@ -26,7 +26,7 @@ export function caseView(ctx) {
   const root = el(
     "section",
     { class: "view", id: "case-view", "aria-labelledby": "case-title" },
-    el("div", { class: "toolbar" }, el("button", { type: "button", onclick: () => history.back() }, "← 返回"), el("h2", { id: "case-title" }, "案件")),
+    el("div", { class: "toolbar" }, el("button", { type: "button", id: "case-back", onclick: () => (location.hash = `#/${ctx.previous || "queue"}`) }, "← 返回"), el("h2", { id: "case-title" }, "案件")),
     message,
     content,
   );
@@ -74,6 +74,7 @@ export function caseView(ctx) {
           " ",
           el("strong", {}, ACTION[e.action] || e.action),
           e.to_status && e.from_status !== e.to_status ? ` ${STATUS[e.from_status] || e.from_status || ""} → ${STATUS[e.to_status] || e.to_status}` : "",
+          e.action === "escalate" && e.data && LEVEL[e.data.to_level] ? ` 至${LEVEL[e.data.to_level]}级` : "",
           e.actor_role ? el("span", { class: "muted" }, ` · ${ROLE[e.actor_role] || e.actor_role}${e.actor_id ? ` #${e.actor_id}` : ""}`) : "",
           e.note ? el("p", { class: "note" }, e.note) : "",
         ),
@@ -81,10 +82,10 @@ export function caseView(ctx) {
     );
   }
 
+  // The API assigns only to a worker serving the case's own grid cell (primary or backup), whatever level handles it.
   async function workerOptions(report) {
-    const cell = report.handling_cell || report.cell;
-    if (!cell) return [];
-    const page = await get(`/workers${query({ cell: cell.code, page_size: 100 })}`);
+    if (!report.cell) return [];
+    const page = await get(`/workers${query({ cell: report.cell.code, page_size: 100 })}`);
     return page.items.map((w) => el("option", { value: String(w.id) }, `${w.display_name || w.username}${w.on_duty ? "（在岗）" : ""}`));
   }
 
@@ -101,11 +102,14 @@ export function caseView(ctx) {
     const [name, label, , inputs] = action;
     const report = current.report;
     const controls = [];
+    let blocked = "";
     for (const [key, text, required] of inputs) {
       const id = `action-${key}`;
       let input;
       if (key === "assignee_id") {
-        input = el("select", { id, name: key, required }, await workerOptions(report));
+        const options = await workerOptions(report);
+        if (!options.length) blocked = `${report.cell ? report.cell.name : "该案件"}目前没有网格员，无法派遣；可改派网格或先为该网格配置网格员。`;
+        input = el("select", { id, name: key, required, disabled: !options.length }, options);
       } else if (key === "cell_code") {
         input = el("input", { id, name: key, required, pattern: "\\d{6,20}", inputmode: "numeric" });
       } else {
@@ -118,7 +122,13 @@ export function caseView(ctx) {
       { class: "action-form", id: `form-${name}`, "aria-label": label },
       el("h3", {}, label),
       controls,
-      el("div", { class: "buttons" }, el("button", { type: "submit", class: "primary" }, `提交${label}`), el("button", { type: "button", onclick: () => form.remove() }, "取消")),
+      blocked ? el("p", { class: "message message-warn", id: "action-blocked" }, blocked) : null,
+      el(
+        "div",
+        { class: "buttons" },
+        el("button", { type: "submit", class: "primary", disabled: Boolean(blocked) }, `提交${label}`),
+        el("button", { type: "button", onclick: () => form.remove() }, "取消"),
+      ),
     );
     form.addEventListener("submit", async (event) => {
       event.preventDefault();
@@ -205,7 +215,7 @@ export function caseView(ctx) {
             field("时限", limit),
             field("上报时间", fmtTime(report.created_at)),
             field("受理时间", fmtTime(report.accepted_at)),
-            field("预警时间", fmtTime(report.warn_at)),
+            field("本级预警", fmtTime(report.warn_at)),
             field("本级截止", fmtTime(report.level_deadline_at)),
             field("案件截止", fmtTime(report.due_at)),
             field("超期起始", fmtTime(report.late_since)),

@@ -10,7 +10,7 @@ export const ACTION = {
   submit: "上报", file: "上报", create: "上报", accept: "受理", reject: "不予受理", assign: "派遣", start: "开始处置",
   resolve: "处置完成", verify: "核查结案", close: "结案", rework: "返工", return: "退回", reroute: "改派网格",
   hold: "挂起", resume: "恢复", request_extension: "申请延期", approve_extension: "批准延期",
-  deny_extension: "驳回延期", mark_duplicate: "标记重复", supervise: "督办", cancel: "撤回", escalate: "超时升级",
+  deny_extension: "驳回延期", mark_duplicate: "标记重复", supervise: "督办", cancel: "撤回", escalate: "超时升级", critical: "标记紧急",
   rate: "评价", attach: "上传照片", dispatch: "自动派遣",
 };
 export const ROLE = { admin: "管理员", supervisor: "督办员", worker: "网格员", resident: "居民", system: "系统" };

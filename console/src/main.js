@@ -93,6 +93,9 @@ async function start() {
   function route() {
     const [, name = "queue", id] = location.hash.match(/^#\/(\w+)(?:\/(\d+))?/) || [];
     const key = views[name] ? name : "queue";
+    // The case file's back button returns to the view it was opened from (not out of the console when the case
+    // was opened from a link or a bookmark).
+    if (key === "case" && active && active !== views.case) ctx.previous = Object.keys(views).find((k) => views[k] === active);
     if (active && active !== views[key]) active.hide();
     for (const [k, v] of Object.entries(views)) v.root.hidden = k !== key;
     for (const link of nav.querySelectorAll("a")) link.toggleAttribute("aria-current", link.dataset.view === key);

@@ -9,11 +9,17 @@ const LIGHT_COLOUR = { green: "#2e7d32", yellow: "#f9a825", red: "#c62828" };
 const POLL_MS = 60_000;
 
 function shade(counts) {
-  const red = (counts.by_sla_state && counts.by_sla_state.red) || 0;
+  const red = counts.overdue || 0;
   const open = counts.open || 0;
   if (red) return { fillColor: "#c62828", fillOpacity: Math.min(0.15 + red * 0.08, 0.55) };
   if (open) return { fillColor: "#f9a825", fillOpacity: Math.min(0.1 + open * 0.05, 0.45) };
   return { fillColor: "#90a4ae", fillOpacity: 0.08 };
+}
+
+// A tooltip makes Leaflet's path focusable (it opens on focus): the same words name it for a screen reader.
+function label(layer, text) {
+  layer.bindTooltip(text);
+  layer.getElement()?.setAttribute("aria-label", text);
 }
 
 function openCount(counts) {
@@ -26,6 +32,7 @@ export function mapView(ctx) {
     "div",
     { class: "legend", "aria-label": "图例" },
     Object.entries(LIGHT).map(([key, label]) => el("span", {}, el("i", { class: `dot dot-${key}` }), label)),
+    el("span", {}, el("i", { class: "dot dot-none" }), "未计时"),
     el("span", {}, el("i", { class: "dot dot-escalated" }), "已升级"),
   );
   const status = el("span", { class: "muted", role: "status" });
@@ -65,7 +72,7 @@ export function mapView(ctx) {
       // Not interactive: the squares must not catch the clicks meant for the cases above them.
       heat: L.geoJSON(null, { pane: "heat", interactive: false, style: (f) => heatStyle(f.properties.count || 0) }).addTo(map),
       // A cluster whose points lie on a line comes as its centroid: a ring, not Leaflet's image marker.
-      hotspots: L.geoJSON(null, { pane: "hotspots", pointToLayer: (_f, at) => L.circleMarker(at, { radius: 14, pane: "hotspots" }) }),
+      hotspots: L.geoJSON(null, { pane: "hotspots", pointToLayer: (_f, at) => L.circleMarker(at, { radius: 14, pane: "hotspots" }) }).addTo(map),
       cases: L.layerGroup().addTo(map),
     };
     L.control
@@ -81,19 +88,45 @@ export function mapView(ctx) {
       get(`/cells.geojson${query({ code: rootCell.code, crs: c })}`),
       get(`/cells/${rootCell.id}/reports/summary`),
     ]);
-    const byCode = new Map(summary.children.map((child) => [child.cell.code, { ...child, open: openCount(child) }]));
+    // Shaded one level further down when there is one (a district's communities, not its three streets): a few
+    // large areas that all hold an overdue case would all be red and tell the supervisor nothing.
+    const children = summary.children.filter((child) => child.cell.level !== "grid");
+    const parents = children.length ? children.map((child) => child.cell) : [rootCell];
+    const outlined = new Set(children.map((child) => child.cell.code));
+    // Open cases from the cell summary (by status); overdue ones from the statistics' overdue backlog (open and
+    // late now): the summary's red counts closed late cases too.
+    const figures = await Promise.all(
+      parents.map((parent) =>
+        Promise.all([
+          parent.id === rootCell.id ? summary : get(`/cells/${parent.id}/reports/summary`),
+          get(`/stats/summary${query({ cell_id: parent.id })}`),
+        ]),
+      ),
+    );
+    const byCode = new Map();
+    for (const [counts, stats] of figures) {
+      const overdue = new Map(stats.children.map((row) => [row.cell.code, row.overdue_backlog]));
+      for (const child of counts.children) {
+        byCode.set(child.cell.code, { open: openCount(child), overdue: overdue.get(child.cell.code) || 0 });
+      }
+    }
     layers.cells.clearLayers();
     layers.cells.addData(cells);
     layers.cells.eachLayer((layer) => {
       const props = layer.feature.properties || {};
       const counts = byCode.get(props.code);
       if (counts) {
-        layer.setStyle({ color: "#263238", weight: 2, ...shade(counts) });
-        layer.bindTooltip(`${props.name}：在办 ${counts.open}，超期 ${(counts.by_sla_state || {}).red || 0}`);
+        layer.setStyle({ color: "#455a64", weight: 1.2, ...shade(counts) });
+        label(layer, `${props.name}：在办 ${counts.open}，超期 ${counts.overdue}`);
+      } else if (outlined.has(props.code)) {
+        layer.setStyle({ color: "#102a43", weight: 2.5, fill: false });
+        label(layer, props.name);
       } else {
         layer.setStyle({ color: "#78909c", weight: 0.6, fillOpacity: 0 });
       }
     });
+    // The outlines of the larger areas over the shading of the smaller ones.
+    layers.cells.eachLayer((layer) => outlined.has((layer.feature.properties || {}).code) && layer.bringToFront());
     if (!fitted && layers.cells.getLayers().length) {
       map.fitBounds(layers.cells.getBounds(), { padding: [10, 10], animate: false });
       fitted = true;
@@ -127,6 +160,19 @@ export function mapView(ctx) {
         el("div", {}, el("strong", {}, p.case_number), el("br"), `${STATUS[p.status] || p.status} · ${LIGHT[p.sla_state] || "未计时"}${up ? " · 已升级" : ""}`, el("br"), button),
       );
       marker.on("click", () => marker.openPopup());
+      // Reachable by keyboard too: Tab to the point, Enter opens the case. On every add: Leaflet draws a new
+      // element each time the layer control shows the layer again.
+      marker.on("add", () => {
+        const node = marker.getElement();
+        node.setAttribute("tabindex", "0");
+        node.setAttribute("role", "button");
+        node.setAttribute("aria-label", `${p.case_number} ${STATUS[p.status] || p.status} ${LIGHT[p.sla_state] || "未计时"}${up ? " 已升级" : ""}`);
+        node.addEventListener("keydown", (event) => {
+          if (event.key !== "Enter" && event.key !== " ") return;
+          event.preventDefault();
+          ctx.openCase(p.id);
+        });
+      });
       layers.cases.addLayer(marker);
     }
     status.textContent = `在办案件 ${points.features.length} 件，其中升级 ${escalatedIds.size} 件${points.truncated ? "（已截断）" : ""}`;
@@ -148,6 +194,17 @@ export function mapView(ctx) {
       if (layer.setStyle) layer.setStyle({ color: "#6a1b9a", weight: 2, dashArray: "4 3", fillOpacity: 0.1 });
       layer.bindTooltip(`热点：${layer.feature.properties.count} 件（在办 ${layer.feature.properties.open_count}）`);
     });
+    // A cluster's hull spans a few dozen metres, a few pixels at the district's zoom: a ring at its centroid,
+    // sized by its cases, shows it at any zoom.
+    for (const feature of hotspots.features) {
+      const { centroid, count, open_count: open } = feature.properties;
+      if (!centroid) continue;
+      const ring = L.circleMarker([centroid[1], centroid[0]], {
+        pane: "hotspots", radius: Math.min(10 + count, 30), color: "#6a1b9a", weight: 2, dashArray: "4 3", fillOpacity: 0.08, className: "hotspot",
+      });
+      label(ring, `热点：${count} 件（在办 ${open}）`);
+      layers.hotspots.addLayer(ring);
+    }
   }
 
   async function load() {

@@ -35,7 +35,7 @@ export function queueView(ctx) {
     el(
       "thead",
       {},
-      el("tr", {}, ["案件编号", "类别", "状态", "SLA", "层级", "网格链", "处置人", "超时", "本级截止"].map((h) => el("th", { scope: "col" }, h))),
+      el("tr", {}, ["案件编号", "SLA", "超时", "层级", "类别", "状态", "网格链", "处置人", "本级截止"].map((h) => el("th", { scope: "col" }, h))),
     ),
     body,
   );
@@ -76,13 +76,13 @@ export function queueView(ctx) {
       "tr",
       { dataset: { caseId: item.id }, class: `row-${lightOf(item)}` },
       el("td", {}, el("button", { type: "button", class: "link", onclick: open }, item.case_number)),
+      el("td", {}, light(lightOf(item))),
+      el("td", { class: "num" }, item.overdue_seconds > 0 ? fmtDuration(item.overdue_seconds) : "—"),
+      el("td", {}, `${LEVEL[item.escalation_level] || item.escalation_level}级`),
       el("td", {}, item.category ? item.category.name : ""),
       el("td", {}, STATUS[item.status] || item.status),
-      el("td", {}, light(lightOf(item))),
-      el("td", {}, `${LEVEL[item.escalation_level] || item.escalation_level}级`),
       el("td", { class: "chain" }, chain),
       el("td", {}, item.assignee ? item.assignee.display_name || `#${item.assignee.id}` : "未派遣"),
-      el("td", { class: "num" }, item.overdue_seconds > 0 ? fmtDuration(item.overdue_seconds) : "—"),
       el("td", {}, fmtTime(item.deadline_at)),
     );
   }
