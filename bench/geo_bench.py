@@ -304,7 +304,8 @@ def kept_bench_app(name: str, features: list[dict], n_reports: int, cells: int) 
     env = app_env(pg_url(dbname, "postgresql+psycopg"), secrets.token_urlsafe(32))
     admin = f"bench-admin-{secrets.token_hex(4)}"
     if exists:
-        say(f"PostGIS database {dbname} kept from an earlier run: reused")
+        say(f"PostGIS database {dbname} kept from an earlier run: reused, brought to the code's migrations")
+        flask_db_upgrade(env)  # the code may have moved on since the database was loaded
         app = make_app(env)
         with app.app_context():
             from app.extensions import db
