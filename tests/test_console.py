@@ -56,6 +56,17 @@ def test_the_page_has_a_strict_csp_and_no_inline_code(client):
         assert "Content-Security-Policy" in built.headers
 
 
+@pytest.mark.skipif(not BUILT, reason="the console is not built (make console)")
+def test_the_build_is_not_older_than_its_sources():
+    """The browser tests drive the built bundle: one older than a source would test yesterday's console."""
+    sources = Path(__file__).resolve().parent.parent / "console"
+    newest = max(
+        (path for path in [*sources.glob("src/*"), sources / "index.html", sources / "build.mjs"] if path.is_file()),
+        key=lambda path: path.stat().st_mtime,
+    )
+    assert (console.DIST / "app.js").stat().st_mtime >= newest.stat().st_mtime, f"{newest} changed: run make console"
+
+
 def test_console_redirects_to_its_slash_and_hides_nothing_else(client):
     assert client.get("/console").status_code == 308
     assert client.get("/console/index.html").status_code == 404
