@@ -159,6 +159,22 @@ def test_second_import_updates_in_place(client, admin):
     assert cells[G1].parent_id == ids[C]
 
 
+def test_a_file_larger_than_one_statements_bound_values_imports_in_parts(client, admin, monkeypatch):
+    """PostgreSQL takes at most 65,535 bound values per statement: the lookups of a large file go in parts (here of
+    two codes, so seven features and their parents need several)."""
+    monkeypatch.setattr(grid_service, "_IN_CHUNK", 2)
+    assert post(client, admin, good_features()).get_json() == {"created": 7, "updated": 0}
+    cells = cells_by_code()
+    assert cells[G1].parent_id == cells[C].id and cells[C].parent_id == cells[S].id
+    again = good_features()
+    again[3]["geometry"] = geojson_square(116.30, 39.95, 116.31, 39.96)
+    again[4]["geometry"] = geojson_square(116.3099, 39.95, 116.32, 39.96)  # overlaps G1 by far more than 1 m²
+    resp = post(client, admin, again)
+    assert resp.status_code == 422
+    assert "overlaps sibling grid cell" in json.dumps(resp.get_json(), ensure_ascii=False)
+    assert post(client, admin, good_features()).get_json() == {"created": 0, "updated": 7}
+
+
 def test_mixed_import_creates_and_updates(client, admin):
     post(client, admin, good_features()[:3])
     resp = post(client, admin, good_features())

@@ -230,7 +230,7 @@ def validate_import(features: list[Any], progress: Progress = _no_progress) -> l
 
     in_file = {f.code: f for f in parsed}
     wanted = set(in_file) | {f.parent_code for f in parsed if f.parent_code}
-    existing = {c.code: c for c in db.session.scalars(select(Cell).where(Cell.code.in_(wanted)))} if wanted else {}
+    existing = {c.code: c for c in _cells_with_codes(wanted)}
 
     for f in parsed:
         current = existing.get(f.code)
@@ -295,8 +295,9 @@ def _check_sibling_overlaps(
     parent_ids = {existing[code].id: code for code in by_parent if code in existing}
     stored: dict[str, list[Cell]] = defaultdict(list)
     if parent_ids:
-        for cell in db.session.scalars(select(Cell).where(Cell.parent_id.in_(parent_ids))):
-            stored[parent_ids[cell.parent_id]].append(cell)
+        for chunk in _chunks(parent_ids):
+            for cell in db.session.scalars(select(Cell).where(Cell.parent_id.in_(chunk))):
+                stored[parent_ids[cell.parent_id]].append(cell)
     for parent_code, siblings in by_parent.items():
         shapes: list[tuple[str, int | None, Any]] = [(f.code, f.index, f.geom) for f in siblings]
         codes_in_file = {f.code for f in siblings}
@@ -322,15 +323,28 @@ def _check_sibling_overlaps(
                         )
 
 
+# PostgreSQL takes at most 65,535 bound values per statement: a city's file of 100,000 cells is asked in parts.
+_IN_CHUNK = 10_000
+
+
+def _chunks(values) -> list[list]:
+    values = list(values)
+    return [values[start : start + _IN_CHUNK] for start in range(0, len(values), _IN_CHUNK)]
+
+
+def _cells_with_codes(codes) -> list[Cell]:
+    return [cell for chunk in _chunks(codes) for cell in db.session.scalars(select(Cell).where(Cell.code.in_(chunk)))]
+
+
 def apply_import(valid: list[ValidFeature], progress: Progress = _no_progress) -> ImportResult:
     codes = [f.code for f in valid]
-    existing = {c.code: c for c in db.session.scalars(select(Cell).where(Cell.code.in_(codes)))} if codes else {}
+    existing = {c.code: c for c in _cells_with_codes(codes)}
     parent_codes = {f.parent_code for f in valid if f.parent_code}
-    ids = (
-        dict(db.session.execute(select(Cell.code, Cell.id).where(Cell.code.in_(parent_codes))).all())
-        if parent_codes
-        else {}
-    )
+    ids = {
+        code: cell_id
+        for chunk in _chunks(parent_codes)
+        for code, cell_id in db.session.execute(select(Cell.code, Cell.id).where(Cell.code.in_(chunk)))
+    }
     created = updated = 0
     ordered = sorted(valid, key=lambda f: (f.level.rank, f.code))
     current_rank = None
