@@ -80,11 +80,13 @@ def _closed_by_server(dbapi_conn, _record, _proxy) -> None:
     goodbye, then end of file). Looking costs a poll of the socket, not the round trip pool_pre_ping's SELECT costs
     every request. DisconnectionError makes the pool drop the connection and open another (or fail, if the server
     is still down: database_unavailable, as with the ping)."""
+    # poll, not select: select refuses descriptors above 1023, which a busy worker's connections can reach.
+    poller = select.poll()
     try:
-        readable = select.select([dbapi_conn.fileno()], [], [], 0)[0]
+        poller.register(dbapi_conn.fileno(), select.POLLIN)
     except (OSError, ValueError) as error:  # closed already
         raise exc.DisconnectionError() from error
-    if readable:
+    if poller.poll(0):
         raise exc.DisconnectionError()
 
 
