@@ -293,19 +293,20 @@ def in_polygon(geom_col, pk_col, polygon) -> ColumnElement[bool]:
 # its polygon) cost five times the query (`make bench`, locate on SpatiaLite).
 _COVERING_LEAF_SQL = {
     "sqlite": (
-        "SELECT c.id, c.code FROM cells AS c WHERE c.level = 'grid' AND c.active = 1 AND c.id IN "
+        "SELECT c.id, c.code, c.name, c.parent_id FROM cells AS c WHERE c.level = 'grid' AND c.active = 1 AND c.id IN "
         "(SELECT pkid FROM idx_cells_geom WHERE xmin <= ? AND xmax >= ? AND ymin <= ? AND ymax >= ?) "
         "AND ST_Covers(c.geom, MakePoint(?, ?, 4326)) = 1 ORDER BY c.code LIMIT 1"
     ),
     "postgresql": (
-        "SELECT c.id, c.code FROM cells AS c WHERE c.level = 'grid' AND c.active "
+        "SELECT c.id, c.code, c.name, c.parent_id FROM cells AS c WHERE c.level = 'grid' AND c.active "
         "AND ST_Covers(c.geom, ST_SetSRID(ST_MakePoint(%s, %s), 4326)) ORDER BY c.code LIMIT 1"
     ),
 }
 
 
-def covering_leaf(lon: float, lat: float) -> tuple[int, str] | None:
-    """(id, code) of the active grid cell covering the point (boundary included, lowest code first), or None.
+def covering_leaf(lon: float, lat: float) -> tuple[int, str, str, int | None] | None:
+    """(id, code, name, parent_id) of the active grid cell covering the point (boundary included, lowest code
+    first), or None.
 
     Sent on the session's own connection and transaction, after the same autoflush an ORM query would do."""
     session = db.session
@@ -332,4 +333,4 @@ def covering_leaf(lon: float, lat: float) -> tuple[int, str] | None:
         conn._handle_dbapi_exception(exc, sql, params, cursor, None)
     finally:
         cursor.close()
-    return None if row is None else (row[0], row[1])
+    return None if row is None else (row[0], row[1], row[2], row[3])

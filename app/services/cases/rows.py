@@ -97,10 +97,18 @@ def report_rows_page(where: ColumnElement[bool], order_by: list, limit: int, off
     return [_build(row, n, False) for row in db.session.execute(stmt)]
 
 
-def report_rows_of(page: Select, distance: ColumnElement | None = None) -> list[ReportRow]:
+def report_rows_of(page: Select, distance: ColumnElement | None = None, params: dict[str, Any] | None = None):
     """The reports of `page`, a select of (Report.id, n) with n their position, in that order, as ReportRow: the
-    page and its rows in one statement."""
+    page and its rows in one statement (`params`: values of its bound parameters)."""
+    return run_rows_of(rows_of_statement(page, distance), distance is not None, params)
+
+
+def rows_of_statement(page: Select, distance: ColumnElement | None = None) -> Select:
+    """report_rows_of's statement, for a caller that builds it once and runs it with run_rows_of."""
     sub = page.subquery()
-    stmt = _statement([], distance).join(sub, sub.c.id == Report.id).order_by(sub.c.n)
+    return _statement([], distance).join(sub, sub.c.id == Report.id).order_by(sub.c.n)
+
+
+def run_rows_of(stmt: Select, with_distance: bool, params: dict[str, Any] | None = None) -> list[ReportRow]:
     n = len(_COLUMNS)
-    return [_build(row, n, distance is not None) for row in db.session.execute(stmt)]
+    return [_build(row, n, with_distance) for row in db.session.execute(stmt, params)]

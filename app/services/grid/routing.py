@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from flask import current_app
 from sqlalchemy import Float, Integer, and_, select
@@ -11,11 +12,13 @@ from app.dialect import queries, spatial
 from app.extensions import db
 from app.lib.coords import to_wgs84
 from app.models import Cell, CellLevel, RoutedBy
+from app.services.versions import attach
 
 
 @dataclass(frozen=True)
 class Routing:
-    """Where a point goes: the cell's id and code at once, the Cell itself (`cell`) loaded when first asked for."""
+    """Where a point goes: the cell's id and code at once, the Cell itself (`cell`) when first asked for, built from
+    the routing query's own row where it has one (its polygon and timestamps load only if read)."""
 
     lon: float
     lat: float
@@ -24,20 +27,25 @@ class Routing:
     routed_by: str | None
     distance_m: float | None
     _cell: Cell | None = field(default=None, repr=False, compare=False)
+    _cell_values: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     @property
     def cell(self) -> Cell | None:
         if self.cell_id is None:
             return None
         if self._cell is None:
-            object.__setattr__(self, "_cell", db.session.get(Cell, self.cell_id))
+            # Why: the filing path read the cell back with its polygon, a second round trip for what it had.
+            found = attach(Cell, self._cell_values) if self._cell_values else db.session.get(Cell, self.cell_id)
+            object.__setattr__(self, "_cell", found)
         return self._cell
 
 
 def route_wgs84(lon: float, lat: float, max_distance_m: float | None = None) -> Routing:
     covering = spatial.covering_leaf(lon, lat)
     if covering is not None:
-        return Routing(lon, lat, covering[0], covering[1], RoutedBy.covers.value, 0.0)
+        cell_id, code, name, parent_id = covering
+        values = {"id": cell_id, "code": code, "name": name, "level": CellLevel.grid.value, "parent_id": parent_id}
+        return Routing(lon, lat, cell_id, code, RoutedBy.covers.value, 0.0, _cell_values={**values, "active": True})
 
     max_m = current_app.config["ROUTING_MAX_DISTANCE_M"] if max_distance_m is None else max_distance_m
     if max_m > 0:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
-from sqlalchemy import ColumnElement, Float, Integer, Select, bindparam, delete, exists, select
-from sqlalchemy.orm import aliased, with_expression
+from sqlalchemy import ColumnElement, Float, Integer, Select, bindparam, delete, exists, func, select
+from sqlalchemy.orm import aliased
 
 from app.dialect import spatial
 from app.dialect.engine import dialect_name
@@ -32,6 +32,7 @@ from app.models import (
 from app.models.base import utcnow
 from app.models.labels import STATUS_LABELS, label
 from app.services.cases import reports as report_service
+from app.services.cases.rows import ReportRow, rows_of_statement, run_rows_of
 from app.services.public import view as public_view
 
 MAX_SIMILAR = 5
@@ -142,9 +143,9 @@ def with_similar_cases(report: Report) -> Report:
     return report
 
 
-def similar_open_cases(report: Report) -> list[Report]:
+def similar_open_cases(report: Report) -> list[ReportRow]:
     """Up to 5 open cases of the report's category within its duplicate radius, nearest first, through the
-    spatial index; the answer shows their public view (app.services.public.view)."""
+    spatial index, as rows (app.services.cases.rows); the answer shows their public view (app.services.public.view)."""
     radius = report.category.duplicate_radius_m
     if not radius:
         return []
@@ -154,7 +155,7 @@ def similar_open_cases(report: Report) -> list[Report]:
         "category_id": report.category_id,
         "report_id": report.id,
     }
-    return list(db.session.scalars(_similar_statement(dialect_name()), params).unique())
+    return run_rows_of(_similar_statement(dialect_name()), True, params)
 
 
 _SIMILAR: dict[str, Select] = {}
@@ -165,17 +166,17 @@ def _similar_statement(dialect: str) -> Select:
     found = _SIMILAR.get(dialect)
     if found is None:
         lon, lat = bindparam("lon", type_=Float), bindparam("lat", type_=Float)
-        found = (
-            report_service.listed_reports()
-            .options(with_expression(Report.distance_m, spatial.distance_m(Report.location, lon, lat)))
+        order = (spatial.local_distance_m(Report.location, lon, lat), Report.id)
+        page = (
+            select(Report.id, func.row_number().over(order_by=order).label("n"))
             .where(
                 spatial.points_within_distance_bound(Report.location, Report.id),
                 Report.category_id == bindparam("category_id", type_=Integer),
                 Report.status.in_(OPEN_STATUSES),
                 Report.id != bindparam("report_id", type_=Integer),
             )
-            .order_by(spatial.local_distance_m(Report.location, lon, lat), Report.id)
+            .order_by(*order)
             .limit(MAX_SIMILAR)
         )
-        found = _SIMILAR.setdefault(dialect, found)
+        found = _SIMILAR.setdefault(dialect, rows_of_statement(page, spatial.distance_m(Report.location, lon, lat)))
     return found
