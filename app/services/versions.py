@@ -19,7 +19,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from app.extensions import db
 
-AUTH, CATEGORIES = "auth", "categories"
+AUTH, CATEGORIES, CELLS = "auth", "categories", "cells"
 _READ = text("SELECT name, version FROM cache_versions")
 # Where a request keeps the versions it read: the request's own environ (g outlives a request when the tests hold
 # one app context around several).
@@ -47,6 +47,21 @@ class VersionedCache:
     def get(self, key: Any) -> Any:
         entries = self._sync(current_version(self.name))
         return None if entries is None else entries.get(key)
+
+    def entries(self) -> dict[Any, Any]:
+        """Every entry valid under the current version, to look many up at once (read only: fill with put_many)."""
+        return self._sync(current_version(self.name)) or {}
+
+    def put_many(self, items: dict[Any, Any], version: int | None) -> None:
+        """put for many entries read under one version."""
+        if version is None:
+            return
+        with self._lock:
+            if self._version != version:
+                return
+            if len(self._entries) + len(items) > self.max_entries:
+                self._entries = {}
+            self._entries.update(items)
 
     def put(self, key: Any, value: Any, version: int | None) -> None:
         """Keep value under the version read before it was (None: read none, keep nothing)."""

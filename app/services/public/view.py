@@ -7,7 +7,6 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from flask import g, has_app_context
 from geoalchemy2.shape import to_shape
 from sqlalchemy import ColumnElement, false, func, select
 
@@ -16,6 +15,7 @@ from app.extensions import db
 from app.lib.i18n import tr
 from app.models import Attachment, CaseEvent, Cell, Report, Role, User
 from app.models.base import utcnow
+from app.services import versions
 from app.services.cases import reports as report_scope, sla
 from app.services.pagination import Page
 
@@ -101,29 +101,27 @@ def public_fields(report: Report) -> frozenset[str]:
 # ---- location ---------------------------------------------------------------------------------------------------
 
 
-def _cached_points() -> dict[int, tuple[float, float]]:
-    # Per request (or CLI command): cells change rarely, but a cache kept longer would outlive another host's edit.
-    if not has_app_context():
-        return {}
-    if "cell_label_points" not in g:
-        g.cell_label_points = {}
-    return g.cell_label_points
-
-
 def cell_label_points(cell_ids: Iterable[int]) -> dict[int, tuple[float, float]]:
-    """A point inside each cell (ST_PointOnSurface), one query for all that are not known yet."""
-    known = _cached_points()
+    """A point inside each cell (ST_PointOnSurface), one query for all that are not known yet: each worker keeps
+    them until any cell changes (the `cells` cache version, app.services.versions)."""
     wanted = {cid for cid in cell_ids if cid is not None}
-    missing = wanted - known.keys()
+    if not wanted:
+        return {}
+    cache = versions.cache(versions.CELLS)
+    known = cache.entries()
+    missing = {cid for cid in wanted if ("point", cid) not in known}
     if missing:
+        version = versions.current_version(versions.CELLS)
         surface = func.ST_PointOnSurface(Cell.geom)
-        known.update(
-            (cid, (x, y))
+        loaded = {
+            ("point", cid): (x, y)
             for cid, x, y in db.session.execute(
                 select(Cell.id, func.ST_X(surface), func.ST_Y(surface)).where(Cell.id.in_(missing))
             )
-        )
-    return {cid: known[cid] for cid in wanted if cid in known}
+        }
+        cache.put_many(loaded, version)
+        known = {**known, **loaded}
+    return {cid: known[("point", cid)] for cid in wanted if ("point", cid) in known}
 
 
 def map_points(
