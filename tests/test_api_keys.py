@@ -217,6 +217,12 @@ def test_authenticate_stamps_last_use(db):
     assert key_service.authenticate(issued.key).last_used_at is not None
 
 
+def test_a_read_does_not_stamp_the_keys_last_use(db):
+    """Read requests write nothing (app.dialect.engine); a key's last use is its last write."""
+    issued = make_api_key("one")
+    assert key_service.authenticate(issued.key, stamp_use=False).last_used_at is None
+
+
 # ---- CLI --------------------------------------------------------------------------------------------------------
 
 

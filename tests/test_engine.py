@@ -1,4 +1,5 @@
-"""app.dialect.engine: a pooled PostgreSQL connection the server closed is replaced at checkout, with no round trip."""
+"""app.dialect.engine: a pooled PostgreSQL connection the server closed is replaced at checkout, with no round trip;
+read requests run without a transaction and may not write."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ import socket
 
 import psycopg
 import pytest
-from sqlalchemy import create_engine, exc, text
+from sqlalchemy import create_engine, event, exc, text
 
 from app.dialect import engine as engine_module
+from app.models import Role
 from tests.conftest import BACKEND
+from tests.factories import PASSWORD, committed_world, make_user, tokens_for
 
 
 class _Connection:
@@ -79,3 +82,51 @@ def test_a_terminated_backend_is_replaced_on_the_next_checkout(app, database_url
             assert connection.scalar(text("SELECT pg_backend_pid()")) != first_pid
     finally:
         pool_of_one.dispose()
+
+
+def test_a_read_request_may_not_write(app, db):
+    """GET and HEAD run without a transaction on PostgreSQL: a statement that writes is refused on both backends."""
+    touch = text("UPDATE users SET display_name = display_name")
+    for method in ("GET", "HEAD"):
+        with app.test_request_context("/api/v1/me", method=method):
+            engine_module.mark_read_request()
+            with pytest.raises(engine_module.ReadRequestWrote):
+                db.session.execute(touch)
+            db.session.rollback()
+            assert db.session.execute(text("SELECT count(*) FROM users")).scalar() >= 0
+    with app.test_request_context("/api/v1/me", method="POST"):
+        db.session.execute(touch)
+
+
+@pytest.mark.skipif(BACKEND != "postgis", reason="reads without a transaction are PostgreSQL's")
+def test_reads_run_in_autocommit_and_their_connection_goes_back_in_transactions(app):
+    from app.extensions import db as _db
+
+    seen: list[tuple[str, object, bool]] = []
+
+    def record(conn, _cursor, statement, _parameters, _context, _executemany):
+        dbapi = conn.connection.dbapi_connection
+        seen.append((statement.split()[0].upper(), dbapi, dbapi.autocommit))
+
+    # The app's own pool, as a worker has it (not the tests' session bound to an outer transaction).
+    with committed_world(app):
+        user = make_user(Role.resident)
+        token = tokens_for(user).access_token
+        _db.session.commit()
+        engine = _db.engine
+        event.listen(engine, "before_cursor_execute", record)
+        try:
+            client = app.test_client()
+            assert client.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+            reads = list(seen)
+            seen.clear()
+            login = client.post("/api/v1/auth/login", json={"username": user.username, "password": PASSWORD})
+            assert login.status_code == 200
+            writes = list(seen)
+        finally:
+            event.remove(engine, "before_cursor_execute", record)
+    assert reads and all(autocommit for _verb, _conn, autocommit in reads)
+    # Back in the pool, the read's connection takes transactions again, as the next request expects.
+    assert not any(conn.autocommit for _verb, conn, _autocommit in reads)
+    assert writes and not any(autocommit for _verb, _conn, autocommit in writes)
+    assert any(verb == "INSERT" for verb, _conn, _autocommit in writes)

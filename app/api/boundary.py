@@ -15,6 +15,7 @@ from werkzeug.exceptions import HTTPException
 from app.api import idempotency
 from app.api.headers import set_security_headers
 from app.api.inputs import check_inputs, check_query_names
+from app.dialect.engine import mark_read_request
 from app.errors import DomainError, UnsupportedMediaType, VersionMismatch
 from app.extensions import db
 from app.lib import i18n
@@ -25,6 +26,7 @@ from app.services.health import is_database_unavailable
 log = logging.getLogger(__name__)
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+READ_METHODS = frozenset({"GET", "HEAD"})
 JSON_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 # Where register_error_form keeps each app's forms (app.extensions, so two apps never share them).
 ERROR_FORMS = "boundary.error_forms"
@@ -34,8 +36,9 @@ def install(app: Flask) -> None:
     """Register the request's life on the app. In the order a request meets it:
 
     1. open_request (before_request): the view's body limit, 415 for a body that is not JSON, the input rules
-       (app/api/inputs.py: readable text, no undeclared query parameter on /api/v1), and on SpatiaLite the host
-       hold of an Idempotency-Key.
+       (app/api/inputs.py: readable text, no undeclared query parameter on /api/v1), a read request (GET, HEAD)
+       marked as one (app.dialect.engine: no transaction on PostgreSQL, no statement that writes), and on
+       SpatiaLite the host hold of an Idempotency-Key.
     2.-4. authenticate, parse, run: the view's own decorators, outermost first: @auth_required, @idempotent
        (answers a replay; stores a 2xx answer in the request's transaction), flask-smorest's arguments and
        response. Their order is checked here, once, by check_view_decorators.
@@ -106,6 +109,8 @@ def open_request() -> None:
         raise UnsupportedMediaType(tr("Send the body as application/json."))
     check_inputs()
     check_query_names(handler)
+    if request.method in READ_METHODS:
+        mark_read_request()
     if request.method == "POST" and getattr(handler, "idempotent", False):
         # Before authentication queries: on SpatiaLite that first statement would queue behind a request still
         # running with the same key, and the retry would replay instead of hearing 409.

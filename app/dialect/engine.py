@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 import select
 from typing import Any
 
-from flask import Flask
+from flask import Flask, has_request_context, request
 from geoalchemy2.admin.dialects.sqlite import init_spatialite, load_spatialite_driver
 from sqlalchemy import event, exc
 from sqlalchemy.engine import Engine
@@ -47,9 +48,50 @@ def engine_options(app: Flask) -> dict[str, Any]:
     return options
 
 
+# Where the boundary marks a read request (GET, HEAD): the request's own environ.
+READ_REQUEST_KEY = "grid.read_request"
+_WRITE = re.compile(r"\s*(INSERT|UPDATE|DELETE|MERGE|CREATE|DROP|ALTER|TRUNCATE|COPY|LOCK|GRANT|REVOKE)\b", re.I)
+
+
+class ReadRequestWrote(RuntimeError):
+    """A read request (GET, HEAD) sent a statement that writes: a bug (its reads run without a transaction)."""
+
+
+def mark_read_request() -> None:
+    """This request only reads: on PostgreSQL its statements run without a transaction, and none may write."""
+    request.environ[READ_REQUEST_KEY] = True
+
+
+def _in_read_request() -> bool:
+    return has_request_context() and request.environ.get(READ_REQUEST_KEY, False)
+
+
+def _refuse_writes_in_read_requests(_conn, _cursor, statement, _parameters, _context, _executemany) -> None:
+    if _in_read_request() and _WRITE.match(statement):
+        raise ReadRequestWrote(f"A {request.method} request may not write: {statement[:80]}")
+
+
+def _read_without_transaction(conn) -> None:
+    """A read request's connection runs in autocommit: no BEGIN and no ROLLBACK, two round trips of every read.
+
+    The same answers: at READ COMMITTED each statement takes its own snapshot inside a transaction too, and a read
+    request holds no locks and writes nothing (_refuse_writes_in_read_requests)."""
+    if _in_read_request():
+        conn.connection.dbapi_connection.autocommit = True
+
+
+def _transactions_again(dbapi_conn, _record) -> None:
+    # The pool hands the connection to the next request as the driver's default has it: in transactions.
+    if dbapi_conn is not None and not dbapi_conn.closed and dbapi_conn.autocommit:
+        dbapi_conn.autocommit = False
+
+
 def install_engine_hooks(app: Flask, engine: Engine) -> None:
+    event.listen(engine, "before_cursor_execute", _refuse_writes_in_read_requests)
     if engine.dialect.name != "sqlite":
         event.listen(engine, "checkout", _closed_by_server)
+        event.listen(engine, "begin", _read_without_transaction)
+        event.listen(engine, "checkin", _transactions_again)
         return
     os.environ.setdefault("SPATIALITE_LIBRARY_PATH", app.config["SPATIALITE_LIBRARY_PATH"])
     busy_ms = int(app.config["SQLITE_BUSY_TIMEOUT_MS"])

@@ -82,8 +82,9 @@ def revoke_key(api_key: ApiKey) -> ApiKey:
     return api_key
 
 
-def authenticate(key: str | None) -> ApiKey:
-    """The live key matching `key`, its last use stamped; anything else is 403 (Open311 says so)."""
+def authenticate(key: str | None, *, stamp_use: bool = True) -> ApiKey:
+    """The live key matching `key`, its last use stamped (a read stamps nothing: it writes nothing); anything else is
+    403 (Open311 says so)."""
     if not key:
         raise Forbidden(tr("Send api_key in the query string or the form body."), code="api_key_missing")
     candidate = None
@@ -94,5 +95,6 @@ def authenticate(key: str | None) -> ApiKey:
     stored = candidate.key_hash if candidate is not None else hash_key("")
     if not hmac.compare_digest(stored, hash_key(key)) or candidate is None or candidate.revoked_at is not None:
         raise Forbidden(tr("The api_key is not valid or has been revoked."), code="api_key_invalid")
-    candidate.last_used_at = utcnow()
+    if stamp_use:
+        candidate.last_used_at = utcnow()
     return candidate

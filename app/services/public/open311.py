@@ -190,9 +190,9 @@ def _attributes(params) -> dict[str, list[str]]:
     return sent
 
 
-def authenticate(params) -> ApiKey:
+def authenticate(params, *, stamp_use: bool = True) -> ApiKey:
     """The live API key sent in the query string or the form body; 403 without one."""
-    return key_service.authenticate(_param(params, "api_key"))
+    return key_service.authenticate(_param(params, "api_key"), stamp_use=stamp_use)
 
 
 def create_request(api_key: ApiKey, params) -> list[dict[str, Any]]:
@@ -300,8 +300,9 @@ def _case_number_filter(numbers: list[str]):
 
 def reader(params: Mapping) -> User | None:
     """Who reads: the account of the api_key sent with the read (its own requests show in full), or None for an
-    anonymous reader. A key that is sent must be valid (403)."""
-    return authenticate(params).user if _param(params, "api_key") is not None else None
+    anonymous reader. A key that is sent must be valid (403). A read does not stamp the key's last use: read
+    requests write nothing (app.dialect.engine)."""
+    return authenticate(params, stamp_use=False).user if _param(params, "api_key") is not None else None
 
 
 def _requests(reader: User | None, where) -> list[dict[str, Any]]:
