@@ -730,3 +730,36 @@ def test_a_refused_report_has_no_location(client, db, world):
     resp = client.post(URL, json=body(world, category_code="NOPE"), headers=auth_header(world.resident))
     assert_problem(resp, 422, "validation_failed")
     assert "Location" not in resp.headers
+
+
+@pytest.mark.parametrize(
+    ("who", "point", "status"),
+    [("resident", SW_POINT, "submitted"), ("worker", SW_POINT, "assigned"), ("resident", FAR_POINT, "submitted")],
+)
+def test_the_filed_report_is_what_was_written(db, world, who, point, status):
+    """create_report writes the report and its event in one round trip and hands back the session's object built
+    from what it wrote, not read back: it must equal a fresh read, column by column, and its relations too."""
+    from sqlalchemy import inspect
+
+    from app.services.cases.reports import create_report
+
+    user = getattr(world, who)
+    report = create_report(
+        user, category_code=world.category.code, description="井盖缺失", location={"lon": point[0], "lat": point[1]}
+    )
+    keys = [a.key for a in inspect(Report).column_attrs if a.key not in ("location", "distance_m")]
+    held = {key: getattr(report, key) for key in keys}
+    related = (report.category.code, report.reporter.id, report.cell and report.cell.code, report.handling_cell_id)
+    held_point = to_shape(report.location)
+    db.session.flush()
+    db.session.expire_all()
+    fresh = db.session.get(Report, report.id)
+    assert {key: getattr(fresh, key) for key in keys} == held
+    assert (fresh.category.code, fresh.reporter.id, fresh.cell and fresh.cell.code, fresh.handling_cell_id) == related
+    assert to_shape(fresh.location).equals(held_point)
+    assert fresh.status == status
+    events = db.session.scalars(select(CaseEvent).where(CaseEvent.report_id == report.id).order_by(CaseEvent.id)).all()
+    first = events[0]
+    assert (first.action, first.from_status, first.actor_id, first.actor_role) == ("create", None, user.id, user.role)
+    assert first.created_at == fresh.created_at
+    assert first.data["cell_code"] == (fresh.cell.code if fresh.cell else None)

@@ -1,4 +1,5 @@
-"""SQL that each dialect spells its own way: JSON rows and objects, insert-or-skip, intervals, local periods."""
+"""SQL that each dialect spells its own way: JSON rows and objects, insert-or-skip, intervals, local periods, chained
+inserts."""
 
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.elements import BindParameter
+from sqlalchemy.sql.visitors import replacement_traverse
 
 from app.dialect.engine import is_postgis
 from app.extensions import db
@@ -118,3 +121,33 @@ def contains_text(column, needle: str) -> ColumnElement[bool]:
         escaped = needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         return column.ilike(f"%{escaped}%", escape="\\")
     return func.instr(func.lower(column), func.lower(literal(needle, String))) > 0
+
+
+# ---- A row and the rows that name it, in one round trip where the database allows --------------------------------
+
+
+def chained_inserts(parent: Insert, child: Insert, parent_id: str = "parent_id") -> tuple[Any, ...]:
+    """The statements that write `parent` (an INSERT ... RETURNING its id alone) and then `child`, an INSERT whose
+    bound parameter `parent_id` stands for that id. Build once, run with run_chained_inserts.
+
+    PostgreSQL: one statement, the parent a writable CTE and the child reading its id from it (one round trip, and
+    no ORM unit of work around two rows). SQLite has no writable CTEs: the two statements, one after the other."""
+    if db.session.get_bind().dialect.name != "postgresql":
+        return (parent, child)
+    written = parent.cte("parent_row")
+
+    def from_parent(element):
+        if isinstance(element, BindParameter) and element.key == parent_id:
+            return select(written.c.id).scalar_subquery()
+        return None
+
+    child_row = replacement_traverse(child, {}, from_parent).cte("child_rows")
+    return (select(written.c.id).add_cte(child_row),)
+
+
+def run_chained_inserts(statements: tuple[Any, ...], values: dict[str, Any], parent_id: str = "parent_id") -> int:
+    """Run chained_inserts' statements with `values` (each statement takes those it names); the parent's id."""
+    new_id = db.session.execute(statements[0], values).scalar_one()
+    for statement in statements[1:]:
+        db.session.execute(statement, {**values, parent_id: new_id})
+    return new_id

@@ -6,10 +6,12 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, false, or_, select, true
+from sqlalchemy import ColumnElement, Integer, Select, bindparam, false, insert, inspect, or_, select, true
 from sqlalchemy.orm import joinedload
+from sqlalchemy.orm.attributes import set_committed_value
 
-from app.dialect import spatial
+from app.dialect import queries, spatial
+from app.dialect.engine import dialect_name
 from app.errors import Forbidden, NotFound, ValidationFailed
 from app.extensions import db
 from app.lib.coords import to_wgs84
@@ -26,6 +28,7 @@ from app.models import (
     subtree_cell_ids,
 )
 from app.models.base import utcnow
+from app.services import versions
 from app.services.calendar.worktime import local_day
 from app.services.cases import attributes as attribute_answers, dispatch, sla
 from app.services.cases.categories import find_active_by_code
@@ -108,48 +111,82 @@ def create_report(
             status = ReportStatus.accepted.value
 
     now = utcnow()
-    report = Report(
-        case_day=local_day(now),
-        category=category,
-        reporter_id=user.id,
-        cell=routing.cell,
-        handling_cell=routing.cell,
-        status=status,
-        description=description,
-        address=address,
-        location=spatial.point(lon, lat),
-        input_crs=crs,
-        input_lon=location["lon"],
-        input_lat=location["lat"],
-        routed_by=routing.routed_by,
-        routing_distance_m=routing.distance_m,
-        needs_triage=routing.cell is None,
-        created_at=now,
-        updated_at=now,
-        attributes=answers,
+    values = {
+        **_DEFAULTS,
+        "case_day": local_day(now),
+        "category_id": category.id,
+        "reporter_id": user.id,
+        "cell_id": routing.cell_id,
+        "handling_cell_id": routing.cell_id,
+        "status": status,
+        "description": description,
+        "address": address,
+        "location": spatial.point(lon, lat),
+        "input_crs": crs,
+        "input_lon": location["lon"],
+        "input_lat": location["lat"],
+        "routed_by": routing.routed_by,
+        "routing_distance_m": routing.distance_m,
+        "needs_triage": routing.cell_id is None,
+        "created_at": now,
+        "updated_at": now,
+        "attributes": answers,
         **(extra or {}),
-    )
-    db.session.add(report)
-    # One flush writes the report and its first event together.
-    db.session.add(
-        CaseEvent.of(
-            report,
-            user,
-            "create",
-            None,
-            now,
-            data={
-                "cell_code": routing.cell.code if routing.cell else None,
-                "routed_by": routing.routed_by,
-                "routing_distance_m": routing.distance_m,
-                "crs": crs,
-            },
-        )
-    )
-    db.session.flush()
+    }
+    event = {
+        "event_actor_id": user.id,
+        "event_actor_role": user.role,
+        "event_to_status": status,
+        "event_created_at": now,
+        "event_data": {
+            "cell_code": routing.cell_code,
+            "routed_by": routing.routed_by,
+            "routing_distance_m": routing.distance_m,
+            "crs": crs,
+        },
+    }
+    # The report and its first event in one round trip (app.dialect.queries.chained_inserts), then the report as
+    # the session's own persistent object, built from what was written: no unit of work, no read back.
+    report_id = queries.run_chained_inserts(_filing_statements(tuple(sorted(values))), {**values, **event})
+    report = versions.attach(Report, {**_NULLS, **values, "id": report_id})
+    # Its many-to-ones as loaded: the session holds its objects weakly, so only the report keeps them from a query.
+    for name, related in (("category", category), ("reporter", user), ("cell", routing.cell)):
+        set_committed_value(report, name, related)
+    set_committed_value(report, "handling_cell", routing.cell)
     if status == ReportStatus.accepted.value:
         start_handling(report, now, user)
     return report
+
+
+_REPORTS, _EVENTS = Report.__table__, CaseEvent.__table__
+# What the ORM would write for a column left unset: its scalar default, else NULL.
+_DEFAULTS = {c.key: c.default.arg for c in _REPORTS.columns if c.default is not None and c.default.is_scalar}
+_NULLS = {attr.key: None for attr in inspect(Report).column_attrs if attr.key not in ("id", "distance_m")}
+_FILING: dict[tuple[str, tuple[str, ...]], tuple] = {}
+
+
+def _filing_statements(keys: tuple[str, ...]) -> tuple:
+    """The INSERTs of a report with these columns and of its create event, built once per set of columns."""
+    dialect = dialect_name()
+    found = _FILING.get((dialect, keys))
+    if found is None:
+        report = (
+            insert(_REPORTS)
+            .values({key: bindparam(key, type_=_REPORTS.c[key].type) for key in keys})
+            .returning(_REPORTS.c.id)
+        )
+        event = insert(_EVENTS).values(
+            report_id=bindparam("parent_id", type_=Integer),
+            actor_id=bindparam("event_actor_id", type_=Integer),
+            actor_role=bindparam("event_actor_role", type_=_EVENTS.c.actor_role.type),
+            action="create",
+            from_status=None,
+            to_status=bindparam("event_to_status", type_=_EVENTS.c.to_status.type),
+            data=bindparam("event_data", type_=_EVENTS.c.data.type),
+            created_at=bindparam("event_created_at", type_=_EVENTS.c.created_at.type),
+        )
+        found = _FILING.setdefault((dialect, keys), queries.chained_inserts(report, event))
+    return found
 
 
 def get_report_for(user: User, report_id: int) -> Report:
