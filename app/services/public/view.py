@@ -8,15 +8,15 @@ from datetime import datetime
 from typing import Any
 
 from geoalchemy2.shape import to_shape
-from sqlalchemy import ColumnElement, false, func, select
+from sqlalchemy import ColumnElement, false, select
 
 from app.errors import ValidationFailed
 from app.extensions import db
 from app.lib.i18n import tr
-from app.models import Attachment, CaseEvent, Cell, Report, Role, User
+from app.models import Attachment, CaseEvent, Report, Role, User
 from app.models.base import utcnow
-from app.services import versions
 from app.services.cases import reports as report_scope, sla
+from app.services.cases.rows import cell_label_points
 from app.services.pagination import Page
 
 STAFF_ROLES = frozenset({Role.worker.value, Role.supervisor.value, Role.admin.value})
@@ -99,29 +99,6 @@ def public_fields(report: Report) -> frozenset[str]:
 
 
 # ---- location ---------------------------------------------------------------------------------------------------
-
-
-def cell_label_points(cell_ids: Iterable[int]) -> dict[int, tuple[float, float]]:
-    """A point inside each cell (ST_PointOnSurface), one query for all that are not known yet: each worker keeps
-    them until any cell changes (the `cells` cache version, app.services.versions)."""
-    wanted = {cid for cid in cell_ids if cid is not None}
-    if not wanted:
-        return {}
-    cache = versions.cache(versions.CELLS)
-    known = cache.entries()
-    missing = {cid for cid in wanted if ("point", cid) not in known}
-    if missing:
-        version = versions.current_version(versions.CELLS)
-        surface = func.ST_PointOnSurface(Cell.geom)
-        loaded = {
-            ("point", cid): (x, y)
-            for cid, x, y in db.session.execute(
-                select(Cell.id, func.ST_X(surface), func.ST_Y(surface)).where(Cell.id.in_(missing))
-            )
-        }
-        cache.put_many(loaded, version)
-        known = {**known, **loaded}
-    return {cid: known[("point", cid)] for cid in wanted if ("point", cid) in known}
 
 
 def map_points(
