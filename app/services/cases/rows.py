@@ -100,6 +100,11 @@ def _load_people(ids: set[int]):
         )
 
 
+def user_refs(user_ids: set[int]) -> dict[int, SimpleNamespace]:
+    """id, username and display_name of each user, from the workers' people cache: one query for those missing."""
+    return {uid: known[0] for uid, known in _referenced(versions.AUTH, user_ids, _load_people).items() if known}
+
+
 def _builder(rows: list[Any], with_distance: bool) -> list[ReportRow]:
     n = len(_COLUMNS)
     at = {key: i for i, key in enumerate(_COLUMNS)}

@@ -11,7 +11,7 @@ from app.lib.geometry import to_geojson
 from app.models import TASK_STATUSES, CaseEvent, Cell, Report, Role, User, WorkerCell, subtree_cell_ids
 from app.services.calendar.worktime import local_day
 from app.services.cases.reports import listed_reports
-from app.services.cases.rows import ReportRow, report_rows_page
+from app.services.cases.rows import ReportRow, report_rows_page, user_refs
 from app.services.pagination import Page, paginate
 from app.services.people.workers import current_on
 
@@ -39,7 +39,8 @@ def tasks_page(stmt: Select, page: int, page_size: int) -> Page:
 
 
 def last_events(reports: list[Report]) -> dict[int, dict[str, Any]]:
-    """The latest event of each report, with its actor, in one query."""
+    """The latest event of each report in one query, its actor (id, username, display_name) from the workers'
+    people cache (app.services.cases.rows)."""
     if not reports:
         return {}
     latest = (
@@ -48,17 +49,25 @@ def last_events(reports: list[Report]) -> dict[int, dict[str, Any]]:
         .group_by(CaseEvent.report_id)
     )
     rows = db.session.execute(
-        select(CaseEvent, User).outerjoin(User, User.id == CaseEvent.actor_id).where(CaseEvent.id.in_(latest))
-    )
+        select(
+            CaseEvent.report_id,
+            CaseEvent.action,
+            CaseEvent.created_at,
+            CaseEvent.actor_id,
+            CaseEvent.actor_role,
+            CaseEvent.note,
+        ).where(CaseEvent.id.in_(latest))
+    ).all()
+    actors = user_refs({row.actor_id for row in rows if row.actor_id is not None})
     return {
-        event.report_id: {
-            "action": event.action,
-            "at": event.created_at,
-            "actor": actor,
-            "actor_role": event.actor_role,
-            "note": event.note,
+        row.report_id: {
+            "action": row.action,
+            "at": row.created_at,
+            "actor": actors.get(row.actor_id) if row.actor_id is not None else None,
+            "actor_role": row.actor_role,
+            "note": row.note,
         }
-        for event, actor in rows
+        for row in rows
     }
 
 
