@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import time
 
 import psycopg
 import pytest
@@ -73,10 +74,12 @@ def test_a_terminated_backend_is_replaced_on_the_next_checkout(app, database_url
             database_url.replace("postgresql+psycopg://", "postgresql://", 1), autocommit=True
         ) as admin:
             admin.execute("SELECT pg_terminate_backend(%s)", (first_pid,))
-            admin.execute(  # wait until the backend is gone, so its goodbye has reached our socket
-                "DO $$ BEGIN WHILE EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = %s) LOOP "
-                "PERFORM pg_sleep(0.01); END LOOP; END $$" % int(first_pid)
-            )
+            # Wait until the backend is gone, so its goodbye has reached our socket. Each look is its own statement
+            # (autocommit): a transaction reads pg_stat_activity once, and a loop inside one would never see it go.
+            deadline = time.monotonic() + 10
+            while admin.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (first_pid,)).fetchone():
+                assert time.monotonic() < deadline, "the terminated backend did not end"
+                time.sleep(0.01)
         with pool_of_one.connect() as connection:
             assert connection.scalar(text("SELECT 1")) == 1
             assert connection.scalar(text("SELECT pg_backend_pid()")) != first_pid

@@ -132,6 +132,30 @@ def _closed_by_server(dbapi_conn, _record, _proxy) -> None:
         raise exc.DisconnectionError()
 
 
+def raw_rows(sql: str, params: tuple | dict, limit: int | None = None) -> list[tuple]:
+    """A hand-written statement's rows (at most `limit`) through the driver's cursor on the session's own connection
+    and transaction, after the autoflush an ORM query would do: for the few statements every request sends, where
+    SQLAlchemy's execution path cost more than the statement. The engine's cursor hooks still see it, and a
+    driver error becomes SQLAlchemy's DBAPIError as on its own path (a lost server is 503 upstream)."""
+    session = db.session
+    session.flush()
+    conn = session.connection()
+    cursor = conn.connection.dbapi_connection.cursor()
+    try:
+        if conn.dispatch.before_cursor_execute:
+            conn.dispatch.before_cursor_execute(conn, cursor, sql, params, None, False)
+        cursor.execute(sql, params)
+        rows = cursor.fetchall() if limit is None else cursor.fetchmany(limit)
+        if conn.dispatch.after_cursor_execute:
+            conn.dispatch.after_cursor_execute(conn, cursor, sql, params, None, False)
+    except Exception as exc:
+        # A dead connection is invalidated as on SQLAlchemy's own path.
+        conn._handle_dbapi_exception(exc, sql, params, cursor, None)
+    finally:
+        cursor.close()
+    return rows
+
+
 def dialect_name() -> str:
     return db.session.get_bind().dialect.name
 

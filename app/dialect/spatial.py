@@ -21,7 +21,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.sql.selectable import Join
 
-from app.dialect.engine import is_postgis
+from app.dialect.engine import dialect_name, is_postgis, raw_rows
 from app.extensions import db
 
 SRID = 4326
@@ -309,28 +309,9 @@ def covering_leaf(lon: float, lat: float) -> tuple[int, str, str, int | None] | 
     first), or None.
 
     Sent on the session's own connection and transaction, after the same autoflush an ORM query would do."""
-    session = db.session
-    session.flush()
-    conn = session.connection()
     lon, lat = float(lon), float(lat)
-    if conn.dialect.name == "sqlite":
-        params: tuple[float, ...] = (lon, lon, lat, lat, lon, lat)
-    else:
-        params = (lon, lat)
-    sql = _COVERING_LEAF_SQL[conn.dialect.name]
-    cursor = conn.connection.dbapi_connection.cursor()
-    try:
-        # The engine's cursor hooks still see the statement (SQLAlchemy's own execution path cost twice the query).
-        if conn.dispatch.before_cursor_execute:
-            conn.dispatch.before_cursor_execute(conn, cursor, sql, params, None, False)
-        cursor.execute(sql, params)
-        row = cursor.fetchone()
-        if conn.dispatch.after_cursor_execute:
-            conn.dispatch.after_cursor_execute(conn, cursor, sql, params, None, False)
-    except Exception as exc:
-        # As SQLAlchemy's own path would: a driver error becomes its DBAPIError (a lost server is 503 upstream) and
-        # a dead connection is invalidated.
-        conn._handle_dbapi_exception(exc, sql, params, cursor, None)
-    finally:
-        cursor.close()
+    dialect = dialect_name()
+    params: tuple[float, ...] = (lon, lon, lat, lat, lon, lat) if dialect == "sqlite" else (lon, lat)
+    rows = raw_rows(_COVERING_LEAF_SQL[dialect], params, limit=1)
+    row = rows[0] if rows else None
     return None if row is None else (row[0], row[1], row[2], row[3])
