@@ -9,6 +9,8 @@ from marshmallow import Schema, fields, missing
 from marshmallow.schema import POST_DUMP, PRE_DUMP
 from marshmallow.utils import ensure_text_type, get_value
 
+from app.schemas.common import one_dump
+
 # Why: a page of 50 cases is some 3,000 field values; marshmallow asks each field for its value through get_value
 # (a __getitem__ probe, then getattr) and its _serialize, which cost more than reading the rows from the database
 # (`make bench-read`, `make bench-geo`). The plan keeps marshmallow's rules: the field's attribute or name, the
@@ -95,6 +97,7 @@ class CompiledSchema(Schema):
         plan = _plan(self)
         if plan is None:
             return super()._serialize(obj, many=many)
-        if many and obj is not None:
-            return [_run(plan, item) for item in obj]
-        return _run(plan, obj)
+        with one_dump():
+            if many and obj is not None:
+                return [_run(plan, item) for item in obj]
+            return _run(plan, obj)
