@@ -21,7 +21,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.sql.selectable import Join
 
-from app.dialect.engine import dialect_name, is_postgis, raw_rows
+from app.dialect.engine import is_postgis, raw_rows
 from app.extensions import db
 
 SRID = 4326
@@ -310,8 +310,7 @@ def covering_leaf(lon: float, lat: float) -> tuple[int, str, str, int | None] | 
 
     Sent on the session's own connection and transaction, after the same autoflush an ORM query would do."""
     lon, lat = float(lon), float(lat)
-    dialect = dialect_name()
-    params: tuple[float, ...] = (lon, lon, lat, lat, lon, lat) if dialect == "sqlite" else (lon, lat)
-    rows = raw_rows(_COVERING_LEAF_SQL[dialect], params, limit=1)
+    params = {"sqlite": (lon, lon, lat, lat, lon, lat), "postgresql": (lon, lat)}
+    rows = raw_rows(_COVERING_LEAF_SQL, params, limit=1)
     row = rows[0] if rows else None
     return None if row is None else (row[0], row[1], row[2], row[3])
