@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from datetime import date
 from zoneinfo import ZoneInfo
 
@@ -60,16 +58,16 @@ class StrictBoolean(fields.Boolean):
 _DUMP_SETTINGS: ContextVar[tuple[ZoneInfo, str] | None] = ContextVar("dump_settings", default=None)
 
 
-@contextmanager
-def one_dump() -> Iterator[None]:
-    """Inside: local_zone() and output_crs() answer from one read of the app's TIMEZONE and the request's crs."""
+def begin_dump() -> Token | None:
+    """From here to end_dump, local_zone() and output_crs() answer from one read of the app's TIMEZONE and the
+    request's crs; None (nothing to end) inside another dump or outside an app."""
     if _DUMP_SETTINGS.get() is not None or not has_app_context():
-        yield
-        return
-    token = _DUMP_SETTINGS.set((ZoneInfo(current_app.config["TIMEZONE"]), _request_crs()))
-    try:
-        yield
-    finally:
+        return None
+    return _DUMP_SETTINGS.set((ZoneInfo(current_app.config["TIMEZONE"]), _request_crs()))
+
+
+def end_dump(token: Token | None) -> None:
+    if token is not None:
         _DUMP_SETTINGS.reset(token)
 
 

@@ -9,7 +9,7 @@ from marshmallow import Schema, fields, missing
 from marshmallow.schema import POST_DUMP, PRE_DUMP
 from marshmallow.utils import ensure_text_type, get_value
 
-from app.schemas.common import one_dump
+from app.schemas.common import begin_dump, end_dump
 
 # Why: a page of 50 cases is some 3,000 field values; marshmallow asks each field for its value through get_value
 # (a __getitem__ probe, then getattr) and its _serialize, which cost more than reading the rows from the database
@@ -97,7 +97,10 @@ class CompiledSchema(Schema):
         plan = _plan(self)
         if plan is None:
             return super()._serialize(obj, many=many)
-        with one_dump():
+        token = begin_dump()
+        try:
             if many and obj is not None:
                 return [_run(plan, item) for item in obj]
             return _run(plan, obj)
+        finally:
+            end_dump(token)

@@ -163,7 +163,8 @@ def _scoped_changes(user: User, position: tuple[int, int] | None, horizon: tuple
     # Each branch as a subquery: SQLite allows no ORDER BY or LIMIT on a bare member of a UNION.
     both = union_all(select(cases.subquery()), select(notifications.subquery())).subquery()
     row = aliased(SyncChange, both)
-    return select(row).order_by(row.xid, row.seq).limit(limit)
+    # Plain rows: a page reads four values of each (ORM objects cost a tenth of the request).
+    return select(row.kind, row.entity_id, row.xid, row.seq).order_by(row.xid, row.seq).limit(limit)
 
 
 def _load(model, ids: set[int], *extra) -> dict[int, Any]:
@@ -196,7 +197,7 @@ def changes_since(user: User, cursor: str | None, limit: int) -> SyncPage:
     comes again on a later page."""
     position = decode_cursor(cursor) if cursor is not None else None
     horizon = sync_log.sync_horizon(SyncChange.seq)
-    rows = db.session.scalars(_scoped_changes(user, position, horizon, limit + 1)).all()
+    rows = db.session.execute(_scoped_changes(user, position, horizon, limit + 1)).all()
     has_more = len(rows) > limit
     rows = rows[:limit]
     ids = {kind: {row.entity_id for row in rows if row.kind == kind} for kind in (CASE, EVENT, NOTIFICATION)}
