@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import replace
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 
 from geoalchemy2.shape import to_shape
@@ -153,6 +154,10 @@ class CaseView:
     and staff names the viewer may see. Anything else reads through to the report."""
 
     def __init__(self, report: Any, viewer: User | None, now: datetime) -> None:
+        if isinstance(report, SimpleNamespace):
+            # A row's values (app.services.cases.rows) read directly, not through __getattr__ for each field of the
+            # dump; what the view sets below replaces them, as it hides them from __getattr__ for an ORM report.
+            self.__dict__.update(vars(report))
         self.report = report
         full = sees_in_full(viewer, report)
         self.view = "full" if full else "public"
