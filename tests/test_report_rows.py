@@ -44,3 +44,43 @@ def test_rows_keep_the_order_of_ids_and_drop_what_where_refuses(cases):  # noqa:
     assert [r.id for r in report_rows(ids)] == [reports[2].id, reports[0].id]
     assert report_rows(ids, Report.status == "closed") == []
     assert report_rows([]) == []
+
+
+def test_a_small_grid_is_read_whole_at_a_workers_first_miss(app, db, cases, monkeypatch):  # noqa: F811
+    """The first row that names a cell reads every cell (four short columns), so later pages ask for none; a grid
+    above WHOLE_GRID_UP_TO is read by the ids missing."""
+    from sqlalchemy import event, func, select
+
+    from app.models import Cell
+    from app.services import versions
+    from app.services.cases import rows as rows_module
+
+    *_, reports = cases
+    every_cell = _db.session.scalar(select(func.count()).select_from(Cell))
+    sent: list[str] = []
+
+    def record(_conn, _cursor, statement, *_args):
+        if "FROM cells" in statement:
+            sent.append(statement)
+
+    engine = _db.session.get_bind()
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        with app.test_request_context():
+            versions.cache(versions.CELLS).clear()
+            report_rows([reports[0].id])
+            assert len(sent) == 1 and "cells.id IN" not in sent[0]
+            cached = versions.cache(versions.CELLS).entries()
+            assert sum(1 for key in cached if key[0] == "row") == every_cell
+            report_rows([r.id for r in reports])
+            assert len(sent) == 1
+        monkeypatch.setattr(rows_module, "WHOLE_GRID_UP_TO", 2)
+        with app.test_request_context():
+            versions.cache(versions.CELLS).clear()
+            sent.clear()
+            found = report_rows([reports[0].id])
+            assert found[0].cell.code == reports[0].cell.code
+            assert any("cells.id IN" in statement for statement in sent)
+            assert sum(1 for key in versions.cache(versions.CELLS).entries() if key[0] == "row") < every_cell
+    finally:
+        event.remove(engine, "before_cursor_execute", record)

@@ -50,17 +50,19 @@ def _statement(where: list[ColumnElement[bool]], distance: ColumnElement | None)
 # is dropped when its cache_versions row moves (app.services.versions), as the logins' and categories' are.
 
 
-def _referenced(cache_name: str, ids: set[int], load) -> dict[int, Any]:
+def _referenced(cache_name: str, ids: set[int], load, kind: str = "row") -> dict[int, Any]:
+    """Each id's entry of `kind` in the cache; `load(missing ids)` yields (id, value) for those missing (and may
+    yield more, which are kept too)."""
     cache = versions.cache(cache_name)
     entries = cache.entries()
-    missing = {i for i in ids if ("row", i) not in entries}
+    missing = {i for i in ids if (kind, i) not in entries}
     if missing:
         # The version before the rows: a change committed in between only drops them at the next read.
         version = versions.current_version(cache_name)
-        loaded = {("row", key): value for key, value in load(missing)}
+        loaded = {(kind, key): value for key, value in load(missing)}
         cache.put_many(loaded, version)
         entries = {**entries, **loaded}
-    return {i: entries.get(("row", i)) for i in ids}
+    return {i: entries.get((kind, i)) for i in ids}
 
 
 def _load_categories(ids: set[int]):
@@ -69,12 +71,32 @@ def _load_categories(ids: set[int]):
         yield row[0], SimpleNamespace(**dict(zip(_CATEGORY, row[1:], strict=True)))
 
 
+# A grid this small is read whole at a worker's first miss (four short columns a cell, one query): a page of cases
+# from all over it then costs no query per cell. A larger one is read by the ids missing.
+WHOLE_GRID_UP_TO = 20_000
+_WHOLE = ("whole",)
+
+
 def _load_cells(ids: set[int]):
-    # What a page shows of a cell and the point its public view shows of a case in it, in one query.
+    cache = versions.cache(versions.CELLS)
+    columns = select(*[getattr(Cell, key) for key in _CELL])
+    if _WHOLE not in cache.entries():
+        version = versions.current_version(versions.CELLS)
+        rows = db.session.execute(columns.order_by(Cell.id).limit(WHOLE_GRID_UP_TO + 1)).all()
+        whole = len(rows) <= WHOLE_GRID_UP_TO
+        cache.put_many({_WHOLE: whole}, version)
+        if whole:
+            yield from ((row[0], SimpleNamespace(**dict(zip(_CELL, row, strict=True)))) for row in rows)
+            return
+    for row in db.session.execute(columns.where(Cell.id.in_(ids))):
+        yield row[0], SimpleNamespace(**dict(zip(_CELL, row, strict=True)))
+
+
+def _load_points(ids: set[int]):
     surface = func.ST_PointOnSurface(Cell.geom)
-    stmt = select(*[getattr(Cell, key) for key in _CELL], func.ST_X(surface), func.ST_Y(surface))
-    for row in db.session.execute(stmt.where(Cell.id.in_(ids))):
-        yield row[0], (SimpleNamespace(**dict(zip(_CELL, row[:4], strict=True))), (row[4], row[5]))
+    stmt = select(Cell.id, func.ST_X(surface), func.ST_Y(surface)).where(Cell.id.in_(ids))
+    for cell_id, x, y in db.session.execute(stmt):
+        yield cell_id, (x, y)
 
 
 def cell_label_points(cell_ids) -> dict[int, tuple[float, float]]:
@@ -82,8 +104,8 @@ def cell_label_points(cell_ids) -> dict[int, tuple[float, float]]:
     wanted = {cid for cid in cell_ids if cid is not None}
     if not wanted:
         return {}
-    found = _referenced(versions.CELLS, wanted, _load_cells)
-    return {cid: known[1] for cid, known in found.items() if known is not None}
+    found = _referenced(versions.CELLS, wanted, _load_points, kind="point")
+    return {cid: point for cid, point in found.items() if point is not None}
 
 
 def _load_people(ids: set[int]):
@@ -123,8 +145,8 @@ def _builder(rows: list[Any], with_distance: bool) -> list[ReportRow]:
         values["point"] = (row[n], row[n + 1])
         values["location"] = None
         values["category"] = categories[row[category_i]]
-        values["cell"] = cells[row[cell_i]][0] if row[cell_i] is not None else None
-        values["handling_cell"] = cells[row[handling_i]][0] if row[handling_i] is not None else None
+        values["cell"] = cells[row[cell_i]] if row[cell_i] is not None else None
+        values["handling_cell"] = cells[row[handling_i]] if row[handling_i] is not None else None
         values["assignee"] = people[row[assignee_i]][0] if row[assignee_i] is not None else None
         values["reporter"] = people[row[reporter_i]][1]
         values["distance_m"] = row[n + 2] if with_distance else None
