@@ -17,8 +17,6 @@ from app.services import versions
 # changed, so it needs the values only.
 _COLUMNS = [attr.key for attr in inspect(Report).column_attrs if attr.key not in ("location", "distance_m")]
 _CELL = ("id", "code", "name", "level")
-_ASSIGNEE = ("id", "username", "display_name")
-_REPORTER = ("id", "display_name", "phone")
 _CATEGORY = ("code", "name", "group", "public")
 
 
