@@ -132,19 +132,17 @@ def _closed_by_server(dbapi_conn, _record, _proxy) -> None:
         raise exc.DisconnectionError()
 
 
-def raw_rows(sql: str | dict[str, str], params: tuple | dict, limit: int | None = None) -> list[tuple]:
+def raw_rows(sql: str | dict[str, str], params: tuple | dict[str, tuple], limit: int | None = None) -> list[tuple]:
     """A hand-written statement's rows (at most `limit`) through the driver's cursor on the session's own connection
     and transaction, after the autoflush an ORM query would do: for the few statements every request sends, where
     SQLAlchemy's execution path cost more than the statement. The engine's cursor hooks still see it, and a
-    driver error becomes SQLAlchemy's DBAPIError as on its own path (a lost server is 503 upstream). `sql` and
-    `params` may be dicts by dialect name."""
+    driver error becomes SQLAlchemy's DBAPIError as on its own path (a lost server is 503 upstream). A statement
+    spelled per dialect comes as a dict by dialect name, and its positional values too."""
     session = db.session
     session.flush()
     conn = session.connection()
     if isinstance(sql, dict):
-        sql = sql[conn.dialect.name]
-    if isinstance(params, dict) and conn.dialect.name in params:
-        params = params[conn.dialect.name]
+        sql, params = sql[conn.dialect.name], params[conn.dialect.name]
     cursor = conn.connection.dbapi_connection.cursor()
     try:
         if conn.dispatch.before_cursor_execute:

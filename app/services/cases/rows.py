@@ -168,10 +168,10 @@ def report_rows_page(where: ColumnElement[bool], order_by: list, limit: int, off
     return _builder(db.session.execute(stmt).all(), False)
 
 
-def report_rows_of(page: Select, distance: ColumnElement | None = None, params: dict[str, Any] | None = None):
+def report_rows_of(page: Select, distance: ColumnElement | None = None) -> list[ReportRow]:
     """The reports of `page`, a select of (Report.id, n) with n their position, in that order, as ReportRow: the
-    page and its rows in one statement (`params`: values of its bound parameters)."""
-    return run_rows_of(rows_of_statement(page, distance), distance is not None, params)
+    page and its rows in one statement."""
+    return run_rows_of(rows_of_statement(page, distance), distance is not None)
 
 
 def rows_of_statement(page: Select, distance: ColumnElement | None = None) -> Select:
