@@ -125,3 +125,44 @@ def test_missing_values_defaults_keys_and_dotted_attributes(app):
     assert Outer(only=("a",)).dump(obj) == {"a": 7}
     assert Outer().dump({}) == {"d": "none", "g": "computed"}
     assert missing is not None
+
+
+def test_the_generated_dump_of_objects_keeps_the_loops_rules(app, monkeypatch):
+    # Objects without __getitem__ go through the function generated from the plan; dicts and dotted sources through
+    # the loop. Both must answer what marshmallow's own loop answers, missing attributes and defaults included.
+    from types import SimpleNamespace
+
+    from app.schemas.common import LocalDateTime
+
+    class Inner(CompiledSchema):
+        x = fields.Integer()
+        when = LocalDateTime(allow_none=True)
+
+    class Outer(CompiledSchema):
+        a = fields.Integer(attribute="b")
+        d = fields.String(dump_default="none")
+        e = fields.Float(data_key="E")
+        f = fields.Nested(Inner, many=True)
+        i = fields.Nested(Inner, allow_none=True)
+        g = fields.Function(lambda obj: "computed")
+        h = fields.Dict()
+        k = fields.Boolean()
+        n = fields.Integer(dump_default=lambda: 5)
+
+    now = utcnow()
+    full = SimpleNamespace(
+        b="7", d="x", e=2, f=[SimpleNamespace(x="3", when=now), SimpleNamespace()], i=None, h={"k": 1}, k=False, n=None
+    )
+    for obj in (full, SimpleNamespace(), SimpleNamespace(i=SimpleNamespace(x=1, when=None), k=True)):
+        with app.app_context():
+            ours = Outer().dump(obj)
+            assert ours == plain(Outer, obj, monkeypatch=monkeypatch)
+    with app.app_context():
+        assert Outer().dump(full)["f"][0] == {"x": 3, "when": now.astimezone(local_zone_of(app)).isoformat()}
+        assert Outer().dump(SimpleNamespace()) == {"d": "none", "g": "computed", "n": 5}
+
+
+def local_zone_of(app):
+    from zoneinfo import ZoneInfo
+
+    return ZoneInfo(app.config["TIMEZONE"])

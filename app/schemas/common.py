@@ -85,14 +85,10 @@ class LocalDateTime(fields.DateTime):
         return value.astimezone(local_zone()).isoformat()
 
     def compiled_converter(self):
-        """_serialize for app.schemas.compiled (a subclass with its own _serialize keeps it)."""
+        """_serialize for app.schemas.compiled, as its (kind, payload) (a subclass with its own _serialize keeps it)."""
         if type(self)._serialize is not LocalDateTime._serialize:
-            return lambda value, obj: self._serialize(value, None, obj)
-
-        def convert(value, _obj):
-            return None if value is None else value.astimezone(local_zone()).isoformat()
-
-        return convert
+            return "call", lambda value, obj: self._serialize(value, None, obj)
+        return "local_datetime", None
 
 
 class AwareDateTime(fields.AwareDateTime):
