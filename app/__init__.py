@@ -7,6 +7,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app import dialect, extensions, logs, metrics, redaction
 from app.extensions import db, migrate
+from app.lib.fastjson import FastJSONProvider
 from config import INSTANCE_DIR, PROJECT_ROOT, BaseConfig, load_config
 
 
@@ -17,6 +18,7 @@ def create_app(config: BaseConfig | str | None = None) -> Flask:
     cfg = config if isinstance(config, BaseConfig) else load_config(config)
     app.config.from_object(cfg)
     app.config["APP_ENV"] = cfg.ENV_NAME
+    app.json = FastJSONProvider(app)
     app.json.ensure_ascii = False  # Chinese names stay readable in answers
     logs.configure(app.config["LOG_LEVEL"], app.config["LOG_FORMAT"], app.config["PHONE_PATTERN"])
     # Credentials and phone numbers never reach a log line (werkzeug's request log included).
