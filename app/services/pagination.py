@@ -28,12 +28,14 @@ def paginate(
     *,
     count_cap: int | None = None,
     fetch: Callable[[int], list[Any]] | None = None,
+    counted: Select | None = None,
 ) -> Page:
     """The page, then the total. A short page tells the total itself, so only a full (or empty, past the
     end) page costs a count. With count_cap the count stops after count_cap + 1 matches.
 
     `fetch(offset)` returns the page for a caller that finds it its own way (the same rows as
-    stmt.limit(page_size).offset(offset))."""
+    stmt.limit(page_size).offset(offset)); `counted`, the rows to count when not stmt itself (the same rows, fewer
+    columns)."""
     offset = (page - 1) * page_size
     if fetch is not None:
         items = fetch(offset)
@@ -42,7 +44,7 @@ def paginate(
     capped = None if count_cap is None else False
     if len(items) < page_size and (items or offset == 0):
         return Page(items=items, page=page, page_size=page_size, total=offset + len(items), total_is_lower_bound=capped)
-    counted = stmt.order_by(None)
+    counted = (stmt if counted is None else counted).order_by(None)
     if count_cap is not None:
         counted = counted.limit(count_cap + 1)
     total = db.session.scalar(select(func.count()).select_from(counted.subquery()))
