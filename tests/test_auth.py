@@ -353,6 +353,23 @@ def test_expired_token_is_refused(client, app, access_claims):
     assert_problem(me(client, token), 401, "token_expired")
 
 
+def test_a_verified_token_is_refused_once_it_expires(client, app, access_claims):
+    # The worker keeps tokens it has verified (app.auth.tokens); the expiry is still checked on every use.
+    exp = int(time.time()) + 1
+    token = sign(app, {**access_claims, "exp": exp})
+    assert me(client, token).status_code == 200
+    while time.time() < exp:
+        time.sleep(0.05)
+    assert_problem(me(client, token), 401, "token_expired")
+
+
+def test_a_verified_token_is_refused_after_the_secret_changes(client, app, access_claims, monkeypatch):
+    token = sign(app, access_claims)
+    assert me(client, token).status_code == 200
+    monkeypatch.setitem(app.config, "JWT_SECRET", "a-rotated-secret-" + "x" * 32)
+    assert_problem(me(client, token), 401, "invalid_token")
+
+
 def test_token_issued_in_the_future_is_refused(client, app, access_claims):
     now = int(time.time())
     token = sign(app, {**access_claims, "iat": now + 3600, "exp": now + 7200})
