@@ -84,3 +84,54 @@ def test_a_small_grid_is_read_whole_at_a_workers_first_miss(app, db, cases, monk
             assert sum(1 for key in versions.cache(versions.CELLS).entries() if key[0] == "row") < every_cell
     finally:
         event.remove(engine, "before_cursor_execute", record)
+
+
+def test_a_read_by_id_follows_the_viewers_scope_as_it_changes(app, db, cases):  # noqa: F811
+    """read_report_for keeps one statement per visibility_key: a supervisor moved to another cell, a worker whose
+    assignment ended and a recoded cell each read by the scope they have now, never by a statement built before."""
+    from datetime import timedelta
+
+    from app.errors import NotFound
+    from app.models import Cell, WorkerCell
+    from app.models.base import clock_at, utcnow
+    from app.services.calendar.worktime import local_day
+    from app.services.cases.reports import read_report_for
+    from tests.factories import COMMUNITY
+
+    admin, worker, supervisor, reporter, other, reports = cases
+    case = reports[0]  # in the worker's grid cell, under the supervisor's community
+    case_cell = _db.session.get(Cell, case.cell_id)
+    sibling = _db.session.scalar(
+        _db.select(Cell).where(Cell.level == "grid", Cell.id != case_cell.id).order_by(Cell.id).limit(1)
+    )
+
+    def sees(viewer) -> bool:
+        with app.test_request_context():
+            try:
+                return read_report_for(viewer, case.id).id == case.id
+            except NotFound:
+                return False
+
+    assert [sees(v) for v in (admin, worker, supervisor, reporter, other)] == [True, True, True, True, False]
+
+    # The supervisor moves to a sibling grid cell: the case is outside their subtree now.
+    supervisor.cell_id = sibling.id
+    _db.session.commit()
+    assert not sees(supervisor)
+
+    # Their cell takes the community's code (the community another): the case's cell is under it, though the
+    # supervisor's row did not change; a cell's change moves the cells version.
+    community = _db.session.scalar(_db.select(Cell).where(Cell.code == COMMUNITY))
+    community.code = COMMUNITY[:-1] + "9"
+    _db.session.flush()
+    sibling.code = COMMUNITY
+    _db.session.commit()
+    assert sees(supervisor)
+
+    # The worker's assignment ends today: in three days the cell is no longer theirs.
+    assignment = _db.session.scalar(_db.select(WorkerCell).where(WorkerCell.user_id == worker.id))
+    assignment.valid_to = local_day()
+    _db.session.commit()
+    assert sees(worker)
+    with clock_at(utcnow() + timedelta(days=3)):
+        assert not sees(worker)

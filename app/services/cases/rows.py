@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, func, inspect, select
+from sqlalchemy import ColumnElement, Integer, Select, bindparam, func, inspect, select
 
+from app.dialect.engine import dialect_name
 from app.extensions import db
 from app.models import Category, Cell, Report, User
 from app.models.reports import case_number
@@ -160,6 +162,19 @@ def report_rows(ids: list[int], *where: ColumnElement[bool], distance: ColumnEle
     rows = db.session.execute(_statement([Report.id.in_(ids), *where], distance)).all()
     found = {report.id: report for report in _builder(rows, distance is not None)}
     return [found[i] for i in ids if i in found]
+
+
+def report_row_by_id(report_id: int, scope_key: Any, scope: Callable[[], ColumnElement[bool]]) -> list[ReportRow]:
+    """report_rows([report_id], scope()), through a statement built once per scope_key (in the cells cache: a
+    scope names cells) with the id bound: SQLAlchemy then keys it once, not on every read."""
+    statements = versions.cache(versions.CELLS)
+    key = ("by id", dialect_name(), scope_key)
+    stmt = statements.get(key)
+    if stmt is None:
+        version = versions.current_version(versions.CELLS)
+        stmt = _statement([Report.id == bindparam("report_id", type_=Integer), scope()], None)
+        statements.put(key, stmt, version)
+    return _builder(db.session.execute(stmt, {"report_id": report_id}).all(), False)
 
 
 def report_rows_page(where: ColumnElement[bool], order_by: list, limit: int, offset: int) -> list[ReportRow]:
