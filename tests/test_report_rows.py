@@ -135,3 +135,28 @@ def test_a_read_by_id_follows_the_viewers_scope_as_it_changes(app, db, cases):  
     assert sees(worker)
     with clock_at(utcnow() + timedelta(days=3)):
         assert not sees(worker)
+
+
+def test_a_read_by_id_through_the_driver_answers_what_sqlalchemy_reads(app, cases):  # noqa: F811
+    """Every column of read_report_for's row, read through the driver's cursor with the types' own conversions
+    (aware UTC datetimes, floats, JSON), equals the row SQLAlchemy reads, for every viewer that may see the case."""
+    from app.errors import NotFound
+    from app.services.cases.reports import read_report_for, visibility
+
+    admin, worker, supervisor, reporter, other, reports = cases
+    compared = 0
+    for viewer in (admin, worker, supervisor, reporter, other):
+        for report in reports:
+            with app.test_request_context():
+                expected = report_rows([report.id], visibility(viewer))
+                try:
+                    found = read_report_for(viewer, report.id)
+                except NotFound:
+                    assert expected == []
+                    continue
+            assert vars(found) == vars(expected[0])
+            assert all(value.tzinfo is not None for value in vars(found).values() if hasattr(value, "astimezone")), (
+                "datetimes come back aware"
+            )
+            compared += 1
+    assert compared >= len(reports) + 3

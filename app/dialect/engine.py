@@ -132,12 +132,18 @@ def _closed_by_server(dbapi_conn, _record, _proxy) -> None:
         raise exc.DisconnectionError()
 
 
-def raw_rows(sql: str | dict[str, str], params: tuple | dict[str, tuple], limit: int | None = None) -> list[tuple]:
+def raw_rows(
+    sql: str | dict[str, str],
+    params: tuple | dict[str, tuple],
+    limit: int | None = None,
+    described: list | None = None,
+) -> list[tuple]:
     """A hand-written statement's rows (at most `limit`) through the driver's cursor on the session's own connection
     and transaction, after the autoflush an ORM query would do: for the few statements every request sends, where
     SQLAlchemy's execution path cost more than the statement. The engine's cursor hooks still see it, and a
     driver error becomes SQLAlchemy's DBAPIError as on its own path (a lost server is 503 upstream). A statement
-    spelled per dialect comes as a dict by dialect name, and its positional values too."""
+    spelled per dialect comes as a dict by dialect name, and its positional values too. `described`, when given, is
+    filled with the cursor's description (the driver's type of each column)."""
     session = db.session
     session.flush()
     conn = session.connection()
@@ -148,6 +154,8 @@ def raw_rows(sql: str | dict[str, str], params: tuple | dict[str, tuple], limit:
         if conn.dispatch.before_cursor_execute:
             conn.dispatch.before_cursor_execute(conn, cursor, sql, params, None, False)
         cursor.execute(sql, params)
+        if described is not None:
+            described.extend(cursor.description or ())
         if limit == 1:
             row = cursor.fetchone()
             rows = [] if row is None else [row]
