@@ -176,26 +176,23 @@ def report_row_by_id(report_id: int, scope_key: Any, scope: Callable[[], ColumnE
     if found is None:
         version = versions.current_version(versions.CELLS)
         stmt = _statement([Report.id == bindparam("report_id", type_=Integer), scope()], None)
-        found = _DriverStatement(stmt, db.session.get_bind().dialect, report_id=0)
+        found = DriverStatement(stmt, db.session.get_bind().dialect, report_id=0)
         statements.put(key, found, version)
     return _builder(found.run({"report_id": report_id}), False)
 
 
-class _DriverStatement:
+class DriverStatement:
     """A select compiled for the session's dialect, its bound values and the types' own conversions of values in
     and out, to run through the driver's cursor (app.dialect.engine.raw_rows) as SQLAlchemy would run it."""
 
     def __init__(self, stmt: Select, dialect, **placeholders: Any) -> None:
         """`placeholders`: a value for each parameter that run() is given."""
-        compiled = stmt.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
-        self.dialect, self.sql = dialect, compiled.string
-        self.order = compiled.positiontup if dialect.positional else None
-        self.binds = {
-            name: processor
-            for name, bind in compiled.binds.items()
-            if (processor := bind.type.dialect_impl(dialect).bind_processor(dialect)) is not None
-        }
-        self.values = self._bound(compiled.construct_params(placeholders))
+        # The statement with its IN lists written out for these values (the run's own values must not change them).
+        state = stmt.compile(dialect=dialect).construct_expanded_state(placeholders)
+        self.dialect, self.sql = dialect, state.statement
+        self.order = state.positiontup if dialect.positional else None
+        self.binds = dict(state.processors)
+        self.values = self._bound(state.parameters)
         self.types = [column.type.dialect_impl(dialect) for column in stmt.selected_columns]
         # Some conversions depend on the driver's type of the column (a numeric or a float, say): known after a run.
         self.results: list | None = None
@@ -240,3 +237,8 @@ def rows_of_statement(page: Select, distance: ColumnElement | None = None) -> Se
 
 def run_rows_of(stmt: Select, with_distance: bool, params: dict[str, Any] | None = None) -> list[ReportRow]:
     return _builder(db.session.execute(stmt, params).all(), with_distance)
+
+
+def run_driver_rows(stmt: DriverStatement, with_distance: bool, params: dict[str, Any]) -> list[ReportRow]:
+    """run_rows_of for a rows_of_statement compiled once (DriverStatement): through the driver's cursor."""
+    return _builder(stmt.run(params), with_distance)

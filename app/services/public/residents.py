@@ -9,7 +9,6 @@ from sqlalchemy import ColumnElement, Float, Integer, Select, bindparam, delete,
 from sqlalchemy.orm import aliased
 
 from app.dialect import spatial
-from app.dialect.engine import dialect_name
 from app.errors import (
     Conflict,
     Forbidden,
@@ -32,7 +31,7 @@ from app.models import (
 from app.models.base import utcnow
 from app.models.labels import STATUS_LABELS, label
 from app.services.cases import reports as report_service
-from app.services.cases.rows import ReportRow, rows_of_statement, run_rows_of
+from app.services.cases.rows import DriverStatement, ReportRow, rows_of_statement, run_driver_rows
 from app.services.public import view as public_view
 
 MAX_SIMILAR = 5
@@ -155,15 +154,17 @@ def similar_open_cases(report: Report) -> list[ReportRow]:
         "category_id": report.category_id,
         "report_id": report.id,
     }
-    return run_rows_of(_similar_statement(dialect_name()), True, params)
+    return run_driver_rows(_similar_statement(), True, params)
 
 
-_SIMILAR: dict[str, Select] = {}
+_SIMILAR: dict[str, DriverStatement] = {}
 
 
-def _similar_statement(dialect: str) -> Select:
-    """Built once per process, every value bound: building it (and its cache key) cost more than running it."""
-    found = _SIMILAR.get(dialect)
+def _similar_statement() -> DriverStatement:
+    """Built and compiled once per process and dialect, every value bound: building it (and its cache key) cost
+    more than running it, and so did SQLAlchemy's execution path (filing answers with it every time)."""
+    dialect = db.session.get_bind().dialect
+    found = _SIMILAR.get(dialect.name)
     if found is None:
         lon, lat = bindparam("lon", type_=Float), bindparam("lat", type_=Float)
         order = (spatial.local_distance_m(Report.location, lon, lat), Report.id)
@@ -178,5 +179,7 @@ def _similar_statement(dialect: str) -> Select:
             .order_by(*order)
             .limit(MAX_SIMILAR)
         )
-        found = _SIMILAR.setdefault(dialect, rows_of_statement(page, spatial.distance_m(Report.location, lon, lat)))
+        stmt = rows_of_statement(page, spatial.distance_m(Report.location, lon, lat))
+        placeholders = {**spatial.within_distance_values(0.0, 0.0, 1.0), "category_id": 0, "report_id": 0}
+        found = _SIMILAR.setdefault(dialect.name, DriverStatement(stmt, dialect, **placeholders))
     return found
