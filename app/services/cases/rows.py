@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Integer, Select, bindparam, func, inspect, select
 
-from app.dialect.engine import dialect_name, raw_rows
+from app.dialect.engine import DriverStatement, dialect_name
 from app.extensions import db
 from app.models import Category, Cell, Report, User
 from app.models.reports import case_number
@@ -179,42 +179,6 @@ def report_row_by_id(report_id: int, scope_key: Any, scope: Callable[[], ColumnE
         found = DriverStatement(stmt, db.session.get_bind().dialect, report_id=0)
         statements.put(key, found, version)
     return _builder(found.run({"report_id": report_id}), False)
-
-
-class DriverStatement:
-    """A select compiled for the session's dialect, its bound values and the types' own conversions of values in
-    and out, to run through the driver's cursor (app.dialect.engine.raw_rows) as SQLAlchemy would run it."""
-
-    def __init__(self, stmt: Select, dialect, **placeholders: Any) -> None:
-        """`placeholders`: a value for each parameter that run() is given."""
-        # The statement with its IN lists written out for these values (the run's own values must not change them).
-        state = stmt.compile(dialect=dialect).construct_expanded_state(placeholders)
-        self.dialect, self.sql = dialect, state.statement
-        self.order = state.positiontup if dialect.positional else None
-        self.binds = dict(state.processors)
-        self.values = self._bound(state.parameters)
-        self.types = [column.type.dialect_impl(dialect) for column in stmt.selected_columns]
-        # Some conversions depend on the driver's type of the column (a numeric or a float, say): known after a run.
-        self.results: list | None = None
-
-    def _bound(self, values: dict[str, Any]) -> dict[str, Any]:
-        return {name: self.binds[name](value) if name in self.binds else value for name, value in values.items()}
-
-    def run(self, values: dict[str, Any]) -> list[tuple]:
-        bound = {**self.values, **self._bound(values)}
-        params = tuple(bound[name] for name in self.order) if self.order is not None else bound
-        described: list | None = [] if self.results is None else None
-        rows = raw_rows(self.sql, params, described=described)
-        if described is not None:
-            self.results = [
-                kind.result_processor(self.dialect, column[1])
-                for kind, column in zip(self.types, described, strict=True)
-            ]
-        converters = self.results
-        return [
-            tuple(value if convert is None else convert(value) for convert, value in zip(converters, row, strict=True))
-            for row in rows
-        ]
 
 
 def report_rows_page(where: ColumnElement[bool], order_by: list, limit: int, offset: int) -> list[ReportRow]:

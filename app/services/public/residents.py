@@ -9,6 +9,7 @@ from sqlalchemy import ColumnElement, Float, Integer, Select, bindparam, delete,
 from sqlalchemy.orm import aliased
 
 from app.dialect import spatial
+from app.dialect.engine import DriverStatement
 from app.errors import (
     Conflict,
     Forbidden,
@@ -31,7 +32,7 @@ from app.models import (
 from app.models.base import utcnow
 from app.models.labels import STATUS_LABELS, label
 from app.services.cases import reports as report_service
-from app.services.cases.rows import DriverStatement, ReportRow, rows_of_statement, run_driver_rows
+from app.services.cases.rows import ReportRow, rows_of_statement, run_driver_rows
 from app.services.public import view as public_view
 
 MAX_SIMILAR = 5
