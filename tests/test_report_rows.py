@@ -160,3 +160,25 @@ def test_a_read_by_id_through_the_driver_answers_what_sqlalchemy_reads(app, case
             )
             compared += 1
     assert compared >= len(reports) + 3
+
+
+def test_the_statements_by_id_are_a_bounded_store_of_their_own(app, cases, monkeypatch):  # noqa: F811
+    """One statement per viewer's scope, at most BY_ID_STATEMENTS_UP_TO, kept apart from the cells' rows: many
+    viewers neither push the grid out of the cells cache nor grow a worker's memory without bound."""
+    from app.services import versions
+    from app.services.cases import rows as rows_module
+    from app.services.cases.reports import read_report_for
+
+    admin, worker, supervisor, reporter, other, reports = cases
+    monkeypatch.setattr(rows_module, "BY_ID_STATEMENTS_UP_TO", 2)
+    app.extensions.get("grid.versioned_caches", {}).pop((versions.CELLS, "statements by id"), None)
+    with app.test_request_context():
+        read_report_for(admin, reports[0].id)
+        grid = {key for key in versions.cache(versions.CELLS).entries() if key[0] == "row"}
+        assert grid, "the read filled the cells cache"
+    for viewer in (admin, worker, supervisor, reporter):
+        with app.test_request_context():
+            assert read_report_for(viewer, reports[0].id).id == reports[0].id
+            statements = versions.cache(versions.CELLS, "statements by id").entries()
+            assert 1 <= len(statements) <= 2
+            assert grid <= set(versions.cache(versions.CELLS).entries()), "the cells' rows stay"

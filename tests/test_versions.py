@@ -68,7 +68,7 @@ def bearer(token: str) -> dict[str, str]:
 def hits(app, name: str) -> int:
     """The app's entries in a cache that were found by key (logins by session id, categories by code), not the
     rows that pages refer to by id (app.services.cases.rows)."""
-    entries = app.extensions.get("grid.versioned_caches", {}).get(name, versions.VersionedCache(name))._entries
+    entries = app.extensions.get("grid.versioned_caches", {}).get((name, ""), versions.VersionedCache(name))._entries
     return sum(1 for key in entries if isinstance(key, str))
 
 

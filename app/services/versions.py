@@ -80,12 +80,13 @@ class VersionedCache:
             self._entries, self._version = {}, None
 
 
-def cache(name: str) -> VersionedCache:
-    """The app's cache `name` (one per app and process: each gunicorn worker has its own)."""
+def cache(name: str, part: str = "", max_entries: int = 100_000) -> VersionedCache:
+    """The app's cache `name` (one per app and process: each gunicorn worker has its own); a `part` is a store of
+    its own, with its own bound, dropped with the same version."""
     caches = current_app.extensions.setdefault("grid.versioned_caches", {})
-    found = caches.get(name)
+    found = caches.get((name, part))
     if found is None:
-        found = caches.setdefault(name, VersionedCache(name))
+        found = caches.setdefault((name, part), VersionedCache(name, max_entries))
     return found
 
 

@@ -164,14 +164,19 @@ def report_rows(ids: list[int], *where: ColumnElement[bool], distance: ColumnEle
     return [found[i] for i in ids if i in found]
 
 
+# Most scopes name their viewer (a resident's own cases, a worker's cells): a statement per viewer, a few kB each,
+# kept apart from the cells' rows so that many viewers neither crowd those out nor grow a worker's memory unbounded.
+BY_ID_STATEMENTS_UP_TO = 2_000
+
+
 def report_row_by_id(report_id: int, scope_key: Any, scope: Callable[[], ColumnElement[bool]]) -> list[ReportRow]:
     """report_rows([report_id], scope()), through a statement compiled once per scope_key (in the cells cache: a
     scope names cells) and run through the driver's cursor with the id bound.
 
     Why: SQLAlchemy's execution path (the statement's cache key over 57 columns, the result's metadata and row
     objects) cost more than the statement itself on the most frequent read there is."""
-    statements = versions.cache(versions.CELLS)
-    key = ("by id", dialect_name(), scope_key)
+    statements = versions.cache(versions.CELLS, "statements by id", BY_ID_STATEMENTS_UP_TO)
+    key = (dialect_name(), scope_key)
     found = statements.get(key)
     if found is None:
         version = versions.current_version(versions.CELLS)
