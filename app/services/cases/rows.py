@@ -170,8 +170,8 @@ BY_ID_STATEMENTS_UP_TO = 2_000
 
 
 def report_row_by_id(report_id: int, scope_key: Any, scope: Callable[[], ColumnElement[bool]]) -> list[ReportRow]:
-    """report_rows([report_id], scope()), through a statement compiled once per scope_key (in the cells cache: a
-    scope names cells) and run through the driver's cursor with the id bound.
+    """report_rows([report_id], scope()), through a statement compiled once per scope_key (a bounded store of its
+    own, dropped with the cells version: a scope names cells) and run through the driver's cursor with the id bound.
 
     Why: SQLAlchemy's execution path (the statement's cache key over 57 columns, the result's metadata and row
     objects) cost more than the statement itself on the most frequent read there is."""
