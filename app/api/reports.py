@@ -33,7 +33,7 @@ from app.schemas.reports import (
 from app.schemas.residents import ReportCreatedOut
 from app.services.cases import lifecycle as cases, reports as report_service
 from app.services.grid import cells as grid_service
-from app.services.insight import geoqueries
+from app.services.insight import geoqueries, list_pages
 from app.services.public import residents, view as public_view
 
 blp = Blueprint("reports", __name__, description="Reports (cases)")
@@ -70,9 +70,8 @@ class Reports(MethodView):
     def get(self, args):
         """Reports the caller may see, newest first (nearest first with near)."""
         page, size = args.pop("page"), args.pop("page_size")
-        return public_view.present_page(
-            current_user(), geoqueries.paginate_reports(_query(args), args.get("geo"), page, size)
-        )
+        user, geo = current_user(), args.pop("geo")
+        return public_view.present_page(user, list_pages.reports_page(user, _filters(args), geo, page, size))
 
 
 @blp.route("/reports/<int:report_id>")
@@ -215,8 +214,13 @@ for _action in ACTIONS:
 
 
 def _query(args):
+    return geoqueries.reports_query(current_user(), **_filters(args))
+
+
+def _filters(args) -> dict:
+    """The loaded arguments as reports_query's filters (the cell resolved: 422 when none has that id or code)."""
     cell_id = cell_id_filter(args)
-    return geoqueries.reports_query(current_user(), category_code=args.pop("category", None), cell_id=cell_id, **args)
+    return {"category_code": args.pop("category", None), "cell_id": cell_id, **args}
 
 
 @blp.route("/reports/search")

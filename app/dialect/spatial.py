@@ -242,24 +242,56 @@ def nearest_bound(stmt: Select, geom_col, lon: float, lat: float, n: int) -> flo
     within it. SpatiaLite's R*Tree has no distance order, so there is no cheap bound (None)."""
     if not is_postgis():
         return None
-    estimate = local_distance_m(geom_col, lon, lat)
+    found, furthest = db.session.execute(nearest_bound_statement(stmt, geom_col, lon, lat, n)).one()
+    return furthest if found >= n else None
+
+
+def nearest_bound_statement(stmt: Select, geom_col, lon, lat, n) -> Select:
+    """nearest_bound's statement on PostGIS, (how many of the n nearest were found, the furthest one's local
+    distance); lon, lat and n as values or bind parameters."""
     knn = (
-        stmt.with_only_columns(estimate.label("estimate"))
+        stmt.with_only_columns(local_distance_m(geom_col, lon, lat).label("estimate"))
         .order_by(None)
-        .order_by(geom_col.distance_centroid(point(lon, lat)))
+        .order_by(geom_col.distance_centroid(point_expr(lon, lat)))
         .limit(n)
         .subquery()
     )
-    found, furthest = db.session.execute(select(func.count(), func.max(knn.c.estimate))).one()
-    return furthest if found >= n else None
+    return select(func.count(), func.max(knn.c.estimate))
 
 
 def points_within_estimate(geom_col, pk_col, lon: float, lat: float, metres: float) -> ColumnElement[bool]:
     """Points whose local distance estimate is at most `metres`, through the spatial index."""
-    # The box's metres per degree are about the ellipsoid's smallest; 0.1 % more keeps every such point in it.
-    return bbox_filter(geom_col, pk_col, degree_box(lon, lat, metres * 1.001)) & (
+    return bbox_filter(geom_col, pk_col, _estimate_box(lon, lat, metres)) & (
         local_distance_m(geom_col, lon, lat) <= metres
     )
+
+
+def _estimate_box(lon: float, lat: float, metres: float) -> tuple[float, float, float, float]:
+    # The box's metres per degree are about the ellipsoid's smallest; 0.1 % more keeps every such point in it.
+    return degree_box(lon, lat, metres * 1.001)
+
+
+_ESTIMATE_BOX = ("estimate_min_lon", "estimate_min_lat", "estimate_max_lon", "estimate_max_lat")
+
+
+def points_within_estimate_bound(geom_col, pk_col) -> ColumnElement[bool]:
+    """points_within_estimate with every value a bind parameter, for a statement built once: lon, lat,
+    estimate_m and the ones within_estimate_values(lon, lat, metres) gives."""
+    lon, lat = bindparam("lon", type_=Float), bindparam("lat", type_=Float)
+    box = tuple(bindparam(name, type_=Float) for name in _ESTIMATE_BOX)
+    return bbox_filter(geom_col, pk_col, box) & (
+        local_distance_m(geom_col, lon, lat) <= bindparam("estimate_m", type_=Float)
+    )
+
+
+def within_estimate_values(lon: float, lat: float, metres: float) -> dict[str, float]:
+    """The values of points_within_estimate_bound's parameters (the same as points_within_estimate computes)."""
+    return {
+        "lon": float(lon),
+        "lat": float(lat),
+        "estimate_m": metres,
+        **dict(zip(_ESTIMATE_BOX, _estimate_box(lon, lat, metres), strict=True)),
+    }
 
 
 def envelope(bbox):

@@ -164,26 +164,39 @@ def report_rows(ids: list[int], *where: ColumnElement[bool], distance: ColumnEle
     return [found[i] for i in ids if i in found]
 
 
-# Most scopes name their viewer (a resident's own cases, a worker's cells): a statement per viewer, a few kB each,
-# kept apart from the cells' rows so that many viewers neither crowd those out nor grow a worker's memory unbounded.
+# Most scopes name their viewer (a resident's own cases, a worker's cells): a statement per viewer (and per list
+# shape), a few kB each, kept apart from the cells' rows so that many viewers neither crowd those out nor grow a
+# worker's memory unbounded.
 BY_ID_STATEMENTS_UP_TO = 2_000
 
 
 def report_row_by_id(report_id: int, scope_key: Any, scope: Callable[[], ColumnElement[bool]]) -> list[ReportRow]:
-    """report_rows([report_id], scope()), through a statement compiled once per scope_key (a bounded store of its
-    own, dropped with the cells version: a scope names cells) and run through the driver's cursor with the id bound.
+    """report_rows([report_id], scope()), through a statement compiled once per scope_key (kept_statement) and run
+    through the driver's cursor with the id bound.
 
     Why: SQLAlchemy's execution path (the statement's cache key over 57 columns, the result's metadata and row
     objects) cost more than the statement itself on the most frequent read there is."""
-    statements = versions.cache(versions.CELLS, "statements by id", BY_ID_STATEMENTS_UP_TO)
-    key = (dialect_name(), scope_key)
+    found = kept_statement(
+        "statements by id",
+        scope_key,
+        lambda: _statement([Report.id == bindparam("report_id", type_=Integer), scope()], None),
+        report_id=0,
+    )
+    return _builder(found.run({"report_id": report_id}), False)
+
+
+def kept_statement(store: str, key: Any, build: Callable[[], Select], **placeholders: Any) -> DriverStatement:
+    """build() compiled for the session's dialect (DriverStatement), kept under `key` in a bounded store of its own
+    (BY_ID_STATEMENTS_UP_TO entries), dropped with the cells version: the scopes in these statements name cells.
+    `key` must name everything build() reads but the cells' rows."""
+    statements = versions.cache(versions.CELLS, store, BY_ID_STATEMENTS_UP_TO)
+    key = (dialect_name(), key)
     found = statements.get(key)
     if found is None:
         version = versions.current_version(versions.CELLS)
-        stmt = _statement([Report.id == bindparam("report_id", type_=Integer), scope()], None)
-        found = DriverStatement(stmt, db.session.get_bind().dialect, report_id=0)
+        found = DriverStatement(build(), db.session.get_bind().dialect, **placeholders)
         statements.put(key, found, version)
-    return _builder(found.run({"report_id": report_id}), False)
+    return found
 
 
 def report_rows_page(where: ColumnElement[bool], order_by: list, limit: int, offset: int) -> list[ReportRow]:
@@ -192,14 +205,9 @@ def report_rows_page(where: ColumnElement[bool], order_by: list, limit: int, off
     return _builder(db.session.execute(stmt).all(), False)
 
 
-def report_rows_of(page: Select, distance: ColumnElement | None = None) -> list[ReportRow]:
-    """The reports of `page`, a select of (Report.id, n) with n their position, in that order, as ReportRow: the
-    page and its rows in one statement."""
-    return run_rows_of(rows_of_statement(page, distance), distance is not None)
-
-
 def rows_of_statement(page: Select, distance: ColumnElement | None = None) -> Select:
-    """report_rows_of's statement, for a caller that builds it once and runs it with run_rows_of."""
+    """The reports of `page`, a select of (Report.id, n) with n their position, in that order, as ReportRow's
+    columns (run them with run_rows_of or run_driver_rows): the page and its rows in one statement."""
     sub = page.subquery()
     return _statement([], distance).join(sub, sub.c.id == Report.id).order_by(sub.c.n)
 

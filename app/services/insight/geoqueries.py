@@ -21,7 +21,7 @@ from app.models import Category, Cell, Report, User, in_subtree, subtree_cell_id
 from app.models.base import utcnow
 from app.models.reports import case_number
 from app.services.cases import reports as report_service
-from app.services.cases.rows import ReportRow, report_rows_of
+from app.services.cases.rows import ReportRow, rows_of_statement, run_rows_of
 from app.services.cases.sla import overdue_backlog_filter, sla_state_expr
 from app.services.insight import search
 from app.services.pagination import Page, paginate
@@ -31,6 +31,7 @@ MAX_FEATURES = 5_000
 # Newest-first pages of a spatial filter try the last week first, then the last 8 weeks, then all time:
 # the box and the time window meet in the indexes, so a dense box reads a few hundred rows, not all of them.
 RECENT_WINDOWS = (timedelta(days=7), timedelta(days=56))
+NEWEST_FIRST = (Report.created_at.desc(), Report.id.desc())
 
 
 def _near_point(geo: GeoFilter) -> tuple[float, float]:
@@ -69,6 +70,22 @@ def nearest_first(stmt: Select, geo: GeoFilter) -> Select:
 def reports_query(
     user: User,
     *,
+    geo: GeoFilter | None = None,
+    **filters: Any,
+) -> Select:
+    """The reports a list shows the user, filtered (filtered_reports); newest first, or nearest first with `near`."""
+    stmt = filtered_reports(user, spatial_filter=geo is not None, **filters)
+    if geo is not None:
+        stmt = restrict(stmt, geo)
+        if geo.near is not None:
+            return nearest_first(stmt, geo)
+    return stmt.order_by(*NEWEST_FIRST)
+
+
+def filtered_reports(
+    user: User,
+    *,
+    spatial_filter: bool = False,
     q: str | None = None,
     case_number: str | None = None,
     status: list[str] | None = None,
@@ -81,10 +98,9 @@ def reports_query(
     escalation_level: list[int] | None = None,
     assignee_id: int | None = None,
     overdue: bool | None = None,
-    geo: GeoFilter | None = None,
 ) -> Select:
-    """The reports a list shows the user, filtered; newest first, or nearest first with `near`. A list filter
-    matches any of its values."""
+    """The reports a list shows the user, with every filter but the spatial ones (whose presence, spatial_filter,
+    still narrows the scope), in no order. A list filter matches any of its values."""
     now = utcnow()
     visibility = report_service.visibility(user)
     found = search.q_filter(user, visibility, q) if q is not None else None
@@ -100,7 +116,7 @@ def reports_query(
         "escalation_level": escalation_level,
         "assignee_id": assignee_id,
         "overdue": overdue,
-        "geo": geo,
+        "geo": True if spatial_filter else None,
     }
     filters = [name for name, value in sent.items() if value is not None] + ([found[0]] if found else [])
     stmt = report_service.listed_reports().where(public_view.list_scope(user, visibility, filters))
@@ -131,11 +147,7 @@ def reports_query(
         stmt = stmt.where(Report.assignee_id == assignee_id)
     if overdue is not None:
         stmt = stmt.where(overdue_backlog_filter(now) if overdue else not_(overdue_backlog_filter(now)))
-    if geo is not None:
-        stmt = restrict(stmt, geo)
-        if geo.near is not None:
-            return nearest_first(stmt, geo)
-    return stmt.order_by(Report.created_at.desc(), Report.id.desc())
+    return stmt
 
 
 def _category_ids(codes: list[str]) -> list[int]:
@@ -167,12 +179,17 @@ def paginate_reports(stmt: Select, geo: GeoFilter | None, page: int, page_size: 
 
 
 def _page(stmt: Select, offset: int, page_size: int, distance=None) -> list[ReportRow]:
+    return run_rows_of(page_statement(stmt, offset, page_size, distance), distance is not None)
+
+
+def page_statement(stmt: Select, offset, page_size: int, distance=None) -> Select:
+    """The rows of stmt's page (offset a value or a bind parameter), as ReportRow columns (rows_of_statement)."""
     # The page's ids from the reports alone (joined before the LIMIT, the planner would join every candidate,
     # hashing all the cells, to keep 50), numbered in the list's order; its rows joined to them in the same
     # statement.
     position = func.row_number().over(order_by=list(stmt._order_by_clauses)).label("n")
     page = stmt.with_only_columns(Report.id, position).limit(page_size).offset(offset)
-    return report_rows_of(page, distance)
+    return rows_of_statement(page, distance)
 
 
 def _nearest_page(stmt: Select, geo: GeoFilter, offset: int, page_size: int) -> list[ReportRow]:
