@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import select
+from collections.abc import Callable
 from typing import Any
 
 from flask import Flask, has_request_context, request
@@ -186,7 +187,8 @@ class DriverStatement:
         self.values = self._bound(state.parameters)
         self.types = [column.type.dialect_impl(dialect) for column in stmt.selected_columns]
         # Some conversions depend on the driver's type of the column (a numeric or a float, say): known after a run.
-        self.results: list | None = None
+        # (column position, conversion) for the columns that have one.
+        self.results: list[tuple[int, Callable[[Any], Any]]] | None = None
 
     def _bound(self, values: dict[str, Any]) -> dict[str, Any]:
         return {name: self.binds[name](value) if name in self.binds else value for name, value in values.items()}
@@ -197,15 +199,21 @@ class DriverStatement:
         described: list | None = [] if self.results is None else None
         rows = raw_rows(self.sql, params, described=described)
         if described is not None:
-            self.results = [
+            processors = (
                 kind.result_processor(self.dialect, column[1])
                 for kind, column in zip(self.types, described, strict=True)
-            ]
-        converters = self.results
-        return [
-            tuple(value if convert is None else convert(value) for convert, value in zip(converters, row, strict=True))
-            for row in rows
-        ]
+            )
+            self.results = [(i, convert) for i, convert in enumerate(processors) if convert is not None]
+        if not self.results:
+            return rows
+        converting = self.results
+        converted = []
+        for row in rows:
+            values = list(row)
+            for i, convert in converting:
+                values[i] = convert(values[i])
+            converted.append(tuple(values))
+        return converted
 
 
 def dialect_name() -> str:
