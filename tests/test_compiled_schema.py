@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from marshmallow import Schema, fields, missing
+from marshmallow import Schema, fields, missing, post_dump, pre_dump
 
 from app.extensions import db as _db
 from app.models import CaseEvent, Notification
@@ -125,6 +125,46 @@ def test_missing_values_defaults_keys_and_dotted_attributes(app):
     assert Outer(only=("a",)).dump(obj) == {"a": 7}
     assert Outer().dump({}) == {"d": "none", "g": "computed"}
     assert missing is not None
+
+
+def test_nested_schemas_with_hooks_dump_as_marshmallow_does(app, monkeypatch):
+    # A nested schema's hooks that take one item run item by item around its plan, each given the item as it came;
+    # one that takes the whole collection sends the nested dump back to marshmallow's own.
+    class Inner(CompiledSchema):
+        x = fields.Integer()
+
+        @pre_dump
+        def _double(self, obj, **kwargs):
+            return {"x": obj["x"] * 2}
+
+        @post_dump(pass_original=True)
+        def _was(self, data, original, **kwargs):
+            return {**data, "was": original["x"]}
+
+        @post_dump
+        def _many(self, data, many, **kwargs):
+            return {**data, "many": many}
+
+    class Collected(Inner):
+        @post_dump(pass_collection=True)
+        def _envelope(self, data, many, **kwargs):
+            return {"items": data} if many else data
+
+    class Outer(CompiledSchema):
+        one = fields.Nested(Inner, allow_none=True)
+        some = fields.Nested(Inner, many=True)
+        collected = fields.Nested(Collected, many=True)
+
+    obj = {"one": {"x": 1}, "some": [{"x": 2}, {"x": 3}], "collected": [{"x": 4}]}
+    with app.app_context():
+        ours = Outer().dump(obj)
+        assert ours == plain(Outer, obj, monkeypatch=monkeypatch)
+        assert Outer().dump({"one": None, "some": []}) == plain(
+            Outer, {"one": None, "some": []}, monkeypatch=monkeypatch
+        )
+    assert ours["one"] == {"x": 2, "was": 1, "many": False}
+    assert ours["some"] == [{"x": 4, "was": 2, "many": True}, {"x": 6, "was": 3, "many": True}]
+    assert ours["collected"] == {"items": [{"x": 8, "was": 4, "many": True}]}
 
 
 def test_the_generated_dump_of_objects_keeps_the_loops_rules(app, monkeypatch):

@@ -38,7 +38,12 @@ def _converter(name: str, field: fields.Field) -> tuple[str, Any]:
     if kind is fields.Nested and (isinstance(field.nested, type | Schema | str)):
         schema = field.schema
         many = schema.many or field.many
-        plan = _plan(schema) if isinstance(schema, CompiledSchema) and not _has_hooks(schema) else None
+        plan = _plan(schema) if isinstance(schema, CompiledSchema) else None
+        if plan is not None and _has_hooks(schema):
+            item = _with_item_hooks(schema, plan, many)
+            if item is not None:
+                return ("hooked_many" if many else "hooked"), item
+            plan = None
         if plan is None:
             return "call", lambda value, _obj: None if value is None else schema.dump(value, many=many)
         return ("nested_many" if many else "nested"), plan
@@ -47,6 +52,32 @@ def _converter(name: str, field: fields.Field) -> tuple[str, Any]:
 
 def _has_hooks(schema: Schema) -> bool:
     return bool(schema._hooks[PRE_DUMP] or schema._hooks[POST_DUMP])
+
+
+def _with_item_hooks(schema: Schema, plan: Plan, many: bool) -> Callable[[Any], Any] | None:
+    """One item's dump as schema.dump(items, many=many) writes it: the schema's pre_dump hooks, its plan, its
+    post_dump hooks, each given the item as it came (pass_original). None when a hook takes the whole collection.
+
+    Why: marshmallow's dump around each case of a page (finding and calling its hooks) cost a quarter of the page's
+    dump. Hooks that take one item at a time give the same answer applied item by item."""
+    hooks = {tag: [] for tag in (PRE_DUMP, POST_DUMP)}
+    for tag, found in hooks.items():
+        for attr_name, pass_collection, hook_kwargs in schema._hooks[tag]:
+            if pass_collection:
+                return None
+            found.append((getattr(schema, attr_name), hook_kwargs.get("pass_original", False)))
+    pre, post, run, many = hooks[PRE_DUMP], hooks[POST_DUMP], plan.run, bool(many)
+
+    def dump_item(original: Any) -> Any:
+        item = original
+        for hook, pass_original in pre:
+            item = hook(item, original, many=many) if pass_original else hook(item, many=many)
+        data = run(item)
+        for hook, pass_original in post:
+            data = hook(data, original, many=many) if pass_original else hook(data, many=many)
+        return data
+
+    return dump_item
 
 
 def _plan(schema: Schema) -> Plan | None:
@@ -117,6 +148,10 @@ def _generate(plan: Plan) -> Callable[[Any], dict[str, Any]]:
             body.append(f"{pad}{target} = None if v is None else p{i}.run(v)")
         elif kind == "nested_many":
             body.append(f"{pad}{target} = None if v is None else [p{i}.run(item) for item in v]")
+        elif kind == "hooked":
+            body.append(f"{pad}{target} = None if v is None else p{i}(v)")
+        elif kind == "hooked_many":
+            body.append(f"{pad}{target} = None if v is None else [p{i}(item) for item in v]")
         else:
             body.append(f"{pad}{target} = p{i}(v, obj)")
     source_text = "\n".join([*head, *body, "    return out"])
