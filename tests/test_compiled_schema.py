@@ -129,7 +129,8 @@ def test_missing_values_defaults_keys_and_dotted_attributes(app):
 
 def test_nested_schemas_with_hooks_dump_as_marshmallow_does(app, monkeypatch):
     # A nested schema's hooks that take one item run item by item around its plan, each given the item as it came;
-    # one that takes the whole collection sends the nested dump back to marshmallow's own.
+    # one that takes the whole collection sends the nested dump back to marshmallow's own. A list of a nested
+    # schema (a page's items) dumps each item as the nested field would.
     class Inner(CompiledSchema):
         x = fields.Integer()
 
@@ -154,8 +155,9 @@ def test_nested_schemas_with_hooks_dump_as_marshmallow_does(app, monkeypatch):
         one = fields.Nested(Inner, allow_none=True)
         some = fields.Nested(Inner, many=True)
         collected = fields.Nested(Collected, many=True)
+        listed = fields.List(fields.Nested(Inner))  # as every page's items
 
-    obj = {"one": {"x": 1}, "some": [{"x": 2}, {"x": 3}], "collected": [{"x": 4}]}
+    obj = {"one": {"x": 1}, "some": [{"x": 2}, {"x": 3}], "collected": [{"x": 4}], "listed": [{"x": 5}, None]}
     with app.app_context():
         ours = Outer().dump(obj)
         assert ours == plain(Outer, obj, monkeypatch=monkeypatch)
@@ -165,6 +167,7 @@ def test_nested_schemas_with_hooks_dump_as_marshmallow_does(app, monkeypatch):
     assert ours["one"] == {"x": 2, "was": 1, "many": False}
     assert ours["some"] == [{"x": 4, "was": 2, "many": True}, {"x": 6, "was": 3, "many": True}]
     assert ours["collected"] == {"items": [{"x": 8, "was": 4, "many": True}]}
+    assert ours["listed"] == [{"x": 10, "was": 5, "many": False}, None]
 
 
 def test_the_generated_dump_of_objects_keeps_the_loops_rules(app, monkeypatch):

@@ -291,8 +291,10 @@ class PageMeta(Schema):
 
 
 def page_of(item_schema: type[Schema], name: str) -> type[Schema]:
-    """The envelope every list uses: {items, page, page_size, total}."""
-    return type(name, (PageMeta,), {"items": fields.List(fields.Nested(item_schema))})
+    """The envelope every list uses: {items, page, page_size, total}, dumped through a compiled plan."""
+    from app.schemas.compiled import CompiledSchema  # it builds on this module
+
+    return type(name, (PageMeta, CompiledSchema), {"items": fields.List(fields.Nested(item_schema))})
 
 
 class BBox(fields.Field):

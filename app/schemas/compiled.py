@@ -47,6 +47,11 @@ def _converter(name: str, field: fields.Field) -> tuple[str, Any]:
         if plan is None:
             return "call", lambda value, _obj: None if value is None else schema.dump(value, many=many)
         return ("nested_many" if many else "nested"), plan
+    if kind is fields.List and type(field.inner) is fields.Nested:
+        # A list of one nested schema (every page's items): each item as the nested field writes it, None as None.
+        inner_kind, payload = _converter(name, field.inner)
+        if inner_kind in ("nested", "hooked"):
+            return ("listed_" + inner_kind), payload
     return "call", lambda value, obj: field._serialize(value, name, obj)
 
 
@@ -152,6 +157,10 @@ def _generate(plan: Plan) -> Callable[[Any], dict[str, Any]]:
             body.append(f"{pad}{target} = None if v is None else p{i}(v)")
         elif kind == "hooked_many":
             body.append(f"{pad}{target} = None if v is None else [p{i}(item) for item in v]")
+        elif kind == "listed_nested":
+            body.append(f"{pad}{target} = None if v is None else [None if x is None else p{i}.run(x) for x in v]")
+        elif kind == "listed_hooked":
+            body.append(f"{pad}{target} = None if v is None else [None if x is None else p{i}(x) for x in v]")
         else:
             body.append(f"{pad}{target} = p{i}(v, obj)")
     source_text = "\n".join([*head, *body, "    return out"])
