@@ -260,3 +260,20 @@ def test_open311_and_the_docs_ignore_unknown_parameters(client, db):
     assert resp.status_code == 200 and resp.mimetype == "application/json"
     assert client.get("/api/v1/openapi.json", query_string={"no_such_param": "1"}).status_code == 200
     assert client.get("/api/v1/docs", query_string={"no_such_param": "1"}).status_code == 200
+
+
+def test_each_arguments_schema_is_one_instance_and_each_request_loads_afresh(app, client, db):
+    # webargs would build the schema per request; our parser keeps one per class. What one request sent (or got
+    # wrong) never reaches the next.
+    from app.api.openapi import Blueprint as OurBlueprint
+    from app.schemas.reports import ReportListArgs
+
+    parser = OurBlueprint.ARGUMENTS_PARSER
+    with app.test_request_context():
+        assert parser._get_schema(ReportListArgs, request) is parser._get_schema(ReportListArgs, request)
+    headers = auth_header(make_user("admin"))
+    bad = client.get("/api/v1/reports", query_string={"near": "116.4,39.9"}, headers=headers)
+    assert "radius" in assert_problem(bad, 422, "validation_failed")["errors"]
+    good = client.get("/api/v1/reports", query_string={"near": "116.4,39.9", "radius": 10}, headers=headers)
+    assert good.status_code == 200 and good.json["items"] == []
+    assert client.get("/api/v1/reports", query_string={"status": "closed"}, headers=headers).status_code == 200

@@ -1,12 +1,11 @@
 """Analytics for supervisors, admins and grid workers: hotspots, heat maps and trends, scoped like /reports."""
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from app.api.access import auth_required, current_user
 from app.api.filters import cell_id_filter
 from app.api.geojson import GEOJSON_DOC, geojson_response
-from app.api.openapi import BEARER
+from app.api.openapi import BEARER, Blueprint
 from app.models import Role
 from app.schemas.analytics import HeatmapArgs, HotspotArgs, TrendArgs, TrendOut
 from app.services.insight import analytics

@@ -1,10 +1,9 @@
 """API keys for Open311 clients (admins): issue, list, revoke."""
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from app.api.access import auth_required, current_user
-from app.api.openapi import BEARER
+from app.api.openapi import BEARER, Blueprint
 from app.models import Role
 from app.schemas.api_keys import ApiKeyCreateIn, ApiKeyIssuedOut, ApiKeyPage
 from app.schemas.common import PageArgs

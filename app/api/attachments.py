@@ -6,13 +6,12 @@ from typing import Any
 
 from flask import Response, current_app, request, send_file
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import RAISE
 
 from app.api.access import auth_required, current_user
 from app.api.boundary import accepts_multipart, body_limit
 from app.api.idempotency import idempotent
-from app.api.openapi import BEARER
+from app.api.openapi import BEARER, Blueprint
 from app.errors import UnsupportedMediaType
 from app.lib.i18n import tr
 from app.models import AttachmentStage

@@ -4,10 +4,9 @@ from dataclasses import asdict
 
 from flask import after_this_request, current_app, request
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from app.api.access import auth_required, current_session_id, current_user
-from app.api.openapi import API_PREFIX, BEARER
+from app.api.openapi import API_PREFIX, BEARER, Blueprint
 from app.errors import InvalidToken, UnsupportedMediaType
 from app.extensions import limiter
 from app.lib.i18n import tr

@@ -3,10 +3,9 @@
 from dataclasses import asdict
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from app.api.access import auth_required
-from app.api.openapi import BEARER
+from app.api.openapi import BEARER, Blueprint
 from app.models import Role
 from app.schemas.calendar import (
     DayChangeOut,

@@ -2,13 +2,12 @@
 
 from flask import current_app
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from app.api.access import auth_required
 from app.api.boundary import body_limit
 from app.api.geojson import GEOJSON_DOC, geojson_response
 from app.api.idempotency import idempotent
-from app.api.openapi import BEARER
+from app.api.openapi import BEARER, Blueprint
 from app.errors import Unrouted
 from app.lib.geometry import to_geojson
 from app.lib.i18n import tr

@@ -1,11 +1,10 @@
 """The caller's own notifications (the outbox the case loop writes)."""
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from app.api.access import auth_required, current_user
 from app.api.idempotency import idempotent
-from app.api.openapi import BEARER
+from app.api.openapi import BEARER, Blueprint
 from app.schemas.notifications import (
     MarkReadIn,
     NotificationListArgs,

@@ -1,12 +1,11 @@
 """Patrols: workers' GPS check-ins and the coverage of grid cells on a day."""
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from app.api.access import auth_required, current_user
 from app.api.filters import cell_filter
 from app.api.idempotency import idempotent
-from app.api.openapi import BEARER
+from app.api.openapi import BEARER, Blueprint
 from app.models import Role
 from app.schemas.patrols import (
     CheckinBatchIn,

@@ -4,13 +4,12 @@ import re
 
 from flask import request, url_for
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from app.api.access import auth_required, current_user
 from app.api.filters import cell_id_filter
 from app.api.geojson import GEOJSON_DOC, geojson_response
 from app.api.idempotency import idempotent
-from app.api.openapi import BEARER, documents_if_match
+from app.api.openapi import BEARER, Blueprint, documents_if_match
 from app.models import Role
 from app.schemas.common import CrsArgs
 from app.schemas.reports import (

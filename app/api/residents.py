@@ -1,11 +1,10 @@
 """Residents: their own reports, rating a closed case, following someone else's open case."""
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from app.api.access import auth_required, current_user
 from app.api.idempotency import idempotent
-from app.api.openapi import BEARER, documents_if_match
+from app.api.openapi import BEARER, Blueprint, documents_if_match
 from app.api.reports import _if_match
 from app.schemas.reports import ReportOut, ReportPage
 from app.schemas.residents import FollowIn, FollowOut, MyReportsArgs, RateIn

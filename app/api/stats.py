@@ -1,11 +1,10 @@
 """Statistics for supervisors: figures per cell one level down."""
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from app.api.access import auth_required, current_user
 from app.api.filters import cell_filter
-from app.api.openapi import BEARER
+from app.api.openapi import BEARER, Blueprint
 from app.models import Role
 from app.models.base import utcnow
 from app.schemas.stats import SummaryArgs, SummaryOut

@@ -1,10 +1,9 @@
 """The offline clients' change feed."""
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from app.api.access import auth_required, current_user
-from app.api.openapi import BEARER
+from app.api.openapi import BEARER, Blueprint
 from app.schemas.sync import SyncArgs, SyncPageOut
 from app.services.field import sync as sync_service
 

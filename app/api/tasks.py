@@ -3,11 +3,10 @@
 from dataclasses import replace
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from app.api.access import auth_required, current_user
 from app.api.filters import cell_filter
-from app.api.openapi import BEARER
+from app.api.openapi import BEARER, Blueprint
 from app.models import Role
 from app.schemas.common import CrsArgs
 from app.schemas.tasks import MyCellOut, TaskListArgs, TaskPage

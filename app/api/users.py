@@ -3,12 +3,11 @@
 from dataclasses import replace
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from app.api.access import auth_required, current_user
 from app.api.filters import cell_id_filter
 from app.api.idempotency import idempotent
-from app.api.openapi import BEARER
+from app.api.openapi import BEARER, Blueprint
 from app.models import Role
 from app.schemas.auth import UserOut
 from app.schemas.users import UserCreateIn, UserListArgs, UserPage, UserUpdateIn
