@@ -209,3 +209,29 @@ def local_zone_of(app):
     from zoneinfo import ZoneInfo
 
     return ZoneInfo(app.config["TIMEZONE"])
+
+
+def test_times_are_written_as_isoformat_writes_them():
+    # Every zone, before and after 1972 (when offsets with seconds ended), whole seconds and not, both folds.
+    import random
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo, available_timezones
+
+    from app.schemas.common import isoformat
+
+    rng = random.Random(5)
+    moments = [
+        datetime(1959, 12, 31, 23, 59, 59, tzinfo=UTC),
+        datetime(2026, 10, 25, 0, 30, tzinfo=UTC),  # Berlin's fold: 02:30 twice
+        datetime(2026, 10, 25, 1, 30, 0, 5, tzinfo=UTC),
+    ]
+    for zone in sorted(available_timezones()):
+        local = ZoneInfo(zone)
+        for _ in range(3):
+            moment = datetime.fromtimestamp(rng.uniform(-2.2e9, 4.1e9), UTC)
+            moments.append(moment.replace(microsecond=0) if rng.random() < 0.3 else moment)
+        for moment in moments[-3:] + moments[:3]:
+            shown = moment.astimezone(local)
+            assert isoformat(shown) == shown.isoformat(), (zone, moment)
+    monrovia = datetime(1959, 12, 31, 23, 59, 59, tzinfo=UTC).astimezone(ZoneInfo("Africa/Monrovia"))
+    assert isoformat(monrovia).endswith("-00:44:30")

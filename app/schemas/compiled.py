@@ -9,7 +9,7 @@ from marshmallow import Schema, fields, missing
 from marshmallow.schema import POST_DUMP, PRE_DUMP
 from marshmallow.utils import ensure_text_type, get_value
 
-from app.schemas.common import begin_dump, end_dump, local_zone
+from app.schemas.common import begin_dump, end_dump, isoformat, local_zone
 
 # Why: a page of 50 cases is some 3,000 field values; marshmallow asks each field for its value through get_value
 # (a __getitem__ probe, then getattr) and its _serialize, which cost more than reading the rows from the database
@@ -119,7 +119,12 @@ def _generate(plan: Plan) -> Callable[[Any], dict[str, Any]]:
     converter call; the generated function pays none of them. It keeps marshmallow's rules: get_value for an object
     with __getitem__ or a dotted source, else the attribute; the field's default for a missing value, and no key
     when that default is missing too."""
-    names: dict[str, Any] = {"missing": missing, "get_value": get_value, "local_zone": local_zone}
+    names: dict[str, Any] = {
+        "missing": missing,
+        "get_value": get_value,
+        "local_zone": local_zone,
+        "isoformat": isoformat,
+    }
     head = ["def run(obj):", "    out = {}", "    indexable = hasattr(obj, '__getitem__')"]
     body: list[str] = []
     for i, (key, source, check, default, (kind, payload)) in enumerate(plan):
@@ -148,7 +153,7 @@ def _generate(plan: Plan) -> Callable[[Any], dict[str, Any]]:
         elif kind == "local_datetime":
             if "    zone = local_zone()" not in head:
                 head.append("    zone = local_zone()")
-            body.append(f"{pad}{target} = None if v is None else v.astimezone(zone).isoformat()")
+            body.append(f"{pad}{target} = None if v is None else isoformat(v.astimezone(zone))")
         elif kind == "nested":
             body.append(f"{pad}{target} = None if v is None else p{i}.run(v)")
         elif kind == "nested_many":
