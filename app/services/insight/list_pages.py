@@ -6,7 +6,7 @@ from collections.abc import Callable
 from functools import cached_property
 from typing import Any
 
-from sqlalchemy import Float, Integer, Select, bindparam
+from sqlalchemy import Float, Integer, Select, bindparam, case, select
 
 from app.dialect import spatial
 from app.dialect.engine import is_postgis
@@ -85,6 +85,7 @@ class _KeptList:
         fetch = self._nearest_page if self.near is not None else self._newest_page
         # The cap as geoqueries keeps it, read when counted: a statement is kept per cap.
         self.cap = geoqueries.COUNT_CAP
+        self.counted: int | None = None
         return paginate(None, page, self.page_size, count_cap=self.cap, fetch=fetch, count=self._count)
 
     def _run(self, part: str, build: Callable[[], Select], **values: Any) -> list[tuple]:
@@ -118,8 +119,13 @@ class _KeptList:
         distance = spatial.distance_m(Report.location, _LON, _LAT) if self.near is not None else None
         return page_statement(stmt, _OFFSET, self.page_size, distance)
 
-    def _bounding(self) -> Select:
-        return spatial.nearest_bound_statement(self._ordered, Report.location, _LON, _LAT, _N)
+    def _bounding_and_count(self) -> Select:
+        # Why one statement: when the n nearest are all found the page is full, and paginate will want the count;
+        # asked for in the same round trip, it costs no statement of its own. PostgreSQL runs the count's subquery
+        # (an InitPlan) only when the CASE reaches it.
+        bound = spatial.nearest_bound_statement(self._ordered, Report.location, _LON, _LAT, _N).subquery()
+        found, furthest = bound.c
+        return select(found, furthest, case((found >= _N, self._counted().scalar_subquery())))
 
     def _page_within_bound(self) -> Select:
         return self._page_of(self._ordered.where(spatial.points_within_estimate_bound(Report.location, Report.id)))
@@ -138,7 +144,7 @@ class _KeptList:
         n = offset + self.page_size
         bound = None
         if is_postgis():
-            found, furthest = self._run("bound", self._bounding, n=n)[0]
+            found, furthest, self.counted = self._run(f"bound, count to {self.cap}", self._bounding_and_count, n=n)[0]
             bound = furthest if found >= n else None
         if bound is None:
             return self._rows("page", self._whole_page, offset=offset)
@@ -155,4 +161,6 @@ class _KeptList:
         return self._rows("page", self._whole_page, offset=offset)
 
     def _count(self) -> int:
+        if self.counted is not None:
+            return self.counted
         return self._run(f"count to {self.cap}", self._counted)[0][0]
