@@ -86,6 +86,46 @@ def test_a_small_grid_is_read_whole_at_a_workers_first_miss(app, db, cases, monk
         event.remove(engine, "before_cursor_execute", record)
 
 
+def test_a_small_grids_label_points_are_read_whole_at_a_workers_first_miss(app, db, cases, monkeypatch):  # noqa: F811
+    """The first label point asked for reads every cell's (one query), so later public views ask for none; a grid
+    above WHOLE_GRID_UP_TO is read by the ids missing. The points are the cells' own, whole or not."""
+    from sqlalchemy import event, func, select
+
+    from app.models import Cell
+    from app.services import versions
+    from app.services.cases import rows as rows_module
+    from app.services.cases.rows import cell_label_points
+
+    surface = func.ST_PointOnSurface(Cell.geom)
+    points = select(Cell.id, func.ST_X(surface), func.ST_Y(surface))
+    expected = {cid: (x, y) for cid, x, y in _db.session.execute(points)}
+    first, *others = sorted(expected)
+    sent: list[str] = []
+
+    def record(_conn, _cursor, statement, *_args):
+        if "ST_PointOnSurface" in statement:
+            sent.append(statement)
+
+    engine = _db.session.get_bind()
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        with app.test_request_context():
+            versions.cache(versions.CELLS).clear()
+            assert cell_label_points([first]) == {first: expected[first]}
+            assert len(sent) == 1 and "cells.id IN" not in sent[0]
+            assert cell_label_points(others) == {cid: expected[cid] for cid in others}
+            assert len(sent) == 1
+        monkeypatch.setattr(rows_module, "WHOLE_GRID_UP_TO", 2)
+        with app.test_request_context():
+            versions.cache(versions.CELLS).clear()
+            sent.clear()
+            assert cell_label_points([first]) == {first: expected[first]}
+            assert len(sent) == 1 and "cells.id IN" in sent[0]
+            assert sum(1 for key in versions.cache(versions.CELLS).entries() if key[0] == "point") == 1
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
 def test_a_read_by_id_follows_the_viewers_scope_as_it_changes(app, db, cases):  # noqa: F811
     """read_report_for keeps one statement per visibility_key: a supervisor moved to another cell, a worker whose
     assignment ended and a recoded cell each read by the scope they have now, never by a statement built before."""
