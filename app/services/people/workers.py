@@ -7,8 +7,10 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import (
     Boolean,
     ColumnElement,
+    Integer,
     Select,
     and_,
+    bindparam,
     false,
     func,
     or_,
@@ -17,6 +19,7 @@ from sqlalchemy import (
     type_coerce,
 )
 
+from app.dialect.engine import DriverStatement
 from app.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from app.extensions import db
 from app.lib.coords import to_wgs84
@@ -43,21 +46,34 @@ def current_on(day: date) -> ColumnElement[bool]:
 
 def serves(user_id: int, cell_id: int, at: datetime | None = None) -> bool:
     """Whether an active worker serves the cell on the local day of `at` (default: now)."""
-    return (
-        db.session.scalar(
+    found = _serves_statement().run({"user_id": user_id, "cell_id": cell_id, "day": local_day(at)})
+    return bool(found)
+
+
+_SERVES: dict[str, DriverStatement] = {}
+
+
+def _serves_statement() -> DriverStatement:
+    """Built and compiled once per process and dialect, every value bound: every report a worker files asks it, and
+    building it cost more than running it."""
+    dialect = db.session.get_bind().dialect
+    found = _SERVES.get(dialect.name)
+    if found is None:
+        stmt = (
             select(WorkerCell.id)
             .join(User, User.id == WorkerCell.user_id)
             .where(
-                WorkerCell.user_id == user_id,
-                WorkerCell.cell_id == cell_id,
-                current_on(local_day(at)),
+                WorkerCell.user_id == bindparam("user_id", type_=Integer),
+                WorkerCell.cell_id == bindparam("cell_id", type_=Integer),
+                current_on(bindparam("day", type_=WorkerCell.valid_from.type)),
                 User.role == Role.worker.value,
                 User.active.is_(True),
             )
             .limit(1)
         )
-        is not None
-    )
+        placeholders = {"user_id": 0, "cell_id": 0, "day": date(2000, 1, 1)}
+        found = _SERVES.setdefault(dialect.name, DriverStatement(stmt, dialect, **placeholders))
+    return found
 
 
 def served_cell_ids(user_id: int, at: datetime | None = None) -> Select:
