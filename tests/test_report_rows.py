@@ -203,14 +203,14 @@ def test_a_read_by_id_through_the_driver_answers_what_sqlalchemy_reads(app, case
 
 
 def test_the_statements_by_id_are_a_bounded_store_of_their_own(app, cases, monkeypatch):  # noqa: F811
-    """One statement per viewer's scope, at most BY_ID_STATEMENTS_UP_TO, kept apart from the cells' rows: many
+    """One statement per viewer's scope, at most KEPT_STATEMENTS_UP_TO, kept apart from the cells' rows: many
     viewers neither push the grid out of the cells cache nor grow a worker's memory without bound."""
     from app.services import versions
     from app.services.cases import rows as rows_module
     from app.services.cases.reports import read_report_for
 
     admin, worker, supervisor, reporter, other, reports = cases
-    monkeypatch.setattr(rows_module, "BY_ID_STATEMENTS_UP_TO", 2)
+    monkeypatch.setattr(rows_module, "KEPT_STATEMENTS_UP_TO", 2)
     app.extensions.get("grid.versioned_caches", {}).pop((versions.CELLS, "statements by id"), None)
     with app.test_request_context():
         read_report_for(admin, reports[0].id)

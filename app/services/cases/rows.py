@@ -181,7 +181,7 @@ def report_rows(ids: list[int], *where: ColumnElement[bool], distance: ColumnEle
 # Most scopes name their viewer (a resident's own cases, a worker's cells): a statement per viewer (and per list
 # shape), a few kB each, kept apart from the cells' rows so that many viewers neither crowd those out nor grow a
 # worker's memory unbounded.
-BY_ID_STATEMENTS_UP_TO = 2_000
+KEPT_STATEMENTS_UP_TO = 2_000
 
 
 def report_row_by_id(report_id: int, scope_key: Any, scope: Callable[[], ColumnElement[bool]]) -> list[ReportRow]:
@@ -201,9 +201,9 @@ def report_row_by_id(report_id: int, scope_key: Any, scope: Callable[[], ColumnE
 
 def kept_statement(store: str, key: Any, build: Callable[[], Select], **placeholders: Any) -> DriverStatement:
     """build() compiled for the session's dialect (DriverStatement), kept under `key` in a bounded store of its own
-    (BY_ID_STATEMENTS_UP_TO entries), dropped with the cells version: the scopes in these statements name cells.
+    (KEPT_STATEMENTS_UP_TO entries), dropped with the cells version: the scopes in these statements name cells.
     `key` must name everything build() reads but the cells' rows."""
-    statements = versions.cache(versions.CELLS, store, BY_ID_STATEMENTS_UP_TO)
+    statements = versions.cache(versions.CELLS, store, KEPT_STATEMENTS_UP_TO)
     key = (dialect_name(), key)
     found = statements.get(key)
     if found is None:

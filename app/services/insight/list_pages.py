@@ -80,12 +80,13 @@ class _KeptList:
             self.values.update(spatial.within_distance_values(*self.near, geo.radius))
         if geo.bbox is not None:
             self.values.update(zip(_BBOX_NAMES, (float(v) for v in geo.bbox), strict=True))
+        # The cap as geoqueries keeps it: a count's statement is kept per cap.
+        self.cap = geoqueries.COUNT_CAP
+        # The count near's bound statement brought along, when it ran it.
+        self.counted: int | None = None
 
     def page(self, page: int) -> Page:
         fetch = self._nearest_page if self.near is not None else self._newest_page
-        # The cap as geoqueries keeps it, read when counted: a statement is kept per cap.
-        self.cap = geoqueries.COUNT_CAP
-        self.counted: int | None = None
         return paginate(None, page, self.page_size, count_cap=self.cap, fetch=fetch, count=self._count)
 
     def _run(self, part: str, build: Callable[[], Select], **values: Any) -> list[tuple]:
