@@ -1,9 +1,12 @@
-"""Shared assertions: the problem+json shape every error answers with, and table snapshots."""
+"""Shared assertions: the problem+json shape every error answers with, table snapshots, the statements sent."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from geoalchemy2.shape import to_shape
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from app.extensions import db
 from app.models import Cell
@@ -34,3 +37,20 @@ def cells_snapshot() -> list[tuple]:
         ).order_by(Cell.id)
     ).all()
     return [(*row[:-1], to_shape(row[-1]).wkt) for row in rows]
+
+
+@contextmanager
+def statements_sent(containing: str) -> Iterator[list[str]]:
+    """The statements the session's engine sends while inside whose text holds `containing`, as they are sent."""
+    sent: list[str] = []
+
+    def record(_conn, _cursor, statement, *_args):
+        if containing in statement:
+            sent.append(statement)
+
+    engine = db.session.get_bind()
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield sent
+    finally:
+        event.remove(engine, "before_cursor_execute", record)

@@ -14,6 +14,7 @@ from app.schemas.sync import SyncReportOut
 from app.services.cases.reports import listed_reports
 from app.services.cases.rows import report_rows
 from app.services.public import view as public_view
+from tests.assertions import statements_sent
 from tests.test_compiled_schema import cases  # noqa: F401  (the fixture)
 
 
@@ -49,7 +50,7 @@ def test_rows_keep_the_order_of_ids_and_drop_what_where_refuses(cases):  # noqa:
 def test_a_small_grid_is_read_whole_at_a_workers_first_miss(app, db, cases, monkeypatch):  # noqa: F811
     """The first row that names a cell reads every cell (four short columns), so later pages ask for none; a grid
     above WHOLE_GRID_UP_TO is read by the ids missing."""
-    from sqlalchemy import event, func, select
+    from sqlalchemy import func, select
 
     from app.models import Cell
     from app.services import versions
@@ -57,15 +58,7 @@ def test_a_small_grid_is_read_whole_at_a_workers_first_miss(app, db, cases, monk
 
     *_, reports = cases
     every_cell = _db.session.scalar(select(func.count()).select_from(Cell))
-    sent: list[str] = []
-
-    def record(_conn, _cursor, statement, *_args):
-        if "FROM cells" in statement:
-            sent.append(statement)
-
-    engine = _db.session.get_bind()
-    event.listen(engine, "before_cursor_execute", record)
-    try:
+    with statements_sent("FROM cells") as sent:
         with app.test_request_context():
             versions.cache(versions.CELLS).clear()
             report_rows([reports[0].id])
@@ -82,14 +75,12 @@ def test_a_small_grid_is_read_whole_at_a_workers_first_miss(app, db, cases, monk
             assert found[0].cell.code == reports[0].cell.code
             assert any("cells.id IN" in statement for statement in sent)
             assert sum(1 for key in versions.cache(versions.CELLS).entries() if key[0] == "row") < every_cell
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
 
 
 def test_a_small_grids_label_points_are_read_whole_at_a_workers_first_miss(app, db, cases, monkeypatch):  # noqa: F811
     """The first label point asked for reads every cell's (one query), so later public views ask for none; a grid
     above WHOLE_GRID_UP_TO is read by the ids missing. The points are the cells' own, whole or not."""
-    from sqlalchemy import event, func, select
+    from sqlalchemy import func, select
 
     from app.models import Cell
     from app.services import versions
@@ -100,15 +91,7 @@ def test_a_small_grids_label_points_are_read_whole_at_a_workers_first_miss(app, 
     points = select(Cell.id, func.ST_X(surface), func.ST_Y(surface))
     expected = {cid: (x, y) for cid, x, y in _db.session.execute(points)}
     first, *others = sorted(expected)
-    sent: list[str] = []
-
-    def record(_conn, _cursor, statement, *_args):
-        if "ST_PointOnSurface" in statement:
-            sent.append(statement)
-
-    engine = _db.session.get_bind()
-    event.listen(engine, "before_cursor_execute", record)
-    try:
+    with statements_sent("ST_PointOnSurface") as sent:
         with app.test_request_context():
             versions.cache(versions.CELLS).clear()
             assert cell_label_points([first]) == {first: expected[first]}
@@ -122,8 +105,6 @@ def test_a_small_grids_label_points_are_read_whole_at_a_workers_first_miss(app, 
             assert cell_label_points([first]) == {first: expected[first]}
             assert len(sent) == 1 and "cells.id IN" in sent[0]
             assert sum(1 for key in versions.cache(versions.CELLS).entries() if key[0] == "point") == 1
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
 
 
 def test_a_read_by_id_follows_the_viewers_scope_as_it_changes(app, db, cases):  # noqa: F811
