@@ -39,19 +39,16 @@ def _converter(name: str, field: fields.Field) -> tuple[str, Any]:
         schema = field.schema
         many = schema.many or field.many
         plan = _plan(schema) if isinstance(schema, CompiledSchema) else None
-        if plan is not None and _has_hooks(schema):
-            item = _with_item_hooks(schema, plan, many)
-            if item is not None:
-                return ("hooked_many" if many else "hooked"), item
-            plan = None
-        if plan is None:
+        # One item's dump: the plan's function, wrapped in the schema's item hooks when it has any.
+        item = None if plan is None else _with_item_hooks(schema, plan, many) if _has_hooks(schema) else plan.run
+        if item is None:
             return "call", lambda value, _obj: None if value is None else schema.dump(value, many=many)
-        return ("nested_many" if many else "nested"), plan
+        return ("nested_many" if many else "nested"), item
     if kind is fields.List and type(field.inner) is fields.Nested:
         # A list of one nested schema (every page's items): each item as the nested field writes it, None as None.
-        inner_kind, payload = _converter(name, field.inner)
-        if inner_kind in ("nested", "hooked"):
-            return ("listed_" + inner_kind), payload
+        inner_kind, item = _converter(name, field.inner)
+        if inner_kind == "nested":
+            return "listed", item
     return "call", lambda value, obj: field._serialize(value, name, obj)
 
 
@@ -155,16 +152,10 @@ def _generate(plan: Plan) -> Callable[[Any], dict[str, Any]]:
                 head.append("    zone = local_zone()")
             body.append(f"{pad}{target} = None if v is None else isoformat(v.astimezone(zone))")
         elif kind == "nested":
-            body.append(f"{pad}{target} = None if v is None else p{i}.run(v)")
-        elif kind == "nested_many":
-            body.append(f"{pad}{target} = None if v is None else [p{i}.run(item) for item in v]")
-        elif kind == "hooked":
             body.append(f"{pad}{target} = None if v is None else p{i}(v)")
-        elif kind == "hooked_many":
+        elif kind == "nested_many":
             body.append(f"{pad}{target} = None if v is None else [p{i}(item) for item in v]")
-        elif kind == "listed_nested":
-            body.append(f"{pad}{target} = None if v is None else [None if x is None else p{i}.run(x) for x in v]")
-        elif kind == "listed_hooked":
+        elif kind == "listed":
             body.append(f"{pad}{target} = None if v is None else [None if x is None else p{i}(x) for x in v]")
         else:
             body.append(f"{pad}{target} = p{i}(v, obj)")
