@@ -240,10 +240,16 @@ def nearest_bound(stmt: Select, geom_col, lon: float, lat: float, n: int) -> flo
     index nearest first (KNN, `<->`, in degrees: it reads about n rows, however many match). Degrees are
     not metres, so the bound is only a filter: the exact metric order is still decided over the rows
     within it. SpatiaLite's R*Tree has no distance order, so there is no cheap bound (None)."""
-    if not is_postgis():
+    if not walks_nearest_first():
         return None
     found, furthest = db.session.execute(nearest_bound_statement(stmt, geom_col, lon, lat, n)).one()
     return furthest if found >= n else None
+
+
+def walks_nearest_first() -> bool:
+    """Whether the spatial index can walk nearest first (PostGIS's KNN), so nearest_bound_statement has a cheap
+    answer; SpatiaLite's R*Tree cannot."""
+    return is_postgis()
 
 
 def nearest_bound_statement(stmt: Select, geom_col, lon, lat, n) -> Select:

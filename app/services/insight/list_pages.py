@@ -9,7 +9,6 @@ from typing import Any
 from sqlalchemy import Float, Integer, Select, bindparam, case, select
 
 from app.dialect import spatial
-from app.dialect.engine import is_postgis
 from app.lib.coords import to_wgs84
 from app.lib.geofilter import GeoFilter
 from app.models import Report, User
@@ -144,7 +143,7 @@ class _KeptList:
         # As geoqueries._nearest_page: every row of the page lies within the n-th nearest row's distance.
         n = offset + self.page_size
         bound = None
-        if is_postgis():
+        if spatial.walks_nearest_first():
             found, furthest, self.counted = self._run(f"bound, count to {self.cap}", self._bounding_and_count, n=n)[0]
             bound = furthest if found >= n else None
         if bound is None:
