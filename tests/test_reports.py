@@ -11,7 +11,7 @@ from geoalchemy2.shape import to_shape
 from sqlalchemy import func, select
 
 from app.lib.coords import gcj02_to_bd09, wgs84_to_gcj02
-from app.models import CaseEvent, Report
+from app.models import CaseEvent, Notification, Report
 from app.models.base import utcnow
 from app.services.cases import sla
 from tests.assertions import assert_problem
@@ -165,6 +165,56 @@ def test_worker_report_in_own_cell_starts_accepted(client, db, world):
         select(CaseEvent).where(CaseEvent.report_id == resp.json["id"], CaseEvent.action == "create")
     ).one()
     assert (event.action, event.to_status, event.actor_role) == ("create", "accepted", "worker")
+
+
+def _handled(db, report_id: int) -> dict:
+    """What accepting a case left on it, as times after its acceptance: status, assignee, the clock, the assign
+    event and the notices of that step."""
+    report = db.session.get(Report, report_id)
+    db.session.refresh(report)
+    assign = db.session.scalars(
+        select(CaseEvent).where(CaseEvent.report_id == report_id, CaseEvent.action == "assign")
+    ).one()
+    notices = db.session.scalars(
+        select(Notification).where(Notification.dedupe_key.like(f"%:{report_id}:{assign.id}:%"))
+    ).all()
+    since = report.accepted_at
+    return {
+        "status": (report.status, report.assignee_id, report.assigned_at == since),
+        "clock": (report.due_at - since, report.deadline_at - since, report.warn_at - since, report.time_limit_value),
+        "assign": (assign.actor_id, assign.actor_role, assign.from_status, assign.to_status, assign.data),
+        "notices": sorted(
+            (n.user_id, n.kind, n.dedupe_key.replace(f":{report_id}:{assign.id}:", ":case:step:")) for n in notices
+        ),
+    }
+
+
+@pytest.mark.parametrize("filer", ["worker", "resident"])
+def test_a_case_accepted_at_filing_is_left_as_the_accept_action_leaves_one(client, db, world, filer):
+    """Filing writes an accepted case assigned at once, with both events, where an accept later takes a flush, a
+    query and another flush (reports.start_handling): the two leave the same case."""
+    auto = make_category(hours=6, auto_accept=True)
+    filed = client.post(URL, json=body(world, category_code=auto.code), headers=auth_header(getattr(world, filer)))
+    assert filed.status_code == 201, filed.json
+    events = db.session.scalars(
+        select(CaseEvent).where(CaseEvent.report_id == filed.json["id"]).order_by(CaseEvent.id)
+    ).all()
+    assert [(e.action, e.from_status, e.to_status) for e in events] == [
+        ("create", None, "accepted"),
+        ("assign", "accepted", "assigned"),
+    ]
+
+    later = make_category(hours=6)
+    submitted = client.post(URL, json=body(world, category_code=later.code), headers=auth_header(world.resident))
+    report = db.session.get(Report, submitted.json["id"])
+    accepted = client.post(
+        f"{URL}/{report.id}/actions/accept",
+        json={},
+        headers={**auth_header(world.supervisor), "If-Match": f'"{report.version}"'},
+    )
+    assert accepted.status_code == 200, accepted.json
+    assert accepted.json["status"] == "assigned"
+    assert _handled(db, filed.json["id"]) == _handled(db, report.id)
 
 
 def test_worker_report_outside_own_cell_stays_submitted(client, db, world):

@@ -127,11 +127,12 @@ def contains_text(column, needle: str) -> ColumnElement[bool]:
 
 
 def chained_inserts(parent: Insert, child: Insert, parent_id: str = "parent_id") -> tuple[Any, ...]:
-    """The statements that write `parent` (an INSERT ... RETURNING its id alone) and then `child`, an INSERT whose
-    bound parameter `parent_id` stands for that id. Build once, run with run_chained_inserts.
+    """The statements that write `parent` (an INSERT ... RETURNING its id alone) and then `child`, an INSERT of one
+    or more rows whose bound parameter `parent_id` stands for that id. Build once, run with run_chained_inserts.
 
     PostgreSQL: one statement, the parent a writable CTE and the child reading its id from it (one round trip, and
-    no ORM unit of work around two rows). SQLite has no writable CTEs: the two statements, one after the other."""
+    no ORM unit of work around the rows). SQLite has no writable CTEs: the two statements, one after the other.
+    A child that returns its rows' ids gives the last of them as well."""
     if db.session.get_bind().dialect.name != "postgresql":
         return (parent, child)
     written = parent.cte("parent_row")
@@ -142,12 +143,20 @@ def chained_inserts(parent: Insert, child: Insert, parent_id: str = "parent_id")
         return None
 
     child_row = replacement_traverse(child, {}, from_parent).cte("child_rows")
+    if child._returning:
+        return (select(written.c.id, select(func.max(list(child_row.c)[0])).scalar_subquery()),)
     return (select(written.c.id).add_cte(child_row),)
 
 
-def run_chained_inserts(statements: tuple[Any, ...], values: dict[str, Any], parent_id: str = "parent_id") -> int:
-    """Run chained_inserts' statements with `values` (each statement takes those it names); the parent's id."""
-    new_id = db.session.execute(statements[0], values).scalar_one()
+def run_chained_inserts(
+    statements: tuple[Any, ...], values: dict[str, Any], parent_id: str = "parent_id"
+) -> tuple[int, int | None]:
+    """Run chained_inserts' statements with `values` (each statement takes those it names): the parent's id, and
+    the child's last id when it returns them (else None)."""
+    first = db.session.execute(statements[0], values).one()
+    new_id, last_child_id = first[0], (first[1] if len(first) > 1 else None)
     for statement in statements[1:]:
-        db.session.execute(statement, {**values, parent_id: new_id})
-    return new_id
+        result = db.session.execute(statement, {**values, parent_id: new_id})
+        if result.returns_rows:
+            last_child_id = max(row[0] for row in result)
+    return new_id, last_child_id

@@ -159,16 +159,18 @@ NOTICES: dict[str, Notice] = {
 
 def announce(event: CaseEvent) -> int:
     """Tell whom NOTICES names of a case event the ORM wrote; the step is the event. 0 when it tells no one."""
-    if event.action not in NOTICES:
-        return 0
-    return _write(
-        NOTICES[event.action],
-        [event.report_id],
-        event.created_at,
-        step=int(event.id),
-        actor_id=event.actor_id,
-        note=event.note,
+    return announce_event(
+        event.action, event.report_id, int(event.id), event.created_at, actor_id=event.actor_id, note=event.note
     )
+
+
+def announce_event(
+    action: str, report_id: int, event_id: int, at: datetime, *, actor_id: int | None = None, note: str | None = None
+) -> int:
+    """announce for an event written without the ORM, from its columns."""
+    if action not in NOTICES:
+        return 0
+    return _write(NOTICES[action], [report_id], at, step=event_id, actor_id=actor_id, note=note)
 
 
 def announce_case(trigger: str, report: Report, now: datetime, *, actor_id: int | None = None) -> int:

@@ -30,7 +30,7 @@ from app.models import (
 from app.models.base import utcnow
 from app.services import versions
 from app.services.calendar.worktime import local_day
-from app.services.cases import attributes as attribute_answers, dispatch, sla
+from app.services.cases import attributes as attribute_answers, dispatch, notifications, sla
 from app.services.cases.categories import find_active_by_code
 from app.services.cases.rows import report_row_by_id
 from app.services.grid.routing import route_wgs84
@@ -155,16 +155,34 @@ def create_report(
             "crs": crs,
         },
     }
-    # The report and its first event in one round trip (app.dialect.queries.chained_inserts), then the report as
-    # the session's own persistent object, built from what was written: no unit of work, no read back.
-    report_id = queries.run_chained_inserts(_filing_statements(tuple(sorted(values))), {**values, **event})
+    picked = None
+    if status == ReportStatus.accepted.value:
+        # What start_handling does to a case accepted later, done before the write: the clock starts, and
+        # auto-dispatch picks a worker (the case, not yet written, is no one's load either way), so the report is
+        # written assigned, with its create and assign events, in the same statement.
+        values.update(sla.started_clock(category, now))
+        if category.auto_dispatch:
+            picked = dispatch.pick_worker(routing.cell_id, now)
+        if picked is not None:
+            worker, reason = picked
+            values.update(status=ReportStatus.assigned.value, assignee_id=worker.id, assigned_at=now)
+            event["assign_data"] = {"automatic": True, "reason": reason, "assignee_id": worker.id}
+    # The report and its events in one round trip (app.dialect.queries.chained_inserts), then the report as the
+    # session's own persistent object, built from what was written: no unit of work, no read back.
+    report_id, last_event_id = queries.run_chained_inserts(
+        _filing_statements(tuple(sorted(values)), assigned=picked is not None), {**values, **event}
+    )
     report = versions.attach(Report, {**_NULLS, **values, "id": report_id})
     # Its many-to-ones as loaded: the session holds its objects weakly, so only the report keeps them from a query.
     for name, related in (("category", category), ("reporter", user), ("cell", routing.cell)):
         set_committed_value(report, name, related)
     set_committed_value(report, "handling_cell", routing.cell)
-    if status == ReportStatus.accepted.value:
-        start_handling(report, now, user)
+    if picked is not None:
+        set_committed_value(report, "assignee", picked[0])
+        notifications.announce_event("assign", report_id, last_event_id, now)
+    elif status == ReportStatus.accepted.value and category.auto_dispatch:
+        # Nobody serves the cell today: its supervisors are told, the filer aside (dispatch.auto_dispatch).
+        notifications.announce_case("unassigned", report, now, actor_id=user.id)
     return report
 
 
@@ -172,30 +190,51 @@ _REPORTS, _EVENTS = Report.__table__, CaseEvent.__table__
 # What the ORM would write for a column left unset: its scalar default, else NULL.
 _DEFAULTS = {c.key: c.default.arg for c in _REPORTS.columns if c.default is not None and c.default.is_scalar}
 _NULLS = {attr.key: None for attr in inspect(Report).column_attrs if attr.key not in ("id", "distance_m")}
-_FILING: dict[tuple[str, tuple[str, ...]], tuple] = {}
+_FILING: dict[tuple[str, tuple[str, ...], bool], tuple] = {}
 
 
-def _filing_statements(keys: tuple[str, ...]) -> tuple:
-    """The INSERTs of a report with these columns and of its create event, built once per set of columns."""
+def _filing_statements(keys: tuple[str, ...], *, assigned: bool) -> tuple:
+    """The INSERTs of a report with these columns and of its create event (and, when it is written assigned, of
+    the assign event, returning its id), built once per set of columns."""
     dialect = dialect_name()
-    found = _FILING.get((dialect, keys))
+    found = _FILING.get((dialect, keys, assigned))
     if found is None:
         report = (
             insert(_REPORTS)
             .values({key: bindparam(key, type_=_REPORTS.c[key].type) for key in keys})
             .returning(_REPORTS.c.id)
         )
-        event = insert(_EVENTS).values(
-            report_id=bindparam("parent_id", type_=Integer),
-            actor_id=bindparam("event_actor_id", type_=Integer),
-            actor_role=bindparam("event_actor_role", type_=_EVENTS.c.actor_role.type),
-            action="create",
-            from_status=None,
-            to_status=bindparam("event_to_status", type_=_EVENTS.c.to_status.type),
-            data=bindparam("event_data", type_=_EVENTS.c.data.type),
-            created_at=bindparam("event_created_at", type_=_EVENTS.c.created_at.type),
-        )
-        found = _FILING.setdefault((dialect, keys), queries.chained_inserts(report, event))
+        data_type, at = _EVENTS.c.data.type, bindparam("event_created_at", type_=_EVENTS.c.created_at.type)
+        rows = [
+            {
+                "report_id": bindparam("parent_id", type_=Integer),
+                "actor_id": bindparam("event_actor_id", type_=Integer),
+                "actor_role": bindparam("event_actor_role", type_=_EVENTS.c.actor_role.type),
+                "action": "create",
+                "from_status": None,
+                "to_status": bindparam("event_to_status", type_=_EVENTS.c.to_status.type),
+                "data": bindparam("event_data", type_=data_type),
+                "created_at": at,
+            }
+        ]
+        if assigned:
+            # The system's step, as CaseEvent.of writes it with no actor; one INSERT numbers its rows in order.
+            rows.append(
+                {
+                    "report_id": bindparam("parent_id", type_=Integer),
+                    "actor_id": None,
+                    "actor_role": "system",
+                    "action": "assign",
+                    "from_status": ReportStatus.accepted.value,
+                    "to_status": ReportStatus.assigned.value,
+                    "data": bindparam("assign_data", type_=data_type),
+                    "created_at": at,
+                }
+            )
+        events = insert(_EVENTS).values(rows)
+        if assigned:
+            events = events.returning(_EVENTS.c.id)
+        found = _FILING.setdefault((dialect, keys, assigned), queries.chained_inserts(report, events))
     return found
 
 

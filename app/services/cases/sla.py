@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import ColumnElement, and_, case, func, literal, or_
 
-from app.models import CLOCK_RUNNING_STATUSES, OPEN_STATUSES, Report, ReportStatus
+from app.models import CLOCK_RUNNING_STATUSES, OPEN_STATUSES, Category, Report, ReportStatus
 from app.services.calendar import worktime
 
 # The rule, one definition here in Python and the equal SQL beside it (tests/test_sla.py holds them equal):
@@ -153,6 +154,31 @@ def start_clock(report: Report, start: datetime) -> None:
     recompute_clock(report)
 
 
+def started_clock(category: Category, start: datetime) -> dict[str, Any]:
+    """The clock's columns of a case accepted at `start` in `category`, never held, extended or escalated: what
+    start_clock leaves on a case, for one written already accepted."""
+    columns: dict[str, Any] = {
+        "accepted_at": start,
+        "time_limit_value": category.time_limit_value,
+        "time_limit_unit": category.time_limit_unit,
+    }
+    if category.time_limit_unit is None:
+        return columns
+    allowed, unit = category.time_limit_value, category.time_limit_unit
+    due_at = _own_time(start, allowed, unit, 0.0)
+    return {
+        **columns,
+        "due_at": due_at,
+        "deadline_at": due_at,
+        "warn_at": _own_time(start, allowed * WARN_SHARE, unit, 0.0),
+    }
+
+
+def _own_time(accepted_at: datetime, allowed: float, unit: str, held: float) -> datetime:
+    """`allowed` units of the case's own limit from acceptance, moved on by the time held."""
+    return worktime.add_seconds(worktime.deadline(accepted_at, allowed, unit), held, unit)
+
+
 def recompute_clock(report: Report) -> None:
     """due_at, deadline_at and warn_at from the clock's inputs; the one formula every change goes through.
 
@@ -165,12 +191,10 @@ def recompute_clock(report: Report) -> None:
     unit = report.time_limit_unit
     allowed = report.time_limit_value + (report.extension_value or 0)
     held = report.held_seconds or 0.0
-    report.due_at = worktime.add_seconds(worktime.deadline(report.accepted_at, allowed, unit), held, unit)
+    report.due_at = _own_time(report.accepted_at, allowed, unit, held)
     if report.escalation_level == 0 or report.escalated_at is None:
         report.deadline_at = report.due_at
-        report.warn_at = worktime.add_seconds(
-            worktime.deadline(report.accepted_at, allowed * WARN_SHARE, unit), held, unit
-        )
+        report.warn_at = _own_time(report.accepted_at, allowed * WARN_SHARE, unit, held)
     else:
         window, window_unit = report.category.escalation_window_value, report.category.escalation_window_unit
         report.deadline_at = worktime.deadline(report.escalated_at, window, window_unit)
