@@ -194,3 +194,46 @@ def test_cells_move_only_their_version(app, db):
     after = current()
     assert after["cells"] != before["cells"]
     assert (after["auth"], after["categories"]) == (before["auth"], before["categories"])
+
+
+def test_the_watched_tables_are_those_whose_triggers_move_a_version(app, db):
+    """versions.WATCHED_TABLES decides when a request reads the versions again after a write of its own: it must
+    name every table a trigger moves a version for."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        found = text(
+            "SELECT DISTINCT event_object_table FROM information_schema.triggers "
+            "WHERE action_statement LIKE '%bump_cache_version%'"
+        )
+    else:
+        found = text(
+            "SELECT DISTINCT tbl_name FROM sqlite_master WHERE type = 'trigger' AND sql LIKE '%cache_versions%'"
+        )
+    assert set(db.session.scalars(found)) == versions.WATCHED_TABLES
+
+
+def test_a_request_reads_the_versions_again_only_after_writing_a_watched_table(app, db, client):
+    """Filing writes reports, events and notices: the versions it read first still hold. A write to a watched table
+    in the same request makes the next cache look-up read them again."""
+    from flask import request as current_request
+
+    from app.extensions import db as _db
+    from app.models import Report
+    from tests.assertions import statements_sent
+
+    make_test_grid()
+    category = make_category(code="pothole")
+    resident = make_user(Role.resident)
+    report = make_report(resident, category, 116.4005, 39.9005)
+    with app.test_request_context(), statements_sent("cache_versions") as sent:
+        versions.current_version(versions.AUTH)
+        _db.session.execute(update(Report).where(Report.id == report.id).values(description="x"))
+        report.address = "y"
+        _db.session.flush()
+        versions.current_version(versions.AUTH)
+        assert len(sent) == 1
+        _db.session.execute(update(Category).where(Category.id == category.id).values(name="z"))
+        versions.current_version(versions.AUTH)
+        assert len(sent) == 2
+        resident.display_name = "w"
+        _db.session.flush()
+        assert versions._ENVIRON_KEY not in current_request.environ

@@ -10,6 +10,7 @@ version read before the rows were, so a change committed in between only makes t
 from __future__ import annotations
 
 import threading
+from itertools import chain
 from typing import Any
 
 from flask import current_app, has_request_context, request
@@ -102,19 +103,32 @@ def current_version(name: str) -> int | None:
     return memo.get(name)
 
 
+# The tables whose triggers move a version (migrations b7e2c41d9a05 and c4d8e1f27a36): only a request's write to
+# one of them makes it read the versions again; filing a case or acting on one writes none.
+WATCHED_TABLES = frozenset({"users", "auth_sessions", "categories", "cells"})
+
+
 def _forget_versions() -> None:
     if has_request_context():
         request.environ.pop(_ENVIRON_KEY, None)
 
 
 @event.listens_for(Session, "after_flush")
-def _after_flush(_session, _context) -> None:
-    _forget_versions()
+def _after_flush(session, _context) -> None:
+    # After a flush the session's new, dirty and deleted still list what it wrote.
+    for obj in chain(session.new, session.dirty, session.deleted):
+        if any(table.name in WATCHED_TABLES for table in inspect(obj).mapper.tables):
+            _forget_versions()
+            return
 
 
 @event.listens_for(Session, "do_orm_execute")
 def _after_dml(state) -> None:
-    if not state.is_select:
+    if state.is_select:
+        return
+    written = getattr(getattr(state.statement, "table", None), "name", None)
+    # Text and other statements that name no table might write anything.
+    if written is None or written in WATCHED_TABLES:
         _forget_versions()
 
 
