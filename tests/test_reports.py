@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from app.lib.coords import gcj02_to_bd09, wgs84_to_gcj02
 from app.models import CaseEvent, Notification, Report
 from app.models.base import utcnow
-from app.services.cases import sla
+from app.services.cases import reports as report_service, sla
 from tests.assertions import assert_problem
 from tests.factories import (
     COMMUNITY,
@@ -215,6 +215,10 @@ def test_a_case_accepted_at_filing_is_left_as_the_accept_action_leaves_one(clien
     assert accepted.status_code == 200, accepted.json
     assert accepted.json["status"] == "assigned"
     assert _handled(db, filed.json["id"]) == _handled(db, report.id)
+    # Built once and kept, each filing statement must also be one SQLAlchemy compiles once (a multi-row VALUES
+    # is compiled on every run).
+    kept = [statement for statements in report_service._FILING.values() for statement in statements]
+    assert kept and all(statement._generate_cache_key() is not None for statement in kept)
 
 
 def test_worker_report_outside_own_cell_stays_submitted(client, db, world):

@@ -6,7 +6,21 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Integer, Select, bindparam, false, insert, inspect, or_, select, true
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    Select,
+    bindparam,
+    false,
+    insert,
+    inspect,
+    literal,
+    null,
+    or_,
+    select,
+    true,
+    union_all,
+)
 from sqlalchemy.orm import joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -205,33 +219,39 @@ def _filing_statements(keys: tuple[str, ...], *, assigned: bool) -> tuple:
             .returning(_REPORTS.c.id)
         )
         data_type, at = _EVENTS.c.data.type, bindparam("event_created_at", type_=_EVENTS.c.created_at.type)
+        report_id = bindparam("parent_id", type_=Integer)
         rows = [
-            {
-                "report_id": bindparam("parent_id", type_=Integer),
-                "actor_id": bindparam("event_actor_id", type_=Integer),
-                "actor_role": bindparam("event_actor_role", type_=_EVENTS.c.actor_role.type),
-                "action": "create",
-                "from_status": None,
-                "to_status": bindparam("event_to_status", type_=_EVENTS.c.to_status.type),
-                "data": bindparam("event_data", type_=data_type),
-                "created_at": at,
-            }
+            select(
+                report_id,
+                bindparam("event_actor_id", type_=Integer),
+                bindparam("event_actor_role", type_=_EVENTS.c.actor_role.type),
+                literal("create", _EVENTS.c.action.type),
+                null(),
+                bindparam("event_to_status", type_=_EVENTS.c.to_status.type),
+                bindparam("event_data", type_=data_type),
+                at,
+            )
         ]
         if assigned:
-            # The system's step, as CaseEvent.of writes it with no actor; one INSERT numbers its rows in order.
+            # The system's step, as CaseEvent.of writes it with no actor.
             rows.append(
-                {
-                    "report_id": bindparam("parent_id", type_=Integer),
-                    "actor_id": None,
-                    "actor_role": "system",
-                    "action": "assign",
-                    "from_status": ReportStatus.accepted.value,
-                    "to_status": ReportStatus.assigned.value,
-                    "data": bindparam("assign_data", type_=data_type),
-                    "created_at": at,
-                }
+                select(
+                    report_id,
+                    null(),
+                    literal("system", _EVENTS.c.actor_role.type),
+                    literal("assign", _EVENTS.c.action.type),
+                    literal(ReportStatus.accepted.value, _EVENTS.c.from_status.type),
+                    literal(ReportStatus.assigned.value, _EVENTS.c.to_status.type),
+                    bindparam("assign_data", type_=data_type),
+                    at,
+                )
             )
-        events = insert(_EVENTS).values(rows)
+        # INSERT ... SELECT, not a multi-row VALUES (which SQLAlchemy compiles anew on every run); one INSERT
+        # numbers its rows in the order its SELECT gives them.
+        events = insert(_EVENTS).from_select(
+            ["report_id", "actor_id", "actor_role", "action", "from_status", "to_status", "data", "created_at"],
+            union_all(*rows) if assigned else rows[0],
+        )
         if assigned:
             events = events.returning(_EVENTS.c.id)
         found = _FILING.setdefault((dialect, keys, assigned), queries.chained_inserts(report, events))
