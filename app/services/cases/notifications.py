@@ -324,7 +324,7 @@ def _write(
         params["step"] = int(step)
     if actor_id is not None:
         params["actor_id"] = actor_id
-    return db.session.execute(stmt.execution_options(preserve_rowcount=True), params).rowcount
+    return db.session.execute(stmt, params).rowcount
 
 
 _STATEMENTS: dict[tuple, Any] = {}
@@ -395,7 +395,13 @@ def _build(notice: Notice, step_is_level: bool, with_actor: bool):
         # A WHERE clause also keeps SQLite from reading the upsert's ON CONFLICT as part of the last join.
         .where(User.active.is_(True), *([User.id != bindparam("actor_id", type_=Integer)] if with_actor else []))
     )
-    return queries.insert_ignoring_duplicates(Notification.__table__).from_select(list(COLUMNS), rows)
+    # The option set here, on the kept statement: set per run it made a new statement, whose cache key SQLAlchemy
+    # then worked out again from the whole tree.
+    return (
+        queries.insert_ignoring_duplicates(Notification.__table__)
+        .from_select(list(COLUMNS), rows)
+        .execution_options(preserve_rowcount=True)
+    )
 
 
 # ---- reading ---------------------------------------------------------------------------------------------------
