@@ -29,7 +29,7 @@ import click
 
 from app.dialect.sync_log import _PG_SYNC_WATERMARK
 from bench.gen_grid import extent, feature_collection, progress_bar, spec_for
-from bench.geo_bench import PASSWORD, bench_app, load_reports
+from bench.geo_bench import PASSWORD, alternate_times, bench_app, load_reports
 from bench.run_bench import OUT_DIR, percentile, pg_url, say
 
 BATCH = 1000
@@ -145,18 +145,9 @@ def stats(times: list[float]) -> dict:
 def alternate(
     label: str, runs: list, ours: Callable[[Any], Any], floor: Callable[[Any], Any], warm: int = 2
 ) -> tuple[dict, dict]:
-    """Milliseconds per call for ours and the floor, alternating on each run (neither gets the other's warm
-    cache or quieter moment); `warm` unmeasured runs first, which are taken from the front of `runs`."""
-    for run in runs[:warm]:
-        ours(run)
-        floor(run)
-    times: tuple[list[float], list[float]] = ([], [])
-    for run in progress_bar(runs[warm:], label):
-        for call, bucket in ((ours, times[0]), (floor, times[1])):
-            start = time.perf_counter()
-            call(run)
-            bucket.append((time.perf_counter() - start) * 1000)
-    return stats(times[0]), stats(times[1])
+    """stats of alternate_times."""
+    ours_times, floor_times = alternate_times(label, runs, ours, floor, warm)
+    return stats(ours_times), stats(floor_times)
 
 
 def random_batch(rng: random.Random, bbox, now: datetime, moments: list[int], margin: float = 0.01) -> list[dict]:

@@ -160,25 +160,33 @@ def _database(features, n_reports: int, cells: int, keep_db: str | None, results
         yield dbname, app, "bench-admin"
 
 
-def timed_pair(
-    label: str, runs: list[dict], api_call: Callable[[dict], None], raw_call: Callable[[dict], None]
-) -> tuple[dict, dict]:
-    """Milliseconds per call for the API and the floor, alternating on each run so that neither gets the
-    other's warm cache or a quieter moment; two unmeasured warm-up runs first.
+def alternate_times(
+    label: str, runs: list, ours: Callable[[Any], Any], floor: Callable[[Any], Any], warm: int = 2
+) -> tuple[list[float], list[float]]:
+    """Milliseconds per call for ours and the floor, alternating on each run (neither gets the other's warm
+    cache or quieter moment); `warm` unmeasured runs first, which are taken from the front of `runs`.
 
-    Both read the same place on a run, so the second finds its pages in PostgreSQL's buffers: which goes first
-    alternates too (the API always went first until 2026-11-28, and paid for the floor's warm pages)."""
-    for run in runs[:2]:
-        api_call(run)
-        raw_call(run)
+    Both read the same rows on a run, so the second finds them in PostgreSQL's buffers: which goes first
+    alternates too (ours always went first until 2026-11-28, and paid for the floor's warm pages)."""
+    for run in runs[:warm]:
+        ours(run)
+        floor(run)
     times: tuple[list[float], list[float]] = ([], [])
-    api, raw = (api_call, times[0]), (raw_call, times[1])
-    for i, run in enumerate(progress_bar(runs, label)):
-        for call, bucket in (api, raw) if i % 2 == 0 else (raw, api):
+    mine, theirs = (ours, times[0]), (floor, times[1])
+    for i, run in enumerate(progress_bar(runs[warm:], label)):
+        for call, bucket in (mine, theirs) if i % 2 == 0 else (theirs, mine):
             start = time.perf_counter()
             call(run)
             bucket.append((time.perf_counter() - start) * 1000)
-    return tuple(_stats(t) for t in times)
+    return times
+
+
+def timed_pair(
+    label: str, runs: list[dict], api_call: Callable[[dict], None], raw_call: Callable[[dict], None]
+) -> tuple[dict, dict]:
+    """Milliseconds per call for the API and the floor (alternate_times), with p99."""
+    api_times, raw_times = alternate_times(label, runs, api_call, raw_call)
+    return _stats(api_times), _stats(raw_times)
 
 
 def _profile(targets: dict, near_runs: list, box_runs: list, n: int, n_reports: int) -> None:
