@@ -132,7 +132,7 @@ def chained_inserts(parent: Insert, child: Insert, parent_id: str = "parent_id")
 
     PostgreSQL: one statement, the parent a writable CTE and the child reading its id from it (one round trip, and
     no ORM unit of work around the rows). SQLite has no writable CTEs: the two statements, one after the other.
-    A child that returns its rows' ids gives the last of them as well."""
+    A child that returns its rows' ids (RETURNING id) gives the last of them as well."""
     if db.session.get_bind().dialect.name != "postgresql":
         return (parent, child)
     written = parent.cte("parent_row")
@@ -143,8 +143,8 @@ def chained_inserts(parent: Insert, child: Insert, parent_id: str = "parent_id")
         return None
 
     child_row = replacement_traverse(child, {}, from_parent).cte("child_rows")
-    if child._returning:
-        return (select(written.c.id, select(func.max(list(child_row.c)[0])).scalar_subquery()),)
+    if child.exported_columns:
+        return (select(written.c.id, select(func.max(child_row.c.id)).scalar_subquery()),)
     return (select(written.c.id).add_cte(child_row),)
 
 
