@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import functools
-from datetime import datetime
+from datetime import UTC, date, datetime
 
-from sqlalchemy import Date, Integer, Select, and_, bindparam, case, func, select
+from sqlalchemy import Date, Integer, Select, and_, bindparam, case, func, inspect, select
 
+from app.dialect.engine import DriverStatement
 from app.extensions import db
 from app.models import OPEN_STATUSES, CaseEvent, Duty, Report, ReportStatus, Role, User, WorkerCell
+from app.services import versions
 from app.services.calendar.worktime import local_day
 from app.services.cases import notifications
 from app.services.cases.sla import overdue_backlog_filter
@@ -18,9 +19,8 @@ from app.services.people.workers import current_on, on_duty_expr
 REASONS = ("primary_on_duty", "primary_off_duty", "backup_on_duty", "backup_off_duty")
 
 
-@functools.cache
 def _pick_statement() -> Select:
-    """Built once per process with bound cell, day and moment: building the expression costs more than running it."""
+    """The rule as one query with bound cell, day and moment: the worker's columns, then the tier."""
     cell_id = bindparam("cell_id", type_=Integer)
     day = bindparam("day", type_=Date)
     now = bindparam("now", type_=Report.deadline_at.type)
@@ -31,7 +31,7 @@ def _pick_statement() -> Select:
     tier = case((and_(primary, on_duty), 0), (primary, 1), (on_duty, 2), else_=3).label("tier")
     last = load.c.last_assigned_at
     return (
-        select(User, tier)
+        select(*_USERS.columns, tier)
         .join(WorkerCell, WorkerCell.user_id == User.id)
         .outerjoin(load, load.c.user_id == User.id)
         .where(WorkerCell.cell_id == cell_id, current_on(day), User.role == Role.worker.value, User.active.is_(True))
@@ -47,6 +47,23 @@ def _pick_statement() -> Select:
     )
 
 
+_USERS = User.__table__
+# The worker's attribute for each column the query gives, in order.
+_USER_KEYS = tuple(inspect(User).get_property_by_column(column).key for column in _USERS.columns)
+_PICK: dict[str, DriverStatement] = {}
+
+
+def _pick() -> DriverStatement:
+    """Built and compiled once per process and dialect (building the expression cost more than running it), run
+    through the driver's cursor: every case accepted at filing asks it."""
+    dialect = db.session.get_bind().dialect
+    found = _PICK.get(dialect.name)
+    if found is None:
+        placeholders = {"cell_id": 0, "day": date(2000, 1, 1), "now": datetime(2000, 1, 1, tzinfo=UTC)}
+        found = _PICK.setdefault(dialect.name, DriverStatement(_pick_statement(), dialect, **placeholders))
+    return found
+
+
 def pick_worker(cell_id: int, now: datetime) -> tuple[User, str] | None:
     """The worker the rule picks for a case in the cell, with the rule's reason; one query.
 
@@ -54,10 +71,11 @@ def pick_worker(cell_id: int, now: datetime) -> tuple[User, str] | None:
     tier the fewest open cases, then the fewest overdue, then the longest since their last assignment
     (never assigned first), then the lowest id so the choice is deterministic.
     """
-    row = db.session.execute(_pick_statement(), {"cell_id": cell_id, "day": local_day(now), "now": now}).first()
-    if row is None:
+    rows = _pick().run({"cell_id": cell_id, "day": local_day(now), "now": now})
+    if not rows:
         return None
-    return row[0], REASONS[row[1]]
+    *columns, tier = rows[0]
+    return versions.attach(User, dict(zip(_USER_KEYS, columns, strict=True))), REASONS[tier]
 
 
 def auto_dispatch(report: Report, now: datetime, actor: User | None = None) -> User | None:
