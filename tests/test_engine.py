@@ -10,12 +10,15 @@ import time
 
 import psycopg
 import pytest
+from psycopg.pq import TransactionStatus
 from sqlalchemy import create_engine, event, exc, text
 
 from app.dialect import engine as engine_module
 from app.models import Role
 from tests.conftest import BACKEND
 from tests.factories import PASSWORD, committed_world, make_user, tokens_for
+
+IDLE, INTRANS = TransactionStatus.IDLE, TransactionStatus.INTRANS
 
 
 class _Connection:
@@ -105,16 +108,16 @@ def test_a_read_request_may_not_write(app, db):
 def test_reads_run_in_autocommit_and_their_connection_goes_back_in_transactions(app):
     from app.extensions import db as _db
 
-    seen: list[tuple[str, object, bool]] = []
+    seen: list[tuple[str, object, bool, int]] = []
 
     def record(conn, _cursor, statement, _parameters, _context, _executemany):
         dbapi = conn.connection.dbapi_connection
-        seen.append((statement.split()[0].upper(), dbapi, dbapi.autocommit))
+        seen.append((statement.split()[0].upper(), dbapi, dbapi.autocommit, dbapi.info.transaction_status))
 
     # The app's own pool, as a worker has it (not the tests' session bound to an outer transaction).
     with committed_world(app):
         user = make_user(Role.resident)
-        token = tokens_for(user).access_token
+        token, username = tokens_for(user).access_token, user.username
         _db.session.commit()
         engine = _db.engine
         event.listen(engine, "before_cursor_execute", record)
@@ -123,13 +126,59 @@ def test_reads_run_in_autocommit_and_their_connection_goes_back_in_transactions(
             assert client.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"}).status_code == 200
             reads = list(seen)
             seen.clear()
-            login = client.post("/api/v1/auth/login", json={"username": user.username, "password": PASSWORD})
+            login = client.post("/api/v1/auth/login", json={"username": username, "password": PASSWORD})
             assert login.status_code == 200
             writes = list(seen)
         finally:
             event.remove(engine, "before_cursor_execute", record)
-    assert reads and all(autocommit for _verb, _conn, autocommit in reads)
-    # Back in the pool, the read's connection takes transactions again, as the next request expects.
-    assert not any(conn.autocommit for _verb, conn, _autocommit in reads)
-    assert writes and not any(autocommit for _verb, _conn, autocommit in writes)
-    assert any(verb == "INSERT" for verb, _conn, _autocommit in writes)
+    assert reads and all(autocommit and status == IDLE for _verb, _conn, autocommit, status in reads)
+    # A write request's transaction opens with BEGIN and the versions read in one message; every later statement
+    # runs inside it.
+    assert writes[0][0] == "BEGIN;" and writes[0][3] == IDLE
+    assert writes[1:] and all(status == INTRANS for _verb, _conn, _autocommit, status in writes[1:])
+    assert any(verb == "INSERT" for verb, _conn, _autocommit, _status in writes)
+    # Back in the pool, both connections take transactions again, as the next request expects.
+    assert not any(conn.autocommit for _verb, conn, _autocommit, _status in reads + writes)
+
+
+@pytest.mark.skipif(BACKEND != "postgis", reason="the BEGIN that carries a statement is PostgreSQL's")
+def test_a_write_request_s_transaction_opens_with_the_versions_and_ends_whole(app, database_url):
+    """The versions read rides with the BEGIN, and the request does not read them again. What the request writes
+    after it is one transaction: a rollback leaves none of it, a commit all of it."""
+    from app.extensions import db as _db
+    from app.services import versions
+
+    sent: list[str] = []
+
+    def record(_conn, _cursor, statement, *_args):
+        sent.append(statement)
+
+    def stored_names() -> set[str]:
+        with psycopg.connect(database_url.replace("postgresql+psycopg://", "postgresql://", 1)) as other:
+            return {row[0] for row in other.execute("SELECT display_name FROM users")}
+
+    with committed_world(app):
+        user_id = make_user(Role.resident).id
+        _db.session.commit()
+        event.listen(_db.engine, "before_cursor_execute", record)
+        try:
+            for ending, kept in ((_db.session.rollback, False), (_db.session.commit, True)):
+                sent.clear()
+                with app.test_request_context("/api/v1/me", method="POST"):
+                    assert versions.current_version(versions.AUTH) is not None
+                    name = f"renamed by {ending.__name__}"
+                    _db.session.execute(
+                        text("UPDATE users SET display_name = :name WHERE id = :id"),
+                        {
+                            "name": name,
+                            "id": user_id,
+                        },
+                    )
+                    _db.session.execute(text("UPDATE users SET phone = NULL WHERE id = :id"), {"id": user_id})
+                    ending()
+                assert sent[0] == f"BEGIN; {versions._READ}"
+                assert sum("cache_versions" in statement for statement in sent) == 1
+                assert (name in stored_names()) is kept
+                _db.session.remove()
+        finally:
+            event.remove(_db.engine, "before_cursor_execute", record)

@@ -81,6 +81,50 @@ def _read_without_transaction(conn) -> None:
         conn.connection.dbapi_connection.autocommit = True
 
 
+# What a write request's transaction opens with on PostgreSQL (app.services.versions registers its versions read),
+# and what takes its rows.
+_opening: tuple[str, Callable[[list[tuple]], None]] | None = None
+
+
+def open_write_transactions_with(sql: str, take_rows: Callable[[list[tuple]], None]) -> None:
+    """Every write request's transaction on PostgreSQL starts with `sql` (a statement that binds no values), sent
+    in one message with its BEGIN; take_rows gets its rows, so the request has them without asking."""
+    global _opening
+    _opening = (sql, take_rows)
+
+
+def _begin_with_opening(conn) -> None:
+    """A write request's transaction: BEGIN and the opening statement in one round trip (the simple query protocol
+    takes several statements that bind no values), where psycopg would send its BEGIN and wait, then the statement.
+
+    The driver's connection is then left in autocommit, so it sends no BEGIN of its own; the server's transaction
+    holds every statement all the same, and commit and rollback end it (psycopg asks the server whether one is
+    open, not its own flag). Back in the pool the connection takes transactions again (_transactions_again)."""
+    if _opening is None or not has_request_context() or _in_read_request():
+        return
+    dbapi = conn.connection.dbapi_connection
+    # A connection set to another isolation level or to read only keeps psycopg's BEGIN, which says so.
+    if dbapi.isolation_level is not None or dbapi.read_only is not None or dbapi.info.transaction_status:
+        return
+    sql, take_rows = _opening
+    opening = f"BEGIN; {sql}"
+    dbapi.autocommit = True
+    cursor = dbapi.cursor()
+    try:
+        if conn.dispatch.before_cursor_execute:
+            conn.dispatch.before_cursor_execute(conn, cursor, opening, (), None, False)
+        cursor.execute(opening)
+        cursor.nextset()
+        rows = cursor.fetchall()
+        if conn.dispatch.after_cursor_execute:
+            conn.dispatch.after_cursor_execute(conn, cursor, opening, (), None, False)
+    except Exception as exc:
+        conn._handle_dbapi_exception(exc, opening, (), cursor, None)
+    finally:
+        cursor.close()
+    take_rows(rows)
+
+
 def _transactions_again(dbapi_conn, _record) -> None:
     # The pool hands the connection to the next request as the driver's default has it: in transactions.
     if dbapi_conn is not None and not dbapi_conn.closed and dbapi_conn.autocommit:
@@ -92,6 +136,7 @@ def install_engine_hooks(app: Flask, engine: Engine) -> None:
     if engine.dialect.name != "sqlite":
         event.listen(engine, "checkout", _closed_by_server)
         event.listen(engine, "begin", _read_without_transaction)
+        event.listen(engine, "begin", _begin_with_opening)
         event.listen(engine, "checkin", _transactions_again)
         return
     os.environ.setdefault("SPATIALITE_LIBRARY_PATH", app.config["SPATIALITE_LIBRARY_PATH"])

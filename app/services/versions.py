@@ -18,7 +18,7 @@ from sqlalchemy import event, inspect
 from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
-from app.dialect.engine import raw_rows
+from app.dialect.engine import open_write_transactions_with, raw_rows
 from app.extensions import db
 
 AUTH, CATEGORIES, CELLS = "auth", "categories", "cells"
@@ -94,13 +94,29 @@ def cache(name: str, part: str = "", max_entries: int = 100_000) -> VersionedCac
 def current_version(name: str) -> int | None:
     """The cache's version as this request's transaction sees it, read once per request (again after a write of
     the request's own)."""
-    memo = request.environ.get(_ENVIRON_KEY) if has_request_context() else None
+    if not has_request_context():
+        return _read_versions().get(name)
+    if _ENVIRON_KEY not in request.environ:
+        # A write request's transaction opens with the read (_take_opening_read): once begun, it may be here.
+        db.session.connection()
+    memo = request.environ.get(_ENVIRON_KEY)
     if memo is None:
-        # Through the driver's cursor: SQLAlchemy's execution path cost more than this statement, sent every request.
-        memo = {row[0]: row[1] for row in raw_rows(_READ, ())}
-        if has_request_context():
-            request.environ[_ENVIRON_KEY] = memo
+        memo = request.environ[_ENVIRON_KEY] = _read_versions()
     return memo.get(name)
+
+
+def _read_versions() -> dict[str, int]:
+    # Through the driver's cursor: SQLAlchemy's execution path cost more than this statement, sent every request.
+    return {row[0]: row[1] for row in raw_rows(_READ, ())}
+
+
+def _take_opening_read(rows: list[tuple]) -> None:
+    if has_request_context():
+        request.environ[_ENVIRON_KEY] = {row[0]: row[1] for row in rows}
+
+
+# On PostgreSQL a write request's BEGIN carries the read (app.dialect.engine): one round trip for both.
+open_write_transactions_with(_READ, _take_opening_read)
 
 
 # The tables whose triggers move a version (migrations b7e2c41d9a05 and c4d8e1f27a36): only a request's write to
