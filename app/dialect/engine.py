@@ -107,22 +107,9 @@ def _begin_with_opening(conn) -> None:
     if dbapi.isolation_level is not None or dbapi.read_only is not None or dbapi.info.transaction_status:
         return
     sql, take_rows = _opening
-    opening = f"BEGIN; {sql}"
     dbapi.autocommit = True
-    cursor = dbapi.cursor()
-    try:
-        if conn.dispatch.before_cursor_execute:
-            conn.dispatch.before_cursor_execute(conn, cursor, opening, (), None, False)
-        cursor.execute(opening)
-        cursor.nextset()
-        rows = cursor.fetchall()
-        if conn.dispatch.after_cursor_execute:
-            conn.dispatch.after_cursor_execute(conn, cursor, opening, (), None, False)
-    except Exception as exc:
-        conn._handle_dbapi_exception(exc, opening, (), cursor, None)
-    finally:
-        cursor.close()
-    take_rows(rows)
+    # No values: psycopg sends it in the simple query protocol, and the second result is the statement's.
+    take_rows(_cursor_rows(conn, f"BEGIN; {sql}", None, skip=1))
 
 
 def _transactions_again(dbapi_conn, _record) -> None:
@@ -195,11 +182,21 @@ def raw_rows(
     conn = session.connection()
     if isinstance(sql, dict):
         sql, params = sql[conn.dialect.name], params[conn.dialect.name]
+    return _cursor_rows(conn, sql, params, limit, described)
+
+
+def _cursor_rows(
+    conn, sql: str, params: tuple | None, limit: int | None = None, described: list | None = None, skip: int = 0
+) -> list[tuple]:
+    """raw_rows on this SQLAlchemy connection: the rows of the statement's result after `skip` others (a message of
+    several statements has a result each)."""
     cursor = conn.connection.dbapi_connection.cursor()
     try:
         if conn.dispatch.before_cursor_execute:
             conn.dispatch.before_cursor_execute(conn, cursor, sql, params, None, False)
         cursor.execute(sql, params)
+        for _ in range(skip):
+            cursor.nextset()
         if described is not None:
             described.extend(cursor.description or ())
         if limit == 1:
