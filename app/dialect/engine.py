@@ -258,6 +258,18 @@ class DriverStatement:
         return converted
 
 
+def compiled_once(
+    store: dict[str, DriverStatement], build: Callable[[], Select], **placeholders: Any
+) -> DriverStatement:
+    """build() compiled once per process and dialect (DriverStatement) and kept in `store`, for a hot statement whose
+    only inputs are its bound values: building it (and its cache key) cost more than running it."""
+    dialect = db.session.get_bind().dialect
+    found = store.get(dialect.name)
+    if found is None:
+        found = store.setdefault(dialect.name, DriverStatement(build(), dialect, **placeholders))
+    return found
+
+
 def dialect_name() -> str:
     return db.session.get_bind().dialect.name
 

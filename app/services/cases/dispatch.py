@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime
 
 from sqlalchemy import Date, Integer, Select, and_, bindparam, case, func, inspect, select
 
-from app.dialect.engine import DriverStatement
+from app.dialect.engine import DriverStatement, compiled_once
 from app.extensions import db
 from app.models import OPEN_STATUSES, CaseEvent, Duty, Report, ReportStatus, Role, User, WorkerCell
 from app.services import versions
@@ -53,17 +53,6 @@ _USER_KEYS = tuple(inspect(User).get_property_by_column(column).key for column i
 _PICK: dict[str, DriverStatement] = {}
 
 
-def _pick() -> DriverStatement:
-    """Built and compiled once per process and dialect (building the expression cost more than running it), run
-    through the driver's cursor: every case accepted at filing asks it."""
-    dialect = db.session.get_bind().dialect
-    found = _PICK.get(dialect.name)
-    if found is None:
-        placeholders = {"cell_id": 0, "day": date(2000, 1, 1), "now": datetime(2000, 1, 1, tzinfo=UTC)}
-        found = _PICK.setdefault(dialect.name, DriverStatement(_pick_statement(), dialect, **placeholders))
-    return found
-
-
 def pick_worker(cell_id: int, now: datetime) -> tuple[User, str] | None:
     """The worker the rule picks for a case in the cell, with the rule's reason; one query.
 
@@ -71,7 +60,8 @@ def pick_worker(cell_id: int, now: datetime) -> tuple[User, str] | None:
     tier the fewest open cases, then the fewest overdue, then the longest since their last assignment
     (never assigned first), then the lowest id so the choice is deterministic.
     """
-    rows = _pick().run({"cell_id": cell_id, "day": local_day(now), "now": now})
+    pick = compiled_once(_PICK, _pick_statement, cell_id=0, day=date(2000, 1, 1), now=datetime(2000, 1, 1, tzinfo=UTC))
+    rows = pick.run({"cell_id": cell_id, "day": local_day(now), "now": now})
     if not rows:
         return None
     *columns, tier = rows[0]
@@ -95,13 +85,16 @@ def auto_dispatch(report: Report, now: datetime, actor: User | None = None) -> U
     report.assignee_id = worker.id
     report.assigned_at = now
     report.status = ReportStatus.assigned.value
-    event = CaseEvent.of(
-        report, None, "assign", from_status, now, data={"automatic": True, "reason": reason, "assignee_id": worker.id}
-    )
+    event = CaseEvent.of(report, None, "assign", from_status, now, data=assignment_data(worker.id, reason))
     db.session.add(event)
     db.session.flush()
     notifications.announce(event)
     return worker
+
+
+def assignment_data(worker_id: int, reason: str) -> dict:
+    """What an automatic assignment's event records: that it was the rule's, why, and to whom."""
+    return {"automatic": True, "reason": reason, "assignee_id": worker_id}
 
 
 def workload(now: datetime, user_ids: Select | list[int]):

@@ -180,7 +180,7 @@ def create_report(
         if picked is not None:
             worker, reason = picked
             values.update(status=ReportStatus.assigned.value, assignee_id=worker.id, assigned_at=now)
-            event["assign_data"] = {"automatic": True, "reason": reason, "assignee_id": worker.id}
+            event["assign_data"] = dispatch.assignment_data(worker.id, reason)
     # The report and its events in one round trip (app.dialect.queries.chained_inserts), then the report as the
     # session's own persistent object, built from what was written: no unit of work, no read back.
     report_id, last_event_id = queries.run_chained_inserts(

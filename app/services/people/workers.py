@@ -19,7 +19,7 @@ from sqlalchemy import (
     type_coerce,
 )
 
-from app.dialect.engine import DriverStatement
+from app.dialect.engine import DriverStatement, compiled_once
 from app.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from app.extensions import db
 from app.lib.coords import to_wgs84
@@ -54,26 +54,24 @@ _SERVES: dict[str, DriverStatement] = {}
 
 
 def _serves_statement() -> DriverStatement:
-    """Built and compiled once per process and dialect, every value bound: every report a worker files asks it, and
-    building it cost more than running it."""
-    dialect = db.session.get_bind().dialect
-    found = _SERVES.get(dialect.name)
-    if found is None:
-        stmt = (
-            select(WorkerCell.id)
-            .join(User, User.id == WorkerCell.user_id)
-            .where(
-                WorkerCell.user_id == bindparam("user_id", type_=Integer),
-                WorkerCell.cell_id == bindparam("cell_id", type_=Integer),
-                current_on(bindparam("day", type_=WorkerCell.valid_from.type)),
-                User.role == Role.worker.value,
-                User.active.is_(True),
-            )
-            .limit(1)
+    """Every report a worker files asks it (app.dialect.engine.compiled_once)."""
+    placeholders = {"user_id": 0, "cell_id": 0, "day": date(2000, 1, 1)}
+    return compiled_once(_SERVES, _serves_select, **placeholders)
+
+
+def _serves_select() -> Select:
+    return (
+        select(WorkerCell.id)
+        .join(User, User.id == WorkerCell.user_id)
+        .where(
+            WorkerCell.user_id == bindparam("user_id", type_=Integer),
+            WorkerCell.cell_id == bindparam("cell_id", type_=Integer),
+            current_on(bindparam("day", type_=WorkerCell.valid_from.type)),
+            User.role == Role.worker.value,
+            User.active.is_(True),
         )
-        placeholders = {"user_id": 0, "cell_id": 0, "day": date(2000, 1, 1)}
-        found = _SERVES.setdefault(dialect.name, DriverStatement(stmt, dialect, **placeholders))
-    return found
+        .limit(1)
+    )
 
 
 def served_cell_ids(user_id: int, at: datetime | None = None) -> Select:

@@ -9,7 +9,7 @@ from sqlalchemy import ColumnElement, Float, Integer, Select, bindparam, delete,
 from sqlalchemy.orm import aliased
 
 from app.dialect import spatial
-from app.dialect.engine import DriverStatement
+from app.dialect.engine import DriverStatement, compiled_once
 from app.errors import (
     Conflict,
     Forbidden,
@@ -162,25 +162,24 @@ _SIMILAR: dict[str, DriverStatement] = {}
 
 
 def _similar_statement() -> DriverStatement:
-    """Built and compiled once per process and dialect, every value bound: building it (and its cache key) cost
-    more than running it, and so did SQLAlchemy's execution path (filing answers with it every time)."""
-    dialect = db.session.get_bind().dialect
-    found = _SIMILAR.get(dialect.name)
-    if found is None:
-        lon, lat = bindparam("lon", type_=Float), bindparam("lat", type_=Float)
-        order = (spatial.local_distance_m(Report.location, lon, lat), Report.id)
-        page = (
-            select(Report.id, func.row_number().over(order_by=order).label("n"))
-            .where(
-                spatial.points_within_distance_bound(Report.location, Report.id),
-                Report.category_id == bindparam("category_id", type_=Integer),
-                Report.status.in_(OPEN_STATUSES),
-                Report.id != bindparam("report_id", type_=Integer),
-            )
-            .order_by(*order)
-            .limit(MAX_SIMILAR)
+    """Filing answers with it every time (app.dialect.engine.compiled_once); SQLAlchemy's execution path also cost
+    more than running it."""
+    placeholders = {**spatial.within_distance_values(0.0, 0.0, 1.0), "category_id": 0, "report_id": 0}
+    return compiled_once(_SIMILAR, _similar_select, **placeholders)
+
+
+def _similar_select() -> Select:
+    lon, lat = bindparam("lon", type_=Float), bindparam("lat", type_=Float)
+    order = (spatial.local_distance_m(Report.location, lon, lat), Report.id)
+    page = (
+        select(Report.id, func.row_number().over(order_by=order).label("n"))
+        .where(
+            spatial.points_within_distance_bound(Report.location, Report.id),
+            Report.category_id == bindparam("category_id", type_=Integer),
+            Report.status.in_(OPEN_STATUSES),
+            Report.id != bindparam("report_id", type_=Integer),
         )
-        stmt = rows_of_statement(page, spatial.distance_m(Report.location, lon, lat))
-        placeholders = {**spatial.within_distance_values(0.0, 0.0, 1.0), "category_id": 0, "report_id": 0}
-        found = _SIMILAR.setdefault(dialect.name, DriverStatement(stmt, dialect, **placeholders))
-    return found
+        .order_by(*order)
+        .limit(MAX_SIMILAR)
+    )
+    return rows_of_statement(page, spatial.distance_m(Report.location, lon, lat))
