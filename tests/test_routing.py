@@ -7,15 +7,28 @@ import math
 import random
 
 import pytest
+from geoalchemy2.shape import from_shape
 from sqlalchemy import event, select
 
 from app.dialect import spatial
 from app.extensions import db
 from app.lib import coords
 from app.models import Cell
+from app.services import versions
+from app.services.grid import routing
 from app.services.grid.routing import route, route_wgs84
 from tests.assertions import assert_problem
-from tests.factories import COMMUNITY, DISTRICT, GRID_BOXES, STREET, auth_header, make_cell, make_test_grid, make_user
+from tests.factories import (
+    COMMUNITY,
+    DISTRICT,
+    GRID_BOXES,
+    STREET,
+    auth_header,
+    make_cell,
+    make_test_grid,
+    make_user,
+    square,
+)
 
 LOCATE = "/api/v1/cells/locate"
 SW, SE, NW, NE = sorted(GRID_BOXES)  # 11010500100101 .. 04
@@ -48,6 +61,17 @@ def east_of_grid(metres: float, lat: float = 39.905) -> tuple[float, float]:
 
 def north_of_grid(metres: float, lon: float = 116.415) -> tuple[float, float]:
     return lon, GRID_NORTH_EDGE + metres / metres_per_degree(GRID_NORTH_EDGE)[1]
+
+
+@pytest.fixture(autouse=True, params=["index", "database"])
+def routed_by(request, app, monkeypatch):
+    """Every test here routes both ways: from the worker's own index of the cells, and, as for a grid too large to
+    keep, from the database."""
+    if request.param == "database":
+        monkeypatch.setattr(routing, "INDEXED_LEAVES_UP_TO", -1)
+    with app.app_context():
+        versions.cache(versions.CELLS, "routing").clear()
+    return request.param
 
 
 @pytest.fixture()
@@ -208,6 +232,31 @@ def test_inactive_cells_are_not_routed_to(client, grid, headers):
     assert body["distance_m"] == pytest.approx(85, abs=1.0)
     # Deep inside it, nothing active is within 200 m.
     assert_problem(locate(client, headers, 116.405, 39.905), 404, "unrouted")
+
+
+def test_a_cell_changed_after_routing_is_seen_by_the_next_routing(client, grid, headers):
+    # The index, when kept, is read by the first routing; each change moves the cells version.
+    assert locate(client, headers, 116.405, 39.905).get_json()["cell"]["code"] == SW
+    grid[SW].active = False
+    db.session.commit()
+    assert locate(client, headers, 116.405, 39.905).status_code == 404
+    grid[SW].active = True
+    grid[SW].geom = from_shape(square(116.43, 39.90, 116.44, 39.91), srid=4326)
+    db.session.commit()
+    assert locate(client, headers, 116.435, 39.905).get_json()["cell"]["code"] == SW
+    assert locate(client, headers, 116.405, 39.905).status_code == 404
+
+
+def test_the_index_answers_as_the_database_on_edges_vertices_and_between(grid, routed_by):
+    if routed_by == "database":
+        pytest.skip("compares the index with the database")
+    # A lattice over the grid and past it, on every shared edge and vertex (a 0.0025 degree step hits each).
+    rng = random.Random(13)
+    points = [(116.395 + rng.randint(0, 12) * 0.0025, 39.895 + rng.randint(0, 12) * 0.0025) for _ in range(150)]
+    points += [(rng.uniform(116.395, 116.425), rng.uniform(39.895, 39.925)) for _ in range(150)]
+    assert routing.leaf_index() is not None
+    for lon, lat in points:
+        assert routing.covering_leaf(lon, lat) == spatial.covering_leaf(lon, lat), (lon, lat)
 
 
 def test_inactive_cells_are_not_nearest_either(client, grid, headers):
@@ -406,6 +455,7 @@ def _cells_statements(statements):
 
 
 def _routing_statements(lon: float, lat: float, expect_nearest: bool):
+    route_wgs84(lon, lat)  # the index, when kept, is read first
     with captured_sql() as statements:
         result = route_wgs84(lon, lat)
     assert (result.routed_by == "nearest") is expect_nearest
@@ -425,8 +475,8 @@ def test_spatialite_covers_point_goes_through_the_rtree(grid, backend):
     assert len(db.session.scalars(stmt).all()) == 7
 
 
-def test_spatialite_routing_queries_use_the_rtree(grid, backend):
-    if backend != "spatialite":
+def test_spatialite_routing_queries_use_the_rtree(grid, backend, routed_by):
+    if backend != "spatialite" or routed_by != "database":
         pytest.skip("SpatiaLite's R*Tree")
     conn = db.session.connection()
     for lon, lat, nearest in ((116.405, 39.905, False), (*east_of_grid(150), True)):
@@ -441,8 +491,8 @@ def _pg_plan(conn, sql, params) -> str:
     return "\n".join(row[0] for row in conn.exec_driver_sql("EXPLAIN " + sql, params))
 
 
-def test_postgis_routing_queries_use_the_gist_index(grid, backend):
-    if backend != "postgis":
+def test_postgis_routing_queries_use_the_gist_index(grid, backend, routed_by):
+    if backend != "postgis" or routed_by != "database":
         pytest.skip("PostGIS GiST")
     conn = db.session.connection()
     # Price sequential scans out: a filter the GiST index cannot serve would then show another path.

@@ -52,7 +52,11 @@ class VersionedCache:
 
     def entries(self) -> dict[Any, Any]:
         """Every entry valid under the current version, to look many up at once (read only: fill with put_many)."""
-        return self._sync(current_version(self.name)) or {}
+        return self.entries_under(current_version(self.name))
+
+    def entries_under(self, version: int | None) -> dict[Any, Any]:
+        """entries, under a version the caller has read already (outside a request each read is a query)."""
+        return self._sync(version) or {}
 
     def put_many(self, items: dict[Any, Any], version: int | None) -> None:
         """put for many entries read under one version."""

@@ -5,13 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import shapely
 from flask import current_app
+from geoalchemy2.shape import to_shape
 from sqlalchemy import Float, Integer, and_, select
 
 from app.dialect import queries, spatial
 from app.extensions import db
 from app.lib.coords import to_wgs84
 from app.models import Cell, CellLevel, RoutedBy
+from app.services import versions
 from app.services.versions import attach
 
 
@@ -40,8 +43,56 @@ class Routing:
         return self._cell
 
 
+class LeafIndex:
+    """The active grid cells' polygons in an R-tree of the process's own (shapely's STRtree), ordered by code."""
+
+    def __init__(self, rows: list[tuple[int, str, str, int | None, Any]]) -> None:
+        self.rows = [(cell_id, code, name, parent_id) for cell_id, code, name, parent_id, _ in rows]
+        self.tree = shapely.STRtree([to_shape(geom) for *_, geom in rows])
+
+    def covering(self, lon: float, lat: float) -> tuple[int, str, str, int | None] | None:
+        """As spatial.covering_leaf: boundary included (GEOS's covers, as ST_Covers), lowest code first."""
+        hits = self.tree.query(shapely.Point(lon, lat), predicate="covered_by")
+        return self.rows[int(hits.min())] if len(hits) else None
+
+
+# A grid this large is routed by the database (spatial.covering_leaf); below it each worker keeps its own index.
+INDEXED_LEAVES_UP_TO = 20_000
+_INDEX = ("leaf index",)
+
+
+def leaf_index() -> LeafIndex | None:
+    """The index under the cells version this request sees, read whole at a worker's first routing after a change;
+    None when the grid is larger than INDEXED_LEAVES_UP_TO (or no version is kept)."""
+    # The autoflush a query would do: the session's own pending cell changes move the version first.
+    db.session.flush()
+    version = versions.current_version(versions.CELLS)
+    if version is None:
+        return None
+    cache = versions.cache(versions.CELLS, "routing", max_entries=1)
+    entries = cache.entries_under(version)
+    if _INDEX in entries:
+        return entries[_INDEX]
+    rows = db.session.execute(
+        select(Cell.id, Cell.code, Cell.name, Cell.parent_id, Cell.geom)
+        .where(Cell.level == CellLevel.grid.value, Cell.active.is_(True))
+        .order_by(Cell.code)
+        .limit(INDEXED_LEAVES_UP_TO + 1)
+    ).all()
+    index = LeafIndex(rows) if len(rows) <= INDEXED_LEAVES_UP_TO else None
+    cache.put(_INDEX, index, version)
+    return index
+
+
+def covering_leaf(lon: float, lat: float) -> tuple[int, str, str, int | None] | None:
+    """(id, code, name, parent_id) of the active grid cell covering the point, lowest code first: from the worker's
+    index, without a round trip (every filing routes), or from the database for a grid too large to keep."""
+    index = leaf_index()
+    return spatial.covering_leaf(lon, lat) if index is None else index.covering(lon, lat)
+
+
 def route_wgs84(lon: float, lat: float, max_distance_m: float | None = None) -> Routing:
-    covering = spatial.covering_leaf(lon, lat)
+    covering = covering_leaf(lon, lat)
     if covering is not None:
         cell_id, code, name, parent_id = covering
         values = {"id": cell_id, "code": code, "name": name, "level": CellLevel.grid.value, "parent_id": parent_id}
