@@ -237,3 +237,30 @@ def test_a_request_reads_the_versions_again_only_after_writing_a_watched_table(a
         resident.display_name = "w"
         _db.session.flush()
         assert versions._ENVIRON_KEY not in current_request.environ
+
+
+def test_an_attached_row_is_as_a_query_would_have_loaded_it(db):
+    from sqlalchemy import inspect
+
+    from tests.assertions import statements_sent
+
+    user = make_user(Role.resident)
+    db.session.flush()
+    db.session.refresh(user)
+    values, user_id = versions.snapshot(user), user.id
+    db.session.expunge_all()
+    attached = versions.attach(User, values)
+    assert attached in db.session and not db.session.new and not db.session.dirty
+    with statements_sent("users") as sent:
+        assert {key: getattr(attached, key) for key in values} == values
+    assert sent == []
+    # The same row again is the session's own object.
+    assert versions.attach(User, values) is attached
+    # A change is written as for a loaded object, with the value it had as its history.
+    attached.display_name = "改过的名字"
+    assert inspect(attached).attrs.display_name.history.deleted == [values["display_name"]]
+    with statements_sent("UPDATE users") as updates:
+        db.session.flush()
+    assert len(updates) == 1 and "display_name" in updates[0] and "phone" not in updates[0]
+    db.session.expire_all()
+    assert db.session.get(User, user_id).display_name == "改过的名字"
