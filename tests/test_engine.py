@@ -182,3 +182,19 @@ def test_a_write_request_s_transaction_opens_with_the_versions_and_ends_whole(ap
                 _db.session.remove()
         finally:
             event.remove(_db.engine, "before_cursor_execute", record)
+
+
+def test_an_error_in_statements_run_together_is_sqlalchemy_s_and_the_session_goes_on(app, db):
+    """engine.run_together: a driver error is SQLAlchemy's DBAPIError, as on its own path, whichever statement
+    fails; after the rollback the session runs statements again."""
+    from sqlalchemy import Integer, bindparam, func, literal, select
+
+    dialect = db.session.get_bind().dialect
+    fine = engine_module.DriverStatement(select(literal(1, Integer) + bindparam("n", type_=Integer)), dialect, n=0)
+    broken = engine_module.DriverStatement(select(func.no_such_function(1)), dialect)
+    assert engine_module.run_together((fine, {"n": 1}), (fine, {"n": 2})) == [[(2,)], [(3,)]]
+    for runs in (((fine, {"n": 1}), (broken, {})), ((broken, {}), (fine, {"n": 1}))):
+        with pytest.raises(exc.DBAPIError):
+            engine_module.run_together(*runs)
+        db.session.rollback()
+        assert engine_module.run_together((fine, {"n": 4})) == [[(5,)]]

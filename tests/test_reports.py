@@ -189,6 +189,54 @@ def _handled(db, report_id: int) -> dict:
     }
 
 
+def test_a_read_beside_a_filing_runs_before_its_write_and_on_postgresql_in_its_round_trip(db, world):
+    from sqlalchemy import Integer, bindparam, event
+
+    from app.dialect.engine import DriverStatement
+
+    dialect = db.session.get_bind().dialect
+    same_category = Report.category_id == bindparam("category_id", type_=Integer)
+    counted = DriverStatement(select(func.count(Report.id)).where(same_category), dialect, category_id=0)
+    sent: list[tuple[str, bool]] = []
+
+    def record(conn, _cursor, statement, *_args):
+        dbapi = conn.connection.dbapi_connection
+        sent.append((statement, getattr(getattr(dbapi, "pgconn", None), "pipeline_status", 0) != 0))
+
+    def file():
+        return report_service.file_report(
+            world.resident,
+            category_code=world.category.code,
+            description="垃圾桶满溢",
+            location={"lon": SW_POINT[0], "lat": SW_POINT[1]},
+            read_beside=lambda category, lon, lat: (counted, {"category_id": category.id}),
+        )
+
+    db.session.flush()
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        first, read_first = file()
+        second, read_second = file()
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+    # Each read saw the reports before its own write: none, then the first.
+    assert (read_first, read_second) == ([(0,)], [(1,)])
+    assert second.id > first.id
+    ours = [(statement, pipelined) for statement, pipelined in sent if "count(reports.id)" in statement]
+    writes = [(statement, pipelined) for statement, pipelined in sent if "INSERT INTO reports" in statement]
+    assert len(ours) == 2 and len(writes) == 2
+    # Through the engine's hooks, read first; on PostgreSQL both in one pipeline.
+    assert sent.index(ours[0]) < sent.index(writes[0])
+    assert all(pipelined for _, pipelined in ours + writes) is (db.session.get_bind().dialect.name == "postgresql")
+    # Without a read, the filing reads nothing beside it.
+    assert (
+        report_service.file_report(
+            world.resident, category_code=world.category.code, description="x", location={"lon": 116.405, "lat": 39.905}
+        )[1]
+        is None
+    )
+
+
 @pytest.mark.parametrize("filer", ["worker", "resident"])
 def test_a_case_accepted_at_filing_is_left_as_the_accept_action_leaves_one(client, db, world, filer):
     """Filing writes an accepted case assigned at once, with both events, where an accept later takes a flush, a

@@ -58,9 +58,9 @@ class Reports(MethodView):
         The answer lists the open cases of the same category nearby (similar_open_cases): a resident may follow
         one of them instead. A retry with the same Idempotency-Key gets the same status, body, Location and ETag."""
         user = current_user()
-        report = report_service.create_report(user, **data)
+        report = residents.file_with_similar_cases(user, **data)
         headers = {"Location": url_for("reports.ReportItem", report_id=report.id), "ETag": cases.etag(report)}
-        return public_view.present(user, residents.with_similar_cases(report)), 201, headers
+        return public_view.present(user, report), 201, headers
 
     @auth_required()
     @blp.doc(security=BEARER)

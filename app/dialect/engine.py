@@ -222,10 +222,18 @@ class DriverStatement:
     def __init__(self, stmt: Select, dialect: Dialect, **placeholders: Any) -> None:
         """`placeholders`: a value for each parameter that run() is given."""
         # The statement with its IN lists written out for these values (the run's own values must not change them).
-        state = stmt.compile(dialect=dialect).construct_expanded_state(placeholders)
+        compiled = stmt.compile(dialect=dialect)
+        state = compiled.construct_expanded_state(placeholders)
         self.dialect, self.sql = dialect, state.statement
         self.order = state.positiontup if dialect.positional else None
-        self.binds = dict(state.processors)
+        # Each value's conversion by its type (a geometry, JSON, an aware time), as SQLAlchemy's own path does; the
+        # expanded state gives those of the IN lists' values only.
+        self.binds = {
+            name: convert
+            for bind, name in compiled.bind_names.items()
+            if (convert := bind.type.dialect_impl(dialect).bind_processor(dialect)) is not None
+        }
+        self.binds.update(state.processors)
         self.values = self._bound(state.parameters)
         self.types = [column.type.dialect_impl(dialect) for column in stmt.selected_columns]
         # Some conversions depend on the driver's type of the column (a numeric or a float, say): known after a run.
@@ -235,12 +243,18 @@ class DriverStatement:
     def _bound(self, values: dict[str, Any]) -> dict[str, Any]:
         return {name: self.binds[name](value) if name in self.binds else value for name, value in values.items()}
 
-    def run(self, values: dict[str, Any]) -> list[tuple]:
+    def params(self, values: dict[str, Any]) -> tuple | dict[str, Any]:
+        """The driver's parameters for a run with these values."""
         bound = {**self.values, **self._bound(values)}
-        params = tuple(bound[name] for name in self.order) if self.order is not None else bound
+        return tuple(bound[name] for name in self.order) if self.order is not None else bound
+
+    def run(self, values: dict[str, Any]) -> list[tuple]:
         described: list | None = [] if self.results is None else None
-        rows = raw_rows(self.sql, params, described=described)
-        if described is not None:
+        return self.converted(raw_rows(self.sql, self.params(values), described=described), described)
+
+    def converted(self, rows: list[tuple], described: list | None) -> list[tuple]:
+        """The driver's rows with each column's conversion applied; `described`, the cursor's description."""
+        if self.results is None:
             processors = (
                 kind.result_processor(self.dialect, column[1])
                 for kind, column in zip(self.types, described, strict=True)
@@ -256,6 +270,48 @@ class DriverStatement:
                 values[i] = convert(values[i])
             converted.append(tuple(values))
         return converted
+
+
+def run_together(*runs: tuple[DriverStatement, dict[str, Any]]) -> list[list[tuple]]:
+    """Each statement's converted rows, run in the order given on the session's connection and transaction: on
+    PostgreSQL in one round trip (psycopg's pipeline mode), elsewhere one after the other (SQLite is in process)."""
+    found = raw_rows_together([(stmt.sql, stmt.params(values)) for stmt, values in runs])
+    return [stmt.converted(rows, described) for (stmt, _), (rows, described) in zip(runs, found, strict=True)]
+
+
+def raw_rows_together(statements: list[tuple[str, Any]]) -> list[tuple[list[tuple], list]]:
+    """raw_rows for several statements, with each one's description: on PostgreSQL sent in one message and answered
+    in one (each statement still its own, run in order, in the session's transaction)."""
+    session = db.session
+    session.flush()
+    conn = session.connection()
+    if conn.dialect.name != "postgresql":
+        found = []
+        for sql, params in statements:
+            described: list = []
+            found.append((_cursor_rows(conn, sql, params, described=described), described))
+        return found
+    dbapi, cursors = conn.connection.dbapi_connection, []
+    sql, params, cursor = None, None, None
+    try:
+        with dbapi.pipeline():
+            for sql, params in statements:
+                cursor = dbapi.cursor()
+                cursors.append(cursor)
+                if conn.dispatch.before_cursor_execute:
+                    conn.dispatch.before_cursor_execute(conn, cursor, sql, params, None, False)
+                cursor.execute(sql, params)
+        # Leaving the pipeline waited for every answer.
+        found = [(cursor.fetchall(), list(cursor.description or ())) for cursor in cursors]
+        if conn.dispatch.after_cursor_execute:
+            for cursor, (sql, params) in zip(cursors, statements, strict=True):
+                conn.dispatch.after_cursor_execute(conn, cursor, sql, params, None, False)
+    except Exception as exc:
+        conn._handle_dbapi_exception(exc, sql, params, cursor, None)
+    finally:
+        for cursor in cursors:
+            cursor.close()
+    return found
 
 
 def compiled_once(

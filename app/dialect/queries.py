@@ -27,7 +27,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.elements import BindParameter
 from sqlalchemy.sql.visitors import replacement_traverse
 
-from app.dialect.engine import is_postgis
+from app.dialect.engine import DriverStatement, is_postgis, run_together
 from app.extensions import db
 
 
@@ -149,14 +149,40 @@ def chained_inserts(parent: Insert, child: Insert, parent_id: str = "parent_id")
 
 
 def run_chained_inserts(
-    statements: tuple[Any, ...], values: dict[str, Any], parent_id: str = "parent_id"
-) -> tuple[int, int | None]:
-    """Run chained_inserts' statements with `values` (each statement takes those it names): the parent's id, and
-    the child's last id when it returns them (else None)."""
-    first = db.session.execute(statements[0], values).one()
+    statements: tuple[Any, ...],
+    values: dict[str, Any],
+    parent_id: str = "parent_id",
+    read_first: tuple[DriverStatement, dict[str, Any]] | None = None,
+) -> tuple[int, int | None, list[tuple] | None]:
+    """Run chained_inserts' statements with `values` (each statement takes those it names): the parent's id, the
+    child's last id when it returns them (else None), and the rows of `read_first`, a read (statement and values)
+    run just before the write, so it does not see the new rows: on PostgreSQL in the same round trip."""
+    read_rows = None
+    if read_first is not None and len(statements) == 1:
+        read_rows, written = run_together(read_first, (_for_the_driver(statements[0], values), values))
+        first = written[0]
+    else:
+        if read_first is not None:
+            read_rows = read_first[0].run(read_first[1])
+        first = db.session.execute(statements[0], values).one()
     new_id, last_child_id = first[0], (first[1] if len(first) > 1 else None)
     for statement in statements[1:]:
         result = db.session.execute(statement, {**values, parent_id: new_id})
         if result.returns_rows:
             last_child_id = max(row[0] for row in result)
-    return new_id, last_child_id
+    return new_id, last_child_id, read_rows
+
+
+# id of a kept chained statement -> (the statement, kept so that its id stays its own; it compiled for the driver)
+_FOR_THE_DRIVER: dict[int, tuple[Any, DriverStatement]] = {}
+
+
+def _for_the_driver(statement: Any, values: dict[str, Any]) -> DriverStatement:
+    # Callers keep their chained statements (built once per shape), so these are as few.
+    found = _FOR_THE_DRIVER.get(id(statement))
+    if found is None or found[0] is not statement:
+        found = _FOR_THE_DRIVER[id(statement)] = (
+            statement,
+            DriverStatement(statement, db.session.get_bind().dialect, **values),
+        )
+    return found[1]

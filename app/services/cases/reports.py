@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -25,13 +25,14 @@ from sqlalchemy.orm import joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from app.dialect import queries, spatial
-from app.dialect.engine import dialect_name
+from app.dialect.engine import DriverStatement, dialect_name
 from app.errors import Forbidden, NotFound, ValidationFailed
 from app.extensions import db
 from app.lib.coords import to_wgs84
 from app.lib.i18n import tr
 from app.models import (
     CaseEvent,
+    Category,
     Cell,
     Report,
     ReportFollower,
@@ -99,7 +100,17 @@ def visibility(user: User) -> ColumnElement[bool]:
     return false()
 
 
-def create_report(
+def create_report(user: User, **fields: Any) -> Report:
+    """File a report (file_report's fields)."""
+    return file_report(user, **fields)[0]
+
+
+# What a filing may read beside its write: given the category and the WGS-84 point, a statement and its values (or
+# None to read nothing). It runs just before the write, so it does not see the new report.
+ReadBeside = Callable[[Category, float, float], "tuple[DriverStatement, dict[str, Any]] | None"]
+
+
+def file_report(
     user: User,
     *,
     category_code: str,
@@ -108,8 +119,10 @@ def create_report(
     address: str | None = None,
     attributes: Mapping[str, list[str]] | None = None,
     extra: dict[str, Any] | None = None,
-) -> Report:
-    """File a report; `extra` sets further columns (Open311's fields) in the same insert.
+    read_beside: ReadBeside | None = None,
+) -> tuple[Report, list[tuple] | None]:
+    """File a report; `extra` sets further columns (Open311's fields) in the same insert. With `read_beside`, also
+    the rows of its read, sent with the write (one round trip on PostgreSQL), else None.
 
     `attributes` are a client's answers to the category's Open311 attributes, values by code, checked and stored
     alike for Open311 and the API (app.services.cases.attributes); None, from the services' own callers, stores
@@ -183,8 +196,10 @@ def create_report(
             event["assign_data"] = dispatch.assignment_data(worker.id, reason)
     # The report and its events in one round trip (app.dialect.queries.chained_inserts), then the report as the
     # session's own persistent object, built from what was written: no unit of work, no read back.
-    report_id, last_event_id = queries.run_chained_inserts(
-        _filing_statements(tuple(sorted(values)), assigned=picked is not None), {**values, **event}
+    report_id, last_event_id, read = queries.run_chained_inserts(
+        _filing_statements(tuple(sorted(values)), assigned=picked is not None),
+        {**values, **event},
+        read_first=read_beside(category, lon, lat) if read_beside is not None else None,
     )
     report = versions.attach(Report, {**_NULLS, **values, "id": report_id})
     # Its many-to-ones as loaded: the session holds its objects weakly, so only the report keeps them from a query.
@@ -197,7 +212,7 @@ def create_report(
     elif status == ReportStatus.accepted.value and category.auto_dispatch:
         # Nobody serves the cell today: its supervisors are told, the filer aside (dispatch.auto_dispatch).
         notifications.announce_case("unassigned", report, now, actor_id=user.id)
-    return report
+    return report, read
 
 
 _REPORTS, _EVENTS = Report.__table__, CaseEvent.__table__

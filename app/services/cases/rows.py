@@ -232,4 +232,9 @@ def run_rows_of(stmt: Select, with_distance: bool, params: dict[str, Any] | None
 
 def run_driver_rows(stmt: DriverStatement, with_distance: bool, params: dict[str, Any]) -> list[ReportRow]:
     """run_rows_of for a rows_of_statement compiled once (DriverStatement): through the driver's cursor."""
-    return _builder(stmt.run(params), with_distance)
+    return rows_of_driver(stmt.run(params), with_distance)
+
+
+def rows_of_driver(rows: list[tuple], with_distance: bool) -> list[ReportRow]:
+    """The ReportRows of a rows_of_statement compiled once and run elsewhere (engine.run_together, say)."""
+    return _builder(rows, with_distance)

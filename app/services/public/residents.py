@@ -32,7 +32,7 @@ from app.models import (
 from app.models.base import utcnow
 from app.models.labels import STATUS_LABELS, label
 from app.services.cases import reports as report_service
-from app.services.cases.rows import ReportRow, rows_of_statement, run_driver_rows
+from app.services.cases.rows import rows_of_driver, rows_of_statement
 from app.services.public import view as public_view
 
 MAX_SIMILAR = 5
@@ -136,26 +136,23 @@ def unfollow(user: User, report_id: int, if_match: Collection[int] | None) -> di
     return {"report_id": report.id, "following": False, "since": None}
 
 
-def with_similar_cases(report: Report) -> Report:
-    """The just-filed report with its similar_open_cases, for the filing answer only."""
+def file_with_similar_cases(user: User, **fields: Any) -> Report:
+    """File a report (report_service.file_report) with its similar_open_cases, for the filing answer: read in the
+    same round trip as the write, just before it."""
+    report, similar = report_service.file_report(user, read_beside=similar_cases_read, **fields)
     # Offered to whoever files: each in its public view, whatever the filer may see of it otherwise.
-    report.similar_open_cases = public_view.present_all(None, similar_open_cases(report))
+    report.similar_open_cases = public_view.present_all(None, rows_of_driver(similar or [], True))
     return report
 
 
-def similar_open_cases(report: Report) -> list[ReportRow]:
-    """Up to 5 open cases of the report's category within its duplicate radius, nearest first, through the
-    spatial index, as rows (app.services.cases.rows); the answer shows their public view (app.services.public.view)."""
-    radius = report.category.duplicate_radius_m
+def similar_cases_read(category: Category, lon: float, lat: float) -> tuple[DriverStatement, dict[str, Any]] | None:
+    """The read of up to 5 open cases of the category within its duplicate radius of the point, nearest first,
+    through the spatial index, as rows (app.services.cases.rows); None when the category has no radius."""
+    radius = category.duplicate_radius_m
     if not radius:
-        return []
-    lon, lat = public_view.exact_location(report)
-    params = {
-        **spatial.within_distance_values(lon, lat, radius),
-        "category_id": report.category_id,
-        "report_id": report.id,
-    }
-    return run_driver_rows(_similar_statement(), True, params)
+        return None
+    params = {**spatial.within_distance_values(lon, lat, radius), "category_id": category.id}
+    return _similar_statement(), params
 
 
 _SIMILAR: dict[str, DriverStatement] = {}
@@ -164,7 +161,7 @@ _SIMILAR: dict[str, DriverStatement] = {}
 def _similar_statement() -> DriverStatement:
     """Filing answers with it every time (app.dialect.engine.compiled_once); SQLAlchemy's execution path also cost
     more than running it."""
-    placeholders = {**spatial.within_distance_values(0.0, 0.0, 1.0), "category_id": 0, "report_id": 0}
+    placeholders = {**spatial.within_distance_values(0.0, 0.0, 1.0), "category_id": 0}
     return compiled_once(_SIMILAR, _similar_select, **placeholders)
 
 
@@ -177,7 +174,6 @@ def _similar_select() -> Select:
             spatial.points_within_distance_bound(Report.location, Report.id),
             Report.category_id == bindparam("category_id", type_=Integer),
             Report.status.in_(OPEN_STATUSES),
-            Report.id != bindparam("report_id", type_=Integer),
         )
         .order_by(*order)
         .limit(MAX_SIMILAR)
