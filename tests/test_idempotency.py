@@ -415,15 +415,15 @@ def test_a_retry_while_the_first_runs_never_files_twice(app, live, backend, monk
     # This thread's session must not hold SQLite's write lock while the requests run.
     real_db.session.close()
     running, finish = threading.Event(), threading.Event()
-    original = report_service.create_report
+    original = report_service.file_report
 
-    def create_and_wait(*args, **kwargs):
-        report = original(*args, **kwargs)
+    def file_and_wait(*args, **kwargs):
+        filed = original(*args, **kwargs)
         running.set()
         assert finish.wait(30)
-        return report
+        return filed
 
-    monkeypatch.setattr(report_service, "create_report", create_and_wait)
+    monkeypatch.setattr(report_service, "file_report", file_and_wait)
     results = {}
 
     def post(name):
