@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 import pytest
 from geoalchemy2.shape import to_shape
-from sqlalchemy import func, select
+from psycopg.pq import PipelineStatus
+from sqlalchemy import Integer, bindparam, event, func, select
 
+from app.dialect.engine import DriverStatement
 from app.lib.coords import gcj02_to_bd09, wgs84_to_gcj02
 from app.models import CaseEvent, Notification, Report
 from app.models.base import utcnow
@@ -189,19 +192,26 @@ def _handled(db, report_id: int) -> dict:
     }
 
 
-def test_a_read_beside_a_filing_runs_before_its_write_and_on_postgresql_in_its_round_trip(db, world):
-    from sqlalchemy import Integer, bindparam, event
-
-    from app.dialect.engine import DriverStatement
-
-    dialect = db.session.get_bind().dialect
-    same_category = Report.category_id == bindparam("category_id", type_=Integer)
-    counted = DriverStatement(select(func.count(Report.id)).where(same_category), dialect, category_id=0)
+@contextlib.contextmanager
+def sent_and_pipelined(db):
+    """The statements sent while inside, each with whether it went in a psycopg pipeline (never on SQLite)."""
     sent: list[tuple[str, bool]] = []
 
     def record(conn, _cursor, statement, *_args):
-        dbapi = conn.connection.dbapi_connection
-        sent.append((statement, getattr(getattr(dbapi, "pgconn", None), "pipeline_status", 0) != 0))
+        pgconn = getattr(conn.connection.dbapi_connection, "pgconn", None)
+        sent.append((statement, pgconn is not None and pgconn.pipeline_status != PipelineStatus.OFF))
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        yield sent
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+
+
+def test_a_read_beside_a_filing_runs_before_its_write_and_on_postgresql_in_its_round_trip(db, world):
+    dialect = db.session.get_bind().dialect
+    same_category = Report.category_id == bindparam("category_id", type_=Integer)
+    counted = DriverStatement(select(func.count(Report.id)).where(same_category), dialect, category_id=0)
 
     def file():
         return report_service.file_report(
@@ -213,12 +223,9 @@ def test_a_read_beside_a_filing_runs_before_its_write_and_on_postgresql_in_its_r
         )
 
     db.session.flush()
-    event.listen(db.engine, "before_cursor_execute", record)
-    try:
+    with sent_and_pipelined(db) as sent:
         first, read_first = file()
         second, read_second = file()
-    finally:
-        event.remove(db.engine, "before_cursor_execute", record)
     # Each read saw the reports before its own write: none, then the first.
     assert (read_first, read_second) == ([(0,)], [(1,)])
     assert second.id > first.id
@@ -235,6 +242,15 @@ def test_a_read_beside_a_filing_runs_before_its_write_and_on_postgresql_in_its_r
         )[1]
         is None
     )
+
+
+def test_a_worker_s_own_filing_asks_whether_they_serve_and_whom_to_pick_in_one_round_trip(client, db, world):
+    with sent_and_pipelined(db) as sent:
+        resp = client.post(URL, json=body(world), headers=auth_header(world.worker))
+    assert (resp.status_code, resp.json["status"], resp.json["assignee"]["id"]) == (201, "assigned", world.worker.id)
+    reads = [pipelined for statement, pipelined in sent if "worker_cells" in statement]
+    assert len(reads) == 2
+    assert all(reads) is (db.session.get_bind().dialect.name == "postgresql")
 
 
 @pytest.mark.parametrize("filer", ["worker", "resident"])
@@ -274,6 +290,10 @@ def test_worker_report_outside_own_cell_stays_submitted(client, db, world):
     assert resp.status_code == 201, resp.json
     assert resp.json["status"] == "submitted"
     assert resp.json["cell"]["code"] == NE
+    # Whom auto-dispatch would pick was read with whether they serve the cell, and left unused.
+    assert resp.json["assignee"] is None
+    actions = db.session.scalars(select(CaseEvent.action).where(CaseEvent.report_id == resp.json["id"])).all()
+    assert actions == ["create"]
 
 
 def test_report_outside_every_cell_is_kept_for_triage(client, db, world):

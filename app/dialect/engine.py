@@ -281,11 +281,11 @@ def run_together(*runs: tuple[DriverStatement, dict[str, Any]]) -> list[list[tup
 
 def raw_rows_together(statements: list[tuple[str, Any]]) -> list[tuple[list[tuple], list]]:
     """raw_rows for several statements, with each one's description: on PostgreSQL sent in one message and answered
-    in one (each statement still its own, run in order, in the session's transaction)."""
+    in one (each statement still its own, run in order, in the session's transaction); one alone as raw_rows."""
     session = db.session
     session.flush()
     conn = session.connection()
-    if conn.dialect.name != "postgresql":
+    if conn.dialect.name != "postgresql" or len(statements) == 1:
         found = []
         for sql, params in statements:
             described: list = []

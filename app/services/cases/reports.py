@@ -25,7 +25,7 @@ from sqlalchemy.orm import joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from app.dialect import queries, spatial
-from app.dialect.engine import DriverStatement, dialect_name
+from app.dialect.engine import DriverStatement, dialect_name, run_together
 from app.errors import Forbidden, NotFound, ValidationFailed
 from app.extensions import db
 from app.lib.coords import to_wgs84
@@ -49,7 +49,7 @@ from app.services.cases import attributes as attribute_answers, dispatch, notifi
 from app.services.cases.categories import find_active_by_code
 from app.services.cases.rows import report_row_by_id
 from app.services.grid.routing import route_wgs84
-from app.services.people.workers import served_cell_ids, serves
+from app.services.people.workers import served_cell_ids, serves_read
 
 
 def in_subtree(user: User, report: Report) -> bool:
@@ -139,15 +139,24 @@ def file_report(
     lon, lat = to_wgs84(location["lon"], location["lat"], crs)
     routing = route_wgs84(lon, lat)
 
-    status = ReportStatus.submitted.value
-    if routing.cell is not None:
+    now = utcnow()
+    status, picked = ReportStatus.submitted.value, None
+    if routing.cell_id is not None:
         if user.role == Role.worker.value:
-            if serves(user.id, routing.cell.id):
+            # A worker's report in their own cell is accepted, and auto-dispatch picks for it: whether they serve the
+            # cell and whom the rule would pick are read in one round trip (the pick used only if they do).
+            reads = [serves_read(user.id, routing.cell_id, now)]
+            if category.auto_dispatch:
+                reads.append(dispatch.pick_read(routing.cell_id, now))
+            found = run_together(*reads)
+            if found[0]:
                 status = ReportStatus.accepted.value
+                picked = dispatch.picked(found[1]) if len(found) > 1 else None
         elif category.auto_accept:
             status = ReportStatus.accepted.value
+            if category.auto_dispatch:
+                picked = dispatch.pick_worker(routing.cell_id, now)
 
-    now = utcnow()
     values = {
         **_DEFAULTS,
         "case_day": local_day(now),
@@ -182,14 +191,11 @@ def file_report(
             "crs": crs,
         },
     }
-    picked = None
     if status == ReportStatus.accepted.value:
         # What start_handling does to a case accepted later, done before the write: the clock starts, and
-        # auto-dispatch picks a worker (the case, not yet written, is no one's load either way), so the report is
-        # written assigned, with its create and assign events, in the same statement.
+        # auto-dispatch's pick (above: the case, not yet written, is no one's load either way) is written with the
+        # report, as assigned, with its create and assign events, in the same statement.
         values.update(sla.started_clock(category, now))
-        if category.auto_dispatch:
-            picked = dispatch.pick_worker(routing.cell_id, now)
         if picked is not None:
             worker, reason = picked
             values.update(status=ReportStatus.assigned.value, assignee_id=worker.id, assigned_at=now)

@@ -46,8 +46,13 @@ def current_on(day: date) -> ColumnElement[bool]:
 
 def serves(user_id: int, cell_id: int, at: datetime | None = None) -> bool:
     """Whether an active worker serves the cell on the local day of `at` (default: now)."""
-    found = _serves_statement().run({"user_id": user_id, "cell_id": cell_id, "day": local_day(at)})
-    return bool(found)
+    statement, values = serves_read(user_id, cell_id, at)
+    return bool(statement.run(values))
+
+
+def serves_read(user_id: int, cell_id: int, at: datetime | None = None) -> tuple[DriverStatement, dict]:
+    """serves' read (statement and values), to run with others (engine.run_together): any row means yes."""
+    return _serves_statement(), {"user_id": user_id, "cell_id": cell_id, "day": local_day(at)}
 
 
 _SERVES: dict[str, DriverStatement] = {}
