@@ -275,20 +275,26 @@ class DriverStatement:
 def run_together(*runs: tuple[DriverStatement, dict[str, Any]]) -> list[list[tuple]]:
     """Each statement's converted rows, run in the order given on the session's connection and transaction: on
     PostgreSQL in one round trip (psycopg's pipeline mode), elsewhere one after the other (SQLite is in process)."""
-    found = raw_rows_together([(stmt.sql, stmt.params(values)) for stmt, values in runs])
+    found = raw_rows_together(
+        [(stmt.sql, stmt.params(values)) for stmt, values in runs], [stmt.results is None for stmt, _ in runs]
+    )
     return [stmt.converted(rows, described) for (stmt, _), (rows, described) in zip(runs, found, strict=True)]
 
 
-def raw_rows_together(statements: list[tuple[str, Any]]) -> list[tuple[list[tuple], list]]:
-    """raw_rows for several statements, with each one's description: on PostgreSQL sent in one message and answered
-    in one (each statement still its own, run in order, in the session's transaction); one alone as raw_rows."""
+def raw_rows_together(
+    statements: list[tuple[str, Any]], describe: list[bool] | None = None
+) -> list[tuple[list[tuple], list | None]]:
+    """raw_rows for several statements, with the description of those `describe` asks for (else None): on
+    PostgreSQL sent in one message and answered in one (each statement still its own, run in order, in the session's
+    transaction); one alone as raw_rows."""
+    describe = describe or [True] * len(statements)
     session = db.session
     session.flush()
     conn = session.connection()
     if conn.dialect.name != "postgresql" or len(statements) == 1:
         found = []
-        for sql, params in statements:
-            described: list = []
+        for (sql, params), wanted in zip(statements, describe, strict=True):
+            described: list | None = [] if wanted else None
             found.append((_cursor_rows(conn, sql, params, described=described), described))
         return found
     dbapi, cursors = conn.connection.dbapi_connection, []
@@ -302,7 +308,11 @@ def raw_rows_together(statements: list[tuple[str, Any]]) -> list[tuple[list[tupl
                     conn.dispatch.before_cursor_execute(conn, cursor, sql, params, None, False)
                 cursor.execute(sql, params)
         # Leaving the pipeline waited for every answer.
-        found = [(cursor.fetchall(), list(cursor.description or ())) for cursor in cursors]
+        # A description costs psycopg a column object per column: only a statement's first run needs it.
+        found = [
+            (cursor.fetchall(), list(cursor.description or ()) if wanted else None)
+            for cursor, wanted in zip(cursors, describe, strict=True)
+        ]
         if conn.dispatch.after_cursor_execute:
             for cursor, (sql, params) in zip(cursors, statements, strict=True):
                 conn.dispatch.after_cursor_execute(conn, cursor, sql, params, None, False)
