@@ -198,3 +198,24 @@ def test_an_error_in_statements_run_together_is_sqlalchemy_s_and_the_session_goe
             engine_module.run_together(*runs)
         db.session.rollback()
         assert engine_module.run_together((fine, {"n": 4})) == [[(5,)]]
+
+
+def test_a_driver_statement_converts_its_values_by_their_types_as_sqlalchemy_does(app, db):
+    """An aware time compared with a stored one (SQLite keeps them as text in SQLAlchemy's format) finds the same
+    rows through the driver as through SQLAlchemy, the boundary included."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import bindparam, select
+
+    from app.models import Report
+    from tests.factories import make_category, make_report, make_test_grid, make_user
+
+    make_test_grid()
+    report = make_report(make_user(Role.resident), make_category(), 116.405, 39.905)
+    # A whole second: the driver's own text for it would end "+00:00" where the stored one ends ".000000".
+    report.created_at = at = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
+    db.session.flush()
+    up_to = select(Report.id).where(Report.created_at <= bindparam("at", type_=Report.created_at.type))
+    through_sqlalchemy = db.session.execute(up_to, {"at": at}).all()
+    through_the_driver = engine_module.DriverStatement(up_to, db.session.get_bind().dialect, at=at).run({"at": at})
+    assert [tuple(row) for row in through_sqlalchemy] == through_the_driver == [(report.id,)]
