@@ -97,6 +97,8 @@ class Report(TimestampMixin, db.Model):
         # The sweep's reminder query: running clocks past their warning mark.
         Index("ix_reports_status_warn", "status", "warn_at"),
         Index("ix_reports_assignee_status", "assignee_id", "status"),
+        # Auto-dispatch's last assignment of each candidate worker (app.services.cases.dispatch).
+        Index("ix_reports_assignee_assigned", "assignee_id", "assigned_at"),
         # Newest-first spatial pages: a recent window on it meets the spatial index (app.services.geoqueries).
         Index("ix_reports_created_id", "created_at", "id"),
     )

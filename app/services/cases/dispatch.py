@@ -24,25 +24,21 @@ def _pick_statement() -> Select:
     cell_id = bindparam("cell_id", type_=Integer)
     day = bindparam("day", type_=Date)
     now = bindparam("now", type_=Report.deadline_at.type)
-    candidates = select(WorkerCell.user_id).where(WorkerCell.cell_id == cell_id, current_on(day))
-    load = workload(now, candidates)
     on_duty = on_duty_expr(User.id)
     primary = WorkerCell.duty == Duty.primary.value
     tier = case((and_(primary, on_duty), 0), (primary, 1), (on_duty, 2), else_=3).label("tier")
-    last = load.c.last_assigned_at
+    # Each candidate's load as index probes of their own cases (ix_reports_assignee_status for the open and overdue
+    # ones, ix_reports_assignee_assigned for the last assignment): workload()'s grouped form read the whole reports
+    # table once the planner judged a cell's workers to have many cases.
+    theirs = Report.assignee_id == User.id
+    open_cases = select(func.count()).where(theirs, Report.status.in_(OPEN_STATUSES)).scalar_subquery()
+    overdue_cases = select(func.count()).where(theirs, overdue_backlog_filter(now)).scalar_subquery()
+    last = select(func.max(Report.assigned_at)).where(theirs).scalar_subquery()
     return (
         select(*_USERS.columns, tier)
         .join(WorkerCell, WorkerCell.user_id == User.id)
-        .outerjoin(load, load.c.user_id == User.id)
         .where(WorkerCell.cell_id == cell_id, current_on(day), User.role == Role.worker.value, User.active.is_(True))
-        .order_by(
-            tier,
-            func.coalesce(load.c.open_cases, 0),
-            func.coalesce(load.c.overdue_cases, 0),
-            case((last.is_(None), 0), else_=1),
-            last,
-            User.id,
-        )
+        .order_by(tier, open_cases, overdue_cases, case((last.is_(None), 0), else_=1), last, User.id)
         .limit(1)
     )
 
