@@ -13,19 +13,20 @@ from pathlib import Path
 # A stack ends waiting when its innermost frame is one of these (psycopg waits for the server in Python frames).
 WAITING = re.compile(r"^(Connection\.wait|wait|wait_c|EpollSelector\.select|select|poll|sleep|accept|recv_into) ")
 
-# (label, a regular expression matched against each frame "function (path:line)"); a sample counts once per label.
+# (label, a regular expression matched against each frame "function (path:line)"; with ";" in it, against runs of
+# frames, caller first); a sample counts once per label.
 BUCKETS = [
     ("the view: POST /reports (Reports.post)", r"^Reports\.post \(app/api/reports"),
     ("auth: token + session check", r"^caller_for_access_token "),
     ("connection checkout (the pool; with pre-ping before)", r"^_ConnectionFairy\._checkout "),
     ("category lookup", r"^find_active_by_code "),
-    ("create_report (routing, insert, clock, dispatch)", r"^create_report \(app/services/cases/reports"),
+    ("file_report (routing, reads, the write, dispatch)", r"^file_report \(app/services/cases/reports"),
     ("  routing: route_wgs84", r"^route_wgs84 "),
-    ("  serves (worker's own cell?)", r"^serves \(app/services/people"),
+    ("  serves + the pick (a worker's filing, one round trip)", r"^file_report \([^)]*\);run_together "),
+    ("  the write with the similar cases (one round trip)", r"^run_chained_inserts "),
     ("  ORM flush", r"^Session\.flush \(sqlalchemy/orm/session"),
-    ("  clock + auto-dispatch (start_handling)", r"^start_handling "),
-    ("    notices (announce)", r"^announce \(app/services/cases/notifications"),
-    ("answer: similar open cases (query + rows)", r"^similar_open_cases "),
+    ("  notices (announce_event)", r"^announce_event \(app/services/cases/notifications"),
+    ("answer: similar cases' rows", r"^rows_of_driver "),
     ("answer: present_all (views, cell points)", r"^present_all "),
     ("answer: marshmallow dump", r"^Schema\.dump \(marshmallow"),
     ("request parsing (webargs)", r"^Parser\.parse \(webargs"),
@@ -50,7 +51,7 @@ def summarise(path: Path, top: int = 0) -> str:
             continue
         cpu += n
         for label, pattern in BUCKETS:
-            if any(re.search(pattern, f) for f in frames):
+            if any(re.search(pattern, ";".join(frames[i:])) for i in range(len(frames))):
                 totals[label] += n
         for name in {re.sub(r":\d+\)$", ")", f) for f in frames if "(app/" in f}:
             own[name] += n
