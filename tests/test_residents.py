@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import timedelta
 from types import SimpleNamespace
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from app.models import CaseEvent, Category, Notification, Report, ReportFollower
 from app.models.base import utcnow
+from app.models.reports import FINAL_STATUSES, OPEN_STATUSES, ReportStatus
 from app.services.cases import lifecycle as cases, notifications
 from app.services.public import residents, view as public_view
 from tests.assertions import assert_problem
@@ -749,6 +751,34 @@ def test_cases_the_filer_cannot_see_are_offered_and_can_be_followed(client, db, 
 def test_a_worker_filing_gets_the_list_too(client, db, w):
     nearby = case(w, point=east(15))
     assert [s["id"] for s in file(client, w, user=w.worker)["similar_open_cases"]] == [nearby.id]
+
+
+def test_the_open_cases_spatial_index_holds_every_open_status(db, backend):
+    # The similar cases' read and the index say "open" as "not final": the same while every status is one or the other.
+    assert {status.value for status in ReportStatus} == OPEN_STATUSES | FINAL_STATUSES
+    assert not OPEN_STATUSES & FINAL_STATUSES
+    if backend != "postgis":
+        pytest.skip("the open cases' spatial index is PostgreSQL's")
+    definition = db.session.execute(
+        text("SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_reports_open_category_location'")
+    ).scalar_one()
+    # A final status added without a migration of the index would leave its cases in it.
+    assert set(re.findall(r"'(\w+)'", definition)) == set(FINAL_STATUSES)
+
+
+def test_the_similar_cases_read_uses_the_open_cases_spatial_index(db, w, backend):
+    """A filing's read of the open cases of a category near the point reads the open cases' own spatial index by
+    category: with the index of every case gone, PostgreSQL still finds one for it rather than the category's or the
+    status' index or the table."""
+    if backend != "postgis":
+        pytest.skip("the open cases' spatial index is PostgreSQL's")
+    statement, values = residents.similar_cases_read(w.category, *SW_POINT)
+    connection = db.session.connection()
+    connection.exec_driver_sql("DROP INDEX idx_reports_location")
+    connection.exec_driver_sql("SET LOCAL enable_seqscan = off")
+    plan = "\n".join(row[0] for row in connection.exec_driver_sql(f"EXPLAIN {statement.sql}", statement.params(values)))
+    assert "ix_reports_open_category_location" in plan, plan
+    assert "ix_reports_status" not in plan and "ix_reports_category_id" not in plan, plan
 
 
 def test_only_the_filing_answer_carries_similar_cases(client, db, w):

@@ -114,6 +114,8 @@ class Report(TimestampMixin, db.Model):
     status: Mapped[str] = mapped_column(String(20), nullable=False, index=True)
     description: Mapped[str] = mapped_column(Text, nullable=False)
     address: Mapped[str | None] = mapped_column(String(500))
+    # On PostgreSQL also ix_reports_open_category_location, the open cases' own spatial index by category (partial,
+    # with btree_gist: a migration's).
     location = mapped_column(Geometry("POINT", srid=4326, spatial_index=True), nullable=False)
     # What the client sent, kept for audit: the stored location is always WGS-84.
     input_crs: Mapped[str] = mapped_column(String(8), nullable=False, default="wgs84")
