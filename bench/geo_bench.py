@@ -21,9 +21,10 @@ import secrets
 import statistics
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import click
@@ -62,16 +63,22 @@ SELECT (p.created AT TIME ZONE 'Asia/Shanghai')::date, p.category_id, p.reporter
        p.created, p.created
 FROM (
     SELECT d.cell_id, d.geom,
-           now() - random() * interval '365 days' AS created,
-           (%(categories)s::int[])[1 + floor(random() * %(n_categories)s)::int] AS category_id,
-           (%(reporters)s::int[])[1 + floor(random() * %(n_reporters)s)::int] AS reporter_id,
+           now() - d.r_created * interval '365 days' AS created,
+           (%(categories)s::int[])[1 + floor(d.r_category * %(n_categories)s)::int] AS category_id,
+           (%(reporters)s::int[])[1 + floor(d.r_reporter * %(n_reporters)s)::int] AS reporter_id,
            (ARRAY['closed','closed','closed','closed','closed','closed','resolved','in_progress','assigned',
-                  'accepted','submitted'])[1 + floor(random() * 11)::int] AS status
-    FROM (SELECT c.id AS cell_id,
-                 (ST_Dump(ST_GeneratePoints(c.geom, %(base)s + CASE WHEN h.cell_id IS NULL THEN 0 ELSE %(extra)s END))).geom
-          FROM cells c LEFT JOIN bench_hot_cells h ON h.cell_id = c.id
-          WHERE c.level = 'grid' AND c.id %% %(chunks)s = %(chunk)s) d
-    ORDER BY random()
+                  'accepted','submitted'])[1 + floor(d.r_status * 11)::int] AS status
+    -- Each draw its own column: in a select list over ORDER BY random(), PostgreSQL gave every random() of a row
+    -- the same value, so each category held only some statuses (one only closed cases).
+    FROM (SELECT g.cell_id, g.geom, random() AS r_created, random() AS r_category, random() AS r_reporter,
+                 random() AS r_status
+          FROM (SELECT c.id AS cell_id,
+                       (ST_Dump(ST_GeneratePoints(c.geom, %(base)s + CASE WHEN h.cell_id IS NULL THEN 0 ELSE %(extra)s END))).geom
+                FROM cells c LEFT JOIN bench_hot_cells h ON h.cell_id = c.id
+                WHERE c.level = 'grid' AND c.id %% %(chunks)s = %(chunk)s) g
+          OFFSET 0) d
+    -- In the order they were filed, as a live table grows (that random() also ordered them, newest first).
+    ORDER BY created
 ) p
 """
 
@@ -109,6 +116,15 @@ FROM (SELECT r.id, r.created_at FROM reports r WHERE {BOX} AND r.created_at >= %
 JOIN reports r ON r.id = p.id JOIN categories k ON k.id = r.category_id LEFT JOIN cells c ON c.id = r.cell_id
 ORDER BY p.created_at DESC, p.id DESC"""
 RAW_BOX_COUNT = f"SELECT count(*) FROM (SELECT 1 FROM reports r WHERE {BOX} LIMIT {COUNT_CAP + 1}) s"
+# A filing's similar cases (app.services.public.residents.similar_cases_read): the 5 nearest open cases of the
+# category within its radius (250 m), whole rows with their distance.
+SIMILAR_WHERE = NEAR_WHERE.replace("499.995", "249.9975").replace("500.005", "250.0025").replace("<= 500)", "<= 250)")
+RAW_SIMILAR = f"""SELECT r.*, ST_X(r.location), ST_Y(r.location), {EXACT}
+FROM (SELECT r.id, {ESTIMATE} AS d FROM reports r
+      WHERE {SIMILAR_WHERE} AND r.category_id = %(category)s::integer
+        AND r.status NOT IN ('rejected', 'closed', 'duplicate', 'cancelled')
+      ORDER BY 2, 1 LIMIT 5) p
+JOIN reports r ON r.id = p.id ORDER BY p.d, p.id"""
 # The plain list (no spatial filter), newest first: the page with its joins after the LIMIT, then the exact count
 # such a list keeps (no cap without spatial filters).
 RAW_LIST_PAGE = f"""SELECT {RAW_COLUMNS}
@@ -222,8 +238,8 @@ def load_reports(dbname: str, n: int, cells: int, hot_cells: int = 500) -> int:
     """n reports: 70 % spread evenly over the grid cells, 30 % on `hot_cells` random cells (the hotspots).
 
     Points come from ST_GeneratePoints inside each cell, so each report's cell is known without routing.
-    A chunk takes every CHUNKS-th cell and is shuffled, so the table is not laid out by place (as reports
-    filed over time would not be)."""
+    A chunk takes every CHUNKS-th cell and goes in the order its reports were filed, so the table is not laid out
+    by place (as reports filed over time would not be)."""
     import psycopg
 
     base, extra = round(n * 0.7 / cells), round(n * 0.3 / hot_cells)
@@ -235,8 +251,12 @@ def load_reports(dbname: str, n: int, cells: int, hot_cells: int = 500) -> int:
             "ORDER BY random() LIMIT %s",
             (hot_cells,),
         )
-        # Building the GiST index once after the load is far quicker than growing it row by row.
-        conn.execute("DROP INDEX idx_reports_location")
+        # Building the GiST indexes once after the load is far quicker than growing them row by row.
+        spatial = conn.execute(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'reports' AND indexdef LIKE '%% USING gist %%'"
+        ).fetchall()
+        for name, _definition in spatial:
+            conn.execute(f"DROP INDEX {name}")
         params = {
             "categories": categories,
             "n_categories": len(categories),
@@ -248,8 +268,9 @@ def load_reports(dbname: str, n: int, cells: int, hot_cells: int = 500) -> int:
         for chunk in progress_bar(range(CHUNKS), "Loading reports"):
             conn.execute(LOAD_SQL, {**params, "chunks": CHUNKS, "chunk": chunk})
         conn.execute("DROP TABLE bench_hot_cells")
-        say("building the spatial index, VACUUM ANALYZE")
-        conn.execute("CREATE INDEX idx_reports_location ON reports USING gist (location)")
+        say("building the spatial indexes, VACUUM ANALYZE")
+        for _name, definition in spatial:
+            conn.execute(definition)
         conn.execute("VACUUM ANALYZE")
         total = conn.execute("SELECT count(*) FROM reports").fetchone()[0]
         say(f"{total} reports loaded")
@@ -367,7 +388,7 @@ def kept_bench_app(name: str, features: list[dict], n_reports: int, cells: int) 
 @click.option(
     "--only",
     default=None,
-    help="Comma-separated queries to time: near, bbox, hotspots, heatmap, list (default: all).",
+    help="Comma-separated queries to time: near, bbox, hotspots, heatmap, list, similar (default: all).",
 )
 @click.option(
     "--profile",
@@ -495,6 +516,31 @@ def main(n_reports, cells, runs, analytics_runs, cluster, keep_db, only, profile
         ] * max(analytics_runs // 2, 5)
         iso = {"from": t_from.isoformat(), "to": t_to.isoformat()}
         list_runs = [{"page": p, "offset": (p - 1) * 50} for p in (rng.randint(1, 20) for _ in range(runs))]
+        with app.app_context():
+            from app.extensions import db
+
+            category_id = db.session.execute(
+                db.text(f"SELECT id FROM categories WHERE code = '{CATEGORIES[0]}'")
+            ).scalar()
+            db.session.remove()
+        # What the read takes of the category: its id and radius (the default, 250 m).
+        similar_category = SimpleNamespace(id=category_id, duplicate_radius_m=250)
+        similar_runs = []
+        for run in near_runs:
+            dlat = 250 / 110_574.0
+            dlon = 250 / (111_320.0 * math.cos(math.radians(run["lat"] + dlat)))
+            lon, lat = run["lon"], run["lat"]
+            similar_runs.append(
+                {"lon": lon, "lat": lat, "category": category_id}
+                | {"x0": lon - dlon, "y0": lat - dlat, "x1": lon + dlon, "y1": lat + dlat}
+            )
+
+        def ours_similar(run: dict) -> None:
+            # As a filing runs it, inside a transaction (measure() holds one app context across the runs).
+            from app.services.public import residents
+
+            statement, values = residents.similar_cases_read(similar_category, run["lon"], run["lat"])
+            statement.run(values)
 
         targets = {
             "near r=500 m, page 50": (
@@ -522,13 +568,17 @@ def main(n_reports, cells, runs, analytics_runs, cluster, keep_db, only, profile
                 api("/api/v1/reports", {"page": lambda r: r["page"], "page_size": 50}),
                 raw(RAW_LIST_PAGE, RAW_LIST_COUNT),
             ),
+            "a filing's similar cases (in-process read)": (similar_runs, ours_similar, raw(RAW_SIMILAR)),
         }
         results["queries"] = {}
 
         def measure(suffix: str, names) -> None:
             for name in names:
                 run_list, api_call, raw_call = targets[name]
-                ours, floor = timed_pair(f"{name}{suffix}", run_list, api_call, raw_call)
+                # The similar cases' read runs in one app context, as in a filing's transaction; the API's requests
+                # each push their own.
+                with app.app_context() if api_call is ours_similar else nullcontext():
+                    ours, floor = timed_pair(f"{name}{suffix}", run_list, api_call, raw_call)
                 results["queries"][name + suffix] = {
                     "api": ours,
                     "raw": floor,
@@ -543,6 +593,7 @@ def main(n_reports, cells, runs, analytics_runs, cluster, keep_db, only, profile
         }
         short["heatmap"] = "heat map, district, 200 m, 30 days"
         short["list"] = "list, newest first, page 50"
+        short["similar"] = "a filing's similar cases (in-process read)"
         chosen = [short[name.strip()] for name in only.split(",")] if only else list(targets)
         measure("", chosen)
         if profile_runs:
