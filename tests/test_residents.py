@@ -753,7 +753,7 @@ def test_a_worker_filing_gets_the_list_too(client, db, w):
     assert [s["id"] for s in file(client, w, user=w.worker)["similar_open_cases"]] == [nearby.id]
 
 
-def test_the_open_cases_spatial_index_holds_every_open_status(db, backend):
+def test_the_open_cases_spatial_index_leaves_out_exactly_the_final_statuses(db, backend):
     # The similar cases' read and the index say "open" as "not final": the same while every status is one or the other.
     assert {status.value for status in ReportStatus} == OPEN_STATUSES | FINAL_STATUSES
     assert not OPEN_STATUSES & FINAL_STATUSES
