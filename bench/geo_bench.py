@@ -94,8 +94,15 @@ ESTIMATE = (
     f" + power(radians(ST_Y(r.location) - %(lat)s) * 6335439.327083 / power({_W}, 1.5), 2))"
 )
 EXACT = "ST_Distance(r.location::geography, ST_SetSRID(ST_MakePoint(%(lon)s, %(lat)s), 4326)::geography)"
-NEAR_WHERE = f"""r.location && ST_MakeEnvelope(%(x0)s, %(y0)s, %(x1)s, %(y1)s, 4326)
-  AND ({ESTIMATE} <= 499.995 OR ({ESTIMATE} <= 500.005 AND {EXACT} <= 500))"""
+
+
+def within_metres(radius: float) -> str:
+    """The box, then the estimate, and the exact distance only within the estimate's error of the radius."""
+    return f"""r.location && ST_MakeEnvelope(%(x0)s, %(y0)s, %(x1)s, %(y1)s, 4326)
+  AND ({ESTIMATE} <= {radius * (1 - 1e-5):.10g} OR ({ESTIMATE} <= {radius * (1 + 1e-5):.10g} AND {EXACT} <= {radius:.10g}))"""
+
+
+NEAR_WHERE = within_metres(500)
 # Both lists, as the API answers them (app.services.geoqueries.paginate_reports): the page (joins after the
 # LIMIT), then a count that stops at COUNT_CAP + 1, only when the page is full.
 RAW_NEAR_BOUND = f"""SELECT count(*), max(d) FROM (
@@ -117,11 +124,11 @@ JOIN reports r ON r.id = p.id JOIN categories k ON k.id = r.category_id LEFT JOI
 ORDER BY p.created_at DESC, p.id DESC"""
 RAW_BOX_COUNT = f"SELECT count(*) FROM (SELECT 1 FROM reports r WHERE {BOX} LIMIT {COUNT_CAP + 1}) s"
 # A filing's similar cases (app.services.public.residents.similar_cases_read): the 5 nearest open cases of the
-# category within its radius (250 m), whole rows with their distance.
-SIMILAR_WHERE = NEAR_WHERE.replace("499.995", "249.9975").replace("500.005", "250.0025").replace("<= 500)", "<= 250)")
+# category within its radius (the default), whole rows with their distance.
+SIMILAR_RADIUS_M = 250
 RAW_SIMILAR = f"""SELECT r.*, ST_X(r.location), ST_Y(r.location), {EXACT}
 FROM (SELECT r.id, {ESTIMATE} AS d FROM reports r
-      WHERE {SIMILAR_WHERE} AND r.category_id = %(category)s::integer
+      WHERE {within_metres(SIMILAR_RADIUS_M)} AND r.category_id = %(category)s::integer
         AND r.status NOT IN ('rejected', 'closed', 'duplicate', 'cancelled')
       ORDER BY 2, 1 LIMIT 5) p
 JOIN reports r ON r.id = p.id ORDER BY p.d, p.id"""
@@ -520,20 +527,16 @@ def main(n_reports, cells, runs, analytics_runs, cluster, keep_db, only, profile
             from app.extensions import db
 
             category_id = db.session.execute(
-                db.text(f"SELECT id FROM categories WHERE code = '{CATEGORIES[0]}'")
+                db.text("SELECT id FROM categories WHERE code = :code"), {"code": CATEGORIES[0]}
             ).scalar()
             db.session.remove()
-        # What the read takes of the category: its id and radius (the default, 250 m).
-        similar_category = SimpleNamespace(id=category_id, duplicate_radius_m=250)
-        similar_runs = []
-        for run in near_runs:
-            dlat = 250 / 110_574.0
-            dlon = 250 / (111_320.0 * math.cos(math.radians(run["lat"] + dlat)))
-            lon, lat = run["lon"], run["lat"]
-            similar_runs.append(
-                {"lon": lon, "lat": lat, "category": category_id}
-                | {"x0": lon - dlon, "y0": lat - dlat, "x1": lon + dlon, "y1": lat + dlat}
-            )
+        # What the read takes of the category: its id and radius.
+        similar_category = SimpleNamespace(id=category_id, duplicate_radius_m=SIMILAR_RADIUS_M)
+        similar_runs = [
+            {"lon": run["lon"], "lat": run["lat"], "category": category_id}
+            | dict(zip(("x0", "y0", "x1", "y1"), degree_box(run["lon"], run["lat"], SIMILAR_RADIUS_M), strict=True))
+            for run in near_runs
+        ]
 
         def ours_similar(run: dict) -> None:
             # As a filing runs it, inside a transaction (measure() holds one app context across the runs).
