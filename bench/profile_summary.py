@@ -22,7 +22,7 @@ BUCKETS = [
     ("category lookup", r"^find_active_by_code "),
     ("file_report (routing, reads, the write, dispatch)", r"^file_report \(app/services/cases/reports"),
     ("  routing: route_wgs84", r"^route_wgs84 "),
-    ("  serves + the pick (a worker's filing, one round trip)", r"^file_report \([^)]*\);run_together "),
+    ("  a worker's filing: their cells (cached) and the pick", r"^(cells_served_on|pick_worker) "),
     ("  the write with the similar cases (one round trip)", r"^run_chained_inserts "),
     ("  ORM flush", r"^Session\.flush \(sqlalchemy/orm/session"),
     ("  notices (announce_event)", r"^announce_event \(app/services/cases/notifications"),

@@ -10,12 +10,13 @@ from types import SimpleNamespace
 import pytest
 from geoalchemy2.shape import to_shape
 from psycopg.pq import PipelineStatus
-from sqlalchemy import Integer, bindparam, event, func, select
+from sqlalchemy import Integer, bindparam, delete, event, func, select, update
 
 from app.dialect.engine import DriverStatement
 from app.lib.coords import gcj02_to_bd09, wgs84_to_gcj02
-from app.models import CaseEvent, Notification, Report
+from app.models import CaseEvent, Cell, Notification, Report, WorkerCell
 from app.models.base import utcnow
+from app.services.calendar.worktime import local_day
 from app.services.cases import reports as report_service, sla
 from tests.assertions import assert_problem
 from tests.factories import (
@@ -24,6 +25,7 @@ from tests.factories import (
     OTHER_COMMUNITY,
     OTHER_GRID,
     auth_header,
+    make_assignment,
     make_category,
     make_escalated_case,
     make_report,
@@ -244,13 +246,40 @@ def test_a_read_beside_a_filing_runs_before_its_write_and_on_postgresql_in_its_r
     )
 
 
-def test_a_worker_s_own_filing_asks_whether_they_serve_and_whom_to_pick_in_one_round_trip(client, db, world):
-    with sent_and_pipelined(db) as sent:
-        resp = client.post(URL, json=body(world), headers=auth_header(world.worker))
-    assert (resp.status_code, resp.json["status"], resp.json["assignee"]["id"]) == (201, "assigned", world.worker.id)
-    reads = [pipelined for statement, pipelined in sent if "worker_cells" in statement]
-    assert len(reads) == 2
-    assert all(reads) is (db.session.get_bind().dialect.name == "postgresql")
+def test_a_worker_s_filing_reads_their_cells_once_then_asks_only_whom_to_pick(client, db, world):
+    """Whether a worker serves the cell comes from the process's cache of assignments: read on their first filing of
+    the day, then never again until an assignment changes. In their own cell the filing asks auto-dispatch's pick;
+    elsewhere it asks nothing before its write."""
+
+    def file(point) -> tuple[dict, list[str]]:
+        with sent_and_pipelined(db) as sent:
+            resp = client.post(URL, json=body(world, point), headers=auth_header(world.worker))
+        assert resp.status_code == 201, resp.json
+        return resp.json, [statement for statement, _ in sent if "worker_cells" in statement]
+
+    first, first_reads = file(SW_POINT)
+    assert (first["status"], first["assignee"]["id"]) == ("assigned", world.worker.id)
+    assert len(first_reads) == 2  # their cells, then the pick
+    again, again_reads = file(SW_POINT)
+    assert (again["status"], again["assignee"]["id"]) == ("assigned", world.worker.id)
+    assert again_reads == first_reads[1:]
+    elsewhere, elsewhere_reads = file(NE_POINT)
+    assert (elsewhere["status"], elsewhere["assignee"], elsewhere_reads) == ("submitted", None, [])
+
+    # An assignment made since (here the NE cell, from today) is seen by the next filing.
+    make_assignment(world.worker, world.cells[NE], valid_from=local_day())
+    now_theirs, now_reads = file(NE_POINT)
+    assert (now_theirs["status"], now_theirs["assignee"]["id"], len(now_reads)) == ("assigned", world.worker.id, 2)
+    # One that ended yesterday no longer counts, nor one withdrawn.
+    theirs = WorkerCell.user_id == world.worker.id
+    sw = select(Cell.id).where(Cell.code == SW).scalar_subquery()
+    db.session.execute(
+        update(WorkerCell).where(theirs, WorkerCell.cell_id == sw).values(valid_to=local_day() - timedelta(days=1))
+    )
+    db.session.execute(delete(WorkerCell).where(theirs, WorkerCell.cell_id != sw))
+    db.session.commit()
+    for point in (SW_POINT, NE_POINT):
+        assert file(point)[0]["status"] == "submitted"
 
 
 @pytest.mark.parametrize("filer", ["worker", "resident"])

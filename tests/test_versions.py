@@ -9,14 +9,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text, update
+from sqlalchemy import delete, text, update
 
-from app.models import Category, Cell, Role, User
+from app.models import Category, Cell, Role, User, WorkerCell
 from app.services import versions
 from tests.factories import (
     COMMUNITY,
     PASSWORD,
     committed_world,
+    make_assignment,
     make_category,
     make_report,
     make_test_grid,
@@ -194,6 +195,25 @@ def test_cells_move_only_their_version(app, db):
     after = current()
     assert after["cells"] != before["cells"]
     assert (after["auth"], after["categories"]) == (before["auth"], before["categories"])
+
+
+def test_assignments_move_only_their_version(app, db):
+    def current() -> dict[str, int]:
+        return dict(db.session.execute(text("SELECT name, version FROM cache_versions")).all())
+
+    cells = make_test_grid()
+    worker = make_user(Role.worker)
+    others = ("auth", "categories", "cells")
+    for change in (
+        lambda: make_assignment(worker, cells[COMMUNITY]),
+        lambda: db.session.execute(update(WorkerCell).values(duty="backup")),
+        lambda: db.session.execute(delete(WorkerCell)),
+    ):
+        before = current()
+        change()
+        after = current()
+        assert after["assignments"] != before["assignments"]
+        assert [after[name] for name in others] == [before[name] for name in others]
 
 
 def test_the_watched_tables_are_those_whose_triggers_move_a_version(app, db):

@@ -21,7 +21,7 @@ from sqlalchemy.orm.attributes import instance_dict, set_committed_value
 from app.dialect.engine import open_write_transactions_with, raw_rows
 from app.extensions import db
 
-AUTH, CATEGORIES, CELLS = "auth", "categories", "cells"
+AUTH, ASSIGNMENTS, CATEGORIES, CELLS = "auth", "assignments", "categories", "cells"
 _READ = "SELECT name, version FROM cache_versions"
 # Where a request keeps the versions it read: the request's own environ (g outlives a request when the tests hold
 # one app context around several).
@@ -123,9 +123,9 @@ def _take_opening_read(rows: list[tuple]) -> None:
 open_write_transactions_with(_READ, _take_opening_read)
 
 
-# The tables whose triggers move a version (migrations b7e2c41d9a05 and c4d8e1f27a36): only a request's write to
-# one of them makes it read the versions again; filing a case or acting on one writes none.
-WATCHED_TABLES = frozenset({"users", "auth_sessions", "categories", "cells"})
+# The tables whose triggers move a version (migrations b7e2c41d9a05, c4d8e1f27a36 and e2b7c9d4a613): only a
+# request's write to one of them makes it read the versions again; filing a case or acting on one writes none.
+WATCHED_TABLES = frozenset({"users", "auth_sessions", "categories", "cells", "worker_cells"})
 
 
 def _forget_versions() -> None:

@@ -25,7 +25,7 @@ from sqlalchemy.orm import joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from app.dialect import queries, spatial
-from app.dialect.engine import DriverStatement, dialect_name, run_together
+from app.dialect.engine import DriverStatement, dialect_name
 from app.errors import Forbidden, NotFound, ValidationFailed
 from app.extensions import db
 from app.lib.coords import to_wgs84
@@ -49,7 +49,7 @@ from app.services.cases import attributes as attribute_answers, dispatch, notifi
 from app.services.cases.categories import find_active_by_code
 from app.services.cases.rows import report_row_by_id
 from app.services.grid.routing import route_wgs84
-from app.services.people.workers import served_cell_ids, serves_read
+from app.services.people.workers import cells_served_on, served_cell_ids
 
 
 def in_subtree(user: User, report: Report) -> bool:
@@ -143,15 +143,13 @@ def file_report(
     status, picked = ReportStatus.submitted.value, None
     if routing.cell_id is not None:
         if user.role == Role.worker.value:
-            # A worker's report in their own cell is accepted, and auto-dispatch picks for it: whether they serve the
-            # cell and whom the rule would pick are read in one round trip (the pick used only if they do).
-            reads = [serves_read(user.id, routing.cell_id, now)]
-            if category.auto_dispatch:
-                reads.append(dispatch.pick_read(routing.cell_id, now))
-            found = run_together(*reads)
-            if found[0]:
+            # A worker's report in their own cell is accepted, and auto-dispatch picks for it. Whether they serve it
+            # comes from the process's cache of assignments: a report elsewhere asks the database nothing before
+            # its write.
+            if routing.cell_id in cells_served_on(user.id, local_day(now)):
                 status = ReportStatus.accepted.value
-                picked = dispatch.picked(found[1]) if len(found) > 1 else None
+                if category.auto_dispatch:
+                    picked = dispatch.pick_worker(routing.cell_id, now)
         elif category.auto_accept:
             status = ReportStatus.accepted.value
             if category.auto_dispatch:

@@ -36,6 +36,7 @@ from app.models import (
     in_subtree,
 )
 from app.models.base import utcnow
+from app.services import versions
 from app.services.calendar.worktime import local_day
 
 
@@ -48,6 +49,22 @@ def serves(user_id: int, cell_id: int, at: datetime | None = None) -> bool:
     """Whether an active worker serves the cell on the local day of `at` (default: now)."""
     statement, values = serves_read(user_id, cell_id, at)
     return bool(statement.run(values))
+
+
+def cells_served_on(user_id: int, day: date) -> frozenset[int]:
+    """The ids of the cells a worker is assigned to on the local day, from this process's cache: every filing by a
+    worker asks it, and any change to any assignment drops the cache (cache_versions' `assignments`). The caller
+    has checked that the user is an active worker (serves checks it in its read)."""
+    store = versions.cache(versions.ASSIGNMENTS, "served")
+    found = store.get((user_id, day))
+    if found is None:
+        # store.get read the version before these rows: a change committed in between only drops them sooner.
+        version = versions.current_version(versions.ASSIGNMENTS)
+        found = frozenset(
+            db.session.scalars(select(WorkerCell.cell_id).where(WorkerCell.user_id == user_id, current_on(day)))
+        )
+        store.put((user_id, day), found, version)
+    return found
 
 
 def serves_read(user_id: int, cell_id: int, at: datetime | None = None) -> tuple[DriverStatement, dict]:
