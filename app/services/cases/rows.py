@@ -219,6 +219,13 @@ def report_rows_page(where: ColumnElement[bool], order_by: list, limit: int, off
     return _builder(db.session.execute(stmt).all(), False)
 
 
+def first_rows(where: list[ColumnElement[bool]], order_by: list, limit: int, distance: ColumnElement) -> Select:
+    """The first `limit` reports meeting `where` in `order_by` order, with their `distance`, as ReportRow's columns
+    in one flat statement: for a few rows, where rows_of_statement's page of ids and its join cost PostgreSQL more
+    to plan than they saved (each statement is planned for its values)."""
+    return _statement(where, distance).order_by(*order_by).limit(limit)
+
+
 def rows_of_statement(page: Select, distance: ColumnElement | None = None) -> Select:
     """The reports of `page`, a select of (Report.id, n) with n their position, in that order, as ReportRow's
     columns (run them with run_rows_of or run_driver_rows): the page and its rows in one statement."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
-from sqlalchemy import ColumnElement, Float, Integer, Select, bindparam, delete, exists, func, select
+from sqlalchemy import ColumnElement, Float, Integer, Select, bindparam, delete, exists, select
 from sqlalchemy.orm import aliased
 
 from app.dialect import spatial
@@ -33,7 +33,7 @@ from app.models import (
 from app.models.base import utcnow
 from app.models.labels import STATUS_LABELS, label
 from app.services.cases import reports as report_service
-from app.services.cases.rows import rows_of_driver, rows_of_statement
+from app.services.cases.rows import first_rows, rows_of_driver
 from app.services.public import view as public_view
 
 MAX_SIMILAR = 5
@@ -168,17 +168,15 @@ def _similar_statement() -> DriverStatement:
 
 def _similar_select() -> Select:
     lon, lat = bindparam("lon", type_=Float), bindparam("lat", type_=Float)
-    order = (spatial.local_distance_m(Report.location, lon, lat), Report.id)
-    page = (
-        select(Report.id, func.row_number().over(order_by=order).label("n"))
-        .where(
+    return first_rows(
+        [
             spatial.points_within_distance_bound(Report.location, Report.id),
             Report.category_id == bindparam("category_id", type_=Integer),
             # The open cases, said as the open cases' spatial index says it on PostgreSQL (its predicate): no btree
             # index serves a NOT IN, so the planner does not AND the status index into that one.
             Report.status.not_in(FINAL_STATUSES),
-        )
-        .order_by(*order)
-        .limit(MAX_SIMILAR)
+        ],
+        [spatial.local_distance_m(Report.location, lon, lat), Report.id],
+        MAX_SIMILAR,
+        spatial.distance_m(Report.location, lon, lat),
     )
-    return rows_of_statement(page, spatial.distance_m(Report.location, lon, lat))
