@@ -56,18 +56,8 @@ def pick_worker(cell_id: int, now: datetime) -> tuple[User, str] | None:
     tier the fewest open cases, then the fewest overdue, then the longest since their last assignment
     (never assigned first), then the lowest id so the choice is deterministic.
     """
-    statement, values = pick_read(cell_id, now)
-    return picked(statement.run(values))
-
-
-def pick_read(cell_id: int, now: datetime) -> tuple[DriverStatement, dict]:
-    """pick_worker's read (statement and values), to run with others (engine.run_together); its rows go to picked."""
     pick = compiled_once(_PICK, _pick_statement, cell_id=0, day=date(2000, 1, 1), now=datetime(2000, 1, 1, tzinfo=UTC))
-    return pick, {"cell_id": cell_id, "day": local_day(now), "now": now}
-
-
-def picked(rows: list[tuple]) -> tuple[User, str] | None:
-    """The worker and the reason from pick_read's rows."""
+    rows = pick.run({"cell_id": cell_id, "day": local_day(now), "now": now})
     if not rows:
         return None
     *columns, tier = rows[0]

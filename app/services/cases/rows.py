@@ -243,5 +243,5 @@ def run_driver_rows(stmt: DriverStatement, with_distance: bool, params: dict[str
 
 
 def rows_of_driver(rows: list[tuple], with_distance: bool) -> list[ReportRow]:
-    """The ReportRows of a rows_of_statement compiled once and run elsewhere (engine.run_together, say)."""
+    """The ReportRows of a rows_of_statement or first_rows compiled once and run elsewhere (engine.run_together)."""
     return _builder(rows, with_distance)

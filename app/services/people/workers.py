@@ -47,8 +47,7 @@ def current_on(day: date) -> ColumnElement[bool]:
 
 def serves(user_id: int, cell_id: int, at: datetime | None = None) -> bool:
     """Whether an active worker serves the cell on the local day of `at` (default: now)."""
-    statement, values = serves_read(user_id, cell_id, at)
-    return bool(statement.run(values))
+    return bool(_serves_statement().run({"user_id": user_id, "cell_id": cell_id, "day": local_day(at)}))
 
 
 def cells_served_on(user_id: int, day: date) -> frozenset[int]:
@@ -67,16 +66,11 @@ def cells_served_on(user_id: int, day: date) -> frozenset[int]:
     return found
 
 
-def serves_read(user_id: int, cell_id: int, at: datetime | None = None) -> tuple[DriverStatement, dict]:
-    """serves' read (statement and values), to run with others (engine.run_together): any row means yes."""
-    return _serves_statement(), {"user_id": user_id, "cell_id": cell_id, "day": local_day(at)}
-
-
 _SERVES: dict[str, DriverStatement] = {}
 
 
 def _serves_statement() -> DriverStatement:
-    """Every report a worker files asks it (app.dialect.engine.compiled_once)."""
+    """A worker's every step on a case and every photo they attach asks it (app.dialect.engine.compiled_once)."""
     placeholders = {"user_id": 0, "cell_id": 0, "day": date(2000, 1, 1)}
     return compiled_once(_SERVES, _serves_select, **placeholders)
 
