@@ -13,8 +13,7 @@ from pathlib import Path
 # A stack ends waiting when its innermost frame is one of these (psycopg waits for the server in Python frames).
 WAITING = re.compile(r"^(Connection\.wait|wait|wait_c|EpollSelector\.select|select|poll|sleep|accept|recv_into) ")
 
-# (label, a regular expression matched against each frame "function (path:line)"; with ";" in it, against runs of
-# frames, caller first); a sample counts once per label.
+# (label, a regular expression matched against each frame "function (path:line)"); a sample counts once per label.
 BUCKETS = [
     ("the view: POST /reports (Reports.post)", r"^Reports\.post \(app/api/reports"),
     ("auth: token + session check", r"^caller_for_access_token "),
@@ -51,7 +50,7 @@ def summarise(path: Path, top: int = 0) -> str:
             continue
         cpu += n
         for label, pattern in BUCKETS:
-            if any(re.search(pattern, ";".join(frames[i:])) for i in range(len(frames))):
+            if any(re.search(pattern, f) for f in frames):
                 totals[label] += n
         for name in {re.sub(r":\d+\)$", ")", f) for f in frames if "(app/" in f}:
             own[name] += n
